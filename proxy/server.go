@@ -1,0 +1,250 @@
+// Package proxy is txlane's PostgreSQL wire-protocol proxy: it accepts client
+// connections, relays their login to PostgreSQL and carries each client's
+// messages to the backend that serves it.
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+)
+
+// Options configure a Server. Zero values mean the defaults documented on
+// each field; Primary is required.
+type Options struct {
+	// Primary is the server the primary lane connects to. Host, port, TLS and
+	// runtime-parameter defaults come from it; user and database come from
+	// each client's startup message.
+	Primary *pgconn.Config
+	// TLS, when set, lets clients negotiate TLS with txlane.
+	TLS *tls.Config
+	// MaxClientConn caps concurrent client connections (default 1000). Beyond
+	// it a client is refused with SQLSTATE 53300.
+	MaxClientConn int
+	// MaxMessageSize caps the body of one client message in bytes (default 64 MiB).
+	MaxMessageSize int
+	// ClientLoginTimeout bounds the startup phase, TLS and authentication
+	// included (default 60s).
+	ClientLoginTimeout time.Duration
+	// Logger receives the proxy's logs (default: no logs).
+	Logger *zap.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxClientConn <= 0 {
+		o.MaxClientConn = 1000
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = 64 << 20
+	}
+	if o.ClientLoginTimeout <= 0 {
+		o.ClientLoginTimeout = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+}
+
+// Server accepts PostgreSQL clients and proxies them. A Server is safe for
+// concurrent use.
+type Server struct {
+	opts Options
+	log  *zap.Logger
+	keys *cancelKeys
+
+	clients atomic.Int64 // connections past accept, in any phase
+	nextID  atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		listeners map[net.Listener]struct{}
+		conns     map[net.Conn]struct{}
+		closed    bool
+	}
+	wg sync.WaitGroup
+}
+
+// New returns a Server for opts.
+func New(opts Options) (*Server, error) {
+	if opts.Primary == nil {
+		return nil, errors.New("proxy: Options.Primary is required")
+	}
+	opts.setDefaults()
+	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys()}
+	s.mu.listeners = make(map[net.Listener]struct{})
+	s.mu.conns = make(map[net.Conn]struct{})
+	return s, nil
+}
+
+// Serve accepts clients on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.mu.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.mu.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.track(conn) {
+			conn.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(conn)
+			s.handle(conn)
+		}()
+	}
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return false
+	}
+	s.mu.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.mu.conns, c)
+	s.mu.Unlock()
+}
+
+// Close stops accepting, closes every client connection (and with it its
+// backends) and waits for the sessions to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.mu.closed = true
+	for ln := range s.mu.listeners {
+		ln.Close()
+	}
+	for c := range s.mu.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Clients returns the number of client connections currently open.
+func (s *Server) Clients() int { return int(s.clients.Load()) }
+
+// handle runs one client connection from its first byte to its close.
+func (s *Server) handle(raw net.Conn) {
+	defer raw.Close()
+	n := s.clients.Add(1)
+	defer s.clients.Add(-1)
+
+	log := s.log.With(zap.Uint64("client", s.nextID.Add(1)), zap.Stringer("addr", raw.RemoteAddr()))
+	raw.SetDeadline(time.Now().Add(s.opts.ClientLoginTimeout))
+
+	hello, err := readHello(raw, s.opts.TLS)
+	if err != nil {
+		s.refuseHello(raw, log, err)
+		return
+	}
+	if hello.cancel != nil {
+		s.forwardCancel(log, hello.cancel.ProcessID, hello.cancel.SecretKey)
+		return
+	}
+	sess := &session{
+		srv:     s,
+		client:  hello.conn,
+		cr:      newMsgReader(hello.br, s.opts.MaxMessageSize),
+		cw:      bufio.NewWriterSize(hello.conn, writeBufSize),
+		startup: hello.startup,
+		log: log.With(zap.String("user", hello.startup.Parameters["user"]),
+			zap.String("database", hello.startup.Parameters["database"]),
+			zap.String("application_name", hello.startup.Parameters["application_name"])),
+	}
+	if n > int64(s.opts.MaxClientConn) {
+		log.Warn("refusing client: max_client_conn reached", zap.Int("max_client_conn", s.opts.MaxClientConn))
+		sess.fail(fatalf(CodeTooManyConnections, "no more connections allowed (max_client_conn)"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ClientLoginTimeout)
+	err = sess.login(ctx)
+	cancel()
+	if sess.keyPID != 0 {
+		defer s.keys.unregister(sess.keyPID)
+	}
+	if err != nil {
+		return
+	}
+	hello.conn.SetDeadline(time.Time{})
+	sess.primary.conn.SetDeadline(time.Time{})
+	sess.log.Debug("client logged in")
+	sess.serve()
+}
+
+// refuseHello reports a failed startup phase: protocol-level failures are
+// answered with an ErrorResponse, handshake violations are logged and closed.
+func (s *Server) refuseHello(raw net.Conn, log *zap.Logger, err error) {
+	var pe *pgError
+	var he *errHandshake
+	switch {
+	case errors.As(err, &pe):
+		log.Info("refusing client", zap.Error(err))
+		w := bufio.NewWriter(raw)
+		writeError(w, pe)
+		w.Flush()
+	case errors.As(err, &he):
+		log.Warn("closing client: startup protocol violation", zap.String("reason", he.msg))
+	case isClosedConn(err):
+		log.Debug("client closed before startup")
+	default:
+		log.Info("client startup failed", zap.Error(err))
+	}
+}
+
+// forwardCancel passes a client's CancelRequest to the backend running that
+// client's request. Unknown keys are ignored, as PostgreSQL does.
+func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
+	sess := s.keys.lookup(pid, secret)
+	if sess == nil {
+		log.Info("cancel request with unknown key ignored")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sendCancel(ctx, sess.primary.target); err != nil {
+		log.Warn("forwarding cancel request failed", zap.Error(err))
+	}
+}
+
+var noDeadline time.Time

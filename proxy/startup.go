@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Startup packet limits, as PostgreSQL's postmaster enforces them.
+const (
+	maxStartupPacketLen = 10_000 // MAX_STARTUP_PACKET_LENGTH
+	minStartupPacketLen = 8      // length + request code
+)
+
+// Request codes that take the place of a protocol version in a startup packet.
+const (
+	codeCancelRequest = 80877102
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+)
+
+// errHandshake marks a client that broke the startup protocol. Such a client is
+// closed without an ErrorResponse (it is not speaking the protocol) and logged.
+type errHandshake struct{ msg string }
+
+func (e *errHandshake) Error() string { return e.msg }
+
+func handshakeErr(format string, args ...any) error {
+	return &errHandshake{msg: fmt.Sprintf(format, args...)}
+}
+
+// clientHello is the outcome of a client's startup phase.
+type clientHello struct {
+	conn    net.Conn      // the client socket, TLS-wrapped if negotiated
+	br      *bufio.Reader // reads conn; may hold bytes the client pipelined after startup
+	startup *pgproto3.StartupMessage
+	cancel  *pgproto3.CancelRequest // set instead of startup for a cancel request
+	tls     bool
+}
+
+// readHello runs the client side of the startup phase up to (and including)
+// the StartupMessage or CancelRequest: SSL and GSSAPI negotiation included.
+// The caller sets the login deadline on raw.
+func readHello(raw net.Conn, tlsConfig *tls.Config) (*clientHello, error) {
+	h := &clientHello{conn: raw, br: bufio.NewReaderSize(raw, readBufSize)}
+	for {
+		code, body, err := readStartupPacket(h.br)
+		if err != nil {
+			return nil, err
+		}
+		switch code {
+		case codeSSLRequest, codeGSSENCRequest:
+			name := "SSLRequest"
+			if code == codeGSSENCRequest {
+				name = "GSSENCRequest"
+			}
+			if h.tls {
+				return nil, handshakeErr("%s received inside an established TLS session", name)
+			}
+			// NOTE: bytes that arrived with the request would be read as if they
+			// had come through the encrypted channel (CVE-2021-23214): refuse.
+			if h.br.Buffered() > 0 {
+				return nil, handshakeErr("%d unencrypted bytes followed the %s", h.br.Buffered(), name)
+			}
+			if code == codeGSSENCRequest || tlsConfig == nil {
+				if _, err := raw.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if _, err := raw.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			tc := tls.Server(raw, tlsConfig)
+			if err := tc.Handshake(); err != nil {
+				return nil, handshakeErr("TLS handshake: %v", err)
+			}
+			h.conn, h.tls = tc, true
+			h.br = bufio.NewReaderSize(tc, readBufSize)
+		case codeCancelRequest:
+			msg := &pgproto3.CancelRequest{}
+			if err := msg.Decode(body); err != nil {
+				return nil, handshakeErr("malformed CancelRequest: %v", err)
+			}
+			h.cancel = msg
+			return h, nil
+		default:
+			if code>>16 != 3 {
+				return nil, &pgError{Severity: "FATAL", Code: CodeFeatureNotSupported,
+					Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff)}
+			}
+			msg := &pgproto3.StartupMessage{}
+			if err := msg.Decode(body); err != nil {
+				return nil, &pgError{Severity: "FATAL", Code: CodeProtocolViolation,
+					Message: "invalid startup packet layout", Detail: err.Error()}
+			}
+			if msg.Parameters["user"] == "" {
+				return nil, &pgError{Severity: "FATAL", Code: CodeInvalidAuthorization,
+					Message: "no PostgreSQL user name specified in startup packet"}
+			}
+			h.startup = msg
+			return h, nil
+		}
+	}
+}
+
+// readStartupPacket reads one length-prefixed startup-phase packet and returns
+// its request code and the whole body (code included), as pgproto3 decodes it.
+func readStartupPacket(br *bufio.Reader) (code uint32, body []byte, err error) {
+	hdr, err := br.Peek(4)
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(hdr) == 0 {
+			return 0, nil, io.EOF // connection probe: a port scan or health check
+		}
+		return 0, nil, handshakeErr("incomplete startup packet: %v", err)
+	}
+	n := int32(binary.BigEndian.Uint32(hdr))
+	if n < minStartupPacketLen || n > maxStartupPacketLen {
+		return 0, nil, handshakeErr("invalid length of startup packet: %d", n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return 0, nil, handshakeErr("incomplete startup packet: %v", err)
+	}
+	return binary.BigEndian.Uint32(buf[4:]), buf[4:], nil
+}
