@@ -1,0 +1,54 @@
+# txlane developer entry points.
+#
+#   make run    start PostgreSQL with pgvector in .tmp/pg (installing both if missing) and
+#               txlane in front of it on 127.0.0.1:6432
+#   make test   go vet and every test against a throwaway PostgreSQL (scripts/test.sh);
+#               extra go test flags: make test TESTFLAGS='-run TestVector -v'
+#
+# PostgreSQL clusters come from scripts/pg.sh; `make pg-stop` stops the one `make run` left.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO ?= go
+TESTFLAGS ?=
+export TESTFLAGS
+
+PGDIR := .tmp/pg
+
+.DEFAULT_GOAL := build
+.PHONY: build bin/txlane run test pg-start pg-stop bench fmt vet clean
+
+build: bin/txlane
+
+# Always handed to go build, which knows best whether anything changed.
+bin/txlane:
+	$(GO) build -o $@ ./cmd/txlane
+
+run: bin/txlane pg-start
+	dsn=$$(bash scripts/pg.sh dsn $(PGDIR)); \
+	sed -e "s|^primary:.*|primary: \"$$dsn\"|" examples/txlane.yaml >.tmp/txlane.yaml
+	@echo 'Connect with: psql "postgres://postgres@127.0.0.1:6432/txlane_test?sslmode=disable"'
+	@echo 'PostgreSQL keeps running afterwards; stop it with: make pg-stop'
+	exec bin/txlane --config .tmp/txlane.yaml
+
+test:
+	bash scripts/test.sh
+
+pg-start:
+	bash scripts/pg.sh start $(PGDIR)
+
+pg-stop:
+	bash scripts/pg.sh stop $(PGDIR)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fmt:
+	$(GO) fmt ./...
+
+vet:
+	$(GO) vet ./...
+
+clean: pg-stop
+	rm -rf bin .tmp/txlane.yaml

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# test.sh — every check of the repository: go vet and go test against a real PostgreSQL.
+#
+# Unless TXLANE_TEST_DATABASE already names a database, one throwaway cluster is started with
+# scripts/pg.sh (installing PostgreSQL and pgvector if needed) and shared by all packages; it is
+# stopped again however the run ends. Extra `go test` flags come from TESTFLAGS, split on
+# whitespace (e.g. TESTFLAGS='-run TestVector -v'). Exits non-zero if vet or any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pgdir=
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	if [[ -n $pgdir ]]; then
+		bash scripts/pg.sh stop "$pgdir" || echo "test.sh: could not stop the cluster in $pgdir" >&2
+	fi
+}
+trap cleanup EXIT
+
+command -v go >/dev/null 2>&1 || {
+	echo "test.sh: go is not on PATH" >&2
+	exit 1
+}
+
+# Packages use cgo (pg_query_go): without a C compiler Go turns cgo off and they do not build.
+cc=$(go env CC)
+if ! command -v "${cc%% *}" >/dev/null 2>&1; then
+	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+		echo "test.sh: installing a C compiler for cgo" >&2
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >&2
+	else
+		echo "test.sh: no C compiler ($cc) for cgo: install gcc" >&2
+		exit 1
+	fi
+fi
+
+if [[ -z ${TXLANE_TEST_DATABASE:-} ]]; then
+	pgdir=$(mktemp -d "${TMPDIR:-/tmp}/txlane-test-pg.XXXXXX")
+	# The owner pid makes pg.sh stop the cluster even if this script is killed outright.
+	TXLANE_TEST_DATABASE=$(TXLANE_PG_OWNER_PID=$$ bash scripts/pg.sh start "$pgdir")
+	export TXLANE_TEST_DATABASE
+fi
+echo "test.sh: TXLANE_TEST_DATABASE=$TXLANE_TEST_DATABASE" >&2
+
+flags=()
+read -ra flags <<<"${TESTFLAGS:-}"
+
+status=0
+go vet ./... || status=$?
+go test -count=1 -timeout 20m "${flags[@]}" ./... || status=$?
+exit "$status"
