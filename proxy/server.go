@@ -60,6 +60,8 @@ type Server struct {
 	opts Options
 	log  *zap.Logger
 	keys *cancelKeys
+	// lanes is the vector lane; nil when no read pool is configured.
+	lanes *lanePools
 
 	clients atomic.Int64 // connections past accept, in any phase
 	nextID  atomic.Uint64
@@ -186,7 +188,7 @@ func (s *Server) handle(raw net.Conn) {
 		srv:     s,
 		client:  hello.conn,
 		cr:      newMsgReader(hello.br, s.opts.MaxMessageSize),
-		cw:      bufio.NewWriterSize(hello.conn, writeBufSize),
+		out:     clientWriter{w: bufio.NewWriterSize(hello.conn, writeBufSize)},
 		startup: hello.startup,
 		log: log.With(zap.String("user", hello.startup.Parameters["user"]),
 			zap.String("database", hello.startup.Parameters["database"]),
@@ -242,7 +244,10 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sendCancel(ctx, sess.primary.target); err != nil {
+	sess.mu.Lock()
+	target := *sess.mu.running
+	sess.mu.Unlock()
+	if err := sendCancel(ctx, target); err != nil {
 		log.Warn("forwarding cancel request failed", zap.Error(err))
 	}
 }

@@ -27,19 +27,22 @@ const (
 	TxFailed TxStatus = 'E'
 )
 
-// session is one client connection and the backend that serves it.
+// session is one client connection and the backends that serve it.
 //
-// Goroutines: serve's goroutine reads the client and writes the backend
-// (clientLoop); relay reads the backend and writes the client. Each socket
-// direction has exactly one owner. The client writer cw belongs to the login
-// code, then to relay, and after relay has returned to serve again (final
-// errors). Shared state lives in mu.
+// Goroutines: serve's goroutine reads the client, builds request units and
+// sends them to a lane (clientLoop); it also reads the vector lane's answers,
+// since it waits for them before the next unit. relay reads the primary and
+// writes the client. Writes to the client go through out, whose lock is held
+// for whole messages only, so asynchronous primary messages (notifications)
+// never split a vector-lane message.
+//
+// Lock order: mu, then out.mu. Neither is held across a read.
 type session struct {
 	srv    *Server
 	log    *zap.Logger
 	client net.Conn
 	cr     *msgReader
-	cw     *bufio.Writer
+	out    clientWriter
 
 	startup *pgproto3.StartupMessage
 	primary *backend
@@ -49,17 +52,52 @@ type session struct {
 
 	stopping atomic.Bool // set when serve tears the session down: relay stays quiet
 
+	// Owned by the client goroutine.
+	cur batch
+	// open is the primary request of a unit partly sent (up to a Flush)
+	// whose Sync has not come yet: the rest of the unit joins it.
+	open   *request
+	stmts  map[string]*preparedStmt // the client's prepared statements, "" = unnamed
+	onPrim map[string]stmtKey       // what the primary holds under each client name
+
 	mu struct {
 		sync.Mutex
 		// txStatus is the ground truth of the client's transaction state: it
 		// changes only in observeReadyForQuery.
 		txStatus TxStatus
-		// inFlight counts requests (Query, Sync, FunctionCall) sent to the
-		// backend and not yet answered by ReadyForQuery.
-		inFlight int
+		// pending lists the requests sent to the primary and not yet answered
+		// by ReadyForQuery, oldest first.
+		pending []*request
 		// params holds the server's ParameterStatus values as last reported.
 		params map[string]string
+		// running is the backend executing the client's current request: the
+		// target of the client's cancel requests.
+		running *cancelTarget
 	}
+}
+
+// clientWriter serialises writes to the client socket by whole messages.
+type clientWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+// request describes how relay treats the answer to one unit sent to the
+// primary.
+type request struct {
+	// swallow lists the replies to messages txlane injected at the start of
+	// the unit (ParseComplete, CloseComplete), dropped in order.
+	swallow []byte
+	// internal, when set, marks a query of txlane's own: nothing of its answer
+	// reaches the client.
+	internal *internalQuery
+}
+
+// internalQuery collects the answer to a query txlane runs on the primary.
+type internalQuery struct {
+	rows [][]string
+	err  *pgproto3.ErrorResponse
+	done chan struct{}
 }
 
 // TxStatus returns the client's transaction status.
@@ -69,14 +107,65 @@ func (s *session) TxStatus() TxStatus {
 	return s.mu.txStatus
 }
 
-// observeReadyForQuery records the status byte of a ReadyForQuery on its way
-// to the client. It is the only writer of txStatus.
-func (s *session) observeReadyForQuery(status byte) {
+// observeReadyForQuery records the status of a ReadyForQuery from the primary
+// and retires the request it answers. It is the only writer of txStatus.
+func (s *session) observeReadyForQuery(status byte) *request {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.mu.txStatus = TxStatus(status)
-	if s.mu.inFlight > 0 {
-		s.mu.inFlight--
+	if len(s.mu.pending) == 0 {
+		return nil
 	}
+	req := s.mu.pending[0]
+	s.mu.pending[0] = nil
+	s.mu.pending = s.mu.pending[1:]
+	return req
+}
+
+// head returns the oldest unanswered primary request, or nil.
+func (s *session) head() *request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mu.pending) == 0 {
+		return nil
+	}
+	return s.mu.pending[0]
+}
+
+// headFor returns the oldest unanswered request, which the message of type
+// typ answers, and whether that message is the reply to a message txlane
+// injected (to be swallowed).
+func (s *session) headFor(typ byte) (req *request, swallow bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mu.pending) == 0 {
+		return nil, false
+	}
+	req = s.mu.pending[0]
+	if len(req.swallow) > 0 {
+		if typ == req.swallow[0] {
+			req.swallow = req.swallow[1:]
+			return req, true
+		}
+		if typ == msgErrorResponse {
+			// An injected message failed: the server skips the rest of the
+			// unit, and the client sees why.
+			req.swallow = nil
+		}
+	}
+	return req, false
+}
+
+// inFlight reports how many requests the primary has not answered yet.
+func (s *session) inFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.pending)
+}
+
+func (s *session) push(req *request) {
+	s.mu.Lock()
+	s.mu.pending = append(s.mu.pending, req)
 	s.mu.Unlock()
 }
 
@@ -101,7 +190,7 @@ func (s *session) login(ctx context.Context) error {
 	}
 	b := &backend{conn: conn, r: newMsgReader(conn, 0), w: bufio.NewWriterSize(conn, writeBufSize), target: target}
 	s.primary = b
-	res, err := relayLogin(b, startup, s.cr, s.cw, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
+	res, err := relayLogin(b, startup, s.cr, s.out.w, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
 		// NOTE: the target is complete before the key is registered, so a
 		// cancel request that finds the session finds a usable target.
 		b.target.pid, b.target.secret = server.ProcessID, server.SecretKey
@@ -134,24 +223,29 @@ func (s *session) login(ctx context.Context) error {
 
 // fail reports e to the client and returns it.
 func (s *session) fail(e *pgError) error {
-	writeError(s.cw, e)
-	s.cw.Flush()
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	writeError(s.out.w, e)
+	s.out.w.Flush()
 	return e
 }
 
 // serve runs the session until the client leaves or a side fails, then
 // releases everything: a client that vanishes leaves no transaction open.
 func (s *session) serve() {
+	s.stmts = make(map[string]*preparedStmt)
+	s.onPrim = make(map[string]stmtKey)
+	s.mu.Lock()
+	s.mu.running = &s.primary.target
+	s.mu.Unlock()
+
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- s.relay() }()
 
 	err := s.clientLoop()
 	s.stopping.Store(true)
 
-	s.mu.Lock()
-	busy := s.mu.inFlight > 0
-	s.mu.Unlock()
-	if busy && !errors.Is(err, errClientTerminated) {
+	if s.inFlight() > 0 && !errors.Is(err, errClientTerminated) {
 		// NOTE: closing the socket alone does not stop a running statement
 		// (the server notices only when it next writes); cancel it so its
 		// locks go now, not when it finishes.
@@ -167,8 +261,7 @@ func (s *session) serve() {
 	var pe *pgError
 	if errors.As(err, &pe) {
 		s.log.Info("closing client", zap.Error(err))
-		writeError(s.cw, pe)
-		s.cw.Flush()
+		s.fail(pe)
 	} else if err != nil && !errors.Is(err, errClientTerminated) && !isClosedConn(err) {
 		s.log.Debug("client connection ended", zap.Error(err))
 	}
@@ -177,10 +270,10 @@ func (s *session) serve() {
 
 var errClientTerminated = errors.New("client sent Terminate")
 
-// clientLoop forwards client messages to the backend until the client
-// terminates, disconnects or breaks the protocol.
+// clientLoop reads the client's messages into request units and sends each
+// to its lane, until the client terminates, disconnects or breaks the
+// protocol.
 func (s *session) clientLoop() error {
-	b := s.primary
 	for {
 		typ, _, err := s.cr.next()
 		if err != nil {
@@ -196,34 +289,144 @@ func (s *session) clientLoop() error {
 			return err
 		}
 		switch typ {
-		case msgQuery, msgSync, msgFunctionCall:
-			s.mu.Lock()
-			s.mu.inFlight++
-			s.mu.Unlock()
 		case msgTerminate:
 			s.cr.skip()
 			return errClientTerminated
-		}
-		if err := s.cr.forward(b.w); err != nil {
-			return err
-		}
-		if !s.cr.buffered() {
-			if err := b.w.Flush(); err != nil {
+		case msgCopyData, msgCopyDone, msgCopyFail:
+			// COPY FROM STDIN runs on the primary lane only: stream it there.
+			if err := s.cr.forward(s.primary.w); err != nil {
 				return err
 			}
+			if !s.cr.buffered() {
+				if err := s.primary.w.Flush(); err != nil {
+					return err
+				}
+			}
+			continue
+		case msgFunctionCall:
+			// The fast-path function call interface: always the primary's.
+			if err := s.cur.add(typ, s.cr); err != nil {
+				return err
+			}
+			s.cur.synced = true
+		default:
+			if err := s.cur.add(typ, s.cr); err != nil {
+				return err
+			}
+		}
+		switch {
+		case s.cur.synced:
+			err = s.dispatch()
+		case typ == msgFlush || len(s.cur.buf) > maxBatchBytes:
+			// NOTE: a client that flushes before Sync waits for answers
+			// mid-batch; the batch is pinned to the primary lane from here
+			// to its Sync (fail safe).
+			err = s.sendPrimary(&s.cur)
+			s.cur.reset()
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// relay forwards backend messages to the client, observing ReadyForQuery and
-// ParameterStatus on the way. It flushes only when the backend has nothing more
-// buffered, so a response goes out in as few writes as possible.
+// dispatch sends the completed unit in s.cur to its lane.
+func (s *session) dispatch() error {
+	defer s.cur.reset()
+	if s.open == nil && s.srv.lanes != nil {
+		if handled, err := s.tryVectorLane(&s.cur); handled || err != nil {
+			return err
+		}
+	}
+	return s.sendPrimary(&s.cur)
+}
+
+// sendPrimary sends b, a whole unit or the part of one up to a Flush, to the
+// primary lane. Statements the unit uses that the primary does not hold (they
+// were prepared on the vector lane) are prepared first; their ParseComplete
+// is swallowed.
+func (s *session) sendPrimary(b *batch) error {
+	w := s.primary.w
+	if s.open == nil {
+		s.open = &request{}
+		s.push(s.open)
+	}
+	var pre []byte
+	var swallow []byte
+	defined := map[string]bool{}
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		switch {
+		case m.typ == msgParse:
+			defined[m.name] = true
+		case (m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S') && !defined[m.name]:
+			defined[m.name] = true
+			st := s.stmts[m.name]
+			if st == nil {
+				break // the server reports the unknown statement
+			}
+			if k, ok := s.onPrim[m.name]; !ok || k != st.key {
+				if ok && m.name != "" {
+					pre = appendCloseStmt(pre, m.name)
+					swallow = append(swallow, msgCloseComplete)
+				}
+				pre = appendParse(pre, m.name, st)
+				swallow = append(swallow, msgParseComplete)
+				s.onPrim[m.name] = st.key
+			}
+		}
+	}
+	if len(swallow) > 0 {
+		s.mu.Lock()
+		s.open.swallow = append(s.open.swallow, swallow...)
+		s.mu.Unlock()
+	}
+	s.noteStatements(b, s.onPrim)
+	if b.synced {
+		s.open = nil
+	}
+	w.Write(pre)
+	if err := b.writeTo(w); err != nil {
+		return err
+	}
+	if s.cr.buffered() {
+		return nil // more is coming: let it coalesce
+	}
+	return w.Flush()
+}
+
+// noteStatements updates the client's statement registry, and what the
+// connection that runs b holds (held), for the Parse and Close messages of b
+// and for the unnamed statement a simple Query discards.
+func (s *session) noteStatements(b *batch, held map[string]stmtKey) {
+	if b.sql != "" {
+		delete(held, "")
+	}
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		switch {
+		case m.typ == msgParse:
+			s.stmts[m.name] = m.stmt
+			held[m.name] = m.stmt.key
+		case m.typ == msgClose && m.kind == 'S':
+			delete(s.stmts, m.name)
+			delete(held, m.name)
+		}
+	}
+}
+
+// relay forwards primary messages to the client, observing ReadyForQuery and
+// ParameterStatus on the way. It flushes only when the primary has nothing
+// more buffered, so a response goes out in as few writes as possible.
 func (s *session) relay() error {
 	b := s.primary
 	fatal := false
 	for {
 		if !b.r.buffered() {
-			if err := s.cw.Flush(); err != nil {
+			s.out.mu.Lock()
+			err := s.out.w.Flush()
+			s.out.mu.Unlock()
+			if err != nil {
 				return s.relayStop(err, fatal)
 			}
 		}
@@ -231,44 +434,128 @@ func (s *session) relay() error {
 		if err != nil {
 			return s.relayStop(err, fatal)
 		}
+		req, swallowed := s.headFor(typ)
+		if req != nil && req.internal != nil {
+			if err := s.internalReply(req, typ); err != nil {
+				return s.relayStop(err, fatal)
+			}
+			continue
+		}
+		if swallowed {
+			if err := b.r.skip(); err != nil {
+				return s.relayStop(err, fatal)
+			}
+			continue
+		}
+		s.out.mu.Lock()
 		switch typ {
 		case msgReadyForQuery:
-			body, err := b.r.body()
-			if err != nil {
-				return s.relayStop(err, fatal)
+			var body []byte
+			if body, err = b.r.body(); err == nil {
+				if len(body) != 1 {
+					err = errors.New("malformed ReadyForQuery from server")
+				} else {
+					s.observeReadyForQuery(body[0])
+					writeRaw(s.out.w, typ, body)
+				}
 			}
-			if len(body) != 1 {
-				return s.relayStop(errors.New("malformed ReadyForQuery from server"), fatal)
-			}
-			s.observeReadyForQuery(body[0])
-			writeRaw(s.cw, typ, body)
 		case msgParameterStatus:
-			body, err := b.r.body()
-			if err != nil {
-				return s.relayStop(err, fatal)
+			var body []byte
+			if body, err = b.r.body(); err == nil {
+				var ps pgproto3.ParameterStatus
+				if ps.Decode(body) == nil {
+					s.mu.Lock()
+					s.mu.params[ps.Name] = ps.Value
+					s.mu.Unlock()
+				}
+				writeRaw(s.out.w, typ, body)
 			}
-			var ps pgproto3.ParameterStatus
-			if ps.Decode(body) == nil {
-				s.mu.Lock()
-				s.mu.params[ps.Name] = ps.Value
-				s.mu.Unlock()
-			}
-			writeRaw(s.cw, typ, body)
 		case msgErrorResponse:
-			body, err := b.r.body()
-			if err != nil {
-				return s.relayStop(err, fatal)
+			var body []byte
+			if body, err = b.r.body(); err == nil {
+				// A FATAL error is the server explaining its own exit:
+				// nothing to add after it.
+				fatal = fatal || isFatal(body)
+				writeRaw(s.out.w, typ, body)
 			}
-			// A FATAL error is the server explaining its own exit: nothing to
-			// add after it.
-			fatal = fatal || isFatal(body)
-			writeRaw(s.cw, typ, body)
 		default:
-			if err := b.r.forward(s.cw); err != nil {
-				return s.relayStop(err, fatal)
-			}
+			err = b.r.forward(s.out.w)
+		}
+		s.out.mu.Unlock()
+		if err != nil {
+			return s.relayStop(err, fatal)
 		}
 	}
+}
+
+// internalReply consumes one message of the answer to a query of txlane's own.
+func (s *session) internalReply(req *request, typ byte) error {
+	q := req.internal
+	b := s.primary
+	switch typ {
+	case msgDataRow:
+		body, err := b.r.body()
+		if err != nil {
+			return err
+		}
+		var dr pgproto3.DataRow
+		if err := dr.Decode(body); err != nil {
+			return err
+		}
+		row := make([]string, len(dr.Values))
+		for i, v := range dr.Values {
+			row[i] = string(v)
+		}
+		q.rows = append(q.rows, row)
+	case msgErrorResponse:
+		body, err := b.r.body()
+		if err != nil {
+			return err
+		}
+		q.err = &pgproto3.ErrorResponse{}
+		q.err.Decode(body)
+	case msgReadyForQuery:
+		body, err := b.r.body()
+		if err != nil {
+			return err
+		}
+		if len(body) != 1 {
+			return errors.New("malformed ReadyForQuery from server")
+		}
+		s.observeReadyForQuery(body[0])
+		close(q.done)
+	case 'A', msgParameterStatus:
+		// Asynchronous: still the client's.
+		s.out.mu.Lock()
+		err := b.r.forward(s.out.w)
+		s.out.mu.Unlock()
+		return err
+	default:
+		return b.r.skip()
+	}
+	return nil
+}
+
+// relayStop ends relay. If the backend failed while the session was live, the
+// client gets an error and is closed; if serve is tearing the session down,
+// relay just returns.
+func (s *session) relayStop(err error, quiet bool) error {
+	if s.stopping.Load() {
+		return err
+	}
+	s.out.mu.Lock()
+	// What was already received still reaches the client. If that fails, the
+	// error was the client's, not the backend's.
+	clientOK := s.out.w.Flush() == nil
+	if clientOK && !quiet && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnError(err)) {
+		s.log.Warn("backend connection lost", zap.Error(err))
+		writeError(s.out.w, &pgError{Severity: "FATAL", Code: CodeConnectionFailure,
+			Message: "server connection lost", Detail: "The PostgreSQL backend serving this session closed its connection."})
+		s.out.w.Flush()
+	}
+	s.out.mu.Unlock()
+	s.client.Close() // unblocks clientLoop
+	return err
 }
 
 // isFatal reports whether an ErrorResponse body has severity FATAL or PANIC.
@@ -286,26 +573,6 @@ func isFatal(body []byte) bool {
 		body = body[2+end:]
 	}
 	return false
-}
-
-// relayStop ends relay. If the backend failed while the session was live, the
-// client gets an error and is closed; if serve is tearing the session down,
-// relay just returns.
-func (s *session) relayStop(err error, quiet bool) error {
-	if s.stopping.Load() {
-		return err
-	}
-	// What was already received still reaches the client. If that fails, the
-	// error was the client's, not the backend's.
-	clientOK := s.cw.Flush() == nil
-	if clientOK && !quiet && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnError(err)) {
-		s.log.Warn("backend connection lost", zap.Error(err))
-		writeError(s.cw, &pgError{Severity: "FATAL", Code: CodeConnectionFailure,
-			Message: "server connection lost", Detail: "The PostgreSQL backend serving this session closed its connection."})
-		s.cw.Flush()
-	}
-	s.client.Close() // unblocks clientLoop
-	return err
 }
 
 func isClosedConn(err error) bool {

@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"bufio"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// maxBatchBytes bounds how much of an extended-protocol batch txlane holds
+// before its Sync arrives. A longer batch is sent to the primary lane as it
+// comes (fail safe) instead of growing without limit.
+const maxBatchBytes = 1 << 20
+
+// Backend message types the relays look at.
+const (
+	msgParseComplete = '1'
+	msgCloseComplete = '3'
+	msgDataRow       = 'D'
+	msgRowDesc       = 'T'
+)
+
+// batchMsg is one client message of a batch: its raw bytes are
+// buf[start:end] of the batch; the fields describe what routing needs.
+type batchMsg struct {
+	typ        byte
+	start, end int
+	// name is the statement named by Parse, Bind, Describe 'S' or Close 'S';
+	// portal the portal named by Bind, Execute, Describe 'P' or Close 'P'.
+	name, portal string
+	kind         byte // Describe and Close: 'S' or 'P'
+	// stmt is the statement a Parse defines.
+	stmt *preparedStmt
+}
+
+// batch is one request unit: a simple Query, or the extended-protocol
+// messages up to and including Sync (or Flush). The client goroutine owns it.
+type batch struct {
+	buf  []byte
+	msgs []batchMsg
+	// sql is the query text of a simple Query batch.
+	sql string
+	// synced is true when the batch ends with Sync or is a simple Query: the
+	// server answers it with ReadyForQuery.
+	synced bool
+}
+
+func (b *batch) reset() {
+	b.buf = b.buf[:0]
+	b.msgs = b.msgs[:0]
+	b.sql = ""
+	b.synced = false
+}
+
+func (b *batch) empty() bool { return len(b.msgs) == 0 }
+
+// add copies the current message of r into the batch and decodes the fields
+// routing needs.
+func (b *batch) add(typ byte, r *msgReader) error {
+	body, err := r.body()
+	if err != nil {
+		return err
+	}
+	start := len(b.buf)
+	b.buf = append(b.buf, typ, 0, 0, 0, 0)
+	b.buf = append(b.buf, body...)
+	putLen(b.buf[start+1:], len(body))
+	m := batchMsg{typ: typ, start: start, end: len(b.buf)}
+	switch typ {
+	case msgQuery:
+		var q pgproto3.Query
+		if err := q.Decode(body); err != nil {
+			return err
+		}
+		b.sql = q.String
+		b.synced = true
+	case msgSync:
+		b.synced = true
+	case msgParse:
+		var p pgproto3.Parse
+		if err := p.Decode(body); err != nil {
+			return err
+		}
+		m.name = p.Name
+		m.stmt = &preparedStmt{sql: p.Query, paramOIDs: p.ParameterOIDs, key: makeStmtKey(p.Query, p.ParameterOIDs)}
+	case msgBind:
+		// Bind starts with the portal and statement names; the rest (parameter
+		// values) is not decoded.
+		portal, rest, ok := cstring(body)
+		if !ok {
+			return errMalformed(typ)
+		}
+		name, _, ok := cstring(rest)
+		if !ok {
+			return errMalformed(typ)
+		}
+		m.portal, m.name = portal, name
+	case msgDescribe, msgClose:
+		if len(body) < 2 {
+			return errMalformed(typ)
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return errMalformed(typ)
+		}
+		m.kind = body[0]
+		if m.kind == 'S' {
+			m.name = name
+		} else {
+			m.portal = name
+		}
+	case msgExecute:
+		portal, _, ok := cstring(body)
+		if !ok {
+			return errMalformed(typ)
+		}
+		m.portal = portal
+	}
+	b.msgs = append(b.msgs, m)
+	return nil
+}
+
+func errMalformed(typ byte) error {
+	return &pgError{Severity: "FATAL", Code: CodeProtocolViolation, Message: "malformed " + string(typ) + " message"}
+}
+
+// cstring splits a NUL-terminated string off b.
+func cstring(b []byte) (s string, rest []byte, ok bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
+}
+
+func putLen(dst []byte, bodyLen int) {
+	n := uint32(bodyLen + 4)
+	dst[0], dst[1], dst[2], dst[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+}
+
+// appendParse encodes a Parse of st under name.
+func appendParse(dst []byte, name string, st *preparedStmt) []byte {
+	out, _ := (&pgproto3.Parse{Name: name, Query: st.sql, ParameterOIDs: st.paramOIDs}).Encode(dst)
+	return out
+}
+
+// appendClose encodes a Close of statement name.
+func appendCloseStmt(dst []byte, name string) []byte {
+	out, _ := (&pgproto3.Close{ObjectType: 'S', Name: name}).Encode(dst)
+	return out
+}
+
+// writeTo writes the batch's raw bytes to w.
+func (b *batch) writeTo(w *bufio.Writer) error {
+	_, err := w.Write(b.buf)
+	return err
+}

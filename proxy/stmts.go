@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+)
+
+// maxLaneStatements bounds the statements txlane keeps prepared on one
+// vector-lane connection; the least recently used is closed beyond it.
+const maxLaneStatements = 256
+
+// stmtKey is the content-derived server-side name of a statement: the same SQL
+// with the same parameter types gets the same name on every vector-lane
+// connection, whichever client prepared it (as PgBouncer ≥ 1.21 does), so
+// names from different clients never collide on shared connections.
+type stmtKey string
+
+func makeStmtKey(sql string, paramOIDs []uint32) stmtKey {
+	h := sha256.New()
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(paramOIDs)))
+	h.Write(n[:])
+	for _, oid := range paramOIDs {
+		binary.BigEndian.PutUint32(n[:], oid)
+		h.Write(n[:])
+	}
+	h.Write([]byte(sql))
+	sum := h.Sum(nil)
+	return stmtKey("txlane_" + hex.EncodeToString(sum[:16]))
+}
+
+// preparedStmt is one statement a client has prepared, as the client sees it.
+type preparedStmt struct {
+	sql       string
+	paramOIDs []uint32
+	key       stmtKey
+}
+
+// stmtLRU is the set of statements prepared on one vector-lane connection,
+// in least-recently-used order. Not safe for concurrent use (the connection's
+// holder owns it).
+type stmtLRU struct {
+	max   int
+	order *list.List // of stmtKey, most recent at the front
+	elems map[stmtKey]*list.Element
+}
+
+func newStmtLRU(max int) *stmtLRU {
+	return &stmtLRU{max: max, order: list.New(), elems: make(map[stmtKey]*list.Element)}
+}
+
+func (l *stmtLRU) has(k stmtKey) bool { _, ok := l.elems[k]; return ok }
+
+// touch marks k as used now.
+func (l *stmtLRU) touch(k stmtKey) {
+	if e, ok := l.elems[k]; ok {
+		l.order.MoveToFront(e)
+	}
+}
+
+// add records k as prepared and returns the statements to close to stay
+// within the bound.
+func (l *stmtLRU) add(k stmtKey) (evict []stmtKey) {
+	if e, ok := l.elems[k]; ok {
+		l.order.MoveToFront(e)
+		return nil
+	}
+	l.elems[k] = l.order.PushFront(k)
+	for l.order.Len() > l.max {
+		e := l.order.Back()
+		old := e.Value.(stmtKey)
+		l.order.Remove(e)
+		delete(l.elems, old)
+		evict = append(evict, old)
+	}
+	return evict
+}
+
+func (l *stmtLRU) remove(k stmtKey) {
+	if e, ok := l.elems[k]; ok {
+		l.order.Remove(e)
+		delete(l.elems, k)
+	}
+}
+
+func (l *stmtLRU) len() int { return l.order.Len() }
