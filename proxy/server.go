@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/policy"
 )
 
 // Options configure a Server. Zero values mean the defaults documented on
@@ -37,6 +40,20 @@ type Options struct {
 	ClientLoginTimeout time.Duration
 	// Logger receives the proxy's logs (default: no logs).
 	Logger *zap.Logger
+
+	// ReadPool configures the vector lane; a nil ReadPool.Config disables it
+	// (every statement then runs on the primary lane).
+	ReadPool ReadPoolOptions
+	// Rules is the routing policy as configured; tables discovered in each
+	// database's catalog are added to VectorTables when Discover is set.
+	Rules policy.RulesConfig
+	// Discover finds vector tables (vector, halfvec, sparsevec columns) and
+	// function volatilities in each database's catalog, at first use and
+	// every DiscoverInterval (default 1m).
+	Discover         bool
+	DiscoverInterval time.Duration
+	// Metrics receives the proxy's metrics (default: a private set).
+	Metrics *Metrics
 }
 
 func (o *Options) setDefaults() {
@@ -52,6 +69,18 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.DiscoverInterval <= 0 {
+		o.DiscoverInterval = time.Minute
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+}
+
+// policyState is the configured policy, validated: swapped whole on reload.
+type policyState struct {
+	cfg   policy.RulesConfig
+	rules *policy.Rules
 }
 
 // Server accepts PostgreSQL clients and proxies them. A Server is safe for
@@ -61,7 +90,12 @@ type Server struct {
 	log  *zap.Logger
 	keys *cancelKeys
 	// lanes is the vector lane; nil when no read pool is configured.
-	lanes *lanePools
+	lanes   *lanePools
+	metrics *Metrics
+	policy  atomic.Pointer[policyState]
+
+	routeMu  sync.Mutex
+	dbRoutes map[string]*dbRouting // by database
 
 	clients atomic.Int64 // connections past accept, in any phase
 	nextID  atomic.Uint64
@@ -81,7 +115,16 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("proxy: Options.Primary is required")
 	}
 	opts.setDefaults()
-	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys()}
+	rules, err := policy.NewRules(opts.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: policy: %w", err)
+	}
+	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys(), metrics: opts.Metrics,
+		dbRoutes: make(map[string]*dbRouting)}
+	s.policy.Store(&policyState{cfg: opts.Rules, rules: rules})
+	if opts.ReadPool.Config != nil {
+		s.lanes = newLanePools(opts.ReadPool, opts.Logger)
+	}
 	s.mu.listeners = make(map[net.Listener]struct{})
 	s.mu.conns = make(map[net.Conn]struct{})
 	return s, nil
@@ -160,6 +203,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.lanes != nil {
+		s.lanes.close()
+	}
 	return nil
 }
 
@@ -253,3 +299,6 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 }
 
 var noDeadline time.Time
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *Metrics { return s.metrics }

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/policy"
 )
 
 // TxStatus is a client's transaction status as the last ReadyForQuery it
@@ -59,6 +62,22 @@ type session struct {
 	open   *request
 	stmts  map[string]*preparedStmt // the client's prepared statements, "" = unnamed
 	onPrim map[string]stmtKey       // what the primary holds under each client name
+	// snapshot is the client's session state as last read from the primary;
+	// snapDirty says a statement may have changed it since (then it is read
+	// again before the next offload). relay sets it on ParameterStatus too.
+	snapshot   sessionSnapshot
+	snapDirty  atomic.Bool
+	searchPath []string
+	// customs are the custom (dotted) settings the client has set, which the
+	// vector lane must mirror too.
+	customs map[string]bool
+	// portals maps the client's named portals to their statements, and
+	// unnamedPortal is the statement last bound to the unnamed portal, so that
+	// an Execute in a later unit is still attributed to its statement.
+	portals       map[string]*preparedStmt
+	unnamedPortal *preparedStmt
+	// relayGone is closed when relay returns.
+	relayGone chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -73,6 +92,9 @@ type session struct {
 		// running is the backend executing the client's current request: the
 		// target of the client's cancel requests.
 		running *cancelTarget
+		// tx is what routing knows of the client's transaction, updated as
+		// primary requests complete (see observeReadyForQuery).
+		tx policy.TxState
 	}
 }
 
@@ -91,11 +113,14 @@ type request struct {
 	// internal, when set, marks a query of txlane's own: nothing of its answer
 	// reaches the client.
 	internal *internalQuery
+	// stmts are the statements the unit executes, applied to the transaction
+	// state when its ReadyForQuery arrives.
+	stmts []*policy.Statement
 }
 
 // internalQuery collects the answer to a query txlane runs on the primary.
 type internalQuery struct {
-	rows [][]string
+	rows [][][]byte // text values; nil is NULL
 	err  *pgproto3.ErrorResponse
 	done chan struct{}
 }
@@ -108,17 +133,23 @@ func (s *session) TxStatus() TxStatus {
 }
 
 // observeReadyForQuery records the status of a ReadyForQuery from the primary
-// and retires the request it answers. It is the only writer of txStatus.
+// and retires the request it answers: its statements are applied to the
+// transaction state, then the status byte, which is the truth. It is the only
+// writer of txStatus.
 func (s *session) observeReadyForQuery(status byte) *request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.txStatus = TxStatus(status)
-	if len(s.mu.pending) == 0 {
-		return nil
+	var req *request
+	if len(s.mu.pending) > 0 {
+		req = s.mu.pending[0]
+		s.mu.pending[0] = nil
+		s.mu.pending = s.mu.pending[1:]
+		for _, st := range req.stmts {
+			s.mu.tx.Apply(st)
+		}
 	}
-	req := s.mu.pending[0]
-	s.mu.pending[0] = nil
-	s.mu.pending = s.mu.pending[1:]
+	s.mu.tx.Ready(policy.TxStatus(status))
 	return req
 }
 
@@ -239,8 +270,19 @@ func (s *session) serve() {
 	s.mu.running = &s.primary.target
 	s.mu.Unlock()
 
+	s.relayGone = make(chan struct{})
+	s.snapDirty.Store(true)
+	s.customs = make(map[string]bool)
+	s.portals = make(map[string]*preparedStmt)
+	for _, name := range startupCustomSettings(s.startup.Parameters) {
+		s.customs[name] = true
+	}
 	relayDone := make(chan error, 1)
-	go func() { relayDone <- s.relay() }()
+	go func() {
+		err := s.relay()
+		close(s.relayGone)
+		relayDone <- err
+	}()
 
 	err := s.clientLoop()
 	s.stopping.Store(true)
@@ -376,9 +418,14 @@ func (s *session) sendPrimary(b *batch) error {
 			}
 		}
 	}
-	if len(swallow) > 0 {
+	var stmts []*policy.Statement
+	if s.srv.lanes != nil {
+		stmts = s.executedStatements(b)
+	}
+	if len(swallow) > 0 || len(stmts) > 0 {
 		s.mu.Lock()
 		s.open.swallow = append(s.open.swallow, swallow...)
+		s.open.stmts = append(s.open.stmts, stmts...)
 		s.mu.Unlock()
 	}
 	s.noteStatements(b, s.onPrim)
@@ -393,6 +440,94 @@ func (s *session) sendPrimary(b *batch) error {
 		return nil // more is coming: let it coalesce
 	}
 	return w.Flush()
+}
+
+// opaqueStmt stands for what txlane cannot attribute (a function call, an
+// Execute of an unknown portal): it may have written anything and changed
+// the session.
+var opaqueStmt = &policy.Statement{Class: policy.Unknown,
+	Flags: policy.FlagWritesUnknown | policy.FlagMayChangeSession, Reason: "not attributable"}
+
+// executedStatements returns the statements unit b executes on the primary,
+// in order, and notes their effects on what the session must track: session
+// settings that may have changed (the next offload re-reads them), custom
+// settings to mirror, and prepared statements dropped by DEALLOCATE or
+// DISCARD ALL.
+func (s *session) executedStatements(b *batch) []*policy.Statement {
+	cl := s.routing().classifier
+	var out []*policy.Statement
+	if b.sql != "" {
+		out = append(out, cl.Classify(b.sql))
+		s.unnamedPortal = nil
+	}
+	defined := map[string]*preparedStmt{}
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		switch m.typ {
+		case msgFunctionCall:
+			out = append(out, opaqueStmt)
+		case msgParse:
+			defined[m.name] = m.stmt
+		case msgBind:
+			st := defined[m.name]
+			if st == nil {
+				st = s.stmts[m.name]
+			}
+			if m.portal == "" {
+				s.unnamedPortal = st
+			} else {
+				s.portals[m.portal] = st
+			}
+		case msgClose:
+			if m.kind == 'P' {
+				delete(s.portals, m.portal)
+			}
+		case msgExecute:
+			st := s.unnamedPortal
+			if m.portal != "" {
+				st = s.portals[m.portal]
+			}
+			if st == nil {
+				out = append(out, opaqueStmt)
+				continue
+			}
+			out = append(out, cl.Classify(st.sql))
+		}
+	}
+	for _, st := range out {
+		s.noteEffects(st)
+	}
+	return out
+}
+
+// noteEffects records what statement st, sent to the primary, may do to the
+// state txlane mirrors.
+func (s *session) noteEffects(st *policy.Statement) {
+	switch {
+	case st.Class == policy.Session, st.Class == policy.TxControl, st.Class == policy.Unknown,
+		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone:
+		s.snapDirty.Store(true)
+	}
+	for _, set := range st.Settings {
+		if strings.Contains(set.Name, ".") {
+			s.customs[set.Name] = true
+		}
+	}
+	if d := st.Deallocate; d != nil {
+		if d.All {
+			clear(s.stmts)
+			clear(s.onPrim)
+		} else {
+			delete(s.stmts, d.Name)
+			delete(s.onPrim, d.Name)
+		}
+	}
+	if st.Discard == policy.DiscardAll {
+		clear(s.stmts)
+		clear(s.onPrim)
+		clear(s.portals)
+		s.unnamedPortal = nil
+	}
 }
 
 // noteStatements updates the client's statement registry, and what the
@@ -463,6 +598,7 @@ func (s *session) relay() error {
 			var body []byte
 			if body, err = b.r.body(); err == nil {
 				var ps pgproto3.ParameterStatus
+				s.snapDirty.Store(true)
 				if ps.Decode(body) == nil {
 					s.mu.Lock()
 					s.mu.params[ps.Name] = ps.Value
@@ -502,9 +638,11 @@ func (s *session) internalReply(req *request, typ byte) error {
 		if err := dr.Decode(body); err != nil {
 			return err
 		}
-		row := make([]string, len(dr.Values))
+		row := make([][]byte, len(dr.Values))
 		for i, v := range dr.Values {
-			row[i] = string(v)
+			if v != nil {
+				row[i] = append([]byte{}, v...) // body is reused by the next read
+			}
 		}
 		q.rows = append(q.rows, row)
 	case msgErrorResponse:

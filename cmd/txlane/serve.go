@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/txlane/txlane/config"
+	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/proxy"
 )
 
@@ -54,12 +55,38 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 	if err != nil {
 		return proxy.Options{}, fmt.Errorf("primary: %w", err)
 	}
+	// The vector lane reaches the primary's server unless read_pool.dsn
+	// names another; it logs in with that DSN's own credentials.
+	readPool := primary
+	if cfg.ReadPool.DSN != "" {
+		if readPool, err = pgconn.ParseConfig(cfg.ReadPool.DSN); err != nil {
+			return proxy.Options{}, fmt.Errorf("read_pool.dsn: %w", err)
+		}
+	}
+	p := cfg.Policy
 	opts := proxy.Options{
 		Primary:            primary,
 		MaxClientConn:      cfg.MaxClientConn,
 		MaxMessageSize:     int(cfg.MaxMessageSize),
 		ClientLoginTimeout: cfg.ClientLoginTimeout,
 		Logger:             log,
+		ReadPool: proxy.ReadPoolOptions{
+			Config:            readPool,
+			MaxConns:          cfg.ReadPool.MaxConns,
+			MinIdle:           cfg.ReadPool.MinIdle,
+			AcquireTimeout:    cfg.ReadPool.AcquireTimeout,
+			MaxLifetime:       cfg.ReadPool.MaxLifetime,
+			HealthCheckPeriod: cfg.ReadPool.HealthCheckPeriod,
+		},
+		Rules: policy.RulesConfig{
+			VectorTables:      p.VectorTables,
+			AfterWrite:        string(p.AfterWrite),
+			OnUnavailable:     string(cfg.ReadPool.OnUnavailable),
+			WritingFunctions:  p.WritingFunctions,
+			ReadOnlyFunctions: p.ReadOnlyFunctions,
+		},
+		Discover:         p.DiscoverVectorTables,
+		DiscoverInterval: p.DiscoverInterval,
 	}
 	if cfg.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)

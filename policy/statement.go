@@ -1,0 +1,502 @@
+package policy
+
+import (
+	"strings"
+)
+
+// Class is the coarse kind of a statement, ordered for routing: a class later
+// in the list below is "more primary-bound" than an earlier one, and a
+// multi-statement query is described by its most primary-bound part.
+//
+//	Read < LockingRead < Write < DDL < Utility < Session < TxControl < Unknown
+//
+// NOTE: the zero value is Unknown so that a Statement nobody filled in routes
+// to the primary lane.
+type Class uint8
+
+const (
+	// Unknown: the text could not be parsed or classified.
+	Unknown Class = iota
+	// Read: SELECT, VALUES, TABLE, COPY ... TO STDOUT, EXPLAIN ANALYZE of a
+	// read, with no locking clause and no writing function.
+	Read
+	// LockingRead: a read with FOR UPDATE / FOR NO KEY UPDATE / FOR SHARE /
+	// FOR KEY SHARE anywhere in it. It takes row locks, so it is a write for
+	// routing purposes.
+	LockingRead
+	// Write: INSERT, UPDATE, DELETE, MERGE, COPY FROM, TRUNCATE, SELECT INTO,
+	// CREATE TABLE AS, REFRESH MATERIALIZED VIEW, DO, CALL, and any query with
+	// a data-modifying CTE or a writing function.
+	Write
+	// DDL: CREATE / ALTER / DROP / GRANT / COMMENT / REINDEX / CLUSTER and
+	// every other statement not listed elsewhere.
+	DDL
+	// Utility: LISTEN / UNLISTEN / NOTIFY, DECLARE / FETCH / MOVE / CLOSE,
+	// PREPARE / EXECUTE / DEALLOCATE, DISCARD, VACUUM / ANALYZE, LOCK, SHOW,
+	// CHECKPOINT, LOAD, plain EXPLAIN, SET CONSTRAINTS, COPY TO a server file,
+	// and the empty query.
+	Utility
+	// Session: SET / RESET / SET ROLE / SET SESSION AUTHORIZATION /
+	// SET SESSION CHARACTERISTICS.
+	Session
+	// TxControl: BEGIN / START TRANSACTION, COMMIT / END, ROLLBACK / ABORT,
+	// SAVEPOINT, RELEASE, ROLLBACK TO, two-phase commit, SET TRANSACTION.
+	TxControl
+)
+
+var classNames = [...]string{
+	Unknown:     "Unknown",
+	Read:        "Read",
+	LockingRead: "LockingRead",
+	Write:       "Write",
+	DDL:         "DDL",
+	Utility:     "Utility",
+	Session:     "Session",
+	TxControl:   "TxControl",
+}
+
+// String returns the class name, e.g. "LockingRead".
+func (c Class) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "Class(" + itoa(int(c)) + ")"
+}
+
+// ParseClass is the inverse of [Class.String].
+func ParseClass(s string) (Class, bool) {
+	for c, n := range classNames {
+		if n == s {
+			return Class(c), true
+		}
+	}
+	return Unknown, false
+}
+
+// rank orders classes from least to most primary-bound (see [Class]).
+func (c Class) rank() int {
+	if c == Unknown || int(c) >= len(classNames) {
+		return len(classNames)
+	}
+	return int(c)
+}
+
+// MorePrimaryBound returns whichever of a and b is more primary-bound.
+func MorePrimaryBound(a, b Class) Class {
+	if b.rank() > a.rank() {
+		return b
+	}
+	return a
+}
+
+// Flags are facts about a statement that matter to routing or to the proxy's
+// bookkeeping. A multi-statement query carries the union of its parts' flags.
+type Flags uint32
+
+const (
+	// FlagLocking: a locking clause (FOR UPDATE/SHARE/...) appears anywhere.
+	FlagLocking Flags = 1 << iota
+	// FlagWriteCommand: the statement itself is a writing command (INSERT,
+	// UPDATE, DELETE, MERGE, COPY FROM, TRUNCATE, CREATE TABLE AS, REFRESH,
+	// DO, CALL), as opposed to a query that writes through a CTE, INTO or a
+	// function.
+	FlagWriteCommand
+	// FlagWritingFunction: a function that writes or takes locks is called
+	// (nextval, setval, advisory locks, lo_*, set_config, configured or
+	// catalog-volatile user functions, ...).
+	FlagWritingFunction
+	// FlagDataModifyingCTE: WITH x AS (INSERT/UPDATE/DELETE/MERGE ...).
+	FlagDataModifyingCTE
+	// FlagSelectInto: SELECT ... INTO new_table.
+	FlagSelectInto
+	// FlagWritesUnknown: the statement may write tables it does not name
+	// (user functions, DO, CALL, EXECUTE of a prepared statement). A
+	// transaction that ran it must keep all later reads (see TxState).
+	FlagWritesUnknown
+	// FlagCursor: DECLARE / FETCH / MOVE / CLOSE.
+	FlagCursor
+	// FlagListen: LISTEN / UNLISTEN.
+	FlagListen
+	// FlagSQLPrepare: SQL-level PREPARE / EXECUTE / DEALLOCATE.
+	FlagSQLPrepare
+	// FlagMultiStatement: the query text holds more than one statement.
+	FlagMultiStatement
+	// FlagHasParams: $n parameter references appear.
+	FlagHasParams
+	// FlagMayChangeSession: the statement may change session state in a way
+	// the classifier cannot see (set_config, DISCARD, DO, CALL, writing
+	// functions, LOAD, SET ... FROM CURRENT). The proxy re-reads the tracked
+	// settings from the primary before the next offload.
+	FlagMayChangeSession
+	// FlagTxDependent: the result depends on the transaction's identity
+	// (now(), CURRENT_TIMESTAMP, txid_current_if_assigned(), ...): inside a
+	// transaction block another backend would answer differently.
+	FlagTxDependent
+	// FlagBackendDependent: the result depends on the backend session itself
+	// (currval(), lastval(), session_user, pg_my_temp_schema(), ...): another
+	// backend would answer differently even outside a transaction.
+	FlagBackendDependent
+	// FlagCopy: a COPY statement.
+	FlagCopy
+	// FlagExplain: an EXPLAIN. Without ANALYZE nothing executes and the
+	// statement is Utility with no tables; with ANALYZE it is classified as
+	// the statement it runs.
+	FlagExplain
+)
+
+var flagNames = [...]string{
+	"locking", "write_command", "writing_function", "data_modifying_cte",
+	"select_into", "writes_unknown", "cursor", "listen", "sql_prepare",
+	"multi_statement", "has_params", "may_change_session", "tx_dependent",
+	"backend_dependent", "copy", "explain",
+}
+
+// Has reports whether every flag in g is set in f.
+func (f Flags) Has(g Flags) bool { return f&g == g }
+
+// Names lists the set flags as stable snake_case names, in bit order.
+func (f Flags) Names() []string {
+	var out []string
+	for i, n := range flagNames {
+		if f&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// String joins [Flags.Names] with "|".
+func (f Flags) String() string { return strings.Join(f.Names(), "|") }
+
+// ParseFlag returns the flag named n (see [Flags.Names]).
+func ParseFlag(n string) (Flags, bool) {
+	for i, s := range flagNames {
+		if s == n {
+			return 1 << i, true
+		}
+	}
+	return 0, false
+}
+
+// TxKind says which transaction-control statement ran.
+type TxKind uint8
+
+const (
+	// TxNone: not a transaction-control statement.
+	TxNone TxKind = iota
+	// TxBegin: BEGIN or START TRANSACTION.
+	TxBegin
+	// TxCommit: COMMIT or END (possibly AND CHAIN).
+	TxCommit
+	// TxRollback: ROLLBACK or ABORT (possibly AND CHAIN).
+	TxRollback
+	// TxSavepoint: SAVEPOINT name.
+	TxSavepoint
+	// TxRelease: RELEASE [SAVEPOINT] name.
+	TxRelease
+	// TxRollbackTo: ROLLBACK TO [SAVEPOINT] name.
+	TxRollbackTo
+	// TxPrepareTransaction: PREPARE TRANSACTION 'gid'.
+	TxPrepareTransaction
+	// TxCommitPrepared: COMMIT PREPARED 'gid'.
+	TxCommitPrepared
+	// TxRollbackPrepared: ROLLBACK PREPARED 'gid'.
+	TxRollbackPrepared
+	// TxSetTransaction: SET TRANSACTION ... (characteristics of the current
+	// transaction; also SET TRANSACTION SNAPSHOT).
+	TxSetTransaction
+)
+
+var txKindNames = [...]string{
+	"", "begin", "commit", "rollback", "savepoint", "release", "rollback_to",
+	"prepare_transaction", "commit_prepared", "rollback_prepared", "set_transaction",
+}
+
+// String returns a snake_case name ("" for TxNone).
+func (k TxKind) String() string {
+	if int(k) < len(txKindNames) {
+		return txKindNames[k]
+	}
+	return "txkind(" + itoa(int(k)) + ")"
+}
+
+// Isolation is a transaction isolation level.
+type Isolation uint8
+
+const (
+	// IsolationDefault: not stated; the session default applies.
+	IsolationDefault Isolation = iota
+	// ReadUncommitted behaves exactly as ReadCommitted in PostgreSQL.
+	ReadUncommitted
+	// ReadCommitted: each statement takes a fresh snapshot.
+	ReadCommitted
+	// RepeatableRead: one snapshot for the whole transaction.
+	RepeatableRead
+	// Serializable: one snapshot plus predicate locks.
+	Serializable
+)
+
+var isolationNames = [...]string{"default", "read uncommitted", "read committed", "repeatable read", "serializable"}
+
+// String returns the level as PostgreSQL spells it ("repeatable read").
+func (i Isolation) String() string {
+	if int(i) < len(isolationNames) {
+		return isolationNames[i]
+	}
+	return "isolation(" + itoa(int(i)) + ")"
+}
+
+// Snapshot reports whether the level keeps one snapshot for the whole
+// transaction, so that no statement of it may run on another backend.
+func (i Isolation) Snapshot() bool { return i >= RepeatableRead }
+
+// ParseIsolation parses a level as written in SQL or a GUC value,
+// case-insensitively ("REPEATABLE READ", "repeatable read").
+func ParseIsolation(s string) (Isolation, bool) {
+	s = strings.Join(strings.Fields(strings.ToLower(s)), " ")
+	for i, n := range isolationNames[1:] {
+		if n == s {
+			return Isolation(i + 1), true
+		}
+	}
+	return IsolationDefault, false
+}
+
+// OptBool is a boolean that may be left unstated.
+type OptBool uint8
+
+const (
+	// OptUnset: not stated.
+	OptUnset OptBool = iota
+	// OptFalse: stated false.
+	OptFalse
+	// OptTrue: stated true.
+	OptTrue
+)
+
+// Or returns the stated value, or def when unset.
+func (o OptBool) Or(def bool) bool {
+	switch o {
+	case OptTrue:
+		return true
+	case OptFalse:
+		return false
+	}
+	return def
+}
+
+// String returns "", "false" or "true".
+func (o OptBool) String() string {
+	switch o {
+	case OptTrue:
+		return "true"
+	case OptFalse:
+		return "false"
+	}
+	return ""
+}
+
+// TxIntent is what a BEGIN or SET TRANSACTION asked for. It is intent only:
+// the ReadyForQuery status byte remains the truth about whether a transaction
+// is open.
+type TxIntent struct {
+	Isolation  Isolation
+	ReadOnly   OptBool
+	Deferrable OptBool
+}
+
+// TxCommand describes a transaction-control statement (class TxControl).
+type TxCommand struct {
+	Kind   TxKind
+	Intent TxIntent
+	// Chain: COMMIT/ROLLBACK AND CHAIN, which opens a new transaction with
+	// the same characteristics at once.
+	Chain bool
+	// Savepoint names the savepoint of SAVEPOINT / RELEASE / ROLLBACK TO.
+	Savepoint string
+	// GID is the two-phase transaction identifier.
+	GID string
+}
+
+// Setting is one change to a session setting (GUC) made by SET or RESET.
+//
+// Name is lower-case; SET ROLE is "role", SET SESSION AUTHORIZATION is
+// "session_authorization", SET TIME ZONE is "timezone", SET NAMES is
+// "client_encoding", SET SCHEMA is "search_path", SET SESSION CHARACTERISTICS
+// AS TRANSACTION becomes "default_transaction_isolation" /
+// "default_transaction_read_only" / "default_transaction_deferrable".
+//
+// Value is the text PostgreSQL receives after flattening the argument list
+// (list items joined with ", ", identifiers of list-valued settings such as
+// search_path quoted when needed), suitable to re-apply as a string literal.
+// It is empty for Reset and ResetAll, and when the value could not be
+// reproduced exactly (then the statement carries FlagMayChangeSession).
+type Setting struct {
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
+	// Local: SET LOCAL; the change ends with the transaction.
+	Local bool `json:"local,omitempty"`
+	// Reset: RESET name or SET name TO DEFAULT.
+	Reset bool `json:"reset,omitempty"`
+	// ResetAll: RESET ALL (Name is empty).
+	ResetAll bool `json:"reset_all,omitempty"`
+}
+
+// Deallocate describes DEALLOCATE [PREPARE] name | ALL. SQL-level and
+// protocol-level prepared statements share one namespace in PostgreSQL, so
+// the proxy's registry must follow it.
+type Deallocate struct {
+	Name string `json:"name,omitempty"`
+	All  bool   `json:"all,omitempty"`
+}
+
+// DiscardKind is the target of a DISCARD statement.
+type DiscardKind uint8
+
+const (
+	// DiscardNone: not a DISCARD.
+	DiscardNone DiscardKind = iota
+	// DiscardAll: DISCARD ALL (also drops prepared statements, temp tables,
+	// settings, advisory locks, listeners).
+	DiscardAll
+	// DiscardPlans: DISCARD PLANS.
+	DiscardPlans
+	// DiscardSequences: DISCARD SEQUENCES.
+	DiscardSequences
+	// DiscardTemp: DISCARD TEMP.
+	DiscardTemp
+)
+
+var discardNames = [...]string{"", "all", "plans", "sequences", "temp"}
+
+// String returns "all", "plans", "sequences", "temp" or "".
+func (d DiscardKind) String() string {
+	if int(d) < len(discardNames) {
+		return discardNames[d]
+	}
+	return "discard(" + itoa(int(d)) + ")"
+}
+
+// Statement is the typed description of one query text. When the text holds
+// several statements (a simple Query may), it describes them as a whole and
+// Parts holds each one in order.
+//
+// NOTE: Statements are shared through the classifier's cache; treat one you
+// did not build as read-only.
+type Statement struct {
+	// Class of the statement; for several, the most primary-bound part's.
+	Class Class
+	// Command is the command name, e.g. "SELECT", "INSERT", "SET",
+	// "DECLARE CURSOR"; for several statements, their commands joined by "; ".
+	Command string
+	// Flags: facts used by routing and bookkeeping; for several, the union.
+	Flags Flags
+	// Reads lists tables read, schema-qualified as written, in order of first
+	// appearance, without duplicates. CTE names are not tables.
+	Reads []Table
+	// Writes lists tables written (or created, truncated, locked, or altered).
+	Writes []Table
+	// Temp lists temporary relations the statement creates; they live for
+	// the session, so reads of them must stay on the primary lane.
+	Temp []Table
+	// Tx describes transaction control; Kind is TxNone otherwise.
+	// For several statements see Parts.
+	Tx TxCommand
+	// Settings lists SET/RESET changes in order (for several statements, the
+	// parts' settings concatenated).
+	Settings []Setting
+	// Deallocate is set for DEALLOCATE.
+	Deallocate *Deallocate
+	// Discard is set for DISCARD.
+	Discard DiscardKind
+	// PrepareName is the statement name of SQL-level PREPARE / EXECUTE.
+	PrepareName string
+	// Parts holds each statement of a multi-statement text (FlagMultiStatement).
+	Parts []Statement
+	// Reason explains Unknown: the parse error text.
+	Reason string
+}
+
+// IsPureRead reports whether the statement is a read with nothing that makes
+// it primary-bound by itself (no locks, no writes, no session change, no
+// dependence on the backend). Whether it touches a vector table is a
+// separate question (see [Decide]).
+func (s *Statement) IsPureRead() bool {
+	return s.Class == Read && s.Flags&(FlagMayChangeSession|FlagBackendDependent) == 0
+}
+
+// Merge describes several statements, run as one query text, as a whole:
+// Reads, Writes, Temp and Settings are concatenated (tables de-duplicated),
+// Flags are unioned plus FlagMultiStatement, Class is the most primary-bound
+// part's. A single part is returned as is (copied).
+func Merge(parts []Statement) Statement {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	out := Statement{Class: Read, Parts: parts, Flags: FlagMultiStatement}
+	if len(parts) == 0 {
+		out.Class = Utility
+		return out
+	}
+	cmds := make([]string, 0, len(parts))
+	for i := range parts {
+		p := &parts[i]
+		out.Class = MorePrimaryBound(out.Class, p.Class)
+		out.Flags |= p.Flags
+		for _, t := range p.Reads {
+			out.Reads = AppendTable(out.Reads, t)
+		}
+		for _, t := range p.Writes {
+			out.Writes = AppendTable(out.Writes, t)
+		}
+		for _, t := range p.Temp {
+			out.Temp = AppendTable(out.Temp, t)
+		}
+		out.Settings = append(out.Settings, p.Settings...)
+		if p.Deallocate != nil {
+			out.Deallocate = p.Deallocate
+		}
+		if p.Discard != DiscardNone {
+			out.Discard = p.Discard
+		}
+		if out.Reason == "" {
+			out.Reason = p.Reason
+		}
+		cmds = append(cmds, p.Command)
+	}
+	out.Command = strings.Join(cmds, "; ")
+	return out
+}
+
+// AppendTable appends t to ts unless an identical entry is present.
+func AppendTable(ts []Table, t Table) []Table {
+	for _, u := range ts {
+		if u == t {
+			return ts
+		}
+	}
+	return append(ts, t)
+}
+
+// itoa avoids strconv for the few fallback String methods.
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	neg := i < 0
+	if neg {
+		i = -i
+	}
+	var b [20]byte
+	n := len(b)
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	if neg {
+		n--
+		b[n] = '-'
+	}
+	return string(b[n:])
+}

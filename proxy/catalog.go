@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/router"
+)
+
+// routing is what a session of one database decides with: an immutable
+// snapshot, replaced whole when the policy or the catalog changes.
+type routing struct {
+	classifier *router.Classifier
+	rules      *policy.Rules
+}
+
+// dbRouting keeps one database's routing snapshot fresh: vector tables found
+// in the catalog and function volatilities are read over the vector lane when
+// the database is first used and every discover interval after that.
+type dbRouting struct {
+	cur       atomic.Pointer[routing]
+	refreshMu sync.Mutex   // one refresh at a time
+	loaded    atomic.Int64 // unix nanos of the last successful catalog read
+}
+
+// catalogQueries read what classification and routing need from a database.
+const (
+	vectorTablesSQL = `SELECT DISTINCT n.nspname, c.relname
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE t.typname IN ('vector', 'halfvec', 'sparsevec')
+  AND a.attnum > 0 AND NOT a.attisdropped
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT LIKE 'pg_temp%'`
+	functionsSQL = `SELECT n.nspname, p.proname, max(p.provolatile::text)
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+GROUP BY 1, 2`
+)
+
+// routingFor returns the routing snapshot of database, loading it on first
+// use and refreshing it in the background when it is older than the
+// discover interval.
+func (s *Server) routingFor(database string) *routing {
+	s.routeMu.Lock()
+	dr := s.dbRoutes[database]
+	if dr == nil {
+		dr = &dbRouting{}
+		dr.cur.Store(s.baseRouting())
+		s.dbRoutes[database] = dr
+	}
+	s.routeMu.Unlock()
+
+	if s.lanes == nil || !s.opts.Discover {
+		return dr.cur.Load()
+	}
+	last := dr.loaded.Load()
+	if last == 0 {
+		s.refreshRouting(database, dr) // first use: wait for the catalog
+	} else if time.Since(time.Unix(0, last)) > s.opts.DiscoverInterval && dr.refreshMu.TryLock() {
+		dr.refreshMu.Unlock()
+		go s.refreshRouting(database, dr)
+	}
+	return dr.cur.Load()
+}
+
+// baseRouting is the routing of the configured policy alone.
+func (s *Server) baseRouting() *routing {
+	rules := s.policy.Load().rules
+	return &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, nil)), rules: rules}
+}
+
+// refreshRouting reads database's catalog over the vector lane and installs
+// a new routing snapshot. On failure the previous snapshot stays and the next
+// use tries again.
+func (s *Server) refreshRouting(database string, dr *dbRouting) {
+	dr.refreshMu.Lock()
+	defer dr.refreshMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := s.lanes.acquire(ctx, database)
+	if err != nil {
+		s.log.Warn("catalog discovery: no vector-lane connection", zap.String("database", database), zap.Error(err))
+		return
+	}
+	c := res.Value()
+	tables, terr := c.queryRows(vectorTablesSQL)
+	funcs, ferr := c.queryRows(functionsSQL)
+	s.lanes.release(res, terr != nil || ferr != nil)
+	if terr != nil || ferr != nil {
+		s.log.Warn("catalog discovery failed", zap.String("database", database), zap.Errors("errors", []error{terr, ferr}))
+		return
+	}
+	cfg := s.policy.Load().cfg
+	cfg.Discovered = nil
+	for _, row := range tables {
+		cfg.Discovered = append(cfg.Discovered, policy.Table{Schema: row[0], Name: row[1]})
+	}
+	rules, err := policy.NewRules(cfg)
+	if err != nil {
+		s.log.Warn("catalog discovery: rules", zap.Error(err))
+		return
+	}
+	cat := make([]router.CatalogFunc, 0, len(funcs))
+	for _, row := range funcs {
+		cat = append(cat, router.CatalogFunc{Schema: row[0], Name: row[1], Volatility: router.Volatility(row[2][0])})
+	}
+	dr.cur.Store(&routing{
+		classifier: router.NewClassifier(router.ConfigFromRules(rules, router.NewCatalogSnapshot(cat))),
+		rules:      rules,
+	})
+	dr.loaded.Store(time.Now().UnixNano())
+	s.log.Debug("catalog discovered", zap.String("database", database), zap.Int("vector_tables", len(tables)), zap.Int("functions", len(funcs)))
+}
+
+// queryRows runs sql on the lane connection and returns its rows as text
+// (NULL as "").
+func (c *laneConn) queryRows(sql string) ([][]string, error) {
+	var rows [][]string
+	err := c.query(sql, func(values [][]byte) {
+		row := make([]string, len(values))
+		for i, v := range values {
+			row[i] = string(v)
+		}
+		rows = append(rows, row)
+	})
+	return rows, err
+}

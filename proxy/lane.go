@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+	"go.uber.org/zap"
+)
+
+// ReadPoolOptions configure the vector lane's connection pools (one per
+// database). Zero values mean the documented defaults.
+type ReadPoolOptions struct {
+	// Config is the server and credentials the lane logs in with; its Database
+	// is replaced by the client's. Nil disables the vector lane.
+	Config *pgconn.Config
+	// MaxConns caps the connections of one database's pool (default 8).
+	MaxConns int
+	// MinIdle is how many idle connections each pool keeps open (default 0).
+	MinIdle int
+	// AcquireTimeout bounds the wait for a connection (default 2s).
+	AcquireTimeout time.Duration
+	// MaxLifetime closes connections older than this when released (default 1h).
+	MaxLifetime time.Duration
+	// HealthCheckPeriod is the interval of idle-connection checks (default 30s).
+	HealthCheckPeriod time.Duration
+}
+
+func (o *ReadPoolOptions) setDefaults() {
+	if o.MaxConns <= 0 {
+		o.MaxConns = 8
+	}
+	if o.MinIdle > o.MaxConns {
+		o.MinIdle = o.MaxConns
+	}
+	if o.AcquireTimeout <= 0 {
+		o.AcquireTimeout = 2 * time.Second
+	}
+	if o.MaxLifetime <= 0 {
+		o.MaxLifetime = time.Hour
+	}
+	if o.HealthCheckPeriod <= 0 {
+		o.HealthCheckPeriod = 30 * time.Second
+	}
+}
+
+// laneConn is one vector-lane backend connection and what txlane knows of its
+// session state. It is used by one session at a time (between Acquire and
+// Release), which owns it completely for that time.
+type laneConn struct {
+	*backend
+	pid     uint32
+	created time.Time
+	// settings holds the values txlane applied to tracked settings; a missing
+	// name means the login default.
+	settings map[string]string
+	// stmts holds the content-derived names of statements prepared here.
+	stmts *stmtLRU
+	// unnamed identifies the SQL of the unnamed statement, if txlane knows it.
+	unnamed stmtKey
+}
+
+// lanePools holds the vector lane's pools, one per database: the lane logs in
+// as the read-pool user and reaches the client's database.
+type lanePools struct {
+	opts ReadPoolOptions
+	log  *zap.Logger
+
+	mu struct {
+		sync.Mutex
+		pools  map[string]*puddle.Pool[*laneConn]
+		closed bool
+	}
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newLanePools(opts ReadPoolOptions, log *zap.Logger) *lanePools {
+	opts.setDefaults()
+	lp := &lanePools{opts: opts, log: log, stop: make(chan struct{})}
+	lp.mu.pools = make(map[string]*puddle.Pool[*laneConn])
+	return lp
+}
+
+// errLaneClosed is returned by acquire after close.
+var errLaneClosed = errors.New("vector lane closed")
+
+// pool returns the pool for database, creating it on first use.
+func (lp *lanePools) pool(database string) (*puddle.Pool[*laneConn], error) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if lp.mu.closed {
+		return nil, errLaneClosed
+	}
+	if p := lp.mu.pools[database]; p != nil {
+		return p, nil
+	}
+	cfg := lp.opts.Config.Copy()
+	cfg.Database = database
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "txlane vector lane"
+	}
+	p, err := puddle.NewPool(&puddle.Config[*laneConn]{
+		Constructor: func(ctx context.Context) (*laneConn, error) { return dialLane(ctx, cfg) },
+		Destructor:  func(c *laneConn) { c.close() },
+		MaxSize:     int32(lp.opts.MaxConns),
+	})
+	if err != nil {
+		return nil, err
+	}
+	lp.mu.pools[database] = p
+	lp.wg.Add(1)
+	go lp.maintain(database, p)
+	return p, nil
+}
+
+func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
+	hj.Conn.SetDeadline(noDeadline)
+	network, addr := pgconn.NetworkAddress(cfg.Host, cfg.Port)
+	return &laneConn{
+		backend: &backend{
+			conn: hj.Conn,
+			r:    newMsgReader(hj.Conn, 0),
+			w:    bufio.NewWriterSize(hj.Conn, writeBufSize),
+			target: cancelTarget{dial: cfg.DialFunc, network: network, addr: addr,
+				pid: hj.PID, secret: hj.SecretKey},
+		},
+		pid:      hj.PID,
+		created:  time.Now(),
+		settings: map[string]string{},
+		stmts:    newStmtLRU(maxLaneStatements),
+	}, nil
+}
+
+// close sends Terminate and closes the socket.
+func (c *laneConn) close() {
+	c.w.Write([]byte{msgTerminate, 0, 0, 0, 4})
+	c.w.Flush()
+	c.conn.Close()
+}
+
+// acquire takes a connection of database's pool, waiting at most the acquire
+// timeout (and no longer than ctx allows).
+func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Resource[*laneConn], error) {
+	p, err := lp.pool(database)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, lp.opts.AcquireTimeout)
+	defer cancel()
+	return p.Acquire(ctx)
+}
+
+// release returns res to its pool, or destroys it when it is past its
+// lifetime or its state is unknown (broken).
+func (lp *lanePools) release(res *puddle.Resource[*laneConn], broken bool) {
+	if broken || time.Since(res.Value().created) > lp.opts.MaxLifetime {
+		res.Destroy()
+		return
+	}
+	res.Release()
+}
+
+// maintain keeps a pool healthy until close: it retires idle connections past
+// their lifetime or found dead, and tops the pool up to MinIdle.
+func (lp *lanePools) maintain(database string, p *puddle.Pool[*laneConn]) {
+	defer lp.wg.Done()
+	t := time.NewTicker(lp.opts.HealthCheckPeriod)
+	defer t.Stop()
+	for {
+		lp.topUp(p)
+		select {
+		case <-lp.stop:
+			return
+		case <-t.C:
+		}
+		for _, res := range p.AcquireAllIdle() {
+			if time.Since(res.Value().created) > lp.opts.MaxLifetime || !res.Value().ping() {
+				lp.log.Debug("retiring vector-lane connection", zap.String("database", database), zap.Uint32("pid", res.Value().pid))
+				res.Destroy()
+				continue
+			}
+			res.ReleaseUnused()
+		}
+	}
+}
+
+func (lp *lanePools) topUp(p *puddle.Pool[*laneConn]) {
+	for i := int(p.Stat().IdleResources()); i < lp.opts.MinIdle && int(p.Stat().TotalResources()) < lp.opts.MaxConns; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), lp.opts.AcquireTimeout)
+		err := p.CreateResource(ctx)
+		cancel()
+		if err != nil {
+			lp.log.Warn("cannot open vector-lane connection", zap.Error(err))
+			return
+		}
+	}
+}
+
+// ping checks an idle connection with an empty query.
+func (c *laneConn) ping() bool {
+	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.conn.SetDeadline(noDeadline)
+	writeRaw(c.w, msgQuery, []byte{0})
+	if c.w.Flush() != nil {
+		return false
+	}
+	for {
+		typ, _, err := c.r.next()
+		if err != nil {
+			return false
+		}
+		if typ == msgReadyForQuery {
+			body, err := c.r.body()
+			return err == nil && len(body) == 1 && body[0] == 'I'
+		}
+		if c.r.skip() != nil {
+			return false
+		}
+	}
+}
+
+// close closes every pool.
+func (lp *lanePools) close() {
+	lp.mu.Lock()
+	if lp.mu.closed {
+		lp.mu.Unlock()
+		return
+	}
+	lp.mu.closed = true
+	pools := lp.mu.pools
+	lp.mu.Unlock()
+	close(lp.stop)
+	lp.wg.Wait()
+	for _, p := range pools {
+		p.Close()
+	}
+}
+
+// PoolStat describes one database's vector-lane pool.
+type PoolStat struct {
+	Database                        string
+	Total, Idle, Acquired, Creating int
+	AcquireCount, EmptyAcquireCount int64
+	CanceledAcquireCount            int64
+	AcquireWait                     time.Duration
+}
+
+func (lp *lanePools) stats() []PoolStat {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	var out []PoolStat
+	for db, p := range lp.mu.pools {
+		s := p.Stat()
+		out = append(out, PoolStat{
+			Database: db, Total: int(s.TotalResources()), Idle: int(s.IdleResources()),
+			Acquired: int(s.AcquiredResources()), Creating: int(s.ConstructingResources()),
+			AcquireCount: s.AcquireCount(), EmptyAcquireCount: s.EmptyAcquireCount(),
+			CanceledAcquireCount: s.CanceledAcquireCount(), AcquireWait: s.EmptyAcquireWaitTime(),
+		})
+	}
+	return out
+}

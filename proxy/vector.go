@@ -1,0 +1,515 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/policy"
+)
+
+// poisonSQL makes the primary's transaction fail after a read that ran on the
+// vector lane failed inside it: PostgreSQL would have aborted the transaction,
+// so from here the server's own state machine answers 25P02 and turns COMMIT
+// into ROLLBACK, and ROLLBACK TO SAVEPOINT recovers exactly as it would have.
+const poisonSQL = "DO $txlane$BEGIN RAISE EXCEPTION 'txlane: a read of this transaction failed on the vector lane' USING ERRCODE = 'XX000'; END$txlane$"
+
+// tryVectorLane runs unit b on the vector lane when policy allows it. handled
+// is false when b must go to the primary lane instead.
+func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
+	stmts, ok := s.unitStatements(b)
+	if !ok {
+		s.routed(policy.Primary, reasonUnitShape)
+		return false, nil
+	}
+	rt := s.routing()
+	// NOTE: no primary request is in flight when the state is read (checked
+	// below before any offload), so relay does not change it meanwhile.
+	decide := func() policy.Decision {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return policy.DecideBatch(&s.mu.tx, stmts, rt.rules, s.searchPath)
+	}
+	// A decision for the primary is final, except not_vector_read, which a
+	// fresh search_path may turn.
+	d := decide()
+	if d.Lane != policy.Vector && d.Reason != policy.ReasonNotVectorRead {
+		s.routed(d.Lane, d.Reason.String())
+		return false, nil
+	}
+	// Only at a safe point, when the primary has answered everything, is the
+	// transaction state known.
+	if s.inFlight() > 0 {
+		s.routed(policy.Primary, reasonPipelined)
+		return false, nil
+	}
+	if s.snapDirty.Load() {
+		if err := s.refreshSnapshot(); err != nil {
+			return false, err
+		}
+		d = decide()
+	}
+	if d.Lane != policy.Vector {
+		s.routed(d.Lane, d.Reason.String())
+		return false, nil
+	}
+
+	res, err := s.srv.lanes.acquire(context.Background(), s.database())
+	if err != nil {
+		fd, fallback := rt.rules.OnVectorUnavailable()
+		s.log.Warn("vector lane unavailable", zap.Error(err), zap.Bool("fallback_to_primary", fallback))
+		s.routed(fd.Lane, fd.Reason.String())
+		if fallback {
+			return false, nil
+		}
+		return true, s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
+			Message: "vector lane unavailable",
+			Detail:  fmt.Sprintf("No vector-lane connection could be had within read_pool.acquire_timeout (%s).", s.srv.lanes.opts.AcquireTimeout),
+			Hint:    "Raise read_pool.max_conns or acquire_timeout, or set read_pool.on_unavailable: primary."})
+	}
+	s.routed(d.Lane, d.Reason.String())
+	broken, err := s.runOnLane(res.Value(), b)
+	s.srv.lanes.release(res, broken)
+	return true, err
+}
+
+// routed counts a routing decision.
+func (s *session) routed(lane policy.Lane, reason string) {
+	s.srv.metrics.route(lane.String(), reason)
+}
+
+// unitStatements returns the statements unit b executes, classified. ok is
+// false when the unit cannot run on the vector lane whatever its statements:
+// it uses a named portal, closes something, calls a function, executes
+// nothing, or references a statement txlane does not know.
+func (s *session) unitStatements(b *batch) (stmts []*policy.Statement, ok bool) {
+	cl := s.routing().classifier
+	if b.sql != "" {
+		return []*policy.Statement{cl.Classify(b.sql)}, true
+	}
+	defined := map[string]*preparedStmt{}
+	var bound *preparedStmt // the statement bound to the unnamed portal
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		switch m.typ {
+		case msgParse:
+			defined[m.name] = m.stmt
+		case msgBind:
+			if m.portal != "" {
+				return nil, false // named portals stay on the primary
+			}
+			bound = defined[m.name]
+			if bound == nil {
+				bound = s.stmts[m.name]
+			}
+			if bound == nil {
+				return nil, false
+			}
+		case msgExecute:
+			if m.portal != "" || bound == nil {
+				return nil, false
+			}
+			stmts = append(stmts, cl.Classify(bound.sql))
+		case msgDescribe:
+			if m.kind != 'S' && m.portal != "" {
+				return nil, false
+			}
+			if m.kind == 'S' && defined[m.name] == nil && s.stmts[m.name] == nil {
+				return nil, false
+			}
+		case msgSync, msgFlush:
+		default: // Close, FunctionCall
+			return nil, false
+		}
+	}
+	return stmts, len(stmts) > 0
+}
+
+// runOnLane sends unit b to lane connection c and relays the answer to the
+// client. broken is true when c's state is no longer known (it must not go
+// back to the pool).
+//
+// On the lane, statements live under content-derived names (stmtKey): every
+// statement the unit binds or describes is prepared first if c lacks it (its
+// ParseComplete swallowed), Bind and Describe are rewritten to those names,
+// and the client's own Parse messages become unnamed Parses, which give the
+// client its ParseComplete at the right place and validate the text.
+func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
+	if sql := applySQL(c.settings, s.snapshot.values); sql != "" {
+		if err := c.simpleQuery(sql); err != nil {
+			// NOTE: the lane could not take the client's settings or role (a
+			// read-pool user not granted the client's role, say). Running the
+			// read with other settings or privileges is not an option.
+			s.log.Warn("vector lane cannot take the client's session settings", zap.Error(err))
+			c.settings = map[string]string{}
+			return true, s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
+				Message: "vector lane cannot take this session's settings or role",
+				Detail:  err.Error(),
+				Hint:    "Grant the client's role to the read pool's user (GRANT role TO read_pool_user), or remove the table from the vector lane."})
+		}
+	}
+
+	w := c.w
+	var swallow []byte
+	if b.sql != "" {
+		writeRaw(w, msgQuery, b.buf[5:])
+	} else {
+		defined := map[string]*preparedStmt{}
+		var needed []*preparedStmt
+		for i := range b.msgs {
+			m := &b.msgs[i]
+			switch m.typ {
+			case msgParse:
+				defined[m.name] = m.stmt
+			case msgBind, msgDescribe:
+				if m.typ == msgDescribe && m.kind != 'S' {
+					continue
+				}
+				st := defined[m.name]
+				if st == nil {
+					st = s.stmts[m.name]
+				}
+				if st != nil && !c.stmts.has(st.key) {
+					needed = append(needed, st)
+				}
+				if st != nil {
+					c.stmts.touch(st.key)
+				}
+			}
+		}
+		var pre []byte
+		for _, st := range needed {
+			if c.stmts.has(st.key) {
+				continue // needed twice in this unit
+			}
+			for _, old := range c.stmts.add(st.key) {
+				pre = appendCloseStmt(pre, string(old))
+				swallow = append(swallow, msgCloseComplete)
+			}
+			pre = appendParse(pre, string(st.key), st)
+			swallow = append(swallow, msgParseComplete)
+		}
+		w.Write(pre)
+		clear(defined)
+		for i := range b.msgs {
+			m := &b.msgs[i]
+			raw := b.buf[m.start:m.end]
+			switch m.typ {
+			case msgParse:
+				defined[m.name] = m.stmt
+				w.Write(appendParse(nil, "", m.stmt))
+			case msgBind:
+				st := defined[m.name]
+				if st == nil {
+					st = s.stmts[m.name]
+				}
+				// Bind body: portal\0 statement\0 rest.
+				body := raw[5:]
+				_, rest, _ := cstring(body)
+				_, rest, _ = cstring(rest)
+				w.WriteByte(msgBind)
+				n := 1 + len(st.key) + 1 + len(rest)
+				var l [4]byte
+				putLen(l[:], n)
+				w.Write(l[:])
+				w.WriteByte(0) // the unnamed portal
+				w.WriteString(string(st.key))
+				w.WriteByte(0)
+				w.Write(rest)
+			case msgDescribe:
+				if m.kind == 'S' {
+					st := defined[m.name]
+					if st == nil {
+						st = s.stmts[m.name]
+					}
+					out, _ := (&pgproto3.Describe{ObjectType: 'S', Name: string(st.key)}).Encode(nil)
+					w.Write(out)
+					continue
+				}
+				w.Write(raw)
+			default:
+				w.Write(raw)
+			}
+		}
+		// The client's registry learns its Parses; the primary does not hold them.
+		for i := range b.msgs {
+			if m := &b.msgs[i]; m.typ == msgParse {
+				s.stmts[m.name] = m.stmt
+				if k, ok := s.onPrim[m.name]; ok && k != m.stmt.key {
+					delete(s.onPrim, m.name) // the primary's copy is stale now
+				}
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return true, s.laneLost(b, err)
+	}
+
+	s.mu.Lock()
+	s.mu.running = &c.target
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.mu.running = &s.primary.target
+		s.mu.Unlock()
+	}()
+	return s.relayLane(c, swallow)
+}
+
+// relayLane forwards the lane's answer to the client up to ReadyForQuery,
+// which it rewrites to the client's own status. An error inside the client's
+// transaction fails the primary's transaction too before the client hears
+// ReadyForQuery.
+func (s *session) relayLane(c *laneConn, swallow []byte) (broken bool, err error) {
+	failed := false
+	clientErr := error(nil) // the client went away: keep draining the lane
+	for {
+		typ, _, err := c.r.next()
+		if err != nil {
+			return true, s.laneLostMidway(err)
+		}
+		if len(swallow) > 0 {
+			if typ == swallow[0] {
+				swallow = swallow[1:]
+				if err := c.r.skip(); err != nil {
+					return true, s.laneLostMidway(err)
+				}
+				continue
+			}
+			// An injected message failed: what c holds is no longer known,
+			// so c is not reused.
+			swallow, broken = nil, true
+		}
+		if typ == msgReadyForQuery {
+			body, err := c.r.body()
+			if err != nil || len(body) != 1 {
+				return true, s.laneLostMidway(errors.New("malformed ReadyForQuery on the vector lane"))
+			}
+			// A lane connection only ever runs reads outside a transaction
+			// block: any other status means it is not fit for the next client.
+			broken = broken || body[0] != 'I'
+			if clientErr != nil {
+				return broken, clientErr
+			}
+			status := s.TxStatus()
+			if failed && status == TxActive {
+				if err := s.poisonPrimary(); err != nil {
+					return broken, err
+				}
+				status = s.TxStatus()
+			}
+			s.out.mu.Lock()
+			writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
+			err = s.out.w.Flush()
+			s.out.mu.Unlock()
+			return broken, err
+		}
+		if typ == msgErrorResponse {
+			failed = true
+		}
+		if clientErr != nil {
+			if err := c.r.skip(); err != nil {
+				return true, s.laneLostMidway(err)
+			}
+			continue
+		}
+		s.out.mu.Lock()
+		err = c.r.forward(s.out.w)
+		if err == nil && !c.r.buffered() {
+			err = s.out.w.Flush()
+		}
+		s.out.mu.Unlock()
+		if err != nil {
+			// Only the client side of forward can fail once the body is read.
+			clientErr = err
+		}
+	}
+}
+
+// poisonPrimary fails the primary's open transaction (see poisonSQL) and
+// waits until the primary has answered.
+func (s *session) poisonPrimary() error {
+	q, err := s.internal(poisonSQL)
+	if err != nil {
+		return err
+	}
+	if q.err == nil {
+		return errors.New("BUG: the poison statement did not fail the transaction")
+	}
+	return nil
+}
+
+// simpleQuery runs sql on the lane connection for its effect.
+func (c *laneConn) simpleQuery(sql string) error { return c.query(sql, nil) }
+
+// query runs sql on the lane connection and reads its answer up to
+// ReadyForQuery, passing each row's values (valid during the call) to row.
+// An ErrorResponse becomes the returned error.
+func (c *laneConn) query(sql string, row func(values [][]byte)) error {
+	writeMsg(c.w, &pgproto3.Query{String: sql})
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	var qerr error
+	for {
+		typ, _, err := c.r.next()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case msgErrorResponse, msgDataRow, msgReadyForQuery:
+			body, err := c.r.body()
+			if err != nil {
+				return err
+			}
+			switch typ {
+			case msgErrorResponse:
+				var e pgproto3.ErrorResponse
+				e.Decode(body)
+				qerr = fmt.Errorf("%s (SQLSTATE %s)", e.Message, e.Code)
+			case msgDataRow:
+				if row != nil {
+					var dr pgproto3.DataRow
+					if err := dr.Decode(body); err != nil {
+						return err
+					}
+					row(dr.Values)
+				}
+			default:
+				return qerr
+			}
+		default:
+			if err := c.r.skip(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// refuseUnit answers unit b with an error the way the server would: an
+// ErrorResponse, then ReadyForQuery with the client's status (an error
+// inside a transaction fails it, so the primary's transaction is failed too).
+func (s *session) refuseUnit(b *batch, e *pgError) error {
+	status := s.TxStatus()
+	if status == TxActive {
+		if err := s.poisonPrimary(); err != nil {
+			return err
+		}
+		status = s.TxStatus()
+	}
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	writeError(s.out.w, e)
+	writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
+	return s.out.w.Flush()
+}
+
+// laneLost handles a lane connection that failed before the unit was sent:
+// nothing reached the client, so the unit is refused cleanly.
+func (s *session) laneLost(b *batch, err error) error {
+	s.log.Warn("vector-lane connection failed", zap.Error(err))
+	return s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeConnectionFailure,
+		Message: "vector-lane connection lost", Detail: "The connection failed before the statement was sent; nothing ran."})
+}
+
+// laneLostMidway handles a lane connection that failed while answering: the
+// client may have seen part of an answer, so it is closed with an error.
+func (s *session) laneLostMidway(err error) error {
+	s.log.Warn("vector-lane connection lost mid-answer", zap.Error(err))
+	return &pgError{Severity: "FATAL", Code: CodeConnectionFailure,
+		Message: "vector-lane connection lost", Detail: "The connection running a read for this session failed while answering."}
+}
+
+// internal runs sql on the primary as txlane's own query and waits for the
+// answer, which does not reach the client. The primary must be idle.
+func (s *session) internal(sql string) (*internalQuery, error) {
+	q := &internalQuery{done: make(chan struct{})}
+	s.push(&request{internal: q})
+	writeMsg(s.primary.w, &pgproto3.Query{String: sql})
+	if err := s.primary.w.Flush(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-q.done:
+		return q, nil
+	case <-s.relayGone:
+		return nil, errors.New("primary connection lost")
+	case <-time.After(internalQueryTimeout):
+		return nil, errors.New("primary did not answer txlane's internal query in time")
+	}
+}
+
+const internalQueryTimeout = 30 * time.Second
+
+// refreshSnapshot re-reads the client's session settings and the isolation
+// of its transaction from the primary (one query), for the next offload.
+func (s *session) refreshSnapshot() error {
+	// NOTE: cleared before the read: a change reported while it runs marks
+	// the snapshot dirty again.
+	s.snapDirty.Store(false)
+	sql, names := snapshotQuery(s.customSettings())
+	q, err := s.internal(sql)
+	if err != nil {
+		return err
+	}
+	if q.err != nil || len(q.rows) != 1 {
+		s.snapDirty.Store(true)
+		return fmt.Errorf("reading session settings from the primary: %v", q.err)
+	}
+	s.snapshot = parseSnapshot(names, q.rows[0])
+	s.searchPath = searchPathOf(s.snapshot)
+	if iso, ok := policy.ParseIsolation(s.snapshot.isolation); ok {
+		s.mu.Lock()
+		if s.mu.tx.InBlock() {
+			s.mu.tx.Isolation = iso
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// customSettings lists the custom settings the client has set, sorted.
+func (s *session) customSettings() []string {
+	out := make([]string, 0, len(s.customs))
+	for n := range s.customs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// routing returns the session's routing snapshot.
+func (s *session) routing() *routing {
+	return s.srv.routingFor(s.database())
+}
+
+// database is the database the client logged in to.
+func (s *session) database() string {
+	if db := s.startup.Parameters["database"]; db != "" {
+		return db
+	}
+	return s.startup.Parameters["user"]
+}
+
+// searchPathOf returns the schemas of the snapshot's search_path, "$user"
+// expanded to the current user.
+func searchPathOf(snap sessionSnapshot) []string {
+	v := snap.values["search_path"]
+	if v == nil {
+		return nil
+	}
+	path, err := policy.ParseSearchPath(*v)
+	if err != nil {
+		return nil
+	}
+	user := ""
+	if u := snap.values[settingRole]; u != nil {
+		user = *u
+	}
+	return policy.ExpandSearchPath(path, user)
+}

@@ -1,0 +1,128 @@
+package router
+
+import (
+	"github.com/txlane/txlane/policy"
+)
+
+// Explanation is what `txlane explain "SQL"` shows: the classification, the
+// tables, which of them are vector tables, and the route with its reason.
+// Field names are stable JSON.
+type Explanation struct {
+	// SQL is the text explained (empty for the parts of a multi-statement text).
+	SQL string `json:"sql,omitempty"`
+	// Command is the command name ("SELECT", "SET", "DECLARE CURSOR", ...).
+	Command string `json:"command"`
+	// Class is the policy.Class name ("Read", "LockingRead", ...).
+	Class string `json:"class"`
+	// Error is the parse error of an Unknown statement.
+	Error string `json:"error,omitempty"`
+	// Reads and Writes list tables as written (schema-qualified only if
+	// the SQL qualified them), quoted where needed.
+	Reads  []string `json:"reads"`
+	Writes []string `json:"writes"`
+	// VectorTables are the tables read that resolve to vector tables under
+	// the given search path.
+	VectorTables []string `json:"vector_tables"`
+	// Temp lists temporary tables the statement creates.
+	Temp []string `json:"temp,omitempty"`
+	// Flags are policy.Flags names ("locking", "has_params", ...).
+	Flags []string `json:"flags"`
+	// Tx describes a transaction-control statement.
+	Tx *ExplainTx `json:"tx,omitempty"`
+	// Settings lists SET / RESET changes.
+	Settings []policy.Setting `json:"settings,omitempty"`
+	// State is the transaction state the decision assumed
+	// (policy.ParseStateSpec syntax).
+	State string `json:"state"`
+	// Lane is "primary" or "vector"; Reason the policy.Reason identifier.
+	Lane   string `json:"lane"`
+	Reason string `json:"reason"`
+	// Parts explains each statement of a multi-statement text on its own.
+	Parts []Explanation `json:"parts,omitempty"`
+}
+
+// ExplainTx shows a transaction-control statement.
+type ExplainTx struct {
+	// Kind is the policy.TxKind name ("begin", "rollback_to", ...).
+	Kind string `json:"kind"`
+	// Isolation, ReadOnly and Deferrable are the stated intent; empty when
+	// not stated ("true"/"false" otherwise for the last two).
+	Isolation  string `json:"isolation,omitempty"`
+	ReadOnly   string `json:"read_only,omitempty"`
+	Deferrable string `json:"deferrable,omitempty"`
+	// Chain: AND CHAIN.
+	Chain bool `json:"chain,omitempty"`
+	// Savepoint and GID name the savepoint or two-phase transaction.
+	Savepoint string `json:"savepoint,omitempty"`
+	GID       string `json:"gid,omitempty"`
+}
+
+// Explain classifies sql with c and decides its lane for state (nil = idle)
+// under rules and searchPath.
+func Explain(c *Classifier, sql string, state *policy.TxState, rules *policy.Rules, searchPath []string) Explanation {
+	st := c.Classify(sql)
+	if state == nil {
+		state = &policy.TxState{Status: policy.TxIdle}
+	}
+	e := explainStatement(st, state, rules, searchPath)
+	e.SQL = sql
+	return e
+}
+
+func explainStatement(st *policy.Statement, state *policy.TxState, rules *policy.Rules, searchPath []string) Explanation {
+	d := policy.Decide(state, st, rules, searchPath)
+	e := Explanation{
+		Command:      st.Command,
+		Class:        st.Class.String(),
+		Reads:        tableNames(st.Reads),
+		Writes:       tableNames(st.Writes),
+		VectorTables: []string{},
+		Temp:         tableNames(st.Temp),
+		Flags:        st.Flags.Names(),
+		Settings:     st.Settings,
+		State:        state.Spec(),
+		Lane:         d.Lane.String(),
+		Reason:       d.Reason.String(),
+	}
+	if e.Flags == nil {
+		e.Flags = []string{}
+	}
+	if len(e.Temp) == 0 {
+		e.Temp = nil
+	}
+	if st.Class == policy.Unknown {
+		e.Error = st.Reason
+	}
+	for _, t := range st.Reads {
+		if rules.IsVector(t, searchPath) {
+			e.VectorTables = append(e.VectorTables, t.String())
+		}
+	}
+	if st.Tx.Kind != policy.TxNone {
+		e.Tx = &ExplainTx{
+			Kind:       st.Tx.Kind.String(),
+			ReadOnly:   st.Tx.Intent.ReadOnly.String(),
+			Deferrable: st.Tx.Intent.Deferrable.String(),
+			Chain:      st.Tx.Chain,
+			Savepoint:  st.Tx.Savepoint,
+			GID:        st.Tx.GID,
+		}
+		if st.Tx.Intent.Isolation != policy.IsolationDefault {
+			e.Tx.Isolation = st.Tx.Intent.Isolation.String()
+		}
+	}
+	if st.Flags.Has(policy.FlagMultiStatement) {
+		for i := range st.Parts {
+			e.Parts = append(e.Parts, explainStatement(&st.Parts[i], state, rules, searchPath))
+		}
+	}
+	return e
+}
+
+func tableNames(ts []policy.Table) []string {
+	out := make([]string, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.String())
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+package router
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/txlane/txlane/policy"
+)
+
+// walker collects the tables, functions and flags of one statement.
+//
+// It visits every field of every node through protobuf reflection, so a node
+// kind it has no special case for is still searched (for sub-selects,
+// function calls, parameters); the special cases only add context: which
+// RangeVars are written, which names are CTEs, which fields are not tables
+// (FOR UPDATE OF alias lists).
+type walker struct {
+	fr     *funcRules
+	flags  policy.Flags
+	reads  []policy.Table
+	writes []policy.Table
+	temp   []policy.Table
+	// scopes holds the CTE names visible at this point, innermost last.
+	scopes [][]string
+	// writeMode: RangeVars reached by the generic walk are written (inside
+	// DDL). Queries nested in DDL switch it off again.
+	writeMode bool
+}
+
+// visit dispatches on the concrete node type.
+func (w *walker) visit(m protoreflect.Message) {
+	switch n := m.Interface().(type) {
+	case *pg.Node:
+		// A oneof wrapper: the walk reaches its single set member.
+		w.walk(m)
+	case *pg.SelectStmt:
+		w.selectStmt(n, m)
+	case *pg.InsertStmt:
+		w.dml(m, n.WithClause, n.Relation)
+	case *pg.UpdateStmt:
+		w.dml(m, n.WithClause, n.Relation)
+	case *pg.DeleteStmt:
+		w.dml(m, n.WithClause, n.Relation)
+	case *pg.MergeStmt:
+		w.dml(m, n.WithClause, n.Relation)
+	case *pg.WithClause:
+		// Owners handle their WITH; one met elsewhere is searched as is.
+		for _, c := range n.Ctes {
+			w.visitNode(c)
+		}
+	case *pg.IntoClause:
+		w.into(n)
+	case *pg.LockingClause:
+		// NOTE: LockedRels are FOR UPDATE OF alias names, not tables.
+		w.flags |= policy.FlagLocking
+	case *pg.RangeVar:
+		w.rangeVar(n, w.writeMode)
+	case *pg.FuncCall:
+		w.funcCall(n)
+		w.walk(m)
+	case *pg.SQLValueFunction:
+		switch n.Op {
+		case pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE,
+			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME,
+			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME_N,
+			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP,
+			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N,
+			pg.SQLValueFunctionOp_SVFOP_LOCALTIME,
+			pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N,
+			pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP,
+			pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:
+			// The transaction's start time.
+			w.flags |= policy.FlagTxDependent
+		case pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
+			// The vector lane logs in as the pool's user and only SET ROLEs
+			// to the client's role: current_user matches, session_user not.
+			w.flags |= policy.FlagBackendDependent
+		}
+	case *pg.ParamRef:
+		w.flags |= policy.FlagHasParams
+	case *pg.DropStmt:
+		w.drop(n)
+		w.walk(m)
+	default:
+		w.walk(m)
+	}
+}
+
+func (w *walker) visitNode(n *pg.Node) {
+	if n != nil {
+		w.visit(n.ProtoReflect())
+	}
+}
+
+// walk visits every message-valued field of m.
+func (w *walker) walk(m protoreflect.Message) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		w.field(fd, v)
+		return true
+	})
+}
+
+// walkExcept is walk minus the named fields, which the caller handled.
+func (w *walker) walkExcept(m protoreflect.Message, skip ...protoreflect.Name) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		for _, s := range skip {
+			if fd.Name() == s {
+				return true
+			}
+		}
+		w.field(fd, v)
+		return true
+	})
+}
+
+func (w *walker) field(fd protoreflect.FieldDescriptor, v protoreflect.Value) {
+	if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
+		return
+	}
+	switch {
+	case fd.IsMap():
+		// pg_query has no map fields.
+	case fd.IsList():
+		l := v.List()
+		for i := 0; i < l.Len(); i++ {
+			w.visit(l.Get(i).Message())
+		}
+	default:
+		w.visit(v.Message())
+	}
+}
+
+// selectStmt handles SELECT / VALUES / set operations.
+func (w *walker) selectStmt(n *pg.SelectStmt, m protoreflect.Message) {
+	pushed := w.with(n.WithClause)
+	saved := w.writeMode
+	w.writeMode = false
+	if n.IntoClause != nil {
+		w.flags |= policy.FlagSelectInto
+		w.into(n.IntoClause)
+	}
+	if len(n.LockingClause) > 0 {
+		w.flags |= policy.FlagLocking
+	}
+	w.walkExcept(m, "with_clause", "into_clause", "locking_clause")
+	w.writeMode = saved
+	w.pop(pushed)
+}
+
+// dml handles INSERT / UPDATE / DELETE / MERGE: the target is written,
+// everything else (source, USING, FROM, sub-selects, RETURNING) is read.
+func (w *walker) dml(m protoreflect.Message, wc *pg.WithClause, target *pg.RangeVar) {
+	pushed := w.with(wc)
+	if target != nil {
+		w.rangeVar(target, true)
+	}
+	saved := w.writeMode
+	w.writeMode = false
+	w.walkExcept(m, "with_clause", "relation")
+	w.writeMode = saved
+	w.pop(pushed)
+}
+
+// with walks the CTEs of wc and pushes their names for the body that
+// follows; the caller pops with w.pop. PostgreSQL scoping: in a plain WITH,
+// each CTE sees only the CTEs before it (a CTE named like a table it reads
+// refers to the table); in WITH RECURSIVE every CTE sees all of them.
+func (w *walker) with(wc *pg.WithClause) bool {
+	if wc == nil {
+		return false
+	}
+	names := make([]string, 0, len(wc.Ctes))
+	if wc.Recursive {
+		for _, c := range wc.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				names = append(names, cte.Ctename)
+			}
+		}
+	}
+	w.scopes = append(w.scopes, names)
+	top := len(w.scopes) - 1
+	saved := w.writeMode
+	w.writeMode = false
+	for _, c := range wc.Ctes {
+		cte := c.GetCommonTableExpr()
+		if cte == nil {
+			w.visitNode(c)
+			continue
+		}
+		if q := cte.Ctequery; q != nil {
+			if q.GetInsertStmt() != nil || q.GetUpdateStmt() != nil || q.GetDeleteStmt() != nil || q.GetMergeStmt() != nil {
+				w.flags |= policy.FlagDataModifyingCTE
+			}
+		}
+		w.visit(cte.ProtoReflect())
+		if !wc.Recursive {
+			w.scopes[top] = append(w.scopes[top], cte.Ctename)
+		}
+	}
+	w.writeMode = saved
+	return true
+}
+
+func (w *walker) pop(pushed bool) {
+	if pushed {
+		w.scopes = w.scopes[:len(w.scopes)-1]
+	}
+}
+
+func (w *walker) isCTE(name string) bool {
+	for i := len(w.scopes) - 1; i >= 0; i-- {
+		for _, n := range w.scopes[i] {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rangeVar records a table reference.
+func (w *walker) rangeVar(rv *pg.RangeVar, write bool) {
+	t := policy.Table{Schema: rv.Schemaname, Name: rv.Relname}
+	if t.Name == "" {
+		return
+	}
+	// NOTE: a CTE hides a table of the same name only where a table is
+	// read. Write targets (INSERT INTO x, UPDATE x, ...) always name a
+	// table: PostgreSQL's setTargetTable ignores CTEs.
+	if !write && t.Schema == "" && w.isCTE(t.Name) {
+		return
+	}
+	if !write {
+		w.reads = policy.AppendTable(w.reads, t)
+		return
+	}
+	w.writes = policy.AppendTable(w.writes, t)
+	if rv.Relpersistence == "t" || t.Schema == "pg_temp" {
+		w.temp = policy.AppendTable(w.temp, policy.Table{Name: t.Name})
+	}
+}
+
+// into handles SELECT ... INTO and CREATE TABLE AS targets: a new table.
+func (w *walker) into(ic *pg.IntoClause) {
+	if ic.Rel != nil {
+		w.rangeVar(ic.Rel, true)
+	}
+	if ic.ViewQuery != nil {
+		saved := w.writeMode
+		w.writeMode = false
+		w.visitNode(ic.ViewQuery)
+		w.writeMode = saved
+	}
+}
+
+// drop records the relations a DROP removes (names, not RangeVars).
+func (w *walker) drop(n *pg.DropStmt) {
+	switch n.RemoveType {
+	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
+		pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+	default:
+		return
+	}
+	for _, o := range n.Objects {
+		l := o.GetList()
+		if l == nil {
+			continue
+		}
+		var parts []string
+		for _, it := range l.Items {
+			parts = append(parts, it.GetString_().GetSval())
+		}
+		switch len(parts) {
+		case 0:
+		case 1:
+			w.writes = policy.AppendTable(w.writes, policy.Table{Name: parts[0]})
+		default:
+			w.writes = policy.AppendTable(w.writes, policy.Table{Schema: parts[len(parts)-2], Name: parts[len(parts)-1]})
+		}
+	}
+}
+
+// funcCall applies the effect of calling a function.
+func (w *walker) funcCall(n *pg.FuncCall) {
+	schema, name := qualifiedName(n.Funcname)
+	if name == "" {
+		return
+	}
+	e := w.fr.effect(schema, name)
+	if e&effWrites != 0 {
+		w.flags |= policy.FlagWritingFunction
+	}
+	if e&effUnknownWrites != 0 {
+		w.flags |= policy.FlagWritesUnknown
+	}
+	if e&effSession != 0 {
+		w.flags |= policy.FlagMayChangeSession
+	}
+	if e&effTx != 0 {
+		w.flags |= policy.FlagTxDependent
+	}
+	if e&effBackend != 0 {
+		w.flags |= policy.FlagBackendDependent
+	}
+	if e&effSeqArg != 0 && len(n.Args) > 0 {
+		// nextval('s') / setval('s', ...): the sequence, when written as a
+		// literal (regclass input syntax).
+		if s, ok := constString(n.Args[0]); ok {
+			if t, err := policy.ParseTable(s); err == nil {
+				w.writes = policy.AppendTable(w.writes, t)
+			}
+		}
+	}
+}
+
+// qualifiedName returns the last two parts of a name list (schema, name).
+func qualifiedName(names []*pg.Node) (schema, name string) {
+	switch len(names) {
+	case 0:
+		return "", ""
+	case 1:
+		return "", names[0].GetString_().GetSval()
+	}
+	return names[len(names)-2].GetString_().GetSval(), names[len(names)-1].GetString_().GetSval()
+}
+
+// constString returns the string value of a constant, looking through casts.
+func constString(n *pg.Node) (string, bool) {
+	for n != nil {
+		if tc := n.GetTypeCast(); tc != nil {
+			n = tc.Arg
+			continue
+		}
+		if c := n.GetAConst(); c != nil {
+			if s := c.GetSval(); s != nil {
+				return s.Sval, true
+			}
+		}
+		return "", false
+	}
+	return "", false
+}
