@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+
+	"github.com/jackc/pgx/v5/pgconn"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,19 +99,13 @@ func (s *Server) refreshRouting(database string, dr *dbRouting) {
 		s.log.Warn("catalog discovery failed", zap.String("database", database), zap.Errors("errors", []error{terr, ferr}))
 		return
 	}
+	discovered, cat := catalogFromRows(tables, funcs)
 	cfg := s.policy.Load().cfg
-	cfg.Discovered = nil
-	for _, row := range tables {
-		cfg.Discovered = append(cfg.Discovered, policy.Table{Schema: row[0], Name: row[1]})
-	}
+	cfg.Discovered = discovered
 	rules, err := policy.NewRules(cfg)
 	if err != nil {
 		s.log.Warn("catalog discovery: rules", zap.Error(err))
 		return
-	}
-	cat := make([]router.CatalogFunc, 0, len(funcs))
-	for _, row := range funcs {
-		cat = append(cat, router.CatalogFunc{Schema: row[0], Name: row[1], Volatility: router.Volatility(row[2][0])})
 	}
 	dr.cur.Store(&routing{
 		classifier: router.NewClassifier(router.ConfigFromRules(rules, router.NewCatalogSnapshot(cat))),
@@ -131,4 +127,51 @@ func (c *laneConn) queryRows(sql string) ([][]string, error) {
 		rows = append(rows, row)
 	})
 	return rows, err
+}
+
+// DiscoverCatalog reads, from the database cfg names, the tables with vector,
+// halfvec or sparsevec columns and every function's volatility: what
+// routing learns from a catalog. It is what the vector lane runs on first use
+// of a database, offered for tools such as `txlane explain --discover`.
+func DiscoverCatalog(ctx context.Context, cfg *pgconn.Config) ([]policy.Table, []router.CatalogFunc, error) {
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close(ctx)
+	res, err := conn.Exec(ctx, vectorTablesSQL+";"+functionsSQL).ReadAll()
+	if err != nil {
+		return nil, nil, err
+	}
+	tables, funcs := catalogFromRows(textRows(res[0].Rows), textRows(res[1].Rows))
+	return tables, funcs, nil
+}
+
+func textRows(rows [][][]byte) [][]string {
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		out[i] = make([]string, len(r))
+		for j, v := range r {
+			out[i][j] = string(v)
+		}
+	}
+	return out
+}
+
+// catalogFromRows turns the rows of vectorTablesSQL and functionsSQL into
+// routing's terms.
+func catalogFromRows(tableRows, funcRows [][]string) ([]policy.Table, []router.CatalogFunc) {
+	tables := make([]policy.Table, 0, len(tableRows))
+	for _, row := range tableRows {
+		tables = append(tables, policy.Table{Schema: row[0], Name: row[1]})
+	}
+	funcs := make([]router.CatalogFunc, 0, len(funcRows))
+	for _, row := range funcRows {
+		v := router.Volatile // unknown volatility: presume the worst
+		if len(row[2]) == 1 {
+			v = router.Volatility(row[2][0])
+		}
+		funcs = append(funcs, router.CatalogFunc{Schema: row[0], Name: row[1], Volatility: v})
+	}
+	return tables, funcs
 }

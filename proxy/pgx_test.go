@@ -421,6 +421,45 @@ func TestPgxCancel(t *testing.T) {
 	}
 }
 
+// TestPgxCancelWhileStreaming cancels a query while its rows stream through txlane: the
+// rows received so far are delivered, then 57014, and the connection stays usable.
+func TestPgxCancelWhileStreaming(t *testing.T) {
+	p := startProxy(t, nil)
+	conn := pgxConnect(t, p.DSN(t, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	// NOTE: a set-returning function in the select list streams; in FROM it would be
+	// materialized before the first row.
+	rows, err := conn.Query(ctx, "SELECT generate_series(1, 1000000000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, last int64
+	for rows.Next() {
+		var g int64
+		if err := rows.Scan(&g); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if g != last+1 {
+			t.Fatalf("row %d holds %d after %d", n, g, last)
+		}
+		last = g
+	}
+	wantPgError(t, rows.Err(), "57014")
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("canceled stream took %v", elapsed)
+	}
+	if n == 0 {
+		t.Error("no row arrived before the cancel")
+	}
+	var got string
+	if err := conn.QueryRow(testCtx(t), "SELECT 'usable'").Scan(&got); err != nil || got != "usable" {
+		t.Fatalf("after cancel: %q, %v", got, err)
+	}
+}
+
 // TestPgxCancelReachesOnlyItsBackend runs pg_sleep on two proxied connections and cancels
 // one: it fails with 57014 at once, the other sleeps to the end and succeeds.
 func TestPgxCancelReachesOnlyItsBackend(t *testing.T) {

@@ -405,7 +405,16 @@ func (s *session) sendPrimary(b *batch) error {
 			defined[m.name] = true
 			st := s.stmts[m.name]
 			if st == nil {
-				break // the server reports the unknown statement
+				if _, ok := s.onPrim[m.name]; ok {
+					// The client's statement is gone (a simple Query ran on
+					// the vector lane, say) but the primary still has one of
+					// that name: close it, so the server reports the missing
+					// statement as it would have.
+					pre = appendCloseStmt(pre, m.name)
+					swallow = append(swallow, msgCloseComplete)
+					delete(s.onPrim, m.name)
+				}
+				break
 			}
 			if k, ok := s.onPrim[m.name]; !ok || k != st.key {
 				if ok && m.name != "" {
@@ -535,7 +544,9 @@ func (s *session) noteEffects(st *policy.Statement) {
 // and for the unnamed statement a simple Query discards.
 func (s *session) noteStatements(b *batch, held map[string]stmtKey) {
 	if b.sql != "" {
+		// A simple Query replaces the unnamed statement, for the client too.
 		delete(held, "")
+		delete(s.stmts, "")
 	}
 	for i := range b.msgs {
 		m := &b.msgs[i]

@@ -158,6 +158,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	var swallow []byte
 	if b.sql != "" {
 		writeRaw(w, msgQuery, b.buf[5:])
+		delete(s.stmts, "") // a simple Query replaces the unnamed statement
 	} else {
 		defined := map[string]*preparedStmt{}
 		var needed []*preparedStmt

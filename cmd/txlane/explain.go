@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/router"
+)
+
+func init() { explainCommand = explain }
+
+// isolationFlag is --in-transaction[=LEVEL]: a flag that may stand alone
+// (READ COMMITTED) or name the level.
+type isolationFlag struct{ level string }
+
+func (f *isolationFlag) String() string   { return f.level }
+func (f *isolationFlag) IsBoolFlag() bool { return true }
+func (f *isolationFlag) Set(v string) error {
+	switch v {
+	case "true", "read-committed", "read committed":
+		f.level = "in_tx_read_committed"
+	case "repeatable-read", "repeatable read":
+		f.level = "in_tx_repeatable_read"
+	case "serializable":
+		f.level = "in_tx_serializable"
+	case "false":
+		f.level = ""
+	default:
+		return fmt.Errorf("want read-committed, repeatable-read or serializable, got %q", v)
+	}
+	return nil
+}
+
+// explain implements `txlane explain`: how txlane would classify and route
+// one SQL text, so that people editing a policy can check it.
+func explain(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("explain", `[--config FILE] [--in-transaction[=LEVEL]] [--state SPEC] [--search-path LIST] [--discover] [--json] "SQL"`, stderr)
+	path := configFlag(fs)
+	var inTx isolationFlag
+	fs.Var(&inTx, "in-transaction", "decide as inside a transaction: `LEVEL` read-committed (alone), repeatable-read or serializable")
+	state := fs.String("state", "", "transaction state, e.g. in_tx_wrote:public.items,temp:scratch (overrides --in-transaction)")
+	searchPath := fs.String("search-path", `"$user", public`, "search_path used to resolve unqualified names")
+	user := fs.String("user", "", "user name that $user in the search path stands for")
+	discover := fs.Bool("discover", false, "also read vector tables and function volatility from the primary's catalog")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parseFlags(fs, args, 1); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, `txlane explain: want exactly one SQL text argument, e.g. txlane explain "SELECT 1"`)
+		return exitUsageErr
+	}
+	sql := fs.Arg(0)
+	cfg, ok := loadConfig(*path, stderr)
+	if !ok {
+		return exitFailure
+	}
+
+	rc := policy.RulesConfig{
+		VectorTables:      cfg.Policy.VectorTables,
+		AfterWrite:        string(cfg.Policy.AfterWrite),
+		OnUnavailable:     string(cfg.ReadPool.OnUnavailable),
+		WritingFunctions:  cfg.Policy.WritingFunctions,
+		ReadOnlyFunctions: cfg.Policy.ReadOnlyFunctions,
+	}
+	var catalog router.FuncCatalog
+	if *discover {
+		pc, err := pgconn.ParseConfig(cfg.Primary)
+		if err != nil {
+			fmt.Fprintf(stderr, "txlane explain: primary: %v\n", err)
+			return exitFailure
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		tables, funcs, err := proxy.DiscoverCatalog(ctx, pc)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "txlane explain: reading the catalog: %v\n", err)
+			return exitFailure
+		}
+		rc.Discovered = tables
+		catalog = router.NewCatalogSnapshot(funcs)
+	}
+	rules, err := policy.NewRules(rc)
+	if err != nil {
+		fmt.Fprintf(stderr, "txlane explain: policy: %v\n", err)
+		return exitFailure
+	}
+	spec := inTx.level
+	if *state != "" {
+		spec = *state
+	}
+	st, err := policy.ParseStateSpec(spec)
+	if err != nil {
+		fmt.Fprintf(stderr, "txlane explain: %v\n", err)
+		return exitUsageErr
+	}
+	path2, err := policy.ParseSearchPath(*searchPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "txlane explain: --search-path: %v\n", err)
+		return exitUsageErr
+	}
+	cl := router.NewClassifier(router.ConfigFromRules(rules, catalog))
+	e := router.Explain(cl, sql, &st, rules, policy.ExpandSearchPath(path2, *user))
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(e)
+		return exitOK
+	}
+	printExplanation(stdout, e, "")
+	return exitOK
+}
+
+func printExplanation(w io.Writer, e router.Explanation, indent string) {
+	line := func(k, v string) { fmt.Fprintf(w, "%s%-14s %s\n", indent, k+":", v) }
+	list := func(xs []string) string {
+		if len(xs) == 0 {
+			return "-"
+		}
+		return strings.Join(xs, ", ")
+	}
+	line("class", e.Class+" ("+e.Command+")")
+	if e.Error != "" {
+		line("error", e.Error)
+	}
+	line("reads", list(e.Reads))
+	line("writes", list(e.Writes))
+	line("vector tables", list(e.VectorTables))
+	line("flags", list(e.Flags))
+	if e.Tx != nil {
+		tx := e.Tx.Kind
+		if e.Tx.Isolation != "" {
+			tx += ", isolation " + e.Tx.Isolation
+		}
+		line("transaction", tx)
+	}
+	for _, s := range e.Settings {
+		switch {
+		case s.ResetAll:
+			line("setting", "RESET ALL")
+		case s.Reset:
+			line("setting", "RESET "+s.Name)
+		default:
+			local := ""
+			if s.Local {
+				local = " (local)"
+			}
+			line("setting", s.Name+" = "+s.Value+local)
+		}
+	}
+	line("state", e.State)
+	line("route", e.Lane+" ("+e.Reason+")")
+	for i, p := range e.Parts {
+		fmt.Fprintf(w, "%spart %d:\n", indent, i+1)
+		printExplanation(w, p, indent+"  ")
+	}
+}
