@@ -68,6 +68,15 @@ type RulesConfig struct {
 	// catalog marks them volatile. An entry matches a call only if the entry
 	// is unqualified or the call names the same schema (fail safe).
 	ReadOnlyFunctions []string
+	// Escape is the default action for writes that would escape another
+	// connection's transaction for the same unit of work: reject (default),
+	// reroute, log or allow.
+	Escape string
+	// EscapeOverrides replace Escape for matching tables; first match wins.
+	EscapeOverrides []EscapeOverride
+	// UnitCommentKeys are the sqlcommenter keys naming a unit of work
+	// (default [unit]; traceparent is always read).
+	UnitCommentKeys []string
 }
 
 // Rules is the validated, immutable routing policy. Build it once per config
@@ -81,6 +90,10 @@ type Rules struct {
 	onUnavailable OnUnavailable
 	writing       []Func
 	readOnly      []Func
+
+	escape          EscapeAction
+	escapeOverrides []escapeOverride
+	unitKeys        []string
 }
 
 // NewRules validates cfg. All problems are reported, joined.
@@ -135,6 +148,7 @@ func NewRules(cfg RulesConfig) (*Rules, error) {
 		}
 		return out
 	}
+	r.setEscape(cfg, &errs)
 	r.writing = parseFuncs("writing_functions", cfg.WritingFunctions)
 	r.readOnly = parseFuncs("read_only_functions", cfg.ReadOnlyFunctions)
 	for _, f := range r.readOnly {

@@ -13,10 +13,11 @@ const maxBatchBytes = 1 << 20
 
 // Backend message types the relays look at.
 const (
-	msgParseComplete = '1'
-	msgCloseComplete = '3'
-	msgDataRow       = 'D'
-	msgRowDesc       = 'T'
+	msgParseComplete  = '1'
+	msgCloseComplete  = '3'
+	msgCopyInResponse = 'G'
+	msgDataRow        = 'D'
+	msgRowDesc        = 'T'
 )
 
 // batchMsg is one client message of a batch: its raw bytes are
@@ -52,6 +53,11 @@ func (b *batch) reset() {
 }
 
 func (b *batch) empty() bool { return len(b.msgs) == 0 }
+
+// function reports whether b is a fast-path function call.
+func (b *batch) function() bool {
+	return len(b.msgs) == 1 && b.msgs[0].typ == msgFunctionCall
+}
 
 // add copies the current message of r into the batch and decodes the fields
 // routing needs.

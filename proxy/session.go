@@ -39,8 +39,9 @@ const (
 // for whole messages only, so asynchronous primary messages (notifications)
 // never split a vector-lane message.
 //
-// Lock order: mu, then out.mu. Neither is held across a read.
+// Lock order: out.mu, then mu. Neither is held across a read.
 type session struct {
+	id     uint64 // txlane's number for the client, as in logs and SHOW CLIENTS
 	srv    *Server
 	log    *zap.Logger
 	client net.Conn
@@ -116,6 +117,11 @@ type request struct {
 	// stmts are the statements the unit executes, applied to the transaction
 	// state when its ReadyForQuery arrives.
 	stmts []*policy.Statement
+	// extended: the unit ends with a Sync (not a simple Query). copyIn: the
+	// server entered COPY IN while answering it. The server ignores a Sync
+	// received during COPY IN, so such a unit and the next one (whose Sync
+	// ends the COPY) share one ReadyForQuery.
+	extended, copyIn bool
 }
 
 // internalQuery collects the answer to a query txlane runs on the primary.
@@ -142,14 +148,24 @@ func (s *session) observeReadyForQuery(status byte) *request {
 	s.mu.txStatus = TxStatus(status)
 	var req *request
 	if len(s.mu.pending) > 0 {
-		req = s.mu.pending[0]
-		s.mu.pending[0] = nil
-		s.mu.pending = s.mu.pending[1:]
+		req = s.popLocked()
+		if req.copyIn && req.extended && len(s.mu.pending) > 0 {
+			next := s.popLocked()
+			req.stmts = append(req.stmts, next.stmts...)
+		}
 		for _, st := range req.stmts {
 			s.mu.tx.Apply(st)
 		}
 	}
 	s.mu.tx.Ready(policy.TxStatus(status))
+	return req
+}
+
+// popLocked removes the oldest pending request. s.mu must be held.
+func (s *session) popLocked() *request {
+	req := s.mu.pending[0]
+	s.mu.pending[0] = nil
+	s.mu.pending = s.mu.pending[1:]
 	return req
 }
 
@@ -173,6 +189,9 @@ func (s *session) headFor(typ byte) (req *request, swallow bool) {
 		return nil, false
 	}
 	req = s.mu.pending[0]
+	if typ == msgCopyInResponse {
+		req.copyIn = true
+	}
 	if len(req.swallow) > 0 {
 		if typ == req.swallow[0] {
 			req.swallow = req.swallow[1:]
@@ -439,6 +458,7 @@ func (s *session) sendPrimary(b *batch) error {
 	}
 	s.noteStatements(b, s.onPrim)
 	if b.synced {
+		s.open.extended = b.sql == "" && !b.function()
 		s.open = nil
 	}
 	w.Write(pre)

@@ -431,6 +431,9 @@ func (s *session) laneLostMidway(err error) error {
 func (s *session) internal(sql string) (*internalQuery, error) {
 	q := &internalQuery{done: make(chan struct{})}
 	s.push(&request{internal: q})
+	// A simple Query replaces the server's unnamed statement: the client's
+	// (if any) is prepared again before its next use on the primary.
+	delete(s.onPrim, "")
 	writeMsg(s.primary.w, &pgproto3.Query{String: sql})
 	if err := s.primary.w.Flush(); err != nil {
 		return nil, err

@@ -7,7 +7,26 @@
 // hint, position and context), the transaction status after the step and changed
 // ParameterStatus values. Facts that legitimately differ between two connections (backend
 // process IDs, ports, temporary schema numbers, OIDs of objects the scenario creates) never
-// appear. [Run] executes a scenario on both DSNs and reports a unified diff.
+// appear. [Run] executes a scenario on both DSNs and reports a unified diff; [RunDir] does so
+// for every scenario of a directory, as parallel subtests. The same scenarios serve any
+// txlane configuration (session mode, vector lane routing on): only the proxied DSN changes.
+//
+// # Transcript
+//
+// Each step starts with "== N (line L) [conn] kind ...", then the SQL ("> ..."), then what
+// came back:
+//
+//	columns: id integer, v vector(3), b bytea (binary)   names and types (format_type)
+//	row: 1 | [1,2,3] | \x00ff                           text values; NULL; "quoted" when ambiguous
+//	tag: INSERT 0 1                                      the command tag ("(empty query)")
+//	ERROR 23505: duplicate key value ...                 errors and notices: severity, SQLSTATE,
+//	  detail: ... / hint: ... / where: ...               message, then the other fields
+//	parameter TimeZone = UTC                             a ParameterStatus that changed
+//	status T                                             ReadyForQuery status after the step
+//
+// Pipeline items and raw messages are prefixed with their index ("  [3] ..."). Results longer
+// than 200 rows and values longer than 512 bytes are summarized by count or length and a
+// SHA-256 prefix.
 //
 // # Scenario format
 //

@@ -69,6 +69,9 @@ func TestExecuteKinds(t *testing.T) {
 		"row: UTC",
 		"ERROR 57014: canceling statement due to user request\nstatus I",
 		"row: still usable",
+		"  [3] DataRow: 2\n  [3] DataRow: 3\n  [3] PortalSuspended\n  [5] DataRow: 4\n  [5] DataRow: 5\n  [5] CommandComplete: SELECT 2\n  [6] ReadyForQuery I",
+		"  [7] CopyInResponse\n  [9] CommandComplete: COPY 1\n  [9] ReadyForQuery I\n  [10] FunctionCallResponse: 900150983cd24fb0d6963f7d28e17f72",
+		"  [1] row: before flush\n  [1] tag: SELECT 1\n  [2] flushed\n  [3] columns: ?column? text",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("transcript lacks %q", want)

@@ -1,6 +1,7 @@
 package difftest
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -43,7 +44,10 @@ func TestParseKinds(t *testing.T) {
 		{55, StepClose, "other", ""},
 		{59, StepSimple, "main", ""},
 		{60, StepSimple, "main", ""},
-		{61, StepSimple, "main", ""},
+		{62, StepRaw, "main", ""},
+		{75, StepPipeline, "main", ""},
+		{81, StepSleep, "main", ""},
+		{82, StepSimple, "main", ""},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("steps:\n got %v\nwant %v", got, want)
@@ -78,6 +82,70 @@ func TestParseKinds(t *testing.T) {
 	}
 	if s[18].Timeout != 200*time.Millisecond || s[19].Timeout != 0 {
 		t.Errorf("timeouts %v %v", s[18].Timeout, s[19].Timeout)
+	}
+	var raw []string
+	for _, m := range s[20].Raw {
+		raw = append(raw, fmt.Sprintf("%s:%q/%q/%q/%d/%d/%d", m.Type, m.Name, m.Stmt, m.SQL, len(m.Params), m.MaxRows, m.OID))
+	}
+	wantRaw := []string{
+		`parse:""/""/"SELECT id FROM kinds_{{id}} WHERE id > $1::int ORDER BY id"/0/0/0`,
+		`bind:""/""/""/1/0/0`,
+		`execute:""/""/""/0/2/0`,
+		`flush:""/""/""/0/0/0`,
+		`execute:""/""/""/0/0/0`,
+		`sync:""/""/""/0/0/0`,
+		`query:""/""/"COPY kinds_{{id}} (id) FROM STDIN"/0/0/0`,
+		`copydata:""/""/"9"/0/0/0`,
+		`copydone:""/""/""/0/0/0`,
+		`fcall:""/""/""/1/0/2311`,
+	}
+	if !reflect.DeepEqual(raw, wantRaw) {
+		t.Errorf("raw messages:\n got %q\nwant %q", raw, wantRaw)
+	}
+	var flushItems []StepKind
+	for _, it := range s[21].Items {
+		flushItems = append(flushItems, it.Kind)
+	}
+	if want := []StepKind{StepExtended, StepFlush, StepExtended, StepSync}; !reflect.DeepEqual(flushItems, want) {
+		t.Errorf("pipeline with flush: %v, want %v", flushItems, want)
+	}
+	if s[22].Timeout != 10*time.Millisecond {
+		t.Errorf("sleep %v", s[22].Timeout)
+	}
+}
+
+func TestParseRaw(t *testing.T) {
+	good := map[string]string{
+		"parse s SELECT 1":      "parse s",
+		"bind p s 1, 'x', null": "bind p s",
+		"bind - - ":             "bind  ",
+		"describe statement s":  "describe s",
+		"close portal -":        "close ",
+		"execute p 10":          "execute p",
+		"fcall 177 1, 2":        "fcall ",
+		"copyfail stop it":      "copyfail ",
+	}
+	for line, want := range good {
+		m, err := parseRaw(line)
+		if err != nil {
+			t.Errorf("%q: %v", line, err)
+			continue
+		}
+		if got := m.Type + " " + m.Name + map[bool]string{true: " " + m.Stmt}[m.Type == "bind"]; got != want {
+			t.Errorf("%q: got %q, want %q", line, got, want)
+		}
+	}
+	for _, bad := range []string{"parse", "bind p", "describe thing x", "describe portal", "execute p many",
+		"sync now", "fcall upper 'x'", "copydone x", "frobnicate", "bind p s 'unterminated"} {
+		if _, err := parseRaw(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if _, err := Parse("bad", "-- raw\nparse - SELECT 1\n-- end\n"); err == nil || !strings.Contains(err.Error(), "must end with sync") {
+		t.Errorf("raw block without sync: %v", err)
+	}
+	if _, err := Parse("bad", "-- raw\nsync\n"); err == nil || !strings.Contains(err.Error(), "without -- end") {
+		t.Errorf("unterminated raw block: %v", err)
 	}
 }
 

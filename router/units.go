@@ -1,0 +1,235 @@
+package router
+
+import (
+	"net/url"
+	"strings"
+)
+
+// UnitKeys are the sqlcommenter keys whose values name a unit of work.
+// traceparent is always read in addition: its trace-id is the unit.
+type UnitKeys []string
+
+// traceparentKey is the W3C trace context key sqlcommenter emits.
+const traceparentKey = "traceparent"
+
+// ExtractUnits returns the units of work that the sqlcommenter comments of
+// sql carry, in order of appearance and without duplicates, and sql without
+// a trailing comment (the text to classify: comments never change what a
+// statement does, and a per-request comment would defeat the classification
+// cache).
+//
+// A comment is read as sqlcommenter key='value' pairs separated by commas,
+// keys and values URL-encoded, quotes inside values escaped with a backslash.
+// A traceparent ('00-<32 hex trace-id>-<16 hex span-id>-<2 hex flags>')
+// gives its trace-id; a key in keys gives its value. Comments inside string
+// literals, quoted identifiers and dollar-quoted strings are not comments.
+// Malformed comments and values are ignored, never an error.
+func ExtractUnits(sql string, keys UnitKeys) (units []string, stripped string) {
+	if !strings.Contains(sql, "/*") {
+		return nil, sql
+	}
+	stripped = sql
+	lastEnd, lastStart := -1, -1
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == '\'':
+			escapes := i > 0 && (sql[i-1] == 'E' || sql[i-1] == 'e') && (i < 2 || !isIdentChar(sql[i-2]))
+			i = skipQuoted(sql, i, '\'', escapes)
+		case c == '"':
+			i = skipQuoted(sql, i, '"', false)
+		case c == '$':
+			i = skipDollar(sql, i)
+		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
+			if nl := strings.IndexByte(sql[i:], '\n'); nl >= 0 {
+				i += nl + 1
+			} else {
+				i = len(sql)
+			}
+		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			end := skipComment(sql, i)
+			if end > len(sql) {
+				return units, stripped // unterminated: the server will say so
+			}
+			units = appendCommentUnits(units, sql[i+2:end-2], keys)
+			lastStart, lastEnd = i, end
+			i = end
+		case isIdentChar(c):
+			// Skip a whole word, so that a '$' inside an identifier (allowed
+			// by PostgreSQL) is not taken for a dollar quote.
+			for i < len(sql) && (isIdentChar(sql[i]) || sql[i] == '$') {
+				i++
+			}
+		default:
+			i++
+		}
+	}
+	if lastEnd >= 0 && strings.TrimRight(sql[lastEnd:], " \t\r\n;") == "" {
+		stripped = strings.TrimRight(sql[:lastStart], " \t\r\n")
+		if strings.HasSuffix(strings.TrimRight(sql[lastEnd:], " \t\r\n"), ";") {
+			stripped += ";"
+		}
+	}
+	return units, stripped
+}
+
+func isIdentChar(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
+}
+
+// skipQuoted returns the index after the literal or identifier opening at i.
+func skipQuoted(sql string, i int, q byte, backslashEscapes bool) int {
+	for j := i + 1; j < len(sql); j++ {
+		switch sql[j] {
+		case '\\':
+			if backslashEscapes {
+				j++
+			}
+		case q:
+			if j+1 < len(sql) && sql[j+1] == q {
+				j++ // doubled quote
+				continue
+			}
+			return j + 1
+		}
+	}
+	return len(sql)
+}
+
+// skipDollar returns the index after the dollar-quoted string opening at i,
+// or i+1 if the '$' opens none (a parameter such as $1).
+func skipDollar(sql string, i int) int {
+	j := i + 1
+	for j < len(sql) && sql[j] != '$' {
+		c := sql[j]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 || j > i+1 && c >= '0' && c <= '9') {
+			return i + 1
+		}
+		j++
+	}
+	if j >= len(sql) {
+		return i + 1
+	}
+	tag := sql[i : j+1]
+	if end := strings.Index(sql[j+1:], tag); end >= 0 {
+		return j + 1 + end + len(tag)
+	}
+	return len(sql)
+}
+
+// skipComment returns the index after the (possibly nested) block comment
+// opening at i, or len(sql)+1 if it is not terminated.
+func skipComment(sql string, i int) int {
+	depth := 0
+	for j := i; j+1 < len(sql); j++ {
+		switch {
+		case sql[j] == '/' && sql[j+1] == '*':
+			depth++
+			j++
+		case sql[j] == '*' && sql[j+1] == '/':
+			depth--
+			j++
+			if depth == 0 {
+				return j + 1
+			}
+		}
+	}
+	return len(sql) + 1
+}
+
+// appendCommentUnits parses one comment's sqlcommenter pairs.
+func appendCommentUnits(units []string, comment string, keys UnitKeys) []string {
+	rest := strings.TrimSpace(comment)
+	for rest != "" {
+		eq := strings.IndexByte(rest, '=')
+		if eq < 0 {
+			return units
+		}
+		key, err := url.QueryUnescape(strings.TrimSpace(rest[:eq]))
+		if err != nil {
+			return units
+		}
+		rest = strings.TrimLeft(rest[eq+1:], " ")
+		if rest == "" || rest[0] != '\'' {
+			return units // not sqlcommenter
+		}
+		var raw strings.Builder
+		j := 1
+		for ; j < len(rest) && rest[j] != '\''; j++ {
+			if rest[j] == '\\' && j+1 < len(rest) {
+				j++
+			}
+			raw.WriteByte(rest[j])
+		}
+		if j >= len(rest) {
+			return units
+		}
+		rest = strings.TrimLeft(rest[j+1:], " ")
+		if rest != "" {
+			if rest[0] != ',' {
+				return units
+			}
+			rest = strings.TrimLeft(rest[1:], " ")
+		}
+		value, err := url.QueryUnescape(raw.String())
+		if err != nil || value == "" {
+			continue
+		}
+		var unit string
+		switch {
+		case key == traceparentKey:
+			unit = traceID(value)
+		case keys.has(key):
+			unit = value
+		}
+		if unit != "" && !contains(units, unit) {
+			units = append(units, unit)
+		}
+	}
+	return units
+}
+
+func (k UnitKeys) has(key string) bool {
+	for _, x := range k {
+		if x == key {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// traceID returns the trace-id of a W3C traceparent value, or "" when it is
+// malformed or the all-zero (invalid) id.
+func traceID(v string) string {
+	parts := strings.Split(v, "-")
+	if len(parts) < 4 || len(parts[0]) != 2 || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
+		return ""
+	}
+	if parts[0] == "ff" || !isHex(parts[0]) || !isHex(parts[1]) || !isHex(parts[2]) || !isHex(parts[3]) {
+		return ""
+	}
+	id := strings.ToLower(parts[1])
+	if id == strings.Repeat("0", 32) {
+		return ""
+	}
+	return id
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
