@@ -28,6 +28,17 @@ type dbRouting struct {
 	cur       atomic.Pointer[routing]
 	refreshMu sync.Mutex   // one refresh at a time
 	loaded    atomic.Int64 // unix nanos of the last successful catalog read
+
+	// mu serialises installs of cur, so that a reload and a catalog refresh
+	// cannot leave the snapshot of an old policy or an old catalog behind.
+	// Lock order: routeMu, then mu.
+	mu struct {
+		sync.Mutex
+		// discovered and funcs are what the last catalog read found (nil
+		// before the first).
+		discovered []policy.Table
+		funcs      router.FuncCatalog
+	}
 }
 
 // catalogQueries read what classification and routing need from a database.
@@ -59,13 +70,14 @@ func (s *Server) routingFor(database string) *routing {
 	}
 	s.routeMu.Unlock()
 
-	if s.lanes == nil || !s.opts.Discover {
+	live := s.live()
+	if s.lanes == nil || !live.Discover {
 		return dr.cur.Load()
 	}
 	last := dr.loaded.Load()
 	if last == 0 {
 		s.refreshRouting(database, dr) // first use: wait for the catalog
-	} else if time.Since(time.Unix(0, last)) > s.opts.DiscoverInterval && dr.refreshMu.TryLock() {
+	} else if time.Since(time.Unix(0, last)) > live.DiscoverInterval && dr.refreshMu.TryLock() {
 		dr.refreshMu.Unlock()
 		go s.refreshRouting(database, dr)
 	}
@@ -76,6 +88,46 @@ func (s *Server) routingFor(database string) *routing {
 func (s *Server) baseRouting() *routing {
 	rules := s.policy.Load().rules
 	return &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, nil)), rules: rules}
+}
+
+// installRouting builds dr's snapshot from the current policy and, when
+// discovered is not nil, a new catalog read (else the last one), and stores
+// it. The snapshot has a new classifier, hence an empty classification cache.
+// Sessions take it at their next request unit.
+func (s *Server) installRouting(database string, dr *dbRouting, discovered []policy.Table, funcs router.FuncCatalog) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if discovered != nil {
+		dr.mu.discovered, dr.mu.funcs = discovered, funcs
+	}
+	ps := s.policy.Load()
+	rules := ps.rules
+	if dr.mu.discovered != nil {
+		cfg := ps.cfg
+		cfg.Discovered = dr.mu.discovered
+		r, err := policy.NewRules(cfg)
+		if err != nil {
+			s.log.Warn("catalog discovery: rules", zap.String("database", database), zap.Error(err))
+		} else {
+			rules = r
+		}
+	}
+	dr.cur.Store(&routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, dr.mu.funcs)), rules: rules})
+}
+
+// forgetCatalog drops what catalog reads found (discovery was turned off).
+func (dr *dbRouting) forgetCatalog() {
+	dr.mu.Lock()
+	dr.mu.discovered, dr.mu.funcs = nil, nil
+	dr.mu.Unlock()
+	dr.loaded.Store(0)
+}
+
+// discoveredTables returns what the last catalog read of dr found.
+func (dr *dbRouting) discoveredTables() []policy.Table {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	return dr.mu.discovered
 }
 
 // refreshRouting reads database's catalog over the vector lane and installs
@@ -100,17 +152,7 @@ func (s *Server) refreshRouting(database string, dr *dbRouting) {
 		return
 	}
 	discovered, cat := catalogFromRows(tables, funcs)
-	cfg := s.policy.Load().cfg
-	cfg.Discovered = discovered
-	rules, err := policy.NewRules(cfg)
-	if err != nil {
-		s.log.Warn("catalog discovery: rules", zap.Error(err))
-		return
-	}
-	dr.cur.Store(&routing{
-		classifier: router.NewClassifier(router.ConfigFromRules(rules, router.NewCatalogSnapshot(cat))),
-		rules:      rules,
-	})
+	s.installRouting(database, dr, discovered, router.NewCatalogSnapshot(cat))
 	dr.loaded.Store(time.Now().UnixNano())
 	s.log.Debug("catalog discovered", zap.String("database", database), zap.Int("vector_tables", len(tables)), zap.Int("functions", len(funcs)))
 }

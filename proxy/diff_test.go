@@ -2,8 +2,11 @@ package proxy_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/txlane/txlane/internal/difftest"
+	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/proxy"
 )
 
 // TestDifferential runs every scenario in testdata/scenarios directly against PostgreSQL
@@ -12,5 +15,25 @@ import (
 // {{id}}, so they run in parallel on one proxy.
 func TestDifferential(t *testing.T) {
 	p := startProxy(t, nil)
+	difftest.RunDir(t, p.Direct, p.DSN(t, ""), "testdata/scenarios", 8)
+}
+
+// TestDifferentialVectorLane runs the same scenarios through txlane with the vector lane on
+// (tables with vector columns discovered from the catalog): whichever lane serves a request,
+// the client must see what PostgreSQL itself answers.
+func TestDifferentialVectorLane(t *testing.T) {
+	p := startProxy(t, func(o *proxy.Options) {
+		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second}
+		o.Discover = true
+		// NOTE: scenarios create their vector tables as they run: rediscover often.
+		o.DiscoverInterval = 50 * time.Millisecond
+	})
+	t.Cleanup(func() {
+		// Parallel subtests end before cleanups run: by now the scenarios are done.
+		m := p.Server.Metrics()
+		if n := m.Routed("vector", "vector_read_idle") + m.Routed("vector", "vector_read_in_tx"); n == 0 {
+			t.Error("the vector lane served no request: the scenarios did not exercise it")
+		}
+	})
 	difftest.RunDir(t, p.Direct, p.DSN(t, ""), "testdata/scenarios", 8)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,30 +68,84 @@ type laneConn struct {
 // lanePools holds the vector lane's pools, one per database: the lane logs in
 // as the read-pool user and reaches the client's database.
 type lanePools struct {
+	// opts are the options at start. Only opts.Config is read from here: it
+	// cannot change without a restart. Sizes and timeouts are in cur.
 	opts ReadPoolOptions
-	log  *zap.Logger
+	// cur holds the live sizes and timeouts; reconfigure replaces it.
+	cur     atomic.Pointer[ReadPoolOptions]
+	log     *zap.Logger
+	metrics *Metrics // nil: not observed
 
 	mu struct {
 		sync.Mutex
-		pools  map[string]*puddle.Pool[*laneConn]
+		pools  map[string]*lanePool
 		closed bool
 	}
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
+// lanePool is one database's pool. A pool replaced by reconfigure (its size
+// changed) is retired: it serves no new acquires and closes once the
+// connections acquired from it come back.
+type lanePool struct {
+	*puddle.Pool[*laneConn]
+	maxConns int
+	waiting  atomic.Int64  // acquires in progress
+	retired  chan struct{} // closed when replaced or closed
+}
+
 func newLanePools(opts ReadPoolOptions, log *zap.Logger) *lanePools {
 	opts.setDefaults()
 	lp := &lanePools{opts: opts, log: log, stop: make(chan struct{})}
-	lp.mu.pools = make(map[string]*puddle.Pool[*laneConn])
+	cur := opts
+	lp.cur.Store(&cur)
+	lp.mu.pools = make(map[string]*lanePool)
 	return lp
+}
+
+// live returns the current sizes and timeouts.
+func (lp *lanePools) live() *ReadPoolOptions { return lp.cur.Load() }
+
+// reconfigure applies new sizes and timeouts (o.Config is ignored: the
+// server and credentials stay). Timeouts, lifetimes and min_idle apply from
+// the next acquire or health check; a new max_conns replaces each database's
+// pool with one of the new size, and the old pool closes as its connections
+// are released, so no client loses a connection it is using.
+//
+// NOTE: until the old pool's connections are back, a database may briefly
+// hold more than max_conns connections.
+func (lp *lanePools) reconfigure(o ReadPoolOptions) {
+	o.Config = lp.opts.Config
+	o.setDefaults()
+	old := lp.cur.Swap(&o)
+	if old.MaxConns == o.MaxConns {
+		return
+	}
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if lp.mu.closed {
+		return
+	}
+	for db, p := range lp.mu.pools {
+		np, err := lp.newPool(db)
+		if err != nil {
+			lp.log.Warn("cannot resize vector-lane pool", zap.String("database", db), zap.Error(err))
+			continue
+		}
+		lp.mu.pools[db] = np
+		close(p.retired)
+		go p.Close() // blocks until acquired connections are released
+		lp.log.Info("vector-lane pool resized", zap.String("database", db),
+			zap.Int("from", p.maxConns), zap.Int("to", np.maxConns))
+	}
 }
 
 // errLaneClosed is returned by acquire after close.
 var errLaneClosed = errors.New("vector lane closed")
 
 // pool returns the pool for database, creating it on first use.
-func (lp *lanePools) pool(database string) (*puddle.Pool[*laneConn], error) {
+func (lp *lanePools) pool(database string) (*lanePool, error) {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	if lp.mu.closed {
@@ -99,6 +154,17 @@ func (lp *lanePools) pool(database string) (*puddle.Pool[*laneConn], error) {
 	if p := lp.mu.pools[database]; p != nil {
 		return p, nil
 	}
+	p, err := lp.newPool(database)
+	if err != nil {
+		return nil, err
+	}
+	lp.mu.pools[database] = p
+	return p, nil
+}
+
+// newPool creates a pool for database with the current size and starts its
+// maintenance. lp.mu is held.
+func (lp *lanePools) newPool(database string) (*lanePool, error) {
 	cfg := lp.opts.Config.Copy()
 	cfg.Database = database
 	if cfg.RuntimeParams == nil {
@@ -107,15 +173,16 @@ func (lp *lanePools) pool(database string) (*puddle.Pool[*laneConn], error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "txlane vector lane"
 	}
-	p, err := puddle.NewPool(&puddle.Config[*laneConn]{
+	maxConns := lp.live().MaxConns
+	pp, err := puddle.NewPool(&puddle.Config[*laneConn]{
 		Constructor: func(ctx context.Context) (*laneConn, error) { return dialLane(ctx, cfg) },
 		Destructor:  func(c *laneConn) { c.close() },
-		MaxSize:     int32(lp.opts.MaxConns),
+		MaxSize:     int32(maxConns),
 	})
 	if err != nil {
 		return nil, err
 	}
-	lp.mu.pools[database] = p
+	p := &lanePool{Pool: pp, maxConns: maxConns, retired: make(chan struct{})}
 	lp.wg.Add(1)
 	go lp.maintain(database, p)
 	return p, nil
@@ -162,15 +229,22 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, lp.opts.AcquireTimeout)
+	ctx, cancel := context.WithTimeout(ctx, lp.live().AcquireTimeout)
 	defer cancel()
-	return p.Acquire(ctx)
+	p.waiting.Add(1)
+	start := time.Now()
+	res, err := p.Acquire(ctx)
+	p.waiting.Add(-1)
+	if lp.metrics != nil {
+		lp.metrics.observeAcquire("vector", time.Since(start))
+	}
+	return res, err
 }
 
 // release returns res to its pool, or destroys it when it is past its
 // lifetime or its state is unknown (broken).
 func (lp *lanePools) release(res *puddle.Resource[*laneConn], broken bool) {
-	if broken || time.Since(res.Value().created) > lp.opts.MaxLifetime {
+	if broken || time.Since(res.Value().created) > lp.live().MaxLifetime {
 		res.Destroy()
 		return
 	}
@@ -179,19 +253,27 @@ func (lp *lanePools) release(res *puddle.Resource[*laneConn], broken bool) {
 
 // maintain keeps a pool healthy until close: it retires idle connections past
 // their lifetime or found dead, and tops the pool up to MinIdle.
-func (lp *lanePools) maintain(database string, p *puddle.Pool[*laneConn]) {
+func (lp *lanePools) maintain(database string, p *lanePool) {
 	defer lp.wg.Done()
-	t := time.NewTicker(lp.opts.HealthCheckPeriod)
+	period := lp.live().HealthCheckPeriod
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		lp.topUp(p)
 		select {
 		case <-lp.stop:
 			return
+		case <-p.retired:
+			return
 		case <-t.C:
 		}
+		live := lp.live()
+		if live.HealthCheckPeriod != period {
+			period = live.HealthCheckPeriod
+			t.Reset(period)
+		}
 		for _, res := range p.AcquireAllIdle() {
-			if time.Since(res.Value().created) > lp.opts.MaxLifetime || !res.Value().ping() {
+			if time.Since(res.Value().created) > live.MaxLifetime || !res.Value().ping() {
 				lp.log.Debug("retiring vector-lane connection", zap.String("database", database), zap.Uint32("pid", res.Value().pid))
 				res.Destroy()
 				continue
@@ -201,9 +283,10 @@ func (lp *lanePools) maintain(database string, p *puddle.Pool[*laneConn]) {
 	}
 }
 
-func (lp *lanePools) topUp(p *puddle.Pool[*laneConn]) {
-	for i := int(p.Stat().IdleResources()); i < lp.opts.MinIdle && int(p.Stat().TotalResources()) < lp.opts.MaxConns; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), lp.opts.AcquireTimeout)
+func (lp *lanePools) topUp(p *lanePool) {
+	live := lp.live()
+	for i := int(p.Stat().IdleResources()); i < live.MinIdle && int(p.Stat().TotalResources()) < p.maxConns; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), live.AcquireTimeout)
 		err := p.CreateResource(ctx)
 		cancel()
 		if err != nil {
@@ -257,6 +340,8 @@ func (lp *lanePools) close() {
 type PoolStat struct {
 	Database                        string
 	Total, Idle, Acquired, Creating int
+	// Max is the pool's size limit; Waiting the acquires in progress.
+	Max, Waiting                    int
 	AcquireCount, EmptyAcquireCount int64
 	CanceledAcquireCount            int64
 	AcquireWait                     time.Duration
@@ -271,6 +356,7 @@ func (lp *lanePools) stats() []PoolStat {
 		out = append(out, PoolStat{
 			Database: db, Total: int(s.TotalResources()), Idle: int(s.IdleResources()),
 			Acquired: int(s.AcquiredResources()), Creating: int(s.ConstructingResources()),
+			Max: p.maxConns, Waiting: int(p.waiting.Load()),
 			AcquireCount: s.AcquireCount(), EmptyAcquireCount: s.EmptyAcquireCount(),
 			CanceledAcquireCount: s.CanceledAcquireCount(), AcquireWait: s.EmptyAcquireWaitTime(),
 		})

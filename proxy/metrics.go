@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"sort"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -16,24 +19,162 @@ const (
 )
 
 // Metrics are the proxy's Prometheus metrics. A Server without
-// Options.Metrics keeps an unregistered set.
+// Options.Metrics keeps an unregistered set. Gauges of the server's live
+// state (clients, backends) are not here: see Server.Register.
 type Metrics struct {
 	units *prometheus.CounterVec
+	// escapes counts writes that would have escaped a transaction held by
+	// another connection, by the action taken and the table written.
+	escapes *prometheus.CounterVec
+	// acquireWait is how long request units waited for a backend, by lane.
+	acquireWait *prometheus.HistogramVec
+	// unitSeconds is how long request units took, from dispatch to
+	// ReadyForQuery, by lane.
+	unitSeconds *prometheus.HistogramVec
+	// timeouts counts clients and requests ended by a txlane timeout, by kind.
+	timeouts     *prometheus.CounterVec
+	reloads      prometheus.Counter
+	reloadErrors prometheus.Counter
+	reloadOK     prometheus.Gauge
 }
 
 // NewMetrics returns a fresh, unregistered metric set.
 func NewMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		units: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_statements_total",
 			Help: "Request units (a simple Query, or an extended batch up to Sync) routed, by lane and reason.",
 		}, []string{"lane", "reason"}),
+		escapes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_escapes_total",
+			Help: "Writes that would escape a transaction held by another connection for the same unit of work, by action (reject, reroute, log, allow) and table.",
+		}, []string{"action", "table"}),
+		acquireWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "txlane_pool_acquire_wait_seconds",
+			Help:    "Time a request unit waited for a backend connection, by lane (vector: the read pool; primary: held at dispatch by PAUSE).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
+		}, []string{"lane"}),
+		unitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "txlane_statement_duration_seconds",
+			Help:    "Time from sending a request unit to a backend to its ReadyForQuery, by lane.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 500µs .. 16s
+		}, []string{"lane"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_timeouts_total",
+			Help: "Clients or request units ended by a txlane timeout, by kind (idle_in_transaction, query_wait).",
+		}, []string{"kind"}),
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "txlane_config_reloads_total",
+			Help: "Configuration reloads applied.",
+		}),
+		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "txlane_config_reload_errors_total",
+			Help: "Configuration reloads refused (the last good configuration stays).",
+		}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "txlane_config_last_reload_successful",
+			Help: "1 when the last configuration reload succeeded (or none was attempted), 0 when it failed.",
+		}),
 	}
+	m.reloadOK.Set(1)
+	return m
 }
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	return reg.Register(m.units)
+	for _, c := range []prometheus.Collector{m.units, m.escapes, m.acquireWait, m.unitSeconds,
+		m.timeouts, m.reloads, m.reloadErrors, m.reloadOK} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Escape counts one write that would escape a transaction held by another
+// connection: action is what the policy did (reject, reroute, log, allow) and
+// table the schema-qualified table written.
+//
+// NOTE: table is a label, so the series grow with the tables written across
+// units; that is bounded by the schema, never by parameter values.
+func (m *Metrics) Escape(action, table string) {
+	m.escapes.WithLabelValues(action, table).Inc()
+}
+
+// Reloaded counts one configuration reload attempt: a success when err is
+// nil, an error otherwise.
+func (m *Metrics) Reloaded(err error) {
+	if err != nil {
+		m.reloadErrors.Inc()
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloads.Inc()
+	m.reloadOK.Set(1)
+}
+
+// ReloadCounts returns the counts of applied and refused reloads.
+func (m *Metrics) ReloadCounts() (ok, failed float64) {
+	return counterValue(m.reloads), counterValue(m.reloadErrors)
+}
+
+// observeAcquire records how long a unit waited for a backend of lane.
+func (m *Metrics) observeAcquire(lane string, d time.Duration) {
+	m.acquireWait.WithLabelValues(lane).Observe(d.Seconds())
+}
+
+// observeUnit records how long a unit took on lane.
+func (m *Metrics) observeUnit(lane string, d time.Duration) {
+	m.unitSeconds.WithLabelValues(lane).Observe(d.Seconds())
+}
+
+// timeout counts one timeout of kind.
+func (m *Metrics) timeout(kind string) {
+	m.timeouts.WithLabelValues(kind).Inc()
+}
+
+// RouteCount is the number of request units routed to Lane for Reason.
+type RouteCount struct {
+	Lane, Reason string
+	Units        float64
+}
+
+// Routes returns every (lane, reason) pair counted so far, sorted.
+func (m *Metrics) Routes() []RouteCount {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { m.units.Collect(ch); close(ch) }()
+	var out []RouteCount
+	for pm := range ch {
+		var d dto.Metric
+		if pm.Write(&d) != nil {
+			continue
+		}
+		rc := RouteCount{Units: d.GetCounter().GetValue()}
+		for _, l := range d.GetLabel() {
+			switch l.GetName() {
+			case "lane":
+				rc.Lane = l.GetValue()
+			case "reason":
+				rc.Reason = l.GetValue()
+			}
+		}
+		out = append(out, rc)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Lane != out[j].Lane {
+			return out[i].Lane < out[j].Lane
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	return out
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var d dto.Metric
+	if c.Write(&d) != nil {
+		return 0
+	}
+	return d.GetCounter().GetValue()
 }
 
 // route counts one request unit routed to lane for reason.
@@ -43,13 +184,18 @@ func (m *Metrics) route(lane, reason string) {
 
 // Routed returns how many request units went to lane for reason.
 func (m *Metrics) Routed(lane, reason string) float64 {
-	c, err := m.units.GetMetricWithLabelValues(lane, reason)
+	return labeledValue(m.units, lane, reason)
+}
+
+// Escapes returns how many escaping writes to table got action.
+func (m *Metrics) Escapes(action, table string) float64 {
+	return labeledValue(m.escapes, action, table)
+}
+
+func labeledValue(v *prometheus.CounterVec, labels ...string) float64 {
+	c, err := v.GetMetricWithLabelValues(labels...)
 	if err != nil {
 		return 0
 	}
-	var out dto.Metric
-	if c.Write(&out) != nil {
-		return 0
-	}
-	return out.GetCounter().GetValue()
+	return counterValue(c)
 }

@@ -16,8 +16,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/proxy"
 )
 
 // pgxConfig parses dsn for pgx. A context that ends during a query sends a CancelRequest
@@ -683,5 +687,182 @@ func TestPgxPool(t *testing.T) {
 	}
 	if n := p.Clients(); n != int(st.TotalConns()) {
 		t.Errorf("txlane serves %d clients, the pool holds %d connections", n, st.TotalConns())
+	}
+}
+
+// exchange sends msgs and returns the names of the messages received up to the
+// ReadyForQuery answering the last of them (ParameterStatus and notices left out), and the
+// values of the DataRows.
+func exchange(t *testing.T, conn *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) (types []string, rows [][]string) {
+	t.Helper()
+	fe := conn.Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	for {
+		msg, err := conn.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", types, err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse:
+			continue
+		case *pgproto3.DataRow:
+			var row []string
+			for _, v := range msg.Values {
+				row = append(row, string(v))
+			}
+			rows = append(rows, row)
+		case *pgproto3.ErrorResponse:
+			types = append(types, "ErrorResponse "+msg.Code)
+			continue
+		}
+		types = append(types, strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3."))
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return types, rows
+		}
+	}
+}
+
+// copyWithStraySync runs COPY FROM STDIN the way clients that pipeline a Sync right after
+// Execute do (Parse/Bind/Execute/Sync, then CopyData, CopyDone, Sync). PostgreSQL ignores a
+// Sync that arrives during COPY IN: two Syncs, one ReadyForQuery.
+func copyWithStraySync(t *testing.T, conn *pgconn.PgConn, table string) {
+	t.Helper()
+	got, _ := exchange(t, conn,
+		&pgproto3.Parse{Query: "COPY " + table + " FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.CopyData{Data: []byte("1\n2\n")}, &pgproto3.CopyDone{},
+		&pgproto3.Sync{})
+	if want := "[ParseComplete BindComplete CopyInResponse CommandComplete ReadyForQuery]"; fmt.Sprint(got) != want {
+		t.Fatalf("COPY answered %v, want %v", got, want)
+	}
+}
+
+// TestVectorLaneAfterCopyWithStraySync checks that a Sync the server ignores (sent during
+// COPY IN) does not leave txlane waiting for a ReadyForQuery that never comes: vector reads
+// are still offloaded afterwards, and a statement prepared on the vector lane can still be
+// executed on the primary.
+func TestVectorLaneAfterCopyWithStraySync(t *testing.T) {
+	vec, scratch := uniqueName("stray_vec"), uniqueName("stray_copy")
+	pgtest.Exec(t, fmt.Sprintf(`CREATE TABLE %[1]s (id int PRIMARY KEY, embedding vector(3));
+INSERT INTO %[1]s VALUES (1, '[1,0,0]'), (2, '[0,1,0]');
+CREATE TABLE %[2]s (id int)`, vec, scratch))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+vec+", "+scratch) })
+	p := startProxy(t, func(o *proxy.Options) {
+		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 2, AcquireTimeout: 2 * time.Second}
+		o.Rules.VectorTables = []string{vec}
+	})
+	conn := p.connect(t)
+	primaryPID := scalar(t, conn, "SELECT pg_backend_pid()")
+	read := "SELECT pg_backend_pid() FROM " + vec + " ORDER BY embedding <-> '[1,0,0]' LIMIT 1"
+	if scalar(t, conn, read) == primaryPID {
+		t.Fatal("a vector read ran on the primary before the COPY: the vector lane is not in use")
+	}
+	ctx := testCtx(t)
+	// A statement first prepared and executed on the vector lane.
+	knn := "SELECT id FROM " + vec + " ORDER BY embedding <-> $1::vector LIMIT 1"
+	if _, err := conn.Prepare(ctx, "knn", knn, nil); err != nil {
+		t.Fatal(err)
+	}
+	res := conn.ExecPrepared(ctx, "knn", [][]byte{[]byte("[0,1,0]")}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "2" {
+		t.Fatalf("knn before the COPY: %v %v", res.Rows, res.Err)
+	}
+
+	// A statement parsed, bound and executed in one unit on the vector lane: the primary
+	// does not hold it.
+	knn2 := "SELECT id, pg_backend_pid() FROM " + vec + " ORDER BY embedding <-> $1::vector LIMIT 1"
+	got, rows := exchange(t, conn,
+		&pgproto3.Parse{Name: "knn2", Query: knn2},
+		&pgproto3.Bind{PreparedStatement: "knn2", Parameters: [][]byte{[]byte("[0,1,0]")}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	if fmt.Sprint(got) != "[ParseComplete BindComplete DataRow CommandComplete ReadyForQuery]" ||
+		len(rows) != 1 || rows[0][0] != "2" || rows[0][1] == primaryPID {
+		t.Fatalf("knn2 on the vector lane: %v %v (primary pid %s)", got, rows, primaryPID)
+	}
+
+	copyWithStraySync(t, conn, scratch)
+	if got := scalar(t, conn, "SELECT count(*) FROM "+scratch); got != "2" {
+		t.Fatalf("copied %s rows, want 2", got)
+	}
+	if got := scalar(t, conn, "SELECT 'in step'"); got != "in step" {
+		t.Fatalf("got %q", got)
+	}
+
+	// The statement still executes, wherever txlane runs it.
+	res = conn.ExecPrepared(ctx, "knn", [][]byte{[]byte("[1,0,0]")}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "1" {
+		t.Fatalf("knn after the COPY: rows %v, error %v", res.Rows, res.Err)
+	}
+	// Bound wherever txlane runs it, the client sees exactly the answer to its messages.
+	got, rows = exchange(t, conn,
+		&pgproto3.Bind{PreparedStatement: "knn2", Parameters: [][]byte{[]byte("[1,0,0]")}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	if fmt.Sprint(got) != "[BindComplete DataRow CommandComplete ReadyForQuery]" || len(rows) != 1 || rows[0][0] != "1" {
+		t.Errorf("knn2 after the COPY answered %v %v, want [BindComplete DataRow CommandComplete ReadyForQuery] with id 1", got, rows)
+	}
+	got, _ = exchange(t, conn, &pgproto3.Parse{Name: "later", Query: "SELECT 1"}, &pgproto3.Sync{})
+	if fmt.Sprint(got) != "[ParseComplete ReadyForQuery]" {
+		t.Errorf("a Parse after that answered %v, want [ParseComplete ReadyForQuery]", got)
+	}
+	if got := scalar(t, conn, "SELECT 'still in step'"); got != "still in step" {
+		t.Fatalf("got %q", got)
+	}
+	// And vector reads are offloaded again.
+	if scalar(t, conn, read) == primaryPID {
+		t.Error("after a COPY with a Sync sent during COPY IN, vector reads stay on the primary lane")
+	}
+}
+
+// TestVectorLaneKeepsUnnamedStatement checks that what txlane does on the primary between a
+// client's units (reading session settings before an offload decision) leaves the client's
+// unnamed statement and unnamed portal alone: PostgreSQL keeps both across Syncs.
+func TestVectorLaneKeepsUnnamedStatement(t *testing.T) {
+	vec := uniqueName("unnamed_vec")
+	pgtest.Exec(t, fmt.Sprintf(`CREATE TABLE %[1]s (id int PRIMARY KEY, embedding vector(3));
+INSERT INTO %[1]s VALUES (1, '[1,0,0]')`, vec))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+vec) })
+	p := startProxy(t, func(o *proxy.Options) {
+		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 2, AcquireTimeout: 2 * time.Second}
+		o.Rules.VectorTables = []string{vec}
+	})
+
+	for _, dsn := range []struct{ name, dsn string }{{"direct", p.Direct}, {"txlane", p.DSN(t, "")}} {
+		t.Run(dsn.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			conn, err := pgconn.Connect(ctx, dsn.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+
+			got, _ := exchange(t, conn, &pgproto3.Parse{Query: "SELECT 'unnamed'"}, &pgproto3.Sync{})
+			if fmt.Sprint(got) != "[ParseComplete ReadyForQuery]" {
+				t.Fatalf("parse: %v", got)
+			}
+			got, rows := exchange(t, conn, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if fmt.Sprint(got) != "[BindComplete DataRow CommandComplete ReadyForQuery]" || fmt.Sprint(rows) != "[[unnamed]]" {
+				t.Errorf("unnamed statement bound after a Sync: %v %v, want BindComplete and the row", got, rows)
+			}
+
+			// The unnamed portal, suspended inside a transaction block, resumes in a later unit.
+			exec(t, conn, "BEGIN")
+			got, rows = exchange(t, conn,
+				&pgproto3.Parse{Query: "SELECT g FROM generate_series(1, 3) AS g"}, &pgproto3.Bind{},
+				&pgproto3.Execute{MaxRows: 1}, &pgproto3.Sync{})
+			if fmt.Sprint(got) != "[ParseComplete BindComplete DataRow PortalSuspended ReadyForQuery]" || fmt.Sprint(rows) != "[[1]]" {
+				t.Fatalf("first row: %v %v", got, rows)
+			}
+			got, rows = exchange(t, conn, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Sync{})
+			if fmt.Sprint(got) != "[DataRow PortalSuspended ReadyForQuery]" || fmt.Sprint(rows) != "[[2]]" {
+				t.Errorf("unnamed portal resumed after a Sync: %v %v, want the second row", got, rows)
+			}
+			exec(t, conn, "ROLLBACK")
+		})
 	}
 }

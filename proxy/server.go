@@ -54,9 +54,17 @@ type Options struct {
 	DiscoverInterval time.Duration
 	// Metrics receives the proxy's metrics (default: a private set).
 	Metrics *Metrics
+	// OpsOptions hold the operational settings: timeouts, the admin
+	// console, reload (ops_options.go).
+	OpsOptions
+	// RerouteWaitTimeout bounds how long a write rerouted into another
+	// connection's transaction waits for that connection to be idle
+	// (default 5s).
+	RerouteWaitTimeout time.Duration
 }
 
 func (o *Options) setDefaults() {
+	o.OpsOptions.setDefaults()
 	if o.MaxClientConn <= 0 {
 		o.MaxClientConn = 1000
 	}
@@ -68,6 +76,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.RerouteWaitTimeout <= 0 {
+		o.RerouteWaitTimeout = 5 * time.Second
 	}
 	if o.DiscoverInterval <= 0 {
 		o.DiscoverInterval = time.Minute
@@ -97,6 +108,9 @@ type Server struct {
 	routeMu  sync.Mutex
 	dbRoutes map[string]*dbRouting // by database
 
+	// units maps units of work to the sessions holding them.
+	units *unitRegistry
+
 	clients atomic.Int64 // connections past accept, in any phase
 	nextID  atomic.Uint64
 
@@ -107,6 +121,10 @@ type Server struct {
 		closed    bool
 	}
 	wg sync.WaitGroup
+
+	// ops is the operational state: live options, the session registry,
+	// PAUSE and graceful stop (ops.go).
+	ops opsState
 }
 
 // New returns a Server for opts.
@@ -120,13 +138,14 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("proxy: policy: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys(), metrics: opts.Metrics,
-		dbRoutes: make(map[string]*dbRouting)}
+		dbRoutes: make(map[string]*dbRouting), units: newUnitRegistry()}
 	s.policy.Store(&policyState{cfg: opts.Rules, rules: rules})
 	if opts.ReadPool.Config != nil {
 		s.lanes = newLanePools(opts.ReadPool, opts.Logger)
 	}
 	s.mu.listeners = make(map[net.Listener]struct{})
 	s.mu.conns = make(map[net.Conn]struct{})
+	s.initOps()
 	return s, nil
 }
 
@@ -203,6 +222,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.stopOps()
 	if s.lanes != nil {
 		s.lanes.close()
 	}
@@ -218,8 +238,10 @@ func (s *Server) handle(raw net.Conn) {
 	n := s.clients.Add(1)
 	defer s.clients.Add(-1)
 
-	log := s.log.With(zap.Uint64("client", s.nextID.Add(1)), zap.Stringer("addr", raw.RemoteAddr()))
-	raw.SetDeadline(time.Now().Add(s.opts.ClientLoginTimeout))
+	id := s.nextID.Add(1)
+	log := s.log.With(zap.Uint64("client", id), zap.Stringer("addr", raw.RemoteAddr()))
+	live := s.live() // the limits in force when the client arrived
+	raw.SetDeadline(time.Now().Add(live.ClientLoginTimeout))
 
 	hello, err := readHello(raw, s.opts.TLS)
 	if err != nil {
@@ -230,22 +252,27 @@ func (s *Server) handle(raw net.Conn) {
 		s.forwardCancel(log, hello.cancel.ProcessID, hello.cancel.SecretKey)
 		return
 	}
+	if isAdminStartup(hello.startup) {
+		s.serveAdmin(hello, id, log) // the admin console (admin.go)
+		return
+	}
 	sess := &session{
 		srv:     s,
+		id:      id,
 		client:  hello.conn,
-		cr:      newMsgReader(hello.br, s.opts.MaxMessageSize),
+		cr:      newMsgReader(hello.br, live.MaxMessageSize),
 		out:     clientWriter{w: bufio.NewWriterSize(hello.conn, writeBufSize)},
 		startup: hello.startup,
 		log: log.With(zap.String("user", hello.startup.Parameters["user"]),
 			zap.String("database", hello.startup.Parameters["database"]),
 			zap.String("application_name", hello.startup.Parameters["application_name"])),
 	}
-	if n > int64(s.opts.MaxClientConn) {
-		log.Warn("refusing client: max_client_conn reached", zap.Int("max_client_conn", s.opts.MaxClientConn))
+	if n > int64(live.MaxClientConn) {
+		log.Warn("refusing client: max_client_conn reached", zap.Int("max_client_conn", live.MaxClientConn))
 		sess.fail(fatalf(CodeTooManyConnections, "no more connections allowed (max_client_conn)"))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ClientLoginTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), live.ClientLoginTimeout)
 	err = sess.login(ctx)
 	cancel()
 	if sess.keyPID != 0 {
@@ -257,6 +284,8 @@ func (s *Server) handle(raw net.Conn) {
 	hello.conn.SetDeadline(time.Time{})
 	sess.primary.conn.SetDeadline(time.Time{})
 	sess.log.Debug("client logged in")
+	s.register(sess)
+	defer s.unregister(sess)
 	sess.serve()
 }
 

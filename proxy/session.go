@@ -56,6 +56,9 @@ type session struct {
 
 	stopping atomic.Bool // set when serve tears the session down: relay stays quiet
 
+	// ops is the server's registry entry (ops.go); set before serve.
+	ops *clientEntry
+
 	// Owned by the client goroutine.
 	cur batch
 	// open is the primary request of a unit partly sent (up to a Flush)
@@ -79,6 +82,22 @@ type session struct {
 	unnamedPortal *preparedStmt
 	// relayGone is closed when relay returns.
 	relayGone chan struct{}
+
+	// unitSession and unitLocal are the units set with SET txlane.unit and
+	// SET LOCAL txlane.unit (the latter until its transaction ends).
+	unitSession, unitLocal string
+	// unitsHeld counts the units this session holds in the registry.
+	unitsHeld atomic.Int32
+	// wsem is the right to write a request unit to the primary: held by the
+	// session while it sends one (from its first message to its Sync), or by
+	// another session rerouting a write into this one's transaction.
+	wsem chan struct{}
+	// unnamedClobbered is set when a rerouted write replaced the primary's
+	// unnamed statement; the session then forgets what it held there.
+	unnamedClobbered atomic.Bool
+	// guestStmts holds the content-named statements rerouted writes prepared
+	// on the primary; guarded by wsem.
+	guestStmts *stmtLRU
 
 	mu struct {
 		sync.Mutex
@@ -117,11 +136,18 @@ type request struct {
 	// stmts are the statements the unit executes, applied to the transaction
 	// state when its ReadyForQuery arrives.
 	stmts []*policy.Statement
+	// guest, when set, is the session whose write was rerouted into this
+	// session's transaction: the answer goes to the guest's client, and
+	// guestDone is closed after its ReadyForQuery.
+	guest     *session
+	guestDone chan struct{}
 	// extended: the unit ends with a Sync (not a simple Query). copyIn: the
 	// server entered COPY IN while answering it. The server ignores a Sync
 	// received during COPY IN, so such a unit and the next one (whose Sync
 	// ends the COPY) share one ReadyForQuery.
 	extended, copyIn bool
+	// sent is when the unit was first sent (statement latency).
+	sent time.Time
 }
 
 // internalQuery collects the answer to a query txlane runs on the primary.
@@ -158,6 +184,11 @@ func (s *session) observeReadyForQuery(status byte) *request {
 		}
 	}
 	s.mu.tx.Ready(policy.TxStatus(status))
+	s.srv.unitDone(s, req)
+	if status == byte(TxIdle) && len(s.mu.pending) == 0 {
+		// The transaction is over: the units it carried are free.
+		s.srv.units.releaseAll(s)
+	}
 	return req
 }
 
@@ -290,6 +321,8 @@ func (s *session) serve() {
 	s.mu.Unlock()
 
 	s.relayGone = make(chan struct{})
+	s.wsem = make(chan struct{}, 1)
+	s.guestStmts = newStmtLRU(maxLaneStatements)
 	s.snapDirty.Store(true)
 	s.customs = make(map[string]bool)
 	s.portals = make(map[string]*preparedStmt)
@@ -318,6 +351,7 @@ func (s *session) serve() {
 	}
 	s.primary.conn.Close()
 	<-relayDone
+	s.srv.units.releaseAll(s)
 
 	var pe *pgError
 	if errors.As(err, &pe) {
@@ -394,9 +428,18 @@ func (s *session) clientLoop() error {
 // dispatch sends the completed unit in s.cur to its lane.
 func (s *session) dispatch() error {
 	defer s.cur.reset()
-	if s.open == nil && s.srv.lanes != nil {
-		if handled, err := s.tryVectorLane(&s.cur); handled || err != nil {
+	if done, err := s.srv.admit(s); done { // PAUSE and graceful stop (ops.go)
+		return err
+	}
+	defer s.srv.dispatched(s)
+	if s.open == nil {
+		if handled, err := s.checkUnits(&s.cur); handled || err != nil {
 			return err
+		}
+		if s.srv.lanes != nil {
+			if handled, err := s.tryVectorLane(&s.cur); handled || err != nil {
+				return err
+			}
 		}
 	}
 	return s.sendPrimary(&s.cur)
@@ -409,8 +452,12 @@ func (s *session) dispatch() error {
 func (s *session) sendPrimary(b *batch) error {
 	w := s.primary.w
 	if s.open == nil {
-		s.open = &request{}
+		s.wsem <- struct{}{}
+		s.open = &request{sent: time.Now()}
 		s.push(s.open)
+	}
+	if s.unnamedClobbered.Swap(false) {
+		delete(s.onPrim, "")
 	}
 	var pre []byte
 	var swallow []byte
@@ -446,10 +493,7 @@ func (s *session) sendPrimary(b *batch) error {
 			}
 		}
 	}
-	var stmts []*policy.Statement
-	if s.srv.lanes != nil {
-		stmts = s.executedStatements(b)
-	}
+	stmts := s.executedStatements(b)
 	if len(swallow) > 0 || len(stmts) > 0 {
 		s.mu.Lock()
 		s.open.swallow = append(s.open.swallow, swallow...)
@@ -457,18 +501,22 @@ func (s *session) sendPrimary(b *batch) error {
 		s.mu.Unlock()
 	}
 	s.noteStatements(b, s.onPrim)
-	if b.synced {
+	synced := b.synced
+	if synced {
 		s.open.extended = b.sql == "" && !b.function()
 		s.open = nil
 	}
 	w.Write(pre)
-	if err := b.writeTo(w); err != nil {
-		return err
+	err := b.writeTo(w)
+	if err == nil && (!s.cr.buffered() || !synced) {
+		// NOTE: with more input buffered the unit could wait to coalesce with
+		// the next, but another session may reroute a write in between.
+		err = w.Flush()
 	}
-	if s.cr.buffered() {
-		return nil // more is coming: let it coalesce
+	if synced {
+		<-s.wsem
 	}
-	return w.Flush()
+	return err
 }
 
 // opaqueStmt stands for what txlane cannot attribute (a function call, an
@@ -538,6 +586,17 @@ func (s *session) noteEffects(st *policy.Statement) {
 		s.snapDirty.Store(true)
 	}
 	for _, set := range st.Settings {
+		if set.Name == "txlane.unit" || set.ResetAll {
+			v := strings.Trim(set.Value, "'")
+			if set.Reset || set.ResetAll {
+				v = ""
+			}
+			if set.Local {
+				s.unitLocal = v
+			} else {
+				s.unitSession, s.unitLocal = v, ""
+			}
+		}
 		if strings.Contains(set.Name, ".") {
 			s.customs[set.Name] = true
 		}
@@ -613,6 +672,12 @@ func (s *session) relay() error {
 			}
 			continue
 		}
+		if req != nil && req.guest != nil && typ != 'A' && typ != msgParameterStatus {
+			if err := s.guestReply(req, typ); err != nil {
+				return s.relayStop(err, fatal)
+			}
+			continue
+		}
 		s.out.mu.Lock()
 		switch typ {
 		case msgReadyForQuery:
@@ -653,6 +718,43 @@ func (s *session) relay() error {
 			return s.relayStop(err, fatal)
 		}
 	}
+}
+
+// guestReply forwards one message of the answer to a write rerouted into
+// this session's transaction to the guest's client. The ReadyForQuery is the
+// holder's to observe; the guest gets its own status.
+func (s *session) guestReply(req *request, typ byte) error {
+	g := req.guest
+	b := s.primary
+	if typ == msgReadyForQuery {
+		body, err := b.r.body()
+		if err != nil {
+			return err
+		}
+		if len(body) != 1 {
+			return errors.New("malformed ReadyForQuery from server")
+		}
+		s.observeReadyForQuery(body[0])
+		g.out.mu.Lock()
+		writeRaw(g.out.w, msgReadyForQuery, []byte{byte(g.TxStatus())})
+		g.out.w.Flush() // a guest that went away does not concern the holder
+		g.out.mu.Unlock()
+		close(req.guestDone)
+		return nil
+	}
+	// NOTE: the body is read whole before the guest's socket is written, so
+	// that a guest that went away cannot leave the holder's stream mid-message.
+	body, err := b.r.body()
+	if err != nil {
+		return err
+	}
+	g.out.mu.Lock()
+	writeRaw(g.out.w, typ, body)
+	if !b.r.buffered() {
+		g.out.w.Flush()
+	}
+	g.out.mu.Unlock()
+	return nil
 }
 
 // internalReply consumes one message of the answer to a query of txlane's own.

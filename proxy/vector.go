@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -69,11 +70,13 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		}
 		return true, s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
 			Message: "vector lane unavailable",
-			Detail:  fmt.Sprintf("No vector-lane connection could be had within read_pool.acquire_timeout (%s).", s.srv.lanes.opts.AcquireTimeout),
+			Detail:  fmt.Sprintf("No vector-lane connection could be had within read_pool.acquire_timeout (%s).", s.srv.lanes.live().AcquireTimeout),
 			Hint:    "Raise read_pool.max_conns or acquire_timeout, or set read_pool.on_unavailable: primary."})
 	}
 	s.routed(d.Lane, d.Reason.String())
+	start := time.Now()
 	broken, err := s.runOnLane(res.Value(), b)
+	s.srv.metrics.observeUnit("vector", time.Since(start))
 	s.srv.lanes.release(res, broken)
 	return true, err
 }
@@ -155,98 +158,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	}
 
 	w := c.w
-	var swallow []byte
-	if b.sql != "" {
-		writeRaw(w, msgQuery, b.buf[5:])
-		delete(s.stmts, "") // a simple Query replaces the unnamed statement
-	} else {
-		defined := map[string]*preparedStmt{}
-		var needed []*preparedStmt
-		for i := range b.msgs {
-			m := &b.msgs[i]
-			switch m.typ {
-			case msgParse:
-				defined[m.name] = m.stmt
-			case msgBind, msgDescribe:
-				if m.typ == msgDescribe && m.kind != 'S' {
-					continue
-				}
-				st := defined[m.name]
-				if st == nil {
-					st = s.stmts[m.name]
-				}
-				if st != nil && !c.stmts.has(st.key) {
-					needed = append(needed, st)
-				}
-				if st != nil {
-					c.stmts.touch(st.key)
-				}
-			}
-		}
-		var pre []byte
-		for _, st := range needed {
-			if c.stmts.has(st.key) {
-				continue // needed twice in this unit
-			}
-			for _, old := range c.stmts.add(st.key) {
-				pre = appendCloseStmt(pre, string(old))
-				swallow = append(swallow, msgCloseComplete)
-			}
-			pre = appendParse(pre, string(st.key), st)
-			swallow = append(swallow, msgParseComplete)
-		}
-		w.Write(pre)
-		clear(defined)
-		for i := range b.msgs {
-			m := &b.msgs[i]
-			raw := b.buf[m.start:m.end]
-			switch m.typ {
-			case msgParse:
-				defined[m.name] = m.stmt
-				w.Write(appendParse(nil, "", m.stmt))
-			case msgBind:
-				st := defined[m.name]
-				if st == nil {
-					st = s.stmts[m.name]
-				}
-				// Bind body: portal\0 statement\0 rest.
-				body := raw[5:]
-				_, rest, _ := cstring(body)
-				_, rest, _ = cstring(rest)
-				w.WriteByte(msgBind)
-				n := 1 + len(st.key) + 1 + len(rest)
-				var l [4]byte
-				putLen(l[:], n)
-				w.Write(l[:])
-				w.WriteByte(0) // the unnamed portal
-				w.WriteString(string(st.key))
-				w.WriteByte(0)
-				w.Write(rest)
-			case msgDescribe:
-				if m.kind == 'S' {
-					st := defined[m.name]
-					if st == nil {
-						st = s.stmts[m.name]
-					}
-					out, _ := (&pgproto3.Describe{ObjectType: 'S', Name: string(st.key)}).Encode(nil)
-					w.Write(out)
-					continue
-				}
-				w.Write(raw)
-			default:
-				w.Write(raw)
-			}
-		}
-		// The client's registry learns its Parses; the primary does not hold them.
-		for i := range b.msgs {
-			if m := &b.msgs[i]; m.typ == msgParse {
-				s.stmts[m.name] = m.stmt
-				if k, ok := s.onPrim[m.name]; ok && k != m.stmt.key {
-					delete(s.onPrim, m.name) // the primary's copy is stale now
-				}
-			}
-		}
-	}
+	swallow := s.writeUnitShared(w, b, c.stmts)
 	if err := w.Flush(); err != nil {
 		return true, s.laneLost(b, err)
 	}
@@ -260,6 +172,97 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 		s.mu.Unlock()
 	}()
 	return s.relayLane(c, swallow)
+}
+
+// writeUnitShared writes unit b to a backend shared with other clients (a
+// vector-lane connection, or a holder's primary for a rerouted write), on
+// which statements live under content-derived names: held lists those the
+// backend has. It returns the replies of the injected prefix, to swallow, and
+// updates the client's registry for the unit's Parse messages.
+//
+// Every statement the unit binds or describes is prepared first if the
+// backend lacks it, Bind and Describe are rewritten to the content names, and
+// the client's own Parse messages become unnamed Parses, which give the
+// client its ParseComplete at the right place and validate the text.
+func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU) (swallow []byte) {
+	if b.sql != "" {
+		writeRaw(w, msgQuery, b.buf[5:])
+		delete(s.stmts, "") // a simple Query replaces the unnamed statement
+		return nil
+	}
+	lookup := func(defined map[string]*preparedStmt, name string) *preparedStmt {
+		if st := defined[name]; st != nil {
+			return st
+		}
+		return s.stmts[name]
+	}
+	defined := map[string]*preparedStmt{}
+	var needed []*preparedStmt
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		switch {
+		case m.typ == msgParse:
+			defined[m.name] = m.stmt
+		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
+			if st := lookup(defined, m.name); st != nil {
+				if !held.has(st.key) {
+					needed = append(needed, st)
+				}
+				held.touch(st.key)
+			}
+		}
+	}
+	var pre []byte
+	for _, st := range needed {
+		if held.has(st.key) {
+			continue // needed twice in this unit
+		}
+		for _, old := range held.add(st.key) {
+			pre = appendCloseStmt(pre, string(old))
+			swallow = append(swallow, msgCloseComplete)
+		}
+		pre = appendParse(pre, string(st.key), st)
+		swallow = append(swallow, msgParseComplete)
+	}
+	w.Write(pre)
+	clear(defined)
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		raw := b.buf[m.start:m.end]
+		switch {
+		case m.typ == msgParse:
+			defined[m.name] = m.stmt
+			w.Write(appendParse(nil, "", m.stmt))
+		case m.typ == msgBind:
+			st := lookup(defined, m.name)
+			// Bind body: portal\0 statement\0 rest.
+			_, rest, _ := cstring(raw[5:])
+			_, rest, _ = cstring(rest)
+			w.WriteByte(msgBind)
+			var l [4]byte
+			putLen(l[:], 1+len(st.key)+1+len(rest))
+			w.Write(l[:])
+			w.WriteByte(0) // the unnamed portal
+			w.WriteString(string(st.key))
+			w.WriteByte(0)
+			w.Write(rest)
+		case m.typ == msgDescribe && m.kind == 'S':
+			out, _ := (&pgproto3.Describe{ObjectType: 'S', Name: string(lookup(defined, m.name).key)}).Encode(nil)
+			w.Write(out)
+		default:
+			w.Write(raw)
+		}
+	}
+	// The client's registry learns its Parses; the primary does not hold them.
+	for i := range b.msgs {
+		if m := &b.msgs[i]; m.typ == msgParse {
+			s.stmts[m.name] = m.stmt
+			if k, ok := s.onPrim[m.name]; ok && k != m.stmt.key {
+				delete(s.onPrim, m.name) // the primary's copy is stale now
+			}
+		}
+	}
+	return swallow
 }
 
 // relayLane forwards the lane's answer to the client up to ReadyForQuery,
@@ -430,12 +433,15 @@ func (s *session) laneLostMidway(err error) error {
 // answer, which does not reach the client. The primary must be idle.
 func (s *session) internal(sql string) (*internalQuery, error) {
 	q := &internalQuery{done: make(chan struct{})}
+	s.wsem <- struct{}{}
 	s.push(&request{internal: q})
 	// A simple Query replaces the server's unnamed statement: the client's
 	// (if any) is prepared again before its next use on the primary.
 	delete(s.onPrim, "")
 	writeMsg(s.primary.w, &pgproto3.Query{String: sql})
-	if err := s.primary.w.Flush(); err != nil {
+	err := s.primary.w.Flush()
+	<-s.wsem
+	if err != nil {
 		return nil, err
 	}
 	select {

@@ -3,6 +3,8 @@ package router
 import (
 	"net/url"
 	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 // UnitKeys are the sqlcommenter keys whose values name a unit of work.
@@ -232,4 +234,19 @@ func isHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// Fingerprint identifies the shape of the statements in sqls, ignoring
+// constants and comments (pg_query's fingerprint), for logs that must never
+// show parameter values. Unparsable text gets "unparsed".
+func Fingerprint(sqls []string) string {
+	var out []string
+	for _, sql := range sqls {
+		fp, err := pg_query.Fingerprint(sql)
+		if err != nil {
+			fp = "unparsed"
+		}
+		out = append(out, fp)
+	}
+	return strings.Join(out, ",")
 }

@@ -93,24 +93,27 @@ func (w *walker) visitNode(n *pg.Node) {
 }
 
 // walk visits every message-valued field of m.
-func (w *walker) walk(m protoreflect.Message) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		w.field(fd, v)
-		return true
-	})
-}
+func (w *walker) walk(m protoreflect.Message) { w.walkExcept(m) }
 
 // walkExcept is walk minus the named fields, which the caller handled.
+//
+// NOTE: fields are visited in declaration order, not with Message.Range,
+// whose order is unspecified: tables must be reported in a stable order.
 func (w *walker) walkExcept(m protoreflect.Message, skip ...protoreflect.Name) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	fields := m.Descriptor().Fields()
+next:
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
 		for _, s := range skip {
 			if fd.Name() == s {
-				return true
+				continue next
 			}
 		}
-		w.field(fd, v)
-		return true
-	})
+		w.field(fd, m.Get(fd))
+	}
 }
 
 func (w *walker) field(fd protoreflect.FieldDescriptor, v protoreflect.Value) {

@@ -3,10 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
@@ -17,36 +13,15 @@ import (
 	"github.com/txlane/txlane/proxy"
 )
 
-// serve runs txlane with cfg until SIGINT or SIGTERM.
+// serve runs txlane with cfg, read from path, until SIGINT or SIGTERM. The
+// lifecycle (reload, admin HTTP endpoint, graceful stop) is in run.go.
 func serve(cfg *config.Config, path string) error {
-	log, err := newLogger(cfg.Log)
+	log, level, err := newLogger(cfg.Log)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
-
-	opts, err := proxyOptions(cfg, log)
-	if err != nil {
-		return err
-	}
-	srv, err := proxy.New(opts)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	log.Info("txlane listening", zap.String("listen", ln.Addr().String()), zap.String("config", path))
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sig
-		log.Info("stopping", zap.Stringer("signal", s))
-		srv.Close()
-	}()
-	return srv.Serve(ln)
+	return run(cfg, path, log, level)
 }
 
 // proxyOptions turns a validated configuration into the proxy's options.
@@ -84,9 +59,13 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 			OnUnavailable:     string(cfg.ReadPool.OnUnavailable),
 			WritingFunctions:  p.WritingFunctions,
 			ReadOnlyFunctions: p.ReadOnlyFunctions,
+			Escape:            string(p.Escape),
+			EscapeOverrides:   escapeOverrides(p.EscapeOverrides),
+			UnitCommentKeys:   p.UnitCommentKeys,
 		},
-		Discover:         p.DiscoverVectorTables,
-		DiscoverInterval: p.DiscoverInterval,
+		RerouteWaitTimeout: p.RerouteWaitTimeout,
+		Discover:           p.DiscoverVectorTables,
+		DiscoverInterval:   p.DiscoverInterval,
 	}
 	if cfg.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
@@ -98,10 +77,12 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 	return opts, nil
 }
 
-func newLogger(lc config.Log) (*zap.Logger, error) {
-	var level zapcore.Level
-	if err := level.UnmarshalText([]byte(lc.Level)); err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+// newLogger builds the logger lc describes. Its level can change later
+// through the returned AtomicLevel (reload); its format cannot.
+func newLogger(lc config.Log) (*zap.Logger, zap.AtomicLevel, error) {
+	level, err := zapLevel(lc.Level)
+	if err != nil {
+		return nil, zap.AtomicLevel{}, err
 	}
 	zc := zap.NewProductionConfig()
 	if lc.Format == config.LogConsole {
@@ -110,5 +91,24 @@ func newLogger(lc config.Log) (*zap.Logger, error) {
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
 	zc.DisableStacktrace = true
-	return zc.Build()
+	log, err := zc.Build()
+	return log, zc.Level, err
+}
+
+// zapLevel converts log.level.
+func zapLevel(l config.LogLevel) (zapcore.Level, error) {
+	var level zapcore.Level
+	if err := level.UnmarshalText([]byte(l)); err != nil {
+		return level, fmt.Errorf("log.level: %w", err)
+	}
+	return level, nil
+}
+
+// escapeOverrides converts policy.escape_overrides for the policy package.
+func escapeOverrides(in []config.EscapeOverride) []policy.EscapeOverride {
+	out := make([]policy.EscapeOverride, len(in))
+	for i, o := range in {
+		out[i] = policy.EscapeOverride{Table: o.Table, Escape: string(o.Escape)}
+	}
+	return out
 }

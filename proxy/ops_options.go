@@ -1,0 +1,49 @@
+package proxy
+
+import "time"
+
+// OpsOptions are the operational settings of a Server, embedded in Options.
+// Zero values mean the documented defaults. Reload replaces all of them
+// except OnReload.
+type OpsOptions struct {
+	// QueryWaitTimeout bounds how long a request unit is held at dispatch
+	// while txlane is paused (PAUSE on the admin console); past it the unit
+	// fails with SQLSTATE 57014 (default 120s).
+	//
+	// NOTE: the vector lane's acquire wait is bounded by
+	// ReadPool.AcquireTimeout; the txlane command passes
+	// min(read_pool.acquire_timeout, query_wait_timeout) there, so that no
+	// wait for a backend exceeds query_wait_timeout.
+	QueryWaitTimeout time.Duration
+	// IdleInTransactionTimeout closes a client that stays idle inside a
+	// transaction block longer than this with FATAL 25P03, as PostgreSQL's
+	// idle_in_transaction_session_timeout does; its transaction rolls back.
+	// Zero disables it.
+	IdleInTransactionTimeout time.Duration
+	// AdminUsers lists the user names the admin console accepts (database
+	// "txlane"), without a password. Empty: only local connections from the
+	// OS user running txlane (Linux), identified by the owner of the
+	// client's socket.
+	AdminUsers []string
+	// Settings describe the configuration in force, as SHOW POLICY lists
+	// it. Values must not hold secrets.
+	Settings []Setting
+	// OnReload, when set, is what the admin console's RELOAD runs: read the
+	// configuration again and call Server.Reload. Its error is shown to the
+	// admin client. Reload keeps the OnReload the Server started with.
+	OnReload func() error
+}
+
+// Setting is one configuration key and its value, for SHOW POLICY.
+type Setting struct {
+	Name, Value string
+}
+
+func (o *OpsOptions) setDefaults() {
+	if o.QueryWaitTimeout <= 0 {
+		o.QueryWaitTimeout = 120 * time.Second
+	}
+	if o.IdleInTransactionTimeout < 0 {
+		o.IdleInTransactionTimeout = 0
+	}
+}
