@@ -178,12 +178,13 @@ type EscapeOverride struct {
 // Admin configures the administrative endpoints.
 type Admin struct {
 	// Listen (`admin.listen`) is the host:port of the HTTP endpoint serving
-	// /metrics and /healthz. Empty disables it. Must differ from Listen.
-	// Default 127.0.0.1:9187.
+	// /metrics, /healthz and /readyz. Empty disables it. Must differ from
+	// Listen. Default 127.0.0.1:9187.
 	Listen string
 
-	// Users (`admin.users`) lists the users allowed on the admin console.
-	// Default [].
+	// Users (`admin.users`) lists the users allowed on the admin console
+	// (the virtual database "txlane"), without a password. Empty means only
+	// local connections from the OS user running txlane (Linux). Default [].
 	Users []string
 }
 

@@ -225,7 +225,7 @@ func (a *adminConn) message(typ byte, body []byte) error {
 		if err := m.Decode(body); err != nil {
 			return a.protocolError(err)
 		}
-		if _, pe := parseAdminCommand(m.Query); pe != nil && strings.TrimSpace(m.Query) != "" {
+		if _, pe := parseAdminCommand(m.Query); pe != nil && !emptyCommand(m.Query) {
 			a.extendedError(pe)
 			return nil
 		}
@@ -281,7 +281,7 @@ func (a *adminConn) message(typ byte, body []byte) error {
 			a.extendedError(&pgError{Severity: "ERROR", Code: codeInvalidCursorName, Message: fmt.Sprintf("portal %q does not exist", m.Portal)})
 			return nil
 		}
-		if strings.TrimSpace(q) == "" {
+		if emptyCommand(q) {
 			writeMsg(a.w, &pgproto3.EmptyQueryResponse{})
 			return nil
 		}
@@ -429,13 +429,14 @@ var adminHelp = [][]string{
 func splitAdminCommands(q string) []string {
 	var out []string
 	for {
-		q = strings.TrimLeft(q, " \t\r\n;")
+		q = skipBlank(q)
 		if q == "" {
 			return out
 		}
 		if w, _ := firstWord(q); strings.EqualFold(w, "EXPLAIN") {
 			return append(out, q)
 		}
+		q = stripComments(q)
 		i := strings.IndexByte(q, ';')
 		if i < 0 {
 			return append(out, strings.TrimSpace(q))
@@ -443,6 +444,82 @@ func splitAdminCommands(q string) []string {
 		out = append(out, strings.TrimSpace(q[:i]))
 		q = q[i+1:]
 	}
+}
+
+// emptyCommand reports whether q holds nothing but blanks, semicolons and
+// comments (pgx pings with "-- ping").
+func emptyCommand(q string) bool { return skipBlank(q) == "" }
+
+// skipBlank drops leading white space, semicolons and comments.
+func skipBlank(q string) string {
+	for {
+		q = strings.TrimLeft(q, " \t\r\n;")
+		switch {
+		case strings.HasPrefix(q, "--"):
+			i := strings.IndexByte(q, '\n')
+			if i < 0 {
+				return ""
+			}
+			q = q[i+1:]
+		case strings.HasPrefix(q, "/*"):
+			q = q[commentEnd(q):]
+		default:
+			return q
+		}
+	}
+}
+
+// commentEnd returns the index just past the block comment that starts q,
+// nested comments included (as PostgreSQL reads them), or len(q).
+func commentEnd(q string) int {
+	depth := 0
+	for i := 0; i+1 < len(q); i++ {
+		switch q[i : i+2] {
+		case "/*":
+			depth++
+			i++
+		case "*/":
+			depth--
+			i++
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return len(q)
+}
+
+// stripComments replaces the comments of an admin command's text with a
+// space. NOTE: admin commands other than EXPLAIN (whose text is left alone)
+// hold no quoted strings that could contain "--" or "/*", except SET's
+// value, which is ignored.
+func stripComments(q string) string {
+	var b strings.Builder
+	for q != "" {
+		i := strings.IndexAny(q, "-/")
+		if i < 0 || i+1 >= len(q) {
+			b.WriteString(q)
+			break
+		}
+		switch q[i : i+2] {
+		case "--":
+			b.WriteString(q[:i])
+			b.WriteByte(' ')
+			j := strings.IndexByte(q[i:], '\n')
+			if j < 0 {
+				return b.String()
+			}
+			q = q[i+j:]
+		case "/*":
+			b.WriteString(q[:i])
+			b.WriteByte(' ')
+			q = q[i+commentEnd(q[i:]):]
+		default:
+			b.WriteString(q[:i+1])
+			q = q[i+1:]
+		}
+	}
+	return b.String()
 }
 
 // firstWord splits s into its first word and the rest.
@@ -457,7 +534,10 @@ func firstWord(s string) (word, rest string) {
 
 // parseAdminCommand parses one command's text.
 func parseAdminCommand(text string) (*adminCommand, *pgError) {
-	text = strings.TrimSpace(text)
+	text = skipBlank(text)
+	if w, _ := firstWord(text); !strings.EqualFold(w, "EXPLAIN") {
+		text = strings.TrimSpace(stripComments(text))
+	}
 	word, rest := firstWord(text)
 	verb := strings.ToUpper(word)
 	noArgs := func() *pgError {
@@ -537,6 +617,9 @@ func (a *adminConn) run(cmd *adminCommand) (*adminResult, *pgError) {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		err := s.Pause(ctx)
 		cancel()
+		if errors.Is(err, errStopping) {
+			return nil, shutdownError()
+		}
 		if err != nil {
 			res.notices = append(res.notices, fmt.Sprintf(
 				"txlane is paused, but after %s (query_wait_timeout) clients are still inside transactions or running requests", wait))

@@ -76,7 +76,14 @@ func (s *Server) routingFor(database string) *routing {
 	}
 	last := dr.loaded.Load()
 	if last == 0 {
-		s.refreshRouting(database, dr) // first use: wait for the catalog
+		// First use, or after DDL: wait for the catalog. Sessions that
+		// arrive meanwhile wait for the same read rather than start theirs.
+		dr.refreshMu.Lock()
+		again := dr.loaded.Load() == 0
+		dr.refreshMu.Unlock()
+		if again {
+			s.refreshRouting(database, dr)
+		}
 	} else if time.Since(time.Unix(0, last)) > live.DiscoverInterval && dr.refreshMu.TryLock() {
 		dr.refreshMu.Unlock()
 		go s.refreshRouting(database, dr)
@@ -136,6 +143,14 @@ func (dr *dbRouting) discoveredTables() []policy.Table {
 func (s *Server) refreshRouting(database string, dr *dbRouting) {
 	dr.refreshMu.Lock()
 	defer dr.refreshMu.Unlock()
+	// NOTE: a failed read counts as a read for scheduling: the next try is
+	// a discover interval away, in the background, so that a vector lane
+	// that is down does not delay every request while it stays down.
+	defer func() {
+		if dr.loaded.Load() == 0 {
+			dr.loaded.Store(time.Now().UnixNano())
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := s.lanes.acquire(ctx, database)
@@ -216,4 +231,19 @@ func catalogFromRows(tableRows, funcRows [][]string) ([]policy.Table, []router.C
 		funcs = append(funcs, router.CatalogFunc{Schema: row[0], Name: row[1], Volatility: v})
 	}
 	return tables, funcs
+}
+
+// schemaChanged marks database's catalog read as out of date after committed
+// DDL: the next request unit of the database reads it again before routing,
+// so a vector table created a moment ago is routed as one.
+func (s *Server) schemaChanged(database string) {
+	if s.lanes == nil {
+		return
+	}
+	s.routeMu.Lock()
+	dr := s.dbRoutes[database]
+	s.routeMu.Unlock()
+	if dr != nil && dr.loaded.Load() != 0 {
+		dr.loaded.Store(0)
+	}
 }

@@ -61,11 +61,13 @@ type session struct {
 
 	// Owned by the client goroutine.
 	cur batch
+	// scratch is reused to assemble what sendPrimary writes.
+	scratch []byte
 	// open is the primary request of a unit partly sent (up to a Flush)
 	// whose Sync has not come yet: the rest of the unit joins it.
-	open   *request
-	stmts  map[string]*preparedStmt // the client's prepared statements, "" = unnamed
-	onPrim map[string]stmtKey       // what the primary holds under each client name
+	open *request
+	// reg is the client's prepared statements and what its primary holds.
+	reg *registry
 	// snapshot is the client's session state as last read from the primary;
 	// snapDirty says a statement may have changed it since (then it is read
 	// again before the next offload). relay sets it on ParameterStatus too.
@@ -96,7 +98,7 @@ type session struct {
 	// unnamed statement; the session then forgets what it held there.
 	unnamedClobbered atomic.Bool
 	// guestStmts holds the content-named statements rerouted writes prepared
-	// on the primary; guarded by wsem.
+	// on the primary; guarded by reg.mu.
 	guestStmts *stmtLRU
 
 	mu struct {
@@ -127,9 +129,9 @@ type clientWriter struct {
 // request describes how relay treats the answer to one unit sent to the
 // primary.
 type request struct {
-	// swallow lists the replies to messages txlane injected at the start of
-	// the unit (ParseComplete, CloseComplete), dropped in order.
-	swallow []byte
+	// replies attributes the server's replies to the messages of the unit,
+	// hiding those to messages txlane injected.
+	replies replyTracker
 	// internal, when set, marks a query of txlane's own: nothing of its answer
 	// reaches the client.
 	internal *internalQuery
@@ -173,6 +175,7 @@ func (s *session) observeReadyForQuery(status byte) *request {
 	defer s.mu.Unlock()
 	s.mu.txStatus = TxStatus(status)
 	var req *request
+	ddl := false
 	if len(s.mu.pending) > 0 {
 		req = s.popLocked()
 		if req.copyIn && req.extended && len(s.mu.pending) > 0 {
@@ -181,7 +184,13 @@ func (s *session) observeReadyForQuery(status byte) *request {
 		}
 		for _, st := range req.stmts {
 			s.mu.tx.Apply(st)
+			ddl = ddl || isDDL(st)
 		}
+	}
+	if status == byte(TxIdle) && (ddl || s.mu.tx.SchemaChanged) {
+		// Committed DDL may have made or dropped vector tables: the next
+		// request of this database reads the catalog again first.
+		s.srv.schemaChanged(s.database())
 	}
 	s.mu.tx.Ready(policy.TxStatus(status))
 	s.srv.unitDone(s, req)
@@ -190,6 +199,19 @@ func (s *session) observeReadyForQuery(status byte) *request {
 		s.srv.units.releaseAll(s)
 	}
 	return req
+}
+
+// isDDL reports whether st (or a part of it) is DDL.
+func isDDL(st *policy.Statement) bool {
+	if st.Class == policy.DDL {
+		return true
+	}
+	for i := range st.Parts {
+		if st.Parts[i].Class == policy.DDL {
+			return true
+		}
+	}
+	return false
 }
 
 // popLocked removes the oldest pending request. s.mu must be held.
@@ -210,10 +232,10 @@ func (s *session) head() *request {
 	return s.mu.pending[0]
 }
 
-// headFor returns the oldest unanswered request, which the message of type
-// typ answers, and whether that message is the reply to a message txlane
-// injected (to be swallowed).
-func (s *session) headFor(typ byte) (req *request, swallow bool) {
+// replyFor returns the oldest unanswered request, which the message of type
+// typ answers, and whether that message must be hidden from the client (a
+// reply to a message txlane injected).
+func (s *session) replyFor(typ byte) (req *request, hide bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.mu.pending) == 0 {
@@ -223,18 +245,10 @@ func (s *session) headFor(typ byte) (req *request, swallow bool) {
 	if typ == msgCopyInResponse {
 		req.copyIn = true
 	}
-	if len(req.swallow) > 0 {
-		if typ == req.swallow[0] {
-			req.swallow = req.swallow[1:]
-			return req, true
-		}
-		if typ == msgErrorResponse {
-			// An injected message failed: the server skips the rest of the
-			// unit, and the client sees why.
-			req.swallow = nil
-		}
+	if req.internal != nil {
+		return req, true
 	}
-	return req, false
+	return req, req.replies.reply(typ)
 }
 
 // inFlight reports how many requests the primary has not answered yet.
@@ -314,8 +328,7 @@ func (s *session) fail(e *pgError) error {
 // serve runs the session until the client leaves or a side fails, then
 // releases everything: a client that vanishes leaves no transaction open.
 func (s *session) serve() {
-	s.stmts = make(map[string]*preparedStmt)
-	s.onPrim = make(map[string]stmtKey)
+	s.reg = newRegistry()
 	s.mu.Lock()
 	s.mu.running = &s.primary.target
 	s.mu.Unlock()
@@ -446,9 +459,10 @@ func (s *session) dispatch() error {
 }
 
 // sendPrimary sends b, a whole unit or the part of one up to a Flush, to the
-// primary lane. Statements the unit uses that the primary does not hold (they
-// were prepared on the vector lane) are prepared first; their ParseComplete
-// is swallowed.
+// primary lane. A statement the unit uses that the primary does not hold
+// under the client's name (it was prepared on the vector lane, or replaced
+// there) is prepared right before the message that needs it; the replies to
+// such injected messages are hidden from the client.
 func (s *session) sendPrimary(b *batch) error {
 	w := s.primary.w
 	if s.open == nil {
@@ -457,57 +471,88 @@ func (s *session) sendPrimary(b *batch) error {
 		s.push(s.open)
 	}
 	if s.unnamedClobbered.Swap(false) {
-		delete(s.onPrim, "")
-	}
-	var pre []byte
-	var swallow []byte
-	defined := map[string]bool{}
-	for i := range b.msgs {
-		m := &b.msgs[i]
-		switch {
-		case m.typ == msgParse:
-			defined[m.name] = true
-		case (m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S') && !defined[m.name]:
-			defined[m.name] = true
-			st := s.stmts[m.name]
-			if st == nil {
-				if _, ok := s.onPrim[m.name]; ok {
-					// The client's statement is gone (a simple Query ran on
-					// the vector lane, say) but the primary still has one of
-					// that name: close it, so the server reports the missing
-					// statement as it would have.
-					pre = appendCloseStmt(pre, m.name)
-					swallow = append(swallow, msgCloseComplete)
-					delete(s.onPrim, m.name)
-				}
-				break
-			}
-			if k, ok := s.onPrim[m.name]; !ok || k != st.key {
-				if ok && m.name != "" {
-					pre = appendCloseStmt(pre, m.name)
-					swallow = append(swallow, msgCloseComplete)
-				}
-				pre = appendParse(pre, m.name, st)
-				swallow = append(swallow, msgParseComplete)
-				s.onPrim[m.name] = st.key
-			}
-		}
+		s.reg.forgetPrimary("")
 	}
 	stmts := s.executedStatements(b)
-	if len(swallow) > 0 || len(stmts) > 0 {
-		s.mu.Lock()
-		s.open.swallow = append(s.open.swallow, swallow...)
-		s.open.stmts = append(s.open.stmts, stmts...)
-		s.mu.Unlock()
+
+	var sent []sentMsg
+	out := s.scratch[:0]
+	// settled holds the names whose state on the primary this unit has
+	// already made right (or changed itself).
+	settled := map[string]bool{}
+	ensure := func(name string) {
+		if settled[name] {
+			return
+		}
+		settled[name] = true
+		st := s.reg.get(name)
+		k, has := s.reg.primaryHas(name)
+		// NOTE: what an injected message does is recorded now, not when the
+		// server confirms it: the client may pipeline more units that rely
+		// on it before the reply arrives. These statements ran before, so
+		// they are expected to succeed.
+		if has && (st == nil || k != st.key) {
+			// Stale, or gone for the client: close it, so that the server
+			// answers as it would have.
+			out = appendCloseStmt(out, name)
+			sent = append(sent, sentMsg{typ: msgClose, kind: 'S', hidden: true})
+			(&regChange{reg: s.reg, name: name, prim: true}).apply()
+		}
+		if st != nil && (!has || k != st.key) {
+			out = appendParse(out, name, st)
+			sent = append(sent, sentMsg{typ: msgParse, hidden: true})
+			(&regChange{reg: s.reg, name: name, stmt: st, prim: true}).apply()
+		}
 	}
-	s.noteStatements(b, s.onPrim)
+	// Statements SQL-level DEALLOCATE and EXECUTE name must exist there too.
+	for _, st := range stmts {
+		for _, name := range sqlStatementRefs(st) {
+			ensure(name)
+		}
+	}
+	for _, st := range stmts {
+		s.noteEffects(st)
+	}
+	for i := range b.msgs {
+		m := &b.msgs[i]
+		sm := sentMsg{typ: m.typ, kind: m.kind}
+		switch {
+		case m.typ == msgParse:
+			if m.name != "" {
+				ensure(m.name) // an existing name must make the server say so
+			} else {
+				// Parsing the unnamed statement drops the old one, even if
+				// the new one fails.
+				s.reg.drop("", false)
+			}
+			settled[m.name] = true
+			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: true}
+		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
+			ensure(m.name)
+		case m.typ == msgClose && m.kind == 'S':
+			settled[m.name] = true
+			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: true}
+		case m.typ == msgQuery:
+			// A simple Query replaces the unnamed statement, for the client too.
+			s.reg.drop("", false)
+		}
+		sent = append(sent, sm)
+		out = append(out, b.buf[m.start:m.end]...)
+	}
+	s.scratch = out[:0]
+
+	s.mu.Lock()
+	for _, sm := range sent {
+		s.open.replies.add(sm)
+	}
+	s.open.stmts = append(s.open.stmts, stmts...)
+	s.mu.Unlock()
 	synced := b.synced
 	if synced {
 		s.open.extended = b.sql == "" && !b.function()
 		s.open = nil
 	}
-	w.Write(pre)
-	err := b.writeTo(w)
+	_, err := w.Write(out)
 	if err == nil && (!s.cr.buffered() || !synced) {
 		// NOTE: with more input buffered the unit could wait to coalesce with
 		// the next, but another session may reroute a write in between.
@@ -519,6 +564,25 @@ func (s *session) sendPrimary(b *batch) error {
 	return err
 }
 
+// sqlStatementRefs returns the prepared statements that SQL-level
+// DEALLOCATE name or EXECUTE name in st refer to.
+func sqlStatementRefs(st *policy.Statement) []string {
+	var out []string
+	add := func(p *policy.Statement) {
+		if p.Deallocate != nil && !p.Deallocate.All && p.Deallocate.Name != "" {
+			out = append(out, p.Deallocate.Name)
+		}
+		if p.PrepareName != "" && p.Command == "EXECUTE" {
+			out = append(out, p.PrepareName)
+		}
+	}
+	add(st)
+	for i := range st.Parts {
+		add(&st.Parts[i])
+	}
+	return out
+}
+
 // opaqueStmt stands for what txlane cannot attribute (a function call, an
 // Execute of an unknown portal): it may have written anything and changed
 // the session.
@@ -526,10 +590,7 @@ var opaqueStmt = &policy.Statement{Class: policy.Unknown,
 	Flags: policy.FlagWritesUnknown | policy.FlagMayChangeSession, Reason: "not attributable"}
 
 // executedStatements returns the statements unit b executes on the primary,
-// in order, and notes their effects on what the session must track: session
-// settings that may have changed (the next offload re-reads them), custom
-// settings to mirror, and prepared statements dropped by DEALLOCATE or
-// DISCARD ALL.
+// in order (see noteEffects for what they change).
 func (s *session) executedStatements(b *batch) []*policy.Statement {
 	cl := s.routing().classifier
 	var out []*policy.Statement
@@ -548,7 +609,7 @@ func (s *session) executedStatements(b *batch) []*policy.Statement {
 		case msgBind:
 			st := defined[m.name]
 			if st == nil {
-				st = s.stmts[m.name]
+				st = s.reg.get(m.name)
 			}
 			if m.portal == "" {
 				s.unnamedPortal = st
@@ -570,9 +631,6 @@ func (s *session) executedStatements(b *batch) []*policy.Statement {
 			}
 			out = append(out, cl.Classify(st.sql))
 		}
-	}
-	for _, st := range out {
-		s.noteEffects(st)
 	}
 	return out
 }
@@ -602,41 +660,12 @@ func (s *session) noteEffects(st *policy.Statement) {
 		}
 	}
 	if d := st.Deallocate; d != nil {
-		if d.All {
-			clear(s.stmts)
-			clear(s.onPrim)
-		} else {
-			delete(s.stmts, d.Name)
-			delete(s.onPrim, d.Name)
-		}
+		s.reg.drop(d.Name, d.All)
 	}
 	if st.Discard == policy.DiscardAll {
-		clear(s.stmts)
-		clear(s.onPrim)
+		s.reg.drop("", true)
 		clear(s.portals)
 		s.unnamedPortal = nil
-	}
-}
-
-// noteStatements updates the client's statement registry, and what the
-// connection that runs b holds (held), for the Parse and Close messages of b
-// and for the unnamed statement a simple Query discards.
-func (s *session) noteStatements(b *batch, held map[string]stmtKey) {
-	if b.sql != "" {
-		// A simple Query replaces the unnamed statement, for the client too.
-		delete(held, "")
-		delete(s.stmts, "")
-	}
-	for i := range b.msgs {
-		m := &b.msgs[i]
-		switch {
-		case m.typ == msgParse:
-			s.stmts[m.name] = m.stmt
-			held[m.name] = m.stmt.key
-		case m.typ == msgClose && m.kind == 'S':
-			delete(s.stmts, m.name)
-			delete(held, m.name)
-		}
 	}
 }
 
@@ -659,14 +688,14 @@ func (s *session) relay() error {
 		if err != nil {
 			return s.relayStop(err, fatal)
 		}
-		req, swallowed := s.headFor(typ)
+		req, hide := s.replyFor(typ)
 		if req != nil && req.internal != nil {
 			if err := s.internalReply(req, typ); err != nil {
 				return s.relayStop(err, fatal)
 			}
 			continue
 		}
-		if swallowed {
+		if hide {
 			if err := b.r.skip(); err != nil {
 				return s.relayStop(err, fatal)
 			}

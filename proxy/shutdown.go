@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -79,12 +80,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Pause holds new request units at dispatch (see admit) and waits until no
 // session is inside a transaction or has a request in flight, or until ctx
 // is done (then the pause stays in force and ctx.Err() is returned). Units
-// of a transaction in progress are not held, so that it can finish.
+// of a transaction in progress are not held, so that it can finish. During
+// a graceful stop it returns errStopping at once.
 func (s *Server) Pause(ctx context.Context) error {
 	s.setGate(func(g *gateState) { g.paused = true })
 	t := time.NewTicker(shutdownPoll)
 	defer t.Stop()
 	for {
+		if s.ops.gate.Load().stopping {
+			return errStopping
+		}
 		if s.quiet() {
 			return nil
 		}
@@ -95,6 +100,9 @@ func (s *Server) Pause(ctx context.Context) error {
 		}
 	}
 }
+
+// errStopping is returned by Pause during a graceful stop.
+var errStopping = errors.New("txlane is shutting down")
 
 // Resume ends a pause: the held request units go on.
 func (s *Server) Resume() {

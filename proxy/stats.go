@@ -21,8 +21,8 @@ type ClientInfo struct {
 	// Active: a request of the client is being dispatched or answered.
 	Active bool
 	// Held: a request of the client is held by PAUSE.
-	Held bool
-	Since  time.Time
+	Held  bool
+	Since time.Time
 	// Units is how many units of work the client holds.
 	Units int
 }

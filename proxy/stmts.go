@@ -78,6 +78,34 @@ func (l *stmtLRU) add(k stmtKey) (evict []stmtKey) {
 	return evict
 }
 
+// addKeep records k as prepared without evicting anything: the set may
+// exceed its bound until the next unit trims it (see trim).
+func (l *stmtLRU) addKeep(k stmtKey) {
+	if e, ok := l.elems[k]; ok {
+		l.order.MoveToFront(e)
+		return
+	}
+	l.elems[k] = l.order.PushFront(k)
+}
+
+// trimTo returns the least recently used statements beyond n, except those
+// in keep, and forgets them: the caller closes them on the server.
+func (l *stmtLRU) trimTo(n int, keep map[stmtKey]bool) []stmtKey {
+	var out []stmtKey
+	for e := l.order.Back(); e != nil && l.order.Len()-len(out) > n; {
+		prev := e.Prev()
+		k := e.Value.(stmtKey)
+		if !keep[k] {
+			out = append(out, k)
+		}
+		e = prev
+	}
+	for _, k := range out {
+		l.remove(k)
+	}
+	return out
+}
+
 func (l *stmtLRU) remove(k stmtKey) {
 	if e, ok := l.elems[k]; ok {
 		l.order.Remove(e)

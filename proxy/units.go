@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"slices"
 	"sort"
@@ -204,13 +206,20 @@ func (s *session) unitSQL(b *batch) []string {
 		return []string{b.sql}
 	}
 	var out []string
+	parsed := map[string]bool{}
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		switch m.typ {
 		case msgParse:
 			out = append(out, m.stmt.sql)
+			parsed[m.name] = true
 		case msgBind:
-			if st := s.stmts[m.name]; st != nil {
+			// A statement this unit parses is already counted; the registry
+			// would still name the one it replaces.
+			if parsed[m.name] {
+				continue
+			}
+			if st := s.reg.get(m.name); st != nil {
 				out = append(out, st.sql)
 			}
 		}
@@ -299,7 +308,7 @@ func (s *session) unitStatementsAll(b *batch) []*policy.Statement {
 		case msgBind:
 			bound = defined[m.name]
 			if bound == nil {
-				bound = s.stmts[m.name]
+				bound = s.reg.get(m.name)
 			}
 		case msgExecute:
 			if bound == nil {
@@ -389,7 +398,7 @@ func rerouteGoneError(u string, h UnitHolder, why string) *pgError {
 func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unitHold, write bool) error {
 	holder := h.sess
 	desc := h.describe()
-	deadline := time.NewTimer(s.srv.opts.RerouteWaitTimeout)
+	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
 	defer deadline.Stop()
 	for {
 		if s.srv.units.holderOf(u) != h {
@@ -402,7 +411,7 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 		case <-deadline.C:
 			return s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeQueryCanceled,
 				Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
-				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.opts.RerouteWaitTimeout),
+				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 				Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
 		}
 		status := holder.TxStatus()
@@ -418,7 +427,7 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 		case <-deadline.C:
 			return s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeQueryCanceled,
 				Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
-				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.opts.RerouteWaitTimeout),
+				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 				Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
 		}
 	}
@@ -426,8 +435,15 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 	done := make(chan struct{})
 	req := &request{guest: s, guestDone: done, stmts: stmts, extended: b.sql == ""}
 	w := holder.primary.w
+	// NOTE: the unit is assembled, and the tracker filled, before the request
+	// is queued and anything reaches the server: the holder's relay reads the
+	// tracker as soon as replies come.
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	s.writeUnitShared(bw, b, holder.guestStmts, &holder.reg.mu, &req.replies)
+	bw.Flush()
 	holder.push(req)
-	req.swallow = s.writeUnitShared(w, b, holder.guestStmts)
+	w.Write(buf.Bytes())
 	err := w.Flush()
 	holder.unnamedClobbered.Store(true)
 	<-holder.wsem

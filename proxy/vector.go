@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -101,6 +104,10 @@ func (s *session) unitStatements(b *batch) (stmts []*policy.Statement, ok bool) 
 		m := &b.msgs[i]
 		switch m.typ {
 		case msgParse:
+			if m.name != "" && s.reg.get(m.name) != nil {
+				// Redefining a statement is an error the primary reports.
+				return nil, false
+			}
 			defined[m.name] = m.stmt
 		case msgBind:
 			if m.portal != "" {
@@ -108,7 +115,7 @@ func (s *session) unitStatements(b *batch) (stmts []*policy.Statement, ok bool) 
 			}
 			bound = defined[m.name]
 			if bound == nil {
-				bound = s.stmts[m.name]
+				bound = s.reg.get(m.name)
 			}
 			if bound == nil {
 				return nil, false
@@ -122,7 +129,7 @@ func (s *session) unitStatements(b *batch) (stmts []*policy.Statement, ok bool) 
 			if m.kind != 'S' && m.portal != "" {
 				return nil, false
 			}
-			if m.kind == 'S' && defined[m.name] == nil && s.stmts[m.name] == nil {
+			if m.kind == 'S' && defined[m.name] == nil && s.reg.get(m.name) == nil {
 				return nil, false
 			}
 		case msgSync, msgFlush:
@@ -158,7 +165,8 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	}
 
 	w := c.w
-	swallow := s.writeUnitShared(w, b, c.stmts)
+	var tr replyTracker
+	names := s.writeUnitShared(w, b, c.stmts, nil, &tr)
 	if err := w.Flush(); err != nil {
 		return true, s.laneLost(b, err)
 	}
@@ -171,105 +179,180 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 		s.mu.running = &s.primary.target
 		s.mu.Unlock()
 	}()
-	return s.relayLane(c, swallow)
+	return s.relayLane(c, &tr, names)
 }
 
 // writeUnitShared writes unit b to a backend shared with other clients (a
-// vector-lane connection, or a holder's primary for a rerouted write), on
+// vector-lane connection, or a holder's primary taking a rerouted write), on
 // which statements live under content-derived names: held lists those the
-// backend has. It returns the replies of the injected prefix, to swallow, and
-// updates the client's registry for the unit's Parse messages.
+// backend has, guarded by heldMu when not nil. What was sent goes to tr; the
+// returned map names the client's statement behind each content name, for
+// error messages.
 //
-// Every statement the unit binds or describes is prepared first if the
-// backend lacks it, Bind and Describe are rewritten to the content names, and
-// the client's own Parse messages become unnamed Parses, which give the
-// client its ParseComplete at the right place and validate the text.
-func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU) (swallow []byte) {
+// A statement the unit binds or describes is prepared right before the first
+// message that needs it if the backend lacks it (hidden from the client).
+// The client's own Parse messages are sent under the content name, after
+// closing any copy the backend has (so a plan made before DDL is not reused,
+// and the client's Parse errors where and as it would have). Bind and
+// Describe are rewritten to the content names.
+func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
 	if b.sql != "" {
+		s.reg.drop("", false) // a simple Query replaces the unnamed statement
 		writeRaw(w, msgQuery, b.buf[5:])
-		delete(s.stmts, "") // a simple Query replaces the unnamed statement
+		tr.add(sentMsg{typ: msgQuery})
 		return nil
 	}
-	lookup := func(defined map[string]*preparedStmt, name string) *preparedStmt {
-		if st := defined[name]; st != nil {
+	lock := func() {
+		if heldMu != nil {
+			heldMu.Lock()
+		}
+	}
+	unlock := func() {
+		if heldMu != nil {
+			heldMu.Unlock()
+		}
+	}
+	names := map[stmtKey]string{}
+	defined := map[string]*preparedStmt{}
+	lookup := func(name string) *preparedStmt {
+		if st, ok := defined[name]; ok {
 			return st
 		}
-		return s.stmts[name]
+		return s.reg.get(name)
 	}
-	defined := map[string]*preparedStmt{}
-	var needed []*preparedStmt
+	// present: content names the backend holds at this point of the unit.
+	present := map[stmtKey]bool{}
+	var used []stmtKey
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		switch {
 		case m.typ == msgParse:
-			defined[m.name] = m.stmt
+			used = append(used, m.stmt.key)
 		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
-			if st := lookup(defined, m.name); st != nil {
-				if !held.has(st.key) {
-					needed = append(needed, st)
-				}
-				held.touch(st.key)
+			if st := lookup(m.name); st != nil {
+				used = append(used, st.key)
 			}
 		}
 	}
-	var pre []byte
-	for _, st := range needed {
-		if held.has(st.key) {
-			continue // needed twice in this unit
+	lock()
+	fresh := 0
+	for _, k := range used {
+		if held.has(k) {
+			present[k] = true
+			held.touch(k)
+		} else if !present[k] {
+			fresh++
 		}
-		for _, old := range held.add(st.key) {
-			pre = appendCloseStmt(pre, string(old))
-			swallow = append(swallow, msgCloseComplete)
-		}
-		pre = appendParse(pre, string(st.key), st)
-		swallow = append(swallow, msgParseComplete)
 	}
-	w.Write(pre)
-	clear(defined)
+	// Room for what this unit adds, closing the least recently used.
+	evict := held.trimTo(held.max-fresh, present)
+	for k := range present {
+		present[k] = held.has(k)
+	}
+	unlock()
+	for _, k := range evict {
+		// First in the unit, so nothing before can make the server skip it.
+		w.Write(appendCloseStmt(nil, string(k)))
+		tr.add(sentMsg{typ: msgClose, kind: 'S', hidden: true})
+	}
+	sharedChange := func(st *preparedStmt, add bool) *regChange {
+		c := &regChange{shared: held, sharedMu: heldMu, key: st.key}
+		if add {
+			c.stmt = st
+		}
+		return c
+	}
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		raw := b.buf[m.start:m.end]
 		switch {
 		case m.typ == msgParse:
-			defined[m.name] = m.stmt
-			w.Write(appendParse(nil, "", m.stmt))
-		case m.typ == msgBind:
-			st := lookup(defined, m.name)
-			// Bind body: portal\0 statement\0 rest.
-			_, rest, _ := cstring(raw[5:])
-			_, rest, _ = cstring(rest)
-			w.WriteByte(msgBind)
-			var l [4]byte
-			putLen(l[:], 1+len(st.key)+1+len(rest))
-			w.Write(l[:])
-			w.WriteByte(0) // the unnamed portal
-			w.WriteString(string(st.key))
-			w.WriteByte(0)
-			w.Write(rest)
-		case m.typ == msgDescribe && m.kind == 'S':
-			out, _ := (&pgproto3.Describe{ObjectType: 'S', Name: string(lookup(defined, m.name).key)}).Encode(nil)
-			w.Write(out)
+			st := m.stmt
+			defined[m.name] = st
+			names[st.key] = m.name
+			if m.name == "" {
+				// Parsing the unnamed statement drops the old one, even if the
+				// new one fails.
+				s.reg.drop("", false)
+			}
+			lock()
+			has := held.has(st.key)
+			unlock()
+			if has || present[st.key] {
+				w.Write(appendCloseStmt(nil, string(st.key)))
+				tr.add(sentMsg{typ: msgClose, kind: 'S', hidden: true, change: sharedChange(st, false)})
+			}
+			w.Write(appendParse(nil, string(st.key), st))
+			ch := sharedChange(st, true)
+			ch.reg, ch.name, ch.client = s.reg, m.name, true
+			tr.add(sentMsg{typ: msgParse, change: ch})
+			present[st.key] = true
+		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
+			st := lookup(m.name)
+			if st == nil {
+				// Unknown to the client: let the server say so, by name.
+				w.Write(raw)
+				tr.add(sentMsg{typ: m.typ, kind: m.kind})
+				continue
+			}
+			names[st.key] = m.name
+			if !present[st.key] {
+				w.Write(appendParse(nil, string(st.key), st))
+				tr.add(sentMsg{typ: msgParse, hidden: true, change: sharedChange(st, true)})
+				present[st.key] = true
+			}
+			if m.typ == msgBind {
+				// Bind body: portal, statement, then the rest untouched.
+				_, rest, _ := cstring(raw[5:])
+				_, rest, _ = cstring(rest)
+				w.WriteByte(msgBind)
+				var l [4]byte
+				putLen(l[:], 1+len(st.key)+1+len(rest))
+				w.Write(l[:])
+				w.WriteByte(0) // the unnamed portal
+				w.WriteString(string(st.key))
+				w.WriteByte(0)
+				w.Write(rest)
+			} else {
+				out, _ := (&pgproto3.Describe{ObjectType: 'S', Name: string(st.key)}).Encode(nil)
+				w.Write(out)
+			}
+			tr.add(sentMsg{typ: m.typ, kind: m.kind})
 		default:
 			w.Write(raw)
+			tr.add(sentMsg{typ: m.typ, kind: m.kind})
 		}
 	}
-	// The client's registry learns its Parses; the primary does not hold them.
-	for i := range b.msgs {
-		if m := &b.msgs[i]; m.typ == msgParse {
-			s.stmts[m.name] = m.stmt
-			if k, ok := s.onPrim[m.name]; ok && k != m.stmt.key {
-				delete(s.onPrim, m.name) // the primary's copy is stale now
-			}
-		}
+	return names
+}
+
+// clientNames rewrites content-derived statement names in an ErrorResponse
+// body into the client's own names ("" for the unnamed statement), so that an
+// error reads as PostgreSQL would have written it.
+func clientNames(body []byte, names map[stmtKey]string) []byte {
+	if len(names) == 0 || !bytes.Contains(body, []byte("txlane_")) {
+		return body
 	}
-	return swallow
+	var e pgproto3.ErrorResponse
+	if e.Decode(body) != nil {
+		return body
+	}
+	for k, n := range names {
+		e.Message = strings.ReplaceAll(e.Message, `"`+string(k)+`"`, `"`+n+`"`)
+		e.Detail = strings.ReplaceAll(e.Detail, `"`+string(k)+`"`, `"`+n+`"`)
+	}
+	out, err := e.Encode(nil)
+	if err != nil {
+		return body
+	}
+	return out[5:]
 }
 
 // relayLane forwards the lane's answer to the client up to ReadyForQuery,
 // which it rewrites to the client's own status. An error inside the client's
 // transaction fails the primary's transaction too before the client hears
 // ReadyForQuery.
-func (s *session) relayLane(c *laneConn, swallow []byte) (broken bool, err error) {
+func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]string) (broken bool, err error) {
 	failed := false
 	clientErr := error(nil) // the client went away: keep draining the lane
 	for {
@@ -277,17 +360,11 @@ func (s *session) relayLane(c *laneConn, swallow []byte) (broken bool, err error
 		if err != nil {
 			return true, s.laneLostMidway(err)
 		}
-		if len(swallow) > 0 {
-			if typ == swallow[0] {
-				swallow = swallow[1:]
-				if err := c.r.skip(); err != nil {
-					return true, s.laneLostMidway(err)
-				}
-				continue
+		if tr.reply(typ) {
+			if err := c.r.skip(); err != nil {
+				return true, s.laneLostMidway(err)
 			}
-			// An injected message failed: what c holds is no longer known,
-			// so c is not reused.
-			swallow, broken = nil, true
+			continue
 		}
 		if typ == msgReadyForQuery {
 			body, err := c.r.body()
@@ -296,7 +373,7 @@ func (s *session) relayLane(c *laneConn, swallow []byte) (broken bool, err error
 			}
 			// A lane connection only ever runs reads outside a transaction
 			// block: any other status means it is not fit for the next client.
-			broken = broken || body[0] != 'I'
+			broken = body[0] != 'I'
 			if clientErr != nil {
 				return broken, clientErr
 			}
@@ -313,17 +390,29 @@ func (s *session) relayLane(c *laneConn, swallow []byte) (broken bool, err error
 			s.out.mu.Unlock()
 			return broken, err
 		}
-		if typ == msgErrorResponse {
-			failed = true
-		}
 		if clientErr != nil {
+			if typ == msgErrorResponse {
+				failed = true
+			}
 			if err := c.r.skip(); err != nil {
 				return true, s.laneLostMidway(err)
 			}
 			continue
 		}
 		s.out.mu.Lock()
-		err = c.r.forward(s.out.w)
+		if typ == msgErrorResponse {
+			failed = true
+			var body []byte
+			if body, err = c.r.body(); err == nil {
+				writeRaw(s.out.w, typ, clientNames(body, names))
+			}
+			if err != nil {
+				s.out.mu.Unlock()
+				return true, s.laneLostMidway(err)
+			}
+		} else {
+			err = c.r.forward(s.out.w)
+		}
 		if err == nil && !c.r.buffered() {
 			err = s.out.w.Flush()
 		}
@@ -437,7 +526,7 @@ func (s *session) internal(sql string) (*internalQuery, error) {
 	s.push(&request{internal: q})
 	// A simple Query replaces the server's unnamed statement: the client's
 	// (if any) is prepared again before its next use on the primary.
-	delete(s.onPrim, "")
+	s.reg.forgetPrimary("")
 	writeMsg(s.primary.w, &pgproto3.Query{String: sql})
 	err := s.primary.w.Flush()
 	<-s.wsem

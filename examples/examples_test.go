@@ -1,0 +1,605 @@
+// Package examples_test runs every example through the real txlane binary, against the
+// test database of internal/pgtest:
+//
+//   - examples/prisma-drizzle (Node: Prisma 7 + Drizzle + pgvector), after
+//     scripts/examples.sh installed its npm packages; it needs node and npm, and fails
+//     without them unless TXLANE_SKIP_NODE=1;
+//   - examples/go-semantic-cache (pgx + pgvector-go), built with go build;
+//   - examples/psql, the walkthrough of its README.md, statement by statement through psql.
+//
+// Each example gets a database of its own (CREATE DATABASE, dropped at the end) and one
+// txlane process per policy.escape it is run with. txlane is built from ./cmd/txlane, or
+// taken from $TXLANE_BIN when that names a binary.
+package examples_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/txlane/txlane/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// txlaneBinary returns $TXLANE_BIN, or builds ./cmd/txlane.
+func txlaneBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("TXLANE_BIN"); bin != "" {
+		return bin
+	}
+	return goBuild(t, "./cmd/txlane", "txlane")
+}
+
+// root is the module's root directory (tests run in examples/).
+func root(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		t.Fatalf("no go.mod in %s: %v", dir, err)
+	}
+	return dir
+}
+
+// goBuild builds the main package pkg (relative to the module root) into a temporary
+// directory and returns the binary's path.
+func goBuild(t *testing.T, pkg, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = root(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// database creates an empty database for one example on the test server and returns
+// its DSN for direct connections (superuser) and its name. It is dropped at the end.
+func database(t *testing.T, prefix string) (dsn, name string) {
+	t.Helper()
+	name = fmt.Sprintf("txlane_ex_%s_%08x", prefix, rand.Uint32())
+	admin := pgtest.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := func(sql string) error {
+		conn, err := pgconn.ConnectConfig(ctx, admin)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, sql).ReadAll()
+		return err
+	}
+	// template0 accepts no connections, so no other test can make the copy fail (55006);
+	// each example's setup creates the vector extension.
+	if err := run(`CREATE DATABASE ` + name + ` TEMPLATE template0`); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgconn.ConnectConfig(ctx, admin)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`).ReadAll(); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return clientURL(t, admin.Host, admin.Port, admin.User, admin.Password, name), name
+}
+
+func clientURL(t *testing.T, host string, port uint16, user, password, db string) string {
+	t.Helper()
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, strconv.Itoa(int(port))), Path: "/" + db, RawQuery: "sslmode=disable"}
+	if strings.HasPrefix(host, "/") { // a Unix socket directory
+		u.Host = ""
+		u.RawQuery += "&host=" + url.QueryEscape(host) + "&port=" + strconv.Itoa(int(port))
+	}
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	} else {
+		u.User = url.User(user)
+	}
+	return u.String()
+}
+
+// execFile runs a SQL file (several statements) directly on dsn.
+func execFile(t *testing.T, dsn, path string) {
+	t.Helper()
+	sql, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, string(sql)).ReadAll(); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// proxyProcess is a running txlane.
+type proxyProcess struct {
+	addr   string // host:port clients connect to
+	config string // path of its configuration file
+	out    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// URL is the connection URL of database db through this txlane, as user.
+func (p *proxyProcess) URL(user, db string) string {
+	return "postgres://" + url.User(user).String() + "@" + p.addr + "/" + db + "?sslmode=disable"
+}
+
+// writeConfig writes a txlane configuration listening on addr with the given escape
+// action and returns its path.
+func writeConfig(t *testing.T, addr, escape string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`# written by examples_test.go
+listen: %s
+primary: %s
+read_pool:
+  max_conns: 4
+  acquire_timeout: 2s
+policy:
+  vector_tables: [optimization_logs]
+  escape: %s
+  unit_comment_keys: [unit]
+  reroute_wait_timeout: 5s
+admin:
+  listen: ""
+log:
+  level: info
+`, addr, strconv.Quote(pgtest.DSN(t)), escape)
+	path := filepath.Join(t.TempDir(), "txlane-"+escape+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startTxlane runs bin with a configuration for escape on a free port and waits until it
+// accepts connections. It is stopped at the end of the test; its output is logged when the
+// test failed.
+func startTxlane(t *testing.T, bin, escape string) *proxyProcess {
+	t.Helper()
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		p := &proxyProcess{addr: addr, config: writeConfig(t, addr, escape), out: &syncBuffer{}}
+		cmd := exec.Command(bin, "--config", p.config)
+		cmd.Stdout = p.out
+		cmd.Stderr = p.out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start txlane: %v", err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		if lastErr = waitListening(addr, exited); lastErr == nil {
+			t.Cleanup(func() {
+				cmd.Process.Signal(os.Interrupt)
+				select {
+				case <-exited:
+				case <-time.After(10 * time.Second):
+					cmd.Process.Kill()
+					<-exited
+				}
+				if t.Failed() {
+					t.Logf("txlane (escape: %s) output:\n%s", escape, tail(p.out.String(), 60))
+				}
+			})
+			return p
+		}
+		cmd.Process.Kill()
+		t.Logf("txlane on %s did not start (attempt %d): %v\n%s", addr, attempt+1, lastErr, tail(p.out.String(), 30))
+	}
+	t.Fatalf("txlane did not start: %v", lastErr)
+	return nil
+}
+
+func waitListening(addr string, exited <-chan error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("txlane exited: %v", err)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not accepting connections on %s after 30s", addr)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("[... %d lines]", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// summary is the JSON both application examples print.
+type summary struct {
+	Example   string `json:"example"`
+	Escape    string `json:"escape"`
+	OK        bool   `json:"ok"`
+	Scenarios []struct {
+		Name    string `json:"name"`
+		Kind    string `json:"kind"`
+		OK      bool   `json:"ok"`
+		Detail  string `json:"detail"`
+		Problem string `json:"problem"`
+	} `json:"scenarios"`
+}
+
+// wantScenarios lists the scenarios each escape action must run (both examples name theirs
+// the same way, with the ORM's words in them).
+var wantScenarios = map[string][]string{
+	"reject":  {"vector read outside", "vector reads inside", "after the", "concurrent independent", "rejected", "rejected"},
+	"reroute": {"vector read outside", "vector reads inside", "after the", "concurrent independent", "rolls back with", "commits with", "follow a rerouted write", "still rejected"},
+	"allow":   {"vector read outside", "vector reads inside", "after the", "concurrent independent", "escapes the rollback"},
+}
+
+// runApp runs an example program (its summary on stdout) and reports each scenario.
+func runApp(t *testing.T, escape string, cmd *exec.Cmd) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%v: %v", cmd.Args, err)
+	}
+	// Each scenario has its own time limit; this one is for a program that hangs anyway.
+	kill := time.AfterFunc(5*time.Minute, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	kill.Stop()
+	name := filepath.Base(cmd.Args[0])
+	if name == "node" && len(cmd.Args) > 1 {
+		name = cmd.Args[1]
+	}
+	t.Logf("%s ran in %v", name, time.Since(start).Round(time.Millisecond))
+	var s summary
+	if jerr := json.Unmarshal(stdout.Bytes(), &s); jerr != nil {
+		t.Fatalf("%v: %v; no JSON summary (%v)\nstdout:\n%s\nstderr:\n%s", cmd.Args, err, jerr, stdout.String(), tail(stderr.String(), 40))
+	}
+	if s.Escape != escape {
+		t.Errorf("summary says escape %q, want %q", s.Escape, escape)
+	}
+	for _, sc := range s.Scenarios {
+		if sc.OK {
+			t.Logf("ok   %-9s %s: %s", sc.Kind, sc.Name, sc.Detail)
+		} else {
+			t.Errorf("FAIL %-9s %s: %s", sc.Kind, sc.Name, sc.Problem)
+		}
+	}
+	want := wantScenarios[escape]
+	if len(s.Scenarios) != len(want) {
+		t.Errorf("ran %d scenarios, want %d", len(s.Scenarios), len(want))
+	} else {
+		for i, w := range want {
+			if !strings.Contains(s.Scenarios[i].Name, w) {
+				t.Errorf("scenario %d is %q, want one about %q", i+1, s.Scenarios[i].Name, w)
+			}
+		}
+	}
+	if s.OK != (err == nil) {
+		t.Errorf("summary ok=%v but exit status %v", s.OK, err)
+	}
+	if err != nil && stderr.Len() > 0 {
+		t.Logf("stderr:\n%s", tail(stderr.String(), 40))
+	}
+}
+
+var escapes = []string{"reject", "reroute", "allow"}
+
+func TestPrismaDrizzle(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("TXLANE_SKIP_NODE") == "1" {
+		t.Skip("TXLANE_SKIP_NODE=1")
+	}
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not on PATH: the Node example needs Node.js 20.19+ and npm (TXLANE_SKIP_NODE=1 skips it)", tool)
+		}
+	}
+	dir := filepath.Join(root(t), "examples", "prisma-drizzle")
+	install := exec.Command("bash", "scripts/examples.sh")
+	install.Dir = root(t)
+	start := time.Now()
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("bash scripts/examples.sh: %v\n%s", err, out)
+	} else if len(out) > 0 {
+		t.Logf("scripts/examples.sh (%v):\n%s", time.Since(start).Round(time.Millisecond), tail(string(out), 10))
+	}
+
+	direct, db := database(t, "prisma_drizzle")
+	execFile(t, direct, filepath.Join(dir, "setup.sql"))
+	bin := txlaneBinary(t)
+	user := pgtest.Config(t).User
+	for _, escape := range escapes {
+		t.Run(escape, func(t *testing.T) {
+			p := startTxlane(t, bin, escape)
+			cmd := exec.Command("node", "main.mjs")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "DATABASE_URL="+p.URL(user, db), "TXLANE_ESCAPE="+escape, "SCENARIO_TIMEOUT_MS=30000")
+			runApp(t, escape, cmd)
+		})
+	}
+}
+
+func TestGoSemanticCache(t *testing.T) {
+	t.Parallel()
+	direct, db := database(t, "go_semantic_cache")
+	execFile(t, direct, filepath.Join(root(t), "examples", "go-semantic-cache", "setup.sql"))
+	bin := txlaneBinary(t)
+	app := goBuild(t, "./examples/go-semantic-cache", "go-semantic-cache")
+	user := pgtest.Config(t).User
+	for _, escape := range escapes {
+		t.Run(escape, func(t *testing.T) {
+			p := startTxlane(t, bin, escape)
+			runApp(t, escape, exec.Command(app, "-database-url", p.URL(user, db), "-escape", escape, "-timeout", "30s"))
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The psql walkthrough: examples/psql/README.md, run as written.
+//
+// Its fenced blocks are tagged after the language:
+//
+//	```sql session-a     statements for psql session A (one session for the whole walkthrough)
+//	```sql session-b     statements for psql session B
+//	```sh explain        one `txlane explain ... "SQL"` command line
+//	```text              the expected output of the block before it
+//
+// Expected lines are matched in order against the actual output, each line as a pattern in
+// which … stands for any text; actual lines in between are allowed. Blocks without a tag
+// are not run.
+
+type walkBlock struct {
+	tag, body, want string
+	line            int
+}
+
+var fenceRE = regexp.MustCompile("^```([a-z]*)\\s*(\\S*)\\s*$")
+
+func walkthrough(t *testing.T, path string) []walkBlock {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []walkBlock
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i < len(lines); i++ {
+		m := fenceRE.FindStringSubmatch(lines[i])
+		if m == nil {
+			continue
+		}
+		start := i + 1
+		var body []string
+		for i++; i < len(lines) && !strings.HasPrefix(lines[i], "```"); i++ {
+			body = append(body, lines[i])
+		}
+		text := strings.Join(body, "\n")
+		switch {
+		case m[2] == "session-a" || m[2] == "session-b" || m[2] == "explain":
+			blocks = append(blocks, walkBlock{tag: m[2], body: text, line: start})
+		case m[1] == "text" && len(blocks) > 0 && blocks[len(blocks)-1].want == "" && m[2] == "":
+			blocks[len(blocks)-1].want = text
+		}
+	}
+	return blocks
+}
+
+// psqlPrefix is what non-interactive psql puts before its messages.
+var psqlPrefix = regexp.MustCompile(`^psql:[^:]*:[0-9]+: `)
+
+// matchLines checks that every want line matches a line of got, in order. Trailing blanks
+// and psql's "psql:<stdin>:N: " prefix are ignored.
+func matchLines(got, want string) error {
+	gl := strings.Split(got, "\n")
+	for k := range gl {
+		gl[k] = strings.TrimRight(psqlPrefix.ReplaceAllString(gl[k], ""), " ")
+	}
+	i := 0
+	for _, w := range strings.Split(want, "\n") {
+		w = strings.TrimRight(w, " ")
+		if w == "" {
+			continue
+		}
+		parts := strings.Split(w, "…")
+		for k := range parts {
+			parts[k] = regexp.QuoteMeta(parts[k])
+		}
+		re := regexp.MustCompile("^" + strings.Join(parts, ".*") + "$")
+		for i < len(gl) && !re.MatchString(gl[i]) {
+			i++
+		}
+		if i == len(gl) {
+			return fmt.Errorf("no line matching %q (in order)", w)
+		}
+		i++
+	}
+	return nil
+}
+
+// psqlSession is an interactive psql fed through a pipe.
+type psqlSession struct {
+	stdin io.WriteCloser
+	lines chan string // stdout and stderr, in order; closed when psql exits
+	n     int
+}
+
+func startPsql(t *testing.T, dsn, app string) *psqlSession {
+	t.Helper()
+	cmd := exec.Command("psql", "-X", "-v", "ON_ERROR_STOP=0", dsn)
+	cmd.Env = append(os.Environ(), "PGAPPNAME="+app, "PGTZ=UTC", "PAGER=", "PSQL_PAGER=")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = w
+	cmd.Stderr = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		t.Fatalf("psql: %v", err)
+	}
+	s := &psqlSession{stdin: stdin, lines: make(chan string, 1000)}
+	go func() {
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+		close(s.lines)
+	}()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		stdin.Close() // psql quits at the end of its input
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return s
+}
+
+// run sends sql and returns everything psql printed for it.
+func (s *psqlSession) run(t *testing.T, sql string) string {
+	t.Helper()
+	s.n++
+	marker := fmt.Sprintf("--walkthrough-done-%d--", s.n)
+	if _, err := io.WriteString(s.stdin, sql+"\n\\echo "+marker+"\n"); err != nil {
+		t.Fatalf("psql stdin: %v", err)
+	}
+	var out []string
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("psql exited; output so far:\n%s", strings.Join(out, "\n"))
+			}
+			if l == marker {
+				return strings.Join(out, "\n")
+			}
+			out = append(out, l)
+		case <-timeout:
+			t.Fatalf("psql did not finish in 30s; output so far:\n%s", strings.Join(out, "\n"))
+		}
+	}
+}
+
+func TestPsqlWalkthrough(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Fatalf("psql is not on PATH: %v", err)
+	}
+	readme := filepath.Join(root(t), "examples", "psql", "README.md")
+	blocks := walkthrough(t, readme)
+	if len(blocks) < 8 {
+		t.Fatalf("%s: found %d tagged blocks, want the whole walkthrough", readme, len(blocks))
+	}
+	_, db := database(t, "psql")
+	bin := txlaneBinary(t)
+	p := startTxlane(t, bin, "reject")
+	dsn := p.URL(pgtest.Config(t).User, db)
+	sessions := map[string]*psqlSession{
+		"session-a": startPsql(t, dsn, "session-a"),
+		"session-b": startPsql(t, dsn, "session-b"),
+	}
+	// The walkthrough's commands name examples/txlane.yaml; the test's own configuration
+	// (same policy, another port) stands in for it.
+	explainArgs := regexp.MustCompile(`^(?:bin/)?txlane explain (?:--config \S+ )?(.*)$`)
+	for _, b := range blocks {
+		var got string
+		switch b.tag {
+		case "explain":
+			m := explainArgs.FindStringSubmatch(strings.TrimSpace(b.body))
+			if m == nil {
+				t.Fatalf("README.md:%d: want `txlane explain [--config FILE] ...`, got %q", b.line, b.body)
+			}
+			cmd := exec.Command("bash", "-c", `exec "$0" explain --config "$1" `+m[1], bin, p.config)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("README.md:%d: %s: %v\n%s", b.line, b.body, err, out)
+				continue
+			}
+			got = string(out)
+		default:
+			got = sessions[b.tag].run(t, b.body)
+		}
+		t.Logf("README.md:%d %s:\n%s\n--- output:\n%s", b.line, b.tag, b.body, got)
+		if b.want == "" {
+			continue
+		}
+		if err := matchLines(got, b.want); err != nil {
+			t.Errorf("README.md:%d (%s): %v\n--- want:\n%s\n--- got:\n%s", b.line, b.tag, err, b.want, got)
+		}
+	}
+}

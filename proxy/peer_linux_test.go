@@ -1,0 +1,66 @@
+//go:build linux
+
+package proxy
+
+import (
+	"encoding/binary"
+	"net"
+	"os"
+	"testing"
+)
+
+func TestParseProcAddr(t *testing.T) {
+	// /proc/net/tcp prints each 32-bit word of the address in host byte
+	// order; the expected values hold on little-endian machines.
+	if !littleEndian() {
+		t.Skip("expectations written for little-endian hosts")
+	}
+	for _, tc := range []struct {
+		in   string
+		want string
+	}{
+		{"0100007F:1F90", "127.0.0.1:8080"},
+		{"0000000000000000FFFF00000100007F:0050", "127.0.0.1:80"},
+		{"00000000000000000000000001000000:0016", "[::1]:22"},
+	} {
+		a, err := parseProcAddr(tc.in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		want, _ := net.ResolveTCPAddr("tcp", tc.want)
+		if !sameAddr(a, want) {
+			t.Errorf("%s = %s, want %s", tc.in, a, tc.want)
+		}
+	}
+}
+
+func littleEndian() bool { return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 }
+
+// TestPeerUID finds the owner of a loopback connection's client socket.
+func TestPeerUID(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	uid, err := peerUID(server.LocalAddr(), server.RemoteAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid != os.Getuid() {
+		t.Fatalf("uid %d, want %d", uid, os.Getuid())
+	}
+	if _, err := peerUID(server.LocalAddr(), &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}); err == nil {
+		t.Fatal("found a socket for an address that is not connected")
+	}
+}

@@ -1,0 +1,206 @@
+package proxy
+
+import "sync"
+
+// Backend message types that answer extended-protocol messages.
+const (
+	msgBindComplete     = '2'
+	msgParamDescription = 't'
+	msgNoData           = 'n'
+	msgCommandComplete  = 'C'
+	msgEmptyQuery       = 'I'
+	msgPortalSuspended  = 's'
+	msgNotification     = 'A'
+)
+
+// sentMsg is one message sent to a backend, kept to match the server's
+// replies to it: the server answers messages in order, so the replies can be
+// attributed exactly, and those to messages txlane injected hidden from the
+// client wherever they fall in the unit.
+type sentMsg struct {
+	typ  byte // Parse, Bind, Describe, Execute, Close, Sync, Flush, Query, FunctionCall
+	kind byte // Describe and Close: 'S' or 'P'
+	// hidden: txlane injected the message; its replies do not reach the
+	// client (an ErrorResponse always does: the unit failed).
+	hidden bool
+	// change is applied when the message succeeds (ParseComplete,
+	// CloseComplete): registries follow what the server did, not what was
+	// asked of it.
+	change *regChange
+}
+
+// regChange is the effect of a successful Parse or Close of a statement on
+// what txlane tracks: the client's registry, and what a backend holds.
+type regChange struct {
+	reg  *registry     // the client's registry (and its primary's holdings)
+	name string        // the client's statement name
+	stmt *preparedStmt // the statement parsed; nil for Close
+	// client: the client's own registry changes (false for a message txlane
+	// injected to prepare a backend).
+	client bool
+	// prim: the client's primary holds (or dropped) the statement under name.
+	prim bool
+	// shared, when set, is the set of content-named statements of a shared
+	// backend (a vector-lane connection, or a holder's primary taking
+	// rerouted writes), guarded by sharedMu when not nil.
+	shared   *stmtLRU
+	sharedMu *sync.Mutex
+	key      stmtKey
+}
+
+// apply makes the change. It takes the locks it needs, one at a time.
+func (c *regChange) apply() {
+	if c.client || c.prim {
+		c.reg.mu.Lock()
+		if c.client {
+			if c.stmt != nil {
+				c.reg.stmts[c.name] = c.stmt
+			} else {
+				delete(c.reg.stmts, c.name)
+			}
+		}
+		if c.prim {
+			if c.stmt != nil {
+				c.reg.onPrim[c.name] = c.stmt.key
+			} else {
+				delete(c.reg.onPrim, c.name)
+			}
+		}
+		c.reg.mu.Unlock()
+	}
+	if c.shared != nil {
+		if c.sharedMu != nil {
+			c.sharedMu.Lock()
+			defer c.sharedMu.Unlock()
+		}
+		if c.stmt != nil {
+			c.shared.addKeep(c.key)
+		} else {
+			c.shared.remove(c.key)
+		}
+	}
+}
+
+// replyTracker attributes a backend's replies to the messages of one request
+// unit. Not safe for concurrent use: its owner's lock guards it.
+type replyTracker struct {
+	sent []sentMsg
+	pos  int // the message whose replies come next
+	// describedParams: a Describe 'S' got its ParameterDescription and awaits
+	// its RowDescription or NoData.
+	describedParams bool
+}
+
+func (t *replyTracker) add(m sentMsg) { t.sent = append(t.sent, m) }
+
+// reply attributes the reply of type typ and says whether it must be hidden
+// from the client. changes of messages that completed are applied.
+func (t *replyTracker) reply(typ byte) (hide bool) {
+	switch typ {
+	case msgNoticeResponse, msgNotification, msgParameterStatus:
+		return false // asynchronous: the client's, whatever runs
+	}
+	for t.pos < len(t.sent) && t.sent[t.pos].typ == msgFlush {
+		t.pos++
+	}
+	if t.pos >= len(t.sent) {
+		return false
+	}
+	m := &t.sent[t.pos]
+	if typ == msgErrorResponse {
+		if m.typ == msgQuery || m.typ == msgFunctionCall {
+			return false // the ReadyForQuery still ends it
+		}
+		// The server skips everything up to the next Sync: those messages
+		// get no reply and change nothing.
+		t.describedParams = false
+		for t.pos < len(t.sent) && t.sent[t.pos].typ != msgSync {
+			t.pos++
+		}
+		return false
+	}
+	done := false
+	switch m.typ {
+	case msgParse, msgBind, msgClose, msgSync, msgQuery, msgFunctionCall:
+		done = typ == replyOf(m.typ)
+	case msgDescribe:
+		if m.kind == 'S' && !t.describedParams && typ == msgParamDescription {
+			t.describedParams = true
+			return m.hidden
+		}
+		done = typ == msgRowDesc || typ == msgNoData
+		t.describedParams = false
+	case msgExecute:
+		done = typ == msgCommandComplete || typ == msgEmptyQuery || typ == msgPortalSuspended
+	}
+	if done {
+		if m.change != nil {
+			m.change.apply()
+		}
+		t.pos++
+	}
+	return m.hidden
+}
+
+// replyOf is the reply that completes a message of type typ.
+func replyOf(typ byte) byte {
+	switch typ {
+	case msgParse:
+		return msgParseComplete
+	case msgBind:
+		return msgBindComplete
+	case msgClose:
+		return msgCloseComplete
+	}
+	return msgReadyForQuery // Sync, Query, FunctionCall
+}
+
+// registry is a client's prepared statements as the client sees them, and
+// what its primary backend holds under the client's names. relay applies
+// confirmed changes; the client goroutine reads it and applies the effects
+// of SQL DEALLOCATE / DISCARD ALL.
+type registry struct {
+	mu     sync.Mutex
+	stmts  map[string]*preparedStmt // the client's statements, "" = unnamed
+	onPrim map[string]stmtKey       // what the primary holds under each client name
+}
+
+func newRegistry() *registry {
+	return &registry{stmts: make(map[string]*preparedStmt), onPrim: make(map[string]stmtKey)}
+}
+
+// get returns the client's statement name, or nil.
+func (r *registry) get(name string) *preparedStmt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stmts[name]
+}
+
+// primaryHas returns the key of what the primary holds under name.
+func (r *registry) primaryHas(name string) (stmtKey, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k, ok := r.onPrim[name]
+	return k, ok
+}
+
+// forgetPrimary records that the primary no longer holds name.
+func (r *registry) forgetPrimary(name string) {
+	r.mu.Lock()
+	delete(r.onPrim, name)
+	r.mu.Unlock()
+}
+
+// drop removes name (all: everything) from the client's statements and the
+// primary's.
+func (r *registry) drop(name string, all bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if all {
+		clear(r.stmts)
+		clear(r.onPrim)
+		return
+	}
+	delete(r.stmts, name)
+	delete(r.onPrim, name)
+}
