@@ -79,3 +79,33 @@ GRANT ALL ON %[1]s, %[2]s TO PUBLIC`, accounts, logs))
 		})
 	}
 }
+
+// TestPgbenchSelectOnly runs pgbench's built-in select-only script (-S)
+// through txlane in each query mode: the foundation's throughput check, which
+// must finish with no failed transaction. TPS is logged, not asserted
+// (timing targets live in benchmarks).
+func TestPgbenchSelectOnly(t *testing.T) {
+	pgbench, err := osexec.LookPath("pgbench")
+	if err != nil {
+		t.Skip("pgbench not installed")
+	}
+	bed := startVectorProxy(t, nil)
+	init := osexec.Command(pgbench, "-i", "-q", "-s", "1", "--foreign-keys", bed.Direct)
+	if out, err := init.CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		out, err := osexec.Command(pgbench, "-n", "-S", "-M", mode, "-c", "4", "-j", "2", "-T", "2", bed.DSN(t, "")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pgbench -S -M %s: %v\n%s", mode, err, out)
+		}
+		if !strings.Contains(string(out), "number of failed transactions: 0") {
+			t.Fatalf("pgbench -S -M %s: want no failed transaction:\n%s", mode, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "tps") {
+				t.Logf("-S -M %s: %s", mode, line)
+			}
+		}
+	}
+}
