@@ -109,8 +109,19 @@ func (c *Classifier) Classify(sql string) *policy.Statement {
 	if st, ok := g.cache.get(sql); ok {
 		return st
 	}
+	// NOTE: a text that differs from a cached one only in constants and
+	// comments shares its entry, if that entry owes nothing to a constant.
+	norm, normalized := normalize(sql)
+	if normalized {
+		if st, ok := g.cache.get(norm); ok {
+			return st
+		}
+	}
 	st := g.classifySafe(sql)
-	g.cache.put(sql, st)
+	g.cache.put(sql, st) // the text seen is likely to be seen again as is
+	if normalized && constantFree(st) {
+		g.cache.put(norm, st)
+	}
 	return st
 }
 
