@@ -305,6 +305,27 @@ func TestUnitsReroute(t *testing.T) {
 			t.Fatalf("%s rows from a write that timed out", got)
 		}
 	})
+	t.Run("cancel of a rerouted write reaches the holder's backend", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", nil)
+		holder, other := bed.connect(t), bed.connect(t)
+		exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			other.CancelRequest(context.Background())
+		}()
+		start := time.Now()
+		err := execErr(other, "INSERT INTO "+bed.table+" (unit, who) SELECT 'u1', 'slow' FROM pg_sleep(10) /*unit='u1'*/")
+		wantCode(t, err, "57014")
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("cancel took %v", took)
+		}
+		// The write was part of the holder's transaction, which has failed.
+		wantCode(t, execErr(holder, "SELECT 1"), "25P02")
+		exec(t, holder, "ROLLBACK")
+		if got := bed.count(t, "true"); got != "0" {
+			t.Fatalf("%s rows", got)
+		}
+	})
 	t.Run("rerouted extended-protocol write", func(t *testing.T) {
 		bed := startUnitProxy(t, "reroute", nil)
 		holder := bed.connect(t)
