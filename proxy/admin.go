@@ -630,7 +630,7 @@ func (a *adminConn) run(cmd *adminCommand) (*adminResult, *pgError) {
 	case "EXPLAIN":
 		rt := s.baseRouting()
 		e := router.Explain(rt.classifier, cmd.sql, nil, rt.rules, nil)
-		res.rows = explainRows(e, "")
+		res.rows = explainRows(e)
 	case "SET":
 	}
 	return res, nil
@@ -708,34 +708,10 @@ func (s *Server) showRows(item string) [][]string {
 
 // explainRows flattens an explanation into key/value rows, as `txlane
 // explain` prints it.
-func explainRows(e router.Explanation, prefix string) [][]string {
+func explainRows(e router.Explanation) [][]string {
 	var rows [][]string
-	add := func(k, v string) { rows = append(rows, []string{prefix + k, v}) }
-	list := func(xs []string) string {
-		if len(xs) == 0 {
-			return "-"
-		}
-		return strings.Join(xs, ", ")
-	}
-	add("class", e.Class+" ("+e.Command+")")
-	if e.Error != "" {
-		add("error", e.Error)
-	}
-	add("reads", list(e.Reads))
-	add("writes", list(e.Writes))
-	add("vector tables", list(e.VectorTables))
-	add("flags", list(e.Flags))
-	if e.Tx != nil {
-		tx := e.Tx.Kind
-		if e.Tx.Isolation != "" {
-			tx += ", isolation " + e.Tx.Isolation
-		}
-		add("transaction", tx)
-	}
-	add("state", e.State)
-	add("route", e.Lane+" ("+e.Reason+")")
-	for i, p := range e.Parts {
-		rows = append(rows, explainRows(p, fmt.Sprintf("%spart %d: ", prefix, i+1))...)
+	for _, kv := range e.Lines() {
+		rows = append(rows, []string{kv[0], kv[1]})
 	}
 	return rows
 }

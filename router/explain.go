@@ -1,6 +1,9 @@
 package router
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/txlane/txlane/policy"
 )
 
@@ -123,6 +126,57 @@ func tableNames(ts []policy.Table) []string {
 	out := make([]string, 0, len(ts))
 	for _, t := range ts {
 		out = append(out, t.String())
+	}
+	return out
+}
+
+// Lines lays the explanation out as key/value lines, parts of a
+// multi-statement text last with their keys prefixed "part N: ": what
+// `txlane explain` prints and the admin console's EXPLAIN returns.
+func (e Explanation) Lines() [][2]string {
+	return e.lines("")
+}
+
+func (e Explanation) lines(prefix string) [][2]string {
+	var out [][2]string
+	add := func(k, v string) { out = append(out, [2]string{prefix + k, v}) }
+	list := func(xs []string) string {
+		if len(xs) == 0 {
+			return "-"
+		}
+		return strings.Join(xs, ", ")
+	}
+	add("class", e.Class+" ("+e.Command+")")
+	if e.Error != "" {
+		add("error", e.Error)
+	}
+	add("reads", list(e.Reads))
+	add("writes", list(e.Writes))
+	add("vector tables", list(e.VectorTables))
+	add("flags", list(e.Flags))
+	if e.Tx != nil {
+		tx := e.Tx.Kind
+		if e.Tx.Isolation != "" {
+			tx += ", isolation " + e.Tx.Isolation
+		}
+		add("transaction", tx)
+	}
+	for _, s := range e.Settings {
+		switch {
+		case s.ResetAll:
+			add("setting", "RESET ALL")
+		case s.Reset:
+			add("setting", "RESET "+s.Name)
+		case s.Local:
+			add("setting", s.Name+" = "+s.Value+" (local)")
+		default:
+			add("setting", s.Name+" = "+s.Value)
+		}
+	}
+	add("state", e.State)
+	add("route", e.Lane+" ("+e.Reason+")")
+	for i, p := range e.Parts {
+		out = append(out, p.lines(prefix+"part "+strconv.Itoa(i+1)+": ")...)
 	}
 	return out
 }

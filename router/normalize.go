@@ -11,7 +11,7 @@ import (
 const normPrefix = "\x00"
 
 // normalize returns sql with its constants replaced (string and dollar-quoted
-// literals by '', numbers by 0) and comments dropped, prefixed with
+// literals by ”, numbers by 0) and comments dropped, prefixed with
 // normPrefix, and whether anything was replaced. Texts that differ only in
 // constants and comments (a query sent with literal values, or tagged with a
 // per-request sqlcommenter comment) then share one cache entry.

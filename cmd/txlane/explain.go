@@ -115,51 +115,25 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		enc.Encode(e)
 		return exitOK
 	}
-	printExplanation(stdout, e, "")
+	printExplanation(stdout, e)
 	return exitOK
 }
 
-func printExplanation(w io.Writer, e router.Explanation, indent string) {
-	line := func(k, v string) { fmt.Fprintf(w, "%s%-14s %s\n", indent, k+":", v) }
-	list := func(xs []string) string {
-		if len(xs) == 0 {
-			return "-"
-		}
-		return strings.Join(xs, ", ")
-	}
-	line("class", e.Class+" ("+e.Command+")")
-	if e.Error != "" {
-		line("error", e.Error)
-	}
-	line("reads", list(e.Reads))
-	line("writes", list(e.Writes))
-	line("vector tables", list(e.VectorTables))
-	line("flags", list(e.Flags))
-	if e.Tx != nil {
-		tx := e.Tx.Kind
-		if e.Tx.Isolation != "" {
-			tx += ", isolation " + e.Tx.Isolation
-		}
-		line("transaction", tx)
-	}
-	for _, s := range e.Settings {
-		switch {
-		case s.ResetAll:
-			line("setting", "RESET ALL")
-		case s.Reset:
-			line("setting", "RESET "+s.Name)
-		default:
-			local := ""
-			if s.Local {
-				local = " (local)"
+func printExplanation(w io.Writer, e router.Explanation) {
+	lastPart := ""
+	for _, kv := range e.Lines() {
+		key, value := kv[0], kv[1]
+		// The lines of a part carry a "part N: " prefix: print it once, as a
+		// heading, and indent what follows.
+		part, rest, ok := strings.Cut(key, ": ")
+		indent := ""
+		if ok && strings.HasPrefix(part, "part ") {
+			if part != lastPart {
+				fmt.Fprintf(w, "%s:\n", part)
+				lastPart = part
 			}
-			line("setting", s.Name+" = "+s.Value+local)
+			indent, key = "  ", rest
 		}
-	}
-	line("state", e.State)
-	line("route", e.Lane+" ("+e.Reason+")")
-	for i, p := range e.Parts {
-		fmt.Fprintf(w, "%spart %d:\n", indent, i+1)
-		printExplanation(w, p, indent+"  ")
+		fmt.Fprintf(w, "%s%-14s %s\n", indent, key+":", value)
 	}
 }
