@@ -226,15 +226,12 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 			res.params[msg.Name] = msg.Value
 			writeRaw(cw, typ, body)
 		case msgReadyForQuery:
-			body, err := b.r.body()
+			status, err := b.r.status()
 			if err != nil {
 				return res, err
 			}
-			if len(body) != 1 {
-				return res, errors.New("malformed ReadyForQuery from server")
-			}
-			res.txStatus = body[0]
-			writeRaw(cw, typ, body)
+			res.txStatus = status
+			writeRaw(cw, typ, []byte{status})
 			res.forwarded = true
 			return res, cw.Flush()
 		case msgErrorResponse:

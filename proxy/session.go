@@ -710,14 +710,10 @@ func (s *session) relay() error {
 		s.out.mu.Lock()
 		switch typ {
 		case msgReadyForQuery:
-			var body []byte
-			if body, err = b.r.body(); err == nil {
-				if len(body) != 1 {
-					err = errors.New("malformed ReadyForQuery from server")
-				} else {
-					s.observeReadyForQuery(body[0])
-					writeRaw(s.out.w, typ, body)
-				}
+			var status byte
+			if status, err = b.r.status(); err == nil {
+				s.observeReadyForQuery(status)
+				writeRaw(s.out.w, typ, []byte{status})
 			}
 		case msgParameterStatus:
 			var body []byte
@@ -756,14 +752,11 @@ func (s *session) guestReply(req *request, typ byte) error {
 	g := req.guest
 	b := s.primary
 	if typ == msgReadyForQuery {
-		body, err := b.r.body()
+		status, err := b.r.status()
 		if err != nil {
 			return err
 		}
-		if len(body) != 1 {
-			return errors.New("malformed ReadyForQuery from server")
-		}
-		s.observeReadyForQuery(body[0])
+		s.observeReadyForQuery(status)
 		g.out.mu.Lock()
 		writeRaw(g.out.w, msgReadyForQuery, []byte{byte(g.TxStatus())})
 		g.out.w.Flush() // a guest that went away does not concern the holder
@@ -815,14 +808,11 @@ func (s *session) internalReply(req *request, typ byte) error {
 		q.err = &pgproto3.ErrorResponse{}
 		q.err.Decode(body)
 	case msgReadyForQuery:
-		body, err := b.r.body()
+		status, err := b.r.status()
 		if err != nil {
 			return err
 		}
-		if len(body) != 1 {
-			return errors.New("malformed ReadyForQuery from server")
-		}
-		s.observeReadyForQuery(body[0])
+		s.observeReadyForQuery(status)
 		close(q.done)
 	case 'A', msgParameterStatus:
 		// Asynchronous: still the client's.

@@ -367,13 +367,13 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			continue
 		}
 		if typ == msgReadyForQuery {
-			body, err := c.r.body()
-			if err != nil || len(body) != 1 {
-				return true, s.laneLostMidway(errors.New("malformed ReadyForQuery on the vector lane"))
+			laneStatus, err := c.r.status()
+			if err != nil {
+				return true, s.laneLostMidway(err)
 			}
 			// A lane connection only ever runs reads outside a transaction
 			// block: any other status means it is not fit for the next client.
-			broken = body[0] != 'I'
+			broken = laneStatus != 'I'
 			if clientErr != nil {
 				return broken, clientErr
 			}

@@ -104,6 +104,22 @@ func (r *msgReader) body() ([]byte, error) {
 	return b, nil
 }
 
+// errBadReadyForQuery reports a ReadyForQuery whose body is not one byte.
+var errBadReadyForQuery = errors.New("malformed ReadyForQuery from server")
+
+// status reads the body of the current message, a ReadyForQuery, and
+// returns its transaction status byte.
+func (r *msgReader) status() (byte, error) {
+	body, err := r.body()
+	if err != nil {
+		return 0, err
+	}
+	if len(body) != 1 {
+		return 0, errBadReadyForQuery
+	}
+	return body[0], nil
+}
+
 // forward copies the current message, header and body, to w without decoding it.
 func (r *msgReader) forward(w *bufio.Writer) error {
 	r.pending = false
