@@ -837,10 +837,21 @@ func (s *session) relayStop(err error, quiet bool) error {
 	// What was already received still reaches the client. If that fails, the
 	// error was the client's, not the backend's.
 	clientOK := s.out.w.Flush() == nil
-	if clientOK && !quiet && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnError(err)) {
+	var partial *errPartial
+	switch {
+	case !clientOK || quiet:
+	case errors.As(err, &partial):
+		// The client holds part of a message: nothing can follow it.
+		s.log.Warn("backend connection lost mid-message", zap.Error(err))
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnError(err):
 		s.log.Warn("backend connection lost", zap.Error(err))
 		writeError(s.out.w, &pgError{Severity: "FATAL", Code: CodeConnectionFailure,
 			Message: "server connection lost", Detail: "The PostgreSQL backend serving this session closed its connection."})
+		s.out.w.Flush()
+	default:
+		s.log.Error("invalid message from the server; closing the session", zap.Error(err))
+		writeError(s.out.w, &pgError{Severity: "FATAL", Code: CodeProtocolViolation,
+			Message: "invalid message from the server", Detail: "txlane closed the session: the server's reply could not be read."})
 		s.out.w.Flush()
 	}
 	s.out.mu.Unlock()

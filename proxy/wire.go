@@ -125,10 +125,17 @@ func (r *msgReader) forward(w *bufio.Writer) error {
 	r.pending = false
 	writeHeader(w, r.typ, r.n)
 	if _, err := io.CopyN(w, r.br, int64(r.n)); err != nil {
-		return unexpected(err)
+		return &errPartial{unexpected(err)}
 	}
 	return nil
 }
+
+// errPartial reports a forward that failed after part of the message may
+// have been written: the receiving stream cannot take another message.
+type errPartial struct{ err error }
+
+func (e *errPartial) Error() string { return "message forwarded in part: " + e.err.Error() }
+func (e *errPartial) Unwrap() error { return e.err }
 
 // skip discards the current message's body.
 func (r *msgReader) skip() error {
