@@ -15,6 +15,9 @@ import (
 // RangeVars are written, which names are CTEs, which fields are not tables
 // (FOR UPDATE OF alias lists).
 type walker struct {
+	// fields is walkExcept's stack of populated fields.
+	fields []fieldValue
+
 	fr     *funcRules
 	flags  policy.Flags
 	reads  []policy.Table
@@ -97,23 +100,41 @@ func (w *walker) walk(m protoreflect.Message) { w.walkExcept(m) }
 
 // walkExcept is walk minus the named fields, which the caller handled.
 //
-// NOTE: fields are visited in declaration order, not with Message.Range,
-// whose order is unspecified: tables must be reported in a stable order.
+// NOTE: Message.Range visits fields in an unspecified order; they are
+// sorted into declaration order so that tables are reported in a stable
+// order. The fields of each level go on w.fields, a stack shared by the
+// recursion.
 func (w *walker) walkExcept(m protoreflect.Message, skip ...protoreflect.Name) {
-	fields := m.Descriptor().Fields()
-next:
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		if !m.Has(fd) {
-			continue
+	start := len(w.fields)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
+			return true
 		}
 		for _, s := range skip {
 			if fd.Name() == s {
-				continue next
+				return true
 			}
 		}
-		w.field(fd, m.Get(fd))
+		w.fields = append(w.fields, fieldValue{fd, v})
+		return true
+	})
+	set := w.fields[start:]
+	// Insertion sort: a handful of fields, usually in order already.
+	for i := 1; i < len(set); i++ {
+		for j := i; j > 0 && set[j].fd.Index() < set[j-1].fd.Index(); j-- {
+			set[j], set[j-1] = set[j-1], set[j]
+		}
 	}
+	for _, f := range set {
+		w.field(f.fd, f.v)
+	}
+	w.fields = w.fields[:start]
+}
+
+// fieldValue is one populated field of a message being walked.
+type fieldValue struct {
+	fd protoreflect.FieldDescriptor
+	v  protoreflect.Value
 }
 
 func (w *walker) field(fd protoreflect.FieldDescriptor, v protoreflect.Value) {
