@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/router"
 )
 
 // poisonSQL makes the primary's transaction fail after a read that ran on the
@@ -66,7 +67,15 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	res, err := s.srv.lanes.acquire(context.Background(), s.database())
 	if err != nil {
 		fd, fallback := rt.rules.OnVectorUnavailable()
-		s.log.Warn("vector lane unavailable", zap.Error(err), zap.Bool("fallback_to_primary", fallback))
+		var tables []string
+		for _, st := range stmts {
+			for _, t := range st.Reads {
+				tables = append(tables, t.String())
+			}
+		}
+		s.log.Warn("vector lane unavailable", zap.Error(err), zap.Bool("fallback_to_primary", fallback),
+			zap.Strings("tables", tables), zap.Strings("units", s.unitsOf(b, rt.rules)),
+			zap.String("fingerprint", router.Fingerprint(s.unitSQL(b))))
 		s.routed(fd.Lane, fd.Reason.String())
 		if fallback {
 			return false, nil
