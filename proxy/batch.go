@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"bufio"
-
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -51,8 +49,6 @@ func (b *batch) reset() {
 	b.sql = ""
 	b.synced = false
 }
-
-func (b *batch) empty() bool { return len(b.msgs) == 0 }
 
 // function reports whether b is a fast-path function call.
 func (b *batch) function() bool {
@@ -154,10 +150,4 @@ func appendParse(dst []byte, name string, st *preparedStmt) []byte {
 func appendCloseStmt(dst []byte, name string) []byte {
 	out, _ := (&pgproto3.Close{ObjectType: 'S', Name: name}).Encode(dst)
 	return out
-}
-
-// writeTo writes the batch's raw bytes to w.
-func (b *batch) writeTo(w *bufio.Writer) error {
-	_, err := w.Write(b.buf)
-	return err
 }

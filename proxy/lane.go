@@ -61,8 +61,6 @@ type laneConn struct {
 	settings map[string]string
 	// stmts holds the content-derived names of statements prepared here.
 	stmts *stmtLRU
-	// unnamed identifies the SQL of the unnamed statement, if txlane knows it.
-	unnamed stmtKey
 }
 
 // lanePools holds the vector lane's pools, one per database: the lane logs in

@@ -11,11 +11,8 @@ import (
 // Routing reasons decided by the proxy itself, before or after policy.Decide
 // (whose reasons are policy.Reason values).
 const (
-	reasonPipelined   = "pipelined"    // queued behind requests the primary has not answered
-	reasonFlushed     = "flushed"      // the client flushed before Sync: the unit is pinned to the primary
-	reasonUnitShape   = "unit_shape"   // named portal, Close, function call, nothing executed
-	reasonNoLane      = "no_read_pool" // no vector lane is configured
-	reasonSettingsErr = "lane_settings"
+	reasonPipelined = "pipelined"  // queued behind requests the primary has not answered
+	reasonUnitShape = "unit_shape" // named portal, Close, function call, nothing executed
 )
 
 // Metrics are the proxy's Prometheus metrics. A Server without

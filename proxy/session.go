@@ -222,16 +222,6 @@ func (s *session) popLocked() *request {
 	return req
 }
 
-// head returns the oldest unanswered primary request, or nil.
-func (s *session) head() *request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.mu.pending) == 0 {
-		return nil
-	}
-	return s.mu.pending[0]
-}
-
 // replyFor returns the oldest unanswered request, which the message of type
 // typ answers, and whether that message must be hidden from the client (a
 // reply to a message txlane injected).

@@ -60,24 +60,6 @@ func (l *stmtLRU) touch(k stmtKey) {
 	}
 }
 
-// add records k as prepared and returns the statements to close to stay
-// within the bound.
-func (l *stmtLRU) add(k stmtKey) (evict []stmtKey) {
-	if e, ok := l.elems[k]; ok {
-		l.order.MoveToFront(e)
-		return nil
-	}
-	l.elems[k] = l.order.PushFront(k)
-	for l.order.Len() > l.max {
-		e := l.order.Back()
-		old := e.Value.(stmtKey)
-		l.order.Remove(e)
-		delete(l.elems, old)
-		evict = append(evict, old)
-	}
-	return evict
-}
-
 // addKeep records k as prepared without evicting anything: the set may
 // exceed its bound until the next unit trims it (see trim).
 func (l *stmtLRU) addKeep(k stmtKey) {
@@ -112,5 +94,3 @@ func (l *stmtLRU) remove(k stmtKey) {
 		delete(l.elems, k)
 	}
 }
-
-func (l *stmtLRU) len() int { return l.order.Len() }
