@@ -149,15 +149,10 @@ func (s *session) unitStatements(b *batch) (stmts []*policy.Statement, ok bool) 
 	return stmts, len(stmts) > 0
 }
 
-// runOnLane sends unit b to lane connection c and relays the answer to the
-// client. broken is true when c's state is no longer known (it must not go
-// back to the pool).
-//
-// On the lane, statements live under content-derived names (stmtKey): every
-// statement the unit binds or describes is prepared first if c lacks it (its
-// ParseComplete swallowed), Bind and Describe are rewritten to those names,
-// and the client's own Parse messages become unnamed Parses, which give the
-// client its ParseComplete at the right place and validate the text.
+// runOnLane sends unit b to lane connection c, after giving c the client's
+// settings and role, and relays the answer to the client (statements are
+// rewritten as writeUnitShared says). broken is true when c's state is no
+// longer known: it must not go back to the pool.
 func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	if sql := applySQL(c.settings, s.snapshot.values); sql != "" {
 		if err := c.simpleQuery(sql); err != nil {
