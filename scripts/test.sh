@@ -35,6 +35,19 @@ if ! command -v "${cc%% *}" >/dev/null 2>&1; then
 	fi
 fi
 
+# A real psycopg 3 client runs through txlane in proxy/clients_test.go (Debian's package, for
+# the system python3).
+if ! /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1; then
+	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+		echo "test.sh: installing python3-psycopg" >&2
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-psycopg >&2
+	else
+		echo "test.sh: psycopg 3 is missing for /usr/bin/python3: install python3-psycopg" >&2
+		exit 1
+	fi
+fi
+
 if [[ -z ${TXLANE_TEST_DATABASE:-} ]]; then
 	pgdir=$(mktemp -d "${TMPDIR:-/tmp}/txlane-test-pg.XXXXXX")
 	# The owner pid makes pg.sh stop the cluster even if this script is killed outright.
