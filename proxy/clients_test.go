@@ -2,6 +2,9 @@ package proxy_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
 	osexec "os/exec"
 	"testing"
 )
@@ -45,6 +48,58 @@ func TestPsycopg(t *testing.T) {
 	}
 	if got.InTxCount != 4 || got.AfterRollbackCount != 3 {
 		t.Errorf("counts in the transaction %d and after rollback %d, want 4 and 3", got.InTxCount, got.AfterRollbackCount)
+	}
+	t.Logf("%s", out)
+}
+
+// TestJDBC runs a real pgjdbc client (Debian's libpostgresql-jdbc-java, which
+// scripts/test.sh installs) through txlane: its unnamed statements, then the
+// named S_n it switches to at prepareThreshold, run on the vector lane when
+// idle; inside a transaction that wrote the table (BEGIN sent in the same
+// batch) they run on the primary.
+func TestJDBC(t *testing.T) {
+	const jar = "/usr/share/java/postgresql.jar"
+	java, err := osexec.LookPath("java")
+	if err != nil {
+		t.Fatal("java is not installed")
+	}
+	if _, err := os.Stat(jar); err != nil {
+		t.Fatalf("pgjdbc is not installed (apt-get install libpostgresql-jdbc-java; scripts/test.sh does): %v", err)
+	}
+	bed := startVectorProxy(t, nil)
+	u, err := url.Parse(bed.DSN(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jdbc := fmt.Sprintf("jdbc:postgresql://%s%s?user=%s&sslmode=disable", u.Host, u.Path, u.User.Username())
+	out, err := osexec.Command(java, "-cp", jar, "testdata/clients/JdbcLanes.java", jdbc, bed.table).CombinedOutput()
+	if err != nil {
+		t.Fatalf("JDBC client: %v\n%s", err, out)
+	}
+	var got struct {
+		PrimaryPID int      `json:"primary_pid"`
+		IdleReads  [][2]int `json:"idle_reads"`
+		TxReads    [][2]int `json:"tx_reads"`
+		After      [2]int   `json:"after"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(got.IdleReads) != 8 || len(got.TxReads) != 3 {
+		t.Fatalf("unexpected output: %s", out)
+	}
+	for i, r := range got.IdleReads {
+		if r[0] == got.PrimaryPID || r[1] != 2 {
+			t.Errorf("idle read %d: backend %d (primary %d), id %d; want the vector lane and id 2", i+1, r[0], got.PrimaryPID, r[1])
+		}
+	}
+	for i, r := range got.TxReads {
+		if r[0] != got.PrimaryPID || r[1] != 2 {
+			t.Errorf("read %d in the writing transaction: backend %d, id %d; want the primary %d and id 2", i+1, r[0], r[1], got.PrimaryPID)
+		}
+	}
+	if got.After[0] == got.PrimaryPID {
+		t.Errorf("read after the transaction ran on the primary")
 	}
 	t.Logf("%s", out)
 }

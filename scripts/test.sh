@@ -35,15 +35,19 @@ if ! command -v "${cc%% *}" >/dev/null 2>&1; then
 	fi
 fi
 
-# A real psycopg 3 client runs through txlane in proxy/clients_test.go (Debian's package, for
-# the system python3).
-if ! /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1; then
+# Real psycopg 3 and pgjdbc clients run through txlane in proxy/clients_test.go (Debian's
+# packages: psycopg for the system python3, pgjdbc with a JRE).
+clients=()
+/usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || clients+=(python3 python3-psycopg)
+[[ -f /usr/share/java/postgresql.jar ]] || clients+=(libpostgresql-jdbc-java)
+command -v java >/dev/null 2>&1 || clients+=(default-jre-headless)
+if ((${#clients[@]})); then
 	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-		echo "test.sh: installing python3-psycopg" >&2
+		echo "test.sh: installing ${clients[*]}" >&2
 		apt-get update -qq >&2
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-psycopg >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${clients[@]}" >&2
 	else
-		echo "test.sh: psycopg 3 is missing for /usr/bin/python3: install python3-psycopg" >&2
+		echo "test.sh: missing client packages: ${clients[*]}" >&2
 		exit 1
 	fi
 fi
