@@ -360,8 +360,9 @@ func (s *session) serve() {
 	if errors.As(err, &pe) {
 		s.log.Info("closing client", zap.Error(err))
 		s.fail(pe)
-	} else if err != nil && !errors.Is(err, errClientTerminated) && !isClosedConn(err) {
-		s.log.Debug("client connection ended", zap.Error(err))
+	} else if err != nil && !errors.Is(err, errClientTerminated) && !isClosedConn(err) && !isConnError(err) {
+		// Not the client leaving: txlane closed the session on an error.
+		s.log.Warn("session closed on an error", zap.Error(err))
 	}
 	s.client.Close()
 }

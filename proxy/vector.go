@@ -54,8 +54,16 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		return false, nil
 	}
 	if s.snapDirty.Load() {
-		if err := s.refreshSnapshot(); err != nil {
+		serverErr, err := s.refreshSnapshot()
+		if err != nil {
 			return false, err
+		}
+		if serverErr != nil {
+			// The read of the session's settings failed on the server: a
+			// cancel the client sent for this unit arrived first, say. It is
+			// the unit's answer; inside a transaction the server has failed
+			// the transaction, as the client's own statement would have.
+			return true, s.answerServerError(serverErr)
 		}
 		d = decide()
 	}
@@ -551,18 +559,24 @@ const internalQueryTimeout = 30 * time.Second
 
 // refreshSnapshot re-reads the client's session settings and the isolation
 // of its transaction from the primary (one query), for the next offload.
-func (s *session) refreshSnapshot() error {
+//
+// serverErr is the server's error if the query failed there (the session
+// carries on); err is a failure of the connection.
+func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err error) {
 	// NOTE: cleared before the read: a change reported while it runs marks
 	// the snapshot dirty again.
 	s.snapDirty.Store(false)
 	sql, names := snapshotQuery(s.customSettings())
 	q, err := s.internal(sql)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if q.err != nil || len(q.rows) != 1 {
+	if q.err != nil {
 		s.snapDirty.Store(true)
-		return fmt.Errorf("reading session settings from the primary: %v", q.err)
+		return q.err, nil
+	}
+	if len(q.rows) != 1 {
+		return nil, fmt.Errorf("reading session settings from the primary: %d rows", len(q.rows))
 	}
 	s.snapshot = parseSnapshot(names, q.rows[0])
 	s.searchPath = searchPathOf(s.snapshot)
@@ -573,7 +587,19 @@ func (s *session) refreshSnapshot() error {
 		}
 		s.mu.Unlock()
 	}
-	return nil
+	return nil, nil
+}
+
+// answerServerError answers the current unit with an error the server
+// returned to one of txlane's own queries, then ReadyForQuery with the
+// client's status (which the server's error has already set).
+func (s *session) answerServerError(e *pgproto3.ErrorResponse) error {
+	status := s.TxStatus()
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	writeMsg(s.out.w, e)
+	writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
+	return s.out.w.Flush()
 }
 
 // customSettings lists the custom settings the client has set, sorted.
