@@ -319,6 +319,12 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// NOTE: cancelMu is held until the server has taken the cancel, and a
+	// session takes it before it hands a borrowed backend back (see
+	// restorePrimary): a cancel meant for this client cannot reach a
+	// vector-lane connection after another client got it.
+	sess.cancelMu.Lock()
+	defer sess.cancelMu.Unlock()
 	sess.mu.Lock()
 	target := *sess.mu.running
 	sess.mu.Unlock()

@@ -84,6 +84,8 @@ type session struct {
 	unnamedPortal *preparedStmt
 	// relayGone is closed when relay returns.
 	relayGone chan struct{}
+	// cancelMu is held while a cancel request of the client is forwarded.
+	cancelMu sync.Mutex
 
 	// unitSession and unitLocal are the units set with SET txlane.unit and
 	// SET LOCAL txlane.unit (the latter until its transaction ends).
@@ -212,6 +214,19 @@ func isDDL(st *policy.Statement) bool {
 		}
 	}
 	return false
+}
+
+// restorePrimary makes the primary the target of the client's cancel
+// requests again, after a borrowed backend (a vector-lane connection, or a
+// holder's primary) ran a unit. It waits for a cancel being forwarded to the
+// borrowed backend, so that the backend is not handed on with a cancel in
+// flight.
+func (s *session) restorePrimary() {
+	s.cancelMu.Lock()
+	s.mu.Lock()
+	s.mu.running = &s.primary.target
+	s.mu.Unlock()
+	s.cancelMu.Unlock()
 }
 
 // popLocked removes the oldest pending request. s.mu must be held.

@@ -456,11 +456,7 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 	s.mu.Lock()
 	s.mu.running = &holder.primary.target
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.mu.running = &s.primary.target
-		s.mu.Unlock()
-	}()
+	defer s.restorePrimary()
 	select {
 	case <-done:
 		return nil

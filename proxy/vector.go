@@ -186,11 +186,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	s.mu.Lock()
 	s.mu.running = &c.target
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.mu.running = &s.primary.target
-		s.mu.Unlock()
-	}()
+	defer s.restorePrimary()
 	return s.relayLane(c, &tr, names)
 }
 
