@@ -325,6 +325,14 @@ GRANT SELECT ON %[1]s TO %[2]s`, tb, role))
 		t.Fatalf("after RESET ROLE: %s rows", res[0].Rows[0][1])
 	}
 
+	// SET SESSION AUTHORIZATION changes current_user too.
+	exec(t, c, "SET SESSION AUTHORIZATION "+role)
+	res = exec(t, c, count)
+	if row := res[0].Rows[0]; string(row[0]) == l.primary || string(row[1]) != "1" || string(row[2]) != role {
+		t.Fatalf("under SET SESSION AUTHORIZATION %s: backend %s (primary %s), count %s, current_user %s", role, row[0], l.primary, row[1], row[2])
+	}
+	exec(t, c, "RESET SESSION AUTHORIZATION")
+
 	// A client logged in as another user reads as that user on the lane.
 	pgtest.Exec(t, "GRANT "+role+" TO txlane_app")
 	ctx := context.Background()
