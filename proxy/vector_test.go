@@ -258,13 +258,19 @@ INSERT INTO %[1]s.hidden VALUES (7, '[1,1]'); GRANT USAGE ON SCHEMA %[1]s TO PUB
 	exec(t, a, "SET TimeZone = 'Asia/Tokyo'")
 	exec(t, a, "SET extra_float_digits = 0")
 	exec(t, a, "SET hnsw.ef_search = 77")
+	exec(t, a, "SET bytea_output = 'escape'; SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'iso_8601'")
+	styles := "SELECT pg_backend_pid(), '\\x41'::bytea::text, '2020-01-02'::date::text, '1 day 2 hours'::interval::text FROM " + bed.table + " LIMIT 1"
+	if row := exec(t, a, styles)[0].Rows[0]; string(row[0]) == la.primary ||
+		string(row[1]) != "A" || string(row[2]) != "02/01/2020" || string(row[3]) != "P1DT2H" {
+		t.Fatalf("output styles on the lane: %q (primary %s)", row, la.primary)
+	}
 	res := exec(t, a, probe)
 	row := res[0].Rows[0]
 	if string(row[0]) == la.primary {
 		t.Fatal("probe ran on the primary")
 	}
 	got := []string{string(row[1]), string(row[2]), string(row[3]), string(row[4]), string(row[5])}
-	want := []string{schema + ", public", "Asia/Tokyo", "2020-01-01 09:00:00+09", "0.333333333333333", "77"}
+	want := []string{schema + ", public", "Asia/Tokyo", "01/01/2020 09:00:00 JST", "0.333333333333333", "77"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("vector lane settings = %q, want %q", got, want)
 	}
@@ -276,7 +282,8 @@ INSERT INTO %[1]s.hidden VALUES (7, '[1,1]'); GRANT USAGE ON SCHEMA %[1]s TO PUB
 	b := bed.connect(t)
 	res = exec(t, b, probe)
 	row = res[0].Rows[0]
-	if string(row[1]) != `"$user", public` || string(row[2]) == "Asia/Tokyo" || string(row[4]) == "0.333333333333333" || row[5] != nil && string(row[5]) == "77" {
+	if string(row[1]) != `"$user", public` || string(row[2]) == "Asia/Tokyo" || !strings.HasPrefix(string(row[3]), "2020-01-01") ||
+		string(row[4]) == "0.333333333333333" || row[5] != nil && string(row[5]) == "77" {
 		t.Fatalf("settings leaked to the next client: %q", row)
 	}
 
