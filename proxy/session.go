@@ -39,7 +39,8 @@ const (
 // for whole messages only, so asynchronous primary messages (notifications)
 // never split a vector-lane message.
 //
-// Lock order: out.mu, then mu. Neither is held across a read.
+// Lock order: out.mu before mu; cancelMu before mu. None is held across a
+// read; cancelMu is held across a cancel request's round trip only.
 type session struct {
 	id     uint64 // txlane's number for the client, as in logs and SHOW CLIENTS
 	srv    *Server
@@ -66,11 +67,13 @@ type session struct {
 	// open is the primary request of a unit partly sent (up to a Flush)
 	// whose Sync has not come yet: the rest of the unit joins it.
 	open *request
-	// reg is the client's prepared statements and what its primary holds.
+	// reg is the client's prepared statements and what its primary holds
+	// (guarded by its own lock: relay applies confirmed replies to it).
 	reg *registry
 	// snapshot is the client's session state as last read from the primary;
-	// snapDirty says a statement may have changed it since (then it is read
-	// again before the next offload). relay sets it on ParameterStatus too.
+	// snapDirty (atomic: relay sets it on ParameterStatus too) says a
+	// statement may have changed it since: it is read again before the next
+	// offload.
 	snapshot   sessionSnapshot
 	snapDirty  atomic.Bool
 	searchPath []string
@@ -82,14 +85,16 @@ type session struct {
 	// an Execute in a later unit is still attributed to its statement.
 	portals       map[string]*preparedStmt
 	unnamedPortal *preparedStmt
+	// unitSession and unitLocal are the units set with SET txlane.unit and
+	// SET LOCAL txlane.unit (the latter until its transaction ends).
+	unitSession, unitLocal string
+
+	// Shared between goroutines; each says how.
+
 	// relayGone is closed when relay returns.
 	relayGone chan struct{}
 	// cancelMu is held while a cancel request of the client is forwarded.
 	cancelMu sync.Mutex
-
-	// unitSession and unitLocal are the units set with SET txlane.unit and
-	// SET LOCAL txlane.unit (the latter until its transaction ends).
-	unitSession, unitLocal string
 	// unitsHeld counts the units this session holds in the registry.
 	unitsHeld atomic.Int32
 	// wsem is the right to write a request unit to the primary: held by the
