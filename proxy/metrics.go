@@ -13,6 +13,7 @@ import (
 const (
 	reasonPipelined = "pipelined"  // queued behind requests the primary has not answered
 	reasonUnitShape = "unit_shape" // named portal, Close, function call, nothing executed
+	reasonLaneLost  = "lane_lost"  // the lane connection failed before answering: rerun on the primary
 )
 
 // Metrics are the proxy's Prometheus metrics. A Server without

@@ -98,6 +98,11 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	broken, err := s.runOnLane(res.Value(), b)
 	s.srv.metrics.observeUnit("vector", time.Since(start))
 	s.srv.lanes.release(res, broken)
+	if errors.Is(err, errLaneRetry) {
+		s.log.Warn("vector-lane connection failed; the read runs on the primary", zap.Error(err))
+		s.routed(policy.Primary, reasonLaneLost)
+		return false, nil
+	}
 	return true, err
 }
 
@@ -164,6 +169,10 @@ func (s *session) unitStatements(b *batch) (stmts []*policy.Statement, ok bool) 
 func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	if sql := applySQL(c.settings, s.snapshot.values); sql != "" {
 		if err := c.simpleQuery(sql); err != nil {
+			var se *laneServerError
+			if !errors.As(err, &se) {
+				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
+			}
 			// NOTE: the lane could not take the client's settings or role (a
 			// read-pool user not granted the client's role, say). Running the
 			// read with other settings or privileges is not an option.
@@ -180,7 +189,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	var tr replyTracker
 	names := s.writeUnitShared(w, b, c.stmts, nil, &tr)
 	if err := w.Flush(); err != nil {
-		return true, s.laneLost(b, err)
+		return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 	}
 
 	s.mu.Lock()
@@ -362,10 +371,16 @@ func clientNames(body []byte, names map[stmtKey]string) []byte {
 // ReadyForQuery.
 func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]string) (broken bool, err error) {
 	failed := false
+	forwarded := false      // whether any of the answer reached the client
 	clientErr := error(nil) // the client went away: keep draining the lane
 	for {
 		typ, _, err := c.r.next()
 		if err != nil {
+			if !forwarded && clientErr == nil {
+				// Nothing of the answer reached the client: the read can run
+				// on the primary instead.
+				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
+			}
 			return true, s.laneLostMidway(err)
 		}
 		if tr.reply(typ) {
@@ -407,6 +422,7 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			}
 			continue
 		}
+		forwarded = true
 		s.out.mu.Lock()
 		if typ == msgErrorResponse {
 			failed = true
@@ -472,7 +488,7 @@ func (c *laneConn) query(sql string, row func(values [][]byte)) error {
 			case msgErrorResponse:
 				var e pgproto3.ErrorResponse
 				e.Decode(body)
-				qerr = fmt.Errorf("%s (SQLSTATE %s)", e.Message, e.Code)
+				qerr = &laneServerError{msg: fmt.Sprintf("%s (SQLSTATE %s)", e.Message, e.Code)}
 			case msgDataRow:
 				if row != nil {
 					var dr pgproto3.DataRow
@@ -510,13 +526,16 @@ func (s *session) refuseUnit(b *batch, e *pgError) error {
 	return s.out.w.Flush()
 }
 
-// laneLost handles a lane connection that failed before the unit was sent:
-// nothing reached the client, so the unit is refused cleanly.
-func (s *session) laneLost(b *batch, err error) error {
-	s.log.Warn("vector-lane connection failed", zap.Error(err))
-	return s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeConnectionFailure,
-		Message: "vector-lane connection lost", Detail: "The connection failed before the statement was sent; nothing ran."})
-}
+// errLaneRetry reports a vector-lane connection that failed before any of
+// the unit's answer reached the client: the unit, a pure read, runs on the
+// primary lane instead.
+var errLaneRetry = errors.New("vector-lane connection failed before answering")
+
+// laneServerError is an ErrorResponse a vector-lane connection returned to a
+// query of txlane's own.
+type laneServerError struct{ msg string }
+
+func (e *laneServerError) Error() string { return e.msg }
 
 // laneLostMidway handles a lane connection that failed while answering: the
 // client may have seen part of an answer, so it is closed with an error.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -415,4 +416,33 @@ func TestVectorLaneCancel(t *testing.T) {
 		t.Fatalf("cancel took %v", took)
 	}
 	l.wantLane("SELECT pg_backend_pid() FROM " + bed.table + " LIMIT 1")
+}
+
+// TestVectorLaneConnectionLost cuts the vector lane's connections under a
+// session: a read whose lane connection dies before answering runs on the
+// primary instead, and the lane recovers with new connections.
+func TestVectorLaneConnectionLost(t *testing.T) {
+	cfg := pgtest.Config(t)
+	cutter := newTCPCutter(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	bed := startVectorProxy(t, func(o *proxy.Options) {
+		lane := pgtest.Config(t)
+		host, port, _ := net.SplitHostPort(cutter.ln.Addr().String())
+		lane.Host, lane.Fallbacks = host, nil
+		fmt.Sscan(port, &lane.Port)
+		o.ReadPool.Config = lane
+		o.ReadPool.MaxConns = 1
+	})
+	c := bed.connect(t)
+	l := newLanes(t, c)
+	read := "SELECT pg_backend_pid(), id FROM " + bed.table + " ORDER BY embedding <-> '[0,0,1]' LIMIT 1"
+	l.wantLane(read)
+	cutter.cut()
+	res := exec(t, c, read)
+	if row := res[0].Rows[0]; string(row[0]) != l.primary || string(row[1]) != "3" {
+		t.Fatalf("after the lane connection died: backend %s (primary %s), id %s; want the primary and id 3", row[0], l.primary, row[1])
+	}
+	if n := bed.Server.Metrics().Routed("primary", "lane_lost"); n != 1 {
+		t.Fatalf("lane_lost reruns counted: %v", n)
+	}
+	l.wantLane(read) // a new lane connection
 }
