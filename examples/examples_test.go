@@ -28,51 +28,16 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/internal/testbin"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// txlaneBinary returns $TXLANE_BIN, or builds ./cmd/txlane.
-func txlaneBinary(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("TXLANE_BIN"); bin != "" {
-		return bin
-	}
-	return goBuild(t, "./cmd/txlane", "txlane")
-}
-
-// root is the module's root directory (tests run in examples/).
-func root(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		t.Fatalf("no go.mod in %s: %v", dir, err)
-	}
-	return dir
-}
-
-// goBuild builds the main package pkg (relative to the module root) into a temporary
-// directory and returns the binary's path.
-func goBuild(t *testing.T, pkg, name string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = root(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-	return bin
-}
 
 // database creates an empty database for one example on the test server and returns
 // its DSN for direct connections (superuser) and its name. It is dropped at the end.
@@ -150,24 +115,7 @@ func execFile(t *testing.T, dsn, path string) {
 type proxyProcess struct {
 	addr   string // host:port clients connect to
 	config string // path of its configuration file
-	out    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	out    *testbin.SyncBuffer
 }
 
 // URL is the connection URL of database db through this txlane, as user.
@@ -215,7 +163,7 @@ func startTxlane(t *testing.T, bin, escape string) *proxyProcess {
 		}
 		addr := l.Addr().String()
 		l.Close()
-		p := &proxyProcess{addr: addr, config: writeConfig(t, addr, escape), out: &syncBuffer{}}
+		p := &proxyProcess{addr: addr, config: writeConfig(t, addr, escape), out: &testbin.SyncBuffer{}}
 		cmd := exec.Command(bin, "--config", p.config)
 		cmd.Stdout = p.out
 		cmd.Stderr = p.out
@@ -357,9 +305,9 @@ func TestPrismaDrizzle(t *testing.T) {
 			t.Fatalf("%s is not on PATH: the Node example needs Node.js 20.19+ and npm (TXLANE_SKIP_NODE=1 skips it)", tool)
 		}
 	}
-	dir := filepath.Join(root(t), "examples", "prisma-drizzle")
+	dir := filepath.Join(testbin.Root(t), "examples", "prisma-drizzle")
 	install := exec.Command("bash", "scripts/examples.sh")
-	install.Dir = root(t)
+	install.Dir = testbin.Root(t)
 	start := time.Now()
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("bash scripts/examples.sh: %v\n%s", err, out)
@@ -369,7 +317,7 @@ func TestPrismaDrizzle(t *testing.T) {
 
 	direct, db := database(t, "prisma_drizzle")
 	execFile(t, direct, filepath.Join(dir, "setup.sql"))
-	bin := txlaneBinary(t)
+	bin := testbin.Txlane(t)
 	user := pgtest.Config(t).User
 	for _, escape := range escapes {
 		t.Run(escape, func(t *testing.T) {
@@ -385,9 +333,9 @@ func TestPrismaDrizzle(t *testing.T) {
 func TestGoSemanticCache(t *testing.T) {
 	t.Parallel()
 	direct, db := database(t, "go_semantic_cache")
-	execFile(t, direct, filepath.Join(root(t), "examples", "go-semantic-cache", "setup.sql"))
-	bin := txlaneBinary(t)
-	app := goBuild(t, "./examples/go-semantic-cache", "go-semantic-cache")
+	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "go-semantic-cache", "setup.sql"))
+	bin := testbin.Txlane(t)
+	app := testbin.Build(t, "./examples/go-semantic-cache")
 	user := pgtest.Config(t).User
 	for _, escape := range escapes {
 		t.Run(escape, func(t *testing.T) {
@@ -560,13 +508,13 @@ func TestPsqlWalkthrough(t *testing.T) {
 	if _, err := exec.LookPath("psql"); err != nil {
 		t.Fatalf("psql is not on PATH: %v", err)
 	}
-	readme := filepath.Join(root(t), "examples", "psql", "README.md")
+	readme := filepath.Join(testbin.Root(t), "examples", "psql", "README.md")
 	blocks := walkthrough(t, readme)
 	if len(blocks) < 8 {
 		t.Fatalf("%s: found %d tagged blocks, want the whole walkthrough", readme, len(blocks))
 	}
 	_, db := database(t, "psql")
-	bin := txlaneBinary(t)
+	bin := testbin.Txlane(t)
 	p := startTxlane(t, bin, "reject")
 	dsn := p.URL(pgtest.Config(t).User, db)
 	sessions := map[string]*psqlSession{

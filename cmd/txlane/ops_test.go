@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/internal/testbin"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -34,18 +34,10 @@ func TestOperations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
 	if _, err := exec.LookPath("psql"); err != nil {
-		t.Skip("no psql in PATH")
+		t.Fatal("psql is not installed: scripts/pg.sh install provides it")
 	}
-	bin := filepath.Join(t.TempDir(), "txlane")
-	build := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, "./cmd/txlane")
 	dsn := pgtest.DSN(t)
 
 	t.Run("reload", func(t *testing.T) { testReload(t, bin, dsn) })
@@ -65,37 +57,9 @@ type proc struct {
 	listen string // host:port of clients
 	admin  string // host:port of the HTTP endpoint
 	users  string // admin.users, as a YAML flow list ("" for none)
-	logs   *syncBuffer
+	logs   *testbin.SyncBuffer
 	exited chan struct{}
 	code   int // valid after exited
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // configText is a configuration for p: listen and admin.listen, the primary,
@@ -113,7 +77,7 @@ func (p *proc) configText(extra string) string {
 func startTxlane(t *testing.T, bin, dsn, extra string, adminUsers ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, dsn: dsn, config: filepath.Join(t.TempDir(), "txlane.yaml"),
-		listen: freeAddr(t), admin: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+		listen: testbin.FreeAddr(t), admin: testbin.FreeAddr(t), logs: &testbin.SyncBuffer{}, exited: make(chan struct{})}
 	if len(adminUsers) > 0 {
 		p.users = "[" + strings.Join(adminUsers, ", ") + "]"
 	}
@@ -428,7 +392,7 @@ func testReload(t *testing.T, bin, dsn string) {
 
 	// listen cannot change live: reported, and the old address keeps serving.
 	oldListen := p.listen
-	p.listen = freeAddr(t)
+	p.listen = testbin.FreeAddr(t)
 	p.write(p.configText(policy("optimization_logs", "any")))
 	p.listen = oldListen
 	p.waitFor(5*time.Second, "the listen edit to be seen", func() bool { return p.metric("txlane_config_reloads_total") == 5 })
