@@ -50,6 +50,16 @@ func (b *batch) reset() {
 	b.synced = false
 }
 
+// parsesBefore reports whether a Parse of statement name precedes message i.
+func (b *batch) parsesBefore(i int, name string) bool {
+	for j := 0; j < i; j++ {
+		if b.msgs[j].typ == msgParse && b.msgs[j].name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // function reports whether b is a fast-path function call.
 func (b *batch) function() bool {
 	return len(b.msgs) == 1 && b.msgs[0].typ == msgFunctionCall

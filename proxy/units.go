@@ -202,43 +202,47 @@ func writtenTables(stmts []*policy.Statement) []policy.Table {
 // unitSQL returns the SQL texts unit b runs: the simple Query, or the
 // statements its Parse and Bind messages name.
 func (s *session) unitSQL(b *batch) []string {
-	if b.sql != "" {
-		return []string{b.sql}
-	}
 	var out []string
-	parsed := map[string]bool{}
+	s.eachUnitSQL(b, func(sql string) { out = append(out, sql) })
+	return out
+}
+
+// eachUnitSQL calls f with each SQL text unit b runs (see unitSQL), without
+// allocating: it runs for every unit.
+func (s *session) eachUnitSQL(b *batch, f func(sql string)) {
+	if b.sql != "" {
+		f(b.sql)
+		return
+	}
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		switch m.typ {
 		case msgParse:
-			out = append(out, m.stmt.sql)
-			parsed[m.name] = true
+			f(m.stmt.sql)
 		case msgBind:
 			// A statement this unit parses is already counted; the registry
 			// would still name the one it replaces.
-			if parsed[m.name] {
-				continue
-			}
-			if st := s.reg.get(m.name); st != nil {
-				out = append(out, st.sql)
+			if !b.parsesBefore(i, m.name) {
+				if st := s.reg.get(m.name); st != nil {
+					f(st.sql)
+				}
 			}
 		}
 	}
-	return out
 }
 
 // unitsOf returns the units of work unit b carries: from sqlcommenter
 // comments, else from SET [LOCAL] txlane.unit.
 func (s *session) unitsOf(b *batch, rules *policy.Rules) []string {
 	var units []string
-	for _, sql := range s.unitSQL(b) {
+	s.eachUnitSQL(b, func(sql string) {
 		us, _ := router.ExtractUnits(sql, rules.UnitCommentKeys())
 		for _, u := range us {
 			if !slices.Contains(units, u) {
 				units = append(units, u)
 			}
 		}
-	}
+	})
 	if len(units) == 0 {
 		if s.unitLocal != "" {
 			units = append(units, s.unitLocal)
