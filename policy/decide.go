@@ -84,6 +84,23 @@ const (
 	ReasonVectorUnavailable
 	// ReasonEmpty: an empty batch.
 	ReasonEmpty
+	// ReasonPipelined: the request was queued behind requests the primary
+	// has not answered yet, so the transaction state it would run in is not
+	// known. Set by the proxy.
+	ReasonPipelined
+	// ReasonUnitShape: the request's shape keeps it on the primary whatever
+	// its statements: a named portal, a portal bound by an earlier request or
+	// executed in part, Close, a fast-path function call, a statement txlane
+	// does not know, or a Parse that redefines a name. Set by the proxy.
+	ReasonUnitShape
+	// ReasonLaneLost: the vector-lane connection failed before any of the
+	// answer reached the client; the read ran again on the primary. Set by
+	// the proxy.
+	ReasonLaneLost
+	// ReasonFlushed: the client sent Flush before Sync and waited for answers
+	// (or the request outgrew the size txlane holds back), so the request
+	// went to the primary as it arrived. Set by the proxy.
+	ReasonFlushed
 
 	numReasons
 )
@@ -114,6 +131,10 @@ var reasonNames = [numReasons]string{
 	ReasonBackendDependent:  "backend_dependent",
 	ReasonVectorUnavailable: "vector_unavailable",
 	ReasonEmpty:             "empty",
+	ReasonPipelined:         "pipelined",
+	ReasonUnitShape:         "unit_shape",
+	ReasonLaneLost:          "lane_lost",
+	ReasonFlushed:           "flushed",
 }
 
 // String returns the stable identifier, e.g. "read_your_writes".

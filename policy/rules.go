@@ -228,6 +228,32 @@ var defaultSearchPath = []string{"$user", "public"}
 // never its result: the vector lane applies the same search_path and role and
 // resolves the name exactly as the primary would.
 func (r *Rules) IsVector(t Table, searchPath []string) bool {
+	return r.isVector(t, searchPath)
+}
+
+// MayBeVector reports whether t names a vector table under some search_path:
+// IsVector of an unqualified name can change with the session's search_path
+// only when MayBeVector holds.
+func (r *Rules) MayBeVector(t Table) bool {
+	if r == nil || t.Name == "" {
+		return false
+	}
+	if _, ok := r.anySchema[t.Name]; ok {
+		return true
+	}
+	if t.Schema != "" {
+		_, ok := r.qualified[t]
+		return ok
+	}
+	for q := range r.qualified {
+		if q.Name == t.Name {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rules) isVector(t Table, searchPath []string) bool {
 	if r == nil || t.Name == "" {
 		return false
 	}

@@ -29,10 +29,17 @@ type batchMsg struct {
 	kind         byte // Describe and Close: 'S' or 'P'
 	// stmt is the statement a Parse defines.
 	stmt *preparedStmt
+	// resolved is the client's statement a Bind or Describe 'S' names, as
+	// the request's plan resolved it (nil: unknown to txlane).
+	resolved *preparedStmt
+	// maxRows is an Execute's row limit (0: all rows).
+	maxRows uint32
 }
 
-// batch is one request unit: a simple Query, or the extended-protocol
-// messages up to and including Sync (or Flush). The client goroutine owns it.
+// batch holds the messages of the current request not yet sent: a simple
+// Query, or the extended-protocol messages up to and including Sync, or the
+// part of them that arrived since the last part went out early. The client
+// goroutine owns it.
 type batch struct {
 	buf  []byte
 	msgs []batchMsg
@@ -48,16 +55,6 @@ func (b *batch) reset() {
 	b.msgs = b.msgs[:0]
 	b.sql = ""
 	b.synced = false
-}
-
-// parsesBefore reports whether a Parse of statement name precedes message i.
-func (b *batch) parsesBefore(i int, name string) bool {
-	for j := 0; j < i; j++ {
-		if b.msgs[j].typ == msgParse && b.msgs[j].name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // function reports whether b is a fast-path function call.
@@ -121,11 +118,12 @@ func (b *batch) add(typ byte, r *msgReader) error {
 			m.portal = name
 		}
 	case msgExecute:
-		portal, _, ok := cstring(body)
-		if !ok {
+		portal, rest, ok := cstring(body)
+		if !ok || len(rest) < 4 {
 			return errMalformed(typ)
 		}
 		m.portal = portal
+		m.maxRows = uint32(rest[0])<<24 | uint32(rest[1])<<16 | uint32(rest[2])<<8 | uint32(rest[3])
 	}
 	b.msgs = append(b.msgs, m)
 	return nil

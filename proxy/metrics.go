@@ -8,14 +8,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Routing reasons decided by the proxy itself, before or after policy.Decide
-// (whose reasons are policy.Reason values).
-const (
-	reasonPipelined = "pipelined"  // queued behind requests the primary has not answered
-	reasonUnitShape = "unit_shape" // named portal, Close, function call, nothing executed
-	reasonLaneLost  = "lane_lost"  // the lane connection failed before answering: rerun on the primary
-)
-
 // Metrics are the proxy's Prometheus metrics. A Server without
 // Options.Metrics keeps an unregistered set. Gauges of the server's live
 // state (clients, backends) are not here: see Server.Register.

@@ -241,13 +241,19 @@ func (s *Server) unitDone(sess *session, req *request) {
 	}
 }
 
-// refuseAtBoundary answers the unit in s.cur with e while the client is idle
-// outside a transaction: an ErrorResponse, then ReadyForQuery.
+// refuseAtBoundary answers the request in s.cur with e while the client is
+// idle outside a transaction: an ErrorResponse, then ReadyForQuery. A
+// request refused before its Sync gets its ReadyForQuery at that Sync, as
+// from a server that skips to it after an error.
 func (s *session) refuseAtBoundary(e *pgError) error {
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
 	writeError(s.out.w, e)
-	writeRaw(s.out.w, msgReadyForQuery, []byte{byte(TxIdle)})
+	if s.cur.synced {
+		writeRaw(s.out.w, msgReadyForQuery, []byte{byte(TxIdle)})
+	} else {
+		s.skipToSync = true
+	}
 	return s.out.w.Flush()
 }
 

@@ -1,6 +1,10 @@
 package proxy
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/txlane/txlane/policy"
+)
 
 // Backend message types that answer extended-protocol messages.
 const (
@@ -11,6 +15,8 @@ const (
 	msgEmptyQuery       = 'I'
 	msgPortalSuspended  = 's'
 	msgNotification     = 'A'
+	// msgFunctionCallResponse answers a fast-path FunctionCall.
+	msgFunctionCallResponse = 'V'
 )
 
 // sentMsg is one message sent to a backend, kept to match the server's
@@ -27,6 +33,15 @@ type sentMsg struct {
 	// CloseComplete): registries follow what the server did, not what was
 	// asked of it.
 	change *regChange
+	// exec is the statement an Execute, Query or FunctionCall runs (from the
+	// request's plan); it takes effect (transaction state, DEALLOCATE,
+	// DISCARD) only once the server reports it complete, so that statements
+	// the server skipped after an error change nothing.
+	exec *policy.Statement
+	// parts counts the statements of a multi-statement Query completed so
+	// far; failed: the Query met an error, so its later parts did not run.
+	parts  int
+	failed bool
 }
 
 // regChange is the effect of a successful Parse or Close of a statement on
@@ -86,6 +101,11 @@ func (c *regChange) apply() {
 type replyTracker struct {
 	sent []sentMsg
 	pos  int // the message whose replies come next
+	// reg, when set, is the client registry that SQL DEALLOCATE and DISCARD
+	// ALL change when they complete (in pipeline order with Parse and Close).
+	reg *registry
+	// done lists the statements the server reported complete, in order.
+	done []*policy.Statement
 	// describedParams: a Describe 'S' got its ParameterDescription and awaits
 	// its RowDescription or NoData.
 	describedParams bool
@@ -109,6 +129,7 @@ func (t *replyTracker) reply(typ byte) (hide bool) {
 	m := &t.sent[t.pos]
 	if typ == msgErrorResponse {
 		if m.typ == msgQuery || m.typ == msgFunctionCall {
+			m.failed = true
 			return false // the ReadyForQuery still ends it
 		}
 		// The server skips everything up to the next Sync: those messages
@@ -121,7 +142,38 @@ func (t *replyTracker) reply(typ byte) (hide bool) {
 	}
 	done := false
 	switch m.typ {
-	case msgParse, msgBind, msgClose, msgSync, msgQuery, msgFunctionCall:
+	case msgQuery:
+		switch typ {
+		case msgCommandComplete, msgEmptyQuery:
+			if m.exec != nil {
+				if len(m.exec.Parts) == 0 {
+					if m.parts == 0 {
+						t.completed(m.exec)
+					}
+				} else if m.parts < len(m.exec.Parts) {
+					t.completed(&m.exec.Parts[m.parts])
+				}
+			}
+			m.parts++
+		case msgReadyForQuery:
+			done = true
+			// NOTE: without an error every statement of the text ran, whatever
+			// the count of completions said (a conservative catch-up).
+			if m.exec != nil && !m.failed {
+				for ; m.parts < len(m.exec.Parts); m.parts++ {
+					t.completed(&m.exec.Parts[m.parts])
+				}
+				if len(m.exec.Parts) == 0 && m.parts == 0 {
+					t.completed(m.exec)
+				}
+			}
+		}
+	case msgFunctionCall:
+		if typ == msgFunctionCallResponse && m.exec != nil {
+			t.completed(m.exec)
+		}
+		done = typ == msgReadyForQuery
+	case msgParse, msgBind, msgClose, msgSync:
 		done = typ == replyOf(m.typ)
 	case msgDescribe:
 		if m.kind == 'S' && !t.describedParams && typ == msgParamDescription {
@@ -132,6 +184,9 @@ func (t *replyTracker) reply(typ byte) (hide bool) {
 		t.describedParams = false
 	case msgExecute:
 		done = typ == msgCommandComplete || typ == msgEmptyQuery || typ == msgPortalSuspended
+		if done && m.exec != nil {
+			t.completed(m.exec)
+		}
 	}
 	if done {
 		if m.change != nil {
@@ -140,6 +195,21 @@ func (t *replyTracker) reply(typ byte) (hide bool) {
 		t.pos++
 	}
 	return m.hidden
+}
+
+// completed records that st ran and applies what it does to the client's
+// prepared statements.
+func (t *replyTracker) completed(st *policy.Statement) {
+	t.done = append(t.done, st)
+	if t.reg == nil {
+		return
+	}
+	if d := st.Deallocate; d != nil {
+		t.reg.drop(d.Name, d.All)
+	}
+	if st.Discard == policy.DiscardAll {
+		t.reg.drop("", true)
+	}
 }
 
 // replyOf is the reply that completes a message of type typ.

@@ -80,11 +80,12 @@ type session struct {
 	// customs are the custom (dotted) settings the client has set, which the
 	// vector lane must mirror too.
 	customs map[string]bool
-	// portals maps the client's named portals to their statements, and
-	// unnamedPortal is the statement last bound to the unnamed portal, so that
-	// an Execute in a later unit is still attributed to its statement.
-	portals       map[string]*preparedStmt
-	unnamedPortal *preparedStmt
+	// plans resolves the client's messages into the current request's plan.
+	plans *planner
+	// skipToSync: the current request was refused before its Sync (at the
+	// PAUSE gate); its remaining messages are dropped and its Sync answered
+	// with ReadyForQuery.
+	skipToSync bool
 	// unitSession and unitLocal are the units set with SET txlane.unit and
 	// SET LOCAL txlane.unit (the latter until its transaction ends).
 	unitSession, unitLocal string
@@ -142,8 +143,9 @@ type request struct {
 	// internal, when set, marks a query of txlane's own: nothing of its answer
 	// reaches the client.
 	internal *internalQuery
-	// stmts are the statements the unit executes, applied to the transaction
-	// state when its ReadyForQuery arrives.
+	// stmts are the statements the request's plan executes. The transaction
+	// state follows those the server reported complete (replies.done); stmts
+	// count only where replies cannot be attributed.
 	stmts []*policy.Statement
 	// guest, when set, is the session whose write was rerouted into this
 	// session's transaction: the answer goes to the guest's client, and
@@ -185,11 +187,15 @@ func (s *session) observeReadyForQuery(status byte) *request {
 	ddl := false
 	if len(s.mu.pending) > 0 {
 		req = s.popLocked()
+		done := req.replies.done
 		if req.copyIn && req.extended && len(s.mu.pending) > 0 {
+			// The next request's replies were attributed to this one (the
+			// server ignored a Sync during COPY IN): count everything it
+			// planned as run.
 			next := s.popLocked()
-			req.stmts = append(req.stmts, next.stmts...)
+			done = append(done, next.stmts...)
 		}
-		for _, st := range req.stmts {
+		for _, st := range done {
 			s.mu.tx.Apply(st)
 			ddl = ddl || isDDL(st)
 		}
@@ -348,7 +354,7 @@ func (s *session) serve() {
 	s.guestStmts = newStmtLRU(maxLaneStatements)
 	s.snapDirty.Store(true)
 	s.customs = make(map[string]bool)
-	s.portals = make(map[string]*preparedStmt)
+	s.plans = newPlanner(s)
 	for _, name := range startupCustomSettings(s.startup.Parameters) {
 		s.customs[name] = true
 	}
@@ -389,9 +395,15 @@ func (s *session) serve() {
 
 var errClientTerminated = errors.New("client sent Terminate")
 
-// clientLoop reads the client's messages into request units and sends each
-// to its lane, until the client terminates, disconnects or breaks the
-// protocol.
+// clientLoop reads the client's messages into requests, resolving each
+// message into the request's plan as it arrives, and sends each request to
+// its lane, until the client terminates, disconnects or breaks the protocol.
+//
+// A request that cannot go to the vector lane is forwarded to the primary as
+// its messages arrive (whenever the client has nothing more buffered), so
+// that server-side timers such as statement_timeout see what they would see
+// without txlane; so is any request at a Flush or past maxBatchBytes. Each
+// part is checked (units of work, PAUSE) before its first byte goes out.
 func (s *session) clientLoop() error {
 	for {
 		typ, _, err := s.cr.next()
@@ -422,26 +434,36 @@ func (s *session) clientLoop() error {
 				}
 			}
 			continue
-		case msgFunctionCall:
-			// The fast-path function call interface: always the primary's.
-			if err := s.cur.add(typ, s.cr); err != nil {
-				return err
-			}
-			s.cur.synced = true
-		default:
-			if err := s.cur.add(typ, s.cr); err != nil {
-				return err
-			}
 		}
+		if s.skipToSync {
+			if err := s.dropUntilSync(typ); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(s.cur.msgs) == 0 && s.open == nil {
+			s.beginRequest()
+		}
+		if err := s.cur.add(typ, s.cr); err != nil {
+			return err
+		}
+		if typ == msgFunctionCall {
+			// The fast-path function call interface: always the primary's.
+			s.cur.synced = true
+		}
+		s.plans.add(&s.cur.msgs[len(s.cur.msgs)-1], s.cur.sql)
 		switch {
 		case s.cur.synced:
 			err = s.dispatch()
 		case typ == msgFlush || len(s.cur.buf) > maxBatchBytes:
 			// NOTE: a client that flushes before Sync waits for answers
-			// mid-batch; the batch is pinned to the primary lane from here
-			// to its Sync (fail safe).
-			err = s.sendPrimary(&s.cur)
-			s.cur.reset()
+			// mid-request; the request is pinned to the primary lane from
+			// here to its Sync (fail safe).
+			err = s.sendEarly(policy.ReasonFlushed)
+		case !s.cr.buffered():
+			if reason, bound := s.primaryBound(); bound {
+				err = s.sendEarly(reason)
+			}
 		}
 		if err != nil {
 			return err
@@ -449,46 +471,174 @@ func (s *session) clientLoop() error {
 	}
 }
 
-// dispatch sends the completed unit in s.cur to its lane.
+// dropUntilSync drops a message of a request refused before its Sync; the
+// Sync gets the ReadyForQuery the refusal owed.
+func (s *session) dropUntilSync(typ byte) error {
+	if err := s.cr.skip(); err != nil {
+		return err
+	}
+	if typ != msgSync {
+		return nil
+	}
+	s.skipToSync = false
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	writeRaw(s.out.w, msgReadyForQuery, []byte{byte(s.TxStatus())})
+	return s.out.w.Flush()
+}
+
+// beginRequest starts planning a new request.
+func (s *session) beginRequest() {
+	s.plans.begin()
+	if s.TxStatus() == TxIdle && s.inFlight() == 0 {
+		s.unitLocal = "" // SET LOCAL ended with its transaction
+	}
+}
+
+// primaryBound reports whether the current request, as far as it arrived,
+// can only run on the primary, whatever follows, and why.
+func (s *session) primaryBound() (policy.Reason, bool) {
+	pl := &s.plans.cur
+	if pl.sentEarly {
+		return pl.early, true
+	}
+	for _, u := range s.unitsOfWork(pl) {
+		if h := s.srv.units.holderOf(u); h != nil && h.sess != s {
+			// Keep it whole: at its Sync it may be rerouted into the
+			// holder's transaction.
+			return 0, false
+		}
+	}
+	switch {
+	case s.srv.lanes == nil:
+		return policy.ReasonNotVectorRead, true
+	case s.inFlight() > 0:
+		return policy.ReasonPipelined, true
+	case !pl.laneShape:
+		return policy.ReasonUnitShape, true
+	case pl.parsedPrimary:
+		return pl.parsedReason, true
+	case len(pl.steps) == 0:
+		return 0, false
+	}
+	rt := s.routing()
+	stmts := pl.stmts(0)
+	s.mu.Lock()
+	d := policy.DecideBatch(&s.mu.tx, stmts, rt.rules, s.searchPath)
+	s.mu.Unlock()
+	if d.Lane == policy.Vector {
+		return 0, false
+	}
+	if d.Reason == policy.ReasonNotVectorRead && s.snapDirty.Load() {
+		// A fresh search_path may still make it a vector read.
+		for _, st := range stmts {
+			for _, t := range st.Reads {
+				if rt.rules.MayBeVector(t) {
+					return 0, false
+				}
+			}
+		}
+	}
+	return d.Reason, true
+}
+
+// dispatch sends the rest of the current request, now complete, to its lane.
 func (s *session) dispatch() error {
 	defer s.cur.reset()
+	pl := &s.plans.cur
+	if s.open != nil {
+		// Partly sent already: the rest follows it to the primary.
+		s.routed(policy.Primary, pl.early)
+		rej, err := s.checkPart()
+		if err != nil {
+			return err
+		}
+		return s.sendPrimary(&s.cur, rej)
+	}
 	if done, err := s.srv.admit(s); done { // PAUSE and graceful stop (ops.go)
 		return err
 	}
 	defer s.srv.dispatched(s)
-	if s.open == nil {
-		if handled, err := s.checkUnits(&s.cur); handled || err != nil {
+	handled, rej, err := s.checkUnits(true)
+	if handled || err != nil {
+		return err
+	}
+	if rej == nil && s.srv.lanes != nil {
+		if handled, err := s.tryVectorLane(&s.cur); handled || err != nil {
 			return err
 		}
-		if s.srv.lanes != nil {
-			if handled, err := s.tryVectorLane(&s.cur); handled || err != nil {
-				return err
-			}
-		}
 	}
-	return s.sendPrimary(&s.cur)
+	if rej != nil && s.cur.sql != "" || rej != nil && s.cur.function() {
+		// Nothing of a simple Query runs: it is refused whole.
+		return s.refuseUnit(rej.err)
+	}
+	return s.sendPrimary(&s.cur, rej)
 }
 
-// sendPrimary sends b, a whole unit or the part of one up to a Flush, to the
-// primary lane. A statement the unit uses that the primary does not hold
-// under the client's name (it was prepared on the vector lane, or replaced
-// there) is prepared right before the message that needs it; the replies to
-// such injected messages are hidden from the client.
-func (s *session) sendPrimary(b *batch) error {
+// sendEarly sends the part of the current request that has arrived to the
+// primary before its Sync, for reason (the first part's reason holds for the
+// whole request).
+func (s *session) sendEarly(reason policy.Reason) error {
+	pl := &s.plans.cur
+	if s.open == nil {
+		if done, err := s.srv.admit(s); done {
+			if err == nil {
+				// Refused at the PAUSE gate: the answer is given, the rest of
+				// the request is dropped up to its Sync.
+				s.skipToSync = true
+			}
+			s.cur.reset()
+			return err
+		}
+		defer s.srv.dispatched(s)
+		pl.sentEarly, pl.early = true, reason
+	}
+	rej, err := s.checkPart()
+	if err != nil {
+		return err
+	}
+	err = s.sendPrimary(&s.cur, rej)
+	s.cur.reset()
+	return err
+}
+
+// checkPart checks the steps of a request being sent in parts: a write
+// that would escape another connection's transaction is refused at its
+// position, by the server, since what came before it is on its way.
+func (s *session) checkPart() (*rejection, error) {
+	if s.plans.cur.rejected {
+		return nil, nil
+	}
+	_, rej, err := s.checkUnits(false)
+	return rej, err
+}
+
+// sendPrimary sends b, a whole request or a part of one, to the primary
+// lane. A statement the request uses that the primary does not hold under
+// the client's name (it was prepared on the vector lane, or replaced there)
+// is prepared right before the message that needs it; the replies to such
+// injected messages are hidden from the client. With rej, the Execute of
+// rej.step is replaced by a statement that makes the server raise rej.err:
+// the server then skips the rest of the request up to its Sync, and the
+// client sees the error where PostgreSQL would have raised it.
+func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	w := s.primary.w
+	pl := &s.plans.cur
 	if s.open == nil {
 		s.wsem <- struct{}{}
 		s.open = &request{sent: time.Now()}
+		s.open.replies.reg = s.reg
 		s.push(s.open)
 	}
 	if s.unnamedClobbered.Swap(false) {
 		s.reg.forgetPrimary("")
 	}
-	stmts := s.executedStatements(b)
+	steps := pl.steps[pl.sent:]
+	pl.sent = len(pl.steps)
 
 	var sent []sentMsg
 	out := s.scratch[:0]
-	// settled holds the names whose state on the primary this unit has
+	// settled holds the names whose state on the primary this request has
 	// already made right (or changed itself).
 	settled := map[string]bool{}
 	ensure := func(name string) {
@@ -499,7 +649,7 @@ func (s *session) sendPrimary(b *batch) error {
 		st := s.reg.get(name)
 		k, has := s.reg.primaryHas(name)
 		// NOTE: what an injected message does is recorded now, not when the
-		// server confirms it: the client may pipeline more units that rely
+		// server confirms it: the client may pipeline more requests that rely
 		// on it before the reply arrives. These statements ran before, so
 		// they are expected to succeed.
 		if has && (st == nil || k != st.key) {
@@ -516,17 +666,23 @@ func (s *session) sendPrimary(b *batch) error {
 		}
 	}
 	// Statements SQL-level DEALLOCATE and EXECUTE name must exist there too.
-	for _, st := range stmts {
-		for _, name := range sqlStatementRefs(st) {
+	for _, st := range steps {
+		for _, name := range sqlStatementRefs(st.stmt) {
 			ensure(name)
 		}
 	}
-	for _, st := range stmts {
-		s.noteEffects(st)
+	for _, st := range steps {
+		s.noteEffects(st.stmt)
 	}
+	next := 0 // the step the next executing message runs
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		sm := sentMsg{typ: m.typ, kind: m.kind}
+		switch m.typ {
+		case msgQuery, msgExecute, msgFunctionCall:
+			sm.exec = steps[next].stmt
+			next++
+		}
 		switch {
 		case m.typ == msgParse:
 			if m.name != "" {
@@ -547,6 +703,12 @@ func (s *session) sendPrimary(b *batch) error {
 			// A simple Query replaces the unnamed statement, for the client too.
 			s.reg.drop("", false)
 		}
+		if rej != nil && m.typ == msgExecute && next-1 == rej.step-(len(pl.steps)-len(steps)) {
+			out, sent = s.appendRaise(out, sent, rej.err)
+			pl.rejected = true
+			rej = nil
+			continue
+		}
 		sent = append(sent, sm)
 		out = append(out, b.buf[m.start:m.end]...)
 	}
@@ -556,7 +718,7 @@ func (s *session) sendPrimary(b *batch) error {
 	for _, sm := range sent {
 		s.open.replies.add(sm)
 	}
-	s.open.stmts = append(s.open.stmts, stmts...)
+	s.open.stmts = append(s.open.stmts, pl.stmts(len(pl.steps)-len(steps))...)
 	s.mu.Unlock()
 	synced := b.synced
 	if synced {
@@ -565,8 +727,8 @@ func (s *session) sendPrimary(b *batch) error {
 	}
 	_, err := w.Write(out)
 	if err == nil && (!s.cr.buffered() || !synced) {
-		// NOTE: with more input buffered the unit could wait to coalesce with
-		// the next, but another session may reroute a write in between.
+		// NOTE: with more input buffered the request could wait to coalesce
+		// with the next, but another session may reroute a write in between.
 		err = w.Flush()
 	}
 	if synced {
@@ -575,74 +737,56 @@ func (s *session) sendPrimary(b *batch) error {
 	return err
 }
 
+// rejection is a step of the current request that must not run: the server
+// is made to raise err in its place.
+type rejection struct {
+	step int // index in the request's plan
+	err  *pgError
+}
+
+// appendRaise appends, hidden from the client except for the error itself,
+// an unnamed statement that raises e at the server, in place of a refused
+// Execute. The server fails the request there exactly as it would fail on
+// an error of the statement itself (an implicit transaction rolls back, an
+// explicit one is failed) and skips everything up to the next Sync.
+func (s *session) appendRaise(out []byte, sent []sentMsg, e *pgError) ([]byte, []sentMsg) {
+	out = appendParse(out, "", &preparedStmt{sql: raiseSQL(e)})
+	// The unnamed statement is the raise now: the client's is prepared
+	// again before its next use.
+	sent = append(sent, sentMsg{typ: msgParse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: true}})
+	out, _ = (&pgproto3.Bind{}).Encode(out)
+	sent = append(sent, sentMsg{typ: msgBind, hidden: true})
+	out, _ = (&pgproto3.Execute{}).Encode(out)
+	sent = append(sent, sentMsg{typ: msgExecute, hidden: true})
+	return out, sent
+}
+
+// raiseSQL is a DO block that raises e with its SQLSTATE, message, detail
+// and hint.
+func raiseSQL(e *pgError) string {
+	lit := func(v string) string { return quoteLiteral(strings.ReplaceAll(v, "$txlane$", "$ txlane$")) }
+	sql := "DO $txlane$BEGIN RAISE EXCEPTION USING ERRCODE = " + lit(e.Code) + ", MESSAGE = " + lit(e.Message)
+	if e.Detail != "" {
+		sql += ", DETAIL = " + lit(e.Detail)
+	}
+	if e.Hint != "" {
+		sql += ", HINT = " + lit(e.Hint)
+	}
+	return sql + "; END$txlane$"
+}
+
 // sqlStatementRefs returns the prepared statements that SQL-level
 // DEALLOCATE name or EXECUTE name in st refer to.
 func sqlStatementRefs(st *policy.Statement) []string {
 	var out []string
-	add := func(p *policy.Statement) {
+	eachPart(st, func(p *policy.Statement) {
 		if p.Deallocate != nil && !p.Deallocate.All && p.Deallocate.Name != "" {
 			out = append(out, p.Deallocate.Name)
 		}
 		if p.PrepareName != "" && p.Command == "EXECUTE" {
 			out = append(out, p.PrepareName)
 		}
-	}
-	add(st)
-	for i := range st.Parts {
-		add(&st.Parts[i])
-	}
-	return out
-}
-
-// opaqueStmt stands for what txlane cannot attribute (a function call, an
-// Execute of an unknown portal): it may have written anything and changed
-// the session.
-var opaqueStmt = &policy.Statement{Class: policy.Unknown,
-	Flags: policy.FlagWritesUnknown | policy.FlagMayChangeSession, Reason: "not attributable"}
-
-// executedStatements returns the statements unit b executes on the primary,
-// in order (see noteEffects for what they change).
-func (s *session) executedStatements(b *batch) []*policy.Statement {
-	cl := s.routing().classifier
-	var out []*policy.Statement
-	if b.sql != "" {
-		out = append(out, cl.Classify(b.sql))
-		s.unnamedPortal = nil
-	}
-	defined := map[string]*preparedStmt{}
-	for i := range b.msgs {
-		m := &b.msgs[i]
-		switch m.typ {
-		case msgFunctionCall:
-			out = append(out, opaqueStmt)
-		case msgParse:
-			defined[m.name] = m.stmt
-		case msgBind:
-			st := defined[m.name]
-			if st == nil {
-				st = s.reg.get(m.name)
-			}
-			if m.portal == "" {
-				s.unnamedPortal = st
-			} else {
-				s.portals[m.portal] = st
-			}
-		case msgClose:
-			if m.kind == 'P' {
-				delete(s.portals, m.portal)
-			}
-		case msgExecute:
-			st := s.unnamedPortal
-			if m.portal != "" {
-				st = s.portals[m.portal]
-			}
-			if st == nil {
-				out = append(out, opaqueStmt)
-				continue
-			}
-			out = append(out, cl.Classify(st.sql))
-		}
-	}
+	})
 	return out
 }
 
@@ -669,14 +813,6 @@ func (s *session) noteEffects(st *policy.Statement) {
 		if strings.Contains(set.Name, ".") {
 			s.customs[set.Name] = true
 		}
-	}
-	if d := st.Deallocate; d != nil {
-		s.reg.drop(d.Name, d.All)
-	}
-	if st.Discard == policy.DiscardAll {
-		s.reg.drop("", true)
-		clear(s.portals)
-		s.unnamedPortal = nil
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -199,138 +198,60 @@ func writtenTables(stmts []*policy.Statement) []policy.Table {
 	return out
 }
 
-// unitSQL returns the SQL texts unit b runs: the simple Query, or the
-// statements its Parse and Bind messages name.
-func (s *session) unitSQL(b *batch) []string {
-	var out []string
-	s.eachUnitSQL(b, func(sql string) { out = append(out, sql) })
-	return out
-}
-
-// eachUnitSQL calls f with each SQL text unit b runs (see unitSQL), without
-// allocating: it runs for every unit.
-func (s *session) eachUnitSQL(b *batch, f func(sql string)) {
-	if b.sql != "" {
-		f(b.sql)
-		return
-	}
-	for i := range b.msgs {
-		m := &b.msgs[i]
-		switch m.typ {
-		case msgParse:
-			f(m.stmt.sql)
-		case msgBind:
-			// A statement this unit parses is already counted; the registry
-			// would still name the one it replaces.
-			if !b.parsesBefore(i, m.name) {
-				if st := s.reg.get(m.name); st != nil {
-					f(st.sql)
-				}
-			}
-		}
-	}
-}
-
-// unitsOf returns the units of work unit b carries: from sqlcommenter
-// comments, else from SET [LOCAL] txlane.unit.
-func (s *session) unitsOf(b *batch, rules *policy.Rules) []string {
-	var units []string
-	s.eachUnitSQL(b, func(sql string) {
-		us, _ := router.ExtractUnits(sql, rules.UnitCommentKeys())
-		for _, u := range us {
-			if !slices.Contains(units, u) {
-				units = append(units, u)
-			}
-		}
-	})
+// checkUnits enforces the unit-of-work rules on the steps of the current
+// request not checked yet, before any of them is sent. final says the
+// request is complete and nothing of it was sent, so it may still be
+// rerouted whole. handled is true when the request was answered here
+// (rerouted); rej names a step to refuse: the caller makes the server raise
+// its error in the step's place (or refuses a simple Query whole).
+func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err error) {
+	pl := &s.plans.cur
+	from := pl.checked
+	pl.checked = len(pl.steps)
+	units := s.unitsOfWork(pl)
 	if len(units) == 0 {
-		if s.unitLocal != "" {
-			units = append(units, s.unitLocal)
-		} else if s.unitSession != "" {
-			units = append(units, s.unitSession)
-		}
+		return false, nil, nil
 	}
-	return units
-}
-
-// checkUnits enforces the unit-of-work rules on unit b before it is sent.
-// handled is true when b was answered here (rejected or rerouted).
-func (s *session) checkUnits(b *batch) (handled bool, err error) {
-	if s.TxStatus() == TxIdle && s.inFlight() == 0 {
-		s.unitLocal = "" // SET LOCAL ended with its transaction
-	}
-	rules := s.routing().rules
-	units := s.unitsOf(b, rules)
-	if len(units) == 0 {
-		return false, nil
-	}
-	stmts := s.unitStatementsAll(b)
-	write, begins := false, false
+	firstWrite, begins := -1, false
 	var reads []policy.Table
-	for _, st := range stmts {
-		write = write || isWrite(st)
-		begins = begins || beginsTx(st)
-		reads = append(reads, st.Reads...)
+	for i, st := range pl.steps[from:] {
+		if firstWrite < 0 && isWrite(st.stmt) {
+			firstWrite = from + i
+		}
+		begins = begins || beginsTx(st.stmt)
+		reads = append(reads, st.stmt.Reads...)
 	}
+	idle := s.TxStatus() == TxIdle && s.inFlight() == 0 && s.open == nil
 	for _, u := range units {
 		h := s.srv.units.holderOf(u)
 		if h == nil || h.sess == s {
 			continue
 		}
 		switch {
-		case write:
-			return s.escape(b, stmts, u, h, rules)
-		case s.srv.units.followsReroute(h, reads) && s.TxStatus() == TxIdle && s.inFlight() == 0:
+		case firstWrite >= 0:
+			return s.escape(final && idle, firstWrite, u, h)
+		case final && idle && s.srv.units.followsReroute(h, reads):
 			// Read-your-writes across connections: the tables were written
 			// inside the holder's transaction, so the read runs there too.
-			return true, s.reroute(b, stmts, u, h, false)
+			return true, nil, s.reroute(&s.cur, u, h, false)
 		}
 	}
-	if s.TxStatus() != TxIdle || begins || s.inFlight() > 0 {
+	if !idle || begins {
 		for _, u := range units {
 			s.srv.units.hold(u, s)
 		}
 	}
-	return false, nil
+	return false, nil, nil
 }
 
-// unitStatementsAll classifies every statement unit b executes; what cannot
-// be attributed is opaque (a possible write).
-func (s *session) unitStatementsAll(b *batch) []*policy.Statement {
-	cl := s.routing().classifier
-	if b.sql != "" {
-		return []*policy.Statement{cl.Classify(b.sql)}
-	}
-	var out []*policy.Statement
-	defined := map[string]*preparedStmt{}
-	var bound *preparedStmt
-	for i := range b.msgs {
-		m := &b.msgs[i]
-		switch m.typ {
-		case msgParse:
-			defined[m.name] = m.stmt
-		case msgBind:
-			bound = defined[m.name]
-			if bound == nil {
-				bound = s.reg.get(m.name)
-			}
-		case msgExecute:
-			if bound == nil {
-				out = append(out, opaqueStmt)
-				continue
-			}
-			out = append(out, cl.Classify(bound.sql))
-		case msgFunctionCall:
-			out = append(out, opaqueStmt)
-		}
-	}
-	return out
-}
-
-// escape applies the escape action to write unit b, which carries unit u
-// held by h.
-func (s *session) escape(b *batch, stmts []*policy.Statement, u string, h *unitHold, rules *policy.Rules) (bool, error) {
-	tables := writtenTables(stmts)
+// escape applies the escape action to the current request, whose step
+// carries unit u held by h and writes. whole says the request may still be
+// rerouted whole (it is complete, nothing of it was sent, and the writer is
+// idle).
+func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *rejection, error) {
+	pl := &s.plans.cur
+	rules := s.routing().rules
+	tables := writtenTables(pl.stmts(0))
 	action := rules.EscapeFor(tables)
 	table := "(unknown tables)"
 	if len(tables) > 0 {
@@ -339,29 +260,34 @@ func (s *session) escape(b *batch, stmts []*policy.Statement, u string, h *unitH
 	holder := h.describe()
 	s.srv.metrics.Escape(action.String(), table)
 	log := s.log.With(zap.String("unit", u), zap.String("table", table), zap.String("action", action.String()),
-		zap.String("fingerprint", router.Fingerprint(s.unitSQL(b))),
+		zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())),
 		zap.Uint64("holder_client", holder.ClientID), zap.String("holder_addr", holder.ClientAddr))
+	refuse := func(why string) (bool, *rejection, error) {
+		return false, &rejection{step: step, err: escapeError(u, table, holder, why)}, nil
+	}
 	switch action {
 	case policy.EscapeAllow:
-		return false, nil
+		return false, nil, nil
 	case policy.EscapeLog:
 		log.Warn("write escapes the open transaction of its unit of work (allowed by policy)")
-		return false, nil
+		return false, nil, nil
 	case policy.EscapeReroute:
-		if s.TxStatus() != TxIdle || s.inFlight() > 0 {
+		switch {
+		case pl.sentEarly:
+			log.Warn("write not rerouted: the request was already partly sent")
+			return refuse("Part of the request had already gone to this connection's own backend (a Flush before Sync, or a very large request), so it cannot move to the holder's.")
+		case !whole:
 			log.Warn("write not rerouted: the writer is in a transaction of its own")
-			return true, s.refuseUnit(b, escapeError(u, table, holder,
-				"The write comes from a connection that is itself in a transaction, so it cannot join the holder's."))
-		}
-		if holder.Failed {
+			return refuse("The write comes from a connection that is itself in a transaction, so it cannot join the holder's.")
+		case holder.Failed:
 			log.Warn("write not rerouted: the holder's transaction has failed")
-			return true, s.refuseUnit(b, escapeError(u, table, holder, "The holder's transaction has failed."))
+			return refuse("The holder's transaction has failed.")
 		}
 		log.Info("write rerouted into the holder's transaction")
-		return true, s.reroute(b, stmts, u, h, true)
+		return true, nil, s.reroute(&s.cur, u, h, true)
 	default:
 		log.Warn("write rejected: it would escape the open transaction of its unit of work")
-		return true, s.refuseUnit(b, escapeError(u, table, holder, ""))
+		return refuse("")
 	}
 }
 
@@ -399,21 +325,23 @@ func rerouteGoneError(u string, h UnitHolder, why string) *pgError {
 // middle of sending one (its wsem is free); taking its wsem keeps it so while
 // the write is sent, and its relay delivers the answer here. The write then
 // runs before anything the holder sends later, COMMIT included.
-func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unitHold, write bool) error {
+func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
+	pl := &s.plans.cur
+	stmts := pl.stmts(0)
 	holder := h.sess
 	desc := h.describe()
 	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
 	defer deadline.Stop()
 	for {
 		if s.srv.units.holderOf(u) != h {
-			return s.refuseUnit(b, rerouteGoneError(u, desc, "Its transaction ended while the write waited."))
+			return s.refuseUnit(rerouteGoneError(u, desc, "Its transaction ended while the write waited."))
 		}
 		select {
 		case holder.wsem <- struct{}{}:
 		case <-holder.relayGone:
-			return s.refuseUnit(b, rerouteGoneError(u, desc, "Its connection closed while the write waited."))
+			return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
 		case <-deadline.C:
-			return s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeQueryCanceled,
+			return s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeQueryCanceled,
 				Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
 				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 				Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
@@ -424,12 +352,12 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 		}
 		<-holder.wsem
 		if status == TxFailed {
-			return s.refuseUnit(b, escapeError(u, b.describeTables(stmts), desc, "The holder's transaction has failed."))
+			return s.refuseUnit(escapeError(u, describeTables(stmts), desc, "The holder's transaction has failed."))
 		}
 		select {
 		case <-time.After(time.Millisecond):
 		case <-deadline.C:
-			return s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeQueryCanceled,
+			return s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeQueryCanceled,
 				Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
 				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 				Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
@@ -444,7 +372,7 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 	// tracker as soon as replies come.
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
-	s.writeUnitShared(bw, b, holder.guestStmts, &holder.reg.mu, &req.replies)
+	s.writeUnitShared(bw, b, pl.steps, holder.guestStmts, &holder.reg.mu, &req.replies)
 	bw.Flush()
 	holder.push(req)
 	w.Write(buf.Bytes())
@@ -452,7 +380,7 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 	holder.unnamedClobbered.Store(true)
 	<-holder.wsem
 	if err != nil {
-		return s.refuseUnit(b, rerouteGoneError(u, desc, "Its connection failed."))
+		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection failed."))
 	}
 	if write {
 		s.srv.units.noteRerouted(h, writtenTables(stmts))
@@ -466,12 +394,12 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 		return nil
 	case <-holder.relayGone:
 		// The holder's backend is gone, and its transaction with the write.
-		return s.refuseUnit(b, rerouteGoneError(u, desc, "Its connection closed before the write completed; the transaction rolled back."))
+		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed before the write completed; the transaction rolled back."))
 	}
 }
 
 // describeTables names the first table stmts write, for messages.
-func (b *batch) describeTables(stmts []*policy.Statement) string {
+func describeTables(stmts []*policy.Statement) string {
 	if t := writtenTables(stmts); len(t) > 0 {
 		return t[0].String()
 	}

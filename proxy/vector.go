@@ -27,11 +27,16 @@ const poisonSQL = "DO $txlane$BEGIN RAISE EXCEPTION 'txlane: a read of this tran
 // tryVectorLane runs unit b on the vector lane when policy allows it. handled
 // is false when b must go to the primary lane instead.
 func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
-	stmts, ok := s.unitStatements(b)
-	if !ok {
-		s.routed(policy.Primary, reasonUnitShape)
+	pl := &s.plans.cur
+	switch {
+	case !pl.laneShape:
+		s.routed(policy.Primary, policy.ReasonUnitShape)
+		return false, nil
+	case pl.parsedPrimary:
+		s.routed(policy.Primary, pl.parsedReason)
 		return false, nil
 	}
+	stmts := pl.stmts(0)
 	rt := s.routing()
 	// NOTE: no primary request is in flight when the state is read (checked
 	// below before any offload), so relay does not change it meanwhile.
@@ -44,13 +49,13 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	// fresh search_path may turn.
 	d := decide()
 	if d.Lane != policy.Vector && d.Reason != policy.ReasonNotVectorRead {
-		s.routed(d.Lane, d.Reason.String())
+		s.routed(d.Lane, d.Reason)
 		return false, nil
 	}
 	// Only at a safe point, when the primary has answered everything, is the
 	// transaction state known.
 	if s.inFlight() > 0 {
-		s.routed(policy.Primary, reasonPipelined)
+		s.routed(policy.Primary, policy.ReasonPipelined)
 		return false, nil
 	}
 	if s.snapDirty.Load() {
@@ -68,7 +73,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		d = decide()
 	}
 	if d.Lane != policy.Vector {
-		s.routed(d.Lane, d.Reason.String())
+		s.routed(d.Lane, d.Reason)
 		return false, nil
 	}
 
@@ -82,84 +87,33 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 			}
 		}
 		s.log.Warn("vector lane unavailable", zap.Error(err), zap.Bool("fallback_to_primary", fallback),
-			zap.Strings("tables", tables), zap.Strings("units", s.unitsOf(b, rt.rules)),
-			zap.String("fingerprint", router.Fingerprint(s.unitSQL(b))))
-		s.routed(fd.Lane, fd.Reason.String())
+			zap.Strings("tables", tables), zap.Strings("units", s.unitsOfWork(pl)),
+			zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())))
+		s.routed(fd.Lane, fd.Reason)
 		if fallback {
 			return false, nil
 		}
-		return true, s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
+		return true, s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
 			Message: "vector lane unavailable",
 			Detail:  fmt.Sprintf("No vector-lane connection could be had within read_pool.acquire_timeout (%s).", s.srv.lanes.live().AcquireTimeout),
 			Hint:    "Raise read_pool.max_conns or acquire_timeout, or set read_pool.on_unavailable: primary."})
 	}
-	s.routed(d.Lane, d.Reason.String())
+	s.routed(d.Lane, d.Reason)
 	start := time.Now()
 	broken, err := s.runOnLane(res.Value(), b)
 	s.srv.metrics.observeUnit("vector", time.Since(start))
 	s.srv.lanes.release(res, broken)
 	if errors.Is(err, errLaneRetry) {
 		s.log.Warn("vector-lane connection failed; the read runs on the primary", zap.Error(err))
-		s.routed(policy.Primary, reasonLaneLost)
+		s.routed(policy.Primary, policy.ReasonLaneLost)
 		return false, nil
 	}
 	return true, err
 }
 
-// routed counts a routing decision.
-func (s *session) routed(lane policy.Lane, reason string) {
-	s.srv.metrics.route(lane.String(), reason)
-}
-
-// unitStatements returns the statements unit b executes, classified. ok is
-// false when the unit cannot run on the vector lane whatever its statements:
-// it uses a named portal, closes something, calls a function, executes
-// nothing, or references a statement txlane does not know.
-func (s *session) unitStatements(b *batch) (stmts []*policy.Statement, ok bool) {
-	cl := s.routing().classifier
-	if b.sql != "" {
-		return []*policy.Statement{cl.Classify(b.sql)}, true
-	}
-	defined := map[string]*preparedStmt{}
-	var bound *preparedStmt // the statement bound to the unnamed portal
-	for i := range b.msgs {
-		m := &b.msgs[i]
-		switch m.typ {
-		case msgParse:
-			if m.name != "" && s.reg.get(m.name) != nil {
-				// Redefining a statement is an error the primary reports.
-				return nil, false
-			}
-			defined[m.name] = m.stmt
-		case msgBind:
-			if m.portal != "" {
-				return nil, false // named portals stay on the primary
-			}
-			bound = defined[m.name]
-			if bound == nil {
-				bound = s.reg.get(m.name)
-			}
-			if bound == nil {
-				return nil, false
-			}
-		case msgExecute:
-			if m.portal != "" || bound == nil {
-				return nil, false
-			}
-			stmts = append(stmts, cl.Classify(bound.sql))
-		case msgDescribe:
-			if m.kind != 'S' && m.portal != "" {
-				return nil, false
-			}
-			if m.kind == 'S' && defined[m.name] == nil && s.reg.get(m.name) == nil {
-				return nil, false
-			}
-		case msgSync, msgFlush:
-		default: // Close, FunctionCall
-			return nil, false
-		}
-	}
-	return stmts, len(stmts) > 0
+// routed counts a routing decision: one per request.
+func (s *session) routed(lane policy.Lane, reason policy.Reason) {
+	s.srv.metrics.route(lane.String(), reason.String())
 }
 
 // runOnLane sends unit b to lane connection c, after giving c the client's
@@ -178,7 +132,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 			// read with other settings or privileges is not an option.
 			s.log.Warn("vector lane cannot take the client's session settings", zap.Error(err))
 			c.settings = map[string]string{}
-			return true, s.refuseUnit(b, &pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
+			return true, s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
 				Message: "vector lane cannot take this session's settings or role",
 				Detail:  err.Error(),
 				Hint:    "Grant the client's role to the read pool's user (GRANT role TO read_pool_user), or remove the table from the vector lane."})
@@ -187,7 +141,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 
 	w := c.w
 	var tr replyTracker
-	names := s.writeUnitShared(w, b, c.stmts, nil, &tr)
+	names := s.writeUnitShared(w, b, s.plans.cur.steps, c.stmts, nil, &tr)
 	if err := w.Flush(); err != nil {
 		return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 	}
@@ -212,11 +166,11 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 // closing any copy the backend has (so a plan made before DDL is not reused,
 // and the client's Parse errors where and as it would have). Bind and
 // Describe are rewritten to the content names.
-func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
+func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
 	if b.sql != "" {
 		s.reg.drop("", false) // a simple Query replaces the unnamed statement
 		writeRaw(w, msgQuery, b.buf[5:])
-		tr.add(sentMsg{typ: msgQuery})
+		tr.add(sentMsg{typ: msgQuery, exec: steps[0].stmt})
 		return nil
 	}
 	lock := func() {
@@ -230,13 +184,6 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU, held
 		}
 	}
 	names := map[stmtKey]string{}
-	defined := map[string]*preparedStmt{}
-	lookup := func(name string) *preparedStmt {
-		if st, ok := defined[name]; ok {
-			return st
-		}
-		return s.reg.get(name)
-	}
 	// present: content names the backend holds at this point of the unit.
 	present := map[stmtKey]bool{}
 	var used []stmtKey
@@ -246,7 +193,7 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU, held
 		case m.typ == msgParse:
 			used = append(used, m.stmt.key)
 		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
-			if st := lookup(m.name); st != nil {
+			if st := m.resolved; st != nil {
 				used = append(used, st.key)
 			}
 		}
@@ -279,13 +226,13 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU, held
 		}
 		return c
 	}
+	next := 0 // the step the next Execute runs
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		raw := b.buf[m.start:m.end]
 		switch {
 		case m.typ == msgParse:
 			st := m.stmt
-			defined[m.name] = st
 			names[st.key] = m.name
 			if m.name == "" {
 				// Parsing the unnamed statement drops the old one, even if the
@@ -305,7 +252,7 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU, held
 			tr.add(sentMsg{typ: msgParse, change: ch})
 			present[st.key] = true
 		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
-			st := lookup(m.name)
+			st := m.resolved
 			if st == nil {
 				// Unknown to the client: let the server say so, by name.
 				w.Write(raw)
@@ -336,8 +283,13 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, held *stmtLRU, held
 			}
 			tr.add(sentMsg{typ: m.typ, kind: m.kind})
 		default:
+			sm := sentMsg{typ: m.typ, kind: m.kind}
+			if m.typ == msgExecute {
+				sm.exec = steps[next].stmt
+				next++
+			}
 			w.Write(raw)
-			tr.add(sentMsg{typ: m.typ, kind: m.kind})
+			tr.add(sm)
 		}
 	}
 	return names
@@ -508,10 +460,11 @@ func (c *laneConn) query(sql string, row func(values [][]byte)) error {
 	}
 }
 
-// refuseUnit answers unit b with an error the way the server would: an
-// ErrorResponse, then ReadyForQuery with the client's status (an error
-// inside a transaction fails it, so the primary's transaction is failed too).
-func (s *session) refuseUnit(b *batch, e *pgError) error {
+// refuseUnit answers the current request, none of which was sent, with an
+// error the way the server would: an ErrorResponse, then ReadyForQuery with
+// the client's status (an error inside a transaction fails it, so the
+// primary's transaction is failed too).
+func (s *session) refuseUnit(e *pgError) error {
 	status := s.TxStatus()
 	if status == TxActive {
 		if err := s.poisonPrimary(); err != nil {

@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"slices"
+
+	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/router"
+)
+
+// A request is what txlane routes as one piece: a simple Query, a fast-path
+// FunctionCall, or an extended-protocol batch (every message from the one
+// after a Sync up to and including the next Sync). Its messages may reach
+// the primary in several parts (a Flush, the size cap, or a request that
+// cannot go to the vector lane being forwarded as it arrives), but it is
+// resolved once, message by message, into a requestPlan.
+//
+// NOTE: the plan is the only reading of a request's messages. The
+// unit-of-work check, the PAUSE gate, the lane choice, the primary and
+// shared-backend senders, the rerouted writer, the transaction state and the
+// statistics all read it; nothing else walks a request's messages to find
+// out what it executes.
+
+// requestPlan is one request resolved: the statements it executes in order,
+// the units of work they carry, and what the request may run on. The
+// client goroutine owns it.
+type requestPlan struct {
+	// steps are the statements the request executes, in order, assuming
+	// every message succeeds (an error makes the server skip the rest, so
+	// this is an upper bound: what the checks must allow for).
+	steps []planStep
+	// units are the units of work the steps carry: from sqlcommenter
+	// comments in their texts, else the session's SET [LOCAL] txlane.unit.
+	units []string
+	// laneShape is false when the request's shape keeps it on the primary
+	// whatever its statements (see planner.add), with shapeWhy saying which
+	// message did it.
+	laneShape bool
+	// parsedPrimary: the request parses a statement that is not a candidate
+	// for the vector lane (for parsedReason). The request stays on the
+	// primary (so that it can be forwarded as it arrives) even if it never
+	// executes that statement.
+	parsedPrimary bool
+	parsedReason  policy.Reason
+	// msgs counts the request's messages so far, over all its parts.
+	msgs int
+	// sent and checked count the steps already sent to the primary and
+	// already checked against the units of work.
+	sent, checked int
+	// sentEarly: part of the request went to the primary before it was
+	// complete, for reason early (flushed, or why it could not go to the
+	// vector lane).
+	sentEarly bool
+	early     policy.Reason
+	// rejected: the server was made to raise an error for one of the steps
+	// (see session.appendRaise); it skips the rest up to the Sync.
+	rejected bool
+}
+
+// planStep is one statement a request executes.
+type planStep struct {
+	stmt *policy.Statement
+	// sql is the statement's text ("" for a fast-path function call or an
+	// Execute of a portal txlane cannot attribute).
+	sql string
+	// prep is the prepared statement an Execute runs (nil for a simple
+	// Query or a function call).
+	prep *preparedStmt
+}
+
+// opaqueStmt stands for what txlane cannot attribute (a function call, an
+// Execute of an unknown portal): it may have written anything and changed
+// the session.
+var opaqueStmt = &policy.Statement{Class: policy.Unknown,
+	Flags: policy.FlagWritesUnknown | policy.FlagMayChangeSession, Reason: "not attributable"}
+
+// planner resolves the client's messages into request plans. It keeps the
+// client's protocol objects as they will be once everything sent so far has
+// run: prepared statements (the confirmed registry overlaid with the
+// definitions of requests the primary has not answered yet) and portals.
+// The client goroutine owns it.
+type planner struct {
+	s   *session
+	cur requestPlan
+	// defs are statement definitions (Parse, Close, DEALLOCATE, DISCARD ALL)
+	// of requests not yet confirmed by the server, oldest first; dropped at a
+	// safe point, when the registry is the truth again.
+	defs []stmtDef
+	// portals are the client's portals ("" the unnamed one) and the
+	// statements bound to them; nil for a portal txlane cannot attribute.
+	// Named portals live until their transaction ends, so they are dropped
+	// at a safe point outside a transaction.
+	portals map[string]*preparedStmt
+	// boundHere names the portals bound by the current request.
+	boundHere map[string]bool
+}
+
+// stmtDef is one tentative change of the client's prepared statements: name
+// defined as stmt (nil: closed), or, with all, every statement dropped.
+type stmtDef struct {
+	name string
+	stmt *preparedStmt
+	all  bool
+}
+
+func newPlanner(s *session) *planner {
+	return &planner{s: s, portals: make(map[string]*preparedStmt), boundHere: make(map[string]bool)}
+}
+
+// lookup returns the statement the client has under name at this point of
+// the pipeline, or nil.
+func (p *planner) lookup(name string) *preparedStmt {
+	for i := len(p.defs) - 1; i >= 0; i-- {
+		d := &p.defs[i]
+		if d.all {
+			return nil
+		}
+		if d.name == name {
+			return d.stmt
+		}
+	}
+	return p.s.reg.get(name)
+}
+
+func (p *planner) define(name string, st *preparedStmt) {
+	p.defs = append(p.defs, stmtDef{name: name, stmt: st})
+}
+
+// begin starts the plan of a new request. At a safe point (nothing in
+// flight) the registry is the truth about statements, and outside a
+// transaction no portal survives.
+func (p *planner) begin() {
+	s := p.s
+	if s.inFlight() == 0 {
+		p.defs = p.defs[:0]
+		if s.TxStatus() == TxIdle {
+			clear(p.portals)
+		}
+	}
+	clear(p.boundHere)
+	steps := p.cur.steps[:0]
+	clear(p.cur.steps)
+	p.cur = requestPlan{steps: steps, units: p.cur.units[:0], laneShape: true}
+}
+
+// add resolves message m, the next of the current request.
+func (p *planner) add(m *batchMsg, sql string) {
+	s := p.s
+	pl := &p.cur
+	pl.msgs++
+	cl := s.routing().classifier
+	switch m.typ {
+	case msgQuery:
+		// A simple Query replaces the unnamed statement and portal.
+		p.define("", nil)
+		delete(p.portals, "")
+		p.step(cl.Classify(sql), sql, nil)
+	case msgFunctionCall:
+		pl.laneShape = false
+		p.step(opaqueStmt, "", nil)
+	case msgParse:
+		if m.name != "" && p.lookup(m.name) != nil {
+			// Redefining a statement is an error the primary reports.
+			pl.laneShape = false
+		}
+		p.define(m.name, m.stmt)
+		if d := policy.Decide(nil, cl.Classify(m.stmt.sql), nil, nil); !pl.parsedPrimary && d.Reason != policy.ReasonNotVectorRead {
+			pl.parsedPrimary, pl.parsedReason = true, d.Reason
+		}
+	case msgBind:
+		m.resolved = p.lookup(m.name)
+		if m.resolved == nil || m.portal != "" {
+			// Named portals live for the whole transaction: they stay on
+			// the primary, which keeps them.
+			pl.laneShape = false
+		}
+		p.portals[m.portal] = m.resolved
+		p.boundHere[m.portal] = true
+	case msgDescribe:
+		if m.kind == 'S' {
+			m.resolved = p.lookup(m.name)
+			if m.resolved == nil {
+				pl.laneShape = false
+			}
+		} else if m.portal != "" || !p.boundHere[""] {
+			pl.laneShape = false
+		}
+	case msgClose:
+		pl.laneShape = false
+		if m.kind == 'S' {
+			p.define(m.name, nil)
+		} else {
+			delete(p.portals, m.portal)
+		}
+	case msgExecute:
+		st, known := p.portals[m.portal]
+		if m.portal != "" || !p.boundHere[""] || m.maxRows != 0 {
+			// A named portal, one bound by an earlier request, or a partial
+			// execution: the portal must outlive this request, so it runs
+			// where the portal lives, the primary.
+			pl.laneShape = false
+		}
+		if !known || st == nil {
+			pl.laneShape = false
+			p.step(opaqueStmt, "", nil)
+			return
+		}
+		p.step(cl.Classify(st.sql), st.sql, st)
+	}
+}
+
+// step appends a statement the request executes, with what it does to the
+// client's prepared statements in pipeline order.
+func (p *planner) step(st *policy.Statement, sql string, prep *preparedStmt) {
+	pl := &p.cur
+	pl.steps = append(pl.steps, planStep{stmt: st, sql: sql, prep: prep})
+	eachPart(st, func(part *policy.Statement) {
+		if d := part.Deallocate; d != nil {
+			if d.All {
+				p.defs = append(p.defs, stmtDef{all: true})
+			} else {
+				p.define(d.Name, nil)
+			}
+		}
+		if part.Discard == policy.DiscardAll {
+			p.defs = append(p.defs, stmtDef{all: true})
+			clear(p.portals)
+		}
+	})
+	if sql != "" {
+		us, _ := router.ExtractUnits(sql, p.s.routing().rules.UnitCommentKeys())
+		for _, u := range us {
+			if !slices.Contains(pl.units, u) {
+				pl.units = append(pl.units, u)
+			}
+		}
+	}
+}
+
+// eachPart calls f with st, or with each part of a multi-statement st.
+func eachPart(st *policy.Statement, f func(*policy.Statement)) {
+	if len(st.Parts) == 0 {
+		f(st)
+		return
+	}
+	for i := range st.Parts {
+		f(&st.Parts[i])
+	}
+}
+
+// stmts returns the classified statements of the steps from i on.
+func (pl *requestPlan) stmts(i int) []*policy.Statement {
+	out := make([]*policy.Statement, 0, len(pl.steps)-i)
+	for _, st := range pl.steps[i:] {
+		out = append(out, st.stmt)
+	}
+	return out
+}
+
+// sqlTexts returns the texts of the steps, for fingerprints in logs.
+func (pl *requestPlan) sqlTexts() []string {
+	out := make([]string, 0, len(pl.steps))
+	for _, st := range pl.steps {
+		if st.sql != "" {
+			out = append(out, st.sql)
+		}
+	}
+	return out
+}
+
+// unitsOfWork returns the units of work the plan carries: from its
+// comments, else from SET [LOCAL] txlane.unit.
+func (s *session) unitsOfWork(pl *requestPlan) []string {
+	if len(pl.units) > 0 {
+		return pl.units
+	}
+	if s.unitLocal != "" {
+		return []string{s.unitLocal}
+	}
+	if s.unitSession != "" {
+		return []string{s.unitSession}
+	}
+	return nil
+}
