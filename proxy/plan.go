@@ -163,8 +163,8 @@ func (p *planner) add(m *batchMsg, sql string) {
 			pl.laneShape = false
 		}
 		p.define(m.name, m.stmt)
-		if d := policy.Decide(nil, cl.Classify(m.stmt.sql), nil, nil); !pl.parsedPrimary && d.Reason != policy.ReasonNotVectorRead {
-			pl.parsedPrimary, pl.parsedReason = true, d.Reason
+		if !pl.parsedPrimary {
+			pl.parsedReason, pl.parsedPrimary = primaryOnly(cl.Classify(m.stmt.sql), s.routing().rules)
 		}
 	case msgBind:
 		m.resolved = p.lookup(m.name)
@@ -245,6 +245,22 @@ func eachPart(st *policy.Statement, f func(*policy.Statement)) {
 	for i := range st.Parts {
 		f(&st.Parts[i])
 	}
+}
+
+// primaryOnly reports whether st can only ever run on the primary, whatever
+// the transaction state and search_path, and why: it is not a plain read, or
+// it reads nothing that could be a vector table.
+func primaryOnly(st *policy.Statement, rules *policy.Rules) (policy.Reason, bool) {
+	d := policy.Decide(nil, st, nil, nil)
+	if d.Reason != policy.ReasonNotVectorRead {
+		return d.Reason, true
+	}
+	for _, t := range st.Reads {
+		if rules.MayBeVector(t) {
+			return 0, false
+		}
+	}
+	return d.Reason, true
 }
 
 // stmts returns the classified statements of the steps from i on.
