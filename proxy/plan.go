@@ -79,19 +79,28 @@ var opaqueStmt = &policy.Statement{Class: policy.Unknown,
 // definitions of requests the primary has not answered yet) and portals.
 // The client goroutine owns it.
 type planner struct {
-	s   *session
-	cur requestPlan
+	reg     *registry       // the client's confirmed statements
+	routing func() *routing // the rules and classifier in force
+	cur     requestPlan
 	// defs are statement definitions (Parse, Close, DEALLOCATE, DISCARD ALL)
 	// of requests not yet confirmed by the server, oldest first; dropped at a
-	// safe point, when the registry is the truth again.
-	defs []stmtDef
+	// safe point, when the registry is the truth again. Those from curStart
+	// on are the current request's.
+	defs     []stmtDef
+	curStart int
 	// portals are the client's portals ("" the unnamed one) and the
 	// statements bound to them; nil for a portal txlane cannot attribute.
 	// Named portals live until their transaction ends, so they are dropped
 	// at a safe point outside a transaction.
-	portals map[string]*preparedStmt
+	portals map[string]portalRef
 	// boundHere names the portals bound by the current request.
 	boundHere map[string]bool
+}
+
+// portalRef is what a portal was bound to; uncertain as for lookup.
+type portalRef struct {
+	stmt *preparedStmt
+	alts []*preparedStmt
 }
 
 // stmtDef is one tentative change of the client's prepared statements: name
@@ -100,42 +109,74 @@ type stmtDef struct {
 	name string
 	stmt *preparedStmt
 	all  bool
+	// maybe: the definition may not have happened (a Parse of a name that
+	// may or may not exist at the server).
+	maybe bool
 }
 
-func newPlanner(s *session) *planner {
-	return &planner{s: s, portals: make(map[string]*preparedStmt), boundHere: make(map[string]bool)}
+func newPlanner(reg *registry, routing func() *routing) *planner {
+	return &planner{reg: reg, routing: routing, portals: make(map[string]portalRef), boundHere: make(map[string]bool)}
 }
 
 // lookup returns the statement the client has under name at this point of
-// the pipeline, or nil.
-func (p *planner) lookup(name string) *preparedStmt {
-	for i := len(p.defs) - 1; i >= 0; i-- {
-		d := &p.defs[i]
-		if d.all {
-			return nil
-		}
-		if d.name == name {
-			return d.stmt
+// the pipeline, or nil. alts lists other statements the server may have
+// under name instead: an earlier request that the server has not answered
+// yet may have failed before its definition ran, leaving an older one. sure
+// is true when st is certain: defined by this request, or confirmed by the
+// server with nothing pending since.
+func (p *planner) lookup(name string) (st *preparedStmt, alts []*preparedStmt, sure bool) {
+	found := false
+	add := func(v *preparedStmt) {
+		switch {
+		case !found:
+			st, found = v, true
+		case v != nil && v != st && !slices.Contains(alts, v):
+			alts = append(alts, v)
 		}
 	}
-	return p.s.reg.get(name)
+	for i := len(p.defs) - 1; i >= 0; i-- {
+		d := &p.defs[i]
+		if !d.all && d.name != name {
+			continue
+		}
+		var v *preparedStmt
+		if !d.all {
+			v = d.stmt
+		}
+		certain := i >= p.curStart && !d.maybe
+		if certain && !found {
+			// Defined by this request: whatever failed before it, the server
+			// skips this request's later messages too.
+			return v, nil, true
+		}
+		add(v)
+		if certain {
+			return st, alts, false
+		}
+	}
+	confirmed := p.reg.get(name)
+	if !found {
+		return confirmed, nil, true
+	}
+	add(confirmed)
+	return st, alts, false
 }
 
 func (p *planner) define(name string, st *preparedStmt) {
 	p.defs = append(p.defs, stmtDef{name: name, stmt: st})
 }
 
-// begin starts the plan of a new request. At a safe point (nothing in
-// flight) the registry is the truth about statements, and outside a
-// transaction no portal survives.
-func (p *planner) begin() {
-	s := p.s
-	if s.inFlight() == 0 {
+// begin starts the plan of a new request. At a safe point (safe: nothing
+// in flight) the registry is the truth about statements, and outside a
+// transaction (idle) no portal survives.
+func (p *planner) begin(safe, idle bool) {
+	if safe {
 		p.defs = p.defs[:0]
-		if s.TxStatus() == TxIdle {
+		if idle {
 			clear(p.portals)
 		}
 	}
+	p.curStart = len(p.defs)
 	clear(p.boundHere)
 	steps := p.cur.steps[:0]
 	clear(p.cur.steps)
@@ -144,10 +185,10 @@ func (p *planner) begin() {
 
 // add resolves message m, the next of the current request.
 func (p *planner) add(m *batchMsg, sql string) {
-	s := p.s
 	pl := &p.cur
 	pl.msgs++
-	cl := s.routing().classifier
+	rt := p.routing()
+	cl := rt.classifier
 	switch m.typ {
 	case msgQuery:
 		// A simple Query replaces the unnamed statement and portal.
@@ -158,27 +199,37 @@ func (p *planner) add(m *batchMsg, sql string) {
 		pl.laneShape = false
 		p.step(opaqueStmt, "", nil)
 	case msgParse:
-		if m.name != "" && p.lookup(m.name) != nil {
-			// Redefining a statement is an error the primary reports.
+		old, alts, sure := p.lookup(m.name)
+		switch exists := old != nil || len(alts) > 0; {
+		case m.name == "" || !exists:
+			p.define(m.name, m.stmt)
+		case sure:
+			// Redefining a statement is an error the server reports; the
+			// old definition stays.
 			pl.laneShape = false
+		default:
+			// It may or may not exist by now: either may be in force after.
+			pl.laneShape = false
+			p.defs = append(p.defs, stmtDef{name: m.name, stmt: m.stmt, maybe: true})
 		}
-		p.define(m.name, m.stmt)
 		if !pl.parsedPrimary {
-			pl.parsedReason, pl.parsedPrimary = primaryOnly(cl.Classify(m.stmt.sql), s.routing().rules)
+			pl.parsedReason, pl.parsedPrimary = primaryOnly(cl.Classify(m.stmt.sql), rt.rules)
 		}
 	case msgBind:
-		m.resolved = p.lookup(m.name)
-		if m.resolved == nil || m.portal != "" {
+		st, alts, _ := p.lookup(m.name)
+		m.resolved = st
+		if st == nil || len(alts) > 0 || m.portal != "" {
 			// Named portals live for the whole transaction: they stay on
 			// the primary, which keeps them.
 			pl.laneShape = false
 		}
-		p.portals[m.portal] = m.resolved
+		p.portals[m.portal] = portalRef{stmt: st, alts: alts}
 		p.boundHere[m.portal] = true
 	case msgDescribe:
 		if m.kind == 'S' {
-			m.resolved = p.lookup(m.name)
-			if m.resolved == nil {
+			st, alts, _ := p.lookup(m.name)
+			m.resolved = st
+			if st == nil || len(alts) > 0 {
 				pl.laneShape = false
 			}
 		} else if m.portal != "" || !p.boundHere[""] {
@@ -192,19 +243,31 @@ func (p *planner) add(m *batchMsg, sql string) {
 			delete(p.portals, m.portal)
 		}
 	case msgExecute:
-		st, known := p.portals[m.portal]
+		ref, known := p.portals[m.portal]
 		if m.portal != "" || !p.boundHere[""] || m.maxRows != 0 {
 			// A named portal, one bound by an earlier request, or a partial
 			// execution: the portal must outlive this request, so it runs
 			// where the portal lives, the primary.
 			pl.laneShape = false
 		}
-		if !known || st == nil {
+		switch {
+		case !known || ref.stmt == nil && len(ref.alts) == 0:
 			pl.laneShape = false
 			p.step(opaqueStmt, "", nil)
-			return
+		case len(ref.alts) > 0 || ref.stmt == nil:
+			// Perhaps another statement runs: count it as anything, but keep
+			// the units of work every candidate's text carries.
+			for _, alt := range ref.alts {
+				p.units(alt.sql)
+			}
+			sql := ""
+			if ref.stmt != nil {
+				sql = ref.stmt.sql
+			}
+			p.step(opaqueStmt, sql, ref.stmt)
+		default:
+			p.step(cl.Classify(ref.stmt.sql), ref.stmt.sql, ref.stmt)
 		}
-		p.step(cl.Classify(st.sql), st.sql, st)
 	}
 }
 
@@ -226,12 +289,19 @@ func (p *planner) step(st *policy.Statement, sql string, prep *preparedStmt) {
 			clear(p.portals)
 		}
 	})
-	if sql != "" {
-		us, _ := router.ExtractUnits(sql, p.s.routing().rules.UnitCommentKeys())
-		for _, u := range us {
-			if !slices.Contains(pl.units, u) {
-				pl.units = append(pl.units, u)
-			}
+	p.units(sql)
+}
+
+// units adds the units of work sql carries to the current plan.
+func (p *planner) units(sql string) {
+	if sql == "" {
+		return
+	}
+	pl := &p.cur
+	us, _ := router.ExtractUnits(sql, p.routing().rules.UnitCommentKeys())
+	for _, u := range us {
+		if !slices.Contains(pl.units, u) {
+			pl.units = append(pl.units, u)
 		}
 	}
 }

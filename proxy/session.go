@@ -354,7 +354,7 @@ func (s *session) serve() {
 	s.guestStmts = newStmtLRU(maxLaneStatements)
 	s.snapDirty.Store(true)
 	s.customs = make(map[string]bool)
-	s.plans = newPlanner(s)
+	s.plans = newPlanner(s.reg, s.routing)
 	for _, name := range startupCustomSettings(s.startup.Parameters) {
 		s.customs[name] = true
 	}
@@ -489,8 +489,9 @@ func (s *session) dropUntilSync(typ byte) error {
 
 // beginRequest starts planning a new request.
 func (s *session) beginRequest() {
-	s.plans.begin()
-	if s.TxStatus() == TxIdle && s.inFlight() == 0 {
+	safe, idle := s.inFlight() == 0, s.TxStatus() == TxIdle
+	s.plans.begin(safe, idle)
+	if safe && idle {
 		s.unitLocal = "" // SET LOCAL ended with its transaction
 	}
 }
