@@ -51,6 +51,8 @@ type requestPlan struct {
 	// vector lane).
 	sentEarly bool
 	early     policy.Reason
+	// namedPortal: the request binds or executes a named portal.
+	namedPortal bool
 	// rejected: the server was made to raise an error for one of the steps
 	// (see session.appendRaise); it skips the rest up to the Sync.
 	rejected bool
@@ -81,7 +83,9 @@ var opaqueStmt = &policy.Statement{Class: policy.Unknown,
 type planner struct {
 	reg     *registry       // the client's confirmed statements
 	routing func() *routing // the rules and classifier in force
-	cur     requestPlan
+	// rt is routing() as the current request began: one snapshot per request.
+	rt  *routing
+	cur requestPlan
 	// defs are statement definitions (Parse, Close, DEALLOCATE, DISCARD ALL)
 	// of requests not yet confirmed by the server, oldest first; dropped at a
 	// safe point, when the registry is the truth again. Those from curStart
@@ -177,6 +181,7 @@ func (p *planner) begin(safe, idle bool) {
 		}
 	}
 	p.curStart = len(p.defs)
+	p.rt = p.routing()
 	clear(p.boundHere)
 	steps := p.cur.steps[:0]
 	clear(p.cur.steps)
@@ -187,7 +192,7 @@ func (p *planner) begin(safe, idle bool) {
 func (p *planner) add(m *batchMsg, sql string) {
 	pl := &p.cur
 	pl.msgs++
-	rt := p.routing()
+	rt := p.rt
 	cl := rt.classifier
 	switch m.typ {
 	case msgQuery:
@@ -224,6 +229,7 @@ func (p *planner) add(m *batchMsg, sql string) {
 			pl.laneShape = false
 		}
 		p.portals[m.portal] = portalRef{stmt: st, alts: alts}
+		pl.namedPortal = pl.namedPortal || m.portal != ""
 		p.boundHere[m.portal] = true
 	case msgDescribe:
 		if m.kind == 'S' {
@@ -244,6 +250,7 @@ func (p *planner) add(m *batchMsg, sql string) {
 		}
 	case msgExecute:
 		ref, known := p.portals[m.portal]
+		pl.namedPortal = pl.namedPortal || m.portal != ""
 		if m.portal != "" || !p.boundHere[""] || m.maxRows != 0 {
 			// A named portal, one bound by an earlier request, or a partial
 			// execution: the portal must outlive this request, so it runs
@@ -298,7 +305,7 @@ func (p *planner) units(sql string) {
 		return
 	}
 	pl := &p.cur
-	us, _ := router.ExtractUnits(sql, p.routing().rules.UnitCommentKeys())
+	us, _ := router.ExtractUnits(sql, p.rt.rules.UnitCommentKeys())
 	for _, u := range us {
 		if !slices.Contains(pl.units, u) {
 			pl.units = append(pl.units, u)

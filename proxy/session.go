@@ -549,7 +549,9 @@ func (s *session) dispatch() error {
 	pl := &s.plans.cur
 	if s.open != nil {
 		// Partly sent already: the rest follows it to the primary.
-		s.routed(policy.Primary, pl.early)
+		if s.srv.lanes != nil {
+			s.routed(policy.Primary, pl.early)
+		}
 		rej, err := s.checkPart()
 		if err != nil {
 			return err

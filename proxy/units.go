@@ -276,6 +276,9 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 		case pl.sentEarly:
 			log.Warn("write not rerouted: the request was already partly sent")
 			return refuse("Part of the request had already gone to this connection's own backend (a Flush before Sync, or a very large request), so it cannot move to the holder's.")
+		case pl.namedPortal:
+			log.Warn("write not rerouted: the request uses a named portal")
+			return refuse("The request uses a named portal, which lives in the writer's own transaction; it cannot move to the holder's.")
 		case !whole:
 			log.Warn("write not rerouted: the writer is in a transaction of its own")
 			return refuse("The write comes from a connection that is itself in a transaction, so it cannot join the holder's.")

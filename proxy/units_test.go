@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/policy"
@@ -383,19 +384,27 @@ func TestUnitsRandomized(t *testing.T) {
 						hrows := 1 + rng.Intn(3)
 						execErr(holder, "BEGIN")
 						for r := 0; r < hrows; r++ {
-							if err := execErr(holder, bed.insert(unit, "holder-"+unit)); err != nil {
-								t.Errorf("holder insert: %v", err)
+							// Any shape holds the unit (a named portal would
+							// outlive the statement in the holder's transaction).
+							shape := writeShapes[rng.Intn(len(writeShapes)-1)]
+							if err := shape.write(holder, bed.insert(unit, "holder-"+unit)); err != nil {
+								t.Errorf("holder %s insert: %v", shape.name, err)
 							}
 						}
 						wrows := rng.Intn(3)
 						accepted := 0
 						for r := 0; r < wrows; r++ {
-							err := execErr(writer, bed.insert(unit, "writer-"+unit))
+							shape := writeShapes[rng.Intn(len(writeShapes))]
+							err := shape.write(writer, bed.insert(unit, "writer-"+unit))
 							switch {
 							case escape == "reject" && err == nil:
-								t.Errorf("%s: escaping write accepted", unit)
-							case escape == "reroute" && err != nil:
-								t.Errorf("%s: rerouted write failed: %v", unit, err)
+								t.Errorf("%s: escaping %s write accepted", unit, shape.name)
+							case escape == "reroute" && shape.whole && err != nil:
+								t.Errorf("%s: rerouted %s write failed: %v", unit, shape.name, err)
+							case escape == "reroute" && !shape.whole && err == nil:
+								t.Errorf("%s: a %s write was rerouted, though part of it had gone to its own backend", unit, shape.name)
+							case err != nil && !strings.Contains(err.Error(), proxy.CodeEscapedWrite):
+								t.Errorf("%s: %s write: %v, want %s", unit, shape.name, err, proxy.CodeEscapedWrite)
 							case err == nil:
 								accepted++
 							}
@@ -452,5 +461,64 @@ func TestUnitsRandomized(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeShape is one way a client sends a write: whole says it reaches txlane
+// as one request that can still be rerouted.
+type writeShape struct {
+	name  string
+	whole bool
+	write func(conn *pgconn.PgConn, sql string) error
+}
+
+var writeShapes = []writeShape{
+	{"simple", true, execErr},
+	{"extended", true, func(c *pgconn.PgConn, sql string) error {
+		return rawRequest(c, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	}},
+	{"flush-split", false, func(c *pgconn.PgConn, sql string) error {
+		return rawRequest(c, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}, &pgproto3.Sync{})
+	}},
+	{"size-capped", false, func(c *pgconn.PgConn, sql string) error {
+		// The INSERT, then a 1.1 MiB parameter: past the size txlane holds
+		// back, so the request goes out before its Sync.
+		big := strings.Repeat("x", 1100*1024)
+		return rawRequest(c, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "SELECT length($1)"}, &pgproto3.Bind{Parameters: [][]byte{[]byte(big)}},
+			&pgproto3.Execute{}, &pgproto3.Sync{})
+	}},
+	{"named-portal", false, func(c *pgconn.PgConn, sql string) error {
+		return rawRequest(c, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{DestinationPortal: "p1"},
+			&pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{})
+	}},
+}
+
+// rawRequest sends msgs, one request ending in Sync, and reads the answer up
+// to ReadyForQuery; the first ErrorResponse is returned as a *pgconn.PgError.
+func rawRequest(c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) error {
+	fe := c.Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		return err
+	}
+	c.Conn().SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer c.Conn().SetReadDeadline(time.Time{})
+	var first error
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			if first == nil {
+				first = &pgconn.PgError{Code: m.Code, Message: m.Message, Detail: m.Detail}
+			}
+		case *pgproto3.ReadyForQuery:
+			return first
+		}
 	}
 }
