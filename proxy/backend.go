@@ -116,6 +116,57 @@ const (
 	authSASLFinal         = 12
 )
 
+// authSequence checks that a server's login messages come in an order the
+// protocol allows ("Message Flow: Start-up"): authentication requests, SASL
+// continuations only after SASL and before its final message, exactly one
+// AuthenticationOk, and nothing of the session (BackendKeyData,
+// ParameterStatus, ReadyForQuery) before it. A server that breaks it is not
+// relayed further: the client gets FATAL 08P01.
+type authSequence struct {
+	sasl, saslFinal, ok bool
+}
+
+func errAuthOrder(what string) error {
+	return fatalf(CodeProtocolViolation, "invalid authentication sequence from the server: %s", what)
+}
+
+// check is called with every message type the server sends during login.
+func (a *authSequence) check(typ byte) error {
+	switch typ {
+	case msgBackendKeyData, msgParameterStatus, msgReadyForQuery:
+		if !a.ok {
+			return errAuthOrder(fmt.Sprintf("message %q before AuthenticationOk", typ))
+		}
+	case msgAuthentication:
+		if a.ok {
+			return errAuthOrder("authentication request after AuthenticationOk")
+		}
+	}
+	return nil
+}
+
+// next is called with the code of each authentication request.
+func (a *authSequence) next(code uint32) error {
+	switch code {
+	case authOK:
+		if a.sasl && !a.saslFinal {
+			return errAuthOrder("AuthenticationOk before the SASL exchange ended")
+		}
+		a.ok = true
+	case authSASL:
+		if a.sasl {
+			return errAuthOrder("a second AuthenticationSASL")
+		}
+		a.sasl = true
+	case authSASLContinue, authSASLFinal:
+		if !a.sasl || a.saslFinal {
+			return errAuthOrder("a SASL message outside a SASL exchange")
+		}
+		a.saslFinal = code == authSASLFinal
+	}
+	return nil
+}
+
 // loginResult is what the server said during login that the session keeps.
 type loginResult struct {
 	params    map[string]string
@@ -140,10 +191,14 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 	if err := b.w.Flush(); err != nil {
 		return res, err
 	}
+	var auth authSequence
 	for {
 		typ, _, err := b.r.next()
 		if err != nil {
 			return res, fmt.Errorf("reading from server during login: %w", err)
+		}
+		if err := auth.check(typ); err != nil {
+			return res, err
 		}
 		switch typ {
 		case msgAuthentication:
@@ -155,6 +210,9 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 				return res, errors.New("short authentication message from server")
 			}
 			code := binary.BigEndian.Uint32(body)
+			if err := auth.next(code); err != nil {
+				return res, err
+			}
 			switch code {
 			case authOK, authSASLFinal:
 				writeRaw(cw, typ, body)
@@ -241,6 +299,7 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 			if err != nil {
 				return res, err
 			}
+			body = withSQLState(body)
 			writeRaw(cw, typ, body)
 			res.forwarded = true
 			cw.Flush()

@@ -883,7 +883,7 @@ func (s *session) relay() error {
 				// A FATAL error is the server explaining its own exit:
 				// nothing to add after it.
 				fatal = fatal || isFatal(body)
-				writeRaw(s.out.w, typ, body)
+				writeRaw(s.out.w, typ, withSQLState(body))
 			}
 		default:
 			err = b.r.forward(s.out.w)
@@ -919,6 +919,9 @@ func (s *session) guestReply(req *request, typ byte) error {
 	body, err := b.r.body()
 	if err != nil {
 		return err
+	}
+	if typ == msgErrorResponse {
+		body = withSQLState(body)
 	}
 	g.out.mu.Lock()
 	writeRaw(g.out.w, typ, body)

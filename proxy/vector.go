@@ -380,7 +380,7 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			failed = true
 			var body []byte
 			if body, err = c.r.body(); err == nil {
-				writeRaw(s.out.w, typ, clientNames(body, names))
+				writeRaw(s.out.w, typ, clientNames(withSQLState(body), names))
 			}
 			if err != nil {
 				s.out.mu.Unlock()

@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Buffer sizes for the two directions of a connection. A response is coalesced
@@ -94,14 +98,54 @@ func (r *msgReader) body() ([]byte, error) {
 		r.br.Discard(r.n)
 		return b, nil
 	}
-	if cap(r.scratch) < r.n {
-		r.scratch = make([]byte, r.n)
+	// NOTE: a large body grows as its bytes arrive, so that a peer claiming
+	// a huge length (up to 2 GiB from a server, which is not capped) costs
+	// only what it really sends.
+	b := r.scratch[:0]
+	for len(b) < r.n {
+		chunk := min(r.n-len(b), bodyChunk)
+		b = slices.Grow(b, chunk)
+		n, err := io.ReadFull(r.br, b[len(b):len(b)+chunk])
+		b = b[:len(b)+n]
+		if err != nil {
+			r.scratch = b[:0]
+			return nil, unexpected(err)
+		}
 	}
-	b := r.scratch[:r.n]
-	if _, err := io.ReadFull(r.br, b); err != nil {
-		return nil, unexpected(err)
-	}
+	r.scratch = b[:0]
 	return b, nil
+}
+
+// bodyChunk is how much of a large message body body reads at a time.
+const bodyChunk = 1 << 20
+
+// withSQLState returns an ErrorResponse or NoticeResponse body that has a
+// SQLSTATE field: body itself, or, for a server message without one (which
+// the protocol does not allow, and clients may mishandle), a copy with code
+// XX000 (internal_error) added. See the protocol's "Error and Notice Message
+// Fields": the C field is always present.
+func withSQLState(body []byte) []byte {
+	for rest := body; len(rest) > 1; {
+		if rest[0] == 'C' {
+			return body
+		}
+		end := bytes.IndexByte(rest[1:], 0)
+		if end < 0 {
+			break
+		}
+		rest = rest[2+end:]
+	}
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		// Not even terminated: a message of txlane's own replaces it.
+		out, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: CodeInternalError,
+			Message: "malformed error message from the server"}).Encode(nil)
+		return out[5:]
+	}
+	out := make([]byte, 0, len(body)+7)
+	out = append(out, body[:len(body)-1]...)
+	out = append(out, 'C')
+	out = append(out, CodeInternalError...)
+	return append(out, 0, 0)
 }
 
 // errBadReadyForQuery reports a ReadyForQuery whose body is not one byte.
