@@ -102,6 +102,10 @@ type session struct {
 	// session while it sends one (from its first message to its Sync), or by
 	// another session rerouting a write into this one's transaction.
 	wsem chan struct{}
+	// changed is closed (and replaced) whenever the primary may have become
+	// idle: at each ReadyForQuery and when the session releases wsem. A
+	// session waiting to reroute a write into this one's transaction waits on
+	// it instead of polling. Guarded by mu.
 	// unnamedClobbered is set when a rerouted write replaced the primary's
 	// unnamed statement; the session then forgets what it held there.
 	unnamedClobbered atomic.Bool
@@ -125,6 +129,8 @@ type session struct {
 		// tx is what routing knows of the client's transaction, updated as
 		// primary requests complete (see observeReadyForQuery).
 		tx policy.TxState
+		// changed: see the field comment above wsem.
+		changed chan struct{}
 	}
 }
 
@@ -206,12 +212,40 @@ func (s *session) observeReadyForQuery(status byte) *request {
 		s.srv.schemaChanged(s.database())
 	}
 	s.mu.tx.Ready(policy.TxStatus(status))
+	s.signalLocked()
 	s.srv.unitDone(s, req)
 	if status == byte(TxIdle) && len(s.mu.pending) == 0 {
 		// The transaction is over: the units it carried are free.
 		s.srv.units.releaseAll(s)
 	}
 	return req
+}
+
+// nextChange returns a channel closed at the next moment the primary may
+// have become idle (see session.changed).
+func (s *session) nextChange() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.changed == nil {
+		s.mu.changed = make(chan struct{})
+	}
+	return s.mu.changed
+}
+
+// signalLocked wakes whoever waits on nextChange. s.mu must be held.
+func (s *session) signalLocked() {
+	if s.mu.changed != nil {
+		close(s.mu.changed)
+		s.mu.changed = nil
+	}
+}
+
+// releaseWrite gives up the right to write to the primary (wsem).
+func (s *session) releaseWrite() {
+	<-s.wsem
+	s.mu.Lock()
+	s.signalLocked()
+	s.mu.Unlock()
 }
 
 // isDDL reports whether st (or a part of it) is DDL.
@@ -735,7 +769,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		err = w.Flush()
 	}
 	if synced {
-		<-s.wsem
+		s.releaseWrite()
 	}
 	return err
 }

@@ -335,35 +335,40 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	desc := h.describe()
 	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
 	defer deadline.Stop()
+	tooLong := func() error {
+		return s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeQueryCanceled,
+			Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
+			Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
+			Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
+	}
 	for {
 		if s.srv.units.holderOf(u) != h {
 			return s.refuseUnit(rerouteGoneError(u, desc, "Its transaction ended while the write waited."))
 		}
+		// NOTE: taken before the holder's state is looked at, so that a
+		// change after the look is not missed.
+		changed := holder.nextChange()
 		select {
 		case holder.wsem <- struct{}{}:
 		case <-holder.relayGone:
 			return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
 		case <-deadline.C:
-			return s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeQueryCanceled,
-				Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
-				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
-				Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
+			return tooLong()
 		}
 		status := holder.TxStatus()
 		if holder.inFlight() == 0 && status == TxActive && s.srv.units.holderOf(u) == h {
 			break // holding the holder's wsem: it stays idle
 		}
-		<-holder.wsem
+		<-holder.wsem // the holder's state did not change: no signal
 		if status == TxFailed {
 			return s.refuseUnit(escapeError(u, describeTables(stmts), desc, "The holder's transaction has failed."))
 		}
 		select {
-		case <-time.After(time.Millisecond):
+		case <-changed:
+		case <-holder.relayGone:
+			return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
 		case <-deadline.C:
-			return s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeQueryCanceled,
-				Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
-				Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
-				Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
+			return tooLong()
 		}
 	}
 

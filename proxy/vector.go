@@ -509,7 +509,7 @@ func (s *session) internal(sql string) (*internalQuery, error) {
 	s.reg.forgetPrimary("")
 	writeMsg(s.primary.w, &pgproto3.Query{String: sql})
 	err := s.primary.w.Flush()
-	<-s.wsem
+	s.releaseWrite()
 	if err != nil {
 		return nil, err
 	}
