@@ -145,6 +145,17 @@ func (r Reason) String() string {
 	return "reason_" + itoa(int(r))
 }
 
+// SetByProxy reports whether r is decided by the proxy as it carries a
+// request out (the lane was unavailable or lost, the request was pipelined,
+// flushed or of a shape only the primary takes), never by [Decide].
+func (r Reason) SetByProxy() bool {
+	switch r {
+	case ReasonVectorUnavailable, ReasonPipelined, ReasonUnitShape, ReasonLaneLost, ReasonFlushed:
+		return true
+	}
+	return false
+}
+
 // ParseReason is the inverse of [Reason.String].
 func ParseReason(s string) (Reason, bool) {
 	for i, n := range reasonNames {
