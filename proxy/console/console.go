@@ -133,7 +133,9 @@ func (s *session) message(msg pgproto3.FrontendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.Query:
 		s.skipping = false
-		s.simpleQuery(m.String)
+		if e := s.simpleQuery(m.String); e != nil {
+			return s.fatal(e, e)
+		}
 		return s.be.Flush()
 	case *pgproto3.Sync:
 		s.skipping = false
@@ -191,6 +193,9 @@ func (s *session) message(msg pgproto3.FrontendMessage) error {
 			return nil
 		}
 		cmd, res, e := s.run(q)
+		if e != nil && e.Severity == "FATAL" {
+			return s.fatal(e, e)
+		}
 		if e != nil {
 			s.extendedError(e)
 			return nil
@@ -219,7 +224,8 @@ func (s *session) run(text string) (*command, *result, *Error) {
 	return cmd, res, e
 }
 
-// fatal reports e, flushes, and returns err: the connection ends.
+// fatal reports e, flushes, and returns err: the connection ends, as after
+// a FATAL error from PostgreSQL.
 func (s *session) fatal(e *Error, err error) error {
 	s.sendError(e)
 	s.be.Flush()
@@ -244,14 +250,18 @@ func (s *session) sendError(e *Error) {
 }
 
 // simpleQuery answers a Query message: each command in turn (see
-// splitCommands), stopping at the first error, then ReadyForQuery.
-func (s *session) simpleQuery(q string) {
+// splitCommands), stopping at the first error, then ReadyForQuery. A FATAL
+// error is returned instead: it ends the connection.
+func (s *session) simpleQuery(q string) *Error {
 	texts := splitCommands(q)
 	if len(texts) == 0 {
 		s.be.Send(&pgproto3.EmptyQueryResponse{})
 	}
 	for _, text := range texts {
 		cmd, res, e := s.run(text)
+		if e != nil && e.Severity == "FATAL" {
+			return e
+		}
 		if e != nil {
 			s.sendError(e)
 			break
@@ -259,6 +269,7 @@ func (s *session) simpleQuery(q string) {
 		s.writeResult(cmd, res, true)
 	}
 	s.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	return nil
 }
 
 // writeResult writes a command's warnings, rows and completion tag; the
