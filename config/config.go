@@ -183,8 +183,9 @@ type Admin struct {
 	Listen string
 
 	// Users (`admin.users`) lists the users allowed on the admin console
-	// (the virtual database "txlane"), without a password. Empty means only
-	// local connections from the OS user running txlane (Linux). Default [].
+	// (the virtual database "txlane"); each logs in with its own PostgreSQL
+	// password, checked by the primary server. Empty means only local
+	// connections from the OS user running txlane (Linux). Default [].
 	Users []string
 }
 

@@ -184,6 +184,26 @@ type loginResult struct {
 // never offered to the client: its TLS channel ends at txlane, so a binding to
 // it could not be verified by the server.
 func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
+	return relayStartup(b, startup, client, cw, keyData)
+}
+
+// relayAuth relays only the authentication exchange of a login, as
+// relayLogin does, for a client that txlane itself will serve (the admin
+// console): the server's AuthenticationOk, ParameterStatus, BackendKeyData
+// and ReadyForQuery are not forwarded. A nil error means the server sent
+// ReadyForQuery: it accepted the password and let the user in (the role
+// exists and may log in, the database exists and may be connected to, a
+// connection slot was free); with trust, PostgreSQL sends AuthenticationOk
+// before it checks the role, so AuthenticationOk alone proves nothing. A
+// refusal reaches the client as the server's own ErrorResponse
+// (*serverLoginError), as with relayLogin.
+func relayAuth(b *backend, startup *pgproto3.StartupMessage, client *msgReader, cw *bufio.Writer) (*loginResult, error) {
+	return relayStartup(b, startup, client, cw, nil)
+}
+
+// relayStartup is relayLogin, or relayAuth when keyData is nil.
+func relayStartup(b *backend, startup *pgproto3.StartupMessage, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
+	authOnly := keyData == nil
 	res := &loginResult{params: map[string]string{}}
 	if err := writeMsg(b.w, startup); err != nil {
 		return res, err
@@ -215,6 +235,9 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 			}
 			switch code {
 			case authOK, authSASLFinal:
+				if code == authOK && authOnly {
+					continue // the caller sends its own once the server has let the user in
+				}
 				writeRaw(cw, typ, body)
 				res.forwarded = true
 				continue
@@ -265,6 +288,9 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 			if err != nil {
 				return res, err
 			}
+			if authOnly {
+				continue
+			}
 			msg := &pgproto3.BackendKeyData{}
 			if err := msg.Decode(body); err != nil {
 				return res, err
@@ -282,15 +308,19 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 				return res, err
 			}
 			res.params[msg.Name] = msg.Value
-			writeRaw(cw, typ, body)
+			if !authOnly {
+				writeRaw(cw, typ, body)
+			}
 		case msgReadyForQuery:
 			status, err := b.r.status()
 			if err != nil {
 				return res, err
 			}
 			res.txStatus = status
-			writeRaw(cw, typ, []byte{status})
-			res.forwarded = true
+			if !authOnly {
+				writeRaw(cw, typ, []byte{status})
+				res.forwarded = true
+			}
 			return res, cw.Flush()
 		case msgErrorResponse:
 			// Login refused (bad password, no such database, too many

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ type opsState struct {
 	mu struct {
 		sync.Mutex
 		clients map[uint64]*clientEntry // by session id
-		admins  map[*adminConn]struct{}
+		admins  map[net.Conn]struct{}   // admin console connections
 	}
 	stopOnce  sync.Once
 	stopSweep chan struct{}
@@ -83,7 +84,7 @@ func (s *Server) initOps() {
 	s.ops.live.Store(&live)
 	s.ops.gate.Store(&gateState{changed: make(chan struct{})})
 	s.ops.mu.clients = make(map[uint64]*clientEntry)
-	s.ops.mu.admins = make(map[*adminConn]struct{})
+	s.ops.mu.admins = make(map[net.Conn]struct{})
 	s.ops.stopSweep = make(chan struct{})
 	s.ops.sweepDone = make(chan struct{})
 	if s.lanes != nil {

@@ -21,9 +21,12 @@ type OpsOptions struct {
 	// Zero disables it.
 	IdleInTransactionTimeout time.Duration
 	// AdminUsers lists the user names the admin console accepts (database
-	// "txlane"), without a password. Empty: only local connections from the
-	// OS user running txlane (Linux), identified by the owner of the
-	// client's socket.
+	// "txlane"). Each logs in as to PostgreSQL: txlane relays the login to
+	// the primary server (the primary DSN's database, or "postgres") and
+	// serves the console once the server accepted it; a user not listed
+	// gets FATAL 28000. Empty: only local connections from the OS user
+	// running txlane (Linux), identified by the owner of the client's
+	// socket, without a password.
 	AdminUsers []string
 	// Settings describe the configuration in force, as SHOW POLICY lists
 	// it. Values must not hold secrets.

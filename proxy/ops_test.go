@@ -298,9 +298,10 @@ func (p *testProxy) adminDSN(tb testing.TB, user string) string {
 }
 
 // TestAdminConsole runs the console's commands over the simple and the
-// extended protocol, and checks admin.users.
+// extended protocol, and checks admin.users (pgtest.AppRole logs in to
+// PostgreSQL without a password).
 func TestAdminConsole(t *testing.T) {
-	bed := startOpsProxy(t, func(o *proxy.Options) { o.AdminUsers = []string{"opsadmin"} })
+	bed := startOpsProxy(t, func(o *proxy.Options) { o.AdminUsers = []string{pgtest.AppRole} })
 	client := bed.connect(t)
 	exec(t, client, "BEGIN")
 
@@ -313,7 +314,7 @@ func TestAdminConsole(t *testing.T) {
 		t.Fatalf("refused admin login: %v, want 28000", err)
 	}
 
-	admin, err := pgconn.Connect(ctx, bed.adminDSN(t, "opsadmin"))
+	admin, err := pgconn.Connect(ctx, bed.adminDSN(t, pgtest.AppRole))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +352,7 @@ func TestAdminConsole(t *testing.T) {
 	exec(t, admin, "SHOW HELP") // still usable after errors
 
 	// pgx uses the extended protocol: Parse, Describe, Bind, Execute, Sync.
-	pc, err := pgx.Connect(ctx, bed.adminDSN(t, "opsadmin"))
+	pc, err := pgx.Connect(ctx, bed.adminDSN(t, pgtest.AppRole))
 	if err != nil {
 		t.Fatal(err)
 	}

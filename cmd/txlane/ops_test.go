@@ -439,10 +439,11 @@ func testAdminConsole(t *testing.T, bin, dsn string) {
 		t.Fatalf("SELECT on the console: %v\n%s", err, out)
 	}
 
-	// With admin.users, exactly those users (no password).
-	q := startTxlane(t, bin, dsn, "", "opsadmin")
-	if out := q.mustPsql("opsadmin", "SHOW HELP"); !strings.Contains(out, "SHOW CLIENTS|") {
-		t.Fatalf("SHOW HELP as opsadmin:\n%s", out)
+	// With admin.users, exactly those users, as PostgreSQL authenticates
+	// them (pgtest.AppRole needs no password).
+	q := startTxlane(t, bin, dsn, "", pgtest.AppRole)
+	if out := q.mustPsql(pgtest.AppRole, "SHOW HELP"); !strings.Contains(out, "SHOW CLIENTS|") {
+		t.Fatalf("SHOW HELP as %s:\n%s", pgtest.AppRole, out)
 	}
 	out, err = q.psql("admin", "SHOW HELP")
 	if err == nil || !strings.Contains(out, "may not use the txlane admin console") {

@@ -1,0 +1,118 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/router"
+)
+
+// Proxy is the inspection and control API the console serves: everything a
+// console command reads from or does to the running proxy. The proxy hands
+// Serve an implementation; the console never sees the proxy's internals.
+//
+// Methods are called from the console connection's goroutine and must be
+// safe for concurrent use (several consoles may be connected).
+type Proxy interface {
+	// Clients describes the logged-in clients (console connections
+	// excluded), ordered by ID.
+	Clients() []Client
+	// Pools describes the backends of each database in use, ordered by
+	// database name.
+	Pools() []Pool
+	// Routes returns the request units routed so far, per (lane, reason),
+	// ordered by lane then reason.
+	Routes() []Route
+	// Units describes the units of work held, ordered by unit.
+	Units() []Unit
+	// Policy describes the configuration and routing rules in force.
+	Policy() Policy
+	// Paused reports whether PAUSE is in force.
+	Paused() bool
+
+	// Reload reads the configuration file again and applies it. It returns
+	// ErrNoReload when the proxy was not started from a file; any other
+	// error means the file was refused and the last good configuration
+	// stays in force (its text lists the problems).
+	Reload() error
+	// Pause holds new request units at a transaction boundary and returns
+	// once nothing is in flight and no client is inside a transaction, or
+	// ctx.Err() when ctx ends first (the pause stays in force). During a
+	// graceful stop it returns ErrStopping.
+	Pause(ctx context.Context) error
+	// Resume releases what Pause holds.
+	Resume()
+	// QueryWaitTimeout is how long PAUSE waits for the proxy to become
+	// quiet (query_wait_timeout).
+	QueryWaitTimeout() time.Duration
+	// Explain classifies and routes sql under the configured rules (not the
+	// tables discovered in a catalog), for a client outside a transaction.
+	Explain(sql string) router.Explanation
+}
+
+// ErrNoReload is returned by Proxy.Reload when there is no configuration
+// file to read again.
+var ErrNoReload = errors.New("txlane was not started from a configuration file")
+
+// ErrStopping is returned by Proxy.Pause during a graceful stop.
+var ErrStopping = errors.New("txlane is shutting down")
+
+// Client is one logged-in client, as SHOW CLIENTS lists it.
+type Client struct {
+	ID              uint64
+	Addr            string // host:port of the client's socket
+	User, Database  string
+	ApplicationName string
+	State           byte // transaction status: 'I', 'T' or 'E'
+	Active          bool // a request is being dispatched or answered
+	Held            bool // a request is held by PAUSE
+	Since           time.Time
+	Units           int // units of work held
+}
+
+// Pool is one database's backends, as SHOW POOLS lists it.
+type Pool struct {
+	Database string
+	// The database's vector-lane pool: connections open, idle, acquired,
+	// acquires in progress, and the size limit (all 0 if never used).
+	VectorTotal, VectorIdle, VectorAcquired, VectorWaiting, VectorMax int
+	// PrimaryConns counts primary-lane connections (one per client),
+	// PrimaryActive those running a request.
+	PrimaryConns, PrimaryActive int
+}
+
+// Route is how many request units went to one lane for one reason.
+type Route struct {
+	Lane, Reason string
+	Units        float64
+}
+
+// Unit is one unit of work held by a client, as SHOW UNITS lists it.
+type Unit struct {
+	Unit            string
+	ClientID        uint64
+	Addr            string
+	User, Database  string
+	ApplicationName string
+	Since           time.Time
+	// Failed: the holder's transaction has failed (status E).
+	Failed bool
+}
+
+// Policy is the configuration and routing policy in force.
+type Policy struct {
+	// Settings are the configuration keys and their values as in force,
+	// secrets masked.
+	Settings []Setting
+	// Rules are the configured rules, without discovered tables.
+	Rules *policy.Rules
+	// Discovered lists, by database, the vector tables found in its catalog.
+	Discovered map[string][]policy.Table
+}
+
+// Setting is one configuration key and its value.
+type Setting struct {
+	Name, Value string
+}

@@ -1,0 +1,105 @@
+package console
+
+import (
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The SHOW handlers: each turns the proxy's state into the rows of the
+// columns its table entry declares, in the same order.
+
+// timestamp formats a time as the console shows it: UTC, milliseconds.
+func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") }
+
+func showClients(p Proxy) [][]string {
+	var rows [][]string
+	for _, c := range p.Clients() {
+		activity := "idle"
+		switch {
+		case c.Held:
+			activity = "held"
+		case c.Active:
+			activity = "active"
+		}
+		rows = append(rows, []string{strconv.FormatUint(c.ID, 10), c.Addr, c.User, c.Database,
+			c.ApplicationName, string(rune(c.State)), activity, timestamp(c.Since), strconv.Itoa(c.Units)})
+	}
+	return rows
+}
+
+func showPools(p Proxy) [][]string {
+	var rows [][]string
+	for _, pl := range p.Pools() {
+		rows = append(rows, []string{pl.Database, strconv.Itoa(pl.VectorTotal), strconv.Itoa(pl.VectorIdle),
+			strconv.Itoa(pl.VectorAcquired), strconv.Itoa(pl.VectorWaiting), strconv.Itoa(pl.VectorMax),
+			strconv.Itoa(pl.PrimaryConns), strconv.Itoa(pl.PrimaryActive)})
+	}
+	return rows
+}
+
+func showStats(p Proxy) [][]string {
+	var rows [][]string
+	for _, r := range p.Routes() {
+		rows = append(rows, []string{r.Lane, r.Reason, strconv.FormatFloat(r.Units, 'f', -1, 64)})
+	}
+	return rows
+}
+
+// showPolicy lists the configuration keys (source "config"), the rules in
+// force, the vector tables configured and discovered per database, and
+// whether PAUSE holds.
+func showPolicy(p Proxy) [][]string {
+	pi := p.Policy()
+	var rows [][]string
+	for _, st := range pi.Settings {
+		rows = append(rows, []string{st.Name, st.Value, "config"})
+	}
+	if r := pi.Rules; r != nil {
+		rows = append(rows,
+			[]string{"rules.after_write", r.AfterWrite().String(), "in force"},
+			[]string{"rules.on_unavailable", r.OnUnavailable().String(), "in force"})
+		for _, f := range r.WritingFunctions() {
+			rows = append(rows, []string{"rules.writing_function", f.String(), "in force"})
+		}
+		for _, f := range r.ReadOnlyFunctions() {
+			rows = append(rows, []string{"rules.read_only_function", f.String(), "in force"})
+		}
+		for _, t := range r.VectorTables() {
+			name := t.String()
+			if t.Schema == "" {
+				name += " (any schema)"
+			}
+			rows = append(rows, []string{"vector_table", name, "config"})
+		}
+	}
+	dbs := make([]string, 0, len(pi.Discovered))
+	for db := range pi.Discovered {
+		dbs = append(dbs, db)
+	}
+	slices.Sort(dbs)
+	for _, db := range dbs {
+		for _, t := range pi.Discovered[db] {
+			rows = append(rows, []string{"vector_table", t.String(), "discovered in database " + db})
+		}
+	}
+	return append(rows, []string{"paused", strconv.FormatBool(p.Paused()), "admin console"})
+}
+
+func showUnits(p Proxy) [][]string {
+	var rows [][]string
+	for _, u := range p.Units() {
+		rows = append(rows, []string{u.Unit, strconv.FormatUint(u.ClientID, 10), u.Addr, u.User, u.Database,
+			u.ApplicationName, timestamp(u.Since), strconv.FormatBool(u.Failed)})
+	}
+	return rows
+}
+
+// showHelp lists the command table.
+func showHelp(Proxy) [][]string {
+	rows := make([][]string, len(commands))
+	for i, c := range commands {
+		rows[i] = []string{c.usage(), c.help}
+	}
+	return rows
+}
