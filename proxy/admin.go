@@ -666,7 +666,7 @@ func (s *Server) showRows(item string) [][]string {
 	case "POLICY":
 		pi := s.Policy()
 		for _, st := range pi.Settings {
-			rows = append(rows, []string{st.Name, st.Value, "config"})
+			rows = append(rows, []string{st.Name, st.Value, st.Source})
 		}
 		rows = append(rows,
 			[]string{"rules.after_write", pi.Rules.AfterWrite().String(), "in force"},

@@ -378,7 +378,7 @@ func testReload(t *testing.T, bin, dsn string) {
 	if r := p.route(read); r != "primary (not_vector_read)" {
 		t.Fatalf("route after the rename: %s", r)
 	}
-	if out := p.mustPsql("admin", "SHOW POLICY"); !strings.Contains(out, "policy.after_write|any|config") {
+	if out := p.mustPsql("admin", "SHOW POLICY"); !strings.Contains(out, "policy.after_write|any|file") {
 		t.Fatalf("SHOW POLICY after the rename:\n%s", out)
 	}
 
