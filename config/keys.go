@@ -289,6 +289,10 @@ func (f *field[T]) text(c *Config) string   { return f.format(*f.get(c)) }
 func (f *field[T]) equal(a, b *Config) bool { return f.equals(*f.get(a), *f.get(b)) }
 func (f *field[T]) copy(dst, src *Config)   { *f.get(dst) = *f.get(src) }
 
+// addr returns the field's address in c, for the test that every field of
+// Config belongs to exactly one key.
+func (f *field[T]) addr(c *Config) any { return f.get(c) }
+
 func eq[T comparable](a, b T) bool { return a == b }
 
 // The kinds of keys.
