@@ -3,8 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -515,6 +519,59 @@ func TestFormatDuration(t *testing.T) {
 	} {
 		if got := formatDuration(d); got != want {
 			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestFieldDocsGiveTheDefaults: the documentation of each Config field names
+// its key and says "Default X." with the table's default, so godoc readers
+// see the same defaults as the table.
+func TestFieldDocsGiveTheDefaults(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "config.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := map[string]string{} // key name: field documentation, one line
+	ast.Inspect(f, func(n ast.Node) bool {
+		if field, ok := n.(*ast.Field); ok && field.Doc != nil {
+			text := strings.Join(strings.Fields(field.Doc.Text()), " ")
+			if m := regexp.MustCompile("\\(`([a-z_.]+)`\\)").FindStringSubmatch(text); m != nil {
+				docs[m[1]] = text
+			}
+		}
+		return true
+	})
+	def := regexp.MustCompile(`Default (.+?)\.(?:\s|$)`)
+	for _, k := range Keys() {
+		doc, ok := docs[k.Name]
+		if !ok {
+			t.Errorf("no Config field documents key %s", k.Name)
+			continue
+		}
+		if k.Required != "" {
+			if !strings.Contains(doc, "Required") {
+				t.Errorf("%s: the field documentation does not say it is required: %s", k.Name, doc)
+			}
+			continue
+		}
+		m := def.FindStringSubmatch(doc)
+		if m == nil {
+			t.Errorf("%s: the field documentation gives no default: %s", k.Name, doc)
+			continue
+		}
+		got, _, _ := strings.Cut(m[1], " (")
+		if got == `""` {
+			got = ""
+		}
+		want := k.Default()
+		if gd, err1 := time.ParseDuration(got); err1 == nil {
+			if wd, err2 := time.ParseDuration(want); err2 == nil && gd == wd {
+				continue
+			}
+		}
+		if got != want {
+			t.Errorf("%s: the field documentation says Default %s, the table %q", k.Name, m[1], want)
 		}
 	}
 }
