@@ -109,7 +109,9 @@ func TestREADMEListsTheKeyTable(t *testing.T) {
 			w = want[i]
 		}
 		if g != w {
-			t.Errorf("README.md's key table, row %d: got %q, want %q (key, default, reload)", i+1, g, w)
+			t.Errorf("README.md's key table (%d rows, the table has %d keys), first difference at row %d: got %q, want %q (key, default, reload)",
+				len(got), len(want), i+1, g, w)
+			break
 		}
 	}
 }
