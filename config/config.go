@@ -11,8 +11,18 @@
 // new snapshot and swaps it in; a bad file keeps the last good snapshot.
 // Default returns a fresh Config that its caller owns.
 //
-// Defaults are set in exactly one place, Default. The reference for the file
-// format, with every key and its default, is examples/txlane.yaml.
+// One table, Keys, describes every key: how it is decoded, its default,
+// its checks, how SHOW POLICY prints it and whether a reload applies it (see
+// Apply). Defaults are set there and nowhere else; Default builds a Config
+// from them. The reference for the file format, with every key and its
+// default, is examples/txlane.yaml, and README.md lists every key; tests
+// keep both equal to the table.
+//
+// Config.RulesConfig is the one mapping from the file's keys to the routing
+// policy (package policy), used by the server and by `txlane explain` alike.
+// Names in the file (policy.vector_tables, the function lists) follow
+// policy's grammar (policy.ParseTable, policy.ParseFunc), so that `txlane
+// check` accepts exactly the names the running policy accepts.
 package config
 
 import (
@@ -282,53 +292,15 @@ var (
 	logFormatValues     = []LogFormat{LogConsole, LogJSON}
 )
 
-// Default returns a new Config holding every default. It is the only place
-// defaults are set. Primary has no default, so Default() alone is not a valid
-// configuration.
+// Default returns a new Config holding every default. The defaults are the
+// key table's (keyTable in keys.go), the only place they are set. Primary has
+// no default, so Default() alone is not a valid configuration.
 func Default() *Config {
-	return &Config{
-		Listen:  "127.0.0.1:6432",
-		Primary: "",
-		ReadPool: ReadPool{
-			DSN:               "",
-			MaxConns:          8,
-			MinIdle:           0,
-			AcquireTimeout:    2 * time.Second,
-			MaxLifetime:       time.Hour,
-			HealthCheckPeriod: 30 * time.Second,
-			OnUnavailable:     OnUnavailablePrimary,
-		},
-		Policy: Policy{
-			VectorTables:         []string{"optimization_logs"},
-			DiscoverVectorTables: true,
-			DiscoverInterval:     time.Minute,
-			AfterWrite:           AfterWriteTable,
-			Escape:               EscapeReject,
-			EscapeOverrides:      []EscapeOverride{},
-			UnitCommentKeys:      []string{"unit"},
-			RerouteWaitTimeout:   5 * time.Second,
-			WritingFunctions:     []string{},
-			ReadOnlyFunctions:    []string{},
-		},
-		Admin: Admin{
-			Listen: "127.0.0.1:9187",
-			Users:  []string{},
-		},
-		Log: Log{
-			Level:  LogInfo,
-			Format: LogConsole,
-		},
-		TLS: TLS{
-			Cert: "",
-			Key:  "",
-		},
-		MaxClientConn:            1000,
-		MaxMessageSize:           64 * MiB,
-		ClientLoginTimeout:       60 * time.Second,
-		QueryWaitTimeout:         120 * time.Second,
-		IdleInTransactionTimeout: 0,
-		ShutdownTimeout:          30 * time.Second,
+	c := &Config{}
+	for _, k := range keyTable {
+		k.v.setDefault(c)
 	}
+	return c
 }
 
 // Size is a number of bytes.

@@ -7,13 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -69,11 +67,18 @@ func (es Errors) Unwrap() []error {
 // Errors naming path; a file that cannot be read yields the error of
 // os.ReadFile. The returned Config must not be modified.
 func Load(path string) (*Config, error) {
+	c, _, err := LoadWithSources(path)
+	return c, err
+}
+
+// LoadWithSources is Load that also says where each key's value came from
+// (for SHOW POLICY, see Config.Rows).
+func LoadWithSources(path string) (*Config, Sources, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return Parse(path, data)
+	return ParseWithSources(path, data)
 }
 
 // Parse is Load for a file already read: file names it in errors, data is
@@ -85,21 +90,35 @@ func Load(path string) (*Config, error) {
 // '}'. Expansion happens within one scalar and before its value is
 // interpreted, so it can supply a number or a duration but not a list.
 func Parse(file string, data []byte) (*Config, error) {
-	return parse(file, data, os.LookupEnv)
+	c, _, err := ParseWithSources(file, data)
+	return c, err
+}
+
+// ParseWithSources is Parse that also says where each key's value came from.
+func ParseWithSources(file string, data []byte) (*Config, Sources, error) {
+	return parseSources(file, data, os.LookupEnv)
 }
 
 // parse is Parse with the environment lookup as a parameter.
 func parse(file string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	c, _, err := parseSources(file, data, lookup)
+	return c, err
+}
+
+// parseSources is ParseWithSources with the environment lookup as a
+// parameter.
+func parseSources(file string, data []byte, lookup func(string) (string, bool)) (*Config, Sources, error) {
 	d := &decoder{
 		file:   file,
 		lookup: lookup,
 		at:     make(map[string]*yaml.Node),
 		bad:    make(map[string]bool),
+		src:    make(Sources),
 	}
 	c := Default()
 	root, ok := d.document(data)
 	if !ok {
-		return nil, d.errs
+		return nil, nil, d.errs
 	}
 	d.root = root
 	if root != nil {
@@ -113,9 +132,9 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 			}
 			return a.Col - b.Col
 		})
-		return nil, d.errs
+		return nil, nil, d.errs
 	}
-	return c, nil
+	return c, d.src, nil
 }
 
 // decoder turns a YAML node tree into a Config, collecting problems.
@@ -133,6 +152,11 @@ type decoder struct {
 	// them (their field still holds the default) so each mistake is reported
 	// once.
 	bad map[string]bool
+	// src records where the value of each key the file sets came from.
+	src Sources
+	// fromEnv is set by expand when an environment variable supplied text;
+	// section resets it before decoding each key.
+	fromEnv bool
 }
 
 // errorf records a problem at node n.
@@ -187,75 +211,59 @@ func (d *decoder) syntaxError(err error) {
 	d.errorAt(1, 1, "invalid YAML: "+strings.TrimPrefix(msg, "yaml: "))
 }
 
-// field decodes the value of one key into a Config field.
-type field struct {
+// entry decodes the value of one key of a mapping.
+type entry struct {
 	key    string
 	decode func(path string, v *yaml.Node)
 }
 
-// decodeConfig decodes the top-level mapping into c.
+// decodeConfig decodes the top-level mapping into c, as the key table
+// describes it.
 func (d *decoder) decodeConfig(root *yaml.Node, c *Config) {
-	d.mapping("", root, []field{
-		{"listen", d.str(&c.Listen)},
-		{"primary", d.str(&c.Primary)},
-		{"read_pool", func(p string, v *yaml.Node) {
-			r := &c.ReadPool
-			d.mapping(p, v, []field{
-				{"dsn", d.str(&r.DSN)},
-				{"max_conns", d.int(&r.MaxConns)},
-				{"min_idle", d.int(&r.MinIdle)},
-				{"acquire_timeout", d.duration(&r.AcquireTimeout)},
-				{"max_lifetime", d.duration(&r.MaxLifetime)},
-				{"health_check_period", d.duration(&r.HealthCheckPeriod)},
-				{"on_unavailable", enum(d, &r.OnUnavailable, onUnavailableValues)},
-			})
-		}},
-		{"policy", func(p string, v *yaml.Node) {
-			pol := &c.Policy
-			d.mapping(p, v, []field{
-				{"vector_tables", d.strs(&pol.VectorTables)},
-				{"discover_vector_tables", d.bool(&pol.DiscoverVectorTables)},
-				{"discover_interval", d.duration(&pol.DiscoverInterval)},
-				{"after_write", enum(d, &pol.AfterWrite, afterWriteValues)},
-				{"escape", enum(d, &pol.Escape, escapeValues)},
-				{"escape_overrides", d.escapeOverrides(&pol.EscapeOverrides)},
-				{"unit_comment_keys", d.strs(&pol.UnitCommentKeys)},
-				{"reroute_wait_timeout", d.duration(&pol.RerouteWaitTimeout)},
-				{"writing_functions", d.strs(&pol.WritingFunctions)},
-				{"read_only_functions", d.strs(&pol.ReadOnlyFunctions)},
-			})
-		}},
-		{"admin", func(p string, v *yaml.Node) {
-			d.mapping(p, v, []field{
-				{"listen", d.str(&c.Admin.Listen)},
-				{"users", d.strs(&c.Admin.Users)},
-			})
-		}},
-		{"log", func(p string, v *yaml.Node) {
-			d.mapping(p, v, []field{
-				{"level", enum(d, &c.Log.Level, logLevelValues)},
-				{"format", enum(d, &c.Log.Format, logFormatValues)},
-			})
-		}},
-		{"tls", func(p string, v *yaml.Node) {
-			d.mapping(p, v, []field{
-				{"cert", d.str(&c.TLS.Cert)},
-				{"key", d.str(&c.TLS.Key)},
-			})
-		}},
-		{"max_client_conn", d.int(&c.MaxClientConn)},
-		{"max_message_size", d.size(&c.MaxMessageSize)},
-		{"client_login_timeout", d.duration(&c.ClientLoginTimeout)},
-		{"query_wait_timeout", d.duration(&c.QueryWaitTimeout)},
-		{"idle_in_transaction_timeout", d.duration(&c.IdleInTransactionTimeout)},
-		{"shutdown_timeout", d.duration(&c.ShutdownTimeout)},
-	})
+	d.section("", root, c)
+}
+
+// section decodes the mapping n holding the keys of keyTable under prefix
+// ("" for the top level, "read_pool" for its section): each key whose name
+// has one more part is decoded by its value, and each section one level
+// down by section again. Entries keep the table's order, so that "did you
+// mean" suggestions prefer the key listed first.
+func (d *decoder) section(prefix string, n *yaml.Node, c *Config) {
+	var entries []entry
+	seen := make(map[string]bool)
+	for _, k := range keyTable {
+		rest := k.Name
+		if prefix != "" {
+			var ok bool
+			if rest, ok = strings.CutPrefix(k.Name, prefix+"."); !ok {
+				continue
+			}
+		}
+		head, _, nested := strings.Cut(rest, ".")
+		if seen[head] {
+			continue
+		}
+		seen[head] = true
+		if nested {
+			entries = append(entries, entry{head, func(p string, v *yaml.Node) { d.section(p, v, c) }})
+			continue
+		}
+		entries = append(entries, entry{head, func(p string, v *yaml.Node) {
+			d.fromEnv = false
+			k.v.decode(d, p, v, c)
+			d.src[k.Name] = SourceFile
+			if d.fromEnv {
+				d.src[k.Name] = SourceEnv
+			}
+		}})
+	}
+	d.mapping(prefix, n, entries)
 }
 
 // mapping decodes the mapping n at key path p: each known key's value is
 // handed to its field, and unknown and duplicate keys are reported. A null
 // value (an empty section) leaves every field at its default.
-func (d *decoder) mapping(p string, n *yaml.Node, fields []field) {
+func (d *decoder) mapping(p string, n *yaml.Node, fields []entry) {
 	n = resolve(n)
 	if isNull(n) {
 		return
@@ -276,7 +284,7 @@ func (d *decoder) mapping(p string, n *yaml.Node, fields []field) {
 			continue
 		}
 		seen[k.Value] = k
-		i := slices.IndexFunc(fields, func(f field) bool { return f.key == k.Value })
+		i := slices.IndexFunc(fields, func(f entry) bool { return f.key == k.Value })
 		if i < 0 {
 			d.unknownKey(k, fields)
 			continue
@@ -289,7 +297,7 @@ func (d *decoder) mapping(p string, n *yaml.Node, fields []field) {
 
 // unknownKey reports key k, suggesting the closest known key within edit
 // distance 2.
-func (d *decoder) unknownKey(k *yaml.Node, fields []field) {
+func (d *decoder) unknownKey(k *yaml.Node, fields []entry) {
 	best, bestDist := "", 3
 	for _, f := range fields {
 		if dist := editDistance(k.Value, f.key); dist < bestDist {
@@ -333,10 +341,15 @@ func (d *decoder) scalar(p string, n *yaml.Node, want string) (s string, ok bool
 }
 
 // str decodes a string. Any scalar is accepted as its text; null is "".
-func (d *decoder) str(dst *string) func(string, *yaml.Node) {
+func (d *decoder) str(p string, n *yaml.Node) (string, bool) {
+	return d.scalar(p, n, "a string")
+}
+
+// into returns a decode function that stores what parse decodes in dst.
+func into[T any](d *decoder, dst *T, parse func(*decoder, string, *yaml.Node) (T, bool)) func(string, *yaml.Node) {
 	return func(p string, n *yaml.Node) {
-		if s, ok := d.scalar(p, n, "a string"); ok {
-			*dst = s
+		if v, ok := parse(d, p, n); ok {
+			*dst = v
 		}
 	}
 }
@@ -351,146 +364,133 @@ func (d *decoder) nonNull(p string, n *yaml.Node, want string) (string, bool) {
 }
 
 // int decodes a decimal integer.
-func (d *decoder) int(dst *int) func(string, *yaml.Node) {
-	return func(p string, n *yaml.Node) {
-		s, ok := d.nonNull(p, n, "an integer")
-		if !ok {
-			return
-		}
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			d.bad[p] = true
-			d.errorf(resolve(n), "%s: expected an integer, got %q", p, s)
-			return
-		}
-		*dst = v
+func (d *decoder) int(p string, n *yaml.Node) (int, bool) {
+	s, ok := d.nonNull(p, n, "an integer")
+	if !ok {
+		return 0, false
 	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		d.bad[p] = true
+		d.errorf(resolve(n), "%s: expected an integer, got %q", p, s)
+		return 0, false
+	}
+	return v, true
 }
 
 // bool decodes true or false.
-func (d *decoder) bool(dst *bool) func(string, *yaml.Node) {
-	return func(p string, n *yaml.Node) {
-		s, ok := d.nonNull(p, n, "true or false")
-		if !ok {
-			return
-		}
-		switch lower(s) {
-		case "true":
-			*dst = true
-		case "false":
-			*dst = false
-		default:
-			d.bad[p] = true
-			d.errorf(resolve(n), "%s: expected true or false, got %q", p, s)
-		}
+func (d *decoder) bool(p string, n *yaml.Node) (bool, bool) {
+	s, ok := d.nonNull(p, n, "true or false")
+	if !ok {
+		return false, false
 	}
+	switch lower(s) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	d.bad[p] = true
+	d.errorf(resolve(n), "%s: expected true or false, got %q", p, s)
+	return false, false
 }
 
 // duration decodes a duration in time.ParseDuration syntax.
-func (d *decoder) duration(dst *time.Duration) func(string, *yaml.Node) {
-	return func(p string, n *yaml.Node) {
-		s, ok := d.nonNull(p, n, "a duration")
-		if !ok {
-			return
-		}
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			d.bad[p] = true
-			d.errorf(resolve(n), "%s: %s (use Go duration syntax such as 500ms, 30s, 1m30s, 1h)",
-				p, strings.TrimPrefix(err.Error(), "time: "))
-			return
-		}
-		*dst = v
+func (d *decoder) duration(p string, n *yaml.Node) (time.Duration, bool) {
+	s, ok := d.nonNull(p, n, "a duration")
+	if !ok {
+		return 0, false
 	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		d.bad[p] = true
+		d.errorf(resolve(n), "%s: %s (use Go duration syntax such as 500ms, 30s, 1m30s, 1h)",
+			p, strings.TrimPrefix(err.Error(), "time: "))
+		return 0, false
+	}
+	return v, true
 }
 
 // size decodes a byte count (see ParseSize).
-func (d *decoder) size(dst *Size) func(string, *yaml.Node) {
-	return func(p string, n *yaml.Node) {
-		s, ok := d.nonNull(p, n, "a size")
-		if !ok {
-			return
-		}
-		v, err := ParseSize(s)
-		if err != nil {
-			d.bad[p] = true
-			d.errorf(resolve(n), "%s: %v", p, err)
-			return
-		}
-		*dst = v
+func (d *decoder) size(p string, n *yaml.Node) (Size, bool) {
+	s, ok := d.nonNull(p, n, "a size")
+	if !ok {
+		return 0, false
 	}
+	v, err := ParseSize(s)
+	if err != nil {
+		d.bad[p] = true
+		d.errorf(resolve(n), "%s: %v", p, err)
+		return 0, false
+	}
+	return v, true
 }
 
-// enum decodes one of the allowed values of a string enum.
-func enum[T ~string](d *decoder, dst *T, allowed []T) func(string, *yaml.Node) {
-	return func(p string, n *yaml.Node) {
-		names := make([]string, len(allowed))
-		for i, a := range allowed {
-			names[i] = string(a)
-		}
-		want := "one of " + strings.Join(names, ", ")
-		s, ok := d.nonNull(p, n, want)
-		if !ok {
-			return
-		}
-		if !slices.Contains(names, s) {
-			d.bad[p] = true
-			d.errorf(resolve(n), "%s: invalid value %q (allowed: %s)", p, s, strings.Join(names, ", "))
-			return
-		}
-		*dst = T(s)
+// parseEnum decodes one of the allowed values of a string enum.
+func parseEnum[T ~string](d *decoder, p string, n *yaml.Node, allowed []T) (T, bool) {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
 	}
+	want := "one of " + strings.Join(names, ", ")
+	s, ok := d.nonNull(p, n, want)
+	if !ok {
+		return "", false
+	}
+	if !slices.Contains(names, s) {
+		d.bad[p] = true
+		d.errorf(resolve(n), "%s: invalid value %q (allowed: %s)", p, s, strings.Join(names, ", "))
+		return "", false
+	}
+	return T(s), true
 }
 
-// strs decodes a list of strings. Null is the empty list.
-func (d *decoder) strs(dst *[]string) func(string, *yaml.Node) {
-	return func(p string, n *yaml.Node) {
-		n = resolve(n)
-		if isNull(n) {
-			*dst = []string{}
-			return
-		}
-		if n.Kind != yaml.SequenceNode {
-			d.typeError(p, n, "a list")
-			return
-		}
-		out := make([]string, 0, len(n.Content))
-		for i, item := range n.Content {
-			ip := fmt.Sprintf("%s[%d]", p, i)
-			d.at[ip] = resolve(item)
-			if s, ok := d.scalar(ip, item, "a string"); ok {
-				out = append(out, s)
-			}
-		}
-		*dst = out
+// strs decodes a list of strings. Null is the empty list. An item that
+// cannot be decoded is reported, marked bad and kept as "", so that the
+// items after it keep their indexes in later problems.
+func (d *decoder) strs(p string, n *yaml.Node) ([]string, bool) {
+	n = resolve(n)
+	if isNull(n) {
+		return []string{}, true
 	}
+	if n.Kind != yaml.SequenceNode {
+		d.typeError(p, n, "a list")
+		return nil, false
+	}
+	out := make([]string, 0, len(n.Content))
+	for i, item := range n.Content {
+		ip := fmt.Sprintf("%s[%d]", p, i)
+		d.at[ip] = resolve(item)
+		s, _ := d.scalar(ip, item, "a string")
+		out = append(out, s)
+	}
+	return out, true
 }
 
 // escapeOverrides decodes policy.escape_overrides: a list of {table, escape}.
-func (d *decoder) escapeOverrides(dst *[]EscapeOverride) func(string, *yaml.Node) {
-	return func(p string, n *yaml.Node) {
-		n = resolve(n)
-		if isNull(n) {
-			*dst = []EscapeOverride{}
-			return
-		}
-		if n.Kind != yaml.SequenceNode {
-			d.typeError(p, n, "a list")
-			return
-		}
-		out := make([]EscapeOverride, 0, len(n.Content))
-		for i, item := range n.Content {
-			ip := fmt.Sprintf("%s[%d]", p, i)
-			d.at[ip] = resolve(item)
-			var o EscapeOverride
-			d.mapping(ip, item, []field{
-				{"table", d.str(&o.Table)},
-				{"escape", enum(d, &o.Escape, escapeValues)},
-			})
-			out = append(out, o)
-		}
-		*dst = out
+func (d *decoder) escapeOverrides(p string, n *yaml.Node) ([]EscapeOverride, bool) {
+	n = resolve(n)
+	if isNull(n) {
+		return []EscapeOverride{}, true
 	}
+	if n.Kind != yaml.SequenceNode {
+		d.typeError(p, n, "a list")
+		return nil, false
+	}
+	out := make([]EscapeOverride, 0, len(n.Content))
+	for i, item := range n.Content {
+		ip := fmt.Sprintf("%s[%d]", p, i)
+		d.at[ip] = resolve(item)
+		var o EscapeOverride
+		d.mapping(ip, item, []entry{
+			{"table", into(d, &o.Table, (*decoder).str)},
+			{"escape", into(d, &o.Escape, func(d *decoder, p string, n *yaml.Node) (Escape, bool) {
+				return parseEnum(d, p, n, escapeValues)
+			})},
+		})
+		out = append(out, o)
+	}
+	return out, true
 }
 
 // expand replaces ${NAME}, ${NAME:-default} and $${ in the value of scalar n.
@@ -538,6 +538,7 @@ func (d *decoder) expand(n *yaml.Node) (string, bool) {
 				ok = false
 			case set && (!hasDef || v != ""):
 				b.WriteString(v)
+				d.fromEnv = true
 			case hasDef:
 				b.WriteString(def)
 			default:
@@ -567,142 +568,32 @@ func validEnvName(s string) bool {
 }
 
 // validate reports problems in the values of c that decoding could not see:
-// ranges, addresses, connection strings, names, and keys that go together.
-// Positions come from the value nodes recorded while decoding; a field left
-// at its default has none, but every default is valid on its own.
+// missing required keys, ranges, addresses, connection strings, names, and
+// keys that go together, as the key table's checks say. Positions come from
+// the value nodes recorded while decoding; a field left at its default has
+// none, but every default is valid on its own.
 func (d *decoder) validate(c *Config) {
-	// problem records msg at key path p, unless p failed to decode.
-	problem := func(p string, format string, args ...any) {
-		if d.bad[p] {
-			return
-		}
-		msg := p + ": " + fmt.Sprintf(format, args...)
-		if n := d.at[p]; n != nil {
-			d.errorf(n, "%s", msg)
-		} else if d.root != nil {
-			d.errorf(d.root, "%s", msg)
-		} else {
-			d.errorAt(1, 1, msg)
-		}
-	}
-
-	d.address(problem, "listen", c.Listen)
-	switch _, present := d.at["primary"]; {
-	case !present && d.root != nil:
-		d.errorf(d.root, "missing required key \"primary\" (the connection string of the primary)")
-	case !present:
-		d.errorAt(1, 1, "missing required key \"primary\" (the connection string of the primary)")
-	case c.Primary == "":
-		problem("primary", "must not be empty")
-	default:
-		d.dsn(problem, "primary", c.Primary)
-	}
-
-	r := c.ReadPool
-	if r.DSN != "" {
-		d.dsn(problem, "read_pool.dsn", r.DSN)
-	}
-	if r.MaxConns < 1 {
-		problem("read_pool.max_conns", "must be at least 1, got %d", r.MaxConns)
-	}
-	switch {
-	case r.MinIdle < 0:
-		problem("read_pool.min_idle", "must not be negative, got %d", r.MinIdle)
-	case r.MinIdle > r.MaxConns && r.MaxConns >= 1 && !d.bad["read_pool.max_conns"]:
-		problem("read_pool.min_idle", "must not exceed read_pool.max_conns (%d), got %d", r.MaxConns, r.MinIdle)
-	}
-	positive(problem, "read_pool.acquire_timeout", r.AcquireTimeout)
-	positive(problem, "read_pool.max_lifetime", r.MaxLifetime)
-	positive(problem, "read_pool.health_check_period", r.HealthCheckPeriod)
-
-	pol := c.Policy
-	for i, t := range pol.VectorTables {
-		if !validName(t) {
-			problem(fmt.Sprintf("policy.vector_tables[%d]", i), "invalid table name %q (want table or schema.table; double-quote unusual names)", t)
-		}
-	}
-	positive(problem, "policy.discover_interval", pol.DiscoverInterval)
-	for i, o := range pol.EscapeOverrides {
-		ip := fmt.Sprintf("policy.escape_overrides[%d]", i)
-		if d.bad[ip] {
+	ck := checker{d: d}
+	for _, k := range keyTable {
+		if _, present := d.at[k.Name]; k.Required != "" && !present {
+			msg := fmt.Sprintf("missing required key %q (%s)", k.Name, k.Required)
+			if d.root != nil {
+				d.errorf(d.root, "%s", msg)
+			} else {
+				d.errorAt(1, 1, msg)
+			}
 			continue
 		}
-		item := d.at[ip]
-		if _, ok := d.at[ip+".table"]; !ok {
-			d.errorf(item, "%s: missing key \"table\"", ip)
-		} else if _, err := path.Match(o.Table, ""); err != nil || o.Table == "" {
-			problem(ip+".table", "invalid pattern %q (want a glob on schema.table, such as public.* or *.embeddings)", o.Table)
-		}
-		if _, ok := d.at[ip+".escape"]; !ok {
-			d.errorf(item, "%s: missing key \"escape\"", ip)
-		}
+		k.v.check(ck, k.Name, c)
 	}
-	for i, k := range pol.UnitCommentKeys {
-		if !validCommentKey(k) {
-			problem(fmt.Sprintf("policy.unit_comment_keys[%d]", i), "invalid sqlcommenter key %q (want letters, digits, _ . - %%)", k)
-		}
+	if len(d.errs) > 0 {
+		return
 	}
-	positive(problem, "policy.reroute_wait_timeout", pol.RerouteWaitTimeout)
-	for i, f := range pol.WritingFunctions {
-		if !validName(f) {
-			problem(fmt.Sprintf("policy.writing_functions[%d]", i), "invalid function name %q (want function or schema.function, without parentheses)", f)
-		}
-	}
-	for i, f := range pol.ReadOnlyFunctions {
-		if !validName(f) {
-			problem(fmt.Sprintf("policy.read_only_functions[%d]", i), "invalid function name %q (want function or schema.function, without parentheses)", f)
-		}
-	}
-
-	if c.Admin.Listen != "" {
-		if d.address(problem, "admin.listen", c.Admin.Listen) && c.Admin.Listen == c.Listen {
-			problem("admin.listen", "same address as listen (%s)", c.Listen)
-		}
-	}
-	for i, u := range c.Admin.Users {
-		if u == "" {
-			problem(fmt.Sprintf("admin.users[%d]", i), "must not be empty")
-		}
-	}
-
-	switch {
-	case c.TLS.Cert != "" && c.TLS.Key == "":
-		problem("tls.cert", "set without tls.key (TLS needs both)")
-	case c.TLS.Key != "" && c.TLS.Cert == "":
-		problem("tls.key", "set without tls.cert (TLS needs both)")
-	}
-
-	if c.MaxClientConn < 1 {
-		problem("max_client_conn", "must be at least 1, got %d", c.MaxClientConn)
-	}
-	switch m := c.MaxMessageSize; {
-	case m < 0:
-		problem("max_message_size", "must not be negative, got %d", m)
-	case m < minMessageSize:
-		problem("max_message_size", "must be at least %s (%d bytes), got %d", minMessageSize, int64(minMessageSize), m)
-	case m > maxMessageSize:
-		problem("max_message_size", "must be at most %d bytes (the protocol's 32-bit length), got %d", int64(maxMessageSize), m)
-	}
-	positive(problem, "client_login_timeout", c.ClientLoginTimeout)
-	positive(problem, "query_wait_timeout", c.QueryWaitTimeout)
-	if c.IdleInTransactionTimeout < 0 {
-		problem("idle_in_transaction_timeout", "must not be negative, got %s (0 disables it)", c.IdleInTransactionTimeout)
-	}
-	positive(problem, "shutdown_timeout", c.ShutdownTimeout)
-}
-
-// Bounds of max_message_size. NOTE: the smallest is well above any message a
-// client needs for login; the largest is what a message's int32 length field,
-// which counts itself, can describe.
-const (
-	minMessageSize = 8 * KiB
-	maxMessageSize = Size(1<<31 - 1 - 4)
-)
-
-// positive reports a duration that is not greater than zero.
-func positive(problem func(string, string, ...any), p string, v time.Duration) {
-	if v <= 0 {
-		problem(p, "must be positive, got %s", v)
+	// The checks above accept exactly what the policy accepts, name by name;
+	// building the rules the server will run makes sure of it for the file as
+	// a whole, so that `txlane check` never passes a file the server refuses.
+	if _, err := c.Rules(); err != nil {
+		ck.problem("policy", "refused by the routing policy: %v", err)
 	}
 }
 
@@ -742,59 +633,6 @@ func dsnReason(err error) string {
 		}
 	}
 	return msg
-}
-
-// validName reports whether s is a name or schema.name, each part either a
-// plain SQL identifier or a double-quoted one.
-func validName(s string) bool {
-	for parts := 1; ; parts++ {
-		if strings.HasPrefix(s, `"`) {
-			// A quoted identifier ends at a '"' not followed by another.
-			end := -1
-			for i := 1; i < len(s) && end < 0; i++ {
-				switch {
-				case s[i] != '"':
-				case i+1 < len(s) && s[i+1] == '"':
-					i++
-				default:
-					end = i
-				}
-			}
-			if end < 2 {
-				return false
-			}
-			s = s[end+1:]
-		} else {
-			i := strings.IndexByte(s, '.')
-			if i < 0 {
-				i = len(s)
-			}
-			if !plainIdent(s[:i]) {
-				return false
-			}
-			s = s[i:]
-		}
-		if s == "" {
-			return true
-		}
-		if s[0] != '.' || parts == 2 {
-			return false
-		}
-		s = s[1:]
-	}
-}
-
-// plainIdent reports whether s is an unquoted SQL identifier.
-func plainIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		if !(r == '_' || unicode.IsLetter(r) || i > 0 && (unicode.IsDigit(r) || r == '$')) {
-			return false
-		}
-	}
-	return true
 }
 
 // validCommentKey reports whether s can be a sqlcommenter key: keys are

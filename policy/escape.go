@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"path"
 )
@@ -49,6 +50,19 @@ func ParseEscapeAction(s string) (EscapeAction, error) {
 type EscapeOverride struct {
 	Table  string
 	Escape string
+}
+
+// CheckTablePattern reports whether pattern can be an escape override's
+// table: a non-empty glob in path.Match syntax (*, ?, [...]) matched against
+// schema.table. The config file's check and [NewRules] both use it.
+func CheckTablePattern(pattern string) error {
+	if pattern == "" {
+		return errors.New("empty table pattern")
+	}
+	if _, err := path.Match(pattern, ""); err != nil {
+		return fmt.Errorf("bad table pattern %q: %w", pattern, err)
+	}
+	return nil
 }
 
 type escapeOverride struct {
@@ -120,8 +134,8 @@ func (r *Rules) setEscape(cfg RulesConfig, errs *[]error) {
 			*errs = append(*errs, fmt.Errorf("escape_overrides[%d]: %w", i, err))
 			continue
 		}
-		if _, err := path.Match(o.Table, ""); err != nil || o.Table == "" {
-			*errs = append(*errs, fmt.Errorf("escape_overrides[%d]: bad table pattern %q", i, o.Table))
+		if err := CheckTablePattern(o.Table); err != nil {
+			*errs = append(*errs, fmt.Errorf("escape_overrides[%d]: %w", i, err))
 			continue
 		}
 		r.escapeOverrides = append(r.escapeOverrides, escapeOverride{pattern: o.Table, action: a})

@@ -75,9 +75,19 @@ func QuoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
-// ParseTable parses a possibly schema-qualified name written with SQL
-// identifier syntax, as in a config file or a regclass literal:
-// items, public.items, "My Schema"."Vec". Unquoted parts are lower-cased.
+// ParseTable parses a possibly schema-qualified name as PostgreSQL reads a
+// regclass literal (stringToQualifiedNameList): items, public.items,
+// "My Schema"."Vec". It is the one grammar for table names: the config file
+// (policy.vector_tables, checked by `txlane check`), the running policy and
+// nextval('seq') arguments all use it.
+//
+// A part is either double-quoted (kept verbatim; "" stands for one quote;
+// not empty) or unquoted: then it runs up to '.' or white space, may hold
+// any other character but '"' (my-table and 1abc are names, as in
+// 'my-table'::regclass) and is lower-cased (ASCII letters only, as
+// PostgreSQL's downcase_identifier). White space around parts is ignored.
+// More than two parts, an empty part and stray characters after a part are
+// errors.
 func ParseTable(s string) (Table, error) {
 	parts, err := splitIdentifiers(s, '.')
 	if err != nil {
@@ -93,8 +103,21 @@ func ParseTable(s string) (Table, error) {
 	}
 }
 
-// ParseFunc parses a function name like [ParseTable] (no argument list).
+// ParseFunc parses a function name like [ParseTable], without an argument
+// list: an unquoted '(' or ')' is an error (nextval() is a mistake for
+// nextval; double-quote a name that really contains parentheses), so that a
+// function list entry that could never match a call is refused rather than
+// silently ignored.
 func ParseFunc(s string) (Func, error) {
+	inQuotes := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			inQuotes = !inQuotes // a doubled "" toggles twice
+		case !inQuotes && (c == '(' || c == ')'):
+			return Func{}, fmt.Errorf("%q: want a function name without an argument list (double-quote a name that contains parentheses)", s)
+		}
+	}
 	t, err := ParseTable(s)
 	return Func(t), err
 }

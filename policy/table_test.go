@@ -18,6 +18,13 @@ func TestParseTable(t *testing.T) {
 		{`"1st"`, Table{Name: "1st"}, `"1st"`},
 		{`"x.y"`, Table{Name: "x.y"}, `"x.y"`},
 		{"ÄBC", Table{Name: "Äbc"}, `"Äbc"`},
+		// Unquoted parts run up to '.' or white space, as in a regclass
+		// literal ('my-table'::regclass names the table "my-table").
+		{"my-table", Table{Name: "my-table"}, `"my-table"`},
+		{"1abc", Table{Name: "1abc"}, `"1abc"`},
+		{"App.My-Table", Table{Schema: "app", Name: "my-table"}, `app."my-table"`},
+		{`"My-Table"`, Table{Name: "My-Table"}, `"My-Table"`},
+		{"s.$x", Table{Schema: "s", Name: "$x"}, `s."$x"`},
 	}
 	for _, c := range cases {
 		got, err := ParseTable(c.in)
@@ -32,10 +39,46 @@ func TestParseTable(t *testing.T) {
 			t.Errorf("round trip of %q: %#v, %v", got.String(), back, err)
 		}
 	}
-	for _, bad := range []string{"", ".", "a.", `"`, `""`, `a"b`, "a.b.c", `"a"b`} {
+	for _, bad := range []string{"", ".", "a.", `"`, `""`, `a"b`, "a.b.c", `"a"b`, "a b", ".a", "a..b", `"unterminated`, "  "} {
 		if got, err := ParseTable(bad); err == nil {
 			t.Errorf("ParseTable(%q) = %#v, want error", bad, got)
 		}
+	}
+}
+
+func TestParseFunc(t *testing.T) {
+	for in, want := range map[string]Func{
+		"nextval":          {Name: "nextval"},
+		"App.Bump":         {Schema: "app", Name: "bump"},
+		"my-fn":            {Name: "my-fn"},
+		`"f()"`:            {Name: "f()"},
+		`s."odd""(name)"`:  {Schema: "s", Name: `odd"(name)`},
+		` public . lo_put`: {Schema: "public", Name: "lo_put"},
+	} {
+		if got, err := ParseFunc(in); err != nil || got != want {
+			t.Errorf("ParseFunc(%q) = %#v, %v; want %#v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"nextval()", "f(int)", "s.f(", `"a"()`, "", "a.b.c"} {
+		if got, err := ParseFunc(bad); err == nil {
+			t.Errorf("ParseFunc(%q) = %#v, want error", bad, got)
+		}
+	}
+}
+
+func TestCheckTablePattern(t *testing.T) {
+	for _, ok := range []string{"public.*", "*.embeddings", "audit.log_[0-9]", "items"} {
+		if err := CheckTablePattern(ok); err != nil {
+			t.Errorf("CheckTablePattern(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "[abc", `x\`} {
+		if err := CheckTablePattern(bad); err == nil {
+			t.Errorf("CheckTablePattern(%q) = nil, want an error", bad)
+		}
+	}
+	if _, err := NewRules(RulesConfig{EscapeOverrides: []EscapeOverride{{Table: "[abc", Escape: "allow"}}}); err == nil {
+		t.Error("NewRules accepted a bad pattern")
 	}
 }
 

@@ -147,7 +147,7 @@ func (a consoleAPI) Policy() console.Policy {
 	pi := a.s.Policy()
 	settings := make([]console.Setting, len(pi.Settings))
 	for i, st := range pi.Settings {
-		settings[i] = console.Setting{Name: st.Name, Value: st.Value}
+		settings[i] = console.Setting{Name: st.Name, Value: st.Value, Source: st.Source}
 	}
 	return console.Policy{Settings: settings, Rules: pi.Rules, Discovered: pi.Discovered}
 }

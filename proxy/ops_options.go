@@ -29,7 +29,7 @@ type OpsOptions struct {
 	// socket, without a password.
 	AdminUsers []string
 	// Settings describe the configuration in force, as SHOW POLICY lists
-	// it. Values must not hold secrets.
+	// it: the rows in order. Values must not hold secrets.
 	Settings []Setting
 	// OnReload, when set, is what the admin console's RELOAD runs: read the
 	// configuration again and call Server.Reload. Its error is shown to the
@@ -37,9 +37,11 @@ type OpsOptions struct {
 	OnReload func() error
 }
 
-// Setting is one configuration key and its value, for SHOW POLICY.
+// Setting is one configuration key, its value and where the value came
+// from ("default", "file" or "env"), for SHOW POLICY's key, value and source
+// columns.
 type Setting struct {
-	Name, Value string
+	Name, Value, Source string
 }
 
 func (o *OpsOptions) setDefaults() {

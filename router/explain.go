@@ -34,6 +34,17 @@ type Explanation struct {
 	Tx *ExplainTx `json:"tx,omitempty"`
 	// Settings lists SET / RESET changes.
 	Settings []policy.Setting `json:"settings,omitempty"`
+	// Units are the units of work the text carries in sqlcommenter
+	// comments, read with the rules' unit_comment_keys (traceparent always),
+	// as the server reads them. A unit set with SET txlane.unit is session
+	// state and not shown.
+	Units []string `json:"units,omitempty"`
+	// Escape is what happens to the text when it may write and another
+	// connection holds one of its units in an open transaction: the
+	// policy.escape action, or the first matching policy.escape_overrides
+	// entry's (policy.Rules.EscapeFor of the tables written). Empty when
+	// the text does not write.
+	Escape string `json:"escape,omitempty"`
 	// State is the transaction state the decision assumed
 	// (policy.ParseStateSpec syntax).
 	State string `json:"state"`
@@ -69,6 +80,12 @@ func Explain(c *Classifier, sql string, state *policy.TxState, rules *policy.Rul
 	}
 	e := explainStatement(st, state, rules, searchPath)
 	e.SQL = sql
+	if rules != nil {
+		e.Units, _ = ExtractUnits(sql, rules.UnitCommentKeys())
+	}
+	if st.MayWrite() {
+		e.Escape = rules.EscapeFor(policy.WrittenTables([]*policy.Statement{st})).String()
+	}
 	return e
 }
 
@@ -172,6 +189,12 @@ func (e Explanation) lines(prefix string) [][2]string {
 		default:
 			add("setting", s.Name+" = "+s.Value)
 		}
+	}
+	if len(e.Units) > 0 {
+		add("units", list(e.Units))
+	}
+	if e.Escape != "" {
+		add("escape", e.Escape+" (if another connection holds its unit of work)")
 	}
 	add("state", e.State)
 	add("route", e.Lane+" ("+e.Reason+")")

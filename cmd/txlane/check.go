@@ -17,19 +17,20 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, 0); !ok {
 		return code
 	}
-	if _, ok := loadConfig(*path, stderr); !ok {
+	if _, _, ok := loadConfig(*path, stderr); !ok {
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return exitOK
 }
 
-// loadConfig loads the configuration file at path. On failure it writes every
-// problem to stderr, one per line, and returns false.
-func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
-	cfg, err := config.Load(path)
+// loadConfig loads the configuration file at path, with the source of each
+// value. On failure it writes every problem to stderr, one per line, and
+// returns false.
+func loadConfig(path string, stderr io.Writer) (*config.Config, config.Sources, bool) {
+	cfg, src, err := config.LoadWithSources(path)
 	if err == nil {
-		return cfg, true
+		return cfg, src, true
 	}
 	var problems config.Errors
 	if errors.As(err, &problems) {
@@ -39,5 +40,5 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
 	} else {
 		fmt.Fprintf(stderr, "txlane: %v\n", err)
 	}
-	return nil, false
+	return nil, nil, false
 }

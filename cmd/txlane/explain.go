@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/txlane/txlane/config"
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/proxy"
 	"github.com/txlane/txlane/router"
@@ -59,18 +60,12 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		return exitUsageErr
 	}
 	sql := fs.Arg(0)
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, _, ok := loadConfig(*path, stderr)
 	if !ok {
 		return exitFailure
 	}
 
-	rc := policy.RulesConfig{
-		VectorTables:      cfg.Policy.VectorTables,
-		AfterWrite:        string(cfg.Policy.AfterWrite),
-		OnUnavailable:     string(cfg.ReadPool.OnUnavailable),
-		WritingFunctions:  cfg.Policy.WritingFunctions,
-		ReadOnlyFunctions: cfg.Policy.ReadOnlyFunctions,
-	}
+	var discovered []policy.Table
 	var catalog router.FuncCatalog
 	if *discover {
 		pc, err := pgconn.ParseConfig(cfg.Primary)
@@ -85,10 +80,10 @@ func explain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "txlane explain: reading the catalog: %v\n", err)
 			return exitFailure
 		}
-		rc.Discovered = tables
+		discovered = tables
 		catalog = router.NewCatalogSnapshot(funcs)
 	}
-	rules, err := policy.NewRules(rc)
+	rules, err := explainRules(cfg, discovered)
 	if err != nil {
 		fmt.Fprintf(stderr, "txlane explain: policy: %v\n", err)
 		return exitFailure
@@ -117,6 +112,15 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	}
 	printExplanation(stdout, e)
 	return exitOK
+}
+
+// explainRules builds the rules explain decides under: the server's own
+// mapping of the configuration (config.Config.RulesConfig, as proxyOptions
+// passes it to the proxy), plus the tables --discover found.
+func explainRules(cfg *config.Config, discovered []policy.Table) (*policy.Rules, error) {
+	rc := cfg.RulesConfig()
+	rc.Discovered = discovered
+	return policy.NewRules(rc)
 }
 
 func printExplanation(w io.Writer, e router.Explanation) {

@@ -168,11 +168,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, 0); !ok {
 		return code
 	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, src, ok := loadConfig(*path, stderr)
 	if !ok {
 		return exitFailure
 	}
-	if err := serve(cfg, *path); err != nil {
+	if err := serve(cfg, src, *path); err != nil {
 		fmt.Fprintf(stderr, "txlane: %v\n", err)
 		return exitFailure
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,8 +23,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/txlane/txlane/config"
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/internal/testbin"
+	"github.com/txlane/txlane/router"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -46,6 +50,7 @@ func TestOperations(t *testing.T) {
 	t.Run("graceful stop", func(t *testing.T) { testGracefulStop(t, bin, dsn) })
 	t.Run("second signal", func(t *testing.T) { testSecondSignal(t, bin, dsn) })
 	t.Run("idle in transaction", func(t *testing.T) { testIdleInTransaction(t, bin, dsn) })
+	t.Run("explain and SHOW POLICY", func(t *testing.T) { testExplainAndPolicy(t, bin, dsn) })
 }
 
 // proc is one running txlane process.
@@ -378,7 +383,7 @@ func testReload(t *testing.T, bin, dsn string) {
 	if r := p.route(read); r != "primary (not_vector_read)" {
 		t.Fatalf("route after the rename: %s", r)
 	}
-	if out := p.mustPsql("admin", "SHOW POLICY"); !strings.Contains(out, "policy.after_write|any|config") {
+	if out := p.mustPsql("admin", "SHOW POLICY"); !strings.Contains(out, "policy.after_write|any|file") {
 		t.Fatalf("SHOW POLICY after the rename:\n%s", out)
 	}
 
@@ -398,6 +403,10 @@ func testReload(t *testing.T, bin, dsn string) {
 	p.waitFor(5*time.Second, "the listen edit to be seen", func() bool { return p.metric("txlane_config_reloads_total") == 5 })
 	if logs := p.logs.String(); !strings.Contains(logs, "apply only after a restart") || !strings.Contains(logs, `"listen"`) {
 		t.Fatalf("the listen change was not reported as needing a restart:\n%s", logs)
+	}
+	// SHOW POLICY shows the value in force, the old one.
+	if out := p.mustPsql("admin", "SHOW POLICY"); !strings.Contains("\n"+out, "\nlisten|"+oldListen+"|file\n") {
+		t.Fatalf("SHOW POLICY after the listen edit lacks the listen in force (%s):\n%s", oldListen, out)
 	}
 
 	// The client was never dropped.
@@ -579,5 +588,73 @@ func testIdleInTransaction(t *testing.T, bin, dsn string) {
 	}
 	if n := p.metric(`txlane_timeouts_total{kind="idle_in_transaction"}`); n != 1 {
 		t.Errorf("txlane_timeouts_total{kind=idle_in_transaction} = %v", n)
+	}
+}
+
+// testExplainAndPolicy: `txlane explain` on the running server's file
+// answers exactly as the server's own EXPLAIN (both take their rules from
+// config.Config.RulesConfig), and SHOW POLICY gives every key with its source.
+func testExplainAndPolicy(t *testing.T, bin, dsn string) {
+	t.Setenv("TXLANE_OPS_REROUTE_WAIT", "4s")
+	p := startTxlane(t, bin, dsn, `read_pool: {on_unavailable: error}
+policy:
+  vector_tables: [docs, app."My-Vec", my-table]
+  discover_vector_tables: false
+  after_write: any
+  escape: reroute
+  escape_overrides: [{table: "audit.*", escape: allow}, {table: "public.items", escape: log}]
+  unit_comment_keys: [request_id]
+  reroute_wait_timeout: ${TXLANE_OPS_REROUTE_WAIT}
+  writing_functions: [app.bump]
+  read_only_functions: [app.pure]
+`)
+	for _, sql := range []string{
+		"INSERT INTO audit.log VALUES (1) /*request_id='r1'*/",
+		"UPDATE items SET a = 1 /*unit='u1'*/",
+		"SELECT app.bump() FROM docs /*request_id='r2',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/",
+		"SELECT app.pure() FROM docs",
+		`SELECT * FROM "my-table" JOIN app."My-Vec" USING (id)`,
+		"SELECT * FROM docs FOR UPDATE",
+		"SELEC 1 /*request_id='r3'*/",
+	} {
+		var out, errOut bytes.Buffer
+		if code := explain([]string{"--config", p.config, "--json", sql}, &out, &errOut); code != 0 {
+			t.Fatalf("explain %q: exit %d: %s", sql, code, &errOut)
+		}
+		var e router.Explanation
+		if err := json.Unmarshal(out.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		var cli []string
+		for _, kv := range e.Lines() {
+			cli = append(cli, kv[0]+"|"+kv[1])
+		}
+		server := strings.Split(strings.TrimSuffix(p.mustPsql("admin", "EXPLAIN "+sql), "\n"), "\n")
+		if !reflect.DeepEqual(cli, server) {
+			t.Errorf("%s:\ntxlane explain:\n  %s\nserver EXPLAIN:\n  %s", sql, strings.Join(cli, "\n  "), strings.Join(server, "\n  "))
+		}
+	}
+
+	out := p.mustPsql("admin", "SHOW POLICY")
+	for _, row := range []string{
+		"listen|" + p.listen + "|file",
+		"policy.escape|reroute|file",
+		"policy.escape_overrides|[audit.*: allow, public.items: log]|file",
+		"policy.reroute_wait_timeout|4s|env",
+		"read_pool.max_lifetime|1h|default",
+		"max_message_size|64MiB|default",
+	} {
+		if !strings.Contains("\n"+out, "\n"+row+"\n") {
+			t.Errorf("SHOW POLICY lacks the row %s:\n%s", row, out)
+		}
+	}
+	keys := 0
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Split(line, "|"); len(f) == 3 && (f[2] == "default" || f[2] == "file" || f[2] == "env") {
+			keys++
+		}
+	}
+	if keys != len(config.Keys()) {
+		t.Errorf("SHOW POLICY has %d configuration rows, want one per key (%d):\n%s", keys, len(config.Keys()), out)
 	}
 }

@@ -3,12 +3,8 @@ package main
 import (
 	"crypto/sha256"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,23 +30,24 @@ type reloader struct {
 	level   zap.AtomicLevel
 	metrics *proxy.Metrics
 	srv     *proxy.Server // set once the server exists
-	// started is the configuration txlane started with: keys that apply only
-	// at start are compared against it.
-	started *config.Config
 
 	mu struct {
 		sync.Mutex
-		cur *config.Config // the configuration in force
-		sum [32]byte       // of the file content last tried
+		// cur is the configuration in force and src the sources of its
+		// values. Its Restart keys (config.Keys) hold the values txlane
+		// started with, whatever the file says now.
+		cur *config.Config
+		src config.Sources
+		sum [32]byte // of the file content last tried
 	}
 	watcher *fsnotify.Watcher
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
 
-func newReloader(path string, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel, m *proxy.Metrics) *reloader {
-	r := &reloader{path: path, log: log, level: level, metrics: m, started: cfg, done: make(chan struct{})}
-	r.mu.cur = cfg
+func newReloader(path string, cfg *config.Config, src config.Sources, log *zap.Logger, level zap.AtomicLevel, m *proxy.Metrics) *reloader {
+	r := &reloader{path: path, log: log, level: level, metrics: m, done: make(chan struct{})}
+	r.mu.cur, r.mu.src = cfg, src
 	if data, err := os.ReadFile(path); err == nil {
 		r.mu.sum = sha256.Sum256(data)
 	}
@@ -85,9 +82,11 @@ func (r *reloader) reload(trigger string, force bool) error {
 		return nil
 	}
 	r.mu.sum = sum
-	cfg, err := config.Parse(r.path, data)
+	var next config.Reloaded
+	cfg, src, err := config.ParseWithSources(r.path, data)
 	if err == nil {
-		err = r.apply(cfg)
+		next = config.Apply(r.mu.cur, r.mu.src, cfg, src)
+		err = r.apply(next.Config, next.Sources)
 	}
 	if err != nil {
 		var problems config.Errors
@@ -102,58 +101,35 @@ func (r *reloader) reload(trigger string, force bool) error {
 		r.metrics.Reloaded(err)
 		return err
 	}
-	r.mu.cur = cfg
+	r.mu.cur, r.mu.src = next.Config, next.Sources
 	r.metrics.Reloaded(nil)
-	if keys := restartKeys(r.started, cfg); len(keys) > 0 {
+	if len(next.Restart) > 0 {
 		log.Warn("configuration keys changed that apply only after a restart; their old values stay in force",
-			zap.Strings("keys", keys))
+			zap.Strings("keys", next.Restart))
 	}
-	log.Info("configuration reloaded")
+	log.Info("configuration reloaded", zap.Strings("changed", next.Live))
 	return nil
 }
 
-// apply hands a validated configuration to the server and the logger.
-func (r *reloader) apply(cfg *config.Config) error {
+// apply hands a validated configuration to the server and the logger. cfg
+// is what config.Apply keeps in force: its Restart keys hold the values
+// txlane started with, and the proxy ignores the options built from them
+// (see proxy.Server.Reload); TLS files are not read again.
+func (r *reloader) apply(cfg *config.Config, src config.Sources) error {
 	level, err := zapLevel(cfg.Log.Level)
 	if err != nil {
 		return err
 	}
-	// TLS files are read only at start (tls.* needs a restart).
-	noTLS := *cfg
-	noTLS.TLS = config.TLS{}
-	opts, err := proxyOptions(&noTLS, r.log)
+	opts, err := proxyOptions(cfg, r.log)
 	if err != nil {
 		return err
 	}
-	opsOptions(cfg, &opts)
+	opsOptions(cfg, src, &opts)
 	if err := r.srv.Reload(opts); err != nil {
 		return err
 	}
 	r.level.SetLevel(level)
 	return nil
-}
-
-// restartKeys lists the keys whose change needs a restart and that differ
-// between the configuration txlane started with and cfg.
-func restartKeys(started, cfg *config.Config) []string {
-	var keys []string
-	for _, k := range []struct {
-		key      string
-		old, new string
-	}{
-		{"listen", started.Listen, cfg.Listen},
-		{"admin.listen", started.Admin.Listen, cfg.Admin.Listen},
-		{"primary", started.Primary, cfg.Primary},
-		{"read_pool.dsn", started.ReadPool.DSN, cfg.ReadPool.DSN},
-		{"tls.cert", started.TLS.Cert, cfg.TLS.Cert},
-		{"tls.key", started.TLS.Key, cfg.TLS.Key},
-		{"log.format", string(started.Log.Format), string(cfg.Log.Format)},
-	} {
-		if k.old != k.new {
-			keys = append(keys, k.key)
-		}
-	}
-	return keys
 }
 
 // watch reloads the file when it changes. It watches the file's directory,
@@ -219,70 +195,13 @@ func (r *reloader) close() {
 	r.wg.Wait()
 }
 
-// describeConfig lists cfg's keys and values for SHOW POLICY, with
-// passwords in connection strings masked.
-func describeConfig(cfg *config.Config) []proxy.Setting {
-	d := func(v time.Duration) string { return v.String() }
-	list := func(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
-	overrides := make([]string, 0, len(cfg.Policy.EscapeOverrides))
-	for _, o := range cfg.Policy.EscapeOverrides {
-		overrides = append(overrides, o.Table+": "+string(o.Escape))
+// settings lists every configuration key for SHOW POLICY: its value in cfg
+// (passwords masked) and where it came from (default, file, env).
+func settings(cfg *config.Config, src config.Sources) []proxy.Setting {
+	rows := cfg.Rows(src)
+	out := make([]proxy.Setting, len(rows))
+	for i, row := range rows {
+		out[i] = proxy.Setting{Name: row.Key, Value: row.Value, Source: string(row.Source)}
 	}
-	p, rp := cfg.Policy, cfg.ReadPool
-	return []proxy.Setting{
-		{Name: "listen", Value: cfg.Listen},
-		{Name: "primary", Value: maskDSN(cfg.Primary)},
-		{Name: "read_pool.dsn", Value: maskDSN(rp.DSN)},
-		{Name: "read_pool.max_conns", Value: strconv.Itoa(rp.MaxConns)},
-		{Name: "read_pool.min_idle", Value: strconv.Itoa(rp.MinIdle)},
-		{Name: "read_pool.acquire_timeout", Value: d(rp.AcquireTimeout)},
-		{Name: "read_pool.max_lifetime", Value: d(rp.MaxLifetime)},
-		{Name: "read_pool.health_check_period", Value: d(rp.HealthCheckPeriod)},
-		{Name: "read_pool.on_unavailable", Value: string(rp.OnUnavailable)},
-		{Name: "policy.vector_tables", Value: list(p.VectorTables)},
-		{Name: "policy.discover_vector_tables", Value: strconv.FormatBool(p.DiscoverVectorTables)},
-		{Name: "policy.discover_interval", Value: d(p.DiscoverInterval)},
-		{Name: "policy.after_write", Value: string(p.AfterWrite)},
-		{Name: "policy.escape", Value: string(p.Escape)},
-		{Name: "policy.escape_overrides", Value: list(overrides)},
-		{Name: "policy.unit_comment_keys", Value: list(p.UnitCommentKeys)},
-		{Name: "policy.reroute_wait_timeout", Value: d(p.RerouteWaitTimeout)},
-		{Name: "policy.writing_functions", Value: list(p.WritingFunctions)},
-		{Name: "policy.read_only_functions", Value: list(p.ReadOnlyFunctions)},
-		{Name: "admin.listen", Value: cfg.Admin.Listen},
-		{Name: "admin.users", Value: list(cfg.Admin.Users)},
-		{Name: "log.level", Value: string(cfg.Log.Level)},
-		{Name: "log.format", Value: string(cfg.Log.Format)},
-		{Name: "tls.cert", Value: cfg.TLS.Cert},
-		{Name: "tls.key", Value: cfg.TLS.Key},
-		{Name: "max_client_conn", Value: strconv.Itoa(cfg.MaxClientConn)},
-		{Name: "max_message_size", Value: cfg.MaxMessageSize.String()},
-		{Name: "client_login_timeout", Value: d(cfg.ClientLoginTimeout)},
-		{Name: "query_wait_timeout", Value: d(cfg.QueryWaitTimeout)},
-		{Name: "idle_in_transaction_timeout", Value: d(cfg.IdleInTransactionTimeout)},
-		{Name: "shutdown_timeout", Value: d(cfg.ShutdownTimeout)},
-	}
-}
-
-// kvPassword matches a password in a key=value connection string.
-var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
-// maskDSN hides the password of a libpq URL or key=value connection string.
-func maskDSN(dsn string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "(unparsable URL)"
-		}
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
-	}
-	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+	return out
 }

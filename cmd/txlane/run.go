@@ -24,7 +24,7 @@ var (
 // proxy.Server.Shutdown); a second signal stops at once. SIGHUP, edits of
 // the configuration file and the admin console's RELOAD reload the
 // configuration. It returns nil after a clean stop.
-func run(cfg *config.Config, path string, log *zap.Logger, level zap.AtomicLevel) error {
+func run(cfg *config.Config, src config.Sources, path string, log *zap.Logger, level zap.AtomicLevel) error {
 	// Signals are caught from the start, so that none is lost while starting.
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
@@ -34,12 +34,15 @@ func run(cfg *config.Config, path string, log *zap.Logger, level zap.AtomicLevel
 	defer signal.Stop(hup)
 
 	metrics := proxy.NewMetrics()
-	r := newReloader(path, cfg, log, level, metrics)
+	r := newReloader(path, cfg, src, log, level, metrics)
 	opts, err := proxyOptions(cfg, log)
 	if err != nil {
 		return err
 	}
-	opsOptions(cfg, &opts)
+	if opts.TLS, err = clientTLS(cfg); err != nil {
+		return err
+	}
+	opsOptions(cfg, src, &opts)
 	opts.Metrics = metrics
 	opts.OnReload = func() error { return r.reload("admin console", true) }
 	srv, err := proxy.New(opts)
@@ -117,13 +120,14 @@ func run(cfg *config.Config, path string, log *zap.Logger, level zap.AtomicLevel
 	return result
 }
 
-// opsOptions sets what the operations side of the proxy needs from cfg.
-func opsOptions(cfg *config.Config, opts *proxy.Options) {
+// opsOptions sets what the operations side of the proxy needs from cfg
+// (its values from src).
+func opsOptions(cfg *config.Config, src config.Sources, opts *proxy.Options) {
 	opts.OpsOptions = proxy.OpsOptions{
 		QueryWaitTimeout:         cfg.QueryWaitTimeout,
 		IdleInTransactionTimeout: cfg.IdleInTransactionTimeout,
 		AdminUsers:               cfg.Admin.Users,
-		Settings:                 describeConfig(cfg),
+		Settings:                 settings(cfg, src),
 		OnReload:                 opts.OnReload,
 	}
 	// NOTE: query_wait_timeout caps every wait for a backend, the read

@@ -9,22 +9,24 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/txlane/txlane/config"
-	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/proxy"
 )
 
-// serve runs txlane with cfg, read from path, until SIGINT or SIGTERM. The
+// serve runs txlane with cfg (its values from src), read from path, until SIGINT or SIGTERM. The
 // lifecycle (reload, admin HTTP endpoint, graceful stop) is in run.go.
-func serve(cfg *config.Config, path string) error {
+func serve(cfg *config.Config, src config.Sources, path string) error {
 	log, level, err := newLogger(cfg.Log)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
-	return run(cfg, path, log, level)
+	return run(cfg, src, path, log, level)
 }
 
-// proxyOptions turns a validated configuration into the proxy's options.
+// proxyOptions turns a validated configuration into the proxy's options,
+// except TLS towards clients, which only clientTLS reads (at start). The
+// routing rules are cfg.RulesConfig(), the same mapping `txlane explain`
+// uses.
 func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 	primary, err := pgconn.ParseConfig(cfg.Primary)
 	if err != nil {
@@ -39,7 +41,7 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 		}
 	}
 	p := cfg.Policy
-	opts := proxy.Options{
+	return proxy.Options{
 		Primary:            primary,
 		MaxClientConn:      cfg.MaxClientConn,
 		MaxMessageSize:     int(cfg.MaxMessageSize),
@@ -53,28 +55,24 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 			MaxLifetime:       cfg.ReadPool.MaxLifetime,
 			HealthCheckPeriod: cfg.ReadPool.HealthCheckPeriod,
 		},
-		Rules: policy.RulesConfig{
-			VectorTables:      p.VectorTables,
-			AfterWrite:        string(p.AfterWrite),
-			OnUnavailable:     string(cfg.ReadPool.OnUnavailable),
-			WritingFunctions:  p.WritingFunctions,
-			ReadOnlyFunctions: p.ReadOnlyFunctions,
-			Escape:            string(p.Escape),
-			EscapeOverrides:   escapeOverrides(p.EscapeOverrides),
-			UnitCommentKeys:   p.UnitCommentKeys,
-		},
+		Rules:              cfg.RulesConfig(),
 		RerouteWaitTimeout: p.RerouteWaitTimeout,
 		Discover:           p.DiscoverVectorTables,
 		DiscoverInterval:   p.DiscoverInterval,
+	}, nil
+}
+
+// clientTLS loads the certificate tls.cert and tls.key name; nil when TLS
+// is off. It runs only at start: tls.* need a restart.
+func clientTLS(cfg *config.Config) (*tls.Config, error) {
+	if cfg.TLS.Cert == "" {
+		return nil, nil
 	}
-	if cfg.TLS.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return proxy.Options{}, fmt.Errorf("tls: %w", err)
-		}
-		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
 	}
-	return opts, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // newLogger builds the logger lc describes. Its level can change later
@@ -102,13 +100,4 @@ func zapLevel(l config.LogLevel) (zapcore.Level, error) {
 		return level, fmt.Errorf("log.level: %w", err)
 	}
 	return level, nil
-}
-
-// escapeOverrides converts policy.escape_overrides for the policy package.
-func escapeOverrides(in []config.EscapeOverride) []policy.EscapeOverride {
-	out := make([]policy.EscapeOverride, len(in))
-	for i, o := range in {
-		out[i] = policy.EscapeOverride{Table: o.Table, Escape: string(o.Escape)}
-	}
-	return out
 }

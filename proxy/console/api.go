@@ -112,7 +112,8 @@ type Policy struct {
 	Discovered map[string][]policy.Table
 }
 
-// Setting is one configuration key and its value.
+// Setting is one configuration key, its value and where the value came
+// from (default, file, env).
 type Setting struct {
-	Name, Value string
+	Name, Value, Source string
 }

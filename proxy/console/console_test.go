@@ -39,7 +39,7 @@ func (p *stubProxy) Routes() []Route {
 func (p *stubProxy) Units() []Unit {
 	return []Unit{{Unit: "u1", ClientID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", Since: since, Failed: true}}
 }
-func (p *stubProxy) Policy() Policy { return Policy{Settings: []Setting{{Name: "listen", Value: "x"}}} }
+func (p *stubProxy) Policy() Policy { return Policy{Settings: []Setting{{Name: "listen", Value: "x", Source: "file"}}} }
 func (p *stubProxy) Paused() bool   { return p.paused }
 func (p *stubProxy) Reload() error  { return p.reloadErr }
 func (p *stubProxy) Pause(ctx context.Context) error {
@@ -178,7 +178,7 @@ func TestServeProtocol(t *testing.T) {
 
 	w.send(&pgproto3.Query{String: "SHOW POLICY; SHOW NOTHING; PAUSE"})
 	w.expect("a Query stops at its first error",
-		"T key,value,source", "D listen|x|config", "D paused|false|admin console", "C SHOW",
+		"T key,value,source", "D listen|x|file", "D paused|false|admin console", "C SHOW",
 		"E ERROR 0A000 ", "Z I")
 	if p.paused {
 		t.Fatal("PAUSE ran after an error earlier in the Query")

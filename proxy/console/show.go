@@ -53,7 +53,7 @@ func showPolicy(p Proxy) [][]string {
 	pi := p.Policy()
 	var rows [][]string
 	for _, st := range pi.Settings {
-		rows = append(rows, []string{st.Name, st.Value, "config"})
+		rows = append(rows, []string{st.Name, st.Value, st.Source})
 	}
 	if r := pi.Rules; r != nil {
 		rows = append(rows,
