@@ -200,8 +200,8 @@ func (r *Rules) OnVectorUnavailable() (d Decision, ok bool) {
 }
 
 // Decide returns the lane for one request (a simple Query's text) given the
-// client's transaction state, following DESIGN.md's one-connection routing
-// table:
+// client's transaction state, following the one-connection routing table
+// (docs/semantics.md):
 //
 //   - failed transaction (E): primary, tx_failed;
 //   - unparsable: primary, unparsed;

@@ -49,7 +49,7 @@ func multi(parts ...*Statement) *Statement {
 	return &m
 }
 
-// TestDecide walks DESIGN.md's one-connection routing table row by row.
+// TestDecide walks the one-connection routing table (docs/semantics.md) row by row.
 func TestDecide(t *testing.T) {
 	rules := mustRules(t, RulesConfig{VectorTables: []string{"public.items", `"My Schema"."Vec"`, "chunks"}})
 	anyRules := mustRules(t, RulesConfig{VectorTables: []string{"public.items"}, AfterWrite: "any"})

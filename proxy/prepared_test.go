@@ -1,6 +1,6 @@
 package proxy_test
 
-// Prepared statements, whichever lane runs them (DESIGN.md, "Wire notes":
+// Prepared statements, whichever lane runs them (docs/semantics.md, "Wire notes":
 // named statements, unnamed statement, portals). Each test replays, at the
 // message level, the wire pattern of a real driver against a proxy with a
 // vector lane and checks two things: the client sees exactly what PostgreSQL
