@@ -39,9 +39,11 @@ func (p *stubProxy) Routes() []Route {
 func (p *stubProxy) Units() []Unit {
 	return []Unit{{Unit: "u1", ClientID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", Since: since, Failed: true}}
 }
-func (p *stubProxy) Policy() Policy { return Policy{Settings: []Setting{{Name: "listen", Value: "x", Source: "file"}}} }
-func (p *stubProxy) Paused() bool   { return p.paused }
-func (p *stubProxy) Reload() error  { return p.reloadErr }
+func (p *stubProxy) Policy() Policy {
+	return Policy{Settings: []Setting{{Name: "listen", Value: "x", Source: "file"}}}
+}
+func (p *stubProxy) Paused() bool  { return p.paused }
+func (p *stubProxy) Reload() error { return p.reloadErr }
 func (p *stubProxy) Pause(ctx context.Context) error {
 	p.paused = true
 	if errors.Is(p.pauseErr, context.DeadlineExceeded) {
