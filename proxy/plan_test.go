@@ -97,7 +97,9 @@ func TestEscapeFlushedHolderAndPartialRequest(t *testing.T) {
 	if len(r.errs) != 1 || !strings.HasPrefix(r.errs[0], proxy.CodeEscapedWrite) {
 		t.Fatalf("re-executing the client's unnamed statement: %s", r)
 	}
-	r = h.run(pQuery("ROLLBACK"))
+	if r = h.run(pQuery("ROLLBACK")); r.status != 'I' {
+		t.Fatalf("holder's ROLLBACK: %s", r)
+	}
 	if got := bed.count(t, "true"); got != "0" {
 		t.Fatalf("%s rows after the holder rolled back", got)
 	}
@@ -249,8 +251,10 @@ func TestPlanPortalAcrossRequests(t *testing.T) {
 	exec(t, holder, "BEGIN")
 	exec(t, holder, bed.insert("u1", "holder"))
 	w := newPrepConn(t, bed.connect(t))
-	r := w.run(pQuery("BEGIN"))
-	r = w.run(pParse("w", bed.insert("u1", "other")), &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "w"}, pSync())
+	if r := w.run(pQuery("BEGIN")); r.status != 'T' {
+		t.Fatalf("BEGIN: %s", r)
+	}
+	r := w.run(pParse("w", bed.insert("u1", "other")), &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "w"}, pSync())
 	if len(r.errs) != 0 {
 		t.Fatalf("bind: %s", r)
 	}
