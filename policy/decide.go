@@ -84,6 +84,11 @@ const (
 	ReasonVectorUnavailable
 	// ReasonEmpty: an empty batch.
 	ReasonEmpty
+	// ReasonLaneRefusedWrite: the vector lane, which runs every read in a
+	// read-only transaction, refused this statement text as a write (SQLSTATE
+	// 25006 or 25001) once; it runs on the primary from then on. Set by the
+	// proxy, which remembers such texts per database.
+	ReasonLaneRefusedWrite
 
 	numReasons
 )
@@ -114,6 +119,7 @@ var reasonNames = [numReasons]string{
 	ReasonBackendDependent:  "backend_dependent",
 	ReasonVectorUnavailable: "vector_unavailable",
 	ReasonEmpty:             "empty",
+	ReasonLaneRefusedWrite:  "lane_refused_write",
 }
 
 // String returns the stable identifier, e.g. "read_your_writes".

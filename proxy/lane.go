@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,11 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "txlane vector lane"
 	}
+	// Every transaction of a lane connection is read-only (see
+	// readOnlyLaneParam), whatever the read pool's DSN or role says: a
+	// startup parameter outranks the role's and the database's settings and
+	// the options parameter, and is what RESET returns to.
+	cfg.RuntimeParams[readOnlyLaneParam] = "on"
 	maxConns := lp.live().MaxConns
 	pp, err := puddle.NewPool(&puddle.Config[*laneConn]{
 		Constructor: func(ctx context.Context) (*laneConn, error) { return dialLane(ctx, cfg) },
@@ -186,10 +192,29 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 	return p, nil
 }
 
+// readOnlyLaneParam makes the server itself refuse writes on the vector lane.
+// The classifier sends only what it believes are pure reads there, but a read
+// can write where it cannot see (a view or an RLS policy calling a volatile
+// function, a stable function calling a volatile one, a function listed in
+// policy.read_only_functions that is not): with every lane transaction
+// read-only, PostgreSQL raises 25006 instead (see laneRefusal), and txlane
+// runs the statement on the client's own backend.
+//
+// It is a startup parameter of every lane connection, checked at login, and
+// never changed after: applySQL does not set it (laneFixed), and a lane
+// connection on which the server reports any ParameterStatus while a client's
+// read runs (a function that ran SET default_transaction_read_only = off, say:
+// the setting is reported since PostgreSQL 14) is discarded (relayLane).
+const readOnlyLaneParam = "default_transaction_read_only"
+
 func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if v := pc.ParameterStatus(readOnlyLaneParam); v != "on" {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("vector-lane connection: the server reports %s = %q, want on (PostgreSQL 14 or newer reports it)", readOnlyLaneParam, v)
 	}
 	hj, err := pc.Hijack()
 	if err != nil {

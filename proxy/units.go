@@ -447,6 +447,9 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 	s.writeUnitShared(bw, b, holder.guestStmts, &holder.reg.mu, &req.replies)
 	bw.Flush()
 	holder.push(req)
+	// The write runs in the holder's session: it may change its settings or
+	// temporary relations, which the holder reads again before an offload.
+	holder.snapDirty.Store(true)
 	w.Write(buf.Bytes())
 	err := w.Flush()
 	holder.unnamedClobbered.Store(true)

@@ -40,10 +40,11 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		defer s.mu.Unlock()
 		return policy.DecideBatch(&s.mu.tx, stmts, rt.rules, s.searchPath)
 	}
-	// A decision for the primary is final, except not_vector_read, which a
-	// fresh search_path may turn.
+	// A decision for the primary is final, except not_vector_read and
+	// temp_table, which a fresh search_path or list of temporary relations
+	// may turn.
 	d := decide()
-	if d.Lane != policy.Vector && d.Reason != policy.ReasonNotVectorRead {
+	if d.Lane != policy.Vector && d.Reason != policy.ReasonNotVectorRead && d.Reason != policy.ReasonTempTable {
 		s.routed(d.Lane, d.Reason.String())
 		return false, nil
 	}
@@ -572,8 +573,9 @@ func (s *session) internal(sql string) (*internalQuery, error) {
 
 const internalQueryTimeout = 30 * time.Second
 
-// refreshSnapshot re-reads the client's session settings and the isolation
-// of its transaction from the primary (one query), for the next offload.
+// refreshSnapshot re-reads the client's session settings, the isolation of
+// its transaction and its temporary relations from the primary (one query),
+// for the next offload.
 //
 // serverErr is the server's error if the query failed there (the session
 // carries on); err is a failure of the connection.
@@ -595,13 +597,14 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	}
 	s.snapshot = parseSnapshot(names, q.rows[0])
 	s.searchPath = searchPathOf(s.snapshot)
-	if iso, ok := policy.ParseIsolation(s.snapshot.isolation); ok {
-		s.mu.Lock()
-		if s.mu.tx.InBlock() {
-			s.mu.tx.Isolation = iso
-		}
-		s.mu.Unlock()
+	s.mu.Lock()
+	// The server's temporary relations replace what the classifier noted:
+	// nothing ran on the primary since (no request is in flight).
+	s.mu.tx.SetTemp(s.snapshot.temp, s.snapshot.tempOverflow)
+	if iso, ok := policy.ParseIsolation(s.snapshot.isolation); ok && s.mu.tx.InBlock() {
+		s.mu.tx.Isolation = iso
 	}
+	s.mu.Unlock()
 	return nil, nil
 }
 
