@@ -74,6 +74,9 @@ type lanePools struct {
 	cur     atomic.Pointer[ReadPoolOptions]
 	log     *zap.Logger
 	metrics *Metrics // nil: not observed
+	// refused holds the statement texts the lane refused as writes, per
+	// database (refusal.go).
+	refused refusedTexts
 
 	mu struct {
 		sync.Mutex
@@ -236,6 +239,29 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		settings: map[string]string{},
 		stmts:    newStmtLRU(maxLaneStatements),
 	}, nil
+}
+
+// laneCleanupSQL runs on a lane connection right after each client's unit (in
+// the same write). A function hidden in a read may have taken session-level
+// advisory locks (allowed in a read-only transaction): on a shared
+// connection they would outlive the read and block other sessions for as long
+// as the connection lives, so they are released. A read that made the
+// connection LISTEN would have the next client receive its notifications: the
+// connection is then closed instead. Its one row is whether the connection
+// listens.
+//
+// NOTE: the locks are released, not detected (pg_locks costs about 200µs a
+// read); such a read behaves as if it took a transaction-level lock.
+const laneCleanupSQL = "SELECT pg_catalog.pg_advisory_unlock_all(), EXISTS (SELECT FROM pg_catalog.pg_listening_channels())"
+
+// cleanedUp reads the answer to laneCleanupSQL; false means the connection
+// must not be handed on (it failed, or listens).
+func (c *laneConn) cleanedUp() bool {
+	listening := true
+	err := c.readAnswer(func(values [][]byte) {
+		listening = len(values) != 2 || string(values[1]) != "f"
+	})
+	return err == nil && !listening
 }
 
 // close sends Terminate and closes the socket.

@@ -72,6 +72,9 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		s.routed(d.Lane, d.Reason.String())
 		return false, nil
 	}
+	if s.refusedBefore(b) { // the lane refused one of its texts as a write
+		return false, nil
+	}
 
 	res, err := s.srv.lanes.acquire(context.Background(), s.database())
 	if err != nil {
@@ -102,6 +105,10 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	if errors.Is(err, errLaneRetry) {
 		s.log.Warn("vector-lane connection failed; the read runs on the primary", zap.Error(err))
 		s.routed(policy.Primary, reasonLaneLost)
+		return false, nil
+	}
+	if refusal := (*laneRefusal)(nil); errors.As(err, &refusal) {
+		s.laneRefused(b, refusal, refusedRerun) // the read wrote: it runs on the primary
 		return false, nil
 	}
 	return true, err
@@ -189,6 +196,9 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	w := c.w
 	var tr replyTracker
 	names := s.writeUnitShared(w, b, c.stmts, nil, &tr)
+	// The lane session is cleaned up right behind the unit, in the same
+	// write: its answer is read after the client has had its own.
+	writeMsg(w, &pgproto3.Query{String: laneCleanupSQL})
 	if err := w.Flush(); err != nil {
 		return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 	}
@@ -197,7 +207,18 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	s.mu.running = &c.target
 	s.mu.Unlock()
 	defer s.restorePrimary()
-	return s.relayLane(c, &tr, names)
+	broken, err = s.relayLane(c, b, &tr, names)
+	var refusal *laneRefusal
+	if errors.Is(err, errLaneRetry) || errors.As(err, &refusal) {
+		// The unit runs on the primary, which parses the client's named
+		// statements again: the lane's ParseComplete (held back, never
+		// shown) must not make them look defined already.
+		s.forgetLaneParses(b)
+	}
+	if !broken && !c.cleanedUp() {
+		broken = true
+	}
+	return broken, err
 }
 
 // writeUnitShared writes unit b to a backend shared with other clients (a
@@ -370,13 +391,33 @@ func clientNames(body []byte, names map[stmtKey]string) []byte {
 // which it rewrites to the client's own status. An error inside the client's
 // transaction fails the primary's transaction too before the client hears
 // ReadyForQuery.
-func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]string) (broken bool, err error) {
+//
+// The first messages of an answer (ParseComplete, BindComplete,
+// CloseComplete, ParameterDescription, RowDescription, NoData, notices) are
+// held back until a row, a command completion or an error other than a
+// refusal comes: until then the client has received nothing, so a write the
+// lane refuses (laneRefusalCodes) can still run on the primary instead, and
+// relayLane returns a *laneRefusal without a word to the client. Once any of
+// the answer was passed on, a refusal reaches the client as the server wrote
+// it (and is remembered: laneRefused).
+//
+// A ParameterStatus or NotificationResponse from the lane is not the client's
+// (its session lives on the primary): the read changed the lane session, so
+// the connection is not handed on (broken).
+func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[stmtKey]string) (broken bool, err error) {
 	failed := false
-	forwarded := false      // whether any of the answer reached the client
+	forwarded := false       // whether any of the answer reached the client
+	var held []byte          // the answer's first messages, not yet passed on
+	var refusal *laneRefusal // a refusal before anything was passed on
+	executed := 0            // Execute messages completed
+	sessionChanged := false
 	clientErr := error(nil) // the client went away: keep draining the lane
 	for {
 		typ, _, err := c.r.next()
 		if err != nil {
+			if refusal != nil {
+				return true, refusal
+			}
 			if !forwarded && clientErr == nil {
 				// Nothing of the answer reached the client: the read can run
 				// on the primary instead.
@@ -390,14 +431,21 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			}
 			continue
 		}
-		if typ == msgReadyForQuery {
+		switch typ {
+		case msgReadyForQuery:
 			laneStatus, err := c.r.status()
 			if err != nil {
+				if refusal != nil {
+					return true, refusal
+				}
 				return true, s.laneLostMidway(err)
 			}
 			// A lane connection only ever runs reads outside a transaction
 			// block: any other status means it is not fit for the next client.
-			broken = laneStatus != 'I'
+			broken = laneStatus != 'I' || sessionChanged
+			if refusal != nil {
+				return broken, refusal
+			}
 			if clientErr != nil {
 				return broken, clientErr
 			}
@@ -409,12 +457,25 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 				status = s.TxStatus()
 			}
 			s.out.mu.Lock()
+			s.out.w.Write(held)
 			writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
 			err = s.out.w.Flush()
 			s.out.mu.Unlock()
 			return broken, err
+		case msgParameterStatus, msgNotification:
+			if !sessionChanged {
+				s.log.Warn("a read changed the session of its vector-lane connection; the connection is closed after it",
+					zap.String("message", string(rune(typ))))
+			}
+			sessionChanged = true
+			if err := c.r.skip(); err != nil {
+				return true, s.laneLostMidway(err)
+			}
+			continue
+		case msgCommandComplete, msgEmptyQuery, msgPortalSuspended:
+			executed++
 		}
-		if clientErr != nil {
+		if refusal != nil || clientErr != nil {
 			if typ == msgErrorResponse {
 				failed = true
 			}
@@ -423,21 +484,57 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			}
 			continue
 		}
-		forwarded = true
-		s.out.mu.Lock()
-		if typ == msgErrorResponse {
-			failed = true
-			var body []byte
-			if body, err = c.r.body(); err == nil {
-				writeRaw(s.out.w, typ, clientNames(body, names))
-			}
+		if !forwarded && heldBack(typ) {
+			body, err := c.r.body()
 			if err != nil {
-				s.out.mu.Unlock()
+				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
+			}
+			held = appendMsg(held, typ, body)
+			continue
+		}
+		if typ == msgErrorResponse {
+			body, err := c.r.body()
+			if err != nil {
+				if !forwarded {
+					return true, fmt.Errorf("%w: %v", errLaneRetry, err)
+				}
 				return true, s.laneLostMidway(err)
 			}
-		} else {
-			err = c.r.forward(s.out.w)
+			if code := errorCode(body); laneRefusalCodes[code] {
+				ref := &laneRefusal{code: code, exec: executed}
+				if !forwarded {
+					// Nothing reached the client: the statement runs again on
+					// the primary. Drain the lane up to its ReadyForQuery.
+					refusal = ref
+					continue
+				}
+				// NOTE: part of the answer is with the client: it gets the
+				// server's error, which fails its transaction as a write
+				// would have if it failed. Nothing was written.
+				s.laneRefused(b, ref, refusedError)
+			}
+			failed = true
+			forwarded = true
+			s.out.mu.Lock()
+			s.out.w.Write(held)
+			held = nil
+			writeRaw(s.out.w, typ, clientNames(body, names))
+			if !c.r.buffered() {
+				err = s.out.w.Flush()
+			}
+			s.out.mu.Unlock()
+			if err != nil {
+				clientErr = err
+			}
+			continue
 		}
+		forwarded = true
+		s.out.mu.Lock()
+		if held != nil {
+			s.out.w.Write(held)
+			held = nil
+		}
+		err = c.r.forward(s.out.w)
 		if err == nil && !c.r.buffered() {
 			err = s.out.w.Flush()
 		}
@@ -447,6 +544,26 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			clientErr = err
 		}
 	}
+}
+
+// heldBack reports whether a lane message of type typ opens an answer
+// without being part of its result, so that relayLane may hold it back.
+func heldBack(typ byte) bool {
+	switch typ {
+	case msgParseComplete, msgBindComplete, msgCloseComplete, msgParamDescription,
+		msgRowDesc, msgNoData, msgNoticeResponse:
+		return true
+	}
+	return false
+}
+
+// appendMsg appends a message of type typ with body to buf.
+func appendMsg(buf []byte, typ byte, body []byte) []byte {
+	var l [4]byte
+	putLen(l[:], len(body))
+	buf = append(buf, typ)
+	buf = append(buf, l[:]...)
+	return append(buf, body...)
 }
 
 // poisonPrimary fails the primary's open transaction (see poisonSQL) and
@@ -473,6 +590,11 @@ func (c *laneConn) query(sql string, row func(values [][]byte)) error {
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
+	return c.readAnswer(row)
+}
+
+// readAnswer reads the answer to a simple Query already sent, as query does.
+func (c *laneConn) readAnswer(row func(values [][]byte)) error {
 	var qerr error
 	for {
 		typ, _, err := c.r.next()
