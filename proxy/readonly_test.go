@@ -3,11 +3,13 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
@@ -380,4 +382,33 @@ func TestVectorLaneConnectionStaysClean(t *testing.T) {
 		t.Fatal("a lane connection left listening was reused")
 	}
 	waitGone(t, pid, 5*time.Second)
+}
+
+// TestVectorLaneRequiresReadOnlySession: a read-pool server that does not
+// confirm default_transaction_read_only = on at login (a server that ignores
+// the startup parameter, something in between) gets no reads: they run on
+// the primary as if the lane were unavailable.
+func TestVectorLaneRequiresReadOnlySession(t *testing.T) {
+	// A fake that logs anyone in without reporting the setting, and answers
+	// every query with one row "fake".
+	var reply []byte
+	reply, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}}).Encode(reply)
+	reply, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte("fake")}}).Encode(reply)
+	reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(reply)
+	reply, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(reply)
+	addr := scriptedBackend(t, reply, false)
+	bed := startVectorProxy(t, func(o *proxy.Options) {
+		lane := pgtest.Config(t)
+		host, port, _ := net.SplitHostPort(addr)
+		lane.Host, lane.Fallbacks = host, nil
+		fmt.Sscan(port, &lane.Port)
+		o.ReadPool.Config = lane
+	})
+	c := bed.connect(t)
+	if got := scalar(t, c, "SELECT note FROM "+bed.table+" WHERE id = 1"); got != "x" {
+		t.Fatalf("read answered %q, want x from the primary", got)
+	}
+	if n := bed.Server.Metrics().Routed("primary", "vector_unavailable"); n < 1 {
+		t.Fatalf("vector_unavailable fallbacks: %v", n)
+	}
 }
