@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 	"go.uber.org/zap"
 )
@@ -62,6 +63,12 @@ type laneConn struct {
 	settings map[string]string
 	// stmts holds the content-derived names of statements prepared here.
 	stmts *stmtLRU
+	// cleanupReady: laneCleanupStmt is prepared here.
+	cleanupReady bool
+	// tainted: the server sent something no client read asked for (a
+	// NotificationResponse: a read made the connection LISTEN). The
+	// connection is closed instead of going back to the pool.
+	tainted bool
 }
 
 // lanePools holds the vector lane's pools, one per database: the lane logs in
@@ -241,27 +248,44 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 	}, nil
 }
 
-// laneCleanupSQL runs on a lane connection right after each client's unit (in
-// the same write). A function hidden in a read may have taken session-level
-// advisory locks (allowed in a read-only transaction): on a shared
-// connection they would outlive the read and block other sessions for as long
-// as the connection lives, so they are released. A read that made the
-// connection LISTEN would have the next client receive its notifications: the
-// connection is then closed instead. Its one row is whether the connection
-// listens.
+// laneCleanupSQL runs on a lane connection right after each client's unit
+// (in the same write, as the prepared statement laneCleanupStmt). A function
+// hidden in a read may have taken session-level advisory locks (allowed in a
+// read-only transaction): on a shared connection they would outlive the read
+// and block other sessions for as long as the connection lives, so they are
+// released. Such a read behaves as if it had taken a transaction-level lock.
 //
-// NOTE: the locks are released, not detected (pg_locks costs about 200µs a
-// read); such a read behaves as if it took a transaction-level lock.
-const laneCleanupSQL = "SELECT pg_catalog.pg_advisory_unlock_all(), EXISTS (SELECT FROM pg_catalog.pg_listening_channels())"
+// NOTE: the locks are released, not detected: reading pg_locks costs about
+// 200µs of server time a read, this about 35µs (a simple Query of it about
+// 65µs). A LISTEN hidden in a read is caught when the first notification
+// arrives (relayLane, readAnswer: tainted), which closes the connection.
+const (
+	laneCleanupSQL = "SELECT pg_catalog.pg_advisory_unlock_all()"
+	// laneCleanupStmt is the statement's name. Client statements live on
+	// lane connections under content-derived names (txlane_<hash>) only, so
+	// this one cannot collide with them, nor count among them.
+	laneCleanupStmt = "lane_cleanup"
+)
 
-// cleanedUp reads the answer to laneCleanupSQL; false means the connection
-// must not be handed on (it failed, or listens).
+// writeCleanup writes laneCleanupSQL's execution (preparing it first on a
+// new connection) to c's buffer, without flushing.
+func (c *laneConn) writeCleanup() {
+	if !c.cleanupReady {
+		writeMsg(c.w, &pgproto3.Parse{Name: laneCleanupStmt, Query: laneCleanupSQL})
+	}
+	writeMsg(c.w, &pgproto3.Bind{PreparedStatement: laneCleanupStmt})
+	writeMsg(c.w, &pgproto3.Execute{})
+	writeMsg(c.w, &pgproto3.Sync{})
+}
+
+// cleanedUp reads the answer to writeCleanup; false means the connection
+// must not be handed on.
 func (c *laneConn) cleanedUp() bool {
-	listening := true
-	err := c.readAnswer(func(values [][]byte) {
-		listening = len(values) != 2 || string(values[1]) != "f"
-	})
-	return err == nil && !listening
+	if err := c.readAnswer(nil); err != nil {
+		return false
+	}
+	c.cleanupReady = true
+	return !c.tainted
 }
 
 // close sends Terminate and closes the socket.
@@ -293,7 +317,7 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 // release returns res to its pool, or destroys it when it is past its
 // lifetime or its state is unknown (broken).
 func (lp *lanePools) release(res *puddle.Resource[*laneConn], broken bool) {
-	if broken || time.Since(res.Value().created) > lp.live().MaxLifetime {
+	if broken || res.Value().tainted || time.Since(res.Value().created) > lp.live().MaxLifetime {
 		res.Destroy()
 		return
 	}
@@ -360,7 +384,10 @@ func (c *laneConn) ping() bool {
 		}
 		if typ == msgReadyForQuery {
 			body, err := c.r.body()
-			return err == nil && len(body) == 1 && body[0] == 'I'
+			return err == nil && len(body) == 1 && body[0] == 'I' && !c.tainted
+		}
+		if typ == msgNotification {
+			c.tainted = true
 		}
 		if c.r.skip() != nil {
 			return false

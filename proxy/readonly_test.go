@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -326,7 +327,17 @@ func TestVectorLaneRefusalAfterOutput(t *testing.T) {
 // default_transaction_read_only, LISTEN) is closed instead of reused.
 func TestVectorLaneConnectionStaysClean(t *testing.T) {
 	bed := startHiddenWriteBed(t, 1) // one lane connection: every read meets the last one's
-	c := bed.connect(t)
+	cfg, err := pgconn.ParseConfig(bed.DSN(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notified atomic.Int32
+	cfg.OnNotification = func(*pgconn.PgConn, *pgconn.Notification) { notified.Add(1) }
+	c, err := pgconn.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
 	l := newLanes(t, c)
 	probe := bed.sql("SELECT pg_backend_pid(), current_setting('transaction_read_only'), current_setting('default_transaction_read_only') FROM {{t}} LIMIT 1")
 	lanePID := func() string {
@@ -375,13 +386,25 @@ func TestVectorLaneConnectionStaysClean(t *testing.T) {
 	}
 	waitGone(t, pid, 5*time.Second)
 
-	// LISTEN on the lane: closed too.
+	// LISTEN on the lane: the first notification closes the connection, and
+	// it never reaches a client.
 	pid = next
 	exec(t, c, bed.sql("SELECT {{s}}.listen() FROM {{t}} LIMIT 1"))
-	if next := lanePID(); next == pid {
-		t.Fatal("a lane connection left listening was reused")
+	if got := lanePID(); got != pid {
+		t.Fatalf("the lane connection was replaced before any notification (%s -> %s)", pid, got)
+	}
+	pgtest.Exec(t, bed.sql("NOTIFY {{s}}, 'for nobody'"))
+	deadline := time.Now().Add(5 * time.Second)
+	for lanePID() == pid {
+		if time.Now().After(deadline) {
+			t.Fatal("a lane connection that received a notification is still reused")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	waitGone(t, pid, 5*time.Second)
+	if n := notified.Load(); n != 0 {
+		t.Fatalf("the client received %d notifications of a lane connection", n)
+	}
 }
 
 // TestVectorLaneRequiresReadOnlySession: a read-pool server that does not
@@ -410,5 +433,26 @@ func TestVectorLaneRequiresReadOnlySession(t *testing.T) {
 	}
 	if n := bed.Server.Metrics().Routed("primary", "vector_unavailable"); n < 1 {
 		t.Fatalf("vector_unavailable fallbacks: %v", n)
+	}
+}
+
+// waitLaneReleased waits until no vector-lane connection is acquired: a lane
+// connection goes back to its pool after the lane's cleanup (laneCleanupSQL)
+// has answered, a moment after the client had its answer.
+func waitLaneReleased(t *testing.T, srv *proxy.Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		acquired := 0
+		for _, p := range srv.Pools() {
+			acquired += p.Vector.Acquired
+		}
+		if acquired == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d vector-lane connections still acquired", acquired)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

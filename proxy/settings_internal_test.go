@@ -48,19 +48,21 @@ func TestParseTempList(t *testing.T) {
 			t.Errorf("parseTempList(%q) = %q, %v; want %q, %v", c.in, names, overflow, c.names, c.overflow)
 		}
 	}
-	// The column the snapshot reads parses into the temporary relations.
+	// Whether the session has a temporary schema comes with the settings.
 	sql, names := snapshotQuery(nil)
-	if !strings.Contains(sql, snapshotTempColumn) || names[2] != colTemp {
+	if !strings.Contains(sql, "pg_my_temp_schema()") || names[2] != colTempSchema {
 		t.Fatalf("snapshot query %q, names %q", sql, names)
 	}
-	row := make([][]byte, len(names))
-	row[0], row[2] = []byte("read committed"), []byte(`items,"Odd"`)
-	snap := parseSnapshot(names, row)
-	if !reflect.DeepEqual(snap.temp, []string{"items", "Odd"}) || snap.tempOverflow || snap.isolation != "read committed" {
-		t.Fatalf("parsed snapshot: %+v", snap)
-	}
-	if _, ok := snap.values[colTemp]; ok {
-		t.Fatal("the temporary relations are not a setting to mirror")
+	for v, want := range map[string]bool{"t": true, "f": false} {
+		row := make([][]byte, len(names))
+		row[0], row[2] = []byte("read committed"), []byte(v)
+		snap := parseSnapshot(names, row)
+		if snap.tempSchema != want || snap.isolation != "read committed" {
+			t.Fatalf("parsed snapshot of %q: %+v", v, snap)
+		}
+		if _, ok := snap.values[colTempSchema]; ok {
+			t.Fatal("the temporary schema is not a setting to mirror")
+		}
 	}
 }
 

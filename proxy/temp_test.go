@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -118,4 +119,38 @@ CREATE TRIGGER mk AFTER INSERT ON %[1]s.src FOR EACH ROW EXECUTE FUNCTION %[1]s.
 			}
 		})
 	}
+}
+
+// TestTempRelationsOfReroutedWrite: a write rerouted into another client's
+// transaction (escape: reroute) runs in that client's session; a temporary
+// relation it creates there (here by a trigger) shadows the vector table for
+// that client's later reads.
+func TestTempRelationsOfReroutedWrite(t *testing.T) {
+	bed := startVectorProxy(t, func(o *proxy.Options) {
+		o.Rules.Escape = "reroute"
+		o.RerouteWaitTimeout = 2 * time.Second
+	})
+	schema := uniqueName("rrsch")
+	pgtest.Exec(t, fmt.Sprintf(`CREATE SCHEMA %[1]s; GRANT ALL ON SCHEMA %[1]s TO PUBLIC;
+CREATE TABLE %[1]s.plain (x int); CREATE TABLE %[1]s.src (x int);
+GRANT ALL ON %[1]s.plain, %[1]s.src TO PUBLIC;
+CREATE FUNCTION %[1]s.mk() RETURNS trigger LANGUAGE plpgsql AS $f$BEGIN
+  CREATE TEMP TABLE %[2]s (id int, embedding vector(3)); INSERT INTO %[2]s VALUES (NEW.x, '[0,0,0]'); RETURN NEW;
+END$f$;
+CREATE TRIGGER mk AFTER INSERT ON %[1]s.src FOR EACH ROW EXECUTE FUNCTION %[1]s.mk();`, schema, bed.table))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA "+schema+" CASCADE") })
+
+	holder, other := bed.connect(t), bed.connect(t)
+	l := newLanes(t, holder)
+	exec(t, holder, "BEGIN")
+	exec(t, holder, "INSERT INTO "+schema+".plain VALUES (1) /*unit='rr1'*/")
+	l.wantLane("SELECT pg_backend_pid() FROM " + bed.table + " LIMIT 1") // settings read, lane serves the transaction
+	res := exec(t, other, "INSERT INTO "+schema+".src VALUES (92) /*unit='rr1'*/")
+	if tag := res[0].CommandTag.String(); tag != "INSERT 0 1" {
+		t.Fatalf("rerouted write answered %q", tag)
+	}
+	if got := scalar(t, holder, "SELECT string_agg(id::text, ',') FROM "+bed.table); got != "92" {
+		t.Fatalf("the holder reads %q, want 92 from the temporary table the rerouted write created in its session", got)
+	}
+	exec(t, holder, "ROLLBACK")
 }

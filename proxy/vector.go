@@ -198,7 +198,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	names := s.writeUnitShared(w, b, c.stmts, nil, &tr)
 	// The lane session is cleaned up right behind the unit, in the same
 	// write: its answer is read after the client has had its own.
-	writeMsg(w, &pgproto3.Query{String: laneCleanupSQL})
+	c.writeCleanup()
 	if err := w.Flush(); err != nil {
 		return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 	}
@@ -624,6 +624,9 @@ func (c *laneConn) readAnswer(row func(values [][]byte)) error {
 				return qerr
 			}
 		default:
+			if typ == msgNotification {
+				c.tainted = true // see laneConn.tainted
+			}
 			if err := c.r.skip(); err != nil {
 				return err
 			}
@@ -696,8 +699,9 @@ func (s *session) internal(sql string) (*internalQuery, error) {
 const internalQueryTimeout = 30 * time.Second
 
 // refreshSnapshot re-reads the client's session settings, the isolation of
-// its transaction and its temporary relations from the primary (one query),
-// for the next offload.
+// its transaction and its temporary relations from the primary (one query; a
+// second lists the temporary relations of a session that has a temporary
+// schema), for the next offload.
 //
 // serverErr is the server's error if the query failed there (the session
 // carries on); err is a failure of the connection.
@@ -717,7 +721,23 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	if len(q.rows) != 1 {
 		return nil, fmt.Errorf("reading session settings from the primary: %d rows", len(q.rows))
 	}
-	s.snapshot = parseSnapshot(names, q.rows[0])
+	snap := parseSnapshot(names, q.rows[0])
+	if snap.tempSchema {
+		tq, err := s.internal(tempRelationsSQL)
+		if err != nil {
+			return nil, err
+		}
+		if tq.err != nil {
+			s.snapDirty.Store(true)
+			return tq.err, nil
+		}
+		var list []byte
+		if len(tq.rows) == 1 && len(tq.rows[0]) == 1 {
+			list = tq.rows[0][0]
+		}
+		snap.temp, snap.tempOverflow = parseTempList(list)
+	}
+	s.snapshot = snap
 	s.searchPath = searchPathOf(s.snapshot)
 	s.mu.Lock()
 	// The server's temporary relations replace what the classifier noted:
