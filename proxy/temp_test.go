@@ -41,6 +41,9 @@ GRANT USAGE ON SCHEMA %[1]s TO PUBLIC; GRANT SELECT ON %[1]s.%[2]s TO PUBLIC;
 CREATE FUNCTION %[1]s.mk_temp() RETURNS void LANGUAGE plpgsql AS $f$BEGIN
   CREATE TEMP TABLE %[2]s (id int, embedding vector(3)); INSERT INTO %[2]s VALUES (99, '[0,0,0]');
 END$f$;
+CREATE PROCEDURE %[1]s.mk_temp_proc() LANGUAGE plpgsql AS $f$BEGIN
+  CREATE TEMP TABLE %[2]s (id int, embedding vector(3)); INSERT INTO %[2]s VALUES (91, '[0,0,0]');
+END$f$;
 CREATE FUNCTION %[1]s.mk_temp_trigger() RETURNS trigger LANGUAGE plpgsql AS $f$BEGIN
   CREATE TEMP TABLE IF NOT EXISTS %[2]s (id int, embedding vector(3)); INSERT INTO %[2]s VALUES (NEW.x, '[0,0,0]');
   RETURN NEW;
@@ -69,6 +72,7 @@ CREATE TRIGGER mk AFTER INSERT ON %[1]s.src FOR EACH ROW EXECUTE FUNCTION %[1]s.
 			"SET search_path = {{s}}, public",
 			"DO $$ BEGIN CREATE TEMP TABLE {{t}}(id int, embedding vector(3)); INSERT INTO {{t}} VALUES (94,'[0,0,0]'); END $$"},
 			read: agg, want: "94"},
+		{name: "procedure", setup: []string{"CALL {{s}}.mk_temp_proc()"}, read: agg, want: "91"},
 		{name: "trigger of an INSERT", setup: []string{"INSERT INTO {{s}}.src VALUES (93)"}, read: agg, want: "93"},
 		{name: "DROP TABLE: no longer shadows", setup: []string{
 			"CREATE TEMP TABLE {{t}} (id int, embedding vector(3))",
