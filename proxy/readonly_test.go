@@ -40,7 +40,8 @@ CREATE FUNCTION %[1]s.audit_v(i int) RETURNS int VOLATILE LANGUAGE plpgsql AS $f
 CREATE FUNCTION %[1]s.peek(i int) RETURNS int STABLE LANGUAGE plpgsql AS $f$BEGIN RETURN %[1]s.audit_v(i); END$f$;
 CREATE FUNCTION %[1]s.unsafe_ro() RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN PERFORM set_config('default_transaction_read_only', 'off', false); RETURN 1; END$f$;
 CREATE FUNCTION %[1]s.lock(k int) RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN PERFORM pg_advisory_lock(k); RETURN 1; END$f$;
-CREATE FUNCTION %[1]s.listen() RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN EXECUTE 'LISTEN ' || quote_ident('%[1]s'); RETURN 1; END$f$;`, schema))
+CREATE FUNCTION %[1]s.listen() RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN EXECUTE 'LISTEN ' || quote_ident('%[1]s'); RETURN 1; END$f$;
+CREATE FUNCTION %[1]s.tz() RETURNS text STABLE LANGUAGE sql SET TimeZone = 'Asia/Tokyo' AS $f$SELECT current_setting('TimeZone')$f$;`, schema))
 	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA "+schema+" CASCADE") })
 	bed := startVectorProxy(t, func(o *proxy.Options) {
 		o.Discover = true
@@ -351,6 +352,16 @@ func TestVectorLaneConnectionStaysClean(t *testing.T) {
 	}
 	pid := lanePID()
 
+	// A function that sets a reported setting for its own duration changes
+	// nothing that outlives it: the connection is reused.
+	row := exec(t, c, bed.sql("SELECT pg_backend_pid(), {{s}}.tz() FROM {{t}} LIMIT 1"))[0].Rows[0]
+	if string(row[0]) != pid || string(row[1]) != "Asia/Tokyo" {
+		t.Fatalf("tz(): backend %s (lane %s), %s", row[0], pid, row[1])
+	}
+	if got := lanePID(); got != pid {
+		t.Fatalf("the lane connection was replaced after a function-level SET (%s -> %s)", pid, got)
+	}
+
 	// A refusal leaves the connection idle and read-only: it is reused.
 	exec(t, c, bed.sql("SELECT id, {{s}}.audit(id) FROM {{t}} WHERE id = 1"))
 	if got := lanePID(); got != pid {
@@ -358,7 +369,7 @@ func TestVectorLaneConnectionStaysClean(t *testing.T) {
 	}
 
 	// A session advisory lock taken on the lane does not outlive the read.
-	row := exec(t, c, bed.sql("SELECT pg_backend_pid(), {{s}}.lock(424242) FROM {{t}} LIMIT 1"))[0].Rows[0]
+	row = exec(t, c, bed.sql("SELECT pg_backend_pid(), {{s}}.lock(424242) FROM {{t}} LIMIT 1"))[0].Rows[0]
 	if string(row[0]) != pid {
 		t.Fatalf("the lock was taken on backend %s, want the lane's %s", row[0], pid)
 	}
