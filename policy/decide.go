@@ -101,6 +101,11 @@ const (
 	// (or the request outgrew the size txlane holds back), so the request
 	// went to the primary as it arrived. Set by the proxy.
 	ReasonFlushed
+	// ReasonLaneRefusedWrite: the vector lane, which runs every read in a
+	// read-only transaction, refused this statement text as a write (SQLSTATE
+	// 25006 or 25001) once; it runs on the primary from then on. Set by the
+	// proxy, which remembers such texts per database.
+	ReasonLaneRefusedWrite
 
 	numReasons
 )
@@ -135,6 +140,7 @@ var reasonNames = [numReasons]string{
 	ReasonUnitShape:         "unit_shape",
 	ReasonLaneLost:          "lane_lost",
 	ReasonFlushed:           "flushed",
+	ReasonLaneRefusedWrite:  "lane_refused_write",
 }
 
 // String returns the stable identifier, e.g. "read_your_writes".
@@ -150,7 +156,7 @@ func (r Reason) String() string {
 // flushed or of a shape only the primary takes), never by [Decide].
 func (r Reason) SetByProxy() bool {
 	switch r {
-	case ReasonVectorUnavailable, ReasonPipelined, ReasonUnitShape, ReasonLaneLost, ReasonFlushed:
+	case ReasonVectorUnavailable, ReasonPipelined, ReasonUnitShape, ReasonLaneLost, ReasonFlushed, ReasonLaneRefusedWrite:
 		return true
 	}
 	return false

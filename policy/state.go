@@ -377,6 +377,21 @@ func (s *TxState) NoteTemp(t Table) {
 	s.Temp = append(s.Temp, Table{Name: t.Name})
 }
 
+// SetTemp replaces the session's temporary relations with names, the
+// relations the server reports in the session's temporary schema (tables,
+// views, sequences, ...; not indexes), read when no statement of the session
+// was in flight. The server's list is the truth at that moment: it includes
+// relations made where the classifier cannot see (DO blocks, functions,
+// EXECUTE) and drops those that DROP, DISCARD or a rollback removed. More
+// than maxTemp names, or overflow (the server's list was cut short), set
+// TempOverflow.
+func (s *TxState) SetTemp(names []string, overflow bool) {
+	s.Temp, s.TempOverflow = nil, overflow
+	for _, n := range names {
+		s.NoteTemp(Table{Name: n})
+	}
+}
+
 // WroteTable reports whether the transaction may have written t. Names match
 // conservatively (an unqualified name on either side matches any schema; see
 // sameRelation), and a transaction that ran DDL or an opaque write is

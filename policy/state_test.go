@@ -262,3 +262,41 @@ func TestParseStateSpec(t *testing.T) {
 		}
 	}
 }
+
+func TestTxStateSetTemp(t *testing.T) {
+	var s TxState
+	s.NoteTemp(tbl("parsed"))
+	for i := 0; i < maxTemp+1; i++ {
+		s.NoteTemp(Table{Name: "t" + itoa(i)})
+	}
+	// The server's list replaces what the parser noted, overflow included.
+	s.SetTemp([]string{"from_do", "Mixed Case"}, false)
+	if !s.IsTemp(tbl("from_do")) || !s.IsTemp(Table{Name: "Mixed Case"}) || s.IsTemp(tbl("parsed")) ||
+		s.TempOverflow || s.IsTemp(tbl("anything")) || s.IsTemp(tbl("public.from_do")) {
+		t.Fatalf("after SetTemp: %+v", s.Temp)
+	}
+	// A relation dropped on the server stops shadowing.
+	s.SetTemp(nil, false)
+	if s.IsTemp(tbl("from_do")) || len(s.Temp) != 0 {
+		t.Fatalf("after an empty SetTemp: %+v", s.Temp)
+	}
+	// A list cut short, or longer than maxTemp, presumes every name temporary.
+	s.SetTemp([]string{"a"}, true)
+	if !s.TempOverflow || !s.IsTemp(tbl("anything")) {
+		t.Fatal("overflow from the server ignored")
+	}
+	names := make([]string, maxTemp+1)
+	for i := range names {
+		names[i] = "n" + itoa(i)
+	}
+	s.SetTemp(names, false)
+	if !s.TempOverflow || len(s.Temp) != maxTemp {
+		t.Fatalf("more than maxTemp names: %d %v", len(s.Temp), s.TempOverflow)
+	}
+	// Parsed creations after the read still count.
+	s.SetTemp(nil, false)
+	s.Apply(&Statement{Class: DDL, Temp: []Table{{Name: "later"}}})
+	if !s.IsTemp(tbl("later")) {
+		t.Fatal("NoteTemp after SetTemp lost")
+	}
+}

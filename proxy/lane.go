@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 	"go.uber.org/zap"
 )
@@ -61,6 +63,12 @@ type laneConn struct {
 	settings map[string]string
 	// stmts holds the content-derived names of statements prepared here.
 	stmts *stmtLRU
+	// cleanupReady: laneCleanupStmt is prepared here.
+	cleanupReady bool
+	// tainted: the server sent something no client read asked for (a
+	// NotificationResponse: a read made the connection LISTEN). The
+	// connection is closed instead of going back to the pool.
+	tainted bool
 }
 
 // lanePools holds the vector lane's pools, one per database: the lane logs in
@@ -73,6 +81,9 @@ type lanePools struct {
 	cur     atomic.Pointer[ReadPoolOptions]
 	log     *zap.Logger
 	metrics *Metrics // nil: not observed
+	// refused holds the statement texts the lane refused as writes, per
+	// database (refusal.go).
+	refused refusedTexts
 
 	mu struct {
 		sync.Mutex
@@ -171,6 +182,11 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "txlane vector lane"
 	}
+	// Every transaction of a lane connection is read-only (see
+	// readOnlyLaneParam), whatever the read pool's DSN or role says: a
+	// startup parameter outranks the role's and the database's settings and
+	// the options parameter, and is what RESET returns to.
+	cfg.RuntimeParams[readOnlyLaneParam] = "on"
 	maxConns := lp.live().MaxConns
 	pp, err := puddle.NewPool(&puddle.Config[*laneConn]{
 		Constructor: func(ctx context.Context) (*laneConn, error) { return dialLane(ctx, cfg) },
@@ -186,10 +202,29 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 	return p, nil
 }
 
+// readOnlyLaneParam makes the server itself refuse writes on the vector lane.
+// The classifier sends only what it believes are pure reads there, but a read
+// can write where it cannot see (a view or an RLS policy calling a volatile
+// function, a stable function calling a volatile one, a function listed in
+// policy.read_only_functions that is not): with every lane transaction
+// read-only, PostgreSQL raises 25006 instead (see laneRefusal), and txlane
+// runs the statement on the client's own backend.
+//
+// It is a startup parameter of every lane connection, checked at login, and
+// never changed after: applySQL does not set it (laneFixed), and a lane
+// connection on which the server reports any ParameterStatus while a client's
+// read runs (a function that ran SET default_transaction_read_only = off, say:
+// the setting is reported since PostgreSQL 14) is discarded (relayLane).
+const readOnlyLaneParam = "default_transaction_read_only"
+
 func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if v := pc.ParameterStatus(readOnlyLaneParam); v != "on" {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("vector-lane connection: the server reports %s = %q, want on (PostgreSQL 14 or newer reports it)", readOnlyLaneParam, v)
 	}
 	hj, err := pc.Hijack()
 	if err != nil {
@@ -211,6 +246,46 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		settings: map[string]string{},
 		stmts:    newStmtLRU(maxLaneStatements),
 	}, nil
+}
+
+// laneCleanupSQL runs on a lane connection right after each client's unit
+// (in the same write, as the prepared statement laneCleanupStmt). A function
+// hidden in a read may have taken session-level advisory locks (allowed in a
+// read-only transaction): on a shared connection they would outlive the read
+// and block other sessions for as long as the connection lives, so they are
+// released. Such a read behaves as if it had taken a transaction-level lock.
+//
+// NOTE: the locks are released, not detected: reading pg_locks costs about
+// 200µs of server time a read, this about 35µs (a simple Query of it about
+// 65µs). A LISTEN hidden in a read is caught when the first notification
+// arrives (relayLane, readAnswer: tainted), which closes the connection.
+const (
+	laneCleanupSQL = "SELECT pg_catalog.pg_advisory_unlock_all()"
+	// laneCleanupStmt is the statement's name. Client statements live on
+	// lane connections under content-derived names (txlane_<hash>) only, so
+	// this one cannot collide with them, nor count among them.
+	laneCleanupStmt = "lane_cleanup"
+)
+
+// writeCleanup writes laneCleanupSQL's execution (preparing it first on a
+// new connection) to c's buffer, without flushing.
+func (c *laneConn) writeCleanup() {
+	if !c.cleanupReady {
+		writeMsg(c.w, &pgproto3.Parse{Name: laneCleanupStmt, Query: laneCleanupSQL})
+	}
+	writeMsg(c.w, &pgproto3.Bind{PreparedStatement: laneCleanupStmt})
+	writeMsg(c.w, &pgproto3.Execute{})
+	writeMsg(c.w, &pgproto3.Sync{})
+}
+
+// cleanedUp reads the answer to writeCleanup; false means the connection
+// must not be handed on.
+func (c *laneConn) cleanedUp() bool {
+	if err := c.readAnswer(nil); err != nil {
+		return false
+	}
+	c.cleanupReady = true
+	return !c.tainted
 }
 
 // close sends Terminate and closes the socket.
@@ -242,7 +317,7 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 // release returns res to its pool, or destroys it when it is past its
 // lifetime or its state is unknown (broken).
 func (lp *lanePools) release(res *puddle.Resource[*laneConn], broken bool) {
-	if broken || time.Since(res.Value().created) > lp.live().MaxLifetime {
+	if broken || res.Value().tainted || time.Since(res.Value().created) > lp.live().MaxLifetime {
 		res.Destroy()
 		return
 	}
@@ -309,7 +384,10 @@ func (c *laneConn) ping() bool {
 		}
 		if typ == msgReadyForQuery {
 			body, err := c.r.body()
-			return err == nil && len(body) == 1 && body[0] == 'I'
+			return err == nil && len(body) == 1 && body[0] == 'I' && !c.tainted
+		}
+		if typ == msgNotification {
+			c.tainted = true
 		}
 		if c.r.skip() != nil {
 			return false

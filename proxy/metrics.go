@@ -22,10 +22,13 @@ type Metrics struct {
 	// ReadyForQuery, by lane.
 	unitSeconds *prometheus.HistogramVec
 	// timeouts counts clients and requests ended by a txlane timeout, by kind.
-	timeouts     *prometheus.CounterVec
-	reloads      prometheus.Counter
-	reloadErrors prometheus.Counter
-	reloadOK     prometheus.Gauge
+	timeouts *prometheus.CounterVec
+	// refusedWrites counts writes hidden in reads that the vector lane's
+	// read-only transactions refused, by outcome (rerun, error).
+	refusedWrites *prometheus.CounterVec
+	reloads       prometheus.Counter
+	reloadErrors  prometheus.Counter
+	reloadOK      prometheus.Gauge
 }
 
 // NewMetrics returns a fresh, unregistered metric set.
@@ -53,6 +56,10 @@ func NewMetrics() *Metrics {
 			Name: "txlane_timeouts_total",
 			Help: "Clients or request units ended by a txlane timeout, by kind (idle_in_transaction, query_wait).",
 		}, []string{"kind"}),
+		refusedWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_lane_refused_writes_total",
+			Help: "Writes hidden in reads that the vector lane refused (SQLSTATE 25006, 25001), by outcome: rerun (it ran again on the primary) or error (part of the answer had reached the client, which got the server's error).",
+		}, []string{"outcome"}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "txlane_config_reloads_total",
 			Help: "Configuration reloads applied.",
@@ -73,7 +80,7 @@ func NewMetrics() *Metrics {
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.units, m.escapes, m.acquireWait, m.unitSeconds,
-		m.timeouts, m.reloads, m.reloadErrors, m.reloadOK} {
+		m.timeouts, m.refusedWrites, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -188,4 +195,15 @@ func labeledValue(v *prometheus.CounterVec, labels ...string) float64 {
 		return 0
 	}
 	return counterValue(c)
+}
+
+// laneRefusedWrite counts a write the vector lane refused, by outcome.
+func (m *Metrics) laneRefusedWrite(outcome string) {
+	m.refusedWrites.WithLabelValues(outcome).Inc()
+}
+
+// RefusedWrites is the number of writes the vector lane refused with outcome
+// "rerun" or "error" (txlane_lane_refused_writes_total).
+func (m *Metrics) RefusedWrites(outcome string) float64 {
+	return labeledValue(m.refusedWrites, outcome)
 }

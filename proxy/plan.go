@@ -51,6 +51,8 @@ type requestPlan struct {
 	// vector lane).
 	sentEarly bool
 	early     policy.Reason
+	// parsed names the named statements the request parses.
+	parsed []string
 	// namedPortal: the request binds or executes a named portal.
 	namedPortal bool
 	// rejected: the server was made to raise an error for one of the steps
@@ -185,7 +187,7 @@ func (p *planner) begin(safe, idle bool) {
 	clear(p.boundHere)
 	steps := p.cur.steps[:0]
 	clear(p.cur.steps)
-	p.cur = requestPlan{steps: steps, units: p.cur.units[:0], laneShape: true}
+	p.cur = requestPlan{steps: steps, units: p.cur.units[:0], parsed: p.cur.parsed[:0], laneShape: true}
 }
 
 // add resolves message m, the next of the current request.
@@ -204,6 +206,9 @@ func (p *planner) add(m *batchMsg, sql string) {
 		pl.laneShape = false
 		p.step(opaqueStmt, "", nil)
 	case msgParse:
+		if m.name != "" {
+			pl.parsed = append(pl.parsed, m.name)
+		}
 		old, alts, sure := p.lookup(m.name)
 		switch exists := old != nil || len(alts) > 0; {
 		case m.name == "" || !exists:

@@ -832,7 +832,8 @@ func sqlStatementRefs(st *policy.Statement) []string {
 func (s *session) noteEffects(st *policy.Statement) {
 	switch {
 	case st.Class == policy.Session, st.Class == policy.TxControl, st.Class == policy.Unknown,
-		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone:
+		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone,
+		mayChangeTemp(st):
 		s.snapDirty.Store(true)
 	}
 	for _, set := range st.Settings {

@@ -3,6 +3,8 @@ package proxy
 import (
 	"sort"
 	"strings"
+
+	"github.com/txlane/txlane/policy"
 )
 
 // trackedSettings are the settings that can change what a read returns or how
@@ -29,14 +31,49 @@ type sessionSnapshot struct {
 	// isolation is transaction_isolation as the primary reported it: inside a
 	// transaction, that of the transaction.
 	isolation string
+	// tempSchema: the session has a temporary schema (it created a
+	// temporary object at some point), so it may have temporary relations.
+	tempSchema bool
+	// temp lists the relations in the session's temporary schema (names as
+	// stored, case-exact), at most maxSnapshotTemp; tempOverflow says there
+	// were more (or the list could not be read), so that every unqualified
+	// name must be presumed to be one. Read with tempRelationsSQL, only when
+	// tempSchema is set.
+	temp         []string
+	tempOverflow bool
 }
+
+// maxSnapshotTemp bounds the temporary relations the snapshot lists. Past it
+// the session is presumed to shadow every unqualified name (see
+// policy.TxState.SetTemp), which keeps its unqualified reads on the primary.
+const maxSnapshotTemp = 256
+
+// tempRelationsSQL lists the session's temporary relations that a FROM item
+// can name (tables, views, sequences, ...; not indexes or TOAST tables), as a
+// comma-separated list of quote_ident names, NULL when there are none. One
+// more than maxSnapshotTemp is read so that an overflow shows.
+//
+// NOTE: it is a query of its own, run only for sessions that have a
+// temporary schema: pg_class has no index on relnamespace, and planning and
+// scanning it cost about 200µs of server time, against about 5µs for the
+// pg_my_temp_schema() column of the settings query, which every refresh
+// reads.
+const tempRelationsSQL = `SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.relname), ',') FROM (` +
+	`SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() ` +
+	`AND c.relkind NOT IN ('i', 'I', 't') ORDER BY c.relname LIMIT 257) t`
+
+// Snapshot columns that are not settings.
+const (
+	colIsolation  = "transaction_isolation"
+	colTempSchema = "\x00temp schema" // not a setting name: no setting can collide with it
+)
 
 // snapshotQuery returns the query that reads a sessionSnapshot for the
 // tracked settings and the given custom ones, and the names in column order.
 func snapshotQuery(custom []string) (sql string, names []string) {
 	var b strings.Builder
-	b.WriteString("SELECT current_setting('transaction_isolation'), current_user")
-	names = append(names, "transaction_isolation", settingRole)
+	b.WriteString("SELECT current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() <> 0")
+	names = append(names, colIsolation, settingRole, colTempSchema)
 	for _, n := range trackedSettings {
 		b.WriteString(", current_setting(")
 		b.WriteString(quoteLiteral(n))
@@ -60,8 +97,12 @@ func parseSnapshot(names []string, row [][]byte) sessionSnapshot {
 		if i >= len(row) {
 			break
 		}
-		if n == "transaction_isolation" {
+		switch n {
+		case colIsolation:
 			snap.isolation = string(row[i])
+			continue
+		case colTempSchema:
+			snap.tempSchema = string(row[i]) != "f"
 			continue
 		}
 		if row[i] == nil {
@@ -72,6 +113,55 @@ func parseSnapshot(names []string, row [][]byte) sessionSnapshot {
 		snap.values[n] = &v
 	}
 	return snap
+}
+
+// mayChangeTemp reports whether st, run on the primary, may create or drop a
+// temporary relation of the session, so that the snapshot (which lists them)
+// must be read again before the next offload. Anything but a read or a plain
+// utility statement may: DDL (CREATE TEMP ..., DROP), CREATE TABLE AS and
+// SELECT INTO, DML (a trigger may), DO, CALL, EXECUTE, transaction control (a
+// rollback undoes a creation), and any statement calling a function the
+// classifier presumes to write or to change the session.
+//
+// NOTE: a read whose hidden user code (a function the classifier does not
+// know, without a catalog; one listed in policy.read_only_functions) creates
+// a temporary relation is not seen until the next statement that dirties the
+// snapshot.
+func mayChangeTemp(st *policy.Statement) bool {
+	if st.Flags&(policy.FlagWritingFunction|policy.FlagWritesUnknown|policy.FlagMayChangeSession|
+		policy.FlagCursor|policy.FlagSQLPrepare) != 0 || st.Discard != policy.DiscardNone {
+		return true
+	}
+	switch st.Class {
+	case policy.Read, policy.LockingRead, policy.Utility:
+		return false
+	}
+	return true
+}
+
+// parseTempList parses tempRelationsSQL's value (nil: no temporary
+// relations). A list that cannot be parsed, or that is longer than
+// maxSnapshotTemp, is an overflow.
+func parseTempList(v []byte) (names []string, overflow bool) {
+	if v == nil {
+		return nil, false
+	}
+	names, err := policy.ParseSearchPath(string(v))
+	if err != nil {
+		return nil, true
+	}
+	if len(names) > maxSnapshotTemp {
+		return names[:maxSnapshotTemp], true
+	}
+	return names, false
+}
+
+// laneFixed are settings applySQL never changes on a lane connection,
+// whatever a snapshot holds: the lane's read-only mode is what makes the
+// server refuse a write hidden in a read (see readOnlyLaneParam).
+var laneFixed = map[string]bool{
+	"default_transaction_read_only": true,
+	"transaction_read_only":         true,
 }
 
 // applySQL returns the statements that bring a lane connection whose applied
@@ -98,6 +188,9 @@ func applySQL(have map[string]string, want map[string]*string) string {
 	var sets []string
 	var resets []string
 	for _, n := range names {
+		if laneFixed[strings.ToLower(n)] {
+			continue
+		}
 		w := want[n]
 		h, applied := have[n]
 		switch {

@@ -383,6 +383,9 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	s.writeUnitShared(bw, b, pl.steps, holder.guestStmts, &holder.reg.mu, &req.replies)
 	bw.Flush()
 	holder.push(req)
+	// The write runs in the holder's session: it may change its settings or
+	// temporary relations, which the holder reads again before an offload.
+	holder.snapDirty.Store(true)
 	w.Write(buf.Bytes())
 	err := w.Flush()
 	holder.unnamedClobbered.Store(true)

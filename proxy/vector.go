@@ -45,10 +45,11 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		defer s.mu.Unlock()
 		return policy.DecideBatch(&s.mu.tx, stmts, rt.rules, s.searchPath)
 	}
-	// A decision for the primary is final, except not_vector_read, which a
-	// fresh search_path may turn.
+	// A decision for the primary is final, except not_vector_read and
+	// temp_table, which a fresh search_path or list of temporary relations
+	// may turn.
 	d := decide()
-	if d.Lane != policy.Vector && d.Reason != policy.ReasonNotVectorRead {
+	if d.Lane != policy.Vector && d.Reason != policy.ReasonNotVectorRead && d.Reason != policy.ReasonTempTable {
 		s.routed(d.Lane, d.Reason)
 		return false, nil
 	}
@@ -74,6 +75,9 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	}
 	if d.Lane != policy.Vector {
 		s.routed(d.Lane, d.Reason)
+		return false, nil
+	}
+	if s.refusedBefore() { // the lane refused one of its texts as a write
 		return false, nil
 	}
 
@@ -106,6 +110,10 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	if errors.Is(err, errLaneRetry) {
 		s.log.Warn("vector-lane connection failed; the read runs on the primary", zap.Error(err))
 		s.routed(policy.Primary, policy.ReasonLaneLost)
+		return false, nil
+	}
+	if refusal := (*laneRefusal)(nil); errors.As(err, &refusal) {
+		s.laneRefused(refusal, refusedRerun) // the read wrote: it runs on the primary
 		return false, nil
 	}
 	return true, err
@@ -142,6 +150,9 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	w := c.w
 	var tr replyTracker
 	names := s.writeUnitShared(w, b, s.plans.cur.steps, c.stmts, nil, &tr)
+	// The lane session is cleaned up right behind the unit, in the same
+	// write: its answer is read after the client has had its own.
+	c.writeCleanup()
 	if err := w.Flush(); err != nil {
 		return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 	}
@@ -150,7 +161,18 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	s.mu.running = &c.target
 	s.mu.Unlock()
 	defer s.restorePrimary()
-	return s.relayLane(c, &tr, names)
+	broken, err = s.relayLane(c, b, &tr, names)
+	var refusal *laneRefusal
+	if errors.Is(err, errLaneRetry) || errors.As(err, &refusal) {
+		// The unit runs on the primary, which parses the client's named
+		// statements again: the lane's ParseComplete (held back, never
+		// shown) must not make them look defined already.
+		s.forgetLaneParses()
+	}
+	if !broken && !c.cleanedUp() {
+		broken = true
+	}
+	return broken, err
 }
 
 // writeUnitShared writes unit b to a backend shared with other clients (a
@@ -321,13 +343,33 @@ func clientNames(body []byte, names map[stmtKey]string) []byte {
 // which it rewrites to the client's own status. An error inside the client's
 // transaction fails the primary's transaction too before the client hears
 // ReadyForQuery.
-func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]string) (broken bool, err error) {
+//
+// The first messages of an answer (ParseComplete, BindComplete,
+// CloseComplete, ParameterDescription, RowDescription, NoData, notices) are
+// held back until a row, a command completion or an error other than a
+// refusal comes: until then the client has received nothing, so a write the
+// lane refuses (laneRefusalCodes) can still run on the primary instead, and
+// relayLane returns a *laneRefusal without a word to the client. Once any of
+// the answer was passed on, a refusal reaches the client as the server wrote
+// it (and is remembered: laneRefused).
+//
+// A ParameterStatus or NotificationResponse from the lane is not the client's
+// (its session lives on the primary): the read changed the lane session, so
+// the connection is not handed on (broken).
+func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[stmtKey]string) (broken bool, err error) {
 	failed := false
-	forwarded := false      // whether any of the answer reached the client
+	forwarded := false       // whether any of the answer reached the client
+	var held []byte          // the answer's first messages, not yet passed on
+	var refusal *laneRefusal // a refusal before anything was passed on
+	executed := 0            // Execute messages completed
+	sessionChanged := false
 	clientErr := error(nil) // the client went away: keep draining the lane
 	for {
 		typ, _, err := c.r.next()
 		if err != nil {
+			if refusal != nil {
+				return true, refusal
+			}
 			if !forwarded && clientErr == nil {
 				// Nothing of the answer reached the client: the read can run
 				// on the primary instead.
@@ -341,14 +383,21 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			}
 			continue
 		}
-		if typ == msgReadyForQuery {
+		switch typ {
+		case msgReadyForQuery:
 			laneStatus, err := c.r.status()
 			if err != nil {
+				if refusal != nil {
+					return true, refusal
+				}
 				return true, s.laneLostMidway(err)
 			}
 			// A lane connection only ever runs reads outside a transaction
 			// block: any other status means it is not fit for the next client.
-			broken = laneStatus != 'I'
+			broken = laneStatus != 'I' || sessionChanged
+			if refusal != nil {
+				return broken, refusal
+			}
 			if clientErr != nil {
 				return broken, clientErr
 			}
@@ -360,12 +409,25 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 				status = s.TxStatus()
 			}
 			s.out.mu.Lock()
+			s.out.w.Write(held)
 			writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
 			err = s.out.w.Flush()
 			s.out.mu.Unlock()
 			return broken, err
+		case msgParameterStatus, msgNotification:
+			if !sessionChanged {
+				s.log.Warn("a read changed the session of its vector-lane connection; the connection is closed after it",
+					zap.String("message", string(rune(typ))))
+			}
+			sessionChanged = true
+			if err := c.r.skip(); err != nil {
+				return true, s.laneLostMidway(err)
+			}
+			continue
+		case msgCommandComplete, msgEmptyQuery, msgPortalSuspended:
+			executed++
 		}
-		if clientErr != nil {
+		if refusal != nil || clientErr != nil {
 			if typ == msgErrorResponse {
 				failed = true
 			}
@@ -374,21 +436,57 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			}
 			continue
 		}
-		forwarded = true
-		s.out.mu.Lock()
-		if typ == msgErrorResponse {
-			failed = true
-			var body []byte
-			if body, err = c.r.body(); err == nil {
-				writeRaw(s.out.w, typ, clientNames(withSQLState(body), names))
-			}
+		if !forwarded && heldBack(typ) {
+			body, err := c.r.body()
 			if err != nil {
-				s.out.mu.Unlock()
+				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
+			}
+			held = appendMsg(held, typ, body)
+			continue
+		}
+		if typ == msgErrorResponse {
+			body, err := c.r.body()
+			if err != nil {
+				if !forwarded {
+					return true, fmt.Errorf("%w: %v", errLaneRetry, err)
+				}
 				return true, s.laneLostMidway(err)
 			}
-		} else {
-			err = c.r.forward(s.out.w)
+			if code := errorCode(body); laneRefusalCodes[code] {
+				ref := &laneRefusal{code: code, exec: executed}
+				if !forwarded {
+					// Nothing reached the client: the statement runs again on
+					// the primary. Drain the lane up to its ReadyForQuery.
+					refusal = ref
+					continue
+				}
+				// NOTE: part of the answer is with the client: it gets the
+				// server's error, which fails its transaction as a write
+				// would have if it failed. Nothing was written.
+				s.laneRefused(ref, refusedError)
+			}
+			failed = true
+			forwarded = true
+			s.out.mu.Lock()
+			s.out.w.Write(held)
+			held = nil
+			writeRaw(s.out.w, typ, clientNames(withSQLState(body), names))
+			if !c.r.buffered() {
+				err = s.out.w.Flush()
+			}
+			s.out.mu.Unlock()
+			if err != nil {
+				clientErr = err
+			}
+			continue
 		}
+		forwarded = true
+		s.out.mu.Lock()
+		if held != nil {
+			s.out.w.Write(held)
+			held = nil
+		}
+		err = c.r.forward(s.out.w)
 		if err == nil && !c.r.buffered() {
 			err = s.out.w.Flush()
 		}
@@ -398,6 +496,26 @@ func (s *session) relayLane(c *laneConn, tr *replyTracker, names map[stmtKey]str
 			clientErr = err
 		}
 	}
+}
+
+// heldBack reports whether a lane message of type typ opens an answer
+// without being part of its result, so that relayLane may hold it back.
+func heldBack(typ byte) bool {
+	switch typ {
+	case msgParseComplete, msgBindComplete, msgCloseComplete, msgParamDescription,
+		msgRowDesc, msgNoData, msgNoticeResponse:
+		return true
+	}
+	return false
+}
+
+// appendMsg appends a message of type typ with body to buf.
+func appendMsg(buf []byte, typ byte, body []byte) []byte {
+	var l [4]byte
+	putLen(l[:], len(body))
+	buf = append(buf, typ)
+	buf = append(buf, l[:]...)
+	return append(buf, body...)
 }
 
 // poisonPrimary fails the primary's open transaction (see poisonSQL) and
@@ -424,6 +542,11 @@ func (c *laneConn) query(sql string, row func(values [][]byte)) error {
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
+	return c.readAnswer(row)
+}
+
+// readAnswer reads the answer to a simple Query already sent, as query does.
+func (c *laneConn) readAnswer(row func(values [][]byte)) error {
 	var qerr error
 	for {
 		typ, _, err := c.r.next()
@@ -453,6 +576,9 @@ func (c *laneConn) query(sql string, row func(values [][]byte)) error {
 				return qerr
 			}
 		default:
+			if typ == msgNotification {
+				c.tainted = true // see laneConn.tainted
+			}
 			if err := c.r.skip(); err != nil {
 				return err
 			}
@@ -525,8 +651,10 @@ func (s *session) internal(sql string) (*internalQuery, error) {
 
 const internalQueryTimeout = 30 * time.Second
 
-// refreshSnapshot re-reads the client's session settings and the isolation
-// of its transaction from the primary (one query), for the next offload.
+// refreshSnapshot re-reads the client's session settings, the isolation of
+// its transaction and its temporary relations from the primary (one query; a
+// second lists the temporary relations of a session that has a temporary
+// schema), for the next offload.
 //
 // serverErr is the server's error if the query failed there (the session
 // carries on); err is a failure of the connection.
@@ -546,15 +674,32 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	if len(q.rows) != 1 {
 		return nil, fmt.Errorf("reading session settings from the primary: %d rows", len(q.rows))
 	}
-	s.snapshot = parseSnapshot(names, q.rows[0])
-	s.searchPath = searchPathOf(s.snapshot)
-	if iso, ok := policy.ParseIsolation(s.snapshot.isolation); ok {
-		s.mu.Lock()
-		if s.mu.tx.InBlock() {
-			s.mu.tx.Isolation = iso
+	snap := parseSnapshot(names, q.rows[0])
+	if snap.tempSchema {
+		tq, err := s.internal(tempRelationsSQL)
+		if err != nil {
+			return nil, err
 		}
-		s.mu.Unlock()
+		if tq.err != nil {
+			s.snapDirty.Store(true)
+			return tq.err, nil
+		}
+		var list []byte
+		if len(tq.rows) == 1 && len(tq.rows[0]) == 1 {
+			list = tq.rows[0][0]
+		}
+		snap.temp, snap.tempOverflow = parseTempList(list)
 	}
+	s.snapshot = snap
+	s.searchPath = searchPathOf(s.snapshot)
+	s.mu.Lock()
+	// The server's temporary relations replace what the classifier noted:
+	// nothing ran on the primary since (no request is in flight).
+	s.mu.tx.SetTemp(s.snapshot.temp, s.snapshot.tempOverflow)
+	if iso, ok := policy.ParseIsolation(s.snapshot.isolation); ok && s.mu.tx.InBlock() {
+		s.mu.tx.Isolation = iso
+	}
+	s.mu.Unlock()
 	return nil, nil
 }
 

@@ -436,6 +436,7 @@ func TestVectorLaneConnectionLost(t *testing.T) {
 	l := newLanes(t, c)
 	read := "SELECT pg_backend_pid(), id FROM " + bed.table + " ORDER BY embedding <-> '[0,0,1]' LIMIT 1"
 	l.wantLane(read)
+	waitLaneReleased(t, bed.Server) // the cut must hit an idle connection
 	cutter.cut()
 	res := exec(t, c, read)
 	if row := res[0].Rows[0]; string(row[0]) != l.primary || string(row[1]) != "3" {
