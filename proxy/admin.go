@@ -74,6 +74,12 @@ func (s *Server) serveAdmin(hello *clientHello, id uint64, log *zap.Logger) {
 	a := &adminConn{srv: s, id: id, conn: hello.conn, log: log,
 		r: newMsgReader(hello.br, s.live().MaxMessageSize), w: bufio.NewWriterSize(hello.conn, writeBufSize),
 		user: user, stmts: map[string]string{}, portals: map[string]string{}}
+	// The console is txlane itself: it grants what txlane speaks (its
+	// BackendKeyData is 4 bytes, valid from 3.0 to 3.2) and, as PostgreSQL,
+	// negotiates before it decides on the login.
+	if err := hello.proto.tell(a.w); err != nil {
+		return
+	}
 	if pe := s.authorizeAdmin(hello, user); pe != nil {
 		log.Warn("admin console: login refused", zap.String("reason", pe.Message), zap.String("detail", pe.Detail))
 		writeError(a.w, pe)

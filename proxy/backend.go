@@ -127,12 +127,13 @@ type loginResult struct {
 // authentication exchange between them until the server's first
 // ReadyForQuery. Server messages are forwarded to the client except
 // BackendKeyData, which is replaced by keyData (txlane's own key, so that
-// cancel requests come to txlane).
+// cancel requests come to txlane), and the server's NegotiateProtocolVersion,
+// which is folded into the one proto tells the client before anything else.
 //
 // Supported: trust, password, md5 and SCRAM-SHA-256. SCRAM-SHA-256-PLUS is
 // never offered to the client: its TLS channel ends at txlane, so a binding to
 // it could not be verified by the server.
-func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
+func relayLogin(b *backend, startup *pgproto3.StartupMessage, proto *negotiation, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
 	res := &loginResult{params: map[string]string{}}
 	if err := writeMsg(b.w, startup); err != nil {
 		return res, err
@@ -144,6 +145,19 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 		typ, _, err := b.r.next()
 		if err != nil {
 			return res, fmt.Errorf("reading from server during login: %w", err)
+		}
+		if typ == msgNegotiateVersion {
+			body, err := b.r.body()
+			if err != nil {
+				return res, err
+			}
+			if err := proto.serverAnswer(body); err != nil {
+				return res, err
+			}
+			continue
+		}
+		if err := proto.tell(cw); err != nil {
+			return res, err
 		}
 		switch typ {
 		case msgAuthentication:
@@ -247,7 +261,7 @@ func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader,
 			msg := &pgproto3.ErrorResponse{}
 			msg.Decode(body)
 			return res, &serverLoginError{code: msg.Code, msg: msg.Message}
-		default: // NoticeResponse, NegotiateProtocolVersion
+		default: // NoticeResponse
 			if err := b.r.forward(cw); err != nil {
 				return res, err
 			}
