@@ -178,31 +178,34 @@ type loginResult struct {
 // authentication exchange between them until the server's first
 // ReadyForQuery. Server messages are forwarded to the client except
 // BackendKeyData, which is replaced by keyData (txlane's own key, so that
-// cancel requests come to txlane).
+// cancel requests come to txlane), and the server's NegotiateProtocolVersion,
+// which is folded into the one proto tells the client before anything else.
 //
 // Supported: trust, password, md5 and SCRAM-SHA-256. SCRAM-SHA-256-PLUS is
 // never offered to the client: its TLS channel ends at txlane, so a binding to
 // it could not be verified by the server.
-func relayLogin(b *backend, startup *pgproto3.StartupMessage, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
-	return relayStartup(b, startup, client, cw, keyData)
+func relayLogin(b *backend, startup *pgproto3.StartupMessage, proto *negotiation, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
+	return relayStartup(b, startup, proto, client, cw, keyData)
 }
 
 // relayAuth relays only the authentication exchange of a login, as
 // relayLogin does, for a client that txlane itself will serve (the admin
-// console): the server's AuthenticationOk, ParameterStatus, BackendKeyData
-// and ReadyForQuery are not forwarded. A nil error means the server sent
-// ReadyForQuery: it accepted the password and let the user in (the role
-// exists and may log in, the database exists and may be connected to, a
-// connection slot was free); with trust, PostgreSQL sends AuthenticationOk
-// before it checks the role, so AuthenticationOk alone proves nothing. A
-// refusal reaches the client as the server's own ErrorResponse
-// (*serverLoginError), as with relayLogin.
+// console, which negotiates the protocol itself): the server's
+// NegotiateProtocolVersion, AuthenticationOk, ParameterStatus,
+// BackendKeyData and ReadyForQuery are not forwarded. A nil error means the
+// server sent ReadyForQuery: it accepted the password and let the user in
+// (the role exists and may log in, the database exists and may be connected
+// to, a connection slot was free); with trust, PostgreSQL sends
+// AuthenticationOk before it checks the role, so AuthenticationOk alone
+// proves nothing. A refusal reaches the client as the server's own
+// ErrorResponse (*serverLoginError), as with relayLogin.
 func relayAuth(b *backend, startup *pgproto3.StartupMessage, client *msgReader, cw *bufio.Writer) (*loginResult, error) {
-	return relayStartup(b, startup, client, cw, nil)
+	return relayStartup(b, startup, nil, client, cw, nil)
 }
 
-// relayStartup is relayLogin, or relayAuth when keyData is nil.
-func relayStartup(b *backend, startup *pgproto3.StartupMessage, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
+// relayStartup is relayLogin, or relayAuth when keyData is nil (proto is
+// then nil too).
+func relayStartup(b *backend, startup *pgproto3.StartupMessage, proto *negotiation, client *msgReader, cw *bufio.Writer, keyData func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData) (*loginResult, error) {
 	authOnly := keyData == nil
 	res := &loginResult{params: map[string]string{}}
 	if err := writeMsg(b.w, startup); err != nil {
@@ -216,6 +219,23 @@ func relayStartup(b *backend, startup *pgproto3.StartupMessage, client *msgReade
 		typ, _, err := b.r.next()
 		if err != nil {
 			return res, fmt.Errorf("reading from server during login: %w", err)
+		}
+		if typ == msgNegotiateVersion {
+			body, err := b.r.body()
+			if err != nil {
+				return res, err
+			}
+			if proto != nil {
+				if err := proto.serverAnswer(body); err != nil {
+					return res, err
+				}
+			}
+			continue
+		}
+		if proto != nil {
+			if err := proto.tell(cw); err != nil {
+				return res, err
+			}
 		}
 		if err := auth.check(typ); err != nil {
 			return res, err
@@ -336,7 +356,7 @@ func relayStartup(b *backend, startup *pgproto3.StartupMessage, client *msgReade
 			msg := &pgproto3.ErrorResponse{}
 			msg.Decode(body)
 			return res, &serverLoginError{code: msg.Code, msg: msg.Message}
-		default: // NoticeResponse, NegotiateProtocolVersion
+		default: // NoticeResponse
 			if err := b.r.forward(cw); err != nil {
 				return res, err
 			}

@@ -35,6 +35,12 @@ func (s *Server) serveAdmin(hello *clientHello, id uint64, log *zap.Logger) {
 	user := hello.startup.Parameters["user"]
 	log = log.With(zap.String("user", user), zap.String("database", AdminDatabase))
 	w := bufio.NewWriterSize(hello.conn, writeBufSize)
+	// The console is txlane itself: it grants what txlane speaks (its
+	// BackendKeyData is 4 bytes, valid from 3.0 to 3.2) and, as PostgreSQL,
+	// negotiates before it decides on the login.
+	if err := hello.proto.tell(w); err != nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.live().ClientLoginTimeout)
 	err := s.consoleLogin(ctx, hello, w, log)
 	cancel()

@@ -85,7 +85,7 @@ func (s *Server) consoleAuthenticate(ctx context.Context, hello *clientHello, w 
 	if db == "" {
 		db = consoleAuthDatabase
 	}
-	startup := &pgproto3.StartupMessage{ProtocolVersion: hello.startup.ProtocolVersion, Parameters: map[string]string{
+	startup := &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{
 		"user":             hello.startup.Parameters["user"],
 		"database":         db,
 		"application_name": "txlane admin console login",

@@ -263,6 +263,7 @@ func (s *Server) handle(raw net.Conn) {
 		cr:      newMsgReader(hello.br, live.MaxMessageSize),
 		out:     clientWriter{w: bufio.NewWriterSize(hello.conn, writeBufSize)},
 		startup: hello.startup,
+		proto:   hello.proto,
 		log: log.With(zap.String("user", hello.startup.Parameters["user"]),
 			zap.String("database", hello.startup.Parameters["database"]),
 			zap.String("application_name", hello.startup.Parameters["application_name"])),
@@ -294,7 +295,11 @@ func (s *Server) handle(raw net.Conn) {
 func (s *Server) refuseHello(raw net.Conn, log *zap.Logger, err error) {
 	var pe *pgError
 	var he *errHandshake
+	var old *errOldProtocol
 	switch {
+	case errors.As(err, &old):
+		log.Info("refusing client", zap.Error(err))
+		writeOldProtocolError(raw, old)
 	case errors.As(err, &pe):
 		log.Info("refusing client", zap.Error(err))
 		w := bufio.NewWriter(raw)

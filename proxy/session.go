@@ -50,6 +50,7 @@ type session struct {
 	out    clientWriter
 
 	startup *pgproto3.StartupMessage
+	proto   *negotiation // the protocol version and options of the login (protocol.go)
 	primary *backend
 
 	keyPID    uint32 // BackendKeyData txlane gave the client
@@ -325,7 +326,9 @@ func (s *session) login(ctx context.Context) error {
 	for k, v := range s.startup.Parameters {
 		params[k] = v
 	}
-	startup := &pgproto3.StartupMessage{ProtocolVersion: s.startup.ProtocolVersion, Parameters: params}
+	// NOTE: the server is asked for at most the version txlane speaks and
+	// never sees the client's _pq_ options (see negotiation).
+	startup := &pgproto3.StartupMessage{ProtocolVersion: s.proto.asked, Parameters: params}
 
 	conn, target, err := dialServer(ctx, s.srv.opts.Primary)
 	if err != nil {
@@ -335,7 +338,7 @@ func (s *session) login(ctx context.Context) error {
 	}
 	b := &backend{conn: conn, r: newMsgReader(conn, 0), w: bufio.NewWriterSize(conn, writeBufSize), target: target}
 	s.primary = b
-	res, err := relayLogin(b, startup, s.cr, s.out.w, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
+	res, err := relayLogin(b, startup, s.proto, s.cr, s.out.w, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
 		// NOTE: the target is complete before the key is registered, so a
 		// cancel request that finds the session finds a usable target.
 		b.target.pid, b.target.secret = server.ProcessID, server.SecretKey

@@ -41,7 +41,10 @@ type clientHello struct {
 	br      *bufio.Reader // reads conn; may hold bytes the client pipelined after startup
 	startup *pgproto3.StartupMessage
 	cancel  *pgproto3.CancelRequest // set instead of startup for a cancel request
-	tls     bool
+	// proto is the protocol version and _pq_ options the client asked for
+	// (set with startup, whose Parameters exclude the options).
+	proto *negotiation
+	tls   bool
 }
 
 // readHello runs the client side of the startup phase up to (and including)
@@ -91,19 +94,18 @@ func readHello(raw net.Conn, tlsConfig *tls.Config) (*clientHello, error) {
 			h.cancel = msg
 			return h, nil
 		default:
-			if code>>16 != 3 {
-				return nil, &pgError{Severity: "FATAL", Code: CodeFeatureNotSupported,
-					Message: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff)}
+			if err := checkProtocolMajor(code); err != nil {
+				return nil, err
 			}
-			msg := &pgproto3.StartupMessage{}
-			if err := msg.Decode(body); err != nil {
-				return nil, &pgError{Severity: "FATAL", Code: CodeProtocolViolation,
-					Message: "invalid startup packet layout", Detail: err.Error()}
+			msg, options, err := parseStartupMessage(body)
+			if err != nil {
+				return nil, err
 			}
 			if msg.Parameters["user"] == "" {
 				return nil, &pgError{Severity: "FATAL", Code: CodeInvalidAuthorization,
 					Message: "no PostgreSQL user name specified in startup packet"}
 			}
+			h.proto = newNegotiation(msg.ProtocolVersion, options)
 			h.startup = msg
 			return h, nil
 		}
