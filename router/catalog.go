@@ -290,6 +290,16 @@ func (c *CatalogSnapshot) Objects() bool { return c != nil && c.objects }
 // qualified, every relation of that name when not (the classifier does not
 // know the search path). None when the catalog does not know it.
 func (c *CatalogSnapshot) relation(t policy.Table) []policy.Table {
+	if t.Schema == "pg_temp" {
+		// The session's temporary schema is pg_temp_N: any of them.
+		var out []policy.Table
+		for _, k := range c.relByName[t.Name] {
+			if strings.HasPrefix(k.Schema, "pg_temp_") {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
 	if t.Schema != "" {
 		if _, ok := c.rels[t]; ok {
 			return []policy.Table{t}
