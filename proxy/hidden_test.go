@@ -104,7 +104,7 @@ type hiddenBed struct {
 	super *pgconn.PgConn
 }
 
-func startHiddenBed(t *testing.T) *hiddenBed {
+func startHiddenBed(t *testing.T, extra ...string) *hiddenBed {
 	t.Helper()
 	schema := uniqueName("hid")
 	pgtest.Exec(t, "CREATE SCHEMA "+schema+" AUTHORIZATION "+pgtest.AppRole)
@@ -117,6 +117,9 @@ func startHiddenBed(t *testing.T) *hiddenBed {
 	b := &hiddenBed{schema: schema, direct: u.String()}
 	c := b.connectDirect(t)
 	exec(t, c, hiddenSchema)
+	for _, sql := range extra {
+		exec(t, c, sql)
+	}
 	b.super = b.dial(t, pgtest.DSN(t))
 	b.testProxy = startProxy(t, func(o *proxy.Options) {
 		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second}

@@ -3,6 +3,7 @@ package router
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/txlane/txlane/policy"
 )
@@ -311,9 +312,11 @@ type funcRules struct {
 	// snap is catalog when it is a *CatalogSnapshot: what functions run
 	// besides themselves, and, from NewCatalog, relations, operators, casts.
 	snap *CatalogSnapshot
-	// memo caches top-level hidden-object evaluations (see hidden.go); nil
-	// without snap.
-	memo *sync.Map
+	// memo caches top-level hidden-object evaluations (see hidden.go), memoN
+	// counts them; nil without snap. Shared by the generations Reset makes
+	// (same catalog, same lists).
+	memo  *sync.Map
+	memoN *atomic.Int64
 	// hazards are the catalog's hazards that may write, evaluated under
 	// these rules.
 	hazards []hidden

@@ -3,6 +3,7 @@ package router
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/txlane/txlane/policy"
 )
@@ -507,9 +508,21 @@ func (r *funcRules) eval(key any, f func(e *evalCtx) finding) *hidden {
 	if fd.pred != "" && fd.eff != 0 {
 		h.why = fd.sentence()
 	}
-	v, _ := r.memo.LoadOrStore(key, h)
+	// NOTE: names the catalog does not know (temporary tables, typos) are
+	// memoized too; past maxMemo entries results are computed each time, so
+	// a stream of new names cannot grow the memo without bound.
+	if r.memoN.Load() >= maxMemo {
+		return h
+	}
+	v, loaded := r.memo.LoadOrStore(key, h)
+	if !loaded {
+		r.memoN.Add(1)
+	}
 	return v.(*hidden)
 }
+
+// maxMemo bounds the memoized evaluations of one rule set.
+const maxMemo = 1 << 16
 
 // callHidden is calling schema.name, with what it runs besides.
 func (r *funcRules) callHidden(schema, name string) *hidden {
@@ -546,7 +559,7 @@ func newFuncRules(cfg Config) funcRules {
 	}
 	if cs, ok := cfg.Catalog.(*CatalogSnapshot); ok && cs != nil {
 		fr.snap = cs
-		fr.memo = &sync.Map{}
+		fr.memo, fr.memoN = &sync.Map{}, &atomic.Int64{}
 		fr.hazards = fr.evalHazards()
 	}
 	return fr

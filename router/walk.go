@@ -142,7 +142,8 @@ func (w *walker) visit(m protoreflect.Message) {
 		}
 		w.walk(m)
 	case *pg.ColumnRef:
-		// x.f may be f(x): attribute notation.
+		// x.f may be f(x): attribute notation. Its fields are names (String,
+		// A_Star) only: nothing below to walk.
 		if w.collect && len(n.Fields) >= 2 {
 			if s := n.Fields[len(n.Fields)-1].GetString_(); s != nil {
 				w.attrs = appendName(w.attrs, s.Sval)
