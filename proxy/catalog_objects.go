@@ -82,6 +82,8 @@ const catalogObjectsSQL = `WITH dep AS (
   -- Functions that run nothing else and write nothing.
   SELECT p.oid FROM pg_catalog.pg_proc p
   WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
+), vol AS (
+  SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v'
 )
 SELECT 'r' AS k, c.oid::text AS a, '' AS b, n.nspname::text AS s, c.relname::text AS n, c.relkind::text AS x,
        CASE WHEN c.relkind = 'f' THEN 'foreign table'
@@ -125,9 +127,13 @@ FROM pg_catalog.pg_aggregate a,
                           a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]) AS u(f)
 WHERE u.f <> 0 AND u.f NOT IN (SELECT oid FROM boring)
 UNION ALL
-SELECT DISTINCT 'o', CASE WHEN u.f = 0 OR u.f IN (SELECT oid FROM boring) THEN '' ELSE u.f::text END, '', n.nspname, o.oprname, '', ''
+SELECT DISTINCT 'o', '', '', n.nspname, o.oprname, '', ''
+FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+UNION ALL
+SELECT 'o', u.f::text, '', n.nspname, o.oprname, '', ''
 FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace,
      LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
+WHERE u.f <> 0 AND (o.oid >= 16384 OR u.f IN (SELECT oid FROM vol)) AND u.f NOT IN (SELECT oid FROM boring)
 UNION ALL
 SELECT 'x', k.castfunc::text, '', n.nspname, t.typname, k.castcontext::text,
        k.castsource::pg_catalog.regtype::text
@@ -135,25 +141,23 @@ FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_type t ON t.oid = k.casttarget
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 WHERE k.castfunc <> 0 AND k.castfunc NOT IN (SELECT oid FROM boring)
 UNION ALL
-SELECT 'h', u.f::text, '', '', '', '',
+SELECT 'h', v.oid::text, '', '', '', '',
        'operator ' || o.oprname || ' of operator family ' || pf.opfname || ' (sorts, grouping, joins, index scans)'
 FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
 JOIN pg_catalog.pg_opfamily pf ON pf.oid = a.amopfamily,
      LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
-JOIN pg_catalog.pg_proc p ON p.oid = u.f
-WHERE p.provolatile = 'v'
+JOIN vol v ON v.oid = u.f
 UNION ALL
-SELECT 'h', a.amproc::pg_catalog.oid::text, '', '', '', '',
+SELECT 'h', v.oid::text, '', '', '', '',
        'support function of operator family ' || pf.opfname || ' (sorts, grouping, joins, index scans)'
-FROM pg_catalog.pg_amproc a JOIN pg_catalog.pg_opfamily pf ON pf.oid = a.amprocfamily
-JOIN pg_catalog.pg_proc p ON p.oid = a.amproc
-WHERE p.provolatile = 'v' AND p.prolang NOT IN (12, 13)
+FROM vol v JOIN pg_catalog.pg_amproc a ON a.amproc = v.oid JOIN pg_catalog.pg_opfamily pf ON pf.oid = a.amprocfamily
+WHERE v.prolang NOT IN (12, 13)
 UNION ALL
-SELECT 'h', u.f::text, '', '', '', '', 'input/output function of type ' || t.oid::pg_catalog.regtype::text
+SELECT 'h', v.oid::text, '', '', '', '', 'input/output function of type ' || t.oid::pg_catalog.regtype::text
 FROM pg_catalog.pg_type t,
-     LATERAL pg_catalog.unnest(ARRAY[t.typinput::pg_catalog.oid, t.typoutput, t.typreceive, t.typsend, t.typmodin, t.typmodout]) AS u(f)
-JOIN pg_catalog.pg_proc p ON p.oid = u.f
-WHERE p.provolatile = 'v'
+     LATERAL pg_catalog.unnest(ARRAY[t.typinput::pg_catalog.oid, t.typoutput, t.typreceive, t.typsend,
+                                     t.typmodin, t.typmodout]) AS u(f)
+JOIN vol v ON v.oid = u.f
 UNION ALL
 SELECT 'h', d.ref::text, '', '', '', '', 'constraint ' || k.conname || ' of domain ' || k.contypid::pg_catalog.regtype::text
 FROM pg_catalog.pg_constraint k

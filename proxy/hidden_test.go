@@ -318,3 +318,18 @@ func TestHiddenExplain(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDiscoverCatalog reads the test database's catalog as the vector
+// lane does on first use (connection included) and builds the snapshot.
+func BenchmarkDiscoverCatalog(b *testing.B) {
+	cfg := pgtest.Config(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		_, objs, err := proxy.DiscoverCatalog(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		router.NewCatalog(objs)
+	}
+}
