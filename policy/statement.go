@@ -497,7 +497,11 @@ func Merge(parts []Statement) Statement {
 		for _, t := range p.ReadsReached {
 			out.ReadsReached = AppendTable(out.ReadsReached, t)
 		}
-		out.Hidden = append(out.Hidden, p.Hidden...)
+		for _, h := range p.Hidden {
+			if len(out.Hidden) < maxMergedHidden {
+				out.Hidden = append(out.Hidden, h)
+			}
+		}
 		out.Settings = append(out.Settings, p.Settings...)
 		if p.Deallocate != nil {
 			out.Deallocate = p.Deallocate
@@ -513,6 +517,9 @@ func Merge(parts []Statement) Statement {
 	out.Command = strings.Join(cmds, "; ")
 	return out
 }
+
+// maxMergedHidden bounds the explanations a multi-statement text keeps.
+const maxMergedHidden = 8
 
 // AppendTable appends t to ts unless an identical entry is present.
 func AppendTable(ts []Table, t Table) []Table {

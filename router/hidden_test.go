@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -191,4 +192,34 @@ func BenchmarkClassifyColdCatalogFirst(b *testing.B) {
 	for b.Loop() {
 		NewClassifier(Config{Catalog: cat}).cur.Load().classify(vectorQuery)
 	}
+}
+
+// FuzzClassifyCatalog is FuzzClassify with the full catalog of
+// testdata/catalog.json: classification never panics, a read carries no
+// evidence of a write (hidden ones included), and the vector lane gets pure
+// reads only.
+func FuzzClassifyCatalog(f *testing.F) {
+	var file catalogFile
+	readJSON(f, filepath.Join("testdata", "catalog.json"), &file)
+	for _, c := range file.Cases {
+		f.Add(c.SQL)
+		for _, q := range c.Before {
+			f.Add(q)
+		}
+	}
+	g := NewClassifier(Config{Catalog: NewCatalog(file.Catalog.objects(f))}).cur.Load()
+	rules, _ := policy.NewRules(policy.RulesConfig{VectorTables: file.VectorTables})
+	f.Fuzz(func(t *testing.T, sql string) {
+		st := g.classify(sql)
+		if st.Class == policy.Read && (len(st.Writes) > 0 || st.Flags&(policy.FlagWritingFunction|policy.FlagWritesUnknown|
+			policy.FlagUnproven|policy.FlagReachesUnknown|policy.FlagLocking) != 0) {
+			t.Fatalf("Read with write evidence for %q: %+v", sql, st)
+		}
+		for _, spec := range []string{"idle", "in_tx_read_committed", "in_tx_wrote:items"} {
+			s, _ := policy.ParseStateSpec(spec)
+			if d := policy.Decide(&s, st, rules, nil); d.Lane == policy.Vector && !st.IsPureRead() && !st.Flags.Has(policy.FlagMultiStatement) {
+				t.Fatalf("vector lane for %q in %s: %+v", sql, spec, st)
+			}
+		}
+	})
 }
