@@ -628,7 +628,7 @@ func (a *adminConn) run(cmd *adminCommand) (*adminResult, *pgError) {
 		a.log.Info("admin console: RESUME")
 		s.Resume()
 	case "EXPLAIN":
-		rt := s.baseRouting()
+		rt := s.configuredRouting()
 		e := router.Explain(rt.classifier, cmd.sql, nil, rt.rules, nil)
 		res.rows = explainRows(e)
 	case "SET":

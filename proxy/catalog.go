@@ -91,10 +91,30 @@ func (s *Server) routingFor(database string) *routing {
 	return dr.cur.Load()
 }
 
-// baseRouting is the routing of the configured policy alone.
+// baseRouting is the routing of the configured policy alone: before the
+// catalog has been read, or without discovery.
 func (s *Server) baseRouting() *routing {
 	rules := s.policy.Load().rules
+	return &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, s.noCatalog())), rules: rules}
+}
+
+// configuredRouting classifies with the configured policy and no catalog at
+// all: what the admin console's EXPLAIN shows.
+func (s *Server) configuredRouting() *routing {
+	rules := s.policy.Load().rules
 	return &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, nil)), rules: rules}
+}
+
+// noCatalog is what classification uses when no catalog read succeeded yet:
+// with discovery on, a catalog that knows nothing (every statement goes to
+// the primary until a read succeeds: what views, triggers and the like do
+// is unknown); without discovery, none (only the function lists apply, as
+// configured).
+func (s *Server) noCatalog() router.FuncCatalog {
+	if s.lanes != nil && s.live().Discover {
+		return router.UnreadCatalog()
+	}
+	return nil
 }
 
 // installRouting builds dr's snapshot from the current policy and, when
@@ -119,7 +139,11 @@ func (s *Server) installRouting(database string, dr *dbRouting, discovered []pol
 			rules = r
 		}
 	}
-	dr.cur.Store(&routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, dr.mu.funcs)), rules: rules})
+	cat := dr.mu.funcs
+	if cat == nil {
+		cat = s.noCatalog()
+	}
+	dr.cur.Store(&routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, cat)), rules: rules})
 }
 
 // forgetCatalog drops what catalog reads found (discovery was turned off).

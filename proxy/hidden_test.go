@@ -333,3 +333,24 @@ func BenchmarkDiscoverCatalog(b *testing.B) {
 		router.NewCatalog(objs)
 	}
 }
+
+// TestHiddenCatalogUnread: with discovery on, until a catalog read
+// succeeds nothing is offloaded (what views and triggers do is unknown).
+func TestHiddenCatalogUnread(t *testing.T) {
+	b := startHiddenBed(t)
+	// A pool that cannot log in: the catalog cannot be read.
+	cfg := pgtest.Config(t)
+	cfg.User = "no_such_role_for_txlane"
+	p := startProxy(t, func(o *proxy.Options) {
+		o.ReadPool = proxy.ReadPoolOptions{Config: cfg, MaxConns: 2, AcquireTimeout: 500 * time.Millisecond}
+		o.Discover = true
+		o.Rules.VectorTables = []string{b.schema + ".items"}
+	})
+	c := b.dial(t, p.DSN(t, pgtest.AppRole))
+	l := newLanes(t, c)
+	l.wantPrimary("SELECT pg_backend_pid() FROM items ORDER BY embedding <-> '[1,2,3]' LIMIT 1")
+	if n := p.Server.Metrics().Routed("primary", "unproven"); n == 0 {
+		t.Errorf("reads before a catalog read: not routed as unproven")
+	}
+	b.compare(t, b.connectDirect(t), c, []string{"BEGIN", "SELECT id, l FROM v_items ORDER BY id", "ROLLBACK"})
+}

@@ -282,6 +282,16 @@ func appendFunc(fs []policy.Func, f policy.Func) []policy.Func {
 	return append(fs, f)
 }
 
+// UnreadCatalog is the snapshot to classify with while a catalog that
+// should be read has not been (the first read failed): it knows nothing, so
+// every relation, operator and function is presumed to write and every
+// statement goes to the primary (fail safe).
+func UnreadCatalog() *CatalogSnapshot {
+	c := NewCatalog(CatalogObjects{})
+	c.unread = true
+	return c
+}
+
 // Objects reports whether the snapshot came from a full catalog read
 // ([NewCatalog]) rather than from functions alone.
 func (c *CatalogSnapshot) Objects() bool { return c != nil && c.objects }

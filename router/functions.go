@@ -78,6 +78,8 @@ type CatalogSnapshot struct {
 	opByName  map[string][]policy.Func      // operator name → operators
 	casts     map[string][]castInfo         // by target type name
 	hazards   []CatalogHazard
+	// unread: UnreadCatalog, a stand-in for a catalog not read yet.
+	unread bool
 }
 
 // NewCatalogSnapshot builds a snapshot of functions alone. Overloads and

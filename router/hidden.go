@@ -264,7 +264,10 @@ func usePred(via, verb, what string) string {
 func (e *evalCtx) read(t policy.Table) finding {
 	keys := e.c.relation(t)
 	if len(keys) == 0 {
-		if trustedSchema(t.Schema) {
+		switch {
+		case e.c.unread:
+			return finding{eff: unproven, subj: t.String(), pred: "cannot be proven read-only: the catalog has not been read"}
+		case trustedSchema(t.Schema):
 			return finding{}
 		}
 		return finding{eff: unproven, subj: t.String(),
