@@ -26,6 +26,13 @@ import (
 //	x    proc              type schema, type name context  source type
 //	h    proc                              ''                where it runs
 //
+//	ut   rel                               r                 user (uses CURRENT_TIMESTAMP & co.)
+//	ub   rel                               r                 user (uses SESSION_USER)
+//
+// (ut and ub: such SQL-standard values are no function call, so pg_depend
+// does not record them; the definition's text is searched, which can only
+// err toward the primary.)
+//
 // "when" is r (whenever the relation is read or written: a view's
 // definition, a row-level security policy), w (insert or update: a default,
 // a check constraint), m (refresh of a materialized view), or l followed by
@@ -102,6 +109,19 @@ FROM owner o JOIN dep_to d ON d.classid = o.classid AND d.objid = o.objid
 WHERE (d.kind = 'f' AND d.ref NOT IN (SELECT oid FROM boring)) OR (d.kind = 'r' AND (d.ref <> o.rel OR o.w LIKE 'l%'))
 UNION ALL
 SELECT 'l', o.rel::text, '', '', '', substr(o.w, 2), o.via FROM owner o WHERE o.w LIKE 'l%'
+UNION ALL
+SELECT CASE WHEN e.def ~* '\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\M'
+            THEN 'ut' ELSE 'ub' END, e.rel::text, '', '', '', 'r', e.via
+FROM (SELECT c.oid AS rel, 'definition' AS via, pg_catalog.pg_get_viewdef(c.oid) AS def
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      UNION ALL
+      SELECT p.polrelid, 'row-level security policy ' || p.polname,
+             coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+             coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '')
+      FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+      WHERE c.relrowsecurity) e
+WHERE e.def ~* '\m(current_date|current_time|current_timestamp|localtime|localtimestamp|session_user)\M'
 UNION ALL
 SELECT 't', t.tgrelid::text, t.tgfoid::text, '', '',
        CASE WHEN t.tgtype & 4 <> 0 THEN 'i' ELSE '' END || CASE WHEN t.tgtype & 16 <> 0 THEN 'u' ELSE '' END ||
@@ -265,6 +285,16 @@ func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
 				u.When = router.UseRefresh
 			}
 			owner.Uses = append(owner.Uses, u)
+		case "ut", "ub":
+			// The transaction's time, or the session user: what now() and
+			// session_user() stand for in routing.
+			if owner, _, ok := rel(r[1]); ok {
+				f := policy.Func{Schema: "pg_catalog", Name: "now"}
+				if r[0] == "ub" {
+					f.Name = "session_user"
+				}
+				owner.Uses = append(owner.Uses, router.CatalogUse{Via: r[6], Func: f})
+			}
 		case "l":
 			if owner, _, ok := rel(r[1]); ok {
 				rule(owner, r[6]).Events |= router.ParseEvents(r[5])

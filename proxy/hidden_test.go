@@ -37,6 +37,8 @@ CREATE FUNCTION logit() RETURNS int LANGUAGE sql VOLATILE AS $$ INSERT INTO audi
 CREATE VIEW v_items AS SELECT id, embedding, logit() AS l FROM items;
 CREATE VIEW v_outer AS SELECT id, embedding FROM v_items;
 CREATE VIEW v_plain AS SELECT id, embedding FROM items;
+-- CURRENT_TIMESTAMP is no function call: pg_depend does not show it.
+CREATE VIEW v_time AS SELECT id, embedding, CURRENT_TIMESTAMP AS t FROM items;
 
 -- B: an aggregate whose state function writes (also as a window function).
 CREATE FUNCTION sfn(s int, v int) RETURNS int LANGUAGE plpgsql VOLATILE AS
@@ -273,6 +275,19 @@ func TestHiddenWritesAndReachedTables(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { b.compare(t, direct, lane, c.stmts) })
 	}
+
+	t.Run("view using CURRENT_TIMESTAMP inside a transaction", func(t *testing.T) {
+		l := newLanes(t, lane)
+		l.wantLane("SELECT pg_backend_pid() FROM v_time LIMIT 1")
+		exec(t, lane, "BEGIN")
+		now := scalar(t, lane, "SELECT now()")
+		time.Sleep(20 * time.Millisecond)
+		l.wantPrimary("SELECT pg_backend_pid() FROM v_time LIMIT 1")
+		if got := scalar(t, lane, "SELECT t FROM v_time LIMIT 1"); got != now {
+			t.Errorf("CURRENT_TIMESTAMP through the view: %s, the transaction's is %s", got, now)
+		}
+		exec(t, lane, "ROLLBACK")
+	})
 
 	t.Run("B aggregate created through txlane", func(t *testing.T) {
 		// DDL committed through txlane makes the catalog be read again.

@@ -294,8 +294,10 @@ var builtinReadOnly = map[string]effect{
 	// proxy's tests probe lanes with it). An offloaded read thus reports a
 	// pool backend's pid; signalling that pid needs the pool role's
 	// privileges, which client roles do not have.
-	"pg_backend_pid":              0,
-	"pg_my_temp_schema":           effBackend,
+	"pg_backend_pid":    0,
+	"pg_my_temp_schema": effBackend,
+	// SESSION_USER: the lane logs in as the pool's user (see walk.go).
+	"session_user":                effBackend,
 	"pg_is_other_temp_schema":     effBackend,
 	"pg_listening_channels":       effBackend,
 	"inet_client_addr":            effBackend,
