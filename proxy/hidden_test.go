@@ -369,3 +369,29 @@ func TestHiddenCatalogUnread(t *testing.T) {
 	}
 	b.compare(t, b.connectDirect(t), c, []string{"BEGIN", "SELECT id, l FROM v_items ORDER BY id", "ROLLBACK"})
 }
+
+// TestHiddenRerouteFollowsReachedTables: a write rerouted into the holder's
+// transaction (escape reroute) reaches tables through a cascade; a later
+// read of them carrying the unit follows it there and sees the cascade.
+func TestHiddenRerouteFollowsReachedTables(t *testing.T) {
+	b := startHiddenBed(t)
+	p := startProxy(t, func(o *proxy.Options) {
+		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second}
+		o.Discover = true
+		o.Rules.Escape = "reroute"
+		o.RerouteWaitTimeout = 2 * time.Second
+	})
+	holder, other := b.dial(t, p.DSN(t, pgtest.AppRole)), b.dial(t, p.DSN(t, pgtest.AppRole))
+	exec(t, holder, "BEGIN; INSERT INTO audit VALUES ('holder') /*unit='u1'*/")
+	exec(t, other, "DELETE FROM par WHERE id = 1 /*unit='u1'*/")
+	if got := scalar(t, other, "SELECT count(*) FROM chi /*unit='u1'*/"); got != "1" {
+		t.Errorf("a read in the unit sees %s rows of chi, want 1 (the rerouted delete cascaded)", got)
+	}
+	if got := scalar(t, other, "SELECT count(*) FROM chi"); got != "2" {
+		t.Errorf("a read outside the unit sees %s rows of chi, want 2 (nothing committed)", got)
+	}
+	exec(t, holder, "ROLLBACK")
+	if got := scalar(t, b.super, "SELECT count(*) FROM "+b.schema+".chi"); got != "2" {
+		t.Errorf("after the holder's ROLLBACK chi has %s rows", got)
+	}
+}

@@ -270,7 +270,7 @@ func (s *session) checkUnits(b *batch) (handled bool, err error) {
 	for _, st := range stmts {
 		write = write || isWrite(st)
 		begins = begins || beginsTx(st)
-		reads = append(reads, st.Reads...)
+		reads = append(append(reads, st.Reads...), st.ReadsReached...)
 	}
 	for _, u := range units {
 		h := s.srv.units.holderOf(u)
@@ -455,7 +455,7 @@ func (s *session) reroute(b *batch, stmts []*policy.Statement, u string, h *unit
 		return s.refuseUnit(b, rerouteGoneError(u, desc, "Its connection failed."))
 	}
 	if write {
-		s.srv.units.noteRerouted(h, writtenTables(stmts))
+		s.srv.units.noteRerouted(h, reroutedTables(stmts))
 	}
 	s.mu.Lock()
 	s.mu.running = &holder.primary.target
