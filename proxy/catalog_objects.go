@@ -17,7 +17,8 @@ import (
 //	uf   rel      proc                     when              user
 //	ur   rel      rel                      when              user
 //	l    rel                               rule events       rule name
-//	t    rel      proc                     trigger events    trigger name
+//	t    rel      proc                     trigger events    trigger name (user triggers, and
+//	                                                         their clones on partitions)
 //	k    rel      rel                      deltype+updtype   constraint (a is referenced by b)
 //	c    rel      rel                                        (b is a partition or child of a)
 //	ff   proc     proc                                       (a runs b)
@@ -127,7 +128,8 @@ SELECT 't', t.tgrelid::text, t.tgfoid::text, '', '',
        CASE WHEN t.tgtype & 4 <> 0 THEN 'i' ELSE '' END || CASE WHEN t.tgtype & 16 <> 0 THEN 'u' ELSE '' END ||
        CASE WHEN t.tgtype & 8 <> 0 THEN 'd' ELSE '' END || CASE WHEN t.tgtype & 32 <> 0 THEN 't' ELSE '' END,
        t.tgname
-FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
+FROM pg_catalog.pg_trigger t
+WHERE (NOT t.tgisinternal OR (t.tgparentid <> 0 AND t.tgconstraint = 0)) AND t.tgenabled <> 'D'
 UNION ALL
 SELECT 'k', k.confrelid::text, k.conrelid::text, '', '', k.confdeltype::text || k.confupdtype::text, k.conname
 FROM pg_catalog.pg_constraint k WHERE k.contype = 'f'

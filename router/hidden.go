@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -358,11 +359,11 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 	}
 	done := map[policy.Table]Events{}
 	var queue []item
-	push := func(t policy.Table, ev Events, named string) {
+	push := func(t policy.Table, ev Events) {
 		keys := e.c.relation(t)
 		if len(keys) == 0 {
 			if !trustedSchema(t.Schema) {
-				e.noteUnknown(named + t.String() + " is not in the catalog: what writing it fires is unknown")
+				e.noteUnknown(t.String() + " is not in the catalog: what writing it fires is unknown")
 			}
 			return
 		}
@@ -370,7 +371,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 			queue = append(queue, item{k, ev})
 		}
 	}
-	push(t, ev, "")
+	push(t, ev)
 	// The named relations are not "reached" (a partition's parent may be).
 	named := map[policy.Table]bool{}
 	for _, it := range queue {
@@ -413,7 +414,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 			}
 			for _, u := range ru.Tables {
 				add(u)
-				push(u, EvAll, "")
+				push(u, EvAll)
 			}
 		}
 		if ri.Kind == 'v' {
@@ -421,7 +422,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 			for i := range ri.Uses {
 				if u := &ri.Uses[i]; u.When == UseAlways && u.Table.Name != "" && u.Via == "definition" {
 					add(u.Table)
-					push(u.Table, ev, "")
+					push(u.Table, ev)
 				}
 			}
 		}
@@ -430,31 +431,44 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 				switch fk.OnDelete {
 				case 'c':
 					add(fk.Table)
-					push(fk.Table, EvDelete, "")
+					push(fk.Table, EvDelete)
 				case 'n', 'd':
 					add(fk.Table)
-					push(fk.Table, EvUpdate, "")
+					push(fk.Table, EvUpdate)
 				}
 			}
 			if ev&EvUpdate != 0 {
 				switch fk.OnUpdate {
 				case 'c', 'n', 'd':
 					add(fk.Table)
-					push(fk.Table, EvUpdate, "")
+					push(fk.Table, EvUpdate)
 				}
 			}
 			if ev&EvTruncate != 0 && cascade {
 				add(fk.Table)
-				push(fk.Table, EvTruncate, "")
+				push(fk.Table, EvTruncate)
 			}
+		}
+		// An UPDATE that moves a row to another partition deletes it from one
+		// and inserts it into another: their triggers fire.
+		chEv := ev
+		if ev&EvUpdate != 0 && ri.Kind == 'p' {
+			chEv |= EvInsert | EvDelete
 		}
 		for _, ch := range ri.Children {
 			add(ch)
-			push(ch, ev, "")
+			push(ch, chEv)
 		}
-		// A partition's or child's rows are its parents' rows too.
-		for _, p := range ri.parents {
-			add(p)
+		// A partition's or child's rows are its ancestors' rows too.
+		for up := ri.parents; len(up) > 0; {
+			p := up[0]
+			up = up[1:]
+			if !named[p] && !slices.Contains(e.reached, p) {
+				add(p)
+				if pr := e.c.rels[p]; pr != nil {
+					up = append(up, pr.parents...)
+				}
+			}
 		}
 		if ev&(EvInsert|EvUpdate) != 0 {
 			for i := range ri.Uses {
