@@ -395,3 +395,50 @@ func TestHiddenRerouteFollowsReachedTables(t *testing.T) {
 		t.Errorf("after the holder's ROLLBACK chi has %s rows", got)
 	}
 }
+
+// TestHiddenCatalogReload: a relation created behind txlane's back is
+// unknown, hence kept on the primary, until the catalog is read again; a
+// reload reads it again, and a view redefined to write is then seen.
+func TestHiddenCatalogReload(t *testing.T) {
+	b := startHiddenBed(t)
+	direct, lane := b.connectDirect(t), b.connectLane(t)
+	l := newLanes(t, lane)
+	l.wantLane("SELECT pg_backend_pid() FROM items LIMIT 1") // first use: the catalog is read
+	reload := func() {
+		t.Helper()
+		err := b.Server.Reload(proxy.Options{
+			ReadPool: proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second},
+			Discover: true, DiscoverInterval: time.Hour,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// waitLane waits for the background catalog read a reload starts.
+	waitLane := func(sql string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !l.ranOnLane(sql); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%q still on the primary after the reload", sql)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	exec(t, direct, "CREATE VIEW v_new AS SELECT id, embedding FROM items; CREATE VIEW v_marker AS SELECT 1 AS one")
+	before := b.Server.Metrics().Routed("primary", "unproven")
+	l.wantPrimary("SELECT pg_backend_pid() FROM items, v_new LIMIT 1")
+	if b.Server.Metrics().Routed("primary", "unproven") <= before {
+		t.Error("a read of a relation created behind txlane's back was not routed as unproven")
+	}
+	reload()
+	waitLane("SELECT pg_backend_pid() FROM items, v_new LIMIT 1")
+
+	// Redefined behind txlane's back to write: seen after the next reload
+	// (v_marker2 tells when that catalog read is in).
+	exec(t, direct, "CREATE OR REPLACE VIEW v_new AS SELECT id, embedding, logit() AS l FROM items; CREATE VIEW v_marker2 AS SELECT 1 AS one")
+	reload()
+	waitLane("SELECT pg_backend_pid() FROM items, v_marker2 LIMIT 1")
+	l.wantPrimary("SELECT pg_backend_pid() FROM v_new LIMIT 1")
+	b.compare(t, direct, lane, []string{"BEGIN", "SELECT id, l FROM v_new ORDER BY id", "ROLLBACK"})
+}
