@@ -92,6 +92,12 @@ const catalogObjectsSQL = `WITH dep AS (
   WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
 ), vol AS (
   SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v'
+), user_views AS MATERIALIZED (
+  -- Materialized so that pg_get_viewdef runs for these only, not for every
+  -- view the planner would filter afterwards.
+  SELECT c.oid FROM pg_catalog.pg_class c
+  WHERE c.relkind = 'v'
+    AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
 )
 SELECT 'r' AS k, c.oid::text AS a, '' AS b, n.nspname::text AS s, c.relname::text AS n, c.relkind::text AS x,
        CASE WHEN c.relkind = 'f' THEN 'foreign table'
@@ -113,9 +119,8 @@ SELECT 'l', o.rel::text, '', '', '', substr(o.w, 2), o.via FROM owner o WHERE o.
 UNION ALL
 SELECT CASE WHEN e.def ~* '\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\M'
             THEN 'ut' ELSE 'ub' END, e.rel::text, '', '', '', 'r', e.via
-FROM (SELECT c.oid AS rel, 'definition' AS via, pg_catalog.pg_get_viewdef(c.oid) AS def
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+FROM (SELECT v.oid AS rel, 'definition' AS via, pg_catalog.pg_get_viewdef(v.oid) AS def
+      FROM user_views v
       UNION ALL
       SELECT p.polrelid, 'row-level security policy ' || p.polname,
              coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
