@@ -106,6 +106,11 @@ const (
 	// 25006 or 25001) once; it runs on the primary from then on. Set by the
 	// proxy, which remembers such texts per database.
 	ReasonLaneRefusedWrite
+	// ReasonUnproven: the statement names an object whose hidden behaviour
+	// the catalog cannot prove harmless (a relation it does not know, a
+	// foreign table, a view without a definition): it is presumed to write.
+	// Many of these usually mean the catalog snapshot is stale.
+	ReasonUnproven
 
 	numReasons
 )
@@ -141,6 +146,7 @@ var reasonNames = [numReasons]string{
 	ReasonLaneLost:          "lane_lost",
 	ReasonFlushed:           "flushed",
 	ReasonLaneRefusedWrite:  "lane_refused_write",
+	ReasonUnproven:          "unproven",
 }
 
 // String returns the stable identifier, e.g. "read_your_writes".
@@ -214,7 +220,8 @@ func (r *Rules) OnVectorUnavailable() (d Decision, ok bool) {
 //   - transaction control, SET/RESET, cursors, LISTEN, SQL PREPARE/EXECUTE,
 //     other utilities: primary;
 //   - writes, DDL, locking reads, data-modifying CTEs, SELECT INTO, writing
-//     functions: primary;
+//     functions (named, or hidden in views, policies, operators, aggregates,
+//     casts), objects the catalog cannot prove harmless (unproven): primary;
 //   - a read that may change session state or depends on the backend:
 //     primary;
 //   - a read touching no vector table: primary, not_vector_read (a read that
@@ -224,8 +231,10 @@ func (r *Rules) OnVectorUnavailable() (d Decision, ok bool) {
 //   - idle: vector, vector_read_idle;
 //   - inside a REPEATABLE READ / SERIALIZABLE block: primary;
 //   - inside a block, a transaction-dependent value (now()): primary;
-//   - inside a block that wrote what the read touches (after_write=table) or
-//     wrote anything (after_write=any): primary;
+//   - inside a block that wrote what the read touches (after_write=table;
+//     the read touches its Reads and ReadsReached, and anything when it
+//     reads through a function with an unknown body) or wrote anything
+//     (after_write=any): primary;
 //   - otherwise: vector, vector_read_in_tx.
 //
 // A multi-statement text goes to the vector lane only if every statement
@@ -327,6 +336,8 @@ func decide(state *TxState, s *Statement, rules *Rules, searchPath []string) Dec
 			return primary(ReasonSelectInto)
 		case f.Has(FlagWritingFunction):
 			return primary(ReasonWritingFunction)
+		case f.Has(FlagUnproven):
+			return primary(ReasonUnproven)
 		}
 		return primary(ReasonNotReadOnly)
 	case DDL:
@@ -391,6 +402,16 @@ func decide(state *TxState, s *Statement, rules *Rules, searchPath []string) Dec
 		if state.WroteTable(t) {
 			return primary(ReasonReadYourWrites)
 		}
+	}
+	// What views and policies read is read too; a function whose body is
+	// unknown may read anything.
+	for _, t := range s.ReadsReached {
+		if state.WroteTable(t) {
+			return primary(ReasonReadYourWrites)
+		}
+	}
+	if state.WroteAny && s.Flags.Has(FlagReadsUnknown) {
+		return primary(ReasonReadYourWrites)
 	}
 	return Decision{Lane: Vector, Reason: ReasonVectorReadInTx}
 }

@@ -74,14 +74,16 @@ type TxState struct {
 	// function, DDL, or table lock).
 	WroteAny bool
 	// WroteUnknown: the transaction ran something that may write tables it
-	// does not name (user functions, DO, CALL, EXECUTE).
+	// does not name (user functions, DO, CALL, EXECUTE, a write that fires a
+	// user trigger).
 	WroteUnknown bool
 	// SchemaChanged: the transaction ran DDL. Uncommitted DDL can change what
 	// any later read means (and holds ACCESS EXCLUSIVE locks), so every later
 	// read of the transaction stays on the primary.
 	SchemaChanged bool
 	// Wrote lists tables the transaction wrote, locked or altered, as written
-	// in the SQL; see [TxState.WroteTable] for how they are matched.
+	// in the SQL, plus those its writes reached (Statement.WritesReached,
+	// schema-qualified); see [TxState.WroteTable] for how they are matched.
 	Wrote []Table
 
 	// Defaults are the session's current default transaction
@@ -196,7 +198,12 @@ func (s *TxState) apply(st *Statement) {
 	for _, t := range st.Writes {
 		s.NoteWrite(t)
 	}
-	if st.Flags&(FlagWritesUnknown) != 0 {
+	// What the writes reach without naming it (cascades, rules, writable
+	// views, partitions) was written as well.
+	for _, t := range st.WritesReached {
+		s.NoteWrite(t)
+	}
+	if st.Flags&(FlagWritesUnknown|FlagReachesUnknown) != 0 {
 		s.WroteUnknown = true
 		s.WroteAny = true
 	}

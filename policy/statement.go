@@ -142,13 +142,32 @@ const (
 	// statement is Utility with no tables; with ANALYZE it is classified as
 	// the statement it runs.
 	FlagExplain
+	// FlagUnproven: the statement names a relation (or other object) whose
+	// hidden behaviour the catalog cannot prove harmless: a relation the
+	// catalog snapshot does not know (created since it was read, a temporary
+	// table), a foreign table, a view whose definition was not found. It is
+	// presumed to call a writing function (FlagWritesUnknown is set too).
+	FlagUnproven
+	// FlagReachesUnknown: a write of the statement may reach tables that
+	// neither it nor the catalog names: a user trigger fires, a rule or a
+	// column default calls a function that may write, or the written
+	// relation is not in the catalog. The statement's Writes still list only
+	// the tables it names; a transaction that ran it keeps all later reads
+	// on the primary (see TxState).
+	FlagReachesUnknown
+	// FlagReadsUnknown: the statement calls (directly or through a view, an
+	// operator, an aggregate, a policy) a STABLE user function whose body
+	// the catalog does not describe, so it may read any table. Inside a
+	// transaction that has written, it stays on the primary.
+	FlagReadsUnknown
 )
 
 var flagNames = [...]string{
 	"locking", "write_command", "writing_function", "data_modifying_cte",
 	"select_into", "writes_unknown", "cursor", "listen", "sql_prepare",
 	"multi_statement", "has_params", "may_change_session", "tx_dependent",
-	"backend_dependent", "copy", "explain",
+	"backend_dependent", "copy", "explain", "unproven", "reaches_unknown",
+	"reads_unknown",
 }
 
 // Has reports whether every flag in g is set in f.
@@ -394,8 +413,27 @@ type Statement struct {
 	// Reads lists tables read, schema-qualified as written, in order of first
 	// appearance, without duplicates. CTE names are not tables.
 	Reads []Table
-	// Writes lists tables written (or created, truncated, locked, or altered).
+	// Writes lists tables written (or created, truncated, locked, or altered)
+	// as the statement names them. Escape overrides match these names and the
+	// unit-of-work reject message names them; see WritesReached for the rest.
 	Writes []Table
+	// WritesReached lists tables, schema-qualified as the catalog names them,
+	// that the statement's writes reach without naming them: through
+	// cascading foreign keys, rules, writable views (their base tables) and
+	// partitions or inheritance children. Read-your-writes counts them (see
+	// [TxState.Apply]); what triggers write is not listed but flagged
+	// (FlagReachesUnknown).
+	WritesReached []Table
+	// ReadsReached lists relations, schema-qualified, that reading the named
+	// ones reads as well: the relations views and row-level security
+	// policies read, through nested views. Read-your-writes checks them as
+	// it checks Reads; they do not make a read a vector read.
+	ReadsReached []Table
+	// Hidden explains, one finding per line, what the statement runs or
+	// writes that its text does not name, as the catalog showed it, e.g.
+	// "view public.v_items calls volatile public.logit()". At most a few
+	// findings are kept; empty when the catalog showed nothing.
+	Hidden []string
 	// Temp lists temporary relations the statement creates; they live for
 	// the session, so reads of them must stay on the primary lane.
 	Temp []Table
@@ -426,7 +464,8 @@ func (s *Statement) IsPureRead() bool {
 }
 
 // Merge describes several statements, run as one query text, as a whole:
-// Reads, Writes, Temp and Settings are concatenated (tables de-duplicated),
+// Reads, Writes, Temp, WritesReached, ReadsReached, Hidden and Settings are
+// concatenated (tables de-duplicated),
 // Flags are unioned plus FlagMultiStatement, Class is the most primary-bound
 // part's. A single part is returned as is (copied).
 func Merge(parts []Statement) Statement {
@@ -452,6 +491,17 @@ func Merge(parts []Statement) Statement {
 		for _, t := range p.Temp {
 			out.Temp = AppendTable(out.Temp, t)
 		}
+		for _, t := range p.WritesReached {
+			out.WritesReached = AppendTable(out.WritesReached, t)
+		}
+		for _, t := range p.ReadsReached {
+			out.ReadsReached = AppendTable(out.ReadsReached, t)
+		}
+		for _, h := range p.Hidden {
+			if len(out.Hidden) < maxMergedHidden {
+				out.Hidden = append(out.Hidden, h)
+			}
+		}
 		out.Settings = append(out.Settings, p.Settings...)
 		if p.Deallocate != nil {
 			out.Deallocate = p.Deallocate
@@ -467,6 +517,9 @@ func Merge(parts []Statement) Statement {
 	out.Command = strings.Join(cmds, "; ")
 	return out
 }
+
+// maxMergedHidden bounds the explanations a multi-statement text keeps.
+const maxMergedHidden = 8
 
 // AppendTable appends t to ts unless an identical entry is present.
 func AppendTable(ts []Table, t Table) []Table {

@@ -22,8 +22,10 @@ type routing struct {
 }
 
 // dbRouting keeps one database's routing snapshot fresh: vector tables found
-// in the catalog and function volatilities are read over the vector lane when
-// the database is first used and every discover interval after that.
+// in the catalog and what classification reads there (function volatility,
+// views, policies, triggers, ...: catalogObjectsSQL) are read over the vector
+// lane when the database is first used, every discover interval after that,
+// after committed DDL and on reload.
 type dbRouting struct {
 	cur       atomic.Pointer[routing]
 	refreshMu sync.Mutex   // one refresh at a time
@@ -41,7 +43,8 @@ type dbRouting struct {
 	}
 }
 
-// catalogQueries read what classification and routing need from a database.
+// vectorTablesSQL finds the vector tables of a database; catalogObjectsSQL
+// (catalog_objects.go) the rest of what classification reads.
 const (
 	vectorTablesSQL = `SELECT DISTINCT n.nspname, c.relname
 FROM pg_catalog.pg_attribute a
@@ -52,9 +55,6 @@ WHERE t.typname IN ('vector', 'halfvec', 'sparsevec')
   AND a.attnum > 0 AND NOT a.attisdropped
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT LIKE 'pg_temp%'`
-	functionsSQL = `SELECT n.nspname, p.proname, max(p.provolatile::text)
-FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-GROUP BY 1, 2`
 )
 
 // routingFor returns the routing snapshot of database, loading it on first
@@ -91,10 +91,30 @@ func (s *Server) routingFor(database string) *routing {
 	return dr.cur.Load()
 }
 
-// baseRouting is the routing of the configured policy alone.
+// baseRouting is the routing of the configured policy alone: before the
+// catalog has been read, or without discovery.
 func (s *Server) baseRouting() *routing {
 	rules := s.policy.Load().rules
+	return &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, s.noCatalog())), rules: rules}
+}
+
+// configuredRouting classifies with the configured policy and no catalog at
+// all: what the admin console's EXPLAIN shows.
+func (s *Server) configuredRouting() *routing {
+	rules := s.policy.Load().rules
 	return &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, nil)), rules: rules}
+}
+
+// noCatalog is what classification uses when no catalog read succeeded yet:
+// with discovery on, a catalog that knows nothing (every statement goes to
+// the primary until a read succeeds: what views, triggers and the like do
+// is unknown); without discovery, none (only the function lists apply, as
+// configured).
+func (s *Server) noCatalog() router.FuncCatalog {
+	if s.lanes != nil && s.live().Discover {
+		return router.UnreadCatalog()
+	}
+	return nil
 }
 
 // installRouting builds dr's snapshot from the current policy and, when
@@ -119,7 +139,11 @@ func (s *Server) installRouting(database string, dr *dbRouting, discovered []pol
 			rules = r
 		}
 	}
-	dr.cur.Store(&routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, dr.mu.funcs)), rules: rules})
+	cat := dr.mu.funcs
+	if cat == nil {
+		cat = s.noCatalog()
+	}
+	dr.cur.Store(&routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, cat)), rules: rules})
 }
 
 // forgetCatalog drops what catalog reads found (discovery was turned off).
@@ -159,17 +183,24 @@ func (s *Server) refreshRouting(database string, dr *dbRouting) {
 		return
 	}
 	c := res.Value()
+	start := time.Now()
 	tables, terr := c.queryRows(vectorTablesSQL)
-	funcs, ferr := c.queryRows(functionsSQL)
-	s.lanes.release(res, terr != nil || ferr != nil)
-	if terr != nil || ferr != nil {
-		s.log.Warn("catalog discovery failed", zap.String("database", database), zap.Errors("errors", []error{terr, ferr}))
+	objRows, oerr := c.queryRows(catalogObjectsSQL)
+	s.lanes.release(res, terr != nil || oerr != nil)
+	var objs router.CatalogObjects
+	if terr == nil && oerr == nil {
+		objs, oerr = objectsFromRows(objRows)
+	}
+	if terr != nil || oerr != nil {
+		s.log.Warn("catalog discovery failed", zap.String("database", database), zap.Errors("errors", []error{terr, oerr}))
 		return
 	}
-	discovered, cat := catalogFromRows(tables, funcs)
-	s.installRouting(database, dr, discovered, router.NewCatalogSnapshot(cat))
+	discovered := tablesFromRows(tables)
+	s.installRouting(database, dr, discovered, router.NewCatalog(objs))
 	dr.loaded.Store(time.Now().UnixNano())
-	s.log.Debug("catalog discovered", zap.String("database", database), zap.Int("vector_tables", len(tables)), zap.Int("functions", len(funcs)))
+	s.log.Debug("catalog discovered", zap.String("database", database), zap.Int("vector_tables", len(tables)),
+		zap.Int("functions", len(objs.Functions)), zap.Int("relations", len(objs.Relations)),
+		zap.Duration("took", time.Since(start)))
 }
 
 // queryRows runs sql on the lane connection and returns its rows as text
@@ -187,21 +218,27 @@ func (c *laneConn) queryRows(sql string) ([][]string, error) {
 }
 
 // DiscoverCatalog reads, from the database cfg names, the tables with vector,
-// halfvec or sparsevec columns and every function's volatility: what
-// routing learns from a catalog. It is what the vector lane runs on first use
-// of a database, offered for tools such as `txlane explain --discover`.
-func DiscoverCatalog(ctx context.Context, cfg *pgconn.Config) ([]policy.Table, []router.CatalogFunc, error) {
+// halfvec or sparsevec columns and what classification reads from a catalog
+// (functions with their volatility, relations, views, policies, triggers,
+// rules, foreign keys, operators, casts; see catalogObjectsSQL): what the
+// vector lane reads on first use of a database, offered for tools such as
+// `txlane explain --discover`. Build the classifier's snapshot with
+// router.NewCatalog.
+func DiscoverCatalog(ctx context.Context, cfg *pgconn.Config) ([]policy.Table, router.CatalogObjects, error) {
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, router.CatalogObjects{}, err
 	}
 	defer conn.Close(ctx)
-	res, err := conn.Exec(ctx, vectorTablesSQL+";"+functionsSQL).ReadAll()
+	res, err := conn.Exec(ctx, vectorTablesSQL+";"+catalogObjectsSQL).ReadAll()
 	if err != nil {
-		return nil, nil, err
+		return nil, router.CatalogObjects{}, err
 	}
-	tables, funcs := catalogFromRows(textRows(res[0].Rows), textRows(res[1].Rows))
-	return tables, funcs, nil
+	objs, err := objectsFromRows(textRows(res[1].Rows))
+	if err != nil {
+		return nil, router.CatalogObjects{}, err
+	}
+	return tablesFromRows(textRows(res[0].Rows)), objs, nil
 }
 
 func textRows(rows [][][]byte) [][]string {
@@ -215,22 +252,13 @@ func textRows(rows [][][]byte) [][]string {
 	return out
 }
 
-// catalogFromRows turns the rows of vectorTablesSQL and functionsSQL into
-// routing's terms.
-func catalogFromRows(tableRows, funcRows [][]string) ([]policy.Table, []router.CatalogFunc) {
+// tablesFromRows turns the rows of vectorTablesSQL into routing's terms.
+func tablesFromRows(tableRows [][]string) []policy.Table {
 	tables := make([]policy.Table, 0, len(tableRows))
 	for _, row := range tableRows {
 		tables = append(tables, policy.Table{Schema: row[0], Name: row[1]})
 	}
-	funcs := make([]router.CatalogFunc, 0, len(funcRows))
-	for _, row := range funcRows {
-		v := router.Volatile // unknown volatility: presume the worst
-		if len(row[2]) == 1 {
-			v = router.Volatility(row[2][0])
-		}
-		funcs = append(funcs, router.CatalogFunc{Schema: row[0], Name: row[1], Volatility: v})
-	}
-	return tables, funcs
+	return tables
 }
 
 // schemaChanged marks database's catalog read as out of date after committed

@@ -181,6 +181,6 @@ func (a consoleAPI) Resume() { a.s.Resume() }
 func (a consoleAPI) QueryWaitTimeout() time.Duration { return a.s.live().QueryWaitTimeout }
 
 func (a consoleAPI) Explain(sql string) router.Explanation {
-	rt := a.s.baseRouting()
+	rt := a.s.configuredRouting()
 	return router.Explain(rt.classifier, sql, nil, rt.rules, nil)
 }

@@ -48,8 +48,12 @@ type Options struct {
 	// database's catalog are added to VectorTables when Discover is set.
 	Rules policy.RulesConfig
 	// Discover finds vector tables (vector, halfvec, sparsevec columns) and
-	// function volatilities in each database's catalog, at first use and
-	// every DiscoverInterval (default 1m).
+	// what classification reads from a catalog (function volatility, views,
+	// policies, operators, aggregates, casts, triggers, rules, foreign keys)
+	// in each database's catalog, at first use, every DiscoverInterval
+	// (default 1m), after committed DDL and on reload. Without it only the
+	// configured function lists apply and views, triggers and the like are
+	// not seen.
 	Discover         bool
 	DiscoverInterval time.Duration
 	// Metrics receives the proxy's metrics (default: a private set).

@@ -219,7 +219,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			firstWrite = from + i
 		}
 		begins = begins || beginsTx(st.stmt)
-		reads = append(reads, st.stmt.Reads...)
+		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
 	}
 	idle := s.TxStatus() == TxIdle && s.inFlight() == 0 && s.open == nil
 	for _, u := range units {
@@ -394,7 +394,7 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection failed."))
 	}
 	if write {
-		s.srv.units.noteRerouted(h, writtenTables(stmts))
+		s.srv.units.noteRerouted(h, reroutedTables(stmts))
 	}
 	s.mu.Lock()
 	s.mu.running = &holder.primary.target

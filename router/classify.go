@@ -78,12 +78,8 @@ func (c *Classifier) Update(cfg Config) {
 		cfg.CacheBytes = 32 << 20
 	}
 	g := &generation{
-		cfg: cfg,
-		fr: funcRules{
-			writing:  append([]policy.Func(nil), cfg.WritingFunctions...),
-			readOnly: append([]policy.Func(nil), cfg.ReadOnlyFunctions...),
-			catalog:  cfg.Catalog,
-		},
+		cfg:   cfg,
+		fr:    newFuncRules(cfg),
 		cache: newCache(cfg.CacheEntries, cfg.CacheBytes),
 	}
 	c.cur.Store(g)
@@ -182,32 +178,37 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 		return policy.Statement{Class: policy.Unknown, Reason: "empty statement node"}
 	}
 
-	w := &walker{fr: &g.fr}
+	w := &walker{fr: &g.fr, collect: g.fr.snap.Objects()}
 	st := policy.Statement{Class: policy.Read}
 	walkAll := true
+	// hide: the statement reads or writes rows (DML, COPY, a cursor's
+	// query, CREATE TABLE AS), so what its relations, operators and casts
+	// run besides, and what its writes reach, count (applyHidden).
+	hide := false
 	switch x := inner.Interface().(type) {
 	case *pg.SelectStmt:
-		st.Command = "SELECT"
+		st.Command, hide = "SELECT", true
 		if x.IntoClause != nil {
 			st.Command = "SELECT INTO"
 		}
 	case *pg.InsertStmt:
-		st.Command, st.Class, st.Flags = "INSERT", policy.Write, policy.FlagWriteCommand
+		st.Command, st.Class, st.Flags, hide = "INSERT", policy.Write, policy.FlagWriteCommand, true
 	case *pg.UpdateStmt:
-		st.Command, st.Class, st.Flags = "UPDATE", policy.Write, policy.FlagWriteCommand
+		st.Command, st.Class, st.Flags, hide = "UPDATE", policy.Write, policy.FlagWriteCommand, true
 	case *pg.DeleteStmt:
-		st.Command, st.Class, st.Flags = "DELETE", policy.Write, policy.FlagWriteCommand
+		st.Command, st.Class, st.Flags, hide = "DELETE", policy.Write, policy.FlagWriteCommand, true
 	case *pg.MergeStmt:
-		st.Command, st.Class, st.Flags = "MERGE", policy.Write, policy.FlagWriteCommand
+		st.Command, st.Class, st.Flags, hide = "MERGE", policy.Write, policy.FlagWriteCommand, true
 	case *pg.CopyStmt:
 		st.Flags |= policy.FlagCopy
-		walkAll = false
+		walkAll, hide = false, true
 		switch {
 		case x.IsFrom:
 			st.Command, st.Class = "COPY FROM", policy.Write
 			st.Flags |= policy.FlagWriteCommand
 			if x.Relation != nil {
 				w.rangeVar(x.Relation, true)
+				w.noteWrite(x.Relation, EvInsert, false)
 			}
 		default:
 			st.Command = "COPY TO"
@@ -223,17 +224,23 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 		w.visitNode(x.Query)
 		w.visitNode(x.WhereClause)
 	case *pg.TruncateStmt:
-		st.Command, st.Class, st.Flags = "TRUNCATE", policy.Write, policy.FlagWriteCommand
+		st.Command, st.Class, st.Flags, hide = "TRUNCATE", policy.Write, policy.FlagWriteCommand, true
 		w.writeMode = true
+		for _, r := range x.Relations {
+			w.noteWrite(r.GetRangeVar(), EvTruncate, x.Behavior == pg.DropBehavior_DROP_CASCADE)
+		}
 	case *pg.CreateTableAsStmt:
 		if x.Objtype == pg.ObjectType_OBJECT_MATVIEW {
 			st.Command, st.Class = "CREATE MATERIALIZED VIEW", policy.DDL
 		} else {
-			st.Command, st.Class, st.Flags = "CREATE TABLE AS", policy.Write, policy.FlagWriteCommand
+			st.Command, st.Class, st.Flags, hide = "CREATE TABLE AS", policy.Write, policy.FlagWriteCommand, true
 		}
 	case *pg.RefreshMatViewStmt:
-		st.Command, st.Class, st.Flags = "REFRESH MATERIALIZED VIEW", policy.Write, policy.FlagWriteCommand
+		st.Command, st.Class, st.Flags, hide = "REFRESH MATERIALIZED VIEW", policy.Write, policy.FlagWriteCommand, true
 		w.writeMode = true
+		if w.collect && x.Relation != nil {
+			w.refreshes = append(w.refreshes, policy.Table{Schema: x.Relation.Schemaname, Name: x.Relation.Relname})
+		}
 	case *pg.ExplainStmt:
 		if explainAnalyze(x.Options) && x.Query != nil {
 			// EXPLAIN ANALYZE executes the statement: it is that statement.
@@ -266,7 +273,8 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 		st.Command, st.Class = "SET CONSTRAINTS", policy.Utility
 		walkAll = false
 	case *pg.DeclareCursorStmt:
-		st.Command, st.Class, st.Flags = "DECLARE CURSOR", policy.Utility, policy.FlagCursor
+		// The query runs at FETCH; counted now, conservatively.
+		st.Command, st.Class, st.Flags, hide = "DECLARE CURSOR", policy.Utility, policy.FlagCursor, true
 	case *pg.FetchStmt:
 		st.Command, st.Class, st.Flags = "FETCH", policy.Utility, policy.FlagCursor
 		if x.Ismove {
@@ -334,9 +342,13 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 	if walkAll {
 		w.visit(inner)
 	}
+	if hide {
+		w.applyHidden()
+	}
 
 	st.Flags |= w.flags
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
+	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden
 	computed := policy.Read
 	switch {
 	case len(st.Writes) > 0 || st.Flags&(policy.FlagWriteCommand|policy.FlagWritingFunction|

@@ -7,8 +7,11 @@
 // state; [policy.Decide] combines them. Every doubt resolves toward the
 // primary lane: a statement is a pure read only when the parser proves it.
 //
-// Limits, by design: the walker sees the SQL text only. Views are tables as
-// written; what a view's definition, a trigger, a rule, or an operator's
-// function does is invisible (use after_write=any, the writing-function
-// lists, or the catalog snapshot to cover them).
+// The walker sees the SQL text; what the text hides comes from a catalog
+// snapshot built by [NewCatalog] (no database access here): what views,
+// row-level security policies, operators, aggregates and casts run, and the
+// tables writes reach through triggers, cascading foreign keys, rules,
+// writable views and partitions (hidden.go). What the snapshot cannot prove
+// is presumed to write. Without a snapshot, or with functions alone
+// ([NewCatalogSnapshot]), only function calls are judged.
 package router

@@ -28,6 +28,15 @@ type Explanation struct {
 	VectorTables []string `json:"vector_tables"`
 	// Temp lists temporary tables the statement creates.
 	Temp []string `json:"temp,omitempty"`
+	// ReadsReached and WritesReached list the relations the catalog shows
+	// the statement reads and writes besides those it names (views' base
+	// tables and policies' relations; cascades, rules, writable views,
+	// partitions).
+	ReadsReached  []string `json:"reads_reached,omitempty"`
+	WritesReached []string `json:"writes_reached,omitempty"`
+	// Hidden explains what the statement runs or writes that its text does
+	// not name, e.g. "view public.v_items calls volatile public.logit()".
+	Hidden []string `json:"hidden,omitempty"`
 	// Flags are policy.Flags names ("locking", "has_params", ...).
 	Flags []string `json:"flags"`
 	// Tx describes a transaction-control statement.
@@ -110,6 +119,13 @@ func explainStatement(st *policy.Statement, state *policy.TxState, rules *policy
 	if len(e.Temp) == 0 {
 		e.Temp = nil
 	}
+	if len(st.ReadsReached) > 0 {
+		e.ReadsReached = tableNames(st.ReadsReached)
+	}
+	if len(st.WritesReached) > 0 {
+		e.WritesReached = tableNames(st.WritesReached)
+	}
+	e.Hidden = st.Hidden
 	if st.Class == policy.Unknown {
 		e.Error = st.Reason
 	}
@@ -170,7 +186,16 @@ func (e Explanation) lines(prefix string) [][2]string {
 	add("reads", list(e.Reads))
 	add("writes", list(e.Writes))
 	add("vector tables", list(e.VectorTables))
+	if len(e.ReadsReached) > 0 {
+		add("reads through", list(e.ReadsReached))
+	}
+	if len(e.WritesReached) > 0 {
+		add("writes reach", list(e.WritesReached))
+	}
 	add("flags", list(e.Flags))
+	for _, h := range e.Hidden {
+		add("hidden", h)
+	}
 	if e.Tx != nil {
 		tx := e.Tx.Kind
 		if e.Tx.Isolation != "" {

@@ -2,6 +2,8 @@ package router
 
 import (
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/txlane/txlane/policy"
 )
@@ -33,11 +35,27 @@ const (
 )
 
 // CatalogFunc is one row of a catalog snapshot: one function (all overloads
-// of a name share a row; the most volatile wins).
+// of a name share a row; the most volatile wins, and what any of them runs
+// counts).
 type CatalogFunc struct {
 	Schema     string
 	Name       string
 	Volatility Volatility
+	// Kind is pg_proc.prokind: 'f' function, 'a' aggregate, 'w' window
+	// function, 'p' procedure (0 reads as 'f'). PostgreSQL marks every
+	// aggregate immutable: its support functions (Calls) are what count.
+	Kind byte
+	// OpaqueBody: the catalog does not describe what the body reads (every
+	// language but C, internal, and SQL with a BEGIN ATOMIC body). A STABLE
+	// function with an opaque body outside pg_catalog may read any table.
+	OpaqueBody bool
+	// Calls are functions that calling this one runs as well: an aggregate's
+	// support functions (transition, final, combine, serial, deserial and
+	// moving-aggregate ones), a planner support function, functions in
+	// argument defaults or in a BEGIN ATOMIC body.
+	Calls []policy.Func
+	// Reads are relations a BEGIN ATOMIC body reads.
+	Reads []policy.Table
 }
 
 // CatalogSnapshot is a [FuncCatalog] built from a list of functions, e.g.
@@ -45,24 +63,51 @@ type CatalogFunc struct {
 //	SELECT n.nspname, p.proname, p.provolatile
 //	FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 //
-// It is immutable once built and safe for concurrent use.
+// or, from [NewCatalog], from a full catalog read that also describes
+// relations, operators and casts. It is immutable once built and safe for
+// concurrent use.
 type CatalogSnapshot struct {
-	exact  map[policy.Func]bool // true = volatile
-	byName map[string]bool      // any schema; true if any is volatile
+	exact  map[policy.Func]*funcInfo
+	byName map[string][]policy.Func // every schema's function of a name
+
+	// objects: built by NewCatalog; the fields below are set.
+	objects   bool
+	rels      map[policy.Table]*relInfo
+	relByName map[string][]policy.Table
+	ops       map[policy.Func][]policy.Func // operator → its functions
+	opByName  map[string][]policy.Func      // operator name → operators
+	casts     map[string][]castInfo         // by target type name
+	hazards   []CatalogHazard
+	// unread: UnreadCatalog, a stand-in for a catalog not read yet.
+	unread bool
 }
 
-// NewCatalogSnapshot builds a snapshot. Overloads and same-named functions in
-// several schemas combine conservatively: volatile if any of them is.
+// NewCatalogSnapshot builds a snapshot of functions alone. Overloads and
+// same-named functions in several schemas combine conservatively: volatile
+// if any of them is.
 func NewCatalogSnapshot(funcs []CatalogFunc) *CatalogSnapshot {
 	c := &CatalogSnapshot{
-		exact:  make(map[policy.Func]bool, len(funcs)),
-		byName: make(map[string]bool, len(funcs)),
+		exact:  make(map[policy.Func]*funcInfo, len(funcs)),
+		byName: make(map[string][]policy.Func, len(funcs)),
 	}
 	for _, f := range funcs {
-		v := f.Volatility == Volatile
 		k := policy.Func{Schema: f.Schema, Name: f.Name}
-		c.exact[k] = c.exact[k] || v
-		c.byName[f.Name] = c.byName[f.Name] || v
+		fi := c.exact[k]
+		if fi == nil {
+			fi = &funcInfo{}
+			c.exact[k] = fi
+			c.byName[f.Name] = append(c.byName[f.Name], k)
+		}
+		fi.volatile = fi.volatile || f.Volatility == Volatile
+		fi.aggregate = fi.aggregate || f.Kind == 'a'
+		fi.window = fi.window || f.Kind == 'w'
+		fi.opaqueBody = fi.opaqueBody || (f.OpaqueBody && f.Volatility == Stable)
+		for _, g := range f.Calls {
+			fi.calls = appendFunc(fi.calls, g)
+		}
+		for _, t := range f.Reads {
+			fi.reads = policy.AppendTable(fi.reads, t)
+		}
 	}
 	return c
 }
@@ -73,11 +118,19 @@ func (c *CatalogSnapshot) Volatile(schema, name string) (volatile, known bool) {
 		return false, false
 	}
 	if schema == "" {
-		volatile, known = c.byName[name]
-		return volatile, known
+		keys := c.byName[name]
+		for _, k := range keys {
+			if c.exact[k].volatile {
+				return true, true
+			}
+		}
+		return false, len(keys) > 0
 	}
-	volatile, known = c.exact[policy.Func{Schema: schema, Name: name}]
-	return volatile, known
+	fi, ok := c.exact[policy.Func{Schema: schema, Name: name}]
+	if !ok {
+		return false, false
+	}
+	return fi.volatile, true
 }
 
 // effect is what calling a function means for routing.
@@ -241,8 +294,10 @@ var builtinReadOnly = map[string]effect{
 	// proxy's tests probe lanes with it). An offloaded read thus reports a
 	// pool backend's pid; signalling that pid needs the pool role's
 	// privileges, which client roles do not have.
-	"pg_backend_pid":              0,
-	"pg_my_temp_schema":           effBackend,
+	"pg_backend_pid":    0,
+	"pg_my_temp_schema": effBackend,
+	// SESSION_USER: the lane logs in as the pool's user (see walk.go).
+	"session_user":                effBackend,
 	"pg_is_other_temp_schema":     effBackend,
 	"pg_listening_channels":       effBackend,
 	"inet_client_addr":            effBackend,
@@ -252,12 +307,37 @@ var builtinReadOnly = map[string]effect{
 	"pg_notification_queue_usage": effBackend,
 }
 
-// funcRules decides the effect of a function call. Immutable.
+// funcRules decides the effect of a function call. Immutable once built
+// (memo only caches what the rest determines).
 type funcRules struct {
 	writing  []policy.Func
 	readOnly []policy.Func
 	catalog  FuncCatalog
+	// snap is catalog when it is a *CatalogSnapshot: what functions run
+	// besides themselves, and, from NewCatalog, relations, operators, casts.
+	snap *CatalogSnapshot
+	// memo caches top-level hidden-object evaluations (see hidden.go), memoN
+	// counts them; nil without snap. Shared by the generations Reset makes
+	// (same catalog, same lists).
+	memo  *sync.Map
+	memoN *atomic.Int64
+	// hazards are the catalog's hazards that may write, evaluated under
+	// these rules.
+	hazards []hidden
 }
+
+// source says which step of [funcRules.effect]'s precedence decided.
+type source uint8
+
+const (
+	srcNone         source = iota // no catalog, not listed: nothing known
+	srcBuiltin                    // built-in writing or read-only list
+	srcWritingList                // policy writing_functions
+	srcReadOnlyList               // policy read_only_functions
+	srcVolatile                   // the catalog marks it volatile
+	srcUnknown                    // the catalog does not know it
+	srcCatalog                    // the catalog knows it, not volatile
+)
 
 // effect returns what calling schema.name means. Precedence:
 //
@@ -268,37 +348,48 @@ type funcRules struct {
 //  5. catalog: volatile → writes; known non-volatile → nothing; unknown →
 //     writes (fail safe) unless called as pg_catalog.name;
 //  6. no catalog: nothing (only the lists apply).
+//
+// What a known non-volatile function runs besides itself (an aggregate's
+// support functions, ...) is not part of this: see evalCtx.call.
 func (r *funcRules) effect(schema, name string) effect {
+	e, _ := r.effectFrom(schema, name)
+	return e
+}
+
+// effectFrom is effect plus the step that decided it.
+func (r *funcRules) effectFrom(schema, name string) (effect, source) {
 	if e, ok := builtinWriting[name]; ok {
-		return e
+		return e, srcBuiltin
 	}
 	if strings.HasPrefix(name, "lo_") {
-		return effWrites
+		return effWrites, srcBuiltin
 	}
 	for _, f := range r.writing {
 		if f.Name == name && (f.Schema == "" || schema == "" || f.Schema == schema) {
-			return userWrites
+			return userWrites, srcWritingList
 		}
 	}
 	for _, f := range r.readOnly {
 		if f.Name == name && (f.Schema == "" || f.Schema == schema) {
-			return 0
+			return 0, srcReadOnlyList
 		}
 	}
 	if schema == "" || schema == "pg_catalog" {
 		if e, ok := builtinReadOnly[name]; ok {
-			return e
+			return e, srcBuiltin
 		}
 	}
 	if r.catalog == nil {
-		return 0
+		return 0, srcNone
 	}
 	volatile, known := r.catalog.Volatile(schema, name)
 	switch {
 	case known && volatile:
-		return userWrites
-	case known, schema == "pg_catalog":
-		return 0
+		return userWrites, srcVolatile
+	case known:
+		return 0, srcCatalog
+	case schema == "pg_catalog":
+		return 0, srcNone
 	}
-	return userWrites
+	return userWrites, srcUnknown
 }

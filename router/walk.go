@@ -28,6 +28,25 @@ type walker struct {
 	// writeMode: RangeVars reached by the generic walk are written (inside
 	// DDL). Queries nested in DDL switch it off again.
 	writeMode bool
+
+	// collect: the catalog describes relations, operators and casts
+	// (NewCatalog), so what the text uses besides functions is collected for
+	// applyHidden (hidden.go).
+	collect bool
+	// ops are operators used, named or implied (IN, CASE x WHEN, JOIN
+	// USING, BETWEEN, ...); casts the type names cast to explicitly; attrs
+	// names that may be attribute notation for a function (x.f, (x).f).
+	ops   []policy.Func
+	casts []string
+	attrs []string
+	// wev are the tables written by DML commands, with their events;
+	// refreshes the materialized views refreshed.
+	wev       []writeEv
+	refreshes []policy.Table
+	// Results of applyHidden (and of hidden function calls).
+	readsReached  []policy.Table
+	writesReached []policy.Table
+	hidden        []string
 }
 
 // visit dispatches on the concrete node type.
@@ -39,13 +58,17 @@ func (w *walker) visit(m protoreflect.Message) {
 	case *pg.SelectStmt:
 		w.selectStmt(n, m)
 	case *pg.InsertStmt:
-		w.dml(m, n.WithClause, n.Relation)
+		ev := EvInsert
+		if n.OnConflictClause != nil && n.OnConflictClause.Action == pg.OnConflictAction_ONCONFLICT_UPDATE {
+			ev |= EvUpdate
+		}
+		w.dml(m, n.WithClause, n.Relation, ev)
 	case *pg.UpdateStmt:
-		w.dml(m, n.WithClause, n.Relation)
+		w.dml(m, n.WithClause, n.Relation, EvUpdate)
 	case *pg.DeleteStmt:
-		w.dml(m, n.WithClause, n.Relation)
+		w.dml(m, n.WithClause, n.Relation, EvDelete)
 	case *pg.MergeStmt:
-		w.dml(m, n.WithClause, n.Relation)
+		w.dml(m, n.WithClause, n.Relation, mergeEvents(n))
 	case *pg.WithClause:
 		// Owners handle their WITH; one met elsewhere is searched as is.
 		for _, c := range n.Ctes {
@@ -81,6 +104,60 @@ func (w *walker) visit(m protoreflect.Message) {
 		}
 	case *pg.ParamRef:
 		w.flags |= policy.FlagHasParams
+	case *pg.A_Expr:
+		if w.collect {
+			w.aExpr(n)
+		}
+		w.walk(m)
+	case *pg.SubLink:
+		if w.collect {
+			switch {
+			case len(n.OperName) > 0:
+				w.operator(n.OperName)
+			case n.SubLinkType == pg.SubLinkType_ANY_SUBLINK:
+				w.ops = appendOp(w.ops, policy.Func{Name: "="}) // x IN (SELECT ...)
+			}
+		}
+		w.walk(m)
+	case *pg.CaseExpr:
+		if w.collect && n.Arg != nil {
+			w.ops = appendOp(w.ops, policy.Func{Name: "="}) // CASE x WHEN y
+		}
+		w.walk(m)
+	case *pg.JoinExpr:
+		if w.collect && (n.IsNatural || len(n.UsingClause) > 0) {
+			w.ops = appendOp(w.ops, policy.Func{Name: "="})
+		}
+		w.walk(m)
+	case *pg.SortBy:
+		if w.collect && len(n.UseOp) > 0 {
+			w.operator(n.UseOp)
+		}
+		w.walk(m)
+	case *pg.TypeCast:
+		if w.collect && n.TypeName != nil {
+			if _, name := qualifiedName(n.TypeName.Names); name != "" {
+				w.casts = appendName(w.casts, name)
+			}
+		}
+		w.walk(m)
+	case *pg.ColumnRef:
+		// x.f may be f(x): attribute notation. Its fields are names (String,
+		// A_Star) only: nothing below to walk.
+		if w.collect && len(n.Fields) >= 2 {
+			if s := n.Fields[len(n.Fields)-1].GetString_(); s != nil {
+				w.attrs = appendName(w.attrs, s.Sval)
+			}
+		}
+	case *pg.A_Indirection:
+		if w.collect {
+			for _, i := range n.Indirection {
+				if s := i.GetString_(); s != nil {
+					w.attrs = appendName(w.attrs, s.Sval)
+				}
+			}
+		}
+		w.walk(m)
 	case *pg.DropStmt:
 		w.drop(n)
 		w.walk(m)
@@ -171,12 +248,14 @@ func (w *walker) selectStmt(n *pg.SelectStmt, m protoreflect.Message) {
 	w.pop(pushed)
 }
 
-// dml handles INSERT / UPDATE / DELETE / MERGE: the target is written,
-// everything else (source, USING, FROM, sub-selects, RETURNING) is read.
-func (w *walker) dml(m protoreflect.Message, wc *pg.WithClause, target *pg.RangeVar) {
+// dml handles INSERT / UPDATE / DELETE / MERGE: the target is written with
+// events ev, everything else (source, USING, FROM, sub-selects, RETURNING)
+// is read.
+func (w *walker) dml(m protoreflect.Message, wc *pg.WithClause, target *pg.RangeVar, ev Events) {
 	pushed := w.with(wc)
 	if target != nil {
 		w.rangeVar(target, true)
+		w.noteWrite(target, ev, false)
 	}
 	saved := w.writeMode
 	w.writeMode = false
@@ -304,27 +383,21 @@ func (w *walker) drop(n *pg.DropStmt) {
 	}
 }
 
-// funcCall applies the effect of calling a function.
+// funcCall applies the effect of calling a function, with what it runs
+// besides (an aggregate's support functions, ...; see hidden.go).
 func (w *walker) funcCall(n *pg.FuncCall) {
 	schema, name := qualifiedName(n.Funcname)
 	if name == "" {
 		return
 	}
-	e := w.fr.effect(schema, name)
-	if e&effWrites != 0 {
-		w.flags |= policy.FlagWritingFunction
+	h := w.fr.callHidden(schema, name)
+	e := h.eff
+	w.flags |= flagsOf(e)
+	for _, t := range h.reads {
+		w.readsReached = policy.AppendTable(w.readsReached, t)
 	}
-	if e&effUnknownWrites != 0 {
-		w.flags |= policy.FlagWritesUnknown
-	}
-	if e&effSession != 0 {
-		w.flags |= policy.FlagMayChangeSession
-	}
-	if e&effTx != 0 {
-		w.flags |= policy.FlagTxDependent
-	}
-	if e&effBackend != 0 {
-		w.flags |= policy.FlagBackendDependent
+	if e != 0 {
+		w.noteHidden(h.why)
 	}
 	if e&effSeqArg != 0 && len(n.Args) > 0 {
 		// nextval('s') / setval('s', ...): the sequence, when written as a
@@ -363,4 +436,86 @@ func constString(n *pg.Node) (string, bool) {
 		return "", false
 	}
 	return "", false
+}
+
+// noteWrite records that a DML command writes rv with events ev (for the
+// tables the write reaches; see applyHidden).
+func (w *walker) noteWrite(rv *pg.RangeVar, ev Events, cascade bool) {
+	if !w.collect || rv == nil || rv.Relname == "" {
+		return
+	}
+	t := policy.Table{Schema: rv.Schemaname, Name: rv.Relname}
+	for i := range w.wev {
+		if w.wev[i].t == t {
+			w.wev[i].ev |= ev
+			w.wev[i].cascade = w.wev[i].cascade || cascade
+			return
+		}
+	}
+	w.wev = append(w.wev, writeEv{t: t, ev: ev, cascade: cascade})
+}
+
+// mergeEvents returns the events of MERGE's WHEN clauses (all of insert,
+// update and delete when none is recognised).
+func mergeEvents(n *pg.MergeStmt) Events {
+	var ev Events
+	for _, c := range n.MergeWhenClauses {
+		mc := c.GetMergeWhenClause()
+		if mc == nil {
+			continue
+		}
+		switch mc.CommandType {
+		case pg.CmdType_CMD_INSERT:
+			ev |= EvInsert
+		case pg.CmdType_CMD_UPDATE:
+			ev |= EvUpdate
+		case pg.CmdType_CMD_DELETE:
+			ev |= EvDelete
+		}
+	}
+	if ev == 0 {
+		ev = EvInsert | EvUpdate | EvDelete
+	}
+	return ev
+}
+
+// aExpr records the operators an expression uses. BETWEEN is rewritten by
+// PostgreSQL into comparisons; the others name their operator ("~~" for
+// LIKE, "=" for IN, IS DISTINCT FROM and NULLIF).
+func (w *walker) aExpr(n *pg.A_Expr) {
+	switch n.Kind {
+	case pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN,
+		pg.A_Expr_Kind_AEXPR_BETWEEN_SYM, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
+		for _, op := range []string{">=", "<=", "<", ">"} {
+			w.ops = appendOp(w.ops, policy.Func{Name: op})
+		}
+	default:
+		w.operator(n.Name)
+	}
+}
+
+// operator records an operator name list ([schema,] op).
+func (w *walker) operator(names []*pg.Node) {
+	schema, name := qualifiedName(names)
+	if name != "" {
+		w.ops = appendOp(w.ops, policy.Func{Schema: schema, Name: name})
+	}
+}
+
+func appendOp(ops []policy.Func, op policy.Func) []policy.Func {
+	for _, o := range ops {
+		if o == op {
+			return ops
+		}
+	}
+	return append(ops, op)
+}
+
+func appendName(ns []string, n string) []string {
+	for _, m := range ns {
+		if m == n {
+			return ns
+		}
+	}
+	return append(ns, n)
 }

@@ -74,14 +74,14 @@ func explain(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		tables, funcs, err := proxy.DiscoverCatalog(ctx, pc)
+		tables, objs, err := proxy.DiscoverCatalog(ctx, pc)
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "txlane explain: reading the catalog: %v\n", err)
 			return exitFailure
 		}
 		discovered = tables
-		catalog = router.NewCatalogSnapshot(funcs)
+		catalog = router.NewCatalog(objs)
 	}
 	rules, err := explainRules(cfg, discovered)
 	if err != nil {

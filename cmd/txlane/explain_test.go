@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/router"
 )
 
@@ -62,5 +65,48 @@ func TestExplain(t *testing.T) {
 	}
 	if code, _, _ := explainRun(t); code != exitUsageErr {
 		t.Errorf("no SQL: exit %d", code)
+	}
+}
+
+// TestExplainDiscoverHidden: with --discover, explain reads the catalog and
+// says which hidden object makes a read a write.
+func TestExplainDiscoverHidden(t *testing.T) {
+	schema := fmt.Sprintf("explain_hidden_%d", time.Now().UnixNano()%1_000_000_000)
+	pgtest.Exec(t, fmt.Sprintf(`CREATE SCHEMA %[1]s;
+CREATE TABLE %[1]s.items (id int PRIMARY KEY, embedding vector(3));
+CREATE TABLE %[1]s.audit (what text);
+CREATE FUNCTION %[1]s.logit() RETURNS int LANGUAGE sql VOLATILE AS $$ INSERT INTO %[1]s.audit VALUES ('view') RETURNING 1 $$;
+CREATE VIEW %[1]s.v_items AS SELECT id, embedding, %[1]s.logit() AS l FROM %[1]s.items;
+CREATE TABLE %[1]s.other (id int);
+CREATE FUNCTION %[1]s.trg_f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN new; END $$;
+CREATE TRIGGER t_other AFTER INSERT ON %[1]s.other FOR EACH ROW EXECUTE FUNCTION %[1]s.trg_f()`, schema))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA "+schema+" CASCADE") })
+	cfg := filepath.Join(t.TempDir(), "txlane.yaml")
+	if err := os.WriteFile(cfg, []byte("primary: "+pgtest.DSN(t)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sql  string
+		want []string
+	}{
+		{"SELECT id, l FROM v_items", []string{
+			"hidden:        view " + schema + ".v_items calls volatile " + schema + ".logit()",
+			"reads through: " + schema + ".items",
+			"route:         primary (writing_function)"}},
+		{"SELECT id FROM items ORDER BY embedding <-> '[1,2,3]'", []string{"route:         vector (vector_read_idle)"}},
+		{"INSERT INTO other VALUES (1)", []string{
+			"hidden:        table " + schema + ".other has trigger t_other (" + schema + ".trg_f()), whose writes are unknown",
+			"flags:         write_command, reaches_unknown"}},
+	} {
+		var out, errOut bytes.Buffer
+		code := explain([]string{"--config", cfg, "--discover", "--search-path", schema + ", public", tc.sql}, &out, &errOut)
+		if code != 0 {
+			t.Fatalf("explain %q: exit %d: %s", tc.sql, code, errOut.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("explain --discover %q lacks %q:\n%s", tc.sql, w, out.String())
+			}
+		}
 	}
 }

@@ -1,0 +1,394 @@
+package proxy
+
+import (
+	"fmt"
+
+	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/router"
+)
+
+// catalogObjectsSQL reads what classification needs to see what SQL text
+// hides (router.CatalogObjects): every function with its volatility, every
+// relation, and, by OID, what runs when they are used:
+//
+//	k    a (oid)  b (oid)  s, n            x                 via
+//	r    rel               schema, name    relkind           why opaque
+//	f    proc              schema, name    volatility+kind+o (o: opaque body)
+//	uf   rel      proc                     when              user
+//	ur   rel      rel                      when              user
+//	l    rel                               rule events       rule name
+//	t    rel      proc                     trigger events    trigger name (user triggers, and
+//	                                                         their clones on partitions)
+//	k    rel      rel                      deltype+updtype   constraint (a is referenced by b)
+//	c    rel      rel                                        (b is a partition or child of a)
+//	ff   proc     proc                                       (a runs b)
+//	fr   proc     rel                                        (a's body reads b)
+//	o    proc/''           schema, name                      operator and one of its functions
+//	x    proc              type schema, type name context  source type
+//	h    proc                              ''                where it runs
+//
+//	ut   rel                               r                 user (uses CURRENT_TIMESTAMP & co.)
+//	ub   rel                               r                 user (uses SESSION_USER)
+//
+// (ut and ub: such SQL-standard values are no function call, so pg_depend
+// does not record them; the definition's text is searched, which can only
+// err toward the primary.)
+//
+// "when" is r (whenever the relation is read or written: a view's
+// definition, a row-level security policy), w (insert or update: a default,
+// a check constraint), m (refresh of a materialized view), or l followed by
+// the rule's event (a non-SELECT rule: li, lu, ld).
+//
+// Temporary relations of every session are included (as pg_temp_N.name):
+// a session's CREATE TEMP TABLE is DDL, after which the catalog is read
+// again, so its own temporary tables, their triggers and rules are known.
+//
+// It is one statement, so one snapshot: a relation and what it depends on
+// are read together (a view created meanwhile is either absent, hence
+// unproven, or complete). Functions in pg_catalog that are not volatile are
+// left out of operator, cast and call rows: they run nothing else and write
+// nothing, and leaving them out keeps the answer small.
+const catalogObjectsSQL = `WITH dep AS (
+  SELECT d.classid, d.objid, d.refclassid, d.refobjid
+  FROM pg_catalog.pg_depend d
+  WHERE d.deptype = 'n'
+    AND d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
+                      'pg_catalog.pg_attrdef'::pg_catalog.regclass, 'pg_catalog.pg_constraint'::pg_catalog.regclass,
+                      'pg_catalog.pg_proc'::pg_catalog.regclass)
+    AND d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass,
+                         'pg_catalog.pg_class'::pg_catalog.regclass)
+), dep_to AS (
+  SELECT d.classid, d.objid, 'f' AS kind, d.refobjid AS ref
+  FROM dep d WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+  UNION
+  SELECT d.classid, d.objid, 'f', u.f
+  FROM dep d JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid,
+       LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
+  WHERE d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND u.f <> 0
+  UNION
+  SELECT d.classid, d.objid, 'r', d.refobjid
+  FROM dep d WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+), owner AS (
+  SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass AS classid, r.oid AS objid, r.ev_class AS rel,
+         CASE WHEN r.rulename <> '_RETURN'
+              THEN 'l' || CASE r.ev_type WHEN '2' THEN 'u' WHEN '3' THEN 'i' WHEN '4' THEN 'd' ELSE 'iud' END
+              WHEN c.relkind = 'm' THEN 'm' ELSE 'r' END AS w,
+         CASE WHEN r.rulename = '_RETURN' THEN 'definition' ELSE r.rulename::text END AS via
+  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+  UNION ALL
+  SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, p.polrelid, 'r', 'row-level security policy ' || p.polname
+  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+  WHERE c.relrowsecurity
+  UNION ALL
+  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, a.adrelid, 'w', 'default of column ' || t.attname
+  FROM pg_catalog.pg_attrdef a
+  JOIN pg_catalog.pg_attribute t ON t.attrelid = a.adrelid AND t.attnum = a.adnum
+  UNION ALL
+  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conrelid, 'w', 'constraint ' || k.conname
+  FROM pg_catalog.pg_constraint k WHERE k.contype = 'c' AND k.conrelid <> 0
+), boring AS (
+  -- Functions that run nothing else and write nothing.
+  SELECT p.oid FROM pg_catalog.pg_proc p
+  WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
+), vol AS (
+  SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v'
+), user_views AS MATERIALIZED (
+  -- Materialized so that pg_get_viewdef runs for these only, not for every
+  -- view the planner would filter afterwards.
+  SELECT c.oid FROM pg_catalog.pg_class c
+  WHERE c.relkind = 'v'
+    AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+)
+SELECT 'r' AS k, c.oid::text AS a, '' AS b, n.nspname::text AS s, c.relname::text AS n, c.relkind::text AS x,
+       CASE WHEN c.relkind = 'f' THEN 'foreign table'
+            WHEN c.relkind IN ('v', 'm') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w
+                 WHERE w.ev_class = c.oid AND w.rulename = '_RETURN') THEN 'definition not found'
+            ELSE '' END AS via
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname NOT LIKE 'pg\_toast%'
+UNION ALL
+SELECT 'f', p.oid::text, '', n.nspname, p.proname, p.provolatile::text || p.prokind::text ||
+       CASE WHEN p.prosqlbody IS NULL AND p.prolang NOT IN (12, 13) THEN 'o' ELSE '' END, ''
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+UNION ALL
+SELECT 'u' || d.kind, o.rel::text, d.ref::text, '', '', o.w, o.via
+FROM owner o JOIN dep_to d ON d.classid = o.classid AND d.objid = o.objid
+WHERE (d.kind = 'f' AND d.ref NOT IN (SELECT oid FROM boring)) OR (d.kind = 'r' AND (d.ref <> o.rel OR o.w LIKE 'l%'))
+UNION ALL
+SELECT 'l', o.rel::text, '', '', '', substr(o.w, 2), o.via FROM owner o WHERE o.w LIKE 'l%'
+UNION ALL
+SELECT CASE WHEN e.def ~* '\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\M'
+            THEN 'ut' ELSE 'ub' END, e.rel::text, '', '', '', 'r', e.via
+FROM (SELECT v.oid AS rel, 'definition' AS via, pg_catalog.pg_get_viewdef(v.oid) AS def
+      FROM user_views v
+      UNION ALL
+      SELECT p.polrelid, 'row-level security policy ' || p.polname,
+             coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+             coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '')
+      FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+      WHERE c.relrowsecurity) e
+WHERE e.def ~* '\m(current_date|current_time|current_timestamp|localtime|localtimestamp|session_user)\M'
+UNION ALL
+SELECT 't', t.tgrelid::text, t.tgfoid::text, '', '',
+       CASE WHEN t.tgtype & 4 <> 0 THEN 'i' ELSE '' END || CASE WHEN t.tgtype & 16 <> 0 THEN 'u' ELSE '' END ||
+       CASE WHEN t.tgtype & 8 <> 0 THEN 'd' ELSE '' END || CASE WHEN t.tgtype & 32 <> 0 THEN 't' ELSE '' END,
+       t.tgname
+FROM pg_catalog.pg_trigger t
+WHERE (NOT t.tgisinternal OR (t.tgparentid <> 0 AND t.tgconstraint = 0)) AND t.tgenabled <> 'D'
+UNION ALL
+SELECT 'k', k.confrelid::text, k.conrelid::text, '', '', k.confdeltype::text || k.confupdtype::text, k.conname
+FROM pg_catalog.pg_constraint k WHERE k.contype = 'f'
+UNION ALL
+SELECT 'c', i.inhparent::text, i.inhrelid::text, '', '', '', '' FROM pg_catalog.pg_inherits i
+UNION ALL
+SELECT 'f' || d.kind, d.objid::text, d.ref::text, '', '', '', ''
+FROM dep_to d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+  AND (d.kind = 'r' OR d.ref NOT IN (SELECT oid FROM boring))
+UNION ALL
+SELECT 'ff', p.oid::text, p.prosupport::pg_catalog.oid::text, '', '', '', ''
+FROM pg_catalog.pg_proc p WHERE p.prosupport <> 0 AND p.prosupport NOT IN (SELECT oid FROM boring)
+UNION ALL
+SELECT 'ff', a.aggfnoid::text, u.f::text, '', '', '', ''
+FROM pg_catalog.pg_aggregate a,
+     LATERAL pg_catalog.unnest(ARRAY[a.aggtransfn::pg_catalog.oid, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
+                          a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]) AS u(f)
+WHERE u.f <> 0 AND u.f NOT IN (SELECT oid FROM boring)
+UNION ALL
+SELECT DISTINCT 'o', '', '', n.nspname, o.oprname, '', ''
+FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+UNION ALL
+SELECT 'o', u.f::text, '', n.nspname, o.oprname, '', ''
+FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace,
+     LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
+WHERE u.f <> 0 AND (o.oid >= 16384 OR u.f IN (SELECT oid FROM vol)) AND u.f NOT IN (SELECT oid FROM boring)
+UNION ALL
+SELECT 'x', k.castfunc::text, '', n.nspname, t.typname, k.castcontext::text,
+       k.castsource::pg_catalog.regtype::text
+FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_type t ON t.oid = k.casttarget
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+WHERE k.castfunc <> 0 AND k.castfunc NOT IN (SELECT oid FROM boring)
+UNION ALL
+SELECT 'h', v.oid::text, '', '', '', '',
+       'operator ' || o.oprname || ' of operator family ' || pf.opfname || ' (sorts, grouping, joins, index scans)'
+FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
+JOIN pg_catalog.pg_opfamily pf ON pf.oid = a.amopfamily,
+     LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
+JOIN vol v ON v.oid = u.f
+UNION ALL
+SELECT 'h', v.oid::text, '', '', '', '',
+       'support function of operator family ' || pf.opfname || ' (sorts, grouping, joins, index scans)'
+FROM vol v JOIN pg_catalog.pg_amproc a ON a.amproc = v.oid JOIN pg_catalog.pg_opfamily pf ON pf.oid = a.amprocfamily
+WHERE v.prolang NOT IN (12, 13)
+UNION ALL
+SELECT 'h', v.oid::text, '', '', '', '', 'input/output function of type ' || t.oid::pg_catalog.regtype::text
+FROM pg_catalog.pg_type t,
+     LATERAL pg_catalog.unnest(ARRAY[t.typinput::pg_catalog.oid, t.typoutput, t.typreceive, t.typsend,
+                                     t.typmodin, t.typmodout]) AS u(f)
+JOIN vol v ON v.oid = u.f
+UNION ALL
+SELECT 'h', d.ref::text, '', '', '', '', 'constraint ' || k.conname || ' of domain ' || k.contypid::pg_catalog.regtype::text
+FROM pg_catalog.pg_constraint k
+JOIN dep_to d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid AND d.kind = 'f'
+WHERE k.contypid <> 0`
+
+// objectsFromRows turns the rows of catalogObjectsSQL into router terms.
+//
+// NOTE: what it cannot resolve (an OID that names no row, which one
+// snapshot should not produce) is dropped from edges but makes the relation
+// that uses it opaque, so the relation is presumed to write (fail safe).
+func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
+	var o router.CatalogObjects
+	funcs := map[string]int{} // oid → index in o.Functions
+	rels := map[string]int{}  // oid → index in o.Relations
+	for _, r := range rows {
+		if len(r) != 7 {
+			return o, fmt.Errorf("catalog objects: row of %d columns, want 7", len(r))
+		}
+		switch r[0] {
+		case "f":
+			f := router.CatalogFunc{Schema: r[3], Name: r[4], Volatility: router.Volatile}
+			if len(r[5]) >= 2 {
+				f.Volatility, f.Kind = router.Volatility(r[5][0]), r[5][1]
+				f.OpaqueBody = len(r[5]) > 2 && r[5][2] == 'o'
+			}
+			funcs[r[1]] = len(o.Functions)
+			o.Functions = append(o.Functions, f)
+		case "r":
+			rel := router.CatalogRelation{Schema: r[3], Name: r[4], Opaque: r[6]}
+			if r[5] != "" {
+				rel.Kind = r[5][0]
+			}
+			rels[r[1]] = len(o.Relations)
+			o.Relations = append(o.Relations, rel)
+		}
+	}
+	fn := func(oid string) (policy.Func, bool) {
+		i, ok := funcs[oid]
+		if !ok {
+			return policy.Func{}, false
+		}
+		return policy.Func{Schema: o.Functions[i].Schema, Name: o.Functions[i].Name}, true
+	}
+	rel := func(oid string) (*router.CatalogRelation, policy.Table, bool) {
+		i, ok := rels[oid]
+		if !ok {
+			return nil, policy.Table{}, false
+		}
+		r := &o.Relations[i]
+		return r, policy.Table{Schema: r.Schema, Name: r.Name}, true
+	}
+	opaque := func(r *router.CatalogRelation, why string) {
+		if r != nil && r.Opaque == "" {
+			r.Opaque = why
+		}
+	}
+	// rule finds or adds a relation's rule by name.
+	rule := func(r *router.CatalogRelation, name string) *router.CatalogRule {
+		for i := range r.Rules {
+			if r.Rules[i].Name == name {
+				return &r.Rules[i]
+			}
+		}
+		r.Rules = append(r.Rules, router.CatalogRule{Name: name})
+		return &r.Rules[len(r.Rules)-1]
+	}
+	ops := map[policy.Func]int{}
+	for _, r := range rows {
+		switch r[0] {
+		case "uf", "ur":
+			owner, _, ok := rel(r[1])
+			if !ok {
+				continue // a relation we do not read (an index, a composite type)
+			}
+			var f policy.Func
+			var t policy.Table
+			if r[0] == "uf" {
+				if f, ok = fn(r[2]); !ok {
+					opaque(owner, "uses a function not in the catalog")
+					continue
+				}
+			} else {
+				if _, t, ok = rel(r[2]); !ok {
+					opaque(owner, "uses a relation not in the catalog")
+					continue
+				}
+			}
+			when := r[5]
+			if len(when) > 0 && when[0] == 'l' {
+				ru := rule(owner, r[6])
+				ru.Events |= router.ParseEvents(when[1:])
+				if r[0] == "uf" {
+					ru.Funcs = append(ru.Funcs, f)
+				} else {
+					ru.Tables = append(ru.Tables, t)
+				}
+				continue
+			}
+			u := router.CatalogUse{Via: r[6], Func: f, Table: t}
+			switch when {
+			case "w":
+				u.When = router.UseWrite
+			case "m":
+				u.When = router.UseRefresh
+			}
+			owner.Uses = append(owner.Uses, u)
+		case "ut", "ub":
+			// The transaction's time, or the session user: what now() and
+			// session_user() stand for in routing.
+			if owner, _, ok := rel(r[1]); ok {
+				f := policy.Func{Schema: "pg_catalog", Name: "now"}
+				if r[0] == "ub" {
+					f.Name = "session_user"
+				}
+				owner.Uses = append(owner.Uses, router.CatalogUse{Via: r[6], Func: f})
+			}
+		case "l":
+			if owner, _, ok := rel(r[1]); ok {
+				rule(owner, r[6]).Events |= router.ParseEvents(r[5])
+			}
+		case "t":
+			owner, _, ok := rel(r[1])
+			if !ok {
+				continue
+			}
+			f, ok := fn(r[2])
+			if !ok {
+				f = policy.Func{Name: "?"}
+			}
+			owner.Triggers = append(owner.Triggers, router.CatalogTrigger{Name: r[6], Events: router.ParseEvents(r[5]), Func: f})
+		case "k":
+			referenced, _, ok1 := rel(r[1])
+			_, referencing, ok2 := rel(r[2])
+			if !ok1 {
+				continue
+			}
+			if !ok2 || len(r[5]) != 2 {
+				opaque(referenced, "a foreign key references it from outside the catalog")
+				continue
+			}
+			referenced.Referenced = append(referenced.Referenced, router.CatalogForeignKey{
+				Name: r[6], Table: referencing, OnDelete: r[5][0], OnUpdate: r[5][1]})
+		case "c":
+			parent, _, ok1 := rel(r[1])
+			_, child, ok2 := rel(r[2])
+			if !ok1 {
+				continue
+			}
+			if !ok2 {
+				opaque(parent, "a child is not in the catalog")
+				continue
+			}
+			parent.Children = append(parent.Children, child)
+		case "ff", "fr":
+			i, ok := funcs[r[1]]
+			if !ok {
+				continue
+			}
+			caller := &o.Functions[i]
+			if r[0] == "ff" {
+				f, ok := fn(r[2])
+				if !ok {
+					// What it calls is unknown: presume the worst.
+					caller.Volatility = router.Volatile
+					continue
+				}
+				caller.Calls = append(caller.Calls, f)
+			} else {
+				_, t, ok := rel(r[2])
+				if !ok {
+					continue // a composite type or an index
+				}
+				caller.Reads = append(caller.Reads, t)
+			}
+		case "o":
+			k := policy.Func{Schema: r[3], Name: r[4]}
+			i, ok := ops[k]
+			if !ok {
+				i = len(o.Operators)
+				ops[k] = i
+				o.Operators = append(o.Operators, router.CatalogOperator{Schema: r[3], Name: r[4]})
+			}
+			if r[1] == "" {
+				continue
+			}
+			f, ok := fn(r[1])
+			if !ok {
+				f = policy.Func{Schema: r[3], Name: "operator " + r[4]} // unknown: presumed to write
+			}
+			o.Operators[i].Funcs = append(o.Operators[i].Funcs, f)
+		case "x":
+			f, ok := fn(r[1])
+			if !ok || r[5] == "" {
+				continue
+			}
+			o.Casts = append(o.Casts, router.CatalogCast{TargetSchema: r[3], Target: r[4], Source: r[6], Context: r[5][0], Func: f})
+		case "h":
+			f, ok := fn(r[1])
+			if !ok {
+				continue
+			}
+			o.Hazards = append(o.Hazards, router.CatalogHazard{What: r[6], Func: f})
+		}
+	}
+	return o, nil
+}
