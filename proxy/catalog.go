@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-
-	"github.com/jackc/pgx/v5/pgconn"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/proxy/catalog"
 	"github.com/txlane/txlane/router"
 )
 
@@ -23,7 +22,7 @@ type routing struct {
 
 // dbRouting keeps one database's routing snapshot fresh: vector tables found
 // in the catalog and what classification reads there (function volatility,
-// views, policies, triggers, ...: catalogObjectsSQL) are read over the vector
+// views, policies, triggers, ...: catalog.Read) are read over the vector
 // lane when the database is first used, every discover interval after that,
 // after committed DDL and on reload.
 type dbRouting struct {
@@ -42,20 +41,6 @@ type dbRouting struct {
 		funcs      router.FuncCatalog
 	}
 }
-
-// vectorTablesSQL finds the vector tables of a database; catalogObjectsSQL
-// (catalog_objects.go) the rest of what classification reads.
-const (
-	vectorTablesSQL = `SELECT DISTINCT n.nspname, c.relname
-FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-WHERE t.typname IN ('vector', 'halfvec', 'sparsevec')
-  AND a.attnum > 0 AND NOT a.attisdropped
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-  AND n.nspname NOT LIKE 'pg_temp%'`
-)
 
 // routingFor returns the routing snapshot of database, loading it on first
 // use and refreshing it in the background when it is older than the
@@ -184,22 +169,16 @@ func (s *Server) refreshRouting(database string, dr *dbRouting) {
 	}
 	c := res.Value()
 	start := time.Now()
-	tables, terr := c.queryRows(vectorTablesSQL)
-	objRows, oerr := c.queryRows(catalogObjectsSQL)
-	s.lanes.release(res, terr != nil || oerr != nil)
-	var objs router.CatalogObjects
-	if terr == nil && oerr == nil {
-		objs, oerr = objectsFromRows(objRows)
-	}
-	if terr != nil || oerr != nil {
-		s.log.Warn("catalog discovery failed", zap.String("database", database), zap.Errors("errors", []error{terr, oerr}))
+	snap, err := catalog.Read(c.queryRows)
+	s.lanes.release(res, err != nil)
+	if err != nil {
+		s.log.Warn("catalog discovery failed", zap.String("database", database), zap.Error(err))
 		return
 	}
-	discovered := tablesFromRows(tables)
-	s.installRouting(database, dr, discovered, router.NewCatalog(objs))
+	s.installRouting(database, dr, snap.VectorTables, router.NewCatalog(snap.Objects))
 	dr.loaded.Store(time.Now().UnixNano())
-	s.log.Debug("catalog discovered", zap.String("database", database), zap.Int("vector_tables", len(tables)),
-		zap.Int("functions", len(objs.Functions)), zap.Int("relations", len(objs.Relations)),
+	s.log.Debug("catalog discovered", zap.String("database", database), zap.Int("vector_tables", len(snap.VectorTables)),
+		zap.Int("functions", len(snap.Objects.Functions)), zap.Int("relations", len(snap.Objects.Relations)),
 		zap.Duration("took", time.Since(start)))
 }
 
@@ -215,50 +194,6 @@ func (c *laneConn) queryRows(sql string) ([][]string, error) {
 		rows = append(rows, row)
 	})
 	return rows, err
-}
-
-// DiscoverCatalog reads, from the database cfg names, the tables with vector,
-// halfvec or sparsevec columns and what classification reads from a catalog
-// (functions with their volatility, relations, views, policies, triggers,
-// rules, foreign keys, operators, casts; see catalogObjectsSQL): what the
-// vector lane reads on first use of a database, offered for tools such as
-// `txlane explain --discover`. Build the classifier's snapshot with
-// router.NewCatalog.
-func DiscoverCatalog(ctx context.Context, cfg *pgconn.Config) ([]policy.Table, router.CatalogObjects, error) {
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, router.CatalogObjects{}, err
-	}
-	defer conn.Close(ctx)
-	res, err := conn.Exec(ctx, vectorTablesSQL+";"+catalogObjectsSQL).ReadAll()
-	if err != nil {
-		return nil, router.CatalogObjects{}, err
-	}
-	objs, err := objectsFromRows(textRows(res[1].Rows))
-	if err != nil {
-		return nil, router.CatalogObjects{}, err
-	}
-	return tablesFromRows(textRows(res[0].Rows)), objs, nil
-}
-
-func textRows(rows [][][]byte) [][]string {
-	out := make([][]string, len(rows))
-	for i, r := range rows {
-		out[i] = make([]string, len(r))
-		for j, v := range r {
-			out[i][j] = string(v)
-		}
-	}
-	return out
-}
-
-// tablesFromRows turns the rows of vectorTablesSQL into routing's terms.
-func tablesFromRows(tableRows [][]string) []policy.Table {
-	tables := make([]policy.Table, 0, len(tableRows))
-	for _, row := range tableRows {
-		tables = append(tables, policy.Table{Schema: row[0], Name: row[1]})
-	}
-	return tables
 }
 
 // schemaChanged marks database's catalog read as out of date after committed

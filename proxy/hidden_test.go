@@ -14,6 +14,7 @@ import (
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/catalog"
 	"github.com/txlane/txlane/router"
 )
 
@@ -308,7 +309,8 @@ func explainHidden(t *testing.T, b *hiddenBed, sql string, state *policy.TxState
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tables, objs, err := proxy.DiscoverCatalog(ctx, cfg)
+	snap, err := catalog.Discover(ctx, cfg)
+	tables, objs := snap.VectorTables, snap.Objects
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +343,8 @@ func BenchmarkDiscoverCatalog(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		_, objs, err := proxy.DiscoverCatalog(ctx, cfg)
+		snap, err := catalog.Discover(ctx, cfg)
+		objs := snap.Objects
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/txlane/txlane/config"
 	"github.com/txlane/txlane/policy"
-	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/catalog"
 	"github.com/txlane/txlane/router"
 )
 
@@ -66,7 +66,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var discovered []policy.Table
-	var catalog router.FuncCatalog
+	var cat router.FuncCatalog
 	if *discover {
 		pc, err := pgconn.ParseConfig(cfg.Primary)
 		if err != nil {
@@ -74,14 +74,14 @@ func explain(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		tables, objs, err := proxy.DiscoverCatalog(ctx, pc)
+		snap, err := catalog.Discover(ctx, pc)
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "txlane explain: reading the catalog: %v\n", err)
 			return exitFailure
 		}
-		discovered = tables
-		catalog = router.NewCatalog(objs)
+		discovered = snap.VectorTables
+		cat = router.NewCatalog(snap.Objects)
 	}
 	rules, err := explainRules(cfg, discovered)
 	if err != nil {
@@ -102,7 +102,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "txlane explain: --search-path: %v\n", err)
 		return exitUsageErr
 	}
-	cl := router.NewClassifier(router.ConfigFromRules(rules, catalog))
+	cl := router.NewClassifier(router.ConfigFromRules(rules, cat))
 	e := router.Explain(cl, sql, &st, rules, policy.ExpandSearchPath(path2, *user))
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -89,12 +89,15 @@ CREATE TRIGGER t_other AFTER INSERT ON %[1]s.other FOR EACH ROW EXECUTE FUNCTION
 		sql  string
 		want []string
 	}{
-		{"SELECT id, l FROM v_items", []string{
+		// Qualified: other packages' tests may hold tables of the same names
+		// in other schemas meanwhile, and the catalog matches unqualified
+		// names in every schema.
+		{"SELECT id, l FROM " + schema + ".v_items", []string{
 			"hidden:        view " + schema + ".v_items calls volatile " + schema + ".logit()",
 			"reads through: " + schema + ".items",
 			"route:         primary (writing_function)"}},
-		{"SELECT id FROM items ORDER BY embedding <-> '[1,2,3]'", []string{"route:         vector (vector_read_idle)"}},
-		{"INSERT INTO other VALUES (1)", []string{
+		{"SELECT id FROM " + schema + ".items ORDER BY embedding <-> '[1,2,3]'", []string{"route:         vector (vector_read_idle)"}},
+		{"INSERT INTO " + schema + ".other VALUES (1)", []string{
 			"hidden:        table " + schema + ".other has trigger t_other (" + schema + ".trg_f()), whose writes are unknown",
 			"flags:         write_command, reaches_unknown"}},
 	} {

@@ -20,6 +20,7 @@ var layer = map[string]int{
 	"router":        1,
 	"config":        1,
 	"proxy/console": 2,
+	"proxy/catalog": 2,
 	"proxy":         3,
 	"cmd/txlane":    4,
 }

@@ -1,4 +1,4 @@
-package proxy
+package catalog
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"github.com/txlane/txlane/router"
 )
 
-// catalogObjectsSQL reads what classification needs to see what SQL text
+// objectsSQL reads what classification needs to see what SQL text
 // hides (router.CatalogObjects): every function with its volatility, every
 // relation, and, by OID, what runs when they are used:
 //
@@ -48,7 +48,7 @@ import (
 // unproven, or complete). Functions in pg_catalog that are not volatile are
 // left out of operator, cast and call rows: they run nothing else and write
 // nothing, and leaving them out keeps the answer small.
-const catalogObjectsSQL = `WITH dep AS (
+const objectsSQL = `WITH dep AS (
   SELECT d.classid, d.objid, d.refclassid, d.refobjid
   FROM pg_catalog.pg_depend d
   WHERE d.deptype = 'n'
@@ -191,7 +191,7 @@ FROM pg_catalog.pg_constraint k
 JOIN dep_to d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid AND d.kind = 'f'
 WHERE k.contypid <> 0`
 
-// objectsFromRows turns the rows of catalogObjectsSQL into router terms.
+// objectsFromRows turns the rows of objectsSQL into router terms.
 //
 // NOTE: what it cannot resolve (an OID that names no row, which one
 // snapshot should not produce) is dropped from edges but makes the relation
