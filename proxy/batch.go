@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // maxBatchBytes bounds how much of an extended-protocol batch txlane holds
@@ -9,19 +11,10 @@ import (
 // comes (fail safe) instead of growing without limit.
 const maxBatchBytes = 1 << 20
 
-// Backend message types the relays look at.
-const (
-	msgParseComplete  = '1'
-	msgCloseComplete  = '3'
-	msgCopyInResponse = 'G'
-	msgDataRow        = 'D'
-	msgRowDesc        = 'T'
-)
-
 // batchMsg is one client message of a batch: its raw bytes are
 // buf[start:end] of the batch; the fields describe what routing needs.
 type batchMsg struct {
-	typ        byte
+	typ        wire.Frontend
 	start, end int
 	// name is the statement named by Parse, Bind, Describe 'S' or Close 'S';
 	// portal the portal named by Bind, Execute, Describe 'P' or Close 'P'.
@@ -59,66 +52,66 @@ func (b *batch) reset() {
 
 // function reports whether b is a fast-path function call.
 func (b *batch) function() bool {
-	return len(b.msgs) == 1 && b.msgs[0].typ == msgFunctionCall
+	return len(b.msgs) == 1 && b.msgs[0].typ == wire.FunctionCall
 }
 
 // add copies the current message of r into the batch and decodes the fields
 // routing needs.
-func (b *batch) add(typ byte, r *msgReader) error {
-	body, err := r.body()
+func (b *batch) add(typ wire.Frontend, r *wire.Reader[wire.Frontend]) error {
+	body, err := r.Body()
 	if err != nil {
 		return err
 	}
 	start := len(b.buf)
-	b.buf = append(b.buf, typ, 0, 0, 0, 0)
+	b.buf = append(b.buf, byte(typ), 0, 0, 0, 0)
 	b.buf = append(b.buf, body...)
-	putLen(b.buf[start+1:], len(body))
+	wire.PutLength(b.buf[start+1:], len(body))
 	m := batchMsg{typ: typ, start: start, end: len(b.buf)}
 	switch typ {
-	case msgQuery:
+	case wire.Query:
 		var q pgproto3.Query
 		if err := q.Decode(body); err != nil {
 			return err
 		}
 		b.sql = q.String
 		b.synced = true
-	case msgSync:
+	case wire.Sync:
 		b.synced = true
-	case msgParse:
+	case wire.Parse:
 		var p pgproto3.Parse
 		if err := p.Decode(body); err != nil {
 			return err
 		}
 		m.name = p.Name
 		m.stmt = &preparedStmt{sql: p.Query, paramOIDs: p.ParameterOIDs, key: makeStmtKey(p.Query, p.ParameterOIDs)}
-	case msgBind:
+	case wire.Bind:
 		// Bind starts with the portal and statement names; the rest (parameter
 		// values) is not decoded.
-		portal, rest, ok := cstring(body)
+		portal, rest, ok := wire.CString(body)
 		if !ok {
 			return errMalformed(typ)
 		}
-		name, _, ok := cstring(rest)
+		name, _, ok := wire.CString(rest)
 		if !ok {
 			return errMalformed(typ)
 		}
 		m.portal, m.name = portal, name
-	case msgDescribe, msgClose:
+	case wire.Describe, wire.Close:
 		if len(body) < 2 {
 			return errMalformed(typ)
 		}
-		name, _, ok := cstring(body[1:])
+		name, _, ok := wire.CString(body[1:])
 		if !ok {
 			return errMalformed(typ)
 		}
 		m.kind = body[0]
-		if m.kind == 'S' {
+		if m.kind == wire.ObjectStatement {
 			m.name = name
 		} else {
 			m.portal = name
 		}
-	case msgExecute:
-		portal, rest, ok := cstring(body)
+	case wire.Execute:
+		portal, rest, ok := wire.CString(body)
 		if !ok || len(rest) < 4 {
 			return errMalformed(typ)
 		}
@@ -129,33 +122,6 @@ func (b *batch) add(typ byte, r *msgReader) error {
 	return nil
 }
 
-func errMalformed(typ byte) error {
-	return &pgError{Severity: "FATAL", Code: CodeProtocolViolation, Message: "malformed " + string(typ) + " message"}
-}
-
-// cstring splits a NUL-terminated string off b.
-func cstring(b []byte) (s string, rest []byte, ok bool) {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i]), b[i+1:], true
-		}
-	}
-	return "", nil, false
-}
-
-func putLen(dst []byte, bodyLen int) {
-	n := uint32(bodyLen + 4)
-	dst[0], dst[1], dst[2], dst[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-}
-
-// appendParse encodes a Parse of st under name.
-func appendParse(dst []byte, name string, st *preparedStmt) []byte {
-	out, _ := (&pgproto3.Parse{Name: name, Query: st.sql, ParameterOIDs: st.paramOIDs}).Encode(dst)
-	return out
-}
-
-// appendClose encodes a Close of statement name.
-func appendCloseStmt(dst []byte, name string) []byte {
-	out, _ := (&pgproto3.Close{ObjectType: 'S', Name: name}).Encode(dst)
-	return out
+func errMalformed(typ wire.Frontend) error {
+	return &wire.Error{Severity: "FATAL", Code: CodeProtocolViolation, Message: "malformed " + string(typ) + " message"}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/txlane/txlane/proxy/console"
 	"github.com/txlane/txlane/router"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // AdminDatabase is the virtual database of the admin console: a client that
@@ -31,14 +33,14 @@ func isAdminStartup(m *pgproto3.StartupMessage) bool {
 // serveAdmin runs the admin console for a client past its startup message:
 // it lets the client in (consoleLogin), then hands the connection to
 // console.Serve with the proxy's inspection and control API.
-func (s *Server) serveAdmin(hello *clientHello, id uint64, log *zap.Logger) {
-	user := hello.startup.Parameters["user"]
+func (s *Server) serveAdmin(hello *wire.Hello, id uint64, log *zap.Logger) {
+	user := hello.Startup.Parameters["user"]
 	log = log.With(zap.String("user", user), zap.String("database", AdminDatabase))
-	w := bufio.NewWriterSize(hello.conn, writeBufSize)
+	w := bufio.NewWriterSize(hello.Conn, wire.WriteBufSize)
 	// The console is txlane itself: it grants what txlane speaks (its
 	// BackendKeyData is 4 bytes, valid from 3.0 to 3.2) and, as PostgreSQL,
 	// negotiates before it decides on the login.
-	if err := hello.proto.tell(w); err != nil {
+	if err := hello.Proto.Tell(w); err != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.live().ClientLoginTimeout)
@@ -47,18 +49,18 @@ func (s *Server) serveAdmin(hello *clientHello, id uint64, log *zap.Logger) {
 	if err != nil {
 		return
 	}
-	if !s.addAdmin(hello.conn) {
-		writeError(w, shutdownError())
+	if !s.addAdmin(hello.Conn) {
+		wire.WriteError(w, shutdownError())
 		w.Flush()
 		return
 	}
-	defer s.removeAdmin(hello.conn)
-	hello.conn.SetDeadline(time.Time{})
+	defer s.removeAdmin(hello.Conn)
+	hello.Conn.SetDeadline(time.Time{})
 	log.Info("admin console: login")
-	err = console.Serve(consoleAPI{s}, hello.br, hello.conn, console.Config{
+	err = console.Serve(consoleAPI{s}, hello.BR, hello.Conn, console.Config{
 		Log:             log,
 		MaxMessageSize:  s.live().MaxMessageSize,
-		ApplicationName: hello.startup.Parameters["application_name"],
+		ApplicationName: hello.Startup.Parameters["application_name"],
 	})
 	if err != nil && !isClosedConn(err) {
 		log.Debug("admin console: connection ended", zap.Error(err))
@@ -85,7 +87,7 @@ func (s *Server) removeAdmin(c net.Conn) {
 // closeAdmins closes every console connection. NOTE: the error is written
 // without the console's own writer, which its goroutine may be using; a
 // console is idle between commands nearly always, and is closed right after.
-func (s *Server) closeAdmins(pe *pgError) {
+func (s *Server) closeAdmins(pe *wire.Error) {
 	s.ops.mu.Lock()
 	admins := make([]net.Conn, 0, len(s.ops.mu.admins))
 	for c := range s.ops.mu.admins {
@@ -95,7 +97,7 @@ func (s *Server) closeAdmins(pe *pgError) {
 	for _, c := range admins {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		w := bufio.NewWriter(c)
-		writeError(w, pe)
+		wire.WriteError(w, pe)
 		w.Flush()
 		c.Close()
 	}

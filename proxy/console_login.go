@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // consoleAuthDatabase is the database a console user's login is checked
@@ -33,11 +35,11 @@ const consoleAuthDatabase = "postgres"
 // With admin.users empty, only a client on this host whose TCP socket
 // belongs to the operating-system user running txlane is let in (Linux,
 // /proc/net/tcp); anyone else gets FATAL 28000.
-func (s *Server) consoleLogin(ctx context.Context, hello *clientHello, w *bufio.Writer, log *zap.Logger) error {
-	user := hello.startup.Parameters["user"]
-	refuse := func(pe *pgError) error {
+func (s *Server) consoleLogin(ctx context.Context, hello *wire.Hello, w *bufio.Writer, log *zap.Logger) error {
+	user := hello.Startup.Parameters["user"]
+	refuse := func(pe *wire.Error) error {
 		log.Warn("admin console: login refused", zap.String("reason", pe.Message), zap.String("detail", pe.Detail))
-		writeError(w, pe)
+		wire.WriteError(w, pe)
 		w.Flush()
 		return pe
 	}
@@ -49,7 +51,7 @@ func (s *Server) consoleLogin(ctx context.Context, hello *clientHello, w *bufio.
 		return nil
 	}
 	if !slices.Contains(users, user) {
-		return refuse(&pgError{Severity: "FATAL", Code: CodeInvalidAuthorization,
+		return refuse(&wire.Error{Severity: "FATAL", Code: CodeInvalidAuthorization,
 			Message: fmt.Sprintf("user %q may not use the txlane admin console", user),
 			Hint:    "List the user in admin.users in txlane's configuration."})
 	}
@@ -58,14 +60,14 @@ func (s *Server) consoleLogin(ctx context.Context, hello *clientHello, w *bufio.
 
 // checkConsolePeer admits a client whose socket belongs to the OS user
 // running txlane, and refuses anyone else with FATAL 28000.
-func checkConsolePeer(hello *clientHello) *pgError {
-	refuse := func(detail string) *pgError {
-		return &pgError{Severity: "FATAL", Code: CodeInvalidAuthorization,
+func checkConsolePeer(hello *wire.Hello) *wire.Error {
+	refuse := func(detail string) *wire.Error {
+		return &wire.Error{Severity: "FATAL", Code: CodeInvalidAuthorization,
 			Message: "the txlane admin console accepts only local connections from the operating-system user running txlane",
 			Detail:  detail,
 			Hint:    "Connect from the same host as the same OS user, or list admin users in admin.users."}
 	}
-	uid, err := peerUID(hello.conn.LocalAddr(), hello.conn.RemoteAddr())
+	uid, err := peerUID(hello.Conn.LocalAddr(), hello.Conn.RemoteAddr())
 	if err != nil {
 		return refuse(err.Error())
 	}
@@ -79,21 +81,21 @@ func checkConsolePeer(hello *clientHello) *pgError {
 // in hello (see consoleLogin). The login names the primary DSN's database
 // (consoleAuthDatabase when it names none), so the server's rules for that
 // database apply: pg_hba.conf, CONNECT privilege, LOGIN.
-func (s *Server) consoleAuthenticate(ctx context.Context, hello *clientHello, w *bufio.Writer, log *zap.Logger, refuse func(*pgError) error) error {
+func (s *Server) consoleAuthenticate(ctx context.Context, hello *wire.Hello, w *bufio.Writer, log *zap.Logger, refuse func(*wire.Error) error) error {
 	primary := s.opts.Primary
 	db := primary.Database
 	if db == "" {
 		db = consoleAuthDatabase
 	}
 	startup := &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{
-		"user":             hello.startup.Parameters["user"],
+		"user":             hello.Startup.Parameters["user"],
 		"database":         db,
 		"application_name": "txlane admin console login",
 	}}
-	conn, target, err := dialServer(ctx, primary)
+	conn, _, err := wire.Dial(ctx, primary)
 	if err != nil {
 		log.Warn("admin console: cannot reach the primary to authenticate", zap.Error(err))
-		return refuse(&pgError{Severity: "FATAL", Code: CodeCannotConnectNow,
+		return refuse(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 			Message: "txlane cannot reach the PostgreSQL server to authenticate the admin console user",
 			Hint:    "Check that the server named by txlane's primary DSN is running."})
 	}
@@ -101,26 +103,26 @@ func (s *Server) consoleAuthenticate(ctx context.Context, hello *clientHello, w 
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	b := &backend{conn: conn, r: newMsgReader(conn, 0), w: bufio.NewWriterSize(conn, writeBufSize), target: target}
-	res, err := relayAuth(b, startup, newMsgReader(hello.br, s.live().MaxMessageSize), w)
+	sw := bufio.NewWriterSize(conn, wire.WriteBufSize)
+	res, err := wire.RelayAuth(wire.NewReader[wire.Backend](conn, 0), sw, startup, wire.NewReader[wire.Frontend](hello.BR, s.live().MaxMessageSize), w)
 	if err != nil {
-		var sle *serverLoginError
-		var pe *pgError
+		var sle *wire.ServerLoginError
+		var pe *wire.Error
 		switch {
 		case errors.As(err, &sle):
 			log.Warn("admin console: login refused by the server", zap.Error(err))
 			return err
 		case errors.As(err, &pe):
 			return refuse(pe)
-		case !res.forwarded:
+		case !res.Forwarded:
 			log.Info("admin console: login failed", zap.Error(err))
-			return refuse(fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))
+			return refuse(wire.Fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))
 		}
 		log.Info("admin console: login failed", zap.Error(err))
 		return err
 	}
 	// The server let the user in; the console needs nothing more from it.
-	writeMsg(b.w, &pgproto3.Terminate{})
-	b.w.Flush()
+	wire.WriteMsg(sw, &pgproto3.Terminate{})
+	sw.Flush()
 	return nil
 }

@@ -1,56 +1,17 @@
 package proxy
 
-import (
-	"bufio"
-	"fmt"
+import "github.com/txlane/txlane/proxy/wire"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-)
-
-// SQLSTATE codes txlane itself reports. Where PostgreSQL or PgBouncer has an
-// established code for the same situation, txlane uses it.
+// SQLSTATE codes txlane itself reports (see package wire, where the wire
+// errors are built); repeated here as the proxy's public API.
 const (
-	CodeTooManyConnections   = "53300" // max_client_conn reached (as PgBouncer)
-	CodeProtocolViolation    = "08P01" // malformed or oversized message
-	CodeConnectionFailure    = "08006" // backend connection lost
-	CodeCannotConnectNow     = "57P03" // backend unreachable during login, or shutting down
-	CodeAdminShutdown        = "57P01" // txlane is stopping
-	CodeFeatureNotSupported  = "0A000" // unsupported protocol feature or version
-	CodeInvalidAuthorization = "28000" // authentication could not be relayed
-	CodeQueryCanceled        = "57014" // timeouts
-	CodeInternalError        = "XX000"
+	CodeTooManyConnections   = wire.CodeTooManyConnections
+	CodeProtocolViolation    = wire.CodeProtocolViolation
+	CodeConnectionFailure    = wire.CodeConnectionFailure
+	CodeCannotConnectNow     = wire.CodeCannotConnectNow
+	CodeAdminShutdown        = wire.CodeAdminShutdown
+	CodeFeatureNotSupported  = wire.CodeFeatureNotSupported
+	CodeInvalidAuthorization = wire.CodeInvalidAuthorization
+	CodeQueryCanceled        = wire.CodeQueryCanceled
+	CodeInternalError        = wire.CodeInternalError
 )
-
-// pgError is an error that reaches the client as an ErrorResponse. Its
-// message is meant for the client; internal causes go to the log.
-type pgError struct {
-	Severity string // ERROR or FATAL
-	Code     string
-	Message  string
-	Detail   string
-	Hint     string
-}
-
-func (e *pgError) Error() string {
-	if e.Detail != "" {
-		return fmt.Sprintf("%s (SQLSTATE %s): %s", e.Message, e.Code, e.Detail)
-	}
-	return fmt.Sprintf("%s (SQLSTATE %s)", e.Message, e.Code)
-}
-
-func fatalf(code, format string, args ...any) *pgError {
-	return &pgError{Severity: "FATAL", Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-// writeError encodes e as an ErrorResponse into w. It is the one place that
-// turns a proxy-side error into a message for the client.
-func writeError(w *bufio.Writer, e *pgError) error {
-	return writeMsg(w, &pgproto3.ErrorResponse{
-		Severity:            e.Severity,
-		SeverityUnlocalized: e.Severity,
-		Code:                e.Code,
-		Message:             e.Message,
-		Detail:              e.Detail,
-		Hint:                e.Hint,
-	})
-}

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // ReadPoolOptions configure the vector lane's connection pools (one per
@@ -231,15 +233,15 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		pc.Close(ctx)
 		return nil, err
 	}
-	hj.Conn.SetDeadline(noDeadline)
+	hj.Conn.SetDeadline(time.Time{})
 	network, addr := pgconn.NetworkAddress(cfg.Host, cfg.Port)
 	return &laneConn{
 		backend: &backend{
 			conn: hj.Conn,
-			r:    newMsgReader(hj.Conn, 0),
-			w:    bufio.NewWriterSize(hj.Conn, writeBufSize),
-			target: cancelTarget{dial: cfg.DialFunc, network: network, addr: addr,
-				pid: hj.PID, secret: hj.SecretKey},
+			r:    wire.NewReader[wire.Backend](hj.Conn, 0),
+			w:    bufio.NewWriterSize(hj.Conn, wire.WriteBufSize),
+			target: wire.CancelTarget{Dial: cfg.DialFunc, Network: network, Addr: addr,
+				PID: hj.PID, Secret: hj.SecretKey},
 		},
 		pid:      hj.PID,
 		created:  time.Now(),
@@ -271,11 +273,11 @@ const (
 // new connection) to c's buffer, without flushing.
 func (c *laneConn) writeCleanup() {
 	if !c.cleanupReady {
-		writeMsg(c.w, &pgproto3.Parse{Name: laneCleanupStmt, Query: laneCleanupSQL})
+		wire.WriteMsg(c.w, &pgproto3.Parse{Name: laneCleanupStmt, Query: laneCleanupSQL})
 	}
-	writeMsg(c.w, &pgproto3.Bind{PreparedStatement: laneCleanupStmt})
-	writeMsg(c.w, &pgproto3.Execute{})
-	writeMsg(c.w, &pgproto3.Sync{})
+	wire.WriteMsg(c.w, &pgproto3.Bind{PreparedStatement: laneCleanupStmt})
+	wire.WriteMsg(c.w, &pgproto3.Execute{})
+	wire.WriteMsg(c.w, &pgproto3.Sync{})
 }
 
 // cleanedUp reads the answer to writeCleanup; false means the connection
@@ -290,7 +292,7 @@ func (c *laneConn) cleanedUp() bool {
 
 // close sends Terminate and closes the socket.
 func (c *laneConn) close() {
-	c.w.Write([]byte{msgTerminate, 0, 0, 0, 4})
+	c.w.Write([]byte{byte(wire.Terminate), 0, 0, 0, 4})
 	c.w.Flush()
 	c.conn.Close()
 }
@@ -373,23 +375,23 @@ func (lp *lanePools) topUp(p *lanePool) {
 func (c *laneConn) ping() bool {
 	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
 	defer c.conn.SetDeadline(noDeadline)
-	writeRaw(c.w, msgQuery, []byte{0})
+	wire.WriteRaw(c.w, wire.Query, []byte{0})
 	if c.w.Flush() != nil {
 		return false
 	}
 	for {
-		typ, _, err := c.r.next()
+		typ, _, err := c.r.Next()
 		if err != nil {
 			return false
 		}
-		if typ == msgReadyForQuery {
-			body, err := c.r.body()
-			return err == nil && len(body) == 1 && body[0] == 'I' && !c.tainted
+		if typ == wire.ReadyForQuery {
+			body, err := c.r.Body()
+			return err == nil && len(body) == 1 && body[0] == wire.TxIdle && !c.tainted
 		}
-		if typ == msgNotification {
+		if typ == wire.NotificationResponse {
 			c.tainted = true
 		}
-		if c.r.skip() != nil {
+		if c.r.Skip() != nil {
 			return false
 		}
 	}

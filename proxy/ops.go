@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // opsState is what operating a Server needs beyond proxying: the options a
@@ -73,8 +75,8 @@ type clientEntry struct {
 var errClosedByTxlane = errors.New("session closed by txlane")
 
 // shutdownError is what clients hear when txlane stops.
-func shutdownError() *pgError {
-	return &pgError{Severity: "FATAL", Code: CodeAdminShutdown, Message: "txlane is shutting down"}
+func shutdownError() *wire.Error {
+	return &wire.Error{Severity: "FATAL", Code: CodeAdminShutdown, Message: "txlane is shutting down"}
 }
 
 // initOps sets up the operational state of a new Server and starts the
@@ -194,7 +196,7 @@ func (s *Server) admit(sess *session) (done bool, err error) {
 			if wait <= 0 {
 				s.metrics.timeout("query_wait")
 				sess.log.Info("request held by PAUSE past query_wait_timeout")
-				return true, sess.refuseAtBoundary(&pgError{Severity: "ERROR", Code: CodeQueryCanceled,
+				return true, sess.refuseAtBoundary(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
 					Message: "canceling request: query_wait_timeout reached while txlane is paused",
 					Detail:  "An administrator ran PAUSE on the txlane admin console; requests wait until RESUME.",
 					Hint:    "Retry later, or ask for RESUME."})
@@ -246,12 +248,12 @@ func (s *Server) unitDone(sess *session, req *request) {
 // idle outside a transaction: an ErrorResponse, then ReadyForQuery. A
 // request refused before its Sync gets its ReadyForQuery at that Sync, as
 // from a server that skips to it after an error.
-func (s *session) refuseAtBoundary(e *pgError) error {
+func (s *session) refuseAtBoundary(e *wire.Error) error {
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
-	writeError(s.out.w, e)
+	wire.WriteError(s.out.w, e)
 	if s.cur.synced {
-		writeRaw(s.out.w, msgReadyForQuery, []byte{byte(TxIdle)})
+		wire.WriteRaw(s.out.w, wire.ReadyForQuery, []byte{byte(TxIdle)})
 	} else {
 		s.skipToSync = true
 	}
@@ -261,7 +263,7 @@ func (s *session) refuseAtBoundary(e *pgError) error {
 // closeIf closes the session of e with the error pe when it is not
 // dispatching and cond holds, and reports whether it did. cond runs with
 // e.mu held. force closes even a busy session (the end of a graceful stop).
-func (s *Server) closeIf(e *clientEntry, pe *pgError, force bool, cond func() bool) bool {
+func (s *Server) closeIf(e *clientEntry, pe *wire.Error, force bool, cond func() bool) bool {
 	e.mu.Lock()
 	if e.mu.closed || (e.mu.busy && !force) || !cond() {
 		e.mu.Unlock()
@@ -308,7 +310,7 @@ func (s *Server) sweep() {
 		}
 		now := time.Now()
 		for _, e := range s.entries() {
-			closed := s.closeIf(e, &pgError{Severity: "FATAL", Code: CodeIdleInTransactionTimeout,
+			closed := s.closeIf(e, &wire.Error{Severity: "FATAL", Code: CodeIdleInTransactionTimeout,
 				Message: "terminating connection due to idle-in-transaction timeout",
 				Detail:  "The client stayed idle inside a transaction longer than txlane's idle_in_transaction_timeout (" + timeout.String() + ")."},
 				false, func() bool {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // A request is what txlane routes as one piece: a simple Query, a fast-path
@@ -197,15 +199,15 @@ func (p *planner) add(m *batchMsg, sql string) {
 	rt := p.rt
 	cl := rt.classifier
 	switch m.typ {
-	case msgQuery:
+	case wire.Query:
 		// A simple Query replaces the unnamed statement and portal.
 		p.define("", nil)
 		delete(p.portals, "")
 		p.step(cl.Classify(sql), sql, nil)
-	case msgFunctionCall:
+	case wire.FunctionCall:
 		pl.laneShape = false
 		p.step(opaqueStmt, "", nil)
-	case msgParse:
+	case wire.Parse:
 		if m.name != "" {
 			pl.parsed = append(pl.parsed, m.name)
 		}
@@ -225,7 +227,7 @@ func (p *planner) add(m *batchMsg, sql string) {
 		if !pl.parsedPrimary {
 			pl.parsedReason, pl.parsedPrimary = primaryOnly(cl.Classify(m.stmt.sql), rt.rules)
 		}
-	case msgBind:
+	case wire.Bind:
 		st, alts, _ := p.lookup(m.name)
 		m.resolved = st
 		if st == nil || len(alts) > 0 || m.portal != "" {
@@ -236,8 +238,8 @@ func (p *planner) add(m *batchMsg, sql string) {
 		p.portals[m.portal] = portalRef{stmt: st, alts: alts}
 		pl.namedPortal = pl.namedPortal || m.portal != ""
 		p.boundHere[m.portal] = true
-	case msgDescribe:
-		if m.kind == 'S' {
+	case wire.Describe:
+		if m.kind == wire.ObjectStatement {
 			st, alts, _ := p.lookup(m.name)
 			m.resolved = st
 			if st == nil || len(alts) > 0 {
@@ -246,14 +248,14 @@ func (p *planner) add(m *batchMsg, sql string) {
 		} else if m.portal != "" || !p.boundHere[""] {
 			pl.laneShape = false
 		}
-	case msgClose:
+	case wire.Close:
 		pl.laneShape = false
-		if m.kind == 'S' {
+		if m.kind == wire.ObjectStatement {
 			p.define(m.name, nil)
 		} else {
 			delete(p.portals, m.portal)
 		}
-	case msgExecute:
+	case wire.Execute:
 		ref, known := p.portals[m.portal]
 		pl.namedPortal = pl.namedPortal || m.portal != ""
 		if m.portal != "" || !p.boundHere[""] || m.maxRows != 0 {

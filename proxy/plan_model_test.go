@@ -12,6 +12,8 @@ import (
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // These tests need no PostgreSQL: they pin the planner, the one reader of a
@@ -37,8 +39,8 @@ func planMsgs(t testing.TB, p *planner, safe bool, msgs ...pgproto3.FrontendMess
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := newMsgReader(strings.NewReader(string(raw)), 0)
-		typ, _, err := r.next()
+		r := wire.NewReader[wire.Frontend](strings.NewReader(string(raw)), 0)
+		typ, _, err := r.Next()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -187,24 +187,3 @@ func (s *session) forgetLaneParses() {
 		s.reg.drop(name, false)
 	}
 }
-
-// errorCode returns the SQLSTATE field of an ErrorResponse body, without
-// decoding the rest.
-func errorCode(body []byte) string {
-	for len(body) > 0 && body[0] != 0 {
-		f := body[0]
-		body = body[1:]
-		end := 0
-		for end < len(body) && body[end] != 0 {
-			end++
-		}
-		if f == 'C' {
-			return string(body[:end])
-		}
-		if end < len(body) {
-			end++
-		}
-		body = body[end:]
-	}
-	return ""
-}

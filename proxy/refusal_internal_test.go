@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/txlane/txlane/proxy/wire"
+
 	"strconv"
 	"testing"
 )
@@ -39,13 +41,13 @@ func TestRefusedTexts(t *testing.T) {
 
 func TestErrorCode(t *testing.T) {
 	body := []byte("SERROR\x00VERROR\x00C25006\x00Mcannot execute INSERT in a read-only transaction\x00\x00")
-	if got := errorCode(body); got != "25006" {
+	if got := wire.ErrorCode(body); got != "25006" {
 		t.Fatalf("errorCode = %q", got)
 	}
-	if got := errorCode([]byte("SERROR\x00\x00")); got != "" {
+	if got := wire.ErrorCode([]byte("SERROR\x00\x00")); got != "" {
 		t.Fatalf("errorCode without a code = %q", got)
 	}
-	if got := errorCode([]byte("SERR")); got != "" {
+	if got := wire.ErrorCode([]byte("SERR")); got != "" {
 		t.Fatalf("errorCode of a truncated body = %q", got)
 	}
 }

@@ -4,19 +4,8 @@ import (
 	"sync"
 
 	"github.com/txlane/txlane/policy"
-)
 
-// Backend message types that answer extended-protocol messages.
-const (
-	msgBindComplete     = '2'
-	msgParamDescription = 't'
-	msgNoData           = 'n'
-	msgCommandComplete  = 'C'
-	msgEmptyQuery       = 'I'
-	msgPortalSuspended  = 's'
-	msgNotification     = 'A'
-	// msgFunctionCallResponse answers a fast-path FunctionCall.
-	msgFunctionCallResponse = 'V'
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // sentMsg is one message sent to a backend, kept to match the server's
@@ -24,8 +13,8 @@ const (
 // attributed exactly, and those to messages txlane injected hidden from the
 // client wherever they fall in the unit.
 type sentMsg struct {
-	typ  byte // Parse, Bind, Describe, Execute, Close, Sync, Flush, Query, FunctionCall
-	kind byte // Describe and Close: 'S' or 'P'
+	typ  wire.Frontend // Parse, Bind, Describe, Execute, Close, Sync, Flush, Query, FunctionCall
+	kind byte          // Describe and Close: 'S' or 'P'
 	// hidden: txlane injected the message; its replies do not reach the
 	// client (an ErrorResponse always does: the unit failed).
 	hidden bool
@@ -115,36 +104,36 @@ func (t *replyTracker) add(m sentMsg) { t.sent = append(t.sent, m) }
 
 // reply attributes the reply of type typ and says whether it must be hidden
 // from the client. changes of messages that completed are applied.
-func (t *replyTracker) reply(typ byte) (hide bool) {
+func (t *replyTracker) reply(typ wire.Backend) (hide bool) {
 	switch typ {
-	case msgNoticeResponse, msgNotification, msgParameterStatus:
+	case wire.NoticeResponse, wire.NotificationResponse, wire.ParameterStatus:
 		return false // asynchronous: the client's, whatever runs
 	}
-	for t.pos < len(t.sent) && t.sent[t.pos].typ == msgFlush {
+	for t.pos < len(t.sent) && t.sent[t.pos].typ == wire.Flush {
 		t.pos++
 	}
 	if t.pos >= len(t.sent) {
 		return false
 	}
 	m := &t.sent[t.pos]
-	if typ == msgErrorResponse {
-		if m.typ == msgQuery || m.typ == msgFunctionCall {
+	if typ == wire.ErrorResponse {
+		if m.typ == wire.Query || m.typ == wire.FunctionCall {
 			m.failed = true
 			return false // the ReadyForQuery still ends it
 		}
 		// The server skips everything up to the next Sync: those messages
 		// get no reply and change nothing.
 		t.describedParams = false
-		for t.pos < len(t.sent) && t.sent[t.pos].typ != msgSync {
+		for t.pos < len(t.sent) && t.sent[t.pos].typ != wire.Sync {
 			t.pos++
 		}
 		return false
 	}
 	done := false
 	switch m.typ {
-	case msgQuery:
+	case wire.Query:
 		switch typ {
-		case msgCommandComplete, msgEmptyQuery:
+		case wire.CommandComplete, wire.EmptyQueryResponse:
 			if m.exec != nil {
 				if len(m.exec.Parts) == 0 {
 					if m.parts == 0 {
@@ -155,7 +144,7 @@ func (t *replyTracker) reply(typ byte) (hide bool) {
 				}
 			}
 			m.parts++
-		case msgReadyForQuery:
+		case wire.ReadyForQuery:
 			done = true
 			// NOTE: without an error every statement of the text ran, whatever
 			// the count of completions said (a conservative catch-up).
@@ -168,22 +157,22 @@ func (t *replyTracker) reply(typ byte) (hide bool) {
 				}
 			}
 		}
-	case msgFunctionCall:
-		if typ == msgFunctionCallResponse && m.exec != nil {
+	case wire.FunctionCall:
+		if typ == wire.FunctionCallResponse && m.exec != nil {
 			t.completed(m.exec)
 		}
-		done = typ == msgReadyForQuery
-	case msgParse, msgBind, msgClose, msgSync:
+		done = typ == wire.ReadyForQuery
+	case wire.Parse, wire.Bind, wire.Close, wire.Sync:
 		done = typ == replyOf(m.typ)
-	case msgDescribe:
-		if m.kind == 'S' && !t.describedParams && typ == msgParamDescription {
+	case wire.Describe:
+		if m.kind == wire.ObjectStatement && !t.describedParams && typ == wire.ParameterDescription {
 			t.describedParams = true
 			return m.hidden
 		}
-		done = typ == msgRowDesc || typ == msgNoData
+		done = typ == wire.RowDescription || typ == wire.NoData
 		t.describedParams = false
-	case msgExecute:
-		done = typ == msgCommandComplete || typ == msgEmptyQuery || typ == msgPortalSuspended
+	case wire.Execute:
+		done = typ == wire.CommandComplete || typ == wire.EmptyQueryResponse || typ == wire.PortalSuspended
 		if done && m.exec != nil {
 			t.completed(m.exec)
 		}
@@ -213,16 +202,16 @@ func (t *replyTracker) completed(st *policy.Statement) {
 }
 
 // replyOf is the reply that completes a message of type typ.
-func replyOf(typ byte) byte {
+func replyOf(typ wire.Frontend) wire.Backend {
 	switch typ {
-	case msgParse:
-		return msgParseComplete
-	case msgBind:
-		return msgBindComplete
-	case msgClose:
-		return msgCloseComplete
+	case wire.Parse:
+		return wire.ParseComplete
+	case wire.Bind:
+		return wire.BindComplete
+	case wire.Close:
+		return wire.CloseComplete
 	}
-	return msgReadyForQuery // Sync, Query, FunctionCall
+	return wire.ReadyForQuery // Sync, Query, FunctionCall
 }
 
 // registry is a client's prepared statements as the client sees them, and

@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // Options configure a Server. Zero values mean the defaults documented on
@@ -247,34 +249,34 @@ func (s *Server) handle(raw net.Conn) {
 	live := s.live() // the limits in force when the client arrived
 	raw.SetDeadline(time.Now().Add(live.ClientLoginTimeout))
 
-	hello, err := readHello(raw, s.opts.TLS)
+	hello, err := wire.ReadHello(raw, s.opts.TLS)
 	if err != nil {
 		s.refuseHello(raw, log, err)
 		return
 	}
-	if hello.cancel != nil {
-		s.forwardCancel(log, hello.cancel.ProcessID, hello.cancel.SecretKey)
+	if hello.Cancel != nil {
+		s.forwardCancel(log, hello.Cancel.ProcessID, hello.Cancel.SecretKey)
 		return
 	}
-	if isAdminStartup(hello.startup) {
+	if isAdminStartup(hello.Startup) {
 		s.serveAdmin(hello, id, log) // the admin console (admin.go)
 		return
 	}
 	sess := &session{
 		srv:     s,
 		id:      id,
-		client:  hello.conn,
-		cr:      newMsgReader(hello.br, live.MaxMessageSize),
-		out:     clientWriter{w: bufio.NewWriterSize(hello.conn, writeBufSize)},
-		startup: hello.startup,
-		proto:   hello.proto,
-		log: log.With(zap.String("user", hello.startup.Parameters["user"]),
-			zap.String("database", hello.startup.Parameters["database"]),
-			zap.String("application_name", hello.startup.Parameters["application_name"])),
+		client:  hello.Conn,
+		cr:      wire.NewReader[wire.Frontend](hello.BR, live.MaxMessageSize),
+		out:     clientWriter{w: bufio.NewWriterSize(hello.Conn, wire.WriteBufSize)},
+		startup: hello.Startup,
+		proto:   hello.Proto,
+		log: log.With(zap.String("user", hello.Startup.Parameters["user"]),
+			zap.String("database", hello.Startup.Parameters["database"]),
+			zap.String("application_name", hello.Startup.Parameters["application_name"])),
 	}
 	if n > int64(live.MaxClientConn) {
 		log.Warn("refusing client: max_client_conn reached", zap.Int("max_client_conn", live.MaxClientConn))
-		sess.fail(fatalf(CodeTooManyConnections, "no more connections allowed (max_client_conn)"))
+		sess.fail(wire.Fatalf(CodeTooManyConnections, "no more connections allowed (max_client_conn)"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), live.ClientLoginTimeout)
@@ -286,7 +288,7 @@ func (s *Server) handle(raw net.Conn) {
 	if err != nil {
 		return
 	}
-	hello.conn.SetDeadline(time.Time{})
+	hello.Conn.SetDeadline(time.Time{})
 	sess.primary.conn.SetDeadline(time.Time{})
 	sess.log.Debug("client logged in")
 	s.register(sess)
@@ -297,20 +299,20 @@ func (s *Server) handle(raw net.Conn) {
 // refuseHello reports a failed startup phase: protocol-level failures are
 // answered with an ErrorResponse, handshake violations are logged and closed.
 func (s *Server) refuseHello(raw net.Conn, log *zap.Logger, err error) {
-	var pe *pgError
-	var he *errHandshake
-	var old *errOldProtocol
+	var pe *wire.Error
+	var he *wire.HandshakeError
+	var old *wire.OldProtocolError
 	switch {
 	case errors.As(err, &old):
 		log.Info("refusing client", zap.Error(err))
-		writeOldProtocolError(raw, old)
+		wire.WriteOldProtocolError(raw, old)
 	case errors.As(err, &pe):
 		log.Info("refusing client", zap.Error(err))
 		w := bufio.NewWriter(raw)
-		writeError(w, pe)
+		wire.WriteError(w, pe)
 		w.Flush()
 	case errors.As(err, &he):
-		log.Warn("closing client: startup protocol violation", zap.String("reason", he.msg))
+		log.Warn("closing client: startup protocol violation", zap.String("reason", he.Error()))
 	case isClosedConn(err):
 		log.Debug("client closed before startup")
 	default:
@@ -337,7 +339,7 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	sess.mu.Lock()
 	target := *sess.mu.running
 	sess.mu.Unlock()
-	if err := sendCancel(ctx, target); err != nil {
+	if err := wire.SendCancel(ctx, target); err != nil {
 		log.Warn("forwarding cancel request failed", zap.Error(err))
 	}
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // TxStatus is a client's transaction status as the last ReadyForQuery it
@@ -25,9 +26,9 @@ type TxStatus byte
 
 // Transaction status values, as ReadyForQuery carries them.
 const (
-	TxIdle   TxStatus = 'I'
-	TxActive TxStatus = 'T'
-	TxFailed TxStatus = 'E'
+	TxIdle   = TxStatus(wire.TxIdle)
+	TxActive = TxStatus(wire.TxActive)
+	TxFailed = TxStatus(wire.TxFailed)
 )
 
 // session is one client connection and the backends that serve it.
@@ -46,11 +47,11 @@ type session struct {
 	srv    *Server
 	log    *zap.Logger
 	client net.Conn
-	cr     *msgReader
+	cr     *wire.Reader[wire.Frontend]
 	out    clientWriter
 
 	startup *pgproto3.StartupMessage
-	proto   *negotiation // the protocol version and options of the login (protocol.go)
+	proto   *wire.Negotiation // the protocol version and options of the login (protocol.go)
 	primary *backend
 
 	keyPID    uint32 // BackendKeyData txlane gave the client
@@ -126,7 +127,7 @@ type session struct {
 		params map[string]string
 		// running is the backend executing the client's current request: the
 		// target of the client's cancel requests.
-		running *cancelTarget
+		running *wire.CancelTarget
 		// tx is what routing knows of the client's transaction, updated as
 		// primary requests complete (see observeReadyForQuery).
 		tx policy.TxState
@@ -286,14 +287,14 @@ func (s *session) popLocked() *request {
 // replyFor returns the oldest unanswered request, which the message of type
 // typ answers, and whether that message must be hidden from the client (a
 // reply to a message txlane injected).
-func (s *session) replyFor(typ byte) (req *request, hide bool) {
+func (s *session) replyFor(typ wire.Backend) (req *request, hide bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.mu.pending) == 0 {
 		return nil, false
 	}
 	req = s.mu.pending[0]
-	if typ == msgCopyInResponse {
+	if typ == wire.CopyInResponse {
 		req.copyIn = true
 	}
 	if req.internal != nil {
@@ -328,52 +329,52 @@ func (s *session) login(ctx context.Context) error {
 	}
 	// NOTE: the server is asked for at most the version txlane speaks and
 	// never sees the client's _pq_ options (see negotiation).
-	startup := &pgproto3.StartupMessage{ProtocolVersion: s.proto.asked, Parameters: params}
+	startup := &pgproto3.StartupMessage{ProtocolVersion: s.proto.ServerVersion(), Parameters: params}
 
-	conn, target, err := dialServer(ctx, s.srv.opts.Primary)
+	conn, target, err := wire.Dial(ctx, s.srv.opts.Primary)
 	if err != nil {
 		s.log.Warn("cannot reach the primary", zap.Error(err))
-		return s.fail(&pgError{Severity: "FATAL", Code: CodeCannotConnectNow,
+		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 			Message: "txlane cannot reach the PostgreSQL server", Hint: "Check that the server named by txlane's primary DSN is running."})
 	}
-	b := &backend{conn: conn, r: newMsgReader(conn, 0), w: bufio.NewWriterSize(conn, writeBufSize), target: target}
+	b := &backend{conn: conn, r: wire.NewReader[wire.Backend](conn, 0), w: bufio.NewWriterSize(conn, wire.WriteBufSize), target: target}
 	s.primary = b
-	res, err := relayLogin(b, startup, s.proto, s.cr, s.out.w, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
+	res, err := wire.RelayLogin(b.r, b.w, startup, s.proto, s.cr, s.out.w, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
 		// NOTE: the target is complete before the key is registered, so a
 		// cancel request that finds the session finds a usable target.
-		b.target.pid, b.target.secret = server.ProcessID, server.SecretKey
+		b.target.PID, b.target.Secret = server.ProcessID, server.SecretKey
 		s.keyPID, s.keySecret = s.srv.keys.register(s, len(server.SecretKey))
 		return &pgproto3.BackendKeyData{ProcessID: s.keyPID, SecretKey: s.keySecret}
 	})
 	if err != nil {
 		conn.Close()
-		var sle *serverLoginError
+		var sle *wire.ServerLoginError
 		if errors.As(err, &sle) {
 			s.log.Info("login refused by server", zap.Error(err))
 			return err
 		}
-		var pe *pgError
+		var pe *wire.Error
 		if errors.As(err, &pe) {
 			return s.fail(pe)
 		}
 		s.log.Info("login failed", zap.Error(err))
-		if !res.forwarded {
-			return s.fail(fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))
+		if !res.Forwarded {
+			return s.fail(wire.Fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))
 		}
 		return err
 	}
 	s.mu.Lock()
-	s.mu.txStatus = TxStatus(res.txStatus)
-	s.mu.params = res.params
+	s.mu.txStatus = TxStatus(res.TxStatus)
+	s.mu.params = res.Params
 	s.mu.Unlock()
 	return nil
 }
 
 // fail reports e to the client and returns it.
-func (s *session) fail(e *pgError) error {
+func (s *session) fail(e *wire.Error) error {
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
-	writeError(s.out.w, e)
+	wire.WriteError(s.out.w, e)
 	s.out.w.Flush()
 	return e
 }
@@ -410,7 +411,7 @@ func (s *session) serve() {
 		// (the server notices only when it next writes); cancel it so its
 		// locks go now, not when it finishes.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if cerr := sendCancel(ctx, s.primary.target); cerr != nil {
+		if cerr := wire.SendCancel(ctx, s.primary.target); cerr != nil {
 			s.log.Debug("cancel on disconnect failed", zap.Error(cerr))
 		}
 		cancel()
@@ -419,7 +420,7 @@ func (s *session) serve() {
 	<-relayDone
 	s.srv.units.releaseAll(s)
 
-	var pe *pgError
+	var pe *wire.Error
 	if errors.As(err, &pe) {
 		s.log.Info("closing client", zap.Error(err))
 		s.fail(pe)
@@ -443,29 +444,29 @@ var errClientTerminated = errors.New("client sent Terminate")
 // part is checked (units of work, PAUSE) before its first byte goes out.
 func (s *session) clientLoop() error {
 	for {
-		typ, _, err := s.cr.next()
+		typ, _, err := s.cr.Next()
 		if err != nil {
-			var tooLong *errMessageTooLong
+			var tooLong *wire.MessageTooLongError
 			switch {
 			case errors.As(err, &tooLong):
-				return &pgError{Severity: "FATAL", Code: CodeProtocolViolation,
+				return &wire.Error{Severity: "FATAL", Code: CodeProtocolViolation,
 					Message: "message too long", Detail: tooLong.Error(),
 					Hint: "Raise max_message_size in txlane's configuration if this message is legitimate."}
-			case errors.Is(err, errBadLength):
-				return &pgError{Severity: "FATAL", Code: CodeProtocolViolation, Message: "invalid message length"}
+			case errors.Is(err, wire.ErrBadLength):
+				return &wire.Error{Severity: "FATAL", Code: CodeProtocolViolation, Message: "invalid message length"}
 			}
 			return err
 		}
 		switch typ {
-		case msgTerminate:
-			s.cr.skip()
+		case wire.Terminate:
+			s.cr.Skip()
 			return errClientTerminated
-		case msgCopyData, msgCopyDone, msgCopyFail:
+		case wire.CopyData, wire.CopyDone, wire.CopyFail:
 			// COPY FROM STDIN runs on the primary lane only: stream it there.
-			if err := s.cr.forward(s.primary.w); err != nil {
+			if err := s.cr.Forward(s.primary.w); err != nil {
 				return err
 			}
-			if !s.cr.buffered() {
+			if !s.cr.Buffered() {
 				if err := s.primary.w.Flush(); err != nil {
 					return err
 				}
@@ -484,7 +485,7 @@ func (s *session) clientLoop() error {
 		if err := s.cur.add(typ, s.cr); err != nil {
 			return err
 		}
-		if typ == msgFunctionCall {
+		if typ == wire.FunctionCall {
 			// The fast-path function call interface: always the primary's.
 			s.cur.synced = true
 		}
@@ -492,12 +493,12 @@ func (s *session) clientLoop() error {
 		switch {
 		case s.cur.synced:
 			err = s.dispatch()
-		case typ == msgFlush || len(s.cur.buf) > maxBatchBytes:
+		case typ == wire.Flush || len(s.cur.buf) > maxBatchBytes:
 			// NOTE: a client that flushes before Sync waits for answers
 			// mid-request; the request is pinned to the primary lane from
 			// here to its Sync (fail safe).
 			err = s.sendEarly(policy.ReasonFlushed)
-		case !s.cr.buffered():
+		case !s.cr.Buffered():
 			if reason, bound := s.primaryBound(); bound {
 				err = s.sendEarly(reason)
 			}
@@ -510,17 +511,17 @@ func (s *session) clientLoop() error {
 
 // dropUntilSync drops a message of a request refused before its Sync; the
 // Sync gets the ReadyForQuery the refusal owed.
-func (s *session) dropUntilSync(typ byte) error {
-	if err := s.cr.skip(); err != nil {
+func (s *session) dropUntilSync(typ wire.Frontend) error {
+	if err := s.cr.Skip(); err != nil {
 		return err
 	}
-	if typ != msgSync {
+	if typ != wire.Sync {
 		return nil
 	}
 	s.skipToSync = false
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
-	writeRaw(s.out.w, msgReadyForQuery, []byte{byte(s.TxStatus())})
+	wire.WriteRaw(s.out.w, wire.ReadyForQuery, []byte{byte(s.TxStatus())})
 	return s.out.w.Flush()
 }
 
@@ -695,13 +696,13 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		if has && (st == nil || k != st.key) {
 			// Stale, or gone for the client: close it, so that the server
 			// answers as it would have.
-			out = appendCloseStmt(out, name)
-			sent = append(sent, sentMsg{typ: msgClose, kind: 'S', hidden: true})
+			out = wire.AppendCloseStatement(out, name)
+			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
 			(&regChange{reg: s.reg, name: name, prim: true}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
-			out = appendParse(out, name, st)
-			sent = append(sent, sentMsg{typ: msgParse, hidden: true})
+			out = wire.AppendParse(out, name, st.sql, st.paramOIDs)
+			sent = append(sent, sentMsg{typ: wire.Parse, hidden: true})
 			(&regChange{reg: s.reg, name: name, stmt: st, prim: true}).apply()
 		}
 	}
@@ -719,12 +720,12 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		m := &b.msgs[i]
 		sm := sentMsg{typ: m.typ, kind: m.kind}
 		switch m.typ {
-		case msgQuery, msgExecute, msgFunctionCall:
+		case wire.Query, wire.Execute, wire.FunctionCall:
 			sm.exec = steps[next].stmt
 			next++
 		}
 		switch {
-		case m.typ == msgParse:
+		case m.typ == wire.Parse:
 			if m.name != "" {
 				ensure(m.name) // an existing name must make the server say so
 			} else {
@@ -734,16 +735,16 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			}
 			settled[m.name] = true
 			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: true}
-		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
+		case m.typ == wire.Bind || m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			ensure(m.name)
-		case m.typ == msgClose && m.kind == 'S':
+		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
 			settled[m.name] = true
 			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: true}
-		case m.typ == msgQuery:
+		case m.typ == wire.Query:
 			// A simple Query replaces the unnamed statement, for the client too.
 			s.reg.drop("", false)
 		}
-		if rej != nil && m.typ == msgExecute && next-1 == rej.step-(len(pl.steps)-len(steps)) {
+		if rej != nil && m.typ == wire.Execute && next-1 == rej.step-(len(pl.steps)-len(steps)) {
 			out, sent = s.appendRaise(out, sent, rej.err)
 			pl.rejected = true
 			rej = nil
@@ -766,7 +767,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		s.open = nil
 	}
 	_, err := w.Write(out)
-	if err == nil && (!s.cr.buffered() || !synced) {
+	if err == nil && (!s.cr.Buffered() || !synced) {
 		// NOTE: with more input buffered the request could wait to coalesce
 		// with the next, but another session may reroute a write in between.
 		err = w.Flush()
@@ -781,7 +782,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 // is made to raise err in its place.
 type rejection struct {
 	step int // index in the request's plan
-	err  *pgError
+	err  *wire.Error
 }
 
 // appendRaise appends, hidden from the client except for the error itself,
@@ -789,21 +790,21 @@ type rejection struct {
 // Execute. The server fails the request there exactly as it would fail on
 // an error of the statement itself (an implicit transaction rolls back, an
 // explicit one is failed) and skips everything up to the next Sync.
-func (s *session) appendRaise(out []byte, sent []sentMsg, e *pgError) ([]byte, []sentMsg) {
-	out = appendParse(out, "", &preparedStmt{sql: raiseSQL(e)})
+func (s *session) appendRaise(out []byte, sent []sentMsg, e *wire.Error) ([]byte, []sentMsg) {
+	out = wire.AppendParse(out, "", raiseSQL(e), nil)
 	// The unnamed statement is the raise now: the client's is prepared
 	// again before its next use.
-	sent = append(sent, sentMsg{typ: msgParse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: true}})
+	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: true}})
 	out, _ = (&pgproto3.Bind{}).Encode(out)
-	sent = append(sent, sentMsg{typ: msgBind, hidden: true})
+	sent = append(sent, sentMsg{typ: wire.Bind, hidden: true})
 	out, _ = (&pgproto3.Execute{}).Encode(out)
-	sent = append(sent, sentMsg{typ: msgExecute, hidden: true})
+	sent = append(sent, sentMsg{typ: wire.Execute, hidden: true})
 	return out, sent
 }
 
 // raiseSQL is a DO block that raises e with its SQLSTATE, message, detail
 // and hint.
-func raiseSQL(e *pgError) string {
+func raiseSQL(e *wire.Error) string {
 	lit := func(v string) string { return quoteLiteral(strings.ReplaceAll(v, "$txlane$", "$ txlane$")) }
 	sql := "DO $txlane$BEGIN RAISE EXCEPTION USING ERRCODE = " + lit(e.Code) + ", MESSAGE = " + lit(e.Message)
 	if e.Detail != "" {
@@ -864,7 +865,7 @@ func (s *session) relay() error {
 	b := s.primary
 	fatal := false
 	for {
-		if !b.r.buffered() {
+		if !b.r.Buffered() {
 			s.out.mu.Lock()
 			err := s.out.w.Flush()
 			s.out.mu.Unlock()
@@ -872,7 +873,7 @@ func (s *session) relay() error {
 				return s.relayStop(err, fatal)
 			}
 		}
-		typ, _, err := b.r.next()
+		typ, _, err := b.r.Next()
 		if err != nil {
 			return s.relayStop(err, fatal)
 		}
@@ -884,12 +885,12 @@ func (s *session) relay() error {
 			continue
 		}
 		if hide {
-			if err := b.r.skip(); err != nil {
+			if err := b.r.Skip(); err != nil {
 				return s.relayStop(err, fatal)
 			}
 			continue
 		}
-		if req != nil && req.guest != nil && typ != 'A' && typ != msgParameterStatus {
+		if req != nil && req.guest != nil && typ != wire.NotificationResponse && typ != wire.ParameterStatus {
 			if err := s.guestReply(req, typ); err != nil {
 				return s.relayStop(err, fatal)
 			}
@@ -897,15 +898,15 @@ func (s *session) relay() error {
 		}
 		s.out.mu.Lock()
 		switch typ {
-		case msgReadyForQuery:
+		case wire.ReadyForQuery:
 			var status byte
-			if status, err = b.r.status(); err == nil {
+			if status, err = b.r.Status(); err == nil {
 				s.observeReadyForQuery(status)
-				writeRaw(s.out.w, typ, []byte{status})
+				wire.WriteRaw(s.out.w, typ, []byte{status})
 			}
-		case msgParameterStatus:
+		case wire.ParameterStatus:
 			var body []byte
-			if body, err = b.r.body(); err == nil {
+			if body, err = b.r.Body(); err == nil {
 				var ps pgproto3.ParameterStatus
 				s.snapDirty.Store(true)
 				if ps.Decode(body) == nil {
@@ -913,18 +914,18 @@ func (s *session) relay() error {
 					s.mu.params[ps.Name] = ps.Value
 					s.mu.Unlock()
 				}
-				writeRaw(s.out.w, typ, body)
+				wire.WriteRaw(s.out.w, typ, body)
 			}
-		case msgErrorResponse:
+		case wire.ErrorResponse:
 			var body []byte
-			if body, err = b.r.body(); err == nil {
+			if body, err = b.r.Body(); err == nil {
 				// A FATAL error is the server explaining its own exit:
 				// nothing to add after it.
-				fatal = fatal || isFatal(body)
-				writeRaw(s.out.w, typ, withSQLState(body))
+				fatal = fatal || wire.IsFatal(body)
+				wire.WriteRaw(s.out.w, typ, wire.WithSQLState(body))
 			}
 		default:
-			err = b.r.forward(s.out.w)
+			err = b.r.Forward(s.out.w)
 		}
 		s.out.mu.Unlock()
 		if err != nil {
@@ -936,17 +937,17 @@ func (s *session) relay() error {
 // guestReply forwards one message of the answer to a write rerouted into
 // this session's transaction to the guest's client. The ReadyForQuery is the
 // holder's to observe; the guest gets its own status.
-func (s *session) guestReply(req *request, typ byte) error {
+func (s *session) guestReply(req *request, typ wire.Backend) error {
 	g := req.guest
 	b := s.primary
-	if typ == msgReadyForQuery {
-		status, err := b.r.status()
+	if typ == wire.ReadyForQuery {
+		status, err := b.r.Status()
 		if err != nil {
 			return err
 		}
 		s.observeReadyForQuery(status)
 		g.out.mu.Lock()
-		writeRaw(g.out.w, msgReadyForQuery, []byte{byte(g.TxStatus())})
+		wire.WriteRaw(g.out.w, wire.ReadyForQuery, []byte{byte(g.TxStatus())})
 		g.out.w.Flush() // a guest that went away does not concern the holder
 		g.out.mu.Unlock()
 		close(req.guestDone)
@@ -954,16 +955,16 @@ func (s *session) guestReply(req *request, typ byte) error {
 	}
 	// NOTE: the body is read whole before the guest's socket is written, so
 	// that a guest that went away cannot leave the holder's stream mid-message.
-	body, err := b.r.body()
+	body, err := b.r.Body()
 	if err != nil {
 		return err
 	}
-	if typ == msgErrorResponse {
-		body = withSQLState(body)
+	if typ == wire.ErrorResponse {
+		body = wire.WithSQLState(body)
 	}
 	g.out.mu.Lock()
-	writeRaw(g.out.w, typ, body)
-	if !b.r.buffered() {
+	wire.WriteRaw(g.out.w, typ, body)
+	if !b.r.Buffered() {
 		g.out.w.Flush()
 	}
 	g.out.mu.Unlock()
@@ -971,12 +972,12 @@ func (s *session) guestReply(req *request, typ byte) error {
 }
 
 // internalReply consumes one message of the answer to a query of txlane's own.
-func (s *session) internalReply(req *request, typ byte) error {
+func (s *session) internalReply(req *request, typ wire.Backend) error {
 	q := req.internal
 	b := s.primary
 	switch typ {
-	case msgDataRow:
-		body, err := b.r.body()
+	case wire.DataRow:
+		body, err := b.r.Body()
 		if err != nil {
 			return err
 		}
@@ -991,28 +992,28 @@ func (s *session) internalReply(req *request, typ byte) error {
 			}
 		}
 		q.rows = append(q.rows, row)
-	case msgErrorResponse:
-		body, err := b.r.body()
+	case wire.ErrorResponse:
+		body, err := b.r.Body()
 		if err != nil {
 			return err
 		}
 		q.err = &pgproto3.ErrorResponse{}
 		q.err.Decode(body)
-	case msgReadyForQuery:
-		status, err := b.r.status()
+	case wire.ReadyForQuery:
+		status, err := b.r.Status()
 		if err != nil {
 			return err
 		}
 		s.observeReadyForQuery(status)
 		close(q.done)
-	case 'A', msgParameterStatus:
+	case wire.NotificationResponse, wire.ParameterStatus:
 		// Asynchronous: still the client's.
 		s.out.mu.Lock()
-		err := b.r.forward(s.out.w)
+		err := b.r.Forward(s.out.w)
 		s.out.mu.Unlock()
 		return err
 	default:
-		return b.r.skip()
+		return b.r.Skip()
 	}
 	return nil
 }
@@ -1028,7 +1029,7 @@ func (s *session) relayStop(err error, quiet bool) error {
 	// What was already received still reaches the client. If that fails, the
 	// error was the client's, not the backend's.
 	clientOK := s.out.w.Flush() == nil
-	var partial *errPartial
+	var partial *wire.PartialError
 	switch {
 	case !clientOK || quiet:
 	case errors.As(err, &partial):
@@ -1036,35 +1037,18 @@ func (s *session) relayStop(err error, quiet bool) error {
 		s.log.Warn("backend connection lost mid-message", zap.Error(err))
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnError(err):
 		s.log.Warn("backend connection lost", zap.Error(err))
-		writeError(s.out.w, &pgError{Severity: "FATAL", Code: CodeConnectionFailure,
+		wire.WriteError(s.out.w, &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
 			Message: "server connection lost", Detail: "The PostgreSQL backend serving this session closed its connection."})
 		s.out.w.Flush()
 	default:
 		s.log.Error("invalid message from the server; closing the session", zap.Error(err))
-		writeError(s.out.w, &pgError{Severity: "FATAL", Code: CodeProtocolViolation,
+		wire.WriteError(s.out.w, &wire.Error{Severity: "FATAL", Code: CodeProtocolViolation,
 			Message: "invalid message from the server", Detail: "txlane closed the session: the server's reply could not be read."})
 		s.out.w.Flush()
 	}
 	s.out.mu.Unlock()
 	s.client.Close() // unblocks clientLoop
 	return err
-}
-
-// isFatal reports whether an ErrorResponse body has severity FATAL or PANIC.
-func isFatal(body []byte) bool {
-	for len(body) > 1 {
-		field := body[0]
-		end := bytes.IndexByte(body[1:], 0)
-		if end < 0 {
-			return false
-		}
-		if field == 'V' || field == 'S' {
-			v := string(body[1 : 1+end])
-			return v == "FATAL" || v == "PANIC"
-		}
-		body = body[2+end:]
-	}
-	return false
 }
 
 func isClosedConn(err error) bool {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // CodeEscapedWrite is the SQLSTATE of a write refused because it would escape
@@ -295,14 +297,14 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 }
 
 // escapeError is the error a rejected escaping write gets.
-func escapeError(u, table string, h UnitHolder, why string) *pgError {
+func escapeError(u, table string, h UnitHolder, why string) *wire.Error {
 	detail := fmt.Sprintf("Unit %q is held by client %d at %s (application_name %q, user %q) in a transaction open since %s. "+
 		"A write from another connection would commit outside that transaction and survive its rollback; nothing was written.",
 		u, h.ClientID, h.ClientAddr, h.ApplicationName, h.User, h.Since.UTC().Format(time.RFC3339Nano))
 	if why != "" {
 		detail += " " + why
 	}
-	return &pgError{Severity: "ERROR", Code: CodeEscapedWrite,
+	return &wire.Error{Severity: "ERROR", Code: CodeEscapedWrite,
 		Message: fmt.Sprintf("write to %s would escape the open transaction of unit %q", table, u),
 		Detail:  detail,
 		Hint: "Run the write inside the holder's transaction (the same pool or connection), give it a unit of its own, " +
@@ -311,8 +313,8 @@ func escapeError(u, table string, h UnitHolder, why string) *pgError {
 
 // errRerouteGone is the writer's error when the holder's transaction ended
 // (or its connection went) before the write could join it.
-func rerouteGoneError(u string, h UnitHolder, why string) *pgError {
-	return &pgError{Severity: "ERROR", Code: CodeEscapedWrite,
+func rerouteGoneError(u string, h UnitHolder, why string) *wire.Error {
+	return &wire.Error{Severity: "ERROR", Code: CodeEscapedWrite,
 		Message: fmt.Sprintf("the transaction holding unit %q ended before the rerouted write could join it", u),
 		Detail:  fmt.Sprintf("Holder: client %d at %s (application_name %q). %s Nothing was written.", h.ClientID, h.ClientAddr, h.ApplicationName, why),
 		Hint:    "Retry the write: it will run on its own connection now that no transaction holds the unit."}
@@ -336,7 +338,7 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
 	defer deadline.Stop()
 	tooLong := func() error {
-		return s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeQueryCanceled,
+		return s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
 			Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
 			Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 			Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})

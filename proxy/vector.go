@@ -16,6 +16,8 @@ import (
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // poisonSQL makes the primary's transaction fail after a read that ran on the
@@ -97,7 +99,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		if fallback {
 			return false, nil
 		}
-		return true, s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
+		return true, s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeCannotConnectNow,
 			Message: "vector lane unavailable",
 			Detail:  fmt.Sprintf("No vector-lane connection could be had within read_pool.acquire_timeout (%s).", s.srv.lanes.live().AcquireTimeout),
 			Hint:    "Raise read_pool.max_conns or acquire_timeout, or set read_pool.on_unavailable: primary."})
@@ -140,7 +142,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 			// read with other settings or privileges is not an option.
 			s.log.Warn("vector lane cannot take the client's session settings", zap.Error(err))
 			c.settings = map[string]string{}
-			return true, s.refuseUnit(&pgError{Severity: "ERROR", Code: CodeCannotConnectNow,
+			return true, s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeCannotConnectNow,
 				Message: "vector lane cannot take this session's settings or role",
 				Detail:  err.Error(),
 				Hint:    "Grant the client's role to the read pool's user (GRANT role TO read_pool_user), or remove the table from the vector lane."})
@@ -191,8 +193,8 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
 	if b.sql != "" {
 		s.reg.drop("", false) // a simple Query replaces the unnamed statement
-		writeRaw(w, msgQuery, b.buf[5:])
-		tr.add(sentMsg{typ: msgQuery, exec: steps[0].stmt})
+		wire.WriteRaw(w, wire.Query, b.buf[5:])
+		tr.add(sentMsg{typ: wire.Query, exec: steps[0].stmt})
 		return nil
 	}
 	lock := func() {
@@ -212,9 +214,9 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, h
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		switch {
-		case m.typ == msgParse:
+		case m.typ == wire.Parse:
 			used = append(used, m.stmt.key)
-		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
+		case m.typ == wire.Bind || m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			if st := m.resolved; st != nil {
 				used = append(used, st.key)
 			}
@@ -238,8 +240,8 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, h
 	unlock()
 	for _, k := range evict {
 		// First in the unit, so nothing before can make the server skip it.
-		w.Write(appendCloseStmt(nil, string(k)))
-		tr.add(sentMsg{typ: msgClose, kind: 'S', hidden: true})
+		w.Write(wire.AppendCloseStatement(nil, string(k)))
+		tr.add(sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
 	}
 	sharedChange := func(st *preparedStmt, add bool) *regChange {
 		c := &regChange{shared: held, sharedMu: heldMu, key: st.key}
@@ -253,7 +255,7 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, h
 		m := &b.msgs[i]
 		raw := b.buf[m.start:m.end]
 		switch {
-		case m.typ == msgParse:
+		case m.typ == wire.Parse:
 			st := m.stmt
 			names[st.key] = m.name
 			if m.name == "" {
@@ -265,15 +267,15 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, h
 			has := held.has(st.key)
 			unlock()
 			if has || present[st.key] {
-				w.Write(appendCloseStmt(nil, string(st.key)))
-				tr.add(sentMsg{typ: msgClose, kind: 'S', hidden: true, change: sharedChange(st, false)})
+				w.Write(wire.AppendCloseStatement(nil, string(st.key)))
+				tr.add(sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true, change: sharedChange(st, false)})
 			}
-			w.Write(appendParse(nil, string(st.key), st))
+			w.Write(wire.AppendParse(nil, string(st.key), st.sql, st.paramOIDs))
 			ch := sharedChange(st, true)
 			ch.reg, ch.name, ch.client = s.reg, m.name, true
-			tr.add(sentMsg{typ: msgParse, change: ch})
+			tr.add(sentMsg{typ: wire.Parse, change: ch})
 			present[st.key] = true
-		case m.typ == msgBind || m.typ == msgDescribe && m.kind == 'S':
+		case m.typ == wire.Bind || m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			st := m.resolved
 			if st == nil {
 				// Unknown to the client: let the server say so, by name.
@@ -283,30 +285,30 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, h
 			}
 			names[st.key] = m.name
 			if !present[st.key] {
-				w.Write(appendParse(nil, string(st.key), st))
-				tr.add(sentMsg{typ: msgParse, hidden: true, change: sharedChange(st, true)})
+				w.Write(wire.AppendParse(nil, string(st.key), st.sql, st.paramOIDs))
+				tr.add(sentMsg{typ: wire.Parse, hidden: true, change: sharedChange(st, true)})
 				present[st.key] = true
 			}
-			if m.typ == msgBind {
+			if m.typ == wire.Bind {
 				// Bind body: portal, statement, then the rest untouched.
-				_, rest, _ := cstring(raw[5:])
-				_, rest, _ = cstring(rest)
-				w.WriteByte(msgBind)
+				_, rest, _ := wire.CString(raw[5:])
+				_, rest, _ = wire.CString(rest)
+				w.WriteByte(byte(wire.Bind))
 				var l [4]byte
-				putLen(l[:], 1+len(st.key)+1+len(rest))
+				wire.PutLength(l[:], 1+len(st.key)+1+len(rest))
 				w.Write(l[:])
 				w.WriteByte(0) // the unnamed portal
 				w.WriteString(string(st.key))
 				w.WriteByte(0)
 				w.Write(rest)
 			} else {
-				out, _ := (&pgproto3.Describe{ObjectType: 'S', Name: string(st.key)}).Encode(nil)
+				out, _ := (&pgproto3.Describe{ObjectType: wire.ObjectStatement, Name: string(st.key)}).Encode(nil)
 				w.Write(out)
 			}
 			tr.add(sentMsg{typ: m.typ, kind: m.kind})
 		default:
 			sm := sentMsg{typ: m.typ, kind: m.kind}
-			if m.typ == msgExecute {
+			if m.typ == wire.Execute {
 				sm.exec = steps[next].stmt
 				next++
 			}
@@ -365,7 +367,7 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 	sessionChanged := false
 	clientErr := error(nil) // the client went away: keep draining the lane
 	for {
-		typ, _, err := c.r.next()
+		typ, _, err := c.r.Next()
 		if err != nil {
 			if refusal != nil {
 				return true, refusal
@@ -378,14 +380,14 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			return true, s.laneLostMidway(err)
 		}
 		if tr.reply(typ) {
-			if err := c.r.skip(); err != nil {
+			if err := c.r.Skip(); err != nil {
 				return true, s.laneLostMidway(err)
 			}
 			continue
 		}
 		switch typ {
-		case msgReadyForQuery:
-			laneStatus, err := c.r.status()
+		case wire.ReadyForQuery:
+			laneStatus, err := c.r.Status()
 			if err != nil {
 				if refusal != nil {
 					return true, refusal
@@ -394,7 +396,7 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			}
 			// A lane connection only ever runs reads outside a transaction
 			// block: any other status means it is not fit for the next client.
-			broken = laneStatus != 'I' || sessionChanged
+			broken = laneStatus != wire.TxIdle || sessionChanged
 			if refusal != nil {
 				return broken, refusal
 			}
@@ -410,49 +412,49 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			}
 			s.out.mu.Lock()
 			s.out.w.Write(held)
-			writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
+			wire.WriteRaw(s.out.w, wire.ReadyForQuery, []byte{byte(status)})
 			err = s.out.w.Flush()
 			s.out.mu.Unlock()
 			return broken, err
-		case msgParameterStatus, msgNotification:
+		case wire.ParameterStatus, wire.NotificationResponse:
 			if !sessionChanged {
 				s.log.Warn("a read changed the session of its vector-lane connection; the connection is closed after it",
 					zap.String("message", string(rune(typ))))
 			}
 			sessionChanged = true
-			if err := c.r.skip(); err != nil {
+			if err := c.r.Skip(); err != nil {
 				return true, s.laneLostMidway(err)
 			}
 			continue
-		case msgCommandComplete, msgEmptyQuery, msgPortalSuspended:
+		case wire.CommandComplete, wire.EmptyQueryResponse, wire.PortalSuspended:
 			executed++
 		}
 		if refusal != nil || clientErr != nil {
-			if typ == msgErrorResponse {
+			if typ == wire.ErrorResponse {
 				failed = true
 			}
-			if err := c.r.skip(); err != nil {
+			if err := c.r.Skip(); err != nil {
 				return true, s.laneLostMidway(err)
 			}
 			continue
 		}
 		if !forwarded && heldBack(typ) {
-			body, err := c.r.body()
+			body, err := c.r.Body()
 			if err != nil {
 				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 			}
 			held = appendMsg(held, typ, body)
 			continue
 		}
-		if typ == msgErrorResponse {
-			body, err := c.r.body()
+		if typ == wire.ErrorResponse {
+			body, err := c.r.Body()
 			if err != nil {
 				if !forwarded {
 					return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 				}
 				return true, s.laneLostMidway(err)
 			}
-			if code := errorCode(body); laneRefusalCodes[code] {
+			if code := wire.ErrorCode(body); laneRefusalCodes[code] {
 				ref := &laneRefusal{code: code, exec: executed}
 				if !forwarded {
 					// Nothing reached the client: the statement runs again on
@@ -470,8 +472,8 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			s.out.mu.Lock()
 			s.out.w.Write(held)
 			held = nil
-			writeRaw(s.out.w, typ, clientNames(withSQLState(body), names))
-			if !c.r.buffered() {
+			wire.WriteRaw(s.out.w, typ, clientNames(wire.WithSQLState(body), names))
+			if !c.r.Buffered() {
 				err = s.out.w.Flush()
 			}
 			s.out.mu.Unlock()
@@ -486,8 +488,8 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			s.out.w.Write(held)
 			held = nil
 		}
-		err = c.r.forward(s.out.w)
-		if err == nil && !c.r.buffered() {
+		err = c.r.Forward(s.out.w)
+		if err == nil && !c.r.Buffered() {
 			err = s.out.w.Flush()
 		}
 		s.out.mu.Unlock()
@@ -500,20 +502,20 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 
 // heldBack reports whether a lane message of type typ opens an answer
 // without being part of its result, so that relayLane may hold it back.
-func heldBack(typ byte) bool {
+func heldBack(typ wire.Backend) bool {
 	switch typ {
-	case msgParseComplete, msgBindComplete, msgCloseComplete, msgParamDescription,
-		msgRowDesc, msgNoData, msgNoticeResponse:
+	case wire.ParseComplete, wire.BindComplete, wire.CloseComplete, wire.ParameterDescription,
+		wire.RowDescription, wire.NoData, wire.NoticeResponse:
 		return true
 	}
 	return false
 }
 
 // appendMsg appends a message of type typ with body to buf.
-func appendMsg(buf []byte, typ byte, body []byte) []byte {
+func appendMsg(buf []byte, typ wire.Backend, body []byte) []byte {
 	var l [4]byte
-	putLen(l[:], len(body))
-	buf = append(buf, typ)
+	wire.PutLength(l[:], len(body))
+	buf = append(buf, byte(typ))
 	buf = append(buf, l[:]...)
 	return append(buf, body...)
 }
@@ -538,7 +540,7 @@ func (c *laneConn) simpleQuery(sql string) error { return c.query(sql, nil) }
 // ReadyForQuery, passing each row's values (valid during the call) to row.
 // An ErrorResponse becomes the returned error.
 func (c *laneConn) query(sql string, row func(values [][]byte)) error {
-	writeMsg(c.w, &pgproto3.Query{String: sql})
+	wire.WriteMsg(c.w, &pgproto3.Query{String: sql})
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
@@ -549,22 +551,22 @@ func (c *laneConn) query(sql string, row func(values [][]byte)) error {
 func (c *laneConn) readAnswer(row func(values [][]byte)) error {
 	var qerr error
 	for {
-		typ, _, err := c.r.next()
+		typ, _, err := c.r.Next()
 		if err != nil {
 			return err
 		}
 		switch typ {
-		case msgErrorResponse, msgDataRow, msgReadyForQuery:
-			body, err := c.r.body()
+		case wire.ErrorResponse, wire.DataRow, wire.ReadyForQuery:
+			body, err := c.r.Body()
 			if err != nil {
 				return err
 			}
 			switch typ {
-			case msgErrorResponse:
+			case wire.ErrorResponse:
 				var e pgproto3.ErrorResponse
 				e.Decode(body)
 				qerr = &laneServerError{msg: fmt.Sprintf("%s (SQLSTATE %s)", e.Message, e.Code)}
-			case msgDataRow:
+			case wire.DataRow:
 				if row != nil {
 					var dr pgproto3.DataRow
 					if err := dr.Decode(body); err != nil {
@@ -576,10 +578,10 @@ func (c *laneConn) readAnswer(row func(values [][]byte)) error {
 				return qerr
 			}
 		default:
-			if typ == msgNotification {
+			if typ == wire.NotificationResponse {
 				c.tainted = true // see laneConn.tainted
 			}
-			if err := c.r.skip(); err != nil {
+			if err := c.r.Skip(); err != nil {
 				return err
 			}
 		}
@@ -590,7 +592,7 @@ func (c *laneConn) readAnswer(row func(values [][]byte)) error {
 // error the way the server would: an ErrorResponse, then ReadyForQuery with
 // the client's status (an error inside a transaction fails it, so the
 // primary's transaction is failed too).
-func (s *session) refuseUnit(e *pgError) error {
+func (s *session) refuseUnit(e *wire.Error) error {
 	status := s.TxStatus()
 	if status == TxActive {
 		if err := s.poisonPrimary(); err != nil {
@@ -600,8 +602,8 @@ func (s *session) refuseUnit(e *pgError) error {
 	}
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
-	writeError(s.out.w, e)
-	writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
+	wire.WriteError(s.out.w, e)
+	wire.WriteRaw(s.out.w, wire.ReadyForQuery, []byte{byte(status)})
 	return s.out.w.Flush()
 }
 
@@ -620,7 +622,7 @@ func (e *laneServerError) Error() string { return e.msg }
 // client may have seen part of an answer, so it is closed with an error.
 func (s *session) laneLostMidway(err error) error {
 	s.log.Warn("vector-lane connection lost mid-answer", zap.Error(err))
-	return &pgError{Severity: "FATAL", Code: CodeConnectionFailure,
+	return &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
 		Message: "vector-lane connection lost", Detail: "The connection running a read for this session failed while answering."}
 }
 
@@ -633,7 +635,7 @@ func (s *session) internal(sql string) (*internalQuery, error) {
 	// A simple Query replaces the server's unnamed statement: the client's
 	// (if any) is prepared again before its next use on the primary.
 	s.reg.forgetPrimary("")
-	writeMsg(s.primary.w, &pgproto3.Query{String: sql})
+	wire.WriteMsg(s.primary.w, &pgproto3.Query{String: sql})
 	err := s.primary.w.Flush()
 	s.releaseWrite()
 	if err != nil {
@@ -710,8 +712,8 @@ func (s *session) answerServerError(e *pgproto3.ErrorResponse) error {
 	status := s.TxStatus()
 	s.out.mu.Lock()
 	defer s.out.mu.Unlock()
-	writeMsg(s.out.w, e)
-	writeRaw(s.out.w, msgReadyForQuery, []byte{byte(status)})
+	wire.WriteMsg(s.out.w, e)
+	wire.WriteRaw(s.out.w, wire.ReadyForQuery, []byte{byte(status)})
 	return s.out.w.Flush()
 }
 

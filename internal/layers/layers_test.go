@@ -17,6 +17,7 @@ const module = "github.com/txlane/txlane/"
 // policy is pure and at the bottom; cmd is on top.
 var layer = map[string]int{
 	"policy":        0,
+	"proxy/wire":    0,
 	"router":        1,
 	"config":        1,
 	"proxy/console": 2,

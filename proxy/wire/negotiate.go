@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -36,12 +36,12 @@ func protocolString(v uint32) string { return fmt.Sprintf("%d.%d", v>>16, v&0xff
 // below 3 (other than the version word 0). PostgreSQL answers such a client in the old protocol's error format
 // (the type byte 'E', then "FATAL:  message\n" and a NUL, no length word), so
 // that clients of that age can show it; txlane answers the same bytes.
-type errOldProtocol struct{ msg string }
+type OldProtocolError struct{ msg string }
 
-func (e *errOldProtocol) Error() string { return e.msg }
+func (e *OldProtocolError) Error() string { return e.msg }
 
 // encode returns the message as the old protocol frames an error.
-func (e *errOldProtocol) encode() []byte {
+func (e *OldProtocolError) encode() []byte {
 	return append([]byte("EFATAL:  "+e.msg+"\n"), 0)
 }
 
@@ -58,9 +58,9 @@ func checkProtocolMajor(version uint32) error {
 	// NOTE: PostgreSQL takes a version word of 0 for "not set yet" and
 	// answers it in the current format.
 	if version>>16 < 3 && version != 0 {
-		return &errOldProtocol{msg: msg}
+		return &OldProtocolError{msg: msg}
 	}
-	return &pgError{Severity: "FATAL", Code: CodeFeatureNotSupported, Message: msg}
+	return &Error{Severity: "FATAL", Code: CodeFeatureNotSupported, Message: msg}
 }
 
 // parseStartupMessage decodes a protocol-3 StartupMessage body (version word
@@ -87,7 +87,7 @@ func parseStartupMessage(body []byte) (msg *pgproto3.StartupMessage, options []s
 	// cstring reads the string starting at i. PostgreSQL reads the packet
 	// into a buffer one byte longer than the packet, that byte zero: a
 	// string that runs to the end is cut there.
-	cstring := func(i int) string {
+	CString := func(i int) string {
 		if end := bytes.IndexByte(body[i:], 0); end >= 0 {
 			return string(body[i : i+end])
 		}
@@ -95,7 +95,7 @@ func parseStartupMessage(body []byte) (msg *pgproto3.StartupMessage, options []s
 	}
 	n, off := len(body), 4
 	for off < n {
-		name := cstring(off)
+		name := CString(off)
 		if name == "" {
 			break // the terminator
 		}
@@ -103,7 +103,7 @@ func parseStartupMessage(body []byte) (msg *pgproto3.StartupMessage, options []s
 		if valOff >= n {
 			break // a name without value: the layout check below decides
 		}
-		value := cstring(valOff)
+		value := CString(valOff)
 		if strings.HasPrefix(name, pqOptionPrefix) {
 			options = append(options, name)
 		} else {
@@ -112,7 +112,7 @@ func parseStartupMessage(body []byte) (msg *pgproto3.StartupMessage, options []s
 		off = valOff + len(value) + 1
 	}
 	if off != n-1 {
-		return nil, nil, &pgError{Severity: "FATAL", Code: CodeProtocolViolation,
+		return nil, nil, &Error{Severity: "FATAL", Code: CodeProtocolViolation,
 			Message: "invalid startup packet layout: expected terminator as last byte"}
 	}
 	return msg, options, nil
@@ -130,7 +130,7 @@ func parseStartupMessage(body []byte) (msg *pgproto3.StartupMessage, options []s
 // options. The server never sees the client's _pq_ options and is asked for
 // at most protocolLatest, so it cannot turn on a protocol feature txlane does
 // not understand.
-type negotiation struct {
+type Negotiation struct {
 	requested uint32   // the client's version (3.x)
 	options   []string // the client's _pq_ option names
 	asked     uint32   // what txlane asks of the server: min(requested, protocolLatest)
@@ -138,15 +138,19 @@ type negotiation struct {
 	told      bool     // the client's NegotiateProtocolVersion is written (or was not needed)
 }
 
-func newNegotiation(requested uint32, options []string) *negotiation {
+func NewNegotiation(requested uint32, options []string) *Negotiation {
 	asked := min(requested, protocolLatest)
-	return &negotiation{requested: requested, options: options, asked: asked, granted: asked}
+	return &Negotiation{requested: requested, options: options, asked: asked, granted: asked}
 }
 
-// serverAnswer records the server's NegotiateProtocolVersion. It must be the
+// ServerVersion is the protocol version txlane asks of the server for the
+// client: at most the newest txlane speaks.
+func (n *Negotiation) ServerVersion() uint32 { return n.asked }
+
+// ServerAnswer records the server's NegotiateProtocolVersion. It must be the
 // server's first message (PostgreSQL sends it right after reading the startup
 // packet) and may only lower the version.
-func (n *negotiation) serverAnswer(body []byte) error {
+func (n *Negotiation) ServerAnswer(body []byte) error {
 	if n.told {
 		return errors.New("NegotiateProtocolVersion from the server after other login messages")
 	}
@@ -168,9 +172,9 @@ func (n *negotiation) serverAnswer(body []byte) error {
 	return nil
 }
 
-// tell writes the client's NegotiateProtocolVersion to w, once, if the client
+// Tell writes the client's NegotiateProtocolVersion to w, once, if the client
 // needs one. Call it before writing any other login message to the client.
-func (n *negotiation) tell(w *bufio.Writer) error {
+func (n *Negotiation) Tell(w *bufio.Writer) error {
 	if n.told {
 		return nil
 	}
@@ -178,11 +182,11 @@ func (n *negotiation) tell(w *bufio.Writer) error {
 	if n.granted == n.requested && len(n.options) == 0 {
 		return nil
 	}
-	return writeMsg(w, &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: n.granted, UnrecognizedOptions: n.options})
+	return WriteMsg(w, &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: n.granted, UnrecognizedOptions: n.options})
 }
 
 // writeOldProtocolError answers a pre-3.0 client as PostgreSQL does.
-func writeOldProtocolError(c net.Conn, e *errOldProtocol) error {
+func WriteOldProtocolError(c net.Conn, e *OldProtocolError) error {
 	_, err := c.Write(e.encode())
 	return err
 }

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -27,33 +27,33 @@ const (
 
 // errHandshake marks a client that broke the startup protocol. Such a client is
 // closed without an ErrorResponse (it is not speaking the protocol) and logged.
-type errHandshake struct{ msg string }
+type HandshakeError struct{ msg string }
 
-func (e *errHandshake) Error() string { return e.msg }
+func (e *HandshakeError) Error() string { return e.msg }
 
 func handshakeErr(format string, args ...any) error {
-	return &errHandshake{msg: fmt.Sprintf(format, args...)}
+	return &HandshakeError{msg: fmt.Sprintf(format, args...)}
 }
 
 // clientHello is the outcome of a client's startup phase.
-type clientHello struct {
-	conn    net.Conn      // the client socket, TLS-wrapped if negotiated
-	br      *bufio.Reader // reads conn; may hold bytes the client pipelined after startup
-	startup *pgproto3.StartupMessage
-	cancel  *pgproto3.CancelRequest // set instead of startup for a cancel request
-	// proto is the protocol version and _pq_ options the client asked for
-	// (set with startup, whose Parameters exclude the options).
-	proto *negotiation
-	tls   bool
+type Hello struct {
+	Conn    net.Conn      // the client socket, TLS-wrapped if negotiated
+	BR      *bufio.Reader // reads Conn; may hold bytes the client pipelined after startup
+	Startup *pgproto3.StartupMessage
+	Cancel  *pgproto3.CancelRequest // set instead of Startup for a cancel request
+	// Proto is the protocol version and _pq_ options the client asked for
+	// (set with Startup, whose Parameters exclude the options).
+	Proto *Negotiation
+	TLS   bool
 }
 
 // readHello runs the client side of the startup phase up to (and including)
 // the StartupMessage or CancelRequest: SSL and GSSAPI negotiation included.
 // The caller sets the login deadline on raw.
-func readHello(raw net.Conn, tlsConfig *tls.Config) (*clientHello, error) {
-	h := &clientHello{conn: raw, br: bufio.NewReaderSize(raw, readBufSize)}
+func ReadHello(raw net.Conn, tlsConfig *tls.Config) (*Hello, error) {
+	h := &Hello{Conn: raw, BR: bufio.NewReaderSize(raw, ReadBufSize)}
 	for {
-		code, body, err := readStartupPacket(h.br)
+		code, body, err := readStartupPacket(h.BR)
 		if err != nil {
 			return nil, err
 		}
@@ -63,13 +63,13 @@ func readHello(raw net.Conn, tlsConfig *tls.Config) (*clientHello, error) {
 			if code == codeGSSENCRequest {
 				name = "GSSENCRequest"
 			}
-			if h.tls {
+			if h.TLS {
 				return nil, handshakeErr("%s received inside an established TLS session", name)
 			}
 			// NOTE: bytes that arrived with the request would be read as if they
 			// had come through the encrypted channel (CVE-2021-23214): refuse.
-			if h.br.Buffered() > 0 {
-				return nil, handshakeErr("%d unencrypted bytes followed the %s", h.br.Buffered(), name)
+			if h.BR.Buffered() > 0 {
+				return nil, handshakeErr("%d unencrypted bytes followed the %s", h.BR.Buffered(), name)
 			}
 			if code == codeGSSENCRequest || tlsConfig == nil {
 				if _, err := raw.Write([]byte{'N'}); err != nil {
@@ -84,14 +84,14 @@ func readHello(raw net.Conn, tlsConfig *tls.Config) (*clientHello, error) {
 			if err := tc.Handshake(); err != nil {
 				return nil, handshakeErr("TLS handshake: %v", err)
 			}
-			h.conn, h.tls = tc, true
-			h.br = bufio.NewReaderSize(tc, readBufSize)
+			h.Conn, h.TLS = tc, true
+			h.BR = bufio.NewReaderSize(tc, ReadBufSize)
 		case codeCancelRequest:
 			msg := &pgproto3.CancelRequest{}
 			if err := msg.Decode(body); err != nil {
 				return nil, handshakeErr("malformed CancelRequest: %v", err)
 			}
-			h.cancel = msg
+			h.Cancel = msg
 			return h, nil
 		default:
 			if err := checkProtocolMajor(code); err != nil {
@@ -102,11 +102,11 @@ func readHello(raw net.Conn, tlsConfig *tls.Config) (*clientHello, error) {
 				return nil, err
 			}
 			if msg.Parameters["user"] == "" {
-				return nil, &pgError{Severity: "FATAL", Code: CodeInvalidAuthorization,
+				return nil, &Error{Severity: "FATAL", Code: CodeInvalidAuthorization,
 					Message: "no PostgreSQL user name specified in startup packet"}
 			}
-			h.proto = newNegotiation(msg.ProtocolVersion, options)
-			h.startup = msg
+			h.Proto = NewNegotiation(msg.ProtocolVersion, options)
+			h.Startup = msg
 			return h, nil
 		}
 	}

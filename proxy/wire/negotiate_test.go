@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -42,7 +42,7 @@ func TestParseStartupMessage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			msg, options, err := parseStartupMessage(tc.body)
 			if tc.bad {
-				var pe *pgError
+				var pe *Error
 				if !errors.As(err, &pe) || pe.Code != CodeProtocolViolation || pe.Message != "invalid startup packet layout: expected terminator as last byte" {
 					t.Fatalf("got %v, want FATAL 08P01 invalid startup packet layout", err)
 				}
@@ -88,12 +88,12 @@ func TestNegotiation(t *testing.T) {
 		{"server lists options txlane never sent", 3<<16 | 2, nil, npv(3<<16, "_pq_.z"), 3<<16 | 2, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := newNegotiation(tc.requested, tc.options)
+			n := NewNegotiation(tc.requested, tc.options)
 			if n.asked != tc.asked {
 				t.Fatalf("asks the server for %#x, want %#x", n.asked, tc.asked)
 			}
 			if tc.server != nil {
-				err := n.serverAnswer(tc.server[5:])
+				err := n.ServerAnswer(tc.server[5:])
 				if tc.bad {
 					if err == nil {
 						t.Fatal("accepted")
@@ -106,15 +106,15 @@ func TestNegotiation(t *testing.T) {
 			}
 			var out bytes.Buffer
 			w := bufio.NewWriter(&out)
-			if err := n.tell(w); err != nil {
+			if err := n.Tell(w); err != nil {
 				t.Fatal(err)
 			}
-			n.tell(w) // once only
+			n.Tell(w) // once only
 			w.Flush()
 			if !bytes.Equal(out.Bytes(), tc.told) {
 				t.Fatalf("told %q, want %q", out.Bytes(), tc.told)
 			}
-			if err := n.serverAnswer(npv(3 << 16)[5:]); err == nil {
+			if err := n.ServerAnswer(npv(3 << 16)[5:]); err == nil {
 				t.Fatal("a NegotiateProtocolVersion after the client was told was accepted")
 			}
 		})
