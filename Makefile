@@ -1,7 +1,7 @@
 # txlane developer entry points.
 #
 #   make run    start PostgreSQL with pgvector in .tmp/pg (installing both if missing) and
-#               txlane in front of it on 127.0.0.1:6432
+#               txlane in front of it on 127.0.0.1:6432 (LISTEN=host:port, ADMIN_LISTEN=host:port)
 #   make test   go vet and every test against a throwaway PostgreSQL (scripts/test.sh);
 #               extra go test flags: make test TESTFLAGS='-run TestVector -v'
 #
@@ -15,6 +15,9 @@ TESTFLAGS ?=
 export TESTFLAGS
 
 PGDIR := .tmp/pg
+# Addresses `make run` gives txlane (clients; the admin HTTP endpoint).
+LISTEN ?= 127.0.0.1:6432
+ADMIN_LISTEN ?= 127.0.0.1:9187
 
 .DEFAULT_GOAL := build
 .PHONY: build bin/txlane run test pg-start pg-stop bench fmt vet clean
@@ -27,8 +30,9 @@ bin/txlane:
 
 run: bin/txlane pg-start
 	dsn=$$(bash scripts/pg.sh dsn $(PGDIR)); \
-	sed -e "s|^primary:.*|primary: \"$$dsn\"|" examples/txlane.yaml >.tmp/txlane.yaml
-	@echo 'Connect with: psql "postgres://postgres@127.0.0.1:6432/txlane_test?sslmode=disable"'
+	sed -e "s|^primary:.*|primary: \"$$dsn\"|" -e "s|^listen:.*|listen: $(LISTEN)|" \
+		-e "s|^  listen: 127.0.0.1:9187|  listen: $(ADMIN_LISTEN)|" examples/txlane.yaml >.tmp/txlane.yaml
+	@echo 'Connect with: psql "postgres://postgres@$(LISTEN)/txlane_test?sslmode=disable"'
 	@echo 'PostgreSQL keeps running afterwards; stop it with: make pg-stop'
 	exec bin/txlane --config .tmp/txlane.yaml
 

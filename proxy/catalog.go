@@ -90,6 +90,25 @@ func (s *Server) configuredRouting() *routing {
 	return &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, nil)), rules: rules}
 }
 
+// explainRouting is what the admin console's EXPLAIN decides with: the
+// routing of the primary DSN's database once its catalog has been read (the
+// tables discovered there and what views and functions hide), else the
+// configured policy alone.
+func (s *Server) explainRouting() *routing {
+	s.routeMu.Lock()
+	dr := s.dbRoutes[s.opts.Primary.Database]
+	s.routeMu.Unlock()
+	if dr != nil {
+		dr.mu.Lock()
+		read := dr.mu.funcs != nil
+		dr.mu.Unlock()
+		if read {
+			return dr.cur.Load()
+		}
+	}
+	return s.configuredRouting()
+}
+
 // noCatalog is what classification uses when no catalog read succeeded yet:
 // with discovery on, a catalog that knows nothing (every statement goes to
 // the primary until a read succeeds: what views, triggers and the like do

@@ -183,6 +183,6 @@ func (a consoleAPI) Resume() { a.s.Resume() }
 func (a consoleAPI) QueryWaitTimeout() time.Duration { return a.s.live().QueryWaitTimeout }
 
 func (a consoleAPI) Explain(sql string) router.Explanation {
-	rt := a.s.configuredRouting()
+	rt := a.s.explainRouting()
 	return router.Explain(rt.classifier, sql, nil, rt.rules, nil)
 }

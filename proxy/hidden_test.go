@@ -445,3 +445,51 @@ func TestHiddenCatalogReload(t *testing.T) {
 	l.wantPrimary("SELECT pg_backend_pid() FROM v_new LIMIT 1")
 	b.compare(t, direct, lane, []string{"BEGIN", "SELECT id, l FROM v_new ORDER BY id", "ROLLBACK"})
 }
+
+// TestAdminExplainUsesDiscoveredCatalog: once the primary's database has
+// been read, the console's EXPLAIN routes as the proxy does: a table found to
+// be a vector table goes to the lane, a view that calls a writing function
+// to the primary.
+func TestAdminExplainUsesDiscoveredCatalog(t *testing.T) {
+	schema := uniqueName("adm_explain")
+	pgtest.Exec(t, fmt.Sprintf(`CREATE SCHEMA %[1]s;
+CREATE TABLE %[1]s.found (id int, embedding vector(3));
+CREATE TABLE %[1]s.audit (what text);
+CREATE FUNCTION %[1]s.logit() RETURNS int LANGUAGE sql VOLATILE AS $$ INSERT INTO %[1]s.audit VALUES ('x') RETURNING 1 $$;
+CREATE VIEW %[1]s.v_found AS SELECT id, embedding, %[1]s.logit() AS l FROM %[1]s.found`, schema))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
+	p := startProxy(t, func(o *proxy.Options) {
+		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 2, AcquireTimeout: 2 * time.Second}
+		o.Discover = true
+		o.DiscoverInterval = time.Hour
+		o.AdminUsers = []string{pgtest.AppRole}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	admin, err := pgconn.Connect(ctx, p.adminDSN(t, pgtest.AppRole))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	route := func(sql string) string {
+		for _, row := range exec(t, admin, "EXPLAIN "+sql)[0].Rows {
+			if string(row[0]) == "route" {
+				return string(row[1])
+			}
+		}
+		t.Fatalf("EXPLAIN %s: no route row", sql)
+		return ""
+	}
+	read := "SELECT id FROM " + schema + ".found ORDER BY embedding <-> '[1,0,0]'"
+	if got := route(read); !strings.Contains(got, "not_vector_read") {
+		t.Fatalf("before any catalog read: %q, want the configured policy's not_vector_read", got)
+	}
+	// A client's first request makes the proxy read the catalog.
+	scalar(t, p.connect(t), "SELECT 1")
+	if got := route(read); !strings.Contains(got, "vector_read_idle") {
+		t.Errorf("a discovered vector table: %q, want vector (vector_read_idle)", got)
+	}
+	if got := route("SELECT id, l FROM " + schema + ".v_found"); !strings.Contains(got, "writing_function") {
+		t.Errorf("a view calling a writing function: %q, want primary (writing_function)", got)
+	}
+}

@@ -117,10 +117,19 @@ func TestEscapeRerouteFlushedRefused(t *testing.T) {
 	if len(r.errs) != 1 || !strings.HasPrefix(r.errs[0], proxy.CodeEscapedWrite) {
 		t.Fatalf("flushed write under reroute: %s", r)
 	}
+	// Counted as what happened to it, with the hint for a reroute that could
+	// not be made.
+	m := bed.Server.Metrics()
+	if rej, rer := m.Escapes("reject", bed.table), m.Escapes("reroute", bed.table); rej != 1 || rer != 0 {
+		t.Errorf("after a refused reroute: reject %v, reroute %v; want 1, 0", rej, rer)
+	}
 	// Whole, it is rerouted.
 	r = w.run(pParse("", bed.insert("u1", "other")), pBind(""), pExecute(), pSync())
 	if len(r.errs) != 0 {
 		t.Fatalf("whole write under reroute: %s", r)
+	}
+	if rer := m.Escapes("reroute", bed.table); rer != 1 {
+		t.Errorf("reroutes counted: %v", rer)
 	}
 	exec(t, holder, "ROLLBACK")
 	if got := bed.count(t, "true"); got != "0" {

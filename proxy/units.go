@@ -260,17 +260,21 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 		table = tables[0].String()
 	}
 	holder := h.describe()
-	s.srv.metrics.Escape(action.String(), table)
 	log := s.log.With(zap.String("unit", u), zap.String("table", table), zap.String("action", action.String()),
 		zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())),
 		zap.Uint64("holder_client", holder.ClientID), zap.String("holder_addr", holder.ClientAddr))
+	// NOTE: the escape is counted by what happens to it: a reroute the
+	// writer's request cannot take counts as a rejection.
 	refuse := func(why string) (bool, *rejection, error) {
-		return false, &rejection{step: step, err: escapeError(u, table, holder, why)}, nil
+		s.srv.metrics.Escape(policy.EscapeReject.String(), table)
+		return false, &rejection{step: step, err: escapeError(u, table, holder, action, why)}, nil
 	}
 	switch action {
 	case policy.EscapeAllow:
+		s.srv.metrics.Escape(action.String(), table)
 		return false, nil, nil
 	case policy.EscapeLog:
+		s.srv.metrics.Escape(action.String(), table)
 		log.Warn("write escapes the open transaction of its unit of work (allowed by policy)")
 		return false, nil, nil
 	case policy.EscapeReroute:
@@ -289,6 +293,7 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 			return refuse("The holder's transaction has failed.")
 		}
 		log.Info("write rerouted into the holder's transaction")
+		s.srv.metrics.Escape(action.String(), table)
 		return true, nil, s.reroute(&s.cur, u, h, true)
 	default:
 		log.Warn("write rejected: it would escape the open transaction of its unit of work")
@@ -296,19 +301,26 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 	}
 }
 
-// escapeError is the error a rejected escaping write gets.
-func escapeError(u, table string, h UnitHolder, why string) *wire.Error {
+// escapeError is the error a rejected escaping write gets; action is the
+// escape action in force (a reroute that could not be made gets a hint of
+// its own).
+func escapeError(u, table string, h UnitHolder, action policy.EscapeAction, why string) *wire.Error {
 	detail := fmt.Sprintf("Unit %q is held by client %d at %s (application_name %q, user %q) in a transaction open since %s. "+
 		"A write from another connection would commit outside that transaction and survive its rollback; nothing was written.",
 		u, h.ClientID, h.ClientAddr, h.ApplicationName, h.User, h.Since.UTC().Format(time.RFC3339Nano))
 	if why != "" {
 		detail += " " + why
 	}
+	hint := "Run the write inside the holder's transaction (the same pool or connection), give it a unit of its own, " +
+		"or set policy.escape (or an escape_overrides entry for this table) to reroute."
+	if action == policy.EscapeReroute {
+		hint = "Send the write as one request from a connection outside a transaction (no Flush before Sync, no named portal), " +
+			"run it inside the holder's transaction, or give it a unit of its own."
+	}
 	return &wire.Error{Severity: "ERROR", Code: CodeEscapedWrite,
 		Message: fmt.Sprintf("write to %s would escape the open transaction of unit %q", table, u),
 		Detail:  detail,
-		Hint: "Run the write inside the holder's transaction (the same pool or connection), give it a unit of its own, " +
-			"or set policy.escape (or an escape_overrides entry for this table) to reroute."}
+		Hint:    hint}
 }
 
 // errRerouteGone is the writer's error when the holder's transaction ended
@@ -363,7 +375,7 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 		}
 		<-holder.wsem // the holder's state did not change: no signal
 		if status == TxFailed {
-			return s.refuseUnit(escapeError(u, describeTables(stmts), desc, "The holder's transaction has failed."))
+			return s.refuseUnit(escapeError(u, describeTables(stmts), desc, policy.EscapeReroute, "The holder's transaction has failed."))
 		}
 		select {
 		case <-changed:
