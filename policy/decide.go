@@ -88,11 +88,11 @@ const (
 	// has not answered yet, so the transaction state it would run in is not
 	// known. Set by the proxy.
 	ReasonPipelined
-	// ReasonUnitShape: the request's shape keeps it on the primary whatever
+	// ReasonRequestShape: the request's shape keeps it on the primary whatever
 	// its statements: a named portal, a portal bound by an earlier request or
 	// executed in part, Close, a fast-path function call, a statement txlane
 	// does not know, or a Parse that redefines a name. Set by the proxy.
-	ReasonUnitShape
+	ReasonRequestShape
 	// ReasonLaneLost: the vector-lane connection failed before any of the
 	// answer reached the client; the read ran again on the primary. Set by
 	// the proxy.
@@ -142,7 +142,7 @@ var reasonNames = [numReasons]string{
 	ReasonVectorUnavailable: "vector_unavailable",
 	ReasonEmpty:             "empty",
 	ReasonPipelined:         "pipelined",
-	ReasonUnitShape:         "unit_shape",
+	ReasonRequestShape:      "request_shape",
 	ReasonLaneLost:          "lane_lost",
 	ReasonFlushed:           "flushed",
 	ReasonLaneRefusedWrite:  "lane_refused_write",
@@ -162,7 +162,7 @@ func (r Reason) String() string {
 // flushed or of a shape only the primary takes), never by [Decide].
 func (r Reason) SetByProxy() bool {
 	switch r {
-	case ReasonVectorUnavailable, ReasonPipelined, ReasonUnitShape, ReasonLaneLost, ReasonFlushed, ReasonLaneRefusedWrite:
+	case ReasonVectorUnavailable, ReasonPipelined, ReasonRequestShape, ReasonLaneLost, ReasonFlushed, ReasonLaneRefusedWrite:
 		return true
 	}
 	return false

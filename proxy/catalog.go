@@ -124,7 +124,7 @@ func (s *Server) noCatalog() router.FuncCatalog {
 // installRouting builds dr's snapshot from the current policy and, when
 // discovered is not nil, a new catalog read (else the last one), and stores
 // it. The snapshot has a new classifier, hence an empty classification cache.
-// Sessions take it at their next request unit.
+// Sessions take it at their next request.
 func (s *Server) installRouting(database string, dr *dbRouting, discovered []policy.Table, funcs router.FuncCatalog) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
@@ -216,7 +216,7 @@ func (c *laneConn) queryRows(sql string) ([][]string, error) {
 }
 
 // schemaChanged marks database's catalog read as out of date after committed
-// DDL: the next request unit of the database reads it again before routing,
+// DDL: the next request of the database reads it again before routing,
 // so a vector table created a moment ago is routed as one.
 func (s *Server) schemaChanged(database string) {
 	if s.lanes == nil {

@@ -250,7 +250,7 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 	}, nil
 }
 
-// laneCleanupSQL runs on a lane connection right after each client's unit
+// laneCleanupSQL runs on a lane connection right after each client's request
 // (in the same write, as the prepared statement laneCleanupStmt). A function
 // hidden in a read may have taken session-level advisory locks (allowed in a
 // read-only transaction): on a shared connection they would outlive the read

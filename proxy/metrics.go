@@ -16,11 +16,11 @@ type Metrics struct {
 	// escapes counts writes that would have escaped a transaction held by
 	// another connection, by the action taken and the table written.
 	escapes *prometheus.CounterVec
-	// acquireWait is how long request units waited for a backend, by lane.
+	// acquireWait is how long requests waited for a backend, by lane.
 	acquireWait *prometheus.HistogramVec
-	// unitSeconds is how long request units took, from dispatch to
+	// requestSeconds is how long requests took, from dispatch to
 	// ReadyForQuery, by lane.
-	unitSeconds *prometheus.HistogramVec
+	requestSeconds *prometheus.HistogramVec
 	// timeouts counts clients and requests ended by a txlane timeout, by kind.
 	timeouts *prometheus.CounterVec
 	// refusedWrites counts writes hidden in reads that the vector lane's
@@ -35,8 +35,8 @@ type Metrics struct {
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		units: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "txlane_statements_total",
-			Help: "Request units (a simple Query, or an extended batch up to Sync) routed, by lane and reason.",
+			Name: "txlane_requests_total",
+			Help: "Requests (a simple Query, or an extended batch up to Sync) routed, by lane and reason.",
 		}, []string{"lane", "reason"}),
 		escapes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_escapes_total",
@@ -44,17 +44,17 @@ func NewMetrics() *Metrics {
 		}, []string{"action", "table"}),
 		acquireWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "txlane_pool_acquire_wait_seconds",
-			Help:    "Time a request unit waited for a backend connection, by lane (vector: the read pool; primary: held at dispatch by PAUSE).",
+			Help:    "Time a request waited for a backend connection, by lane (vector: the read pool; primary: held at dispatch by PAUSE).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
 		}, []string{"lane"}),
-		unitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "txlane_statement_duration_seconds",
-			Help:    "Time from sending a request unit to a backend to its ReadyForQuery, by lane.",
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "txlane_request_duration_seconds",
+			Help:    "Time from sending a request to a backend to its ReadyForQuery, by lane.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 500µs .. 16s
 		}, []string{"lane"}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_timeouts_total",
-			Help: "Clients or request units ended by a txlane timeout, by kind (idle_in_transaction, query_wait).",
+			Help: "Clients or requests ended by a txlane timeout, by kind (idle_in_transaction, query_wait).",
 		}, []string{"kind"}),
 		refusedWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_lane_refused_writes_total",
@@ -79,7 +79,7 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.units, m.escapes, m.acquireWait, m.unitSeconds,
+	for _, c := range []prometheus.Collector{m.units, m.escapes, m.acquireWait, m.requestSeconds,
 		m.timeouts, m.refusedWrites, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -115,14 +115,14 @@ func (m *Metrics) ReloadCounts() (ok, failed float64) {
 	return counterValue(m.reloads), counterValue(m.reloadErrors)
 }
 
-// observeAcquire records how long a unit waited for a backend of lane.
+// observeAcquire records how long a request waited for a backend of lane.
 func (m *Metrics) observeAcquire(lane string, d time.Duration) {
 	m.acquireWait.WithLabelValues(lane).Observe(d.Seconds())
 }
 
-// observeUnit records how long a unit took on lane.
-func (m *Metrics) observeUnit(lane string, d time.Duration) {
-	m.unitSeconds.WithLabelValues(lane).Observe(d.Seconds())
+// observeRequest records how long a request took on lane.
+func (m *Metrics) observeRequest(lane string, d time.Duration) {
+	m.requestSeconds.WithLabelValues(lane).Observe(d.Seconds())
 }
 
 // timeout counts one timeout of kind.
@@ -130,7 +130,7 @@ func (m *Metrics) timeout(kind string) {
 	m.timeouts.WithLabelValues(kind).Inc()
 }
 
-// RouteCount is the number of request units routed to Lane for Reason.
+// RouteCount is the number of requests routed to Lane for Reason.
 type RouteCount struct {
 	Lane, Reason string
 	Units        float64
@@ -174,12 +174,12 @@ func counterValue(c prometheus.Counter) float64 {
 	return d.GetCounter().GetValue()
 }
 
-// route counts one request unit routed to lane for reason.
+// route counts one request routed to lane for reason.
 func (m *Metrics) route(lane, reason string) {
 	m.units.WithLabelValues(lane, reason).Inc()
 }
 
-// Routed returns how many request units went to lane for reason.
+// Routed returns how many requests went to lane for reason.
 func (m *Metrics) Routed(lane, reason string) float64 {
 	return labeledValue(m.units, lane, reason)
 }

@@ -16,7 +16,7 @@ import (
 // opsState is what operating a Server needs beyond proxying: the options a
 // reload replaces, the registry of live sessions (SHOW CLIENTS, graceful
 // stop, idle-in-transaction timeout), the admin console's connections, and
-// the gate that PAUSE and shutdown close in front of new request units.
+// the gate that PAUSE and shutdown close in front of new requests.
 //
 // Lock order: clientEntry.mu, then session.mu; ops.mu is never held while
 // taking either (callers copy the registry first).
@@ -26,7 +26,7 @@ type opsState struct {
 	live atomic.Pointer[Options]
 	// gate is the current PAUSE / shutdown state. Immutable once stored.
 	gate atomic.Pointer[gateState]
-	// held counts request units waiting at the gate.
+	// held counts requests waiting at the gate.
 	held atomic.Int64
 
 	mu struct {
@@ -51,15 +51,15 @@ type gateState struct {
 type clientEntry struct {
 	sess  *session
 	since time.Time
-	// lastActive is when the session last finished a request unit (unix
+	// lastActive is when the session last finished a request (unix
 	// nanoseconds): the start of an idle period.
 	lastActive atomic.Int64
-	// held: a unit of the session is waiting at the gate (PAUSE).
+	// held: a request of the session is waiting at the gate (PAUSE).
 	held atomic.Bool
 
 	mu struct {
 		sync.Mutex
-		// busy: the client goroutine is dispatching a unit. A closer never
+		// busy: the client goroutine is dispatching a request. A closer never
 		// closes a busy session (except a forced stop).
 		busy bool
 		// closed: a closer has taken the session down, or is doing so.
@@ -149,12 +149,12 @@ func (s *Server) entries() []*clientEntry {
 	return out
 }
 
-// admit is the gate in front of each request unit, called by the session's
-// client goroutine before it routes the unit in sess.cur. When it returns
-// done, the unit must not be dispatched: either it has been answered (held
+// admit is the gate in front of each request, called by the session's
+// client goroutine before it routes the request in sess.cur. When it returns
+// done, the request must not be dispatched: either it has been answered (held
 // past query_wait_timeout while paused) or the session is ending with err.
 //
-// Only a session at a transaction boundary (status I, no unit partly sent)
+// Only a session at a transaction boundary (status I, no request partly sent)
 // is held or refused: a transaction in progress may always finish, which is
 // what lets PAUSE and a graceful stop complete.
 func (s *Server) admit(sess *session) (done bool, err error) {
@@ -219,7 +219,7 @@ func (s *Server) admit(sess *session) (done bool, err error) {
 	}
 }
 
-// dispatched marks the end of a unit's dispatch (its answer may still be on
+// dispatched marks the end of a request's dispatch (its answer may still be on
 // the way from the primary).
 func (s *Server) dispatched(sess *session) {
 	e := sess.ops
@@ -232,15 +232,15 @@ func (s *Server) dispatched(sess *session) {
 	e.mu.Unlock()
 }
 
-// unitDone is called by observeReadyForQuery, with sess.mu held, when the
+// requestDone is called by observeReadyForQuery, with sess.mu held, when the
 // primary answers request req (nil for an unsolicited ReadyForQuery).
-func (s *Server) unitDone(sess *session, req *request) {
+func (s *Server) requestDone(sess *session, req *request) {
 	now := time.Now()
 	if e := sess.ops; e != nil {
 		e.lastActive.Store(now.UnixNano())
 	}
 	if req != nil && req.internal == nil && !req.sent.IsZero() {
-		s.metrics.observeUnit("primary", now.Sub(req.sent))
+		s.metrics.observeRequest("primary", now.Sub(req.sent))
 	}
 }
 

@@ -6,8 +6,8 @@ import "time"
 // Zero values mean the documented defaults. Reload replaces all of them
 // except OnReload.
 type OpsOptions struct {
-	// QueryWaitTimeout bounds how long a request unit is held at dispatch
-	// while txlane is paused (PAUSE on the admin console); past it the unit
+	// QueryWaitTimeout bounds how long a request is held at dispatch
+	// while txlane is paused (PAUSE on the admin console); past it the request
 	// fails with SQLSTATE 57014 (default 120s).
 	//
 	// NOTE: the vector lane's acquire wait is bounded by

@@ -74,7 +74,7 @@ func opsExecErr(conn *pgconn.PgConn, sql string) error {
 }
 
 // TestReloadTakesEffectAtNextUnit: a reload changes the routing of a session
-// already connected, at its next request unit, without dropping it; an
+// already connected, at its next request, without dropping it; an
 // invalid policy changes nothing.
 func TestReloadTakesEffectAtNextUnit(t *testing.T) {
 	bed := startOpsProxy(t, nil)

@@ -9,7 +9,7 @@ import (
 )
 
 // TestREADMEListsEveryReason: every routing reason that labels
-// txlane_statements_total is in the README's table of reasons.
+// txlane_requests_total is in the README's table of reasons.
 func TestREADMEListsEveryReason(t *testing.T) {
 	b, err := os.ReadFile("../README.md")
 	if err != nil {

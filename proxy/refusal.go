@@ -35,10 +35,10 @@ import (
 var laneRefusalCodes = map[string]bool{"25006": true, "25001": true}
 
 // laneRefusal is what relayLane returns when the lane refused a write before
-// any of the unit's answer reached the client: the unit runs on the primary.
+// any of the request's answer reached the client: the request runs on the primary.
 type laneRefusal struct {
 	code string // the SQLSTATE
-	// exec counts the Execute messages of the unit that had completed when
+	// exec counts the Execute messages of the request that had completed when
 	// the refusal came, which names the statement that wrote (extended
 	// protocol; 0 for a simple Query).
 	exec int

@@ -16,7 +16,7 @@ import (
 //     every database's routing snapshot is rebuilt with a new classifier, so
 //     the classification cache starts empty, and each database's catalog is
 //     read again in the background. A session takes the new snapshot at its
-//     next safe point, the next request unit; decisions already carried out
+//     next safe point, the next request; decisions already carried out
 //     in an open transaction stand, and the transaction state it tracked
 //     (tables written, isolation) carries over to the new rules;
 //   - the vector lane's sizes and timeouts (ReadPool except Config; see

@@ -11,12 +11,12 @@ import (
 // sentMsg is one message sent to a backend, kept to match the server's
 // replies to it: the server answers messages in order, so the replies can be
 // attributed exactly, and those to messages txlane injected hidden from the
-// client wherever they fall in the unit.
+// client wherever they fall in the request.
 type sentMsg struct {
 	typ  wire.Frontend // Parse, Bind, Describe, Execute, Close, Sync, Flush, Query, FunctionCall
 	kind byte          // Describe and Close: 'S' or 'P'
 	// hidden: txlane injected the message; its replies do not reach the
-	// client (an ErrorResponse always does: the unit failed).
+	// client (an ErrorResponse always does: the request failed).
 	hidden bool
 	// change is applied when the message succeeds (ParseComplete,
 	// CloseComplete): registries follow what the server did, not what was
@@ -85,8 +85,8 @@ func (c *regChange) apply() {
 	}
 }
 
-// replyTracker attributes a backend's replies to the messages of one request
-// unit. Not safe for concurrent use: its owner's lock guards it.
+// replyTracker attributes a backend's replies to the messages of one
+// request. Not safe for concurrent use: its owner's lock guards it.
 type replyTracker struct {
 	sent []sentMsg
 	pos  int // the message whose replies come next

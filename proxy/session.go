@@ -33,9 +33,9 @@ const (
 
 // session is one client connection and the backends that serve it.
 //
-// Goroutines: serve's goroutine reads the client, builds request units and
+// Goroutines: serve's goroutine reads the client, builds requests and
 // sends them to a lane (clientLoop); it also reads the vector lane's answers,
-// since it waits for them before the next unit. relay reads the primary and
+// since it waits for them before the next request. relay reads the primary and
 // writes the client. Writes to the client go through out, whose lock is held
 // for whole messages only, so asynchronous primary messages (notifications)
 // never split a vector-lane message.
@@ -66,8 +66,8 @@ type session struct {
 	cur batch
 	// scratch is reused to assemble what sendPrimary writes.
 	scratch []byte
-	// open is the primary request of a unit partly sent (up to a Flush)
-	// whose Sync has not come yet: the rest of the unit joins it.
+	// open is the primary request of a request partly sent (up to a Flush)
+	// whose Sync has not come yet: the rest of the request joins it.
 	open *request
 	// reg is the client's prepared statements and what its primary holds
 	// (guarded by its own lock: relay applies confirmed replies to it).
@@ -100,7 +100,7 @@ type session struct {
 	cancelMu sync.Mutex
 	// unitsHeld counts the units this session holds in the registry.
 	unitsHeld atomic.Int32
-	// wsem is the right to write a request unit to the primary: held by the
+	// wsem is the right to write a request to the primary: held by the
 	// session while it sends one (from its first message to its Sync), or by
 	// another session rerouting a write into this one's transaction.
 	wsem chan struct{}
@@ -142,10 +142,10 @@ type clientWriter struct {
 	w  *bufio.Writer
 }
 
-// request describes how relay treats the answer to one unit sent to the
+// request describes how relay treats the answer to one request sent to the
 // primary.
 type request struct {
-	// replies attributes the server's replies to the messages of the unit,
+	// replies attributes the server's replies to the messages of the request,
 	// hiding those to messages txlane injected.
 	replies replyTracker
 	// internal, when set, marks a query of txlane's own: nothing of its answer
@@ -160,12 +160,12 @@ type request struct {
 	// guestDone is closed after its ReadyForQuery.
 	guest     *session
 	guestDone chan struct{}
-	// extended: the unit ends with a Sync (not a simple Query). copyIn: the
+	// extended: the request ends with a Sync (not a simple Query). copyIn: the
 	// server entered COPY IN while answering it. The server ignores a Sync
-	// received during COPY IN, so such a unit and the next one (whose Sync
+	// received during COPY IN, so such a request and the next one (whose Sync
 	// ends the COPY) share one ReadyForQuery.
 	extended, copyIn bool
-	// sent is when the unit was first sent (statement latency).
+	// sent is when the request was first sent (statement latency).
 	sent time.Time
 }
 
@@ -215,7 +215,7 @@ func (s *session) observeReadyForQuery(status byte) *request {
 	}
 	s.mu.tx.Ready(policy.TxStatus(status))
 	s.signalLocked()
-	s.srv.unitDone(s, req)
+	s.srv.requestDone(s, req)
 	if status == byte(TxIdle) && len(s.mu.pending) == 0 {
 		// The transaction is over: the units it carried are free.
 		s.srv.units.releaseAll(s)
@@ -265,7 +265,7 @@ func isDDL(st *policy.Statement) bool {
 
 // restorePrimary makes the primary the target of the client's cancel
 // requests again, after a borrowed backend (a vector-lane connection, or a
-// holder's primary) ran a unit. It waits for a cancel being forwarded to the
+// holder's primary) ran a request. It waits for a cancel being forwarded to the
 // borrowed backend, so that the backend is not handed on with a cancel in
 // flight.
 func (s *session) restorePrimary() {
@@ -554,7 +554,7 @@ func (s *session) primaryBound() (policy.Reason, bool) {
 	case s.inFlight() > 0:
 		return policy.ReasonPipelined, true
 	case !pl.laneShape:
-		return policy.ReasonUnitShape, true
+		return policy.ReasonRequestShape, true
 	case pl.parsedPrimary:
 		return pl.parsedReason, true
 	case len(pl.steps) == 0:

@@ -77,7 +77,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Pause holds new request units at dispatch (see admit) and waits until no
+// Pause holds new requests at dispatch (see admit) and waits until no
 // session is inside a transaction or has a request in flight, or until ctx
 // is done (then the pause stays in force and ctx.Err() is returned). Units
 // of a transaction in progress are not held, so that it can finish. During
@@ -104,7 +104,7 @@ func (s *Server) Pause(ctx context.Context) error {
 // errStopping is returned by Pause during a graceful stop.
 var errStopping = errors.New("txlane is shutting down")
 
-// Resume ends a pause: the held request units go on.
+// Resume ends a pause: the held requests go on.
 func (s *Server) Resume() {
 	s.setGate(func(g *gateState) { g.paused = false })
 }

@@ -142,7 +142,7 @@ var (
 	descClients = prometheus.NewDesc("txlane_clients",
 		"Client connections open, admin console included.", nil, nil)
 	descBackends = prometheus.NewDesc("txlane_backends",
-		"Backend connections by lane and state. vector: the read pools (active = acquired, idle, waiting = acquires in progress); primary: the clients' own connections (active = running a request, idle, waiting = request units held by PAUSE).",
+		"Backend connections by lane and state. vector: the read pools (active = acquired, idle, waiting = acquires in progress); primary: the clients' own connections (active = running a request, idle, waiting = requests held by PAUSE).",
 		[]string{"lane", "state"}, nil)
 	descPaused = prometheus.NewDesc("txlane_paused",
 		"1 while PAUSE is in force on the admin console.", nil, nil)

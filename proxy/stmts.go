@@ -61,7 +61,7 @@ func (l *stmtLRU) touch(k stmtKey) {
 }
 
 // addKeep records k as prepared without evicting anything: the set may
-// exceed its bound until the next unit trims it (see trim).
+// exceed its bound until the next request trims it (see trim).
 func (l *stmtLRU) addKeep(k stmtKey) {
 	if e, ok := l.elems[k]; ok {
 		l.order.MoveToFront(e)

@@ -22,7 +22,7 @@ import (
 const CodeEscapedWrite = "25L01"
 
 // UnitHolder describes a connection that holds a unit of work: it has an
-// open transaction whose statements carried the unit.
+// open transaction whose statements carried the request.
 type UnitHolder struct {
 	Unit            string
 	ClientID        uint64
@@ -30,7 +30,7 @@ type UnitHolder struct {
 	ApplicationName string
 	User            string
 	Database        string
-	// Since is when the holder's transaction first carried the unit.
+	// Since is when the holder's transaction first carried the request.
 	Since time.Time
 	// Failed is true when the holder's transaction is in the failed state (E).
 	Failed bool
@@ -127,7 +127,7 @@ func (r *unitRegistry) releaseAll(s *session) {
 }
 
 // noteRerouted records that a write rerouted into h wrote tables: later reads
-// of them carrying the unit follow the write into the holder's transaction.
+// of them carrying the request follow the write into the holder's transaction.
 func (r *unitRegistry) noteRerouted(h *unitHold, tables []policy.Table) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -389,12 +389,12 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	done := make(chan struct{})
 	req := &request{guest: s, guestDone: done, stmts: stmts, extended: b.sql == ""}
 	w := holder.primary.w
-	// NOTE: the unit is assembled, and the tracker filled, before the request
+	// NOTE: the request is assembled, and the tracker filled, before the request
 	// is queued and anything reaches the server: the holder's relay reads the
 	// tracker as soon as replies come.
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
-	s.writeUnitShared(bw, b, pl.steps, holder.guestStmts, &holder.reg.mu, &req.replies)
+	s.writeShared(bw, b, pl.steps, holder.guestStmts, &holder.reg.mu, &req.replies)
 	bw.Flush()
 	holder.push(req)
 	// The write runs in the holder's session: it may change its settings or

@@ -26,13 +26,13 @@ import (
 // into ROLLBACK, and ROLLBACK TO SAVEPOINT recovers exactly as it would have.
 const poisonSQL = "DO $txlane$BEGIN RAISE EXCEPTION 'txlane: a read of this transaction failed on the vector lane' USING ERRCODE = 'XX000'; END$txlane$"
 
-// tryVectorLane runs unit b on the vector lane when policy allows it. handled
+// tryVectorLane runs request b on the vector lane when policy allows it. handled
 // is false when b must go to the primary lane instead.
 func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	pl := &s.plans.cur
 	switch {
 	case !pl.laneShape:
-		s.routed(policy.Primary, policy.ReasonUnitShape)
+		s.routed(policy.Primary, policy.ReasonRequestShape)
 		return false, nil
 	case pl.parsedPrimary:
 		s.routed(policy.Primary, pl.parsedReason)
@@ -68,8 +68,8 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		}
 		if serverErr != nil {
 			// The read of the session's settings failed on the server: a
-			// cancel the client sent for this unit arrived first, say. It is
-			// the unit's answer; inside a transaction the server has failed
+			// cancel the client sent for this request arrived first, say. It is
+			// the request's answer; inside a transaction the server has failed
 			// the transaction, as the client's own statement would have.
 			return true, s.answerServerError(serverErr)
 		}
@@ -93,7 +93,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 			}
 		}
 		s.log.Warn("vector lane unavailable", zap.Error(err), zap.Bool("fallback_to_primary", fallback),
-			zap.Strings("tables", tables), zap.Strings("units", s.unitsOfWork(pl)),
+			zap.Strings("tables", tables), zap.Strings("units_of_work", s.unitsOfWork(pl)),
 			zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())))
 		s.routed(fd.Lane, fd.Reason)
 		if fallback {
@@ -107,7 +107,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	s.routed(d.Lane, d.Reason)
 	start := time.Now()
 	broken, err := s.runOnLane(res.Value(), b)
-	s.srv.metrics.observeUnit("vector", time.Since(start))
+	s.srv.metrics.observeRequest("vector", time.Since(start))
 	s.srv.lanes.release(res, broken)
 	if errors.Is(err, errLaneRetry) {
 		s.log.Warn("vector-lane connection failed; the read runs on the primary", zap.Error(err))
@@ -126,9 +126,9 @@ func (s *session) routed(lane policy.Lane, reason policy.Reason) {
 	s.srv.metrics.route(lane.String(), reason.String())
 }
 
-// runOnLane sends unit b to lane connection c, after giving c the client's
+// runOnLane sends request b to lane connection c, after giving c the client's
 // settings and role, and relays the answer to the client (statements are
-// rewritten as writeUnitShared says). broken is true when c's state is no
+// rewritten as writeShared says). broken is true when c's state is no
 // longer known: it must not go back to the pool.
 func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	if sql := applySQL(c.settings, s.snapshot.values); sql != "" {
@@ -151,8 +151,8 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 
 	w := c.w
 	var tr replyTracker
-	names := s.writeUnitShared(w, b, s.plans.cur.steps, c.stmts, nil, &tr)
-	// The lane session is cleaned up right behind the unit, in the same
+	names := s.writeShared(w, b, s.plans.cur.steps, c.stmts, nil, &tr)
+	// The lane session is cleaned up right behind the request, in the same
 	// write: its answer is read after the client has had its own.
 	c.writeCleanup()
 	if err := w.Flush(); err != nil {
@@ -166,7 +166,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	broken, err = s.relayLane(c, b, &tr, names)
 	var refusal *laneRefusal
 	if errors.Is(err, errLaneRetry) || errors.As(err, &refusal) {
-		// The unit runs on the primary, which parses the client's named
+		// The request runs on the primary, which parses the client's named
 		// statements again: the lane's ParseComplete (held back, never
 		// shown) must not make them look defined already.
 		s.forgetLaneParses()
@@ -177,20 +177,20 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	return broken, err
 }
 
-// writeUnitShared writes unit b to a backend shared with other clients (a
+// writeShared writes request b to a backend shared with other clients (a
 // vector-lane connection, or a holder's primary taking a rerouted write), on
 // which statements live under content-derived names: held lists those the
 // backend has, guarded by heldMu when not nil. What was sent goes to tr; the
 // returned map names the client's statement behind each content name, for
 // error messages.
 //
-// A statement the unit binds or describes is prepared right before the first
+// A statement the request binds or describes is prepared right before the first
 // message that needs it if the backend lacks it (hidden from the client).
 // The client's own Parse messages are sent under the content name, after
 // closing any copy the backend has (so a plan made before DDL is not reused,
 // and the client's Parse errors where and as it would have). Bind and
 // Describe are rewritten to the content names.
-func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
+func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
 	if b.sql != "" {
 		s.reg.drop("", false) // a simple Query replaces the unnamed statement
 		wire.WriteRaw(w, wire.Query, b.buf[5:])
@@ -208,7 +208,7 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, h
 		}
 	}
 	names := map[stmtKey]string{}
-	// present: content names the backend holds at this point of the unit.
+	// present: content names the backend holds at this point of the request.
 	present := map[stmtKey]bool{}
 	var used []stmtKey
 	for i := range b.msgs {
@@ -232,14 +232,14 @@ func (s *session) writeUnitShared(w *bufio.Writer, b *batch, steps []planStep, h
 			fresh++
 		}
 	}
-	// Room for what this unit adds, closing the least recently used.
+	// Room for what this request adds, closing the least recently used.
 	evict := held.trimTo(held.max-fresh, present)
 	for k := range present {
 		present[k] = held.has(k)
 	}
 	unlock()
 	for _, k := range evict {
-		// First in the unit, so nothing before can make the server skip it.
+		// First in the request, so nothing before can make the server skip it.
 		w.Write(wire.AppendCloseStatement(nil, string(k)))
 		tr.add(sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
 	}
@@ -608,7 +608,7 @@ func (s *session) refuseUnit(e *wire.Error) error {
 }
 
 // errLaneRetry reports a vector-lane connection that failed before any of
-// the unit's answer reached the client: the unit, a pure read, runs on the
+// the request's answer reached the client: the request, a pure read, runs on the
 // primary lane instead.
 var errLaneRetry = errors.New("vector-lane connection failed before answering")
 
@@ -705,7 +705,7 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	return nil, nil
 }
 
-// answerServerError answers the current unit with an error the server
+// answerServerError answers the current request with an error the server
 // returned to one of txlane's own queries, then ReadyForQuery with the
 // client's status (which the server's error has already set).
 func (s *session) answerServerError(e *pgproto3.ErrorResponse) error {

@@ -184,7 +184,7 @@ func (p *proc) httpStatus(path string) int {
 }
 
 // metric returns the value of one series of /metrics (name with its labels
-// as exposed, e.g. `txlane_statements_total{lane="vector",reason="vector_read_idle"}`),
+// as exposed, e.g. `txlane_requests_total{lane="vector",reason="vector_read_idle"}`),
 // 0 when absent.
 func (p *proc) metric(series string) float64 {
 	p.t.Helper()
@@ -327,7 +327,7 @@ func testReload(t *testing.T, bin, dsn string) {
 	p := startTxlane(t, bin, dsn, policy("optimization_logs", "table"))
 	client := p.connect("ops-reload") // stays connected through every reload
 	read := "SELECT count(*) FROM " + table
-	vectorReads := `txlane_statements_total{lane="vector",reason="vector_read_idle"}`
+	vectorReads := `txlane_requests_total{lane="vector",reason="vector_read_idle"}`
 
 	if r := p.route(read); r != "primary (not_vector_read)" {
 		t.Fatalf("route before the edit: %s", r)
@@ -470,8 +470,8 @@ func testMetricsAndHealth(t *testing.T, bin, dsn string) {
 	_, body := p.httpGet("/metrics")
 	for _, name := range []string{
 		"txlane_clients ", `txlane_backends{lane="primary",state="idle"} `, `txlane_backends{lane="vector",state="waiting"} `,
-		`txlane_statements_total{lane="primary",reason="not_vector_read"} `,
-		`txlane_pool_acquire_wait_seconds_bucket{lane="primary",`, `txlane_statement_duration_seconds_count{lane="primary"} `,
+		`txlane_requests_total{lane="primary",reason="not_vector_read"} `,
+		`txlane_pool_acquire_wait_seconds_bucket{lane="primary",`, `txlane_request_duration_seconds_count{lane="primary"} `,
 		"txlane_config_reloads_total ", "txlane_config_reload_errors_total ", "txlane_paused ",
 		"go_goroutines ", "process_cpu_seconds_total ",
 	} {

@@ -22,7 +22,7 @@ type Proxy interface {
 	// Pools describes the backends of each database in use, ordered by
 	// database name.
 	Pools() []Pool
-	// Routes returns the request units routed so far, per (lane, reason),
+	// Routes returns the requests routed so far, per (lane, reason),
 	// ordered by lane then reason.
 	Routes() []Route
 	// Units describes the units of work held, ordered by unit.
@@ -37,7 +37,7 @@ type Proxy interface {
 	// error means the file was refused and the last good configuration
 	// stays in force (its text lists the problems).
 	Reload() error
-	// Pause holds new request units at a transaction boundary and returns
+	// Pause holds new requests at a transaction boundary and returns
 	// once nothing is in flight and no client is inside a transaction, or
 	// ctx.Err() when ctx ends first (the pause stays in force). During a
 	// graceful stop it returns ErrStopping.
@@ -83,7 +83,7 @@ type Pool struct {
 	PrimaryConns, PrimaryActive int
 }
 
-// Route is how many request units went to one lane for one reason.
+// Route is how many requests went to one lane for one reason.
 type Route struct {
 	Lane, Reason string
 	Units        float64

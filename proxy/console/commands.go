@@ -96,14 +96,14 @@ var (
 func init() {
 	commands = []*command{
 		{name: "SHOW CLIENTS", run: rows(showClients),
-			columns: []string{"id", "addr", "user", "database", "application_name", "state", "activity", "connected_since", "units"},
+			columns: []string{"id", "addr", "user", "database", "application_name", "state", "activity", "connected_since", "units_of_work"},
 			help:    "logged-in clients: address, user, database, application_name, transaction state (I/T/E), activity (idle/active/held), units held"},
 		{name: "SHOW POOLS", run: rows(showPools),
 			columns: []string{"database", "vector_total", "vector_idle", "vector_acquired", "vector_waiting", "vector_max", "primary_conns", "primary_active"},
 			help:    "per database: vector-lane pool connections (total, idle, acquired, waiting, max) and primary connections"},
 		{name: "SHOW STATS", run: rows(showStats),
-			columns: []string{"lane", "reason", "units"},
-			help:    "request units routed, by lane and reason"},
+			columns: []string{"lane", "reason", "requests"},
+			help:    "requests routed, by lane and reason"},
 		{name: "SHOW POLICY", run: rows(showPolicy),
 			columns: []string{"key", "value", "source"},
 			help:    "the configuration and routing rules in force, vector tables (configured and discovered)"},

@@ -167,13 +167,13 @@ func TestServeProtocol(t *testing.T) {
 
 	w.send(&pgproto3.Query{String: "SHOW CLIENTS; show pools; SHOW STATS; SHOW UNITS"})
 	w.expect("SHOW",
-		"T id,addr,user,database,application_name,state,activity,connected_since,units",
+		"T id,addr,user,database,application_name,state,activity,connected_since,units_of_work",
 		"D 1|127.0.0.1:5000|u|d|a|T|active|2026-01-02 02:04:05.006Z|2",
 		"D 2|127.0.0.1:5001|u|d||I|held|2026-01-02 02:04:05.006Z|0",
 		"C SHOW",
 		"T database,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max,primary_conns,primary_active",
 		"D d|3|1|2|4|8|5|6", "C SHOW",
-		"T lane,reason,units", "D vector|vector_read_idle|7", "C SHOW",
+		"T lane,reason,requests", "D vector|vector_read_idle|7", "C SHOW",
 		"T unit,client_id,addr,user,database,application_name,since,failed",
 		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true", "C SHOW",
 		"Z I")
