@@ -449,6 +449,9 @@ type Statement struct {
 	Discard DiscardKind
 	// PrepareName is the statement name of SQL-level PREPARE / EXECUTE.
 	PrepareName string
+	// CursorName is the cursor (or portal) of DECLARE, FETCH, MOVE and CLOSE
+	// ("" for CLOSE ALL).
+	CursorName string
 	// Parts holds each statement of a multi-statement text (FlagMultiStatement).
 	Parts []Statement
 	// Reason explains Unknown: the parse error text.

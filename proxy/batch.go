@@ -27,6 +27,8 @@ type batchMsg struct {
 	resolved *preparedStmt
 	// maxRows is an Execute's row limit (0: all rows).
 	maxRows uint32
+	// bound is what the plan bound a Bind's portal to.
+	bound portalRef
 }
 
 // batch holds the messages of the current request not yet sent: a simple

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"slices"
+	"sync"
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
@@ -55,6 +56,8 @@ type requestPlan struct {
 	early     policy.Reason
 	// parsed names the named statements the request parses.
 	parsed []string
+	// mixed: extended-protocol messages and a simple Query in one request.
+	mixed bool
 	// namedPortal: the request binds or executes a named portal.
 	namedPortal bool
 	// rejected: the server was made to raise an error for one of the steps
@@ -71,6 +74,30 @@ type planStep struct {
 	// prep is the prepared statement an Execute runs (nil for a simple
 	// Query or a function call).
 	prep *preparedStmt
+	// runs, for a statement that runs another txlane saw earlier (SQL
+	// EXECUTE of a PREPAREd statement, FETCH or MOVE of a cursor or a
+	// protocol portal), is that statement: the checks count what it does.
+	runs *policy.Statement
+}
+
+// portalChange is what a Bind or Close of a portal, sent to the primary,
+// does once the server confirms it.
+type portalChange struct {
+	p    *planner
+	name string
+	ref  portalRef
+	drop bool // Close, or a simple Query (which drops the unnamed portal)
+}
+
+// apply records the change as confirmed. relay calls it.
+func (c *portalChange) apply() {
+	c.p.confirmedMu.Lock()
+	defer c.p.confirmedMu.Unlock()
+	if c.drop {
+		delete(c.p.confirmed, c.name)
+	} else {
+		c.p.confirmed[c.name] = c.ref
+	}
 }
 
 // opaqueStmt stands for what txlane cannot attribute (a function call, an
@@ -103,6 +130,16 @@ type planner struct {
 	portals map[string]portalRef
 	// boundHere names the portals bound by the current request.
 	boundHere map[string]bool
+	// confirmed holds the portals the primary confirmed (BindComplete,
+	// CloseComplete), applied by relay through portalChange; at a safe point
+	// inside a transaction the tentative portals are these, so that a Bind
+	// the server refused leaves the portal it had. Guarded by confirmedMu.
+	confirmedMu sync.Mutex
+	confirmed   map[string]portalRef
+	// sqlPrepared maps SQL-level PREPAREd statements, and cursors DECLAREd
+	// cursors, to the text that defined them (entries outlive their object
+	// at worst: they only add what a later EXECUTE or FETCH may do).
+	sqlPrepared, cursors map[string]string
 }
 
 // portalRef is what a portal was bound to; uncertain as for lookup.
@@ -123,7 +160,9 @@ type stmtDef struct {
 }
 
 func newPlanner(reg *registry, routing func() *routing) *planner {
-	return &planner{reg: reg, routing: routing, portals: make(map[string]portalRef), boundHere: make(map[string]bool)}
+	return &planner{reg: reg, routing: routing, portals: make(map[string]portalRef), boundHere: make(map[string]bool),
+		confirmed:   make(map[string]portalRef),
+		sqlPrepared: make(map[string]string), cursors: make(map[string]string)}
 }
 
 // lookup returns the statement the client has under name at this point of
@@ -180,9 +219,16 @@ func (p *planner) define(name string, st *preparedStmt) {
 func (p *planner) begin(safe, idle bool) {
 	if safe {
 		p.defs = p.defs[:0]
+		p.confirmedMu.Lock()
 		if idle {
-			clear(p.portals)
+			// The transaction ended: no portal survives it.
+			clear(p.confirmed)
 		}
+		clear(p.portals)
+		for name, ref := range p.confirmed {
+			p.portals[name] = ref
+		}
+		p.confirmedMu.Unlock()
 	}
 	p.curStart = len(p.defs)
 	p.rt = p.routing()
@@ -200,6 +246,11 @@ func (p *planner) add(m *batchMsg, sql string) {
 	cl := rt.classifier
 	switch m.typ {
 	case wire.Query:
+		if pl.msgs > 1 {
+			// Extended messages, then a Query without a Sync between them:
+			// legal, but only the client's own backend takes it as sent.
+			pl.laneShape, pl.mixed = false, true
+		}
 		// A simple Query replaces the unnamed statement and portal.
 		p.define("", nil)
 		delete(p.portals, "")
@@ -235,7 +286,8 @@ func (p *planner) add(m *batchMsg, sql string) {
 			// the primary, which keeps them.
 			pl.laneShape = false
 		}
-		p.portals[m.portal] = portalRef{stmt: st, alts: alts}
+		m.bound = portalRef{stmt: st, alts: alts}
+		p.portals[m.portal] = m.bound
 		pl.namedPortal = pl.namedPortal || m.portal != ""
 		p.boundHere[m.portal] = true
 	case wire.Describe:
@@ -290,7 +342,18 @@ func (p *planner) add(m *batchMsg, sql string) {
 func (p *planner) step(st *policy.Statement, sql string, prep *preparedStmt) {
 	pl := &p.cur
 	pl.steps = append(pl.steps, planStep{stmt: st, sql: sql, prep: prep})
+	last := &pl.steps[len(pl.steps)-1]
 	eachPart(st, func(part *policy.Statement) {
+		p.namedObjects(part, sql, last)
+		for _, set := range part.Settings {
+			// A SET txlane.unit in the request carries its unit for the
+			// whole request (so for the write it precedes).
+			if set.Name == unitSetting {
+				if u := unitValue(set); u != "" && !slices.Contains(pl.units, u) {
+					pl.units = append(pl.units, u)
+				}
+			}
+		}
 		if d := part.Deallocate; d != nil {
 			if d.All {
 				p.defs = append(p.defs, stmtDef{all: true})
@@ -317,6 +380,46 @@ func (p *planner) units(sql string) {
 		if !slices.Contains(pl.units, u) {
 			pl.units = append(pl.units, u)
 		}
+	}
+}
+
+// namedObjects follows SQL-level PREPARE / EXECUTE and DECLARE / FETCH /
+// MOVE / CLOSE in part, a statement of text sql: an EXECUTE or FETCH runs the
+// statement its object was defined with, whose units of work and writes
+// count for step.
+func (p *planner) namedObjects(part *policy.Statement, sql string, step *planStep) {
+	runs := func(text string) {
+		if text == "" {
+			return
+		}
+		p.units(text)
+		if step.runs == nil {
+			step.runs = p.rt.classifier.Classify(text)
+		} else {
+			step.runs = opaqueStmt // more than one: anything
+		}
+	}
+	switch part.Command {
+	case "PREPARE":
+		p.sqlPrepared[part.PrepareName] = sql
+	case "EXECUTE":
+		runs(p.sqlPrepared[part.PrepareName])
+	case "DECLARE CURSOR":
+		p.cursors[part.CursorName] = sql
+	case "FETCH", "MOVE":
+		text := p.cursors[part.CursorName]
+		if ref, ok := p.portals[part.CursorName]; ok && text == "" && ref.stmt != nil {
+			// A protocol-level named portal is a cursor to SQL.
+			text = ref.stmt.sql
+			for _, alt := range ref.alts {
+				p.units(alt.sql)
+			}
+		}
+		runs(text)
+	}
+	if part.Discard == policy.DiscardAll {
+		clear(p.sqlPrepared)
+		clear(p.cursors)
 	}
 }
 
@@ -347,6 +450,27 @@ func primaryOnly(st *policy.Statement, rules *policy.Rules) (policy.Reason, bool
 	return d.Reason, true
 }
 
+// wroteOnLane records that the vector lane refused the request as a write
+// (see refusal.go): every step counts as one that may write anything, and
+// the steps are to be checked against the units of work again.
+func (pl *requestPlan) wroteOnLane() {
+	for i := range pl.steps {
+		pl.steps[i].runs = opaqueStmt
+	}
+	pl.checked = 0
+}
+
+// statements counts the SQL statements the request runs: a simple Query may
+// hold several. More than one outside a transaction block is an implicit
+// transaction.
+func (pl *requestPlan) statements() int {
+	n := 0
+	for _, st := range pl.steps {
+		n += max(1, len(st.stmt.Parts))
+	}
+	return n
+}
+
 // stmts returns the classified statements of the steps from i on.
 func (pl *requestPlan) stmts(i int) []*policy.Statement {
 	out := make([]*policy.Statement, 0, len(pl.steps)-i)
@@ -367,17 +491,18 @@ func (pl *requestPlan) sqlTexts() []string {
 	return out
 }
 
-// unitsOfWork returns the units of work the plan carries: from its
-// comments, else from SET [LOCAL] txlane.unit.
+// unitsOfWork returns the units of work the plan carries: those of its
+// comments and of the SET txlane.unit it runs, with every value the session's
+// txlane.unit may have (fail safe: a unit too many only adds a check).
 func (s *session) unitsOfWork(pl *requestPlan) []string {
-	if len(pl.units) > 0 {
+	if len(s.unitVals) == 0 {
 		return pl.units
 	}
-	if s.unitLocal != "" {
-		return []string{s.unitLocal}
+	out := slices.Clone(pl.units)
+	for _, u := range s.unitVals {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
 	}
-	if s.unitSession != "" {
-		return []string{s.unitSession}
-	}
-	return nil
+	return out
 }

@@ -22,6 +22,9 @@ type sentMsg struct {
 	// CloseComplete): registries follow what the server did, not what was
 	// asked of it.
 	change *regChange
+	// portal is applied when a Bind or Close of a portal succeeds (and when a
+	// Query completes, for the unnamed portal it drops).
+	portal *portalChange
 	// exec is the statement an Execute, Query or FunctionCall runs (from the
 	// request's plan); it takes effect (transaction state, DEALLOCATE,
 	// DISCARD) only once the server reports it complete, so that statements
@@ -180,6 +183,9 @@ func (t *replyTracker) reply(typ wire.Backend) (hide bool) {
 	if done {
 		if m.change != nil {
 			m.change.apply()
+		}
+		if m.portal != nil {
+			m.portal.apply()
 		}
 		t.pos++
 	}

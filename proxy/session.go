@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,9 +89,15 @@ type session struct {
 	// PAUSE gate); its remaining messages are dropped and its Sync answered
 	// with ReadyForQuery.
 	skipToSync bool
-	// unitSession and unitLocal are the units set with SET txlane.unit and
-	// SET LOCAL txlane.unit (the latter until its transaction ends).
-	unitSession, unitLocal string
+	// unitVals are the values txlane.unit may have in the session now (SET
+	// [LOCAL] txlane.unit, set_config, options=-c): every value a request may
+	// have set is kept until the server says otherwise. unitStale says a
+	// statement may have changed or removed one (RESET, DISCARD, set_config,
+	// a transaction that ended after a SET, and at login, when role and
+	// database settings are unknown): the next check that needs them reads
+	// the server's value first (see sessionUnits).
+	unitVals  []string
+	unitStale bool
 
 	// Shared between goroutines; each says how.
 
@@ -393,6 +400,14 @@ func (s *session) serve() {
 	s.snapDirty.Store(true)
 	s.customs = make(map[string]bool)
 	s.plans = newPlanner(s.reg, s.routing)
+	// options=-c txlane.unit=... sets a unit at login. (One set with ALTER
+	// ROLE or ALTER DATABASE ... SET is seen once a statement makes the unit
+	// stale; see the README.)
+	for k, v := range s.startup.Parameters {
+		if k == unitSetting || strings.Contains(v, unitSetting) {
+			s.unitStale = true
+		}
+	}
 	for _, name := range startupCustomSettings(s.startup.Parameters) {
 		s.customs[name] = true
 	}
@@ -529,9 +544,6 @@ func (s *session) dropUntilSync(typ wire.Frontend) error {
 func (s *session) beginRequest() {
 	safe, idle := s.inFlight() == 0, s.TxStatus() == TxIdle
 	s.plans.begin(safe, idle)
-	if safe && idle {
-		s.unitLocal = "" // SET LOCAL ended with its transaction
-	}
 }
 
 // primaryBound reports whether the current request, as far as it arrived,
@@ -607,6 +619,12 @@ func (s *session) dispatch() error {
 	if rej == nil && s.srv.lanes != nil {
 		if handled, err := s.tryVectorLane(&s.cur); handled || err != nil {
 			return err
+		}
+		if pl.checked == 0 {
+			// The lane refused it as a write: check it again as one.
+			if handled, rej, err = s.checkUnits(true); handled || err != nil {
+				return err
+			}
 		}
 	}
 	if rej != nil && s.cur.sql != "" || rej != nil && s.cur.function() {
@@ -735,14 +753,21 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			}
 			settled[m.name] = true
 			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: true}
-		case m.typ == wire.Bind || m.typ == wire.Describe && m.kind == wire.ObjectStatement:
+		case m.typ == wire.Bind:
+			ensure(m.name)
+			sm.portal = &portalChange{p: s.plans, name: m.portal, ref: m.bound}
+		case m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			ensure(m.name)
 		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
 			settled[m.name] = true
 			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: true}
+		case m.typ == wire.Close:
+			sm.portal = &portalChange{p: s.plans, name: m.portal, drop: true}
 		case m.typ == wire.Query:
-			// A simple Query replaces the unnamed statement, for the client too.
+			// A simple Query replaces the unnamed statement, for the client
+			// too, and drops the unnamed portal.
 			s.reg.drop("", false)
+			sm.portal = &portalChange{p: s.plans, drop: true}
 		}
 		if rej != nil && m.typ == wire.Execute && next-1 == rej.step-(len(pl.steps)-len(steps)) {
 			out, sent = s.appendRaise(out, sent, rej.err)
@@ -840,22 +865,41 @@ func (s *session) noteEffects(st *policy.Statement) {
 		mayChangeTemp(st):
 		s.snapDirty.Store(true)
 	}
+	if st.Flags.Has(policy.FlagMayChangeSession) || st.Discard != policy.DiscardNone || st.Class == policy.Unknown {
+		s.unitStale = true // set_config, a function, DISCARD: the unit may have changed
+	}
 	for _, set := range st.Settings {
-		if set.Name == "txlane.unit" || set.ResetAll {
-			v := strings.Trim(set.Value, "'")
-			if set.Reset || set.ResetAll {
-				v = ""
-			}
-			if set.Local {
-				s.unitLocal = v
-			} else {
-				s.unitSession, s.unitLocal = v, ""
+		if set.Name == unitSetting || set.ResetAll {
+			v := unitValue(set)
+			switch {
+			case v != "" && !set.Local && s.TxStatus() == TxIdle && !beginsTx(st):
+				// Outside a transaction block a SET is final: the value.
+				s.unitVals = append(s.unitVals[:0], v)
+			default:
+				// NOTE: what a RESET removed, or what a rollback or the end of
+				// a transaction brings back, is known only from the server:
+				// every value seen counts until it is read (freshUnits).
+				if v != "" && !slices.Contains(s.unitVals, v) {
+					s.unitVals = append(s.unitVals, v)
+				}
+				s.unitStale = true
 			}
 		}
 		if strings.Contains(set.Name, ".") {
 			s.customs[set.Name] = true
 		}
 	}
+}
+
+// unitSetting is the session setting that carries a unit of work.
+const unitSetting = "txlane.unit"
+
+// unitValue is the unit a SET txlane.unit sets ("" for RESET).
+func unitValue(set policy.Setting) string {
+	if set.Reset || set.ResetAll {
+		return ""
+	}
+	return strings.Trim(set.Value, "'")
 }
 
 // relay forwards primary messages to the client, observing ReadyForQuery and

@@ -90,6 +90,13 @@ func (h *unitHold) describe() UnitHolder {
 	}
 }
 
+// any reports whether some connection holds a unit.
+func (r *unitRegistry) any() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.holders) > 0
+}
+
 // holderOf returns the hold on unit u, or nil.
 func (r *unitRegistry) holderOf(u string) *unitHold {
 	r.mu.Lock()
@@ -210,20 +217,27 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	pl := &s.plans.cur
 	from := pl.checked
 	pl.checked = len(pl.steps)
-	units := s.unitsOfWork(pl)
-	if len(units) == 0 {
-		return false, nil, nil
-	}
+	idle := s.TxStatus() == TxIdle && s.inFlight() == 0 && s.open == nil
 	firstWrite, begins := -1, false
 	var reads []policy.Table
 	for i, st := range pl.steps[from:] {
-		if firstWrite < 0 && isWrite(st.stmt) {
+		if firstWrite < 0 && (isWrite(st.stmt) || st.runs != nil && isWrite(st.runs)) {
 			firstWrite = from + i
 		}
 		begins = begins || beginsTx(st.stmt)
 		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
 	}
-	idle := s.TxStatus() == TxIdle && s.inFlight() == 0 && s.open == nil
+	// The session's units matter when another connection holds one, or when
+	// this request opens a transaction (explicit or implicit) that will.
+	if idle && (begins || pl.statements() > 1 || s.srv.units.any()) {
+		if err := s.freshUnits(); err != nil {
+			return false, nil, err
+		}
+	}
+	units := s.unitsOfWork(pl)
+	if len(units) == 0 {
+		return false, nil, nil
+	}
 	for _, u := range units {
 		h := s.srv.units.holderOf(u)
 		if h == nil || h.sess == s {
@@ -238,12 +252,44 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			return true, nil, s.reroute(&s.cur, u, h, false)
 		}
 	}
-	if !idle || begins {
+	// NOTE: several statements in one request outside a transaction block
+	// are one implicit transaction for as long as the request runs: it
+	// holds its units until its ReadyForQuery, so that a write of the unit
+	// elsewhere cannot commit while this one may still roll back. A single
+	// autocommit statement commits or fails alone: it holds nothing.
+	if !idle || begins || pl.statements() > 1 && !pl.sentEarly {
 		for _, u := range units {
 			s.srv.units.hold(u, s)
 		}
 	}
 	return false, nil, nil
+}
+
+// freshUnits reads txlane.unit from the server when a statement may have
+// changed it in a way the text does not show (see session.unitStale), before
+// a check that needs it. The caller calls it only at a safe point outside a
+// transaction block; until then every value the unit may have had counts.
+func (s *session) freshUnits() error {
+	// NOTE: read only outside a transaction block (the caller's idle):
+	// inside one, a rollback may bring back a value the server no longer
+	// shows (every value seen counts until then).
+	if !s.unitStale {
+		return nil
+	}
+	q, err := s.internal("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
+	if err != nil {
+		return err
+	}
+	if q.err != nil || len(q.rows) != 1 {
+		return nil // kept stale: every value seen still counts
+	}
+	v := string(q.rows[0][0])
+	s.unitStale = false
+	s.unitVals = s.unitVals[:0]
+	if v != "" {
+		s.unitVals = append(s.unitVals, v)
+	}
+	return nil
 }
 
 // escape applies the escape action to the current request, whose step
@@ -282,6 +328,9 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 		case pl.sentEarly:
 			log.Warn("write not rerouted: the request was already partly sent")
 			return refuse("Part of the request had already gone to this connection's own backend (a Flush before Sync, or a very large request), so it cannot move to the holder's.")
+		case pl.mixed:
+			log.Warn("write not rerouted: the request mixes extended messages and a simple Query")
+			return refuse("The request mixes extended-protocol messages and a simple Query without a Sync between them; it cannot move to the holder's.")
 		case pl.namedPortal:
 			log.Warn("write not rerouted: the request uses a named portal")
 			return refuse("The request uses a named portal, which lives in the writer's own transaction; it cannot move to the holder's.")

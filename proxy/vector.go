@@ -116,6 +116,8 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	}
 	if refusal := (*laneRefusal)(nil); errors.As(err, &refusal) {
 		s.laneRefused(refusal, refusedRerun) // the read wrote: it runs on the primary
+		// It is a write now, for the units of work too.
+		s.plans.cur.wroteOnLane()
 		return false, nil
 	}
 	return true, err
@@ -191,7 +193,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 // and the client's Parse errors where and as it would have). Bind and
 // Describe are rewritten to the content names.
 func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
-	if b.sql != "" {
+	if b.sql != "" && len(b.msgs) == 1 {
 		s.reg.drop("", false) // a simple Query replaces the unnamed statement
 		wire.WriteRaw(w, wire.Query, b.buf[5:])
 		tr.add(sentMsg{typ: wire.Query, exec: steps[0].stmt})

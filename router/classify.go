@@ -275,14 +275,17 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 	case *pg.DeclareCursorStmt:
 		// The query runs at FETCH; counted now, conservatively.
 		st.Command, st.Class, st.Flags, hide = "DECLARE CURSOR", policy.Utility, policy.FlagCursor, true
+		st.CursorName = x.Portalname
 	case *pg.FetchStmt:
 		st.Command, st.Class, st.Flags = "FETCH", policy.Utility, policy.FlagCursor
+		st.CursorName = x.Portalname
 		if x.Ismove {
 			st.Command = "MOVE"
 		}
 		walkAll = false
 	case *pg.ClosePortalStmt:
 		st.Command, st.Class, st.Flags = "CLOSE", policy.Utility, policy.FlagCursor
+		st.CursorName = x.Portalname
 		walkAll = false
 	case *pg.ListenStmt:
 		st.Command, st.Class, st.Flags = "LISTEN", policy.Utility, policy.FlagListen
