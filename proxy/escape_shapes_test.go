@@ -433,3 +433,25 @@ func TestEscapeSessionUnitShadowedByTraceparent(t *testing.T) {
 	err := escapeErr(w, b.ins("u1", "other")+" /*traceparent='00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'*/")
 	b.wantRejected(t, "SET txlane.unit = 'u1' + INSERT with an unrelated traceparent comment", err)
 }
+
+// A STABLE function may call a volatile one that writes; the catalog says
+// STABLE, so the statement is a read and is not checked.
+func TestEscapeStableFunctionWrites(t *testing.T) {
+	b := startEscapeBed(t, nil)
+	fn := uniqueName("esc_stable")
+	pgtest.Exec(t, fmt.Sprintf(`CREATE FUNCTION %[1]s_w(u text) RETURNS int VOLATILE LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO %[2]s (unit, who) VALUES (u, 'other'); RETURN 1; END $$;
+CREATE FUNCTION %[1]s(u text) RETURNS int STABLE LANGUAGE plpgsql AS $$ BEGIN RETURN %[1]s_w(u); END $$`, fn, b.uow))
+	t.Cleanup(func() {
+		pgtest.Exec(t, fmt.Sprintf("DROP FUNCTION IF EXISTS %[1]s(text); DROP FUNCTION IF EXISTS %[1]s_w(text)", fn))
+	})
+	h := b.hold(t)
+	defer exec(t, h, "ROLLBACK")
+	w := b.connect(t)
+	// Sanity: the volatile function itself is caught.
+	if got := sqlstate(escapeErr(w, fmt.Sprintf("SELECT %s_w('u1') /*unit='u1'*/", fn))); got != proxy.CodeEscapedWrite {
+		t.Errorf("volatile writer: got %s, want %s", got, proxy.CodeEscapedWrite)
+	}
+	b.wantRejected(t, "SELECT stable_fn() /*unit='u1'*/ (stable function calling a volatile writer)",
+		escapeErr(w, fmt.Sprintf("SELECT %s('u1') /*unit='u1'*/", fn)))
+}

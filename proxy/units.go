@@ -178,33 +178,18 @@ func beginsTx(st *policy.Statement) bool {
 	return false
 }
 
-// isWrite reports whether st may write: what must not escape a transaction.
-// Statements txlane cannot classify count as writes (fail safe).
+// isWrite reports whether st may write, for the units of work: what must
+// not escape a transaction. Besides what policy counts as a write, code the
+// catalog cannot see into (a STABLE function with an opaque body may call a
+// volatile one that writes; an unproven object) counts (fail safe).
 func isWrite(st *policy.Statement) bool {
-	switch st.Class {
-	case policy.Write, policy.DDL, policy.Unknown:
-		return true
-	}
-	return st.Flags&(policy.FlagWriteCommand|policy.FlagWritingFunction|policy.FlagDataModifyingCTE|
-		policy.FlagSelectInto|policy.FlagWritesUnknown) != 0
+	return st.MayWrite() || st.Flags&(policy.FlagReadsUnknown|policy.FlagUnproven) != 0
 }
 
 // writtenTables returns the tables stmts write, or nil when some statement
 // may write tables it does not name.
 func writtenTables(stmts []*policy.Statement) []policy.Table {
-	var out []policy.Table
-	for _, st := range stmts {
-		if !isWrite(st) {
-			continue
-		}
-		if st.Class == policy.Unknown || st.Flags.Has(policy.FlagWritesUnknown) || len(st.Writes) == 0 {
-			return nil
-		}
-		for _, t := range st.Writes {
-			out = policy.AppendTable(out, t)
-		}
-	}
-	return out
+	return policy.WrittenTables(stmts)
 }
 
 // checkUnits enforces the unit-of-work rules on the steps of the current
