@@ -58,18 +58,18 @@ func (p *stubProxy) Explain(sql string) router.Explanation {
 	return router.Explanation{SQL: sql, Command: "SELECT", Class: "Read", Lane: "primary", Reason: "not_vector_read"}
 }
 
-// wire is a frontend talking to Serve over a pipe.
-type wire struct {
+// pipeClient is a frontend talking to Serve over a pipe.
+type pipeClient struct {
 	t    *testing.T
 	fe   *pgproto3.Frontend
 	conn net.Conn
 	done chan error
 }
 
-func startServe(t *testing.T, p Proxy, maxMsg int) *wire {
+func startServe(t *testing.T, p Proxy, maxMsg int) *pipeClient {
 	t.Helper()
 	client, server := net.Pipe()
-	w := &wire{t: t, fe: pgproto3.NewFrontend(client, client), conn: client, done: make(chan error, 1)}
+	w := &pipeClient{t: t, fe: pgproto3.NewFrontend(client, client), conn: client, done: make(chan error, 1)}
 	go func() {
 		w.done <- Serve(p, server, server, Config{MaxMessageSize: maxMsg, ApplicationName: "app"})
 		server.Close()
@@ -79,7 +79,7 @@ func startServe(t *testing.T, p Proxy, maxMsg int) *wire {
 	return w
 }
 
-func (w *wire) send(msgs ...pgproto3.FrontendMessage) {
+func (w *pipeClient) send(msgs ...pgproto3.FrontendMessage) {
 	w.t.Helper()
 	for _, m := range msgs {
 		w.fe.Send(m)
@@ -91,7 +91,7 @@ func (w *wire) send(msgs ...pgproto3.FrontendMessage) {
 
 // until reads messages up to and including ReadyForQuery (or a FATAL
 // error) and returns a compact transcript of them.
-func (w *wire) until() []string {
+func (w *pipeClient) until() []string {
 	w.t.Helper()
 	var out []string
 	for {
@@ -147,7 +147,7 @@ func (w *wire) until() []string {
 	}
 }
 
-func (w *wire) expect(what string, want ...string) {
+func (w *pipeClient) expect(what string, want ...string) {
 	w.t.Helper()
 	if got := w.until(); !reflect.DeepEqual(got, want) {
 		w.t.Errorf("%s:\n got %q\nwant %q", what, got, want)

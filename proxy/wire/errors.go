@@ -21,8 +21,9 @@ const (
 	CodeInternalError        = "XX000"
 )
 
-// pgError is an error that reaches the client as an ErrorResponse. Its
-// message is meant for the client; internal causes go to the log.
+// Error is an error of txlane's own that reaches the client as an
+// ErrorResponse (severity ERROR or FATAL, a SQLSTATE, message, detail and
+// hint). Its text is meant for the client; internal causes go to the log.
 type Error struct {
 	Severity string // ERROR or FATAL
 	Code     string
@@ -38,11 +39,12 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s (SQLSTATE %s)", e.Message, e.Code)
 }
 
+// Fatalf returns a FATAL Error with SQLSTATE code and a formatted message.
 func Fatalf(code, format string, args ...any) *Error {
 	return &Error{Severity: "FATAL", Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// writeError encodes e as an ErrorResponse into w. It is the one place that
+// WriteError encodes e as an ErrorResponse into w. It is the one place that
 // turns a proxy-side error into a message for the client.
 func WriteError(w *bufio.Writer, e *Error) error {
 	return WriteMsg(w, &pgproto3.ErrorResponse{
