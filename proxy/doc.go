@@ -1,0 +1,53 @@
+// Package proxy is txlane's server: it accepts PostgreSQL clients, relays
+// their login to the primary, and carries out each request on the primary
+// lane (the client's own backend) or the vector lane (a shared read pool),
+// enforcing the unit-of-work rules on the way. The protocol itself is in
+// package wire, SQL classification in router, routing decisions in policy,
+// the admin console in proxy/console and catalog reading in proxy/catalog.
+//
+// Files:
+//
+//	server.go        Server, Options, accept loop, client startup dispatch
+//	session.go       session: one client; clientLoop (client → requests),
+//	                 dispatch and the primary sender, relay (primary → client)
+//	plan.go          planner: a request resolved once into a requestPlan
+//	batch.go         the messages of the current request not yet sent
+//	replies.go       replyTracker: server replies attributed to the messages
+//	                 sent; registry: the client's prepared statements
+//	stmts.go         content-named statements on shared backends (LRU)
+//	vector.go        the vector lane: offload, shared-backend writer, relayLane
+//	lane.go          the read pools (puddle), lane connections, cleanup
+//	refusal.go       reads the read-only lane refused as writes
+//	settings.go      session state mirrored on the lane (snapshot, applySQL)
+//	units.go         units of work: holders, checks, escape actions, reroute
+//	reached.go       tables a rerouted write reached
+//	catalog.go       per-database routing snapshots and catalog refresh
+//	backend.go       a server connection (socket, reader, writer, cancel target)
+//	cancel.go        txlane's own BackendKeyData → session
+//	ops.go, ops_options.go, shutdown.go, reload.go
+//	                 PAUSE gate, timeouts, graceful stop, live options
+//	stats.go, metrics.go
+//	                 Prometheus collectors and counters
+//	console.go, console_login.go, peer_*.go
+//	                 the admin console's API and who may log in to it
+//	errors.go        SQLSTATEs of the public API
+//
+// Goroutines: the accept loop (Server.Serve); per client, the session's own
+// goroutine (clientLoop: reads the client, plans and dispatches requests,
+// and reads vector-lane answers, since it waits for them) and relay (reads
+// the primary, writes the client); per lane pool, a maintenance goroutine;
+// per database, a catalog refresh when due; the idle-in-transaction and
+// shutdown timers (ops.go).
+//
+// Lock order (a lock may be taken while holding those to its left):
+//
+//	clientEntry.mu → session.mu
+//	session.out.mu → session.mu
+//	session.cancelMu → session.mu
+//	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
+//	Server.routeMu → dbRouting.mu
+//
+// No lock is held across a network read, except cancelMu across a cancel
+// request's round trip; opsState.mu is never held while taking a session's
+// locks.
+package proxy
