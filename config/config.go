@@ -23,6 +23,12 @@
 // Names in the file (policy.vector_tables, the function lists) follow
 // policy's grammar (policy.ParseTable, policy.ParseFunc), so that `txlane
 // check` accepts exactly the names the running policy accepts.
+//
+// Files: config.go (Config and its documented fields), keys.go (the one key
+// table: decoding, defaults, checks, SHOW POLICY rows, live or restart on
+// reload), load.go (YAML decoding, ${ENV} expansion, positions), rules.go
+// (Config → policy.Rules, the one mapping the server and `txlane explain`
+// share). The package holds no state and starts no goroutines.
 package config
 
 import (

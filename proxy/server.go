@@ -1,6 +1,3 @@
-// Package proxy is txlane's PostgreSQL wire-protocol proxy: it accepts client
-// connections, relays their login to PostgreSQL and carries each client's
-// messages to the backend that serves it.
 package proxy
 
 import (

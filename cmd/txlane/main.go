@@ -10,6 +10,12 @@
 //	txlane version                  print version information
 //
 // --config defaults to $TXLANE_CONFIG, or txlane.yaml when that is unset.
+//
+// Files: main.go (commands and flags), run.go and serve.go (starting the
+// proxy from a Config), reload.go (file watch, SIGHUP, RELOAD: parse,
+// validate, swap), http.go (/metrics, /healthz, /readyz), check.go,
+// explain.go. Goroutines: main; the proxy's (see package proxy); the file
+// watcher and signal handler (reload.go); the HTTP server (http.go).
 package main
 
 import (

@@ -1,14 +1,3 @@
-// Package console is txlane's admin console: a small PostgreSQL server
-// that answers the commands of one command table (SHOW CLIENTS, PAUSE,
-// EXPLAIN, ...) over the simple and the extended protocol, from an
-// inspection and control API of the proxy (Proxy).
-//
-// The package does not authenticate: the proxy decides who may use the
-// console (with admin.users, PostgreSQL itself checks the user's password)
-// and calls Serve for a client it has let in.
-//
-// Adding a SHOW command is one entry in the table (commands.go) and its
-// handler; SHOW HELP, Describe and the error hints are read from the table.
 package console
 
 import (
