@@ -43,6 +43,10 @@ type walker struct {
 	// refreshes the materialized views refreshed.
 	wev       []writeEv
 	refreshes []policy.Table
+	// constDep: what the walker found depends on the value of a constant
+	// (the setting current_setting('name') reads), so the statement must
+	// not be shared with texts that differ in constants (normalize).
+	constDep bool
 	// Results of applyHidden (and of hidden function calls).
 	readsReached  []policy.Table
 	writesReached []policy.Table
