@@ -1,11 +1,15 @@
 package router
 
+import "strings"
+
 // A scanner for PostgreSQL SQL text, after the server's own (src/backend/
 // parser/scan.l): it finds where comments, string constants, quoted
 // identifiers, numbers and operators begin and end, exactly where the server
 // does. The normalizer (cache keys) and the unit-of-work comment reader rely
-// on it; a text it cannot scan as the server would is left alone by both
-// (see lexer.refuse).
+// on it. What it cannot scan as the server would, it reports (lexer.err,
+// versionDependent, commentContinuation), and the normalizer then gives the
+// text no shared key. TestLexMatchesPostgresScanner compares it with
+// PostgreSQL's scanner (pg_query's) on random texts.
 //
 // Rules it follows, each as scan.l states it:
 //
@@ -342,10 +346,8 @@ func (l *lexer) dollar(start int) (token, bool) {
 }
 
 func indexFrom(s, sub string, from int) int {
-	for i := from; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
+	if i := strings.Index(s[from:], sub); i >= 0 {
+		return from + i
 	}
 	return -1
 }
