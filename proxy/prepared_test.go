@@ -319,9 +319,14 @@ func wantErrCode(t *testing.T, what string, r *prepReply, code, msgPart string) 
 
 // lanePreparedCount returns how many statements txlane prepared on the vector
 // lane connection that runs the query (use with MaxConns = 1), and its pid.
+// It reads them through a function: a read naming pg_prepared_statements
+// shows the backend's own state, so it stays on the primary.
 func lanePreparedCount(t *testing.T, c *pgconn.PgConn, table, primary string) (n int, pid string) {
 	t.Helper()
-	res := exec(t, c, "SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'txlane%') FROM "+table+" LIMIT 1")
+	fn := uniqueName("lane_stmts")
+	pgtest.Exec(t, "CREATE FUNCTION "+fn+"() RETURNS bigint STABLE LANGUAGE sql AS $f$SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'txlane%'$f$")
+	defer pgtest.Exec(t, "DROP FUNCTION "+fn+"()")
+	res := exec(t, c, "SELECT pg_backend_pid(), "+fn+"() FROM "+table+" LIMIT 1")
 	row := res[0].Rows[0]
 	if string(row[0]) == primary {
 		t.Fatal("the lane probe ran on the primary")

@@ -24,7 +24,9 @@ import (
 //   - S.peek(i): stable, calls S.audit_v(i), a volatile twin of audit that is
 //     not listed (the classifier trusts a stable function);
 //   - S.unsafe_ro(), S.lock(k), S.listen(): claimed read-only, they turn off
-//     default_transaction_read_only, take a session advisory lock, LISTEN.
+//     default_transaction_read_only, take a session advisory lock, LISTEN;
+//   - S.setting(name): current_setting(name), hidden from the classifier, so
+//     that a probe reads a setting the lane does not mirror on the lane.
 type hiddenWriteBed struct {
 	*vectorBed
 	schema string
@@ -41,7 +43,8 @@ CREATE FUNCTION %[1]s.peek(i int) RETURNS int STABLE LANGUAGE plpgsql AS $f$BEGI
 CREATE FUNCTION %[1]s.unsafe_ro() RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN PERFORM set_config('default_transaction_read_only', 'off', false); RETURN 1; END$f$;
 CREATE FUNCTION %[1]s.lock(k int) RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN PERFORM pg_advisory_lock(k); RETURN 1; END$f$;
 CREATE FUNCTION %[1]s.listen() RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN EXECUTE 'LISTEN ' || quote_ident('%[1]s'); RETURN 1; END$f$;
-CREATE FUNCTION %[1]s.tz() RETURNS text STABLE LANGUAGE sql SET TimeZone = 'Asia/Tokyo' AS $f$SELECT current_setting('TimeZone')$f$;`, schema))
+CREATE FUNCTION %[1]s.tz() RETURNS text STABLE LANGUAGE sql SET TimeZone = 'Asia/Tokyo' AS $f$SELECT current_setting('TimeZone')$f$;
+CREATE FUNCTION %[1]s.setting(n text) RETURNS text STABLE LANGUAGE sql AS $f$SELECT current_setting(n)$f$;`, schema))
 	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA "+schema+" CASCADE") })
 	bed := startVectorProxy(t, func(o *proxy.Options) {
 		o.Discover = true
@@ -340,7 +343,7 @@ func TestVectorLaneConnectionStaysClean(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	l := newLanes(t, c)
-	probe := bed.sql("SELECT pg_backend_pid(), current_setting('transaction_read_only'), current_setting('default_transaction_read_only') FROM {{t}} LIMIT 1")
+	probe := bed.sql("SELECT pg_backend_pid(), {{s}}.setting('transaction_read_only'), {{s}}.setting('default_transaction_read_only') FROM {{t}} LIMIT 1")
 	lanePID := func() string {
 		t.Helper()
 		row := exec(t, c, probe)[0].Rows[0]

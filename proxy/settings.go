@@ -10,13 +10,10 @@ import (
 // trackedSettings are the settings that can change what a read returns or how
 // its values are rendered. The vector lane mirrors the client's values of
 // these, plus every custom (dotted) setting the client has set, such as
-// hnsw.ef_search, before it runs the client's reads.
-var trackedSettings = []string{
-	"search_path", "TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits",
-	"bytea_output", "client_encoding", "standard_conforming_strings",
-	"lc_monetary", "lc_numeric", "lc_time", "default_text_search_config",
-	"timezone_abbreviations", "row_security", "statement_timeout",
-}
+// hnsw.ef_search, before it runs the client's reads. The list is policy's,
+// so that classification knows which current_setting() calls the lane
+// answers as the client's backend would (policy.MirroredSetting).
+var trackedSettings = policy.LaneSettings()
 
 // settingRole is the pseudo-setting for the client's current_user, which the
 // lane takes with SET ROLE.

@@ -113,9 +113,9 @@ func (c *Classifier) Classify(sql string) *policy.Statement {
 			return st
 		}
 	}
-	st := g.classifySafe(sql)
+	st, constDep := g.classifyText(sql)
 	g.cache.put(sql, st) // the text seen is likely to be seen again as is
-	if normalized && constantFree(st) {
+	if normalized && !constDep && constantFree(st) {
 		g.cache.put(norm, st)
 	}
 	return st
@@ -135,34 +135,38 @@ func (c *Classifier) ClassifyBytes(sql []byte) *policy.Statement {
 
 // classifySafe never panics: a bug in the walker must not kill the proxy's
 // connection goroutine, and Unknown routes to the primary lane.
-func (g *generation) classifySafe(sql string) (st *policy.Statement) {
+func (g *generation) classifySafe(sql string, parse func(string) (*pg.ParseResult, error)) (st *policy.Statement, constDep bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			st = &policy.Statement{Class: policy.Unknown, Reason: fmt.Sprintf("internal error: %v", r)}
+			st, constDep = &policy.Statement{Class: policy.Unknown, Reason: fmt.Sprintf("internal error: %v", r)}, true
 		}
 	}()
-	return g.classify(sql)
+	return g.classify(sql, parse)
 }
 
-// classify parses sql and describes it. Not cached.
-func (g *generation) classify(sql string) *policy.Statement {
-	tree, err := pg.Parse(sql)
+// classify parses sql with parse and describes it. Not cached. constDep
+// reports that the description depends on the value of a constant beyond
+// what constantFree sees (see walker.constDep).
+func (g *generation) classify(sql string, parse func(string) (*pg.ParseResult, error)) (*policy.Statement, bool) {
+	tree, err := parse(sql)
 	if err != nil {
-		return &policy.Statement{Class: policy.Unknown, Reason: err.Error()}
+		return &policy.Statement{Class: policy.Unknown, Reason: err.Error()}, false
 	}
 	if len(tree.Stmts) == 0 {
-		return &policy.Statement{Class: policy.Utility, Command: "EMPTY"}
+		return &policy.Statement{Class: policy.Utility, Command: "EMPTY"}, false
 	}
+	constDep := false
 	parts := make([]policy.Statement, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		parts = append(parts, g.statement(raw.Stmt))
+		parts = append(parts, g.statement(raw.Stmt, &constDep))
 	}
 	st := policy.Merge(parts)
-	return &st
+	return &st, constDep
 }
 
-// statement describes one parsed statement.
-func (g *generation) statement(n *pg.Node) policy.Statement {
+// statement describes one parsed statement; it sets *constDep when the
+// description depends on the value of a constant.
+func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	if n == nil {
 		return policy.Statement{Class: policy.Utility, Command: "EMPTY"}
 	}
@@ -242,9 +246,14 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 			w.refreshes = append(w.refreshes, policy.Table{Schema: x.Relation.Schemaname, Name: x.Relation.Relname})
 		}
 	case *pg.ExplainStmt:
-		if explainAnalyze(x.Options) && x.Query != nil {
+		analyze, fromConst := explainAnalyze(x.Options)
+		if fromConst {
+			// EXPLAIN (ANALYZE 0) and (ANALYZE 1) normalize alike.
+			*constDep = true
+		}
+		if analyze && x.Query != nil {
 			// EXPLAIN ANALYZE executes the statement: it is that statement.
-			in := g.statement(x.Query)
+			in := g.statement(x.Query, constDep)
 			in.Command = "EXPLAIN ANALYZE " + in.Command
 			in.Flags |= policy.FlagExplain
 			return in
@@ -350,6 +359,7 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 	}
 
 	st.Flags |= w.flags
+	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden
 	computed := policy.Read
@@ -364,17 +374,19 @@ func (g *generation) statement(n *pg.Node) policy.Statement {
 	return st
 }
 
-// explainAnalyze reports whether EXPLAIN options include a true ANALYZE.
-func explainAnalyze(opts []*pg.Node) bool {
-	on := false
+// explainAnalyze reports whether EXPLAIN options include a true ANALYZE,
+// and whether an argument decided it (ANALYZE 0, ANALYZE 'off', which may
+// be a constant).
+func explainAnalyze(opts []*pg.Node) (on, arg bool) {
 	for _, o := range opts {
 		d := o.GetDefElem()
 		if d == nil || d.Defname != "analyze" {
 			continue
 		}
 		on = defBool(d.Arg, true)
+		arg = arg || d.Arg != nil
 	}
-	return on
+	return on, arg
 }
 
 // defBool evaluates a DefElem argument like PostgreSQL's defGetBoolean.

@@ -305,6 +305,58 @@ var builtinReadOnly = map[string]effect{
 	"inet_server_addr":            effBackend,
 	"inet_server_port":            effBackend,
 	"pg_notification_queue_usage": effBackend,
+
+	// What the backend session holds: its prepared statements and cursors
+	// (the lane's are other clients', texts and literals included), its
+	// settings (pg_settings lists every setting with the lane connection's
+	// values; current_setting is handled by the walker, by argument), its
+	// memory, the table and function counts of its current transaction
+	// (pg_stat_get_xact_*, matched by prefix), its statistics snapshot.
+	"pg_prepared_statement":          effBackend,
+	"pg_cursor":                      effBackend,
+	"pg_show_all_settings":           effBackend,
+	"pg_get_backend_memory_contexts": effBackend,
+	"pg_stat_get_snapshot_timestamp": effBackend,
+	"pg_stat_force_next_flush":       effBackend,
+	// Names resolved through the search path, which begins with the
+	// session's own temporary schema when it has one: the lane's is another.
+	"current_schemas":  effBackend,
+	"to_regclass":      effBackend,
+	"to_regtype":       effBackend,
+	"to_regtypemod":    effBackend,
+	"to_regproc":       effBackend,
+	"to_regprocedure":  effBackend,
+	"to_regoper":       effBackend,
+	"to_regoperator":   effBackend,
+	"to_regcollation":  effBackend,
+	"to_regnamespace":  effBackend,
+	"pg_jit_available": effBackend, // the session's jit setting
+}
+
+// builtinBackendPrefixes and builtinBackendSuffixes name families of
+// built-ins whose results are the backend session's (matched, like
+// builtinReadOnly, only unqualified or in pg_catalog): the current
+// transaction's statistics counts, and the visibility of objects through
+// the search path (pg_table_is_visible and its kin; see current_schemas).
+var (
+	builtinBackendPrefixes = []string{"pg_stat_get_xact_"}
+	builtinBackendSuffixes = []string{"_is_visible"}
+)
+
+// backendBuiltin reports whether name (unqualified or in pg_catalog) is in
+// one of the families of builtinBackendPrefixes and builtinBackendSuffixes.
+func backendBuiltin(name string) bool {
+	for _, p := range builtinBackendPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	for _, x := range builtinBackendSuffixes {
+		if strings.HasPrefix(name, "pg_") && strings.HasSuffix(name, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // funcRules decides the effect of a function call. Immutable once built
@@ -377,6 +429,9 @@ func (r *funcRules) effectFrom(schema, name string) (effect, source) {
 	if schema == "" || schema == "pg_catalog" {
 		if e, ok := builtinReadOnly[name]; ok {
 			return e, srcBuiltin
+		}
+		if backendBuiltin(name) {
+			return effBackend, srcBuiltin
 		}
 	}
 	if r.catalog == nil {

@@ -263,6 +263,9 @@ func usePred(via, verb, what string) string {
 // row-level security policies run, through nested views and the relations
 // policies read. Relations read besides t go to e.reads.
 func (e *evalCtx) read(t policy.Table) finding {
+	if backendRelation(t) {
+		return finding{eff: effBackend, subj: "view " + t.String(), pred: "shows the backend session's own state"}
+	}
 	keys := e.c.relation(t)
 	if len(keys) == 0 {
 		switch {

@@ -175,12 +175,12 @@ func benchCatalog() *CatalogSnapshot {
 // a text not classified before, objects already evaluated once.
 func BenchmarkClassifyColdCatalog(b *testing.B) {
 	g := NewClassifier(Config{Catalog: benchCatalog()}).cur.Load()
-	if st := g.classify(vectorQuery); st.Class != policy.Read {
+	if st, _ := g.classifyText(vectorQuery); st.Class != policy.Read {
 		b.Fatalf("%v %q", st.Class, st.Hidden)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		g.classify(vectorQuery)
+		g.classifyText(vectorQuery)
 	}
 }
 
@@ -190,7 +190,7 @@ func BenchmarkClassifyColdCatalogFirst(b *testing.B) {
 	cat := benchCatalog()
 	b.ReportAllocs()
 	for b.Loop() {
-		NewClassifier(Config{Catalog: cat}).cur.Load().classify(vectorQuery)
+		NewClassifier(Config{Catalog: cat}).cur.Load().classifyText(vectorQuery)
 	}
 }
 
@@ -210,7 +210,7 @@ func FuzzClassifyCatalog(f *testing.F) {
 	g := NewClassifier(Config{Catalog: NewCatalog(file.Catalog.objects(f))}).cur.Load()
 	rules, _ := policy.NewRules(policy.RulesConfig{VectorTables: file.VectorTables})
 	f.Fuzz(func(t *testing.T, sql string) {
-		st := g.classify(sql)
+		st, _ := g.classifyText(sql)
 		if st.Class == policy.Read && (len(st.Writes) > 0 || st.Flags&(policy.FlagWritingFunction|policy.FlagWritesUnknown|
 			policy.FlagUnproven|policy.FlagReachesUnknown|policy.FlagLocking) != 0) {
 			t.Fatalf("Read with write evidence for %q: %+v", sql, st)

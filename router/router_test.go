@@ -192,7 +192,7 @@ func FuzzClassify(f *testing.F) {
 	states := []string{"idle", "in_tx_read_committed", "in_tx_wrote:items", "failed", "temp:t"}
 	f.Fuzz(func(t *testing.T, sql string) {
 		// NOTE: classify, not classifySafe: a panic must fail the fuzzer.
-		st := g.classify(sql)
+		st, _ := g.classifyText(sql)
 		if st.Class == policy.Unknown && st.Reason == "" {
 			t.Fatalf("Unknown without reason for %q", sql)
 		}
@@ -216,7 +216,7 @@ func BenchmarkClassifyCold(b *testing.B) {
 	g := NewClassifier(Config{}).cur.Load()
 	b.ReportAllocs()
 	for b.Loop() {
-		g.classify(vectorQuery)
+		g.classifyText(vectorQuery)
 	}
 }
 

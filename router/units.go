@@ -23,48 +23,42 @@ const traceparentKey = "traceparent"
 // A comment is read as sqlcommenter key='value' pairs separated by commas,
 // keys and values URL-encoded, quotes inside values escaped with a backslash.
 // A traceparent ('00-<32 hex trace-id>-<16 hex span-id>-<2 hex flags>')
-// gives its trace-id; a key in keys gives its value. Comments inside string
-// literals, quoted identifiers and dollar-quoted strings are not comments.
-// Malformed comments and values are ignored, never an error.
+// gives its trace-id; a key in keys gives its value. Comments are /* */
+// comments where the server's scanner finds them (lex.go): not inside string
+// literals, quoted identifiers or dollar-quoted strings, and a -- comment
+// ends at a newline, \n or \r. A text with a backslash is read twice, with
+// standard_conforming_strings on and off (the session's setting is not
+// known here), and carries the units of both readings. Malformed comments
+// and values are ignored, never an error.
 func ExtractUnits(sql string, keys UnitKeys) (units []string, stripped string) {
 	if !strings.Contains(sql, "/*") {
 		return nil, sql
 	}
-	stripped = sql
+	units, stripped = extractUnits(sql, keys, false, nil)
+	if strings.IndexByte(sql, '\\') >= 0 {
+		units, _ = extractUnits(sql, keys, true, units)
+	}
+	return units, stripped
+}
+
+// extractUnits is ExtractUnits under one setting of
+// standard_conforming_strings (backslashStrings: off), adding to units.
+func extractUnits(sql string, keys UnitKeys, backslashStrings bool, units []string) ([]string, string) {
+	stripped := sql
 	lastEnd, lastStart := -1, -1
-	for i := 0; i < len(sql); {
-		c := sql[i]
-		switch {
-		case c == '\'':
-			escapes := i > 0 && (sql[i-1] == 'E' || sql[i-1] == 'e') && (i < 2 || !isIdentChar(sql[i-2]))
-			i = skipQuoted(sql, i, '\'', escapes)
-		case c == '"':
-			i = skipQuoted(sql, i, '"', false)
-		case c == '$':
-			i = skipDollar(sql, i)
-		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			if nl := strings.IndexByte(sql[i:], '\n'); nl >= 0 {
-				i += nl + 1
-			} else {
-				i = len(sql)
-			}
-		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			end := skipComment(sql, i)
-			if end > len(sql) {
-				return units, stripped // unterminated: the server will say so
-			}
-			units = appendCommentUnits(units, sql[i+2:end-2], keys)
-			lastStart, lastEnd = i, end
-			i = end
-		case isIdentChar(c):
-			// Skip a whole word, so that a '$' inside an identifier (allowed
-			// by PostgreSQL) is not taken for a dollar quote.
-			for i < len(sql) && (isIdentChar(sql[i]) || sql[i] == '$') {
-				i++
-			}
-		default:
-			i++
+	l := newLexer(sql, backslashStrings)
+	for {
+		t, ok := l.next()
+		if !ok {
+			break
 		}
+		if t.kind == tkComment && t.block {
+			units = appendCommentUnits(units, sql[t.start+2:t.end-2], keys)
+			lastStart, lastEnd = t.start, t.end
+		}
+	}
+	if l.err != "" {
+		return units, stripped // the server will refuse the text
 	}
 	if lastEnd >= 0 && strings.TrimRight(sql[lastEnd:], " \t\r\n;") == "" {
 		stripped = strings.TrimRight(sql[:lastStart], " \t\r\n")
@@ -73,70 +67,6 @@ func ExtractUnits(sql string, keys UnitKeys) (units []string, stripped string) {
 		}
 	}
 	return units, stripped
-}
-
-func isIdentChar(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
-}
-
-// skipQuoted returns the index after the literal or identifier opening at i.
-func skipQuoted(sql string, i int, q byte, backslashEscapes bool) int {
-	for j := i + 1; j < len(sql); j++ {
-		switch sql[j] {
-		case '\\':
-			if backslashEscapes {
-				j++
-			}
-		case q:
-			if j+1 < len(sql) && sql[j+1] == q {
-				j++ // doubled quote
-				continue
-			}
-			return j + 1
-		}
-	}
-	return len(sql)
-}
-
-// skipDollar returns the index after the dollar-quoted string opening at i,
-// or i+1 if the '$' opens none (a parameter such as $1).
-func skipDollar(sql string, i int) int {
-	j := i + 1
-	for j < len(sql) && sql[j] != '$' {
-		c := sql[j]
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 || j > i+1 && c >= '0' && c <= '9') {
-			return i + 1
-		}
-		j++
-	}
-	if j >= len(sql) {
-		return i + 1
-	}
-	tag := sql[i : j+1]
-	if end := strings.Index(sql[j+1:], tag); end >= 0 {
-		return j + 1 + end + len(tag)
-	}
-	return len(sql)
-}
-
-// skipComment returns the index after the (possibly nested) block comment
-// opening at i, or len(sql)+1 if it is not terminated.
-func skipComment(sql string, i int) int {
-	depth := 0
-	for j := i; j+1 < len(sql); j++ {
-		switch {
-		case sql[j] == '/' && sql[j+1] == '*':
-			depth++
-			j++
-		case sql[j] == '*' && sql[j+1] == '/':
-			depth--
-			j++
-			if depth == 0 {
-				return j + 1
-			}
-		}
-	}
-	return len(sql) + 1
 }
 
 // appendCommentUnits parses one comment's sqlcommenter pairs.

@@ -40,6 +40,11 @@ func TestExtractUnits(t *testing.T) {
 		{"unterminated comment", "SELECT 1 /*unit='x'", nil, "SELECT 1 /*unit='x'"},
 		{"not sqlcommenter", "SELECT 1 /* plain words */", nil, "SELECT 1"},
 		{"identifier with a dollar", "SELECT a$b /*unit='z'*/ FROM t", []string{"z"}, "SELECT a$b /*unit='z'*/ FROM t"},
+		{"a line comment ends at a carriage return", "INSERT INTO t VALUES (1) --\r/*unit='u1'*/", []string{"u1"}, "INSERT INTO t VALUES (1) --"},
+		{"a line comment ends at a carriage return, mid-text", "INSERT INTO t VALUES (1) -- x\r/*unit='u1'*/ RETURNING 1", []string{"u1"}, "INSERT INTO t VALUES (1) -- x\r/*unit='u1'*/ RETURNING 1"},
+		{"a comment only standard_conforming_strings off shows", `SELECT '\', ' /*unit='u1'*/ '`, []string{"u1"}, `SELECT '\', ' /*unit='u1'*/ '`},
+		{"a comment either setting shows", `SELECT '\' /*unit='u1'*/`, []string{"u1"}, `SELECT '\'`},
+		{"a string continued across a line comment", "SELECT 'a' --c\r'/*unit=''x''*/' /*unit='y'*/", []string{"y"}, "SELECT 'a' --c\r'/*unit=''x''*/'"},
 	}
 	for _, tc := range cases {
 		units, stripped := ExtractUnits(tc.sql, keys)

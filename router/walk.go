@@ -43,6 +43,10 @@ type walker struct {
 	// refreshes the materialized views refreshed.
 	wev       []writeEv
 	refreshes []policy.Table
+	// constDep: what the walker found depends on the value of a constant
+	// (the setting current_setting('name') reads), so the statement must
+	// not be shared with texts that differ in constants (normalize).
+	constDep bool
 	// Results of applyHidden (and of hidden function calls).
 	readsReached  []policy.Table
 	writesReached []policy.Table
@@ -335,6 +339,9 @@ func (w *walker) rangeVar(rv *pg.RangeVar, write bool) {
 	}
 	if !write {
 		w.reads = policy.AppendTable(w.reads, t)
+		if backendRelation(t) {
+			w.flags |= policy.FlagBackendDependent
+		}
 		return
 	}
 	w.writes = policy.AppendTable(w.writes, t)
@@ -390,6 +397,9 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	if name == "" {
 		return
 	}
+	if name == "current_setting" && (schema == "" || schema == "pg_catalog") {
+		w.currentSetting(n)
+	}
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
 	w.flags |= flagsOf(e)
@@ -407,6 +417,24 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 				w.writes = policy.AppendTable(w.writes, t)
 			}
 		}
+	}
+}
+
+// currentSetting handles current_setting(name [, missing_ok]): the vector
+// lane answers it as the client's backend would only for a setting it
+// mirrors (policy.MirroredSetting); for any other, or a name that is not a
+// constant, the value is the backend's. The result depends on the constant,
+// so the statement is not shared with texts that differ in it.
+func (w *walker) currentSetting(n *pg.FuncCall) {
+	if len(n.Args) == 0 {
+		return
+	}
+	s, ok := constString(n.Args[0])
+	if ok {
+		w.constDep = true
+	}
+	if !ok || !policy.MirroredSetting(s) {
+		w.flags |= policy.FlagBackendDependent
 	}
 }
 

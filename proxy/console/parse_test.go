@@ -18,6 +18,9 @@ func TestSplitCommands(t *testing.T) {
 		{"/* a /* nested */ comment */ SHOW HELP -- trailing", []string{"SHOW HELP"}},
 		{"RELOAD; EXPLAIN SELECT 1; SELECT 2", []string{"RELOAD", "EXPLAIN SELECT 1; SELECT 2"}},
 		{"EXPLAIN /*unit='u'*/ SELECT 1", []string{"EXPLAIN /*unit='u'*/ SELECT 1"}},
+		// A -- comment ends at \r as well as \n, as PostgreSQL reads it.
+		{"SHOW CLIENTS --\r; SHOW POOLS", []string{"SHOW CLIENTS", "SHOW POOLS"}},
+		{"-- ping\rSHOW HELP", []string{"SHOW HELP"}},
 	} {
 		if got := splitCommands(tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("splitCommands(%q) = %q, want %q", tc.in, got, tc.want)

@@ -38,7 +38,8 @@ func skipBlank(q string) string {
 		q = strings.TrimLeft(q, " \t\r\n;")
 		switch {
 		case strings.HasPrefix(q, "--"):
-			i := strings.IndexByte(q, '\n')
+			// As PostgreSQL's scanner: a -- comment ends at \n or \r.
+			i := strings.IndexAny(q, "\n\r")
 			if i < 0 {
 				return ""
 			}
@@ -87,7 +88,7 @@ func stripComments(q string) string {
 		case "--":
 			b.WriteString(q[:i])
 			b.WriteByte(' ')
-			j := strings.IndexByte(q[i:], '\n')
+			j := strings.IndexAny(q[i:], "\n\r")
 			if j < 0 {
 				return b.String()
 			}
