@@ -255,7 +255,7 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		return nil, fmt.Errorf("vector-lane connection: the server reports %s = %q, want on (PostgreSQL 14 or newer reports it)", readOnlyLaneParam, v)
 	}
 	res, err := pc.Exec(ctx, laneLoadVectorSQL+"; "+laneDialSQL()).ReadAll()
-	if err == nil && (len(res) != 2 || len(res[1].Rows) != 1 || len(res[1].Rows[0]) != 6+len(trackedSettings)+len(watchedSettings)) {
+	if err == nil && (len(res) != 2 || len(res[1].Rows) != 1 || len(res[1].Rows[0]) != 6+len(checkFixed)) {
 		err = errors.New("not the one row expected")
 	}
 	if err != nil {
@@ -293,7 +293,7 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		createRole: string(row[3]) == "t",
 		predefined: string(row[5]),
 	}
-	for i, n := range append(append([]string{}, trackedSettings...), watchedSettings...) {
+	for i, n := range checkFixed {
 		if v := row[6+i]; v != nil {
 			s := string(v)
 			c.base[n] = &s

@@ -301,6 +301,11 @@ INSERT INTO %[1]s.%[2]s VALUES (1, '[1,0,0]', 'forged'); GRANT SELECT ON %[1]s.%
 // Other settings a read changes where PostgreSQL does not report it, mirrored
 // or not, custom or built in; and one it reports (TimeZone).
 func TestLaneHiddenSettingsDoNotReachNextClient(t *testing.T) {
+	var sets []string
+	for i := 0; i < 10; i++ {
+		sets = append(sets, fmt.Sprintf("SET app.c%d = 'v'", i))
+	}
+	tenCustoms := strings.Join(sets, "; ")
 	vec := isoTable(t)
 	fn := uniqueName("iso_set")
 	isoFunc(t, fn, "n text, v text", "n, v", "int", "BEGIN PERFORM set_config(n, v, false); RETURN 1; END")
@@ -326,6 +331,8 @@ func TestLaneHiddenSettingsDoNotReachNextClient(t *testing.T) {
 		// attacker's read (it stays defined, empty), and hidden code set it.
 		{"app.flag", "evil", "", "", "coalesce(current_setting('app.flag', true), '<null>')", "<null>", "settings"},
 		{"TimeZone", "Asia/Tokyo", "", "", "current_setting('TimeZone')", "UTC", "reported_setting"},
+		// Past the custom settings the check reads one by one (8).
+		{"app.c9", "evil", tenCustoms, tenCustoms, "current_setting('app.c9')", "v", "settings"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.name == "app.flag" {

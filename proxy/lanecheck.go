@@ -39,17 +39,19 @@ import (
 // loaded at dial (laneLoadVectorSQL), so that its settings exist from the
 // start instead of appearing at a read's first use of the type.
 //
-// NOTE: not checked are the planner's cost settings (work_mem, the *_cost
-// settings, jit, plan_cache_mode, ...: they change plans and speed, not
-// results), and settings of other extensions' libraries.
+// NOTE: not checked (each name costs about 1µs of server time a read) are
+// the planner's cost settings (work_mem, the *_cost settings, jit,
+// plan_cache_mode, ...: they change plans and speed, not results), other
+// settings that rarely matter to a read (xmloption, quote_all_identifiers,
+// gin_fuzzy_search_limit, the idle timeouts: those end the lane connection,
+// which the next read survives on the primary, lane_lost) and settings of
+// other extensions' libraries.
 var watchedSettings = []string{
 	"default_transaction_isolation", "default_transaction_deferrable",
-	"transform_null_equals", "array_nulls", "quote_all_identifiers",
-	"xmloption", "xmlbinary", "gin_fuzzy_search_limit",
-	"client_min_messages", "lock_timeout", "idle_in_transaction_session_timeout",
-	"idle_session_timeout", "exit_on_error",
-	"enable_seqscan", "enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan",
-	"hnsw.ef_search", "hnsw.iterative_scan", "hnsw.max_scan_tuples", "hnsw.scan_mem_multiplier",
+	"transform_null_equals", "array_nulls", "client_min_messages",
+	"lock_timeout", "exit_on_error",
+	"enable_seqscan", "enable_indexscan", "enable_bitmapscan",
+	"hnsw.ef_search", "hnsw.iterative_scan", "hnsw.max_scan_tuples",
 	"ivfflat.probes", "ivfflat.iterative_scan", "ivfflat.max_probes",
 }
 
@@ -71,8 +73,10 @@ const laneLoadVectorSQL = `DO $txlane$ DECLARE s name; BEGIN ` +
 //     long as the connection lives. Such a read behaves as if it had taken a
 //     transaction-level lock;
 //   - it returns current_user and session_user, the values of the settings
-//     named by $1 (text[]; in that order), and how many prepared statements
-//     the session holds: made with SQL PREPARE (from_sql), and in all.
+//     named by $1 (text[]; the tracked and watched ones, then the custom ones
+//     txlane applied or reset: checkExpect), and how many prepared
+//     statements the session holds: made with SQL PREPARE (from_sql), and in
+//     all.
 //
 // verify compares those with what txlane set. It runs as the unnamed
 // statement, never a named one: SQL can list, DEALLOCATE and PREPARE any
@@ -86,14 +90,23 @@ const laneLoadVectorSQL = `DO $txlane$ DECLARE s name; BEGIN ` +
 // function behind the pg_prepared_statements view (parsing it directly is
 // cheaper).
 //
-// NOTE: the server time this costs is measured by BenchmarkLaneCheck.
+// NOTE: it is written to be cheap to parse as well as to run (the simple
+// Query of a read replaces it): the values come in the order unnest gives
+// the names (a function scan), without WITH ORDINALITY and ORDER BY, which
+// cost about 70µs of planning; settings written out as literal calls would
+// run faster (about 10µs for 31 names) but parse slower (about 150µs). The
+// server time it costs is measured by BenchmarkLaneCheck.
 const laneCheckSQL = `SELECT pg_catalog.pg_advisory_unlock_all(), current_user, session_user, ` +
-	`ARRAY(SELECT pg_catalog.current_setting(a.n, true) FROM pg_catalog.unnest($1) WITH ORDINALITY AS a(n, i) ORDER BY a.i), ` +
+	`ARRAY(SELECT pg_catalog.current_setting(a.n, true) FROM pg_catalog.unnest($1) AS a(n)), ` +
 	`p.s, p.c FROM (SELECT pg_catalog.count(*) FILTER (WHERE q.from_sql), pg_catalog.count(*) ` +
 	`FROM pg_catalog.pg_prepared_statement() AS q) AS p(s, c)`
 
-// textArrayOID is the type of the text[] parameters of laneCheckSQL and
-// laneApplySQL.
+// checkFixed are the settings laneCheckSQL reads on every connection:
+// tracked, then watched.
+var checkFixed = append(append([]string{}, trackedSettings...), watchedSettings...)
+
+// textArrayOID is the type of laneCheckSQL's and laneApplySQL's parameters
+// (text[]).
 const textArrayOID = 1009
 
 // Reasons a lane connection is discarded (the reason label of
@@ -108,20 +121,36 @@ const (
 	discardCheck      = "check_failed"        // laneCheckSQL failed or answered out of shape
 )
 
-// checkExpect is what laneCheckSQL must find on a connection.
+// checkExpect is what laneCheckSQL must find on a connection: the settings
+// it reads (checkFixed, then the custom ones) and the value of each.
 type checkExpect struct {
 	names []string
 	want  []*string
 }
 
-// expected lists the settings laneCheckSQL reads on c and the value each
-// must have: the value txlane applied (c.settings), or for a custom setting
-// txlane reset, the value the reset gave (c.resetTo), or else the value the
-// connection logged in with (c.base).
+// expected says what laneCheckSQL must find on c: for each setting, the
+// value txlane applied (c.settings), or for a custom setting txlane reset,
+// the value the reset gave (c.resetTo), or else the value the connection
+// logged in with (c.base); the custom settings are those of c.settings and
+// c.resetTo that checkFixed lacks.
 func (c *laneConn) expected() checkExpect {
-	var e checkExpect
-	add := func(n string) {
-		e.names = append(e.names, n)
+	e := checkExpect{names: append([]string{}, checkFixed...)}
+	seen := map[string]bool{settingRole: true}
+	for _, n := range checkFixed {
+		seen[n] = true
+	}
+	var custom []string
+	for _, m := range []map[string]string{c.settings, c.resetTo} {
+		for n := range m {
+			if !seen[n] {
+				seen[n] = true
+				custom = append(custom, n)
+			}
+		}
+	}
+	sort.Strings(custom)
+	e.names = append(e.names, custom...)
+	for _, n := range e.names {
 		if v, ok := c.settings[n]; ok {
 			e.want = append(e.want, &v)
 		} else if v, ok := c.resetTo[n]; ok {
@@ -129,32 +158,6 @@ func (c *laneConn) expected() checkExpect {
 		} else {
 			e.want = append(e.want, c.base[n])
 		}
-	}
-	seen := map[string]bool{settingRole: true}
-	for _, n := range trackedSettings {
-		seen[n] = true
-		add(n)
-	}
-	for _, n := range watchedSettings {
-		seen[n] = true
-		add(n)
-	}
-	var more []string
-	for n := range c.settings {
-		if !seen[n] {
-			more = append(more, n)
-			seen[n] = true
-		}
-	}
-	for n := range c.resetTo {
-		if !seen[n] {
-			more = append(more, n)
-			seen[n] = true
-		}
-	}
-	sort.Strings(more)
-	for _, n := range more {
-		add(n)
 	}
 	return e
 }
@@ -184,8 +187,8 @@ func (c *laneConn) writeCheck(simpleRead bool) checkExpect {
 
 // verify reads the answer to writeCheck and compares it with what txlane
 // set. It returns "" when the connection may go back to the pool, else the
-// reason to discard it (discard*) and, for a setting, the names that differ
-// (never values: they may be the client's data).
+// reason to discard it (discard*) and a detail: for settings, the names that
+// differ (never values: they may be the client's data).
 func (c *laneConn) verify(e checkExpect) (reason, detail string) {
 	var row [][]byte
 	err := c.readAnswer(func(values [][]byte) {
@@ -203,7 +206,7 @@ func (c *laneConn) verify(e checkExpect) (reason, detail string) {
 	if c.tainted {
 		return discardNotified, ""
 	}
-	if len(row) != 6 || row[1] == nil || row[2] == nil || row[4] == nil || row[5] == nil {
+	if len(row) != 6 || row[1] == nil || row[2] == nil || row[3] == nil || row[4] == nil || row[5] == nil {
 		return discardCheck, fmt.Sprintf("answer of %d columns", len(row))
 	}
 	role := c.login
@@ -292,7 +295,7 @@ func laneDialSQL() string {
 		`EXISTS (SELECT 1 FROM pg_catalog.pg_roles s WHERE s.rolsuper AND pg_catalog.pg_has_role(session_user, s.oid, 'MEMBER')), ` +
 		`(SELECT pg_catalog.string_agg(p.rolname, ', ' ORDER BY p.rolname) FROM pg_catalog.pg_roles p ` +
 		`WHERE pg_catalog.starts_with(p.rolname, 'pg_') AND pg_catalog.pg_has_role(session_user, p.oid, 'MEMBER'))`)
-	for _, n := range append(append([]string{}, trackedSettings...), watchedSettings...) {
+	for _, n := range checkFixed {
 		b.WriteString(", pg_catalog.current_setting(")
 		b.WriteString(quoteLiteral(n))
 		b.WriteString(", true)")
