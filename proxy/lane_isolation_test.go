@@ -331,7 +331,7 @@ func TestLaneHiddenSettingsDoNotReachNextClient(t *testing.T) {
 		// attacker's read (it stays defined, empty), and hidden code set it.
 		{"app.flag", "evil", "", "", "coalesce(current_setting('app.flag', true), '<null>')", "<null>", "settings"},
 		{"TimeZone", "Asia/Tokyo", "", "", "current_setting('TimeZone')", "UTC", "reported_setting"},
-		// Past the custom settings the check reads one by one (8).
+		// Many custom settings: the one changed comes last.
 		{"app.c9", "evil", tenCustoms, tenCustoms, "current_setting('app.c9')", "v", "settings"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
