@@ -125,7 +125,7 @@ func startHiddenBed(t *testing.T, extra ...string) *hiddenBed {
 	}
 	b.super = b.dial(t, pgtest.DSN(t))
 	b.testProxy = startProxy(t, func(o *proxy.Options) {
-		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second}
+		o.ReadPool = proxy.ReadPoolOptions{Config: isoPool(t, pgtest.AppRole), MaxConns: 4, AcquireTimeout: 2 * time.Second}
 		o.Discover = true
 		o.DiscoverInterval = time.Hour // reads come from first use, DDL and reload only
 	})
@@ -379,7 +379,7 @@ func TestHiddenCatalogUnread(t *testing.T) {
 func TestHiddenRerouteFollowsReachedTables(t *testing.T) {
 	b := startHiddenBed(t)
 	p := startProxy(t, func(o *proxy.Options) {
-		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second}
+		o.ReadPool = proxy.ReadPoolOptions{Config: isoPool(t, pgtest.AppRole), MaxConns: 4, AcquireTimeout: 2 * time.Second}
 		o.Discover = true
 		o.Rules.Escape = "reroute"
 		o.RerouteWaitTimeout = 2 * time.Second
@@ -410,7 +410,7 @@ func TestHiddenCatalogReload(t *testing.T) {
 	reload := func() {
 		t.Helper()
 		err := b.Server.Reload(proxy.Options{
-			ReadPool: proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second},
+			ReadPool: proxy.ReadPoolOptions{Config: isoPool(t, pgtest.AppRole), MaxConns: 4, AcquireTimeout: 2 * time.Second},
 			Discover: true, DiscoverInterval: time.Hour,
 		})
 		if err != nil {
@@ -459,7 +459,7 @@ CREATE FUNCTION %[1]s.logit() RETURNS int LANGUAGE sql VOLATILE AS $$ INSERT INT
 CREATE VIEW %[1]s.v_found AS SELECT id, embedding, %[1]s.logit() AS l FROM %[1]s.found`, schema))
 	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
 	p := startProxy(t, func(o *proxy.Options) {
-		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 2, AcquireTimeout: 2 * time.Second}
+		o.ReadPool = proxy.ReadPoolOptions{Config: isoPool(t, pgtest.AppRole), MaxConns: 2, AcquireTimeout: 2 * time.Second}
 		o.Discover = true
 		o.DiscoverInterval = time.Hour
 		o.AdminUsers = []string{pgtest.AppRole}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 	"go.uber.org/zap"
 
@@ -60,17 +59,35 @@ type laneConn struct {
 	*backend
 	pid     uint32
 	created time.Time
-	// settings holds the values txlane applied to tracked settings; a missing
-	// name means the login default.
+	// login is the read pool's user the connection logged in as (its
+	// session_user); priv what that user can do beyond the client roles.
+	login string
+	priv  lanePrivileges
+	// settings holds the values txlane applied to tracked settings and the
+	// role (settingRole), as the server reported them; a missing name means
+	// the login value.
 	settings map[string]string
+	// resetTo holds the custom settings txlane reset (a client that lacked
+	// them followed one that had them) and the value the reset gave: the
+	// name stays defined in the session (RESET does not remove a custom
+	// setting), so laneCheckSQL watches it too.
+	resetTo map[string]string
+	// base holds the tracked and watched settings' values at login.
+	base map[string]*string
 	// stmts holds the content-derived names of statements prepared here.
 	stmts *stmtLRU
-	// cleanupReady: laneCleanupStmt is prepared here.
-	cleanupReady bool
+	// applyReady: laneApplyStmt is prepared here.
+	applyReady bool
+	// checkReady: the unnamed statement holds laneCheckSQL. Any simple Query
+	// replaces the unnamed statement.
+	checkReady bool
 	// tainted: the server sent something no client read asked for (a
 	// NotificationResponse: a read made the connection LISTEN). The
 	// connection is closed instead of going back to the pool.
 	tainted bool
+	// discard is why the connection must be closed after the current read
+	// instead of going back to the pool (a discard* reason), "" if it may.
+	discard string
 }
 
 // lanePools holds the vector lane's pools, one per database: the lane logs in
@@ -104,6 +121,8 @@ type lanePool struct {
 	maxConns int
 	waiting  atomic.Int64  // acquires in progress
 	retired  chan struct{} // closed when replaced or closed
+	// warned: the read pool user's privileges were logged (once per pool).
+	warned atomic.Bool
 }
 
 func newLanePools(opts ReadPoolOptions, log *zap.Logger) *lanePools {
@@ -190,15 +209,22 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 	// the options parameter, and is what RESET returns to.
 	cfg.RuntimeParams[readOnlyLaneParam] = "on"
 	maxConns := lp.live().MaxConns
+	var p *lanePool
 	pp, err := puddle.NewPool(&puddle.Config[*laneConn]{
-		Constructor: func(ctx context.Context) (*laneConn, error) { return dialLane(ctx, cfg) },
-		Destructor:  func(c *laneConn) { c.close() },
-		MaxSize:     int32(maxConns),
+		Constructor: func(ctx context.Context) (*laneConn, error) {
+			c, err := dialLane(ctx, cfg)
+			if err == nil && p.warned.CompareAndSwap(false, true) {
+				lp.warnPrivileges(database, c)
+			}
+			return c, err
+		},
+		Destructor: func(c *laneConn) { c.close() },
+		MaxSize:    int32(maxConns),
 	})
 	if err != nil {
 		return nil, err
 	}
-	p := &lanePool{Pool: pp, maxConns: maxConns, retired: make(chan struct{})}
+	p = &lanePool{Pool: pp, maxConns: maxConns, retired: make(chan struct{})}
 	lp.wg.Add(1)
 	go lp.maintain(database, p)
 	return p, nil
@@ -213,7 +239,7 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 // runs the statement on the client's own backend.
 //
 // It is a startup parameter of every lane connection, checked at login, and
-// never changed after: applySQL does not set it (laneFixed), and a lane
+// never changed after: applyPlan does not set it (laneFixed), and a lane
 // connection on which the server reports any ParameterStatus while a client's
 // read runs (a function that ran SET default_transaction_read_only = off, say:
 // the setting is reported since PostgreSQL 14) is discarded (relayLane).
@@ -228,6 +254,15 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		pc.Close(ctx)
 		return nil, fmt.Errorf("vector-lane connection: the server reports %s = %q, want on (PostgreSQL 14 or newer reports it)", readOnlyLaneParam, v)
 	}
+	res, err := pc.Exec(ctx, laneLoadVectorSQL+"; "+laneDialSQL()).ReadAll()
+	if err == nil && (len(res) != 2 || len(res[1].Rows) != 1 || len(res[1].Rows[0]) != 6+len(checkFixed)) {
+		err = errors.New("not the one row expected")
+	}
+	if err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("vector-lane connection: reading its login user and settings: %w", err)
+	}
+	row := res[1].Rows[0]
 	hj, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
@@ -235,7 +270,7 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 	}
 	hj.Conn.SetDeadline(time.Time{})
 	network, addr := pgconn.NetworkAddress(cfg.Host, cfg.Port)
-	return &laneConn{
+	c := &laneConn{
 		backend: &backend{
 			conn: hj.Conn,
 			r:    wire.NewReader[wire.Backend](hj.Conn, 0),
@@ -245,49 +280,42 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		},
 		pid:      hj.PID,
 		created:  time.Now(),
+		login:    string(row[0]),
 		settings: map[string]string{},
+		resetTo:  map[string]string{},
+		base:     map[string]*string{},
 		stmts:    newStmtLRU(maxLaneStatements),
-	}, nil
+	}
+	c.priv = lanePrivileges{
+		superuser:  hj.ParameterStatuses["is_superuser"] == "on" || string(row[4]) == "t",
+		inherit:    string(row[1]) == "t",
+		bypassRLS:  string(row[2]) == "t",
+		createRole: string(row[3]) == "t",
+		predefined: string(row[5]),
+	}
+	for i, n := range checkFixed {
+		if v := row[6+i]; v != nil {
+			s := string(v)
+			c.base[n] = &s
+		}
+	}
+	return c, nil
 }
 
-// laneCleanupSQL runs on a lane connection right after each client's request
-// (in the same write, as the prepared statement laneCleanupStmt). A function
-// hidden in a read may have taken session-level advisory locks (allowed in a
-// read-only transaction): on a shared connection they would outlive the read
-// and block other sessions for as long as the connection lives, so they are
-// released. Such a read behaves as if it had taken a transaction-level lock.
-//
-// NOTE: the locks are released, not detected: reading pg_locks costs about
-// 200µs of server time a read, this about 35µs (a simple Query of it about
-// 65µs). A LISTEN hidden in a read is caught when the first notification
-// arrives (relayLane, readAnswer: tainted), which closes the connection.
-const (
-	laneCleanupSQL = "SELECT pg_catalog.pg_advisory_unlock_all()"
-	// laneCleanupStmt is the statement's name. Client statements live on
-	// lane connections under content-derived names (txlane_<hash>) only, so
-	// this one cannot collide with them, nor count among them.
-	laneCleanupStmt = "lane_cleanup"
-)
-
-// writeCleanup writes laneCleanupSQL's execution (preparing it first on a
-// new connection) to c's buffer, without flushing.
-func (c *laneConn) writeCleanup() {
-	if !c.cleanupReady {
-		wire.WriteMsg(c.w, &pgproto3.Parse{Name: laneCleanupStmt, Query: laneCleanupSQL})
+// warnPrivileges logs, once per pool, what the read pool's user can do that
+// README's set-up advises against (see lanePrivileges).
+func (lp *lanePools) warnPrivileges(database string, c *laneConn) {
+	if c.priv.superuser {
+		lp.log.Error("the vector lane's login user is a superuser or can become one: a function hidden in a read could act as a superuser, "+
+			"so this lane serves only clients whose role is a superuser, and other clients' reads run on the primary (read_pool.on_unavailable). "+
+			"Give read_pool.dsn an unprivileged NOINHERIT user granted the client roles.",
+			zap.String("database", database), zap.String("user", c.login))
+		return
 	}
-	wire.WriteMsg(c.w, &pgproto3.Bind{PreparedStatement: laneCleanupStmt})
-	wire.WriteMsg(c.w, &pgproto3.Execute{})
-	wire.WriteMsg(c.w, &pgproto3.Sync{})
-}
-
-// cleanedUp reads the answer to writeCleanup; false means the connection
-// must not be handed on.
-func (c *laneConn) cleanedUp() bool {
-	if err := c.readAnswer(nil); err != nil {
-		return false
+	if w := c.priv.warnings(); len(w) > 0 {
+		lp.log.Warn("the vector lane's login user has privileges a function hidden in a read could use (it may reset the read's role)",
+			zap.String("database", database), zap.String("user", c.login), zap.Strings("privileges", w))
 	}
-	c.cleanupReady = true
-	return !c.tainted
 }
 
 // close sends Terminate and closes the socket.
@@ -319,7 +347,8 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 // release returns res to its pool, or destroys it when it is past its
 // lifetime or its state is unknown (broken).
 func (lp *lanePools) release(res *puddle.Resource[*laneConn], broken bool) {
-	if broken || res.Value().tainted || time.Since(res.Value().created) > lp.live().MaxLifetime {
+	c := res.Value()
+	if broken || c.tainted || c.discard != "" || time.Since(c.created) > lp.live().MaxLifetime {
 		res.Destroy()
 		return
 	}
@@ -349,6 +378,9 @@ func (lp *lanePools) maintain(database string, p *lanePool) {
 		}
 		for _, res := range p.AcquireAllIdle() {
 			if time.Since(res.Value().created) > live.MaxLifetime || !res.Value().ping() {
+				if res.Value().tainted {
+					lp.discarded(database, res.Value(), discardNotified, "", "")
+				}
 				lp.log.Debug("retiring vector-lane connection", zap.String("database", database), zap.Uint32("pid", res.Value().pid))
 				res.Destroy()
 				continue
@@ -376,6 +408,7 @@ func (c *laneConn) ping() bool {
 	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
 	defer c.conn.SetDeadline(noDeadline)
 	wire.WriteRaw(c.w, wire.Query, []byte{0})
+	c.checkReady = false // a simple Query replaces the unnamed statement
 	if c.w.Flush() != nil {
 		return false
 	}
@@ -394,6 +427,18 @@ func (c *laneConn) ping() bool {
 		if c.r.Skip() != nil {
 			return false
 		}
+	}
+}
+
+// discarded logs and counts a connection closed because its session is not
+// what txlane set (reason: a discard* constant; detail: names, never values;
+// fingerprint: of the read that ran last, if known).
+func (lp *lanePools) discarded(database string, c *laneConn, reason, detail, fingerprint string) {
+	lp.log.Warn("a read changed the session of its vector-lane connection; the connection is closed instead of reused",
+		zap.String("database", database), zap.Uint32("lane_pid", c.pid), zap.String("reason", reason),
+		zap.String("detail", detail), zap.String("fingerprint", fingerprint))
+	if lp.metrics != nil {
+		lp.metrics.laneDiscarded(reason)
 	}
 }
 

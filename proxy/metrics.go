@@ -26,9 +26,12 @@ type Metrics struct {
 	// refusedWrites counts writes hidden in reads that the vector lane's
 	// read-only transactions refused, by outcome (rerun, error).
 	refusedWrites *prometheus.CounterVec
-	reloads       prometheus.Counter
-	reloadErrors  prometheus.Counter
-	reloadOK      prometheus.Gauge
+	// laneDiscards counts vector-lane connections closed because a read
+	// left their session other than txlane believes it, by reason.
+	laneDiscards *prometheus.CounterVec
+	reloads      prometheus.Counter
+	reloadErrors prometheus.Counter
+	reloadOK     prometheus.Gauge
 }
 
 // NewMetrics returns a fresh, unregistered metric set.
@@ -60,6 +63,10 @@ func NewMetrics() *Metrics {
 			Name: "txlane_lane_refused_writes_total",
 			Help: "Writes hidden in reads that the vector lane refused (SQLSTATE 25006, 25001), by outcome: rerun (it ran again on the primary) or error (part of the answer had reached the client, which got the server's error).",
 		}, []string{"outcome"}),
+		laneDiscards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_lane_connections_discarded_total",
+			Help: "Vector-lane connections closed instead of reused because a read left their session other than txlane set it, by reason: role, settings, prepared_statements, reported_setting, notification, transaction, check_failed.",
+		}, []string{"reason"}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "txlane_config_reloads_total",
 			Help: "Configuration reloads applied.",
@@ -80,7 +87,7 @@ func NewMetrics() *Metrics {
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.units, m.escapes, m.acquireWait, m.requestSeconds,
-		m.timeouts, m.refusedWrites, m.reloads, m.reloadErrors, m.reloadOK} {
+		m.timeouts, m.refusedWrites, m.laneDiscards, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -206,4 +213,16 @@ func (m *Metrics) laneRefusedWrite(outcome string) {
 // "rerun" or "error" (txlane_lane_refused_writes_total).
 func (m *Metrics) RefusedWrites(outcome string) float64 {
 	return labeledValue(m.refusedWrites, outcome)
+}
+
+// laneDiscarded counts a vector-lane connection closed for reason (see
+// laneConn.discard).
+func (m *Metrics) laneDiscarded(reason string) {
+	m.laneDiscards.WithLabelValues(reason).Inc()
+}
+
+// LaneDiscards is the number of vector-lane connections closed for reason
+// (txlane_lane_connections_discarded_total).
+func (m *Metrics) LaneDiscards(reason string) float64 {
+	return labeledValue(m.laneDiscards, reason)
 }

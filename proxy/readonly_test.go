@@ -451,7 +451,7 @@ func TestVectorLaneRequiresReadOnlySession(t *testing.T) {
 }
 
 // waitLaneReleased waits until no vector-lane connection is acquired: a lane
-// connection goes back to its pool after the lane's cleanup (laneCleanupSQL)
+// connection goes back to its pool after the lane's check (laneCheckSQL)
 // has answered, a moment after the client had its answer.
 func waitLaneReleased(t *testing.T, srv *proxy.Server) {
 	t.Helper()

@@ -27,7 +27,7 @@ import (
 // and the primary answers as PostgreSQL would have, error or not.
 //
 // NOTE: a read-only transaction does not stop everything. Advisory locks
-// (released after each read: laneCleanupSQL), NOTIFY / pg_notify, large
+// (released after each read: laneCheckSQL), NOTIFY / pg_notify, large
 // objects (lo_create, lo_unlink, lo_from_bytea succeed in a read-only
 // transaction on PostgreSQL 15), dblink, pg_stat_reset and other functions
 // acting outside the database's tables still run on the lane; a function that

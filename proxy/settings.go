@@ -38,6 +38,11 @@ type sessionSnapshot struct {
 	// tempSchema is set.
 	temp         []string
 	tempOverflow bool
+	// superuser: the client's current role is a superuser (is_superuser).
+	// A lane connection logged in with superuser powers serves only such
+	// clients, and one without serves only other clients (see
+	// session.acquireLane).
+	superuser bool
 }
 
 // maxSnapshotTemp bounds the temporary relations the snapshot lists. Past it
@@ -63,14 +68,15 @@ const tempRelationsSQL = `SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.
 const (
 	colIsolation  = "transaction_isolation"
 	colTempSchema = "\x00temp schema" // not a setting name: no setting can collide with it
+	colSuperuser  = "\x00superuser"   // likewise
 )
 
 // snapshotQuery returns the query that reads a sessionSnapshot for the
 // tracked settings and the given custom ones, and the names in column order.
 func snapshotQuery(custom []string) (sql string, names []string) {
 	var b strings.Builder
-	b.WriteString("SELECT current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() <> 0")
-	names = append(names, colIsolation, settingRole, colTempSchema)
+	b.WriteString("SELECT current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() <> 0, current_setting('is_superuser')")
+	names = append(names, colIsolation, settingRole, colTempSchema, colSuperuser)
 	for _, n := range trackedSettings {
 		b.WriteString(", current_setting(")
 		b.WriteString(quoteLiteral(n))
@@ -100,6 +106,9 @@ func parseSnapshot(names []string, row [][]byte) sessionSnapshot {
 			continue
 		case colTempSchema:
 			snap.tempSchema = string(row[i]) != "f"
+			continue
+		case colSuperuser:
+			snap.superuser = string(row[i]) == "on"
 			continue
 		}
 		if row[i] == nil {
@@ -153,7 +162,7 @@ func parseTempList(v []byte) (names []string, overflow bool) {
 	return names, false
 }
 
-// laneFixed are settings applySQL never changes on a lane connection,
+// laneFixed are settings applyPlan never changes on a lane connection,
 // whatever a snapshot holds: the lane's read-only mode is what makes the
 // server refuse a write hidden in a read (see readOnlyLaneParam).
 var laneFixed = map[string]bool{
@@ -161,56 +170,99 @@ var laneFixed = map[string]bool{
 	"transaction_read_only":         true,
 }
 
-// applySQL returns the statements that bring a lane connection whose applied
-// settings are have to the client's values want, or "" when nothing differs.
-// It updates have to the result. The role comes last: settings are applied
-// with the previous holder's privileges, and the client's role must be in
-// force when the client's statements run.
-func applySQL(have map[string]string, want map[string]*string) string {
-	names := make([]string, 0, len(want))
+// laneApplySQL brings a lane connection to a client's settings and role: $1
+// names the settings (text[]), $2 their values (text[]; a NULL element resets
+// the setting, as set_config does). It is prepared once per connection as
+// laneApplyStmt and runs as one statement, so that one that fails changes
+// nothing. It returns each setting's value afterwards, in order: what the
+// connection holds from then on, and what laneCheckSQL expects.
+//
+// Every name is schema-qualified: the statement is analysed again under the
+// search_path in force when it runs, which the previous read chose.
+const laneApplySQL = `SELECT pg_catalog.set_config(a.n, a.v, false) FROM ROWS FROM ` +
+	`(pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS a(n, v, i) ORDER BY a.i`
+
+// laneApplyStmt names laneApplySQL on a lane connection. Client statements
+// live there under content-derived names (txlane_<hash>) only, so it cannot
+// collide with them.
+const laneApplyStmt = "lane_apply"
+
+// applyPlan returns the settings to change on a lane connection whose
+// settings are have so that it holds the client's values want: names and
+// their values, nil meaning RESET (a custom setting the client lacks, or has
+// empty). The
+// role comes last: the client's role must be in force when the client's
+// statements run, and the other settings are applied before it with the
+// privileges the connection already has. Nothing to change: nil.
+func applyPlan(have map[string]string, want map[string]*string) (names []string, values []*string) {
+	all := make([]string, 0, len(want))
 	for n := range want {
-		names = append(names, n)
+		all = append(all, n)
 	}
 	for n := range have {
 		if _, ok := want[n]; !ok {
-			names = append(names, n) // a custom setting the client lacks
+			all = append(all, n) // a custom setting the client lacks
 		}
 	}
-	sort.Slice(names, func(i, j int) bool {
-		if (names[i] == settingRole) != (names[j] == settingRole) {
-			return names[j] == settingRole
+	sort.Slice(all, func(i, j int) bool {
+		if (all[i] == settingRole) != (all[j] == settingRole) {
+			return all[j] == settingRole
 		}
-		return names[i] < names[j]
+		return all[i] < all[j]
 	})
-	var sets []string
-	var resets []string
-	for _, n := range names {
+	for _, n := range all {
 		if laneFixed[strings.ToLower(n)] {
 			continue
 		}
 		w := want[n]
+		if w != nil && *w == "" && strings.Contains(n, ".") {
+			// An empty custom setting is what a reset leaves (or a library's
+			// setting the primary's session has not loaded: a placeholder,
+			// which stands for the library's default). Where the lane has
+			// loaded the library an empty value is invalid; a reset means the
+			// same everywhere.
+			w = nil
+		}
 		h, applied := have[n]
 		switch {
 		case w == nil && applied:
-			resets = append(resets, "RESET "+quoteIdent(n))
-			delete(have, n)
+			names, values = append(names, n), append(values, nil)
 		case w != nil && (!applied || h != *w):
-			sets = append(sets, "set_config("+quoteLiteral(n)+", "+quoteLiteral(*w)+", false)")
-			have[n] = *w
+			names, values = append(names, n), append(values, w)
 		}
 	}
-	var b strings.Builder
-	if len(resets) > 0 {
-		b.WriteString(strings.Join(resets, "; "))
-	}
-	if len(sets) > 0 {
-		if b.Len() > 0 {
-			b.WriteString("; ")
+	return names, values
+}
+
+// textArray encodes values as a text-format text[] parameter: each element
+// double-quoted (backslash and quote escaped), nil as NULL.
+func textArray[T string | *string](values []T) []byte {
+	b := []byte{'{'}
+	for i, v := range values {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		b.WriteString("SELECT ")
-		b.WriteString(strings.Join(sets, ", "))
+		var s string
+		switch v := any(v).(type) {
+		case string:
+			s = v
+		case *string:
+			if v == nil {
+				b = append(b, "NULL"...)
+				continue
+			}
+			s = *v
+		}
+		b = append(b, '"')
+		for j := 0; j < len(s); j++ {
+			if s[j] == '"' || s[j] == '\\' {
+				b = append(b, '\\')
+			}
+			b = append(b, s[j])
+		}
+		b = append(b, '"')
 	}
-	return b.String()
+	return append(b, '}')
 }
 
 // quoteLiteral quotes s as an SQL string literal that means the same whatever
@@ -220,15 +272,6 @@ func quoteLiteral(s string) string {
 		return "E'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
 	}
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-// quoteIdent quotes a setting name for RESET: each dotted part as an identifier.
-func quoteIdent(s string) string {
-	parts := strings.Split(s, ".")
-	for i, p := range parts {
-		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
-	}
-	return strings.Join(parts, ".")
 }
 
 // startupCustomSettings returns the custom (dotted) settings a client set at

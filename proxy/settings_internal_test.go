@@ -8,26 +8,62 @@ import (
 	"github.com/txlane/txlane/policy"
 )
 
-// TestApplySQLNeverTouchesReadOnly: whatever a snapshot holds, the statements
-// that mirror a client's settings on a lane connection never change the
-// lane's read-only mode.
-func TestApplySQLNeverTouchesReadOnly(t *testing.T) {
+// TestApplyPlanNeverTouchesReadOnly: whatever a snapshot holds, the settings
+// that mirror a client's on a lane connection never include the lane's
+// read-only mode.
+func TestApplyPlanNeverTouchesReadOnly(t *testing.T) {
 	off := "off"
 	tz := "UTC"
 	have := map[string]string{}
-	sql := applySQL(have, map[string]*string{
+	names, _ := applyPlan(have, map[string]*string{
 		"default_transaction_read_only": &off,
 		"DEFAULT_TRANSACTION_READ_ONLY": &off,
 		"transaction_read_only":         &off,
 		"TimeZone":                      &tz,
 	})
-	if strings.Contains(strings.ToLower(sql), "read_only") || !strings.Contains(sql, "TimeZone") {
-		t.Fatalf("applySQL = %q", sql)
+	if !reflect.DeepEqual(names, []string{"TimeZone"}) {
+		t.Fatalf("applyPlan = %q", names)
 	}
 	// Nor RESET it, when a connection somehow recorded a value.
 	have = map[string]string{"default_transaction_read_only": "on"}
-	if sql := applySQL(have, map[string]*string{}); sql != "" {
-		t.Fatalf("applySQL with a recorded read-only value = %q", sql)
+	if names, _ := applyPlan(have, map[string]*string{}); names != nil {
+		t.Fatalf("applyPlan with a recorded read-only value = %q", names)
+	}
+}
+
+// TestApplyPlan: only what differs, resets (nil) for custom settings the
+// client lacks or has empty (a placeholder of a library its session has not
+// loaded), the role last.
+func TestApplyPlan(t *testing.T) {
+	s := func(v string) *string { return &v }
+	have := map[string]string{"search_path": "public", "TimeZone": "UTC", "app.x": "1", "role": "alice", "hnsw.ef_search": "5"}
+	want := map[string]*string{"search_path": s("public"), "TimeZone": s("Asia/Tokyo"), "role": s("bob"), "app.y": s("2"),
+		"hnsw.ef_search": s(""), "app.empty": s("")}
+	names, values := applyPlan(have, want)
+	var got []string
+	for i, n := range names {
+		v := "RESET"
+		if values[i] != nil {
+			v = *values[i]
+		}
+		got = append(got, n+"="+v)
+	}
+	if w := []string{"TimeZone=Asia/Tokyo", "app.x=RESET", "app.y=2", "hnsw.ef_search=RESET", "role=bob"}; !reflect.DeepEqual(got, w) {
+		t.Fatalf("applyPlan = %q, want %q", got, w)
+	}
+	if names, _ := applyPlan(map[string]string{"role": "bob"}, map[string]*string{"role": s("bob")}); names != nil {
+		t.Fatalf("nothing differs, yet applyPlan = %q", names)
+	}
+}
+
+// TestTextArray: elements quoted so that any text survives, nil as NULL.
+func TestTextArray(t *testing.T) {
+	a, q := "a", `x"y\z,{}`
+	if got := string(textArray([]*string{&a, nil, &q})); got != `{"a",NULL,"x\"y\\z,{}"}` {
+		t.Fatalf("textArray = %s", got)
+	}
+	if got := string(textArray([]string{})); got != "{}" {
+		t.Fatalf("empty textArray = %s", got)
 	}
 }
 

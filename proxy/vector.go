@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -83,7 +82,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		return false, nil
 	}
 
-	res, err := s.srv.lanes.acquire(context.Background(), s.database())
+	res, err := s.acquireLane()
 	if err != nil {
 		fd, fallback := rt.rules.OnVectorUnavailable()
 		var tables []string
@@ -131,10 +130,13 @@ func (s *session) routed(lane policy.Lane, reason policy.Reason) {
 // runOnLane sends request b to lane connection c, after giving c the client's
 // settings and role, and relays the answer to the client (statements are
 // rewritten as writeShared says). broken is true when c's state is no
-// longer known: it must not go back to the pool.
+// longer known: it must not go back to the pool. Behind the request c proves
+// its session is what txlane set (writeCheck, verify); if it cannot,
+// c.discard says why and c is closed on release.
 func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
-	if sql := applySQL(c.settings, s.snapshot.values); sql != "" {
-		if err := c.simpleQuery(sql); err != nil {
+	c.discard = ""
+	if names, values := applyPlan(c.settings, s.snapshot.values); names != nil {
+		if err := c.apply(names, values); err != nil {
 			var se *laneServerError
 			if !errors.As(err, &se) {
 				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
@@ -143,7 +145,6 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 			// read-pool user not granted the client's role, say). Running the
 			// read with other settings or privileges is not an option.
 			s.log.Warn("vector lane cannot take the client's session settings", zap.Error(err))
-			c.settings = map[string]string{}
 			return true, s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeCannotConnectNow,
 				Message: "vector lane cannot take this session's settings or role",
 				Detail:  err.Error(),
@@ -154,9 +155,9 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	w := c.w
 	var tr replyTracker
 	names := s.writeShared(w, b, s.plans.cur.steps, c.stmts, nil, &tr)
-	// The lane session is cleaned up right behind the request, in the same
+	// The lane session is checked right behind the request, in the same
 	// write: its answer is read after the client has had its own.
-	c.writeCleanup()
+	expect := c.writeCheck(b.sql != "")
 	if err := w.Flush(); err != nil {
 		return true, fmt.Errorf("%w: %v", errLaneRetry, err)
 	}
@@ -173,8 +174,20 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 		// shown) must not make them look defined already.
 		s.forgetLaneParses()
 	}
-	if !broken && !c.cleanedUp() {
-		broken = true
+	if !broken {
+		reason, detail := c.verify(expect)
+		c.discard = reason
+		if reason != "" {
+			detail = "lane check: " + detail
+		}
+		if reason == discardCheck {
+			broken = true
+		}
+		if reason != "" {
+			s.srv.lanes.discarded(s.database(), c, reason, detail, router.Fingerprint(s.plans.cur.sqlTexts()))
+		}
+	} else if c.discard != "" { // relayLane saw the session change
+		s.srv.lanes.discarded(s.database(), c, c.discard, "", router.Fingerprint(s.plans.cur.sqlTexts()))
 	}
 	return broken, err
 }
@@ -398,6 +411,9 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			}
 			// A lane connection only ever runs reads outside a transaction
 			// block: any other status means it is not fit for the next client.
+			if laneStatus != wire.TxIdle {
+				c.discard = discardTxOpen
+			}
 			broken = laneStatus != wire.TxIdle || sessionChanged
 			if refusal != nil {
 				return broken, refusal
@@ -420,8 +436,10 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			return broken, err
 		case wire.ParameterStatus, wire.NotificationResponse:
 			if !sessionChanged {
-				s.log.Warn("a read changed the session of its vector-lane connection; the connection is closed after it",
-					zap.String("message", string(rune(typ))))
+				c.discard = discardReported
+				if typ == wire.NotificationResponse {
+					c.discard = discardNotified
+				}
 			}
 			sessionChanged = true
 			if err := c.r.Skip(); err != nil {
@@ -535,21 +553,20 @@ func (s *session) poisonPrimary() error {
 	return nil
 }
 
-// simpleQuery runs sql on the lane connection for its effect.
-func (c *laneConn) simpleQuery(sql string) error { return c.query(sql, nil) }
-
-// query runs sql on the lane connection and reads its answer up to
-// ReadyForQuery, passing each row's values (valid during the call) to row.
-// An ErrorResponse becomes the returned error.
+// query runs sql on the lane connection as a simple Query and reads its
+// answer as readAnswer does.
 func (c *laneConn) query(sql string, row func(values [][]byte)) error {
 	wire.WriteMsg(c.w, &pgproto3.Query{String: sql})
+	c.checkReady = false // a simple Query replaces the unnamed statement
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
 	return c.readAnswer(row)
 }
 
-// readAnswer reads the answer to a simple Query already sent, as query does.
+// readAnswer reads the answer to txlane's own request, already sent, up to
+// ReadyForQuery, passing each row's values (valid during the call) to row.
+// An ErrorResponse becomes the returned error.
 func (c *laneConn) readAnswer(row func(values [][]byte)) error {
 	var qerr error
 	for {

@@ -302,21 +302,24 @@ INSERT INTO %[1]s.hidden VALUES (7, '[1,1]'); GRANT USAGE ON SCHEMA %[1]s TO PUB
 }
 
 func TestVectorLaneRoleAndRowLevelSecurity(t *testing.T) {
-	bed := startVectorProxy(t, nil)
-	tb := bed.table
 	role := uniqueName("reader")
-	pgtest.Exec(t, fmt.Sprintf(`CREATE ROLE %[2]s;
-ALTER TABLE %[1]s ENABLE ROW LEVEL SECURITY;
+	pgtest.Exec(t, "CREATE ROLE "+role)
+	t.Cleanup(func() { pgtest.Exec(t, "DROP ROLE IF EXISTS "+role) })
+	// The read pool README prescribes: not a superuser, NOINHERIT, granted
+	// the client roles.
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.Config = isoPool(t, role) })
+	tb := bed.table
+	pgtest.Exec(t, fmt.Sprintf(`ALTER TABLE %[1]s ENABLE ROW LEVEL SECURITY;
 CREATE POLICY only_x ON %[1]s FOR SELECT TO %[2]s USING (note = 'x');
 GRANT SELECT ON %[1]s TO %[2]s`, tb, role))
-	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+tb+"; DROP ROLE IF EXISTS "+role) })
+	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+tb) })
 
 	c := bed.connect(t)
 	l := newLanes(t, c)
 	count := "SELECT pg_backend_pid(), count(*), current_user FROM " + tb
 	res := exec(t, c, count)
-	if string(res[0].Rows[0][1]) != "3" {
-		t.Fatalf("superuser sees %s rows", res[0].Rows[0][1])
+	if row := res[0].Rows[0]; string(row[1]) != "3" || string(row[0]) != l.primary {
+		t.Fatalf("superuser sees %s rows on backend %s (primary %s): a read pool that is not a superuser does not serve one", row[1], row[0], l.primary)
 	}
 	exec(t, c, "SET ROLE "+role)
 	res = exec(t, c, count)
@@ -343,6 +346,7 @@ GRANT SELECT ON %[1]s TO %[2]s`, tb, role))
 
 	// A client logged in as another user reads as that user on the lane.
 	pgtest.Exec(t, "GRANT "+role+" TO txlane_app")
+	t.Cleanup(func() { pgtest.Exec(t, "REVOKE "+role+" FROM txlane_app") })
 	ctx := context.Background()
 	app, err := pgconn.Connect(ctx, bed.DSN(t, "txlane_app"))
 	if err != nil {
@@ -351,8 +355,8 @@ GRANT SELECT ON %[1]s TO %[2]s`, tb, role))
 	defer app.Close(ctx)
 	exec(t, app, "SET ROLE "+role)
 	res = exec(t, app, count)
-	if string(res[0].Rows[0][1]) != "1" {
-		t.Fatalf("txlane_app as %s sees %s rows", role, res[0].Rows[0][1])
+	if row := res[0].Rows[0]; string(row[1]) != "1" || string(row[0]) == backendPID(t, app) {
+		t.Fatalf("txlane_app as %s sees %s rows on backend %s", role, row[1], row[0])
 	}
 }
 
