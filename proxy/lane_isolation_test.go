@@ -50,8 +50,15 @@ func isoTable(t *testing.T) string {
 	vec := uniqueName("isovec")
 	pgtest.Exec(t, fmt.Sprintf(`CREATE TABLE %[1]s (id int PRIMARY KEY, embedding vector(3), note text);
 INSERT INTO %[1]s VALUES (1, '[1,0,0]', 'x'), (2, '[0,1,0]', 'y'), (3, '[0,0,1]', 'z');
-GRANT SELECT ON %[1]s TO PUBLIC`, vec))
-	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+vec) })
+GRANT SELECT ON %[1]s TO PUBLIC;
+-- Probes of the lane's session state, through functions: a read naming
+-- current_setting() of a setting the lane does not mirror, or pg_settings,
+-- stays on the primary.
+CREATE FUNCTION %[1]s_setting(n text, missing_ok bool DEFAULT false) RETURNS text STABLE LANGUAGE plpgsql AS $f$BEGIN RETURN current_setting(n, missing_ok); END$f$;
+CREATE FUNCTION %[1]s_settings_like(p text) RETURNS bigint STABLE LANGUAGE plpgsql AS $f$BEGIN RETURN (SELECT count(*) FROM pg_settings WHERE name LIKE p); END$f$`, vec))
+	t.Cleanup(func() {
+		pgtest.Exec(t, "DROP TABLE IF EXISTS "+vec+"; DROP FUNCTION IF EXISTS "+vec+"_setting(text, bool); DROP FUNCTION IF EXISTS "+vec+"_settings_like(text)")
+	})
 	return vec
 }
 
@@ -352,7 +359,8 @@ func TestLaneHiddenSettingsDoNotReachNextClient(t *testing.T) {
 			if c.victim != "" {
 				exec(t, victim, c.victim)
 			}
-			rows := laneRead(t, victim, fmt.Sprintf("SELECT pg_backend_pid(), %s FROM %s WHERE id = 1", c.probe, vec))
+			probe := strings.ReplaceAll(c.probe, "current_setting(", vec+"_setting(")
+			rows := laneRead(t, victim, fmt.Sprintf("SELECT pg_backend_pid(), %s FROM %s WHERE id = 1", probe, vec))
 			if rows[0][1] != c.want {
 				t.Errorf("after a hidden set_config(%s, %s): the next client read %q, want %q", c.name, c.value, rows[0][1], c.want)
 			}
@@ -430,8 +438,8 @@ func TestLaneCustomSettingResetNotRemoved(t *testing.T) {
 	}
 	before := b.discards()
 	c := b.connect(t)
-	rows := laneRead(t, c, fmt.Sprintf("SELECT pg_backend_pid(), coalesce(current_setting('myapp.tenant_secret_name', true), '<null>'), "+
-		"(SELECT count(*) FROM pg_settings WHERE name LIKE 'myapp.%%') FROM %s WHERE id = 1", vec))
+	rows := laneRead(t, c, fmt.Sprintf("SELECT pg_backend_pid(), coalesce(%[1]s_setting('myapp.tenant_secret_name', true), '<null>'), "+
+		"%[1]s_settings_like('myapp.%%') FROM %[1]s WHERE id = 1", vec))
 	direct := scalar(t, directConn(t), "SELECT coalesce(current_setting('myapp.tenant_secret_name', true), '<null>')")
 	if rows[0][1] != "" || direct != "<null>" || rows[0][2] != "0" {
 		t.Errorf("next client on the lane: current_setting = %q (direct: %q), listed in pg_settings: %s; want '' (defined, reset), not the value", rows[0][1], direct, rows[0][2])

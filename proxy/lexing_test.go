@@ -23,15 +23,15 @@ import (
 	"github.com/txlane/txlane/router"
 )
 
-// escapeBed is a proxy with escape: reject, a one-connection vector lane,
+// lexBed is a proxy with escape: reject, a one-connection vector lane,
 // catalog discovery on, a vector table (vec) and a table units of work
 // write (uow).
-type escapeBed struct {
+type lexBed struct {
 	*testProxy
 	vec, uow string
 }
 
-func startEscapeBed(t *testing.T) *escapeBed {
+func startLexBed(t *testing.T) *lexBed {
 	t.Helper()
 	vec, uow := uniqueName("lexvec"), uniqueName("lexuow")
 	pgtest.Exec(t, fmt.Sprintf(`CREATE TABLE %[1]s (id int PRIMARY KEY, embedding vector(3), note text);
@@ -45,16 +45,16 @@ CREATE TABLE %[2]s (id serial PRIMARY KEY, unit text, who text); GRANT ALL ON %[
 		o.Rules.Escape = "reject"
 		o.Discover = true
 	})
-	return &escapeBed{testProxy: p, vec: vec, uow: uow}
+	return &lexBed{testProxy: p, vec: vec, uow: uow}
 }
 
 // ins is an INSERT into uow of a row (unit, who).
-func (b *escapeBed) ins(unit, who string) string {
+func (b *lexBed) ins(unit, who string) string {
 	return fmt.Sprintf("INSERT INTO %s (unit, who) VALUES ('%s', '%s')", b.uow, unit, who)
 }
 
 // hold opens a transaction carrying unit u1 on a new connection.
-func (b *escapeBed) hold(t *testing.T) *pgconn.PgConn {
+func (b *lexBed) hold(t *testing.T) *pgconn.PgConn {
 	t.Helper()
 	h := b.connect(t)
 	exec(t, h, "BEGIN")
@@ -67,7 +67,7 @@ func (b *escapeBed) hold(t *testing.T) *pgconn.PgConn {
 
 // wantRejected checks that err is 25L01 and that nothing was written by
 // who = 'other'.
-func (b *escapeBed) wantRejected(t *testing.T, what string, err error) {
+func (b *lexBed) wantRejected(t *testing.T, what string, err error) {
 	t.Helper()
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != proxy.CodeEscapedWrite {
@@ -90,7 +90,7 @@ func runErr(conn *pgconn.PgConn, sql string) error {
 // the same text with "--\r; INSERT ..." is a read and a write, and the write
 // of u1 from another connection is refused.
 func TestEscapeCheckSeesWriteAfterCarriageReturn(t *testing.T) {
-	b := startEscapeBed(t)
+	b := startLexBed(t)
 	h := b.hold(t)
 	defer exec(t, h, "ROLLBACK")
 	w := b.connect(t)
@@ -109,7 +109,7 @@ func TestEscapeCheckSeesWriteAfterCarriageReturn(t *testing.T) {
 // request, which the server reads whole with the old setting), at login, and
 // pipelined in an extended batch.
 func TestEscapeCheckSeesWriteHiddenByNonStandardStrings(t *testing.T) {
-	b := startEscapeBed(t)
+	b := startLexBed(t)
 	h := b.hold(t)
 	defer exec(t, h, "ROLLBACK")
 	// Read with the setting on, the text is one SELECT of two constants
@@ -172,7 +172,7 @@ BEGIN INSERT INTO %s (unit, who) VALUES (u, 'other'); RETURN 1; END $f$`, fn, b.
 // "--\r" inside a transaction counts, so the transaction's next read of that
 // table stays on the primary and sees the row.
 func TestReadYourWritesAfterCarriageReturn(t *testing.T) {
-	b := startEscapeBed(t)
+	b := startLexBed(t)
 	c := b.connect(t)
 	exec(t, c, "SELECT 1 -- warm")
 	exec(t, c, "BEGIN")
@@ -190,7 +190,7 @@ func TestReadYourWritesAfterCarriageReturn(t *testing.T) {
 // runs on the client's own backend, which shows the client's state, not a
 // lane connection's (another client's statement texts, literals included).
 func TestLaneReadOfSessionStateStaysOnPrimary(t *testing.T) {
-	b := startEscapeBed(t)
+	b := startLexBed(t)
 	a := newPrepConn(t, b.connect(t))
 	secret := "alice@example.com-ssn-123-45-6789"
 	r := a.run(pParse("", fmt.Sprintf("SELECT pg_backend_pid(), id FROM %s WHERE note <> '%s'", b.vec, secret)), pBind(""), pExecute(), pSync())
