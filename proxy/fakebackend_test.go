@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 	"github.com/txlane/txlane/proxy"
 )
 
-// scriptedBackend is a fake PostgreSQL for what a real server cannot
-// produce: it logs anyone in, then answers every Query with reply (and
-// hangs up after it when hangUp is set).
-func scriptedBackend(t *testing.T, reply []byte, hangUp bool) string {
+// scriptServer is a fake PostgreSQL for what a real server cannot produce:
+// after reading a startup packet it writes login, then answers each simple
+// Query with what answer returns for its text (and hangs up after it when
+// answer says so). It returns the server's address.
+func scriptServer(t *testing.T, login []byte, answer func(query string) (reply []byte, hangUp bool)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,12 +44,7 @@ func scriptedBackend(t *testing.T, reply []byte, hangUp bool) string {
 				if _, err := r.Discard(int(binary.BigEndian.Uint32(n[:])) - 4); err != nil {
 					return
 				}
-				var out []byte
-				out, _ = (&pgproto3.AuthenticationOk{}).Encode(out)
-				out, _ = (&pgproto3.ParameterStatus{Name: "server_version", Value: "15.0"}).Encode(out)
-				out, _ = (&pgproto3.BackendKeyData{ProcessID: 7, SecretKey: []byte{1, 2, 3, 4}}).Encode(out)
-				out, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(out)
-				c.Write(out)
+				c.Write(login)
 				for {
 					typ, err := r.ReadByte()
 					if err != nil {
@@ -56,10 +53,12 @@ func scriptedBackend(t *testing.T, reply []byte, hangUp bool) string {
 					if _, err := io.ReadFull(r, n[:]); err != nil {
 						return
 					}
-					if _, err := r.Discard(int(binary.BigEndian.Uint32(n[:])) - 4); err != nil {
+					body := make([]byte, int(binary.BigEndian.Uint32(n[:]))-4)
+					if _, err := io.ReadFull(r, body); err != nil {
 						return
 					}
 					if typ == 'Q' {
+						reply, hangUp := answer(strings.TrimSuffix(string(body), "\x00"))
 						c.Write(reply)
 						if hangUp {
 							return
@@ -71,6 +70,11 @@ func scriptedBackend(t *testing.T, reply []byte, hangUp bool) string {
 	}()
 	return ln.Addr().String()
 }
+
+// trustLogin logs anyone in.
+var trustLogin = encodeAll(&pgproto3.AuthenticationOk{},
+	&pgproto3.ParameterStatus{Name: "server_version", Value: "15.0"},
+	&pgproto3.BackendKeyData{ProcessID: 7, SecretKey: []byte{1, 2, 3, 4}}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 
 func TestMalformedServerReplies(t *testing.T) {
 	for _, tc := range []struct {
@@ -86,18 +90,7 @@ func TestMalformedServerReplies(t *testing.T) {
 		{"hang-up inside a message", []byte{'C', 0, 0, 0, 20, 'S', 'E'}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := scriptedBackend(t, tc.reply, tc.hangUp)
-			p := startProxy(t, func(o *proxy.Options) {
-				host, port, _ := net.SplitHostPort(addr)
-				c := o.Primary.Copy()
-				c.Host, c.Fallbacks = host, nil
-				var pn int
-				for _, ch := range port {
-					pn = pn*10 + int(ch-'0')
-				}
-				c.Port = uint16(pn)
-				o.Primary = c
-			})
+			p := proxyTo(t, scriptServer(t, trustLogin, func(string) ([]byte, bool) { return tc.reply, tc.hangUp }))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			victim, err := pgconn.Connect(ctx, p.DSN(t, ""))

@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"strconv"
 	"testing"
 	"time"
 
@@ -221,61 +219,17 @@ func TestHostileClientSendsNothing(t *testing.T) {
 	b.check()
 }
 
-// fakeServer is a scripted PostgreSQL for what a real server cannot produce:
-// after reading a startup packet it writes login, then answers a Query for
+// fakeServer is a scripted PostgreSQL (scriptServer) behind a txlane proxy:
+// after a startup packet it writes login, then answers a Query for
 // "SELECT 40 + 2" with 42 (the bystander's check) and any other with reply.
 func fakeServer(t *testing.T, login, reply []byte) *testProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				var n [4]byte
-				if _, err := io.ReadFull(r, n[:]); err != nil {
-					return
-				}
-				r.Discard(int(binary.BigEndian.Uint32(n[:])) - 4)
-				c.Write(login)
-				for {
-					typ, err := r.ReadByte()
-					if err != nil {
-						return
-					}
-					if _, err := io.ReadFull(r, n[:]); err != nil {
-						return
-					}
-					body := make([]byte, int(binary.BigEndian.Uint32(n[:]))-4)
-					if _, err := io.ReadFull(r, body); err != nil {
-						return
-					}
-					switch {
-					case typ == 'Q' && string(body) == "SELECT 40 + 2\x00":
-						c.Write(answer42)
-					case typ == 'Q':
-						c.Write(reply)
-					}
-				}
-			}(c)
+	return proxyTo(t, scriptServer(t, login, func(query string) ([]byte, bool) {
+		if query == "SELECT 40 + 2" {
+			return answer42, false
 		}
-	}()
-	return startProxy(t, func(o *proxy.Options) {
-		host, port, _ := net.SplitHostPort(ln.Addr().String())
-		cfg := o.Primary.Copy()
-		cfg.Host, cfg.Fallbacks = host, nil
-		pn, _ := strconv.Atoi(port)
-		cfg.Port = uint16(pn)
-		o.Primary = cfg
-	})
+		return reply, false
+	}))
 }
 
 func encodeAll(msgs ...pgproto3.BackendMessage) []byte {

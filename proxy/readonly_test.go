@@ -433,7 +433,7 @@ func TestVectorLaneRequiresReadOnlySession(t *testing.T) {
 	reply, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte("fake")}}).Encode(reply)
 	reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(reply)
 	reply, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(reply)
-	addr := scriptedBackend(t, reply, false)
+	addr := scriptServer(t, trustLogin, func(string) ([]byte, bool) { return reply, false })
 	bed := startVectorProxy(t, func(o *proxy.Options) {
 		lane := pgtest.Config(t)
 		host, port, _ := net.SplitHostPort(addr)
