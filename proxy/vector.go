@@ -174,20 +174,13 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 		// shown) must not make them look defined already.
 		s.forgetLaneParses()
 	}
+	detail := ""
 	if !broken {
-		reason, detail := c.verify(expect)
-		c.discard = reason
-		if reason != "" {
-			detail = "lane check: " + detail
-		}
-		if reason == discardCheck {
-			broken = true
-		}
-		if reason != "" {
-			s.srv.lanes.discarded(s.database(), c, reason, detail, router.Fingerprint(s.plans.cur.sqlTexts()))
-		}
-	} else if c.discard != "" { // relayLane saw the session change
-		s.srv.lanes.discarded(s.database(), c, c.discard, "", router.Fingerprint(s.plans.cur.sqlTexts()))
+		c.discard, detail = c.verify(expect)
+		broken = c.discard == discardCheck // the connection's state is unknown
+	}
+	if c.discard != "" { // verify, or relayLane, saw the session changed
+		s.srv.lanes.discarded(s.database(), c, c.discard, detail, router.Fingerprint(s.plans.cur.sqlTexts()))
 	}
 	return broken, err
 }
