@@ -188,7 +188,14 @@ func (s *Server) refreshRouting(database string, dr *dbRouting) {
 	}
 	c := res.Value()
 	start := time.Now()
-	snap, err := catalog.Read(c.queryRows)
+	// NOTE: the lane connection carries the last client's role and
+	// search_path, and the catalog query's operators are not qualified: a
+	// client's own operators earlier in its search_path could forge what it
+	// returns. Read it as the pool's login with only pg_catalog on the path,
+	// in a transaction that takes both back at its end.
+	snap, err := catalog.Read(func(sql string) ([][]string, error) {
+		return c.queryRows("BEGIN READ ONLY; SET LOCAL ROLE NONE; SET LOCAL search_path = pg_catalog, pg_temp; " + sql + "; COMMIT")
+	})
 	s.lanes.release(res, err != nil)
 	if err != nil {
 		s.log.Warn("catalog discovery failed", zap.String("database", database), zap.Error(err))

@@ -453,7 +453,7 @@ func TestHiddenCatalogReload(t *testing.T) {
 func TestAdminExplainUsesDiscoveredCatalog(t *testing.T) {
 	schema := uniqueName("adm_explain")
 	pgtest.Exec(t, fmt.Sprintf(`CREATE SCHEMA %[1]s;
-CREATE TABLE %[1]s.found (id int, embedding vector(3));
+CREATE TABLE %[1]s.found (id int, embedding vector(3)); INSERT INTO %[1]s.found VALUES (1, '[1,0,0]');
 CREATE TABLE %[1]s.audit (what text);
 CREATE FUNCTION %[1]s.logit() RETURNS int LANGUAGE sql VOLATILE AS $$ INSERT INTO %[1]s.audit VALUES ('x') RETURNING 1 $$;
 CREATE VIEW %[1]s.v_found AS SELECT id, embedding, %[1]s.logit() AS l FROM %[1]s.found`, schema))
@@ -492,4 +492,31 @@ CREATE VIEW %[1]s.v_found AS SELECT id, embedding, %[1]s.logit() AS l FROM %[1]s
 	if got := route("SELECT id, l FROM " + schema + ".v_found"); !strings.Contains(got, "writing_function") {
 		t.Errorf("a view calling a writing function: %q, want primary (writing_function)", got)
 	}
+}
+
+// TestCatalogReadIgnoresClientOperators: the catalog is read on a lane
+// connection that carries the last client's search_path; a client whose own
+// "=" on oid comes before pg_catalog's must not hide the vector tables (and
+// so the hidden writes) txlane reads there.
+func TestCatalogReadIgnoresClientOperators(t *testing.T) {
+	schema := uniqueName("forge")
+	pgtest.Exec(t, fmt.Sprintf(`CREATE SCHEMA %[1]s;
+CREATE FUNCTION %[1]s.never(oid, oid) RETURNS bool IMMUTABLE LANGUAGE sql AS $f$SELECT false$f$;
+CREATE OPERATOR %[1]s.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = %[1]s.never);
+CREATE TABLE %[1]s.found (id int, embedding vector(3)); INSERT INTO %[1]s.found VALUES (1, '[1,0,0]');
+GRANT USAGE ON SCHEMA %[1]s TO PUBLIC; GRANT SELECT ON %[1]s.found TO PUBLIC`, schema))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
+	p := startProxy(t, func(o *proxy.Options) {
+		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 1, AcquireTimeout: 2 * time.Second}
+		o.Discover = true
+		o.DiscoverInterval = time.Hour
+	})
+	c := p.connect(t)
+	l := newLanes(t, c)
+	exec(t, c, "SET search_path = "+schema+", pg_catalog, public")
+	// A lane read leaves the client's search_path on the one lane connection;
+	// committed DDL then makes the next request read the catalog there.
+	l.wantLane("SELECT pg_backend_pid() FROM " + schema + ".found")
+	exec(t, c, "CREATE TABLE "+schema+".trigger_refresh (x int)")
+	l.wantLane("SELECT pg_backend_pid() FROM " + schema + ".found")
 }
