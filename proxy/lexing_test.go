@@ -7,7 +7,6 @@ package proxy_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -19,86 +18,23 @@ import (
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/policy"
-	"github.com/txlane/txlane/proxy"
 	"github.com/txlane/txlane/router"
 )
-
-// lexBed is a proxy with escape: reject, a one-connection vector lane,
-// catalog discovery on, a vector table (vec) and a table units of work
-// write (uow).
-type lexBed struct {
-	*testProxy
-	vec, uow string
-}
-
-func startLexBed(t *testing.T) *lexBed {
-	t.Helper()
-	vec, uow := uniqueName("lexvec"), uniqueName("lexuow")
-	pgtest.Exec(t, fmt.Sprintf(`CREATE TABLE %[1]s (id int PRIMARY KEY, embedding vector(3), note text);
-INSERT INTO %[1]s VALUES (1, '[1,0,0]', 'x'), (2, '[0,1,0]', 'y');
-GRANT ALL ON %[1]s TO PUBLIC;
-CREATE TABLE %[2]s (id serial PRIMARY KEY, unit text, who text); GRANT ALL ON %[2]s TO PUBLIC; GRANT ALL ON SEQUENCE %[2]s_id_seq TO PUBLIC`, vec, uow))
-	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+vec+", "+uow) })
-	p := startProxy(t, func(o *proxy.Options) {
-		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 1, AcquireTimeout: 2 * time.Second}
-		o.Rules.VectorTables = []string{vec}
-		o.Rules.Escape = "reject"
-		o.Discover = true
-	})
-	return &lexBed{testProxy: p, vec: vec, uow: uow}
-}
-
-// ins is an INSERT into uow of a row (unit, who).
-func (b *lexBed) ins(unit, who string) string {
-	return fmt.Sprintf("INSERT INTO %s (unit, who) VALUES ('%s', '%s')", b.uow, unit, who)
-}
-
-// hold opens a transaction carrying unit u1 on a new connection.
-func (b *lexBed) hold(t *testing.T) *pgconn.PgConn {
-	t.Helper()
-	h := b.connect(t)
-	exec(t, h, "BEGIN")
-	exec(t, h, b.ins("u1", "holder")+" /*unit='u1'*/")
-	if len(b.Units()) != 1 {
-		t.Fatalf("the holder does not hold u1: %+v", b.Units())
-	}
-	return h
-}
-
-// wantRejected checks that err is 25L01 and that nothing was written by
-// who = 'other'.
-func (b *lexBed) wantRejected(t *testing.T, what string, err error) {
-	t.Helper()
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != proxy.CodeEscapedWrite {
-		t.Errorf("%s: got %v, want SQLSTATE %s (a write escaping the holder's transaction of u1)", what, err, proxy.CodeEscapedWrite)
-	}
-	if n := scalar(t, directConn(t), "SELECT count(*) FROM "+b.uow+" WHERE who = 'other'"); n != "0" {
-		t.Errorf("%s: %s row(s) written outside the holder's transaction", what, n)
-	}
-}
-
-func runErr(conn *pgconn.PgConn, sql string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	_, err := conn.Exec(ctx, sql).ReadAll()
-	return err
-}
 
 // TestEscapeCheckSeesWriteAfterCarriageReturn: PostgreSQL ends a -- comment
 // at \r. After a read ending in a -- comment was classified (and cached),
 // the same text with "--\r; INSERT ..." is a read and a write, and the write
 // of u1 from another connection is refused.
 func TestEscapeCheckSeesWriteAfterCarriageReturn(t *testing.T) {
-	b := startLexBed(t)
+	b := startEscapeBed(t, nil)
 	h := b.hold(t)
 	defer exec(t, h, "ROLLBACK")
 	w := b.connect(t)
 	exec(t, w, "/*unit='u1'*/ SELECT 1 -- warm the cache")
-	err := runErr(w, "/*unit='u1'*/ SELECT 1 --\r; "+b.ins("u1", "other"))
+	err := escapeErr(w, "/*unit='u1'*/ SELECT 1 --\r; "+b.ins("u1", "other"))
 	b.wantRejected(t, `"SELECT 1 --\r; INSERT ..." after "SELECT 1 -- ..."`, err)
 	// The unit in a /* */ comment after "--\r" is read too.
-	err = runErr(w, b.ins("u1", "other")+" --\r/*unit='u1'*/")
+	err = escapeErr(w, b.ins("u1", "other")+" --\r/*unit='u1'*/")
 	b.wantRejected(t, `"INSERT ... --\r/*unit='u1'*/"`, err)
 }
 
@@ -109,7 +45,7 @@ func TestEscapeCheckSeesWriteAfterCarriageReturn(t *testing.T) {
 // request, which the server reads whole with the old setting), at login, and
 // pipelined in an extended batch.
 func TestEscapeCheckSeesWriteHiddenByNonStandardStrings(t *testing.T) {
-	b := startLexBed(t)
+	b := startEscapeBed(t, nil)
 	h := b.hold(t)
 	defer exec(t, h, "ROLLBACK")
 	// Read with the setting on, the text is one SELECT of two constants
@@ -131,7 +67,7 @@ func TestEscapeCheckSeesWriteHiddenByNonStandardStrings(t *testing.T) {
 
 	w := b.connect(t)
 	exec(t, w, "SET standard_conforming_strings = off")
-	b.wantRejected(t, "a write hidden in a literal, standard_conforming_strings off", runErr(w, hidden))
+	b.wantRejected(t, "a write hidden in a literal, standard_conforming_strings off", escapeErr(w, hidden))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -145,7 +81,7 @@ func TestEscapeCheckSeesWriteHiddenByNonStandardStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w2.Close(context.Background())
-	b.wantRejected(t, "the same, standard_conforming_strings off at login", runErr(w2, hidden))
+	b.wantRejected(t, "the same, standard_conforming_strings off at login", escapeErr(w2, hidden))
 
 	// One statement (a Parse takes no more): the write is a function call
 	// that only the reading with the setting off sees.
@@ -172,7 +108,7 @@ BEGIN INSERT INTO %s (unit, who) VALUES (u, 'other'); RETURN 1; END $f$`, fn, b.
 // "--\r" inside a transaction counts, so the transaction's next read of that
 // table stays on the primary and sees the row.
 func TestReadYourWritesAfterCarriageReturn(t *testing.T) {
-	b := startLexBed(t)
+	b := startEscapeBed(t, nil)
 	c := b.connect(t)
 	exec(t, c, "SELECT 1 -- warm")
 	exec(t, c, "BEGIN")
@@ -190,7 +126,7 @@ func TestReadYourWritesAfterCarriageReturn(t *testing.T) {
 // runs on the client's own backend, which shows the client's state, not a
 // lane connection's (another client's statement texts, literals included).
 func TestLaneReadOfSessionStateStaysOnPrimary(t *testing.T) {
-	b := startLexBed(t)
+	b := startEscapeBed(t, nil)
 	a := newPrepConn(t, b.connect(t))
 	secret := "alice@example.com-ssn-123-45-6789"
 	r := a.run(pParse("", fmt.Sprintf("SELECT pg_backend_pid(), id FROM %s WHERE note <> '%s'", b.vec, secret)), pBind(""), pExecute(), pSync())
