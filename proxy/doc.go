@@ -9,7 +9,10 @@
 //
 //	server.go        Server, Options, accept loop, client startup dispatch
 //	session.go       session: one client; clientLoop (client → requests),
-//	                 dispatch and the primary sender, relay (primary → client)
+//	                 dispatch and the primary sender
+//	primary.go       primaryConn: a primary backend, its pending requests,
+//	                 observed state and held statements; relay (primary →
+//	                 clients); runWhenIdle (a request of another session)
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages
@@ -34,17 +37,18 @@
 //
 // Goroutines: the accept loop (Server.Serve); per client, the session's own
 // goroutine (clientLoop: reads the client, plans and dispatches requests,
-// and reads vector-lane answers, since it waits for them) and relay (reads
-// the primary, writes the client); per lane pool, a maintenance goroutine;
-// per database, a catalog refresh when due; the idle-in-transaction and
-// shutdown timers (ops.go).
+// and reads vector-lane answers, since it waits for them) and its primary
+// connection's relay (reads the primary, writes the client, or a guest's);
+// per lane pool, a maintenance goroutine; per database, a catalog refresh
+// when due; the idle-in-transaction and shutdown timers (ops.go).
 //
 // Lock order (a lock may be taken while holding those to its left):
 //
 //	clientEntry.mu → session.mu
-//	session.out.mu → session.mu
+//	session.out.mu → primaryConn.mu, session.mu (one at a time)
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
+//	heldStmts.mu: taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

@@ -184,6 +184,6 @@ func (s *session) forgetLaneParses() {
 	for _, name := range s.plans.cur.parsed {
 		// NOTE: the name was free before the request (a request that
 		// redefines a statement stays off the lane).
-		s.reg.drop(name, false)
+		s.dropStmt(name)
 	}
 }

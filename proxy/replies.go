@@ -39,14 +39,15 @@ type sentMsg struct {
 // regChange is the effect of a successful Parse or Close of a statement on
 // what txlane tracks: the client's registry, and what a backend holds.
 type regChange struct {
-	reg  *registry     // the client's registry (and its primary's holdings)
+	reg  *registry     // the client's registry
 	name string        // the client's statement name
 	stmt *preparedStmt // the statement parsed; nil for Close
 	// client: the client's own registry changes (false for a message txlane
 	// injected to prepare a backend).
 	client bool
-	// prim: the client's primary holds (or dropped) the statement under name.
-	prim bool
+	// prim, when set, is the primary connection that now holds (or dropped)
+	// the statement under the client's name.
+	prim *heldStmts
 	// shared, when set, is the set of content-named statements of a shared
 	// backend (a vector-lane connection, or a holder's primary taking
 	// rerouted writes), guarded by sharedMu when not nil.
@@ -57,23 +58,21 @@ type regChange struct {
 
 // apply makes the change. It takes the locks it needs, one at a time.
 func (c *regChange) apply() {
-	if c.client || c.prim {
+	if c.client {
 		c.reg.mu.Lock()
-		if c.client {
-			if c.stmt != nil {
-				c.reg.stmts[c.name] = c.stmt
-			} else {
-				delete(c.reg.stmts, c.name)
-			}
-		}
-		if c.prim {
-			if c.stmt != nil {
-				c.reg.onPrim[c.name] = c.stmt.key
-			} else {
-				delete(c.reg.onPrim, c.name)
-			}
+		if c.stmt != nil {
+			c.reg.stmts[c.name] = c.stmt
+		} else {
+			delete(c.reg.stmts, c.name)
 		}
 		c.reg.mu.Unlock()
+	}
+	if c.prim != nil {
+		if c.stmt != nil {
+			c.prim.set(c.name, c.stmt.key)
+		} else {
+			c.prim.forget(c.name)
+		}
 	}
 	if c.shared != nil {
 		if c.sharedMu != nil {
@@ -94,8 +93,10 @@ type replyTracker struct {
 	sent []sentMsg
 	pos  int // the message whose replies come next
 	// reg, when set, is the client registry that SQL DEALLOCATE and DISCARD
-	// ALL change when they complete (in pipeline order with Parse and Close).
-	reg *registry
+	// ALL change when they complete (in pipeline order with Parse and Close),
+	// and held what the backend running them holds under the client's names.
+	reg  *registry
+	held *heldStmts
 	// done lists the statements the server reported complete, in order.
 	done []*policy.Statement
 	// describedParams: a Describe 'S' got its ParameterDescription and awaits
@@ -201,9 +202,11 @@ func (t *replyTracker) completed(st *policy.Statement) {
 	}
 	if d := st.Deallocate; d != nil {
 		t.reg.drop(d.Name, d.All)
+		t.held.drop(d.Name, d.All)
 	}
 	if st.Discard == policy.DiscardAll {
 		t.reg.drop("", true)
+		t.held.drop("", true)
 	}
 }
 
@@ -220,18 +223,16 @@ func replyOf(typ wire.Frontend) wire.Backend {
 	return wire.ReadyForQuery // Sync, Query, FunctionCall
 }
 
-// registry is a client's prepared statements as the client sees them, and
-// what its primary backend holds under the client's names. relay applies
-// confirmed changes; the client goroutine reads it and applies the effects
-// of SQL DEALLOCATE / DISCARD ALL.
+// registry is a client's prepared statements as the client sees them. relay
+// applies confirmed changes; the client goroutine reads it and applies the
+// effects of SQL DEALLOCATE / DISCARD ALL.
 type registry struct {
-	mu     sync.Mutex
-	stmts  map[string]*preparedStmt // the client's statements, "" = unnamed
-	onPrim map[string]stmtKey       // what the primary holds under each client name
+	mu    sync.Mutex
+	stmts map[string]*preparedStmt // the client's statements, "" = unnamed
 }
 
 func newRegistry() *registry {
-	return &registry{stmts: make(map[string]*preparedStmt), onPrim: make(map[string]stmtKey)}
+	return &registry{stmts: make(map[string]*preparedStmt)}
 }
 
 // get returns the client's statement name, or nil.
@@ -241,31 +242,13 @@ func (r *registry) get(name string) *preparedStmt {
 	return r.stmts[name]
 }
 
-// primaryHas returns the key of what the primary holds under name.
-func (r *registry) primaryHas(name string) (stmtKey, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	k, ok := r.onPrim[name]
-	return k, ok
-}
-
-// forgetPrimary records that the primary no longer holds name.
-func (r *registry) forgetPrimary(name string) {
-	r.mu.Lock()
-	delete(r.onPrim, name)
-	r.mu.Unlock()
-}
-
-// drop removes name (all: everything) from the client's statements and the
-// primary's.
+// drop removes name (all: everything) from the client's statements.
 func (r *registry) drop(name string, all bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if all {
 		clear(r.stmts)
-		clear(r.onPrim)
 		return
 	}
 	delete(r.stmts, name)
-	delete(r.onPrim, name)
 }

@@ -36,10 +36,15 @@ const (
 //
 // Goroutines: serve's goroutine reads the client, builds requests and
 // sends them to a lane (clientLoop); it also reads the vector lane's answers,
-// since it waits for them before the next request. relay reads the primary and
-// writes the client. Writes to the client go through out, whose lock is held
-// for whole messages only, so asynchronous primary messages (notifications)
-// never split a vector-lane message.
+// since it waits for them before the next request. The primary connection's
+// relay (primaryConn.relay) reads the primary and writes the client. Writes
+// to the client go through out, whose lock is held for whole messages only,
+// so asynchronous primary messages (notifications) never split a vector-lane
+// message.
+//
+// A session reaches another session's primary connection only through
+// primaryConn.runWhenIdle (a rerouted write), and another session's client
+// only as the destination that call is given.
 //
 // Lock order: out.mu before mu; cancelMu before mu. None is held across a
 // read; cancelMu is held across a cancel request's round trip only.
@@ -53,7 +58,7 @@ type session struct {
 
 	startup *pgproto3.StartupMessage
 	proto   *wire.Negotiation // the protocol version and options of the login (protocol.go)
-	primary *backend
+	primary *primaryConn      // the client's backend on the primary lane
 
 	keyPID    uint32 // BackendKeyData txlane gave the client
 	keySecret []byte
@@ -101,45 +106,19 @@ type session struct {
 
 	// Shared between goroutines; each says how.
 
-	// relayGone is closed when relay returns.
-	relayGone chan struct{}
 	// cancelMu is held while a cancel request of the client is forwarded.
 	cancelMu sync.Mutex
 	// unitsHeld counts the units this session holds in the registry.
 	unitsHeld atomic.Int32
-	// wsem is the right to write a request to the primary: held by the
-	// session while it sends one (from its first message to its Sync), or by
-	// another session rerouting a write into this one's transaction.
-	wsem chan struct{}
-	// changed is closed (and replaced) whenever the primary may have become
-	// idle: at each ReadyForQuery and when the session releases wsem. A
-	// session waiting to reroute a write into this one's transaction waits on
-	// it instead of polling. Guarded by mu.
-	// unnamedClobbered is set when a rerouted write replaced the primary's
-	// unnamed statement; the session then forgets what it held there.
-	unnamedClobbered atomic.Bool
-	// guestStmts holds the content-named statements rerouted writes prepared
-	// on the primary; guarded by reg.mu.
-	guestStmts *stmtLRU
 
 	mu struct {
 		sync.Mutex
-		// txStatus is the ground truth of the client's transaction state: it
-		// changes only in observeReadyForQuery.
-		txStatus TxStatus
-		// pending lists the requests sent to the primary and not yet answered
-		// by ReadyForQuery, oldest first.
-		pending []*request
-		// params holds the server's ParameterStatus values as last reported.
-		params map[string]string
 		// running is the backend executing the client's current request: the
 		// target of the client's cancel requests.
 		running *wire.CancelTarget
 		// tx is what routing knows of the client's transaction, updated as
-		// primary requests complete (see observeReadyForQuery).
+		// primary requests complete (see requestDone).
 		tx policy.TxState
-		// changed: see the field comment above wsem.
-		changed chan struct{}
 	}
 }
 
@@ -162,11 +141,9 @@ type request struct {
 	// state follows those the server reported complete (replies.done); stmts
 	// count only where replies cannot be attributed.
 	stmts []*policy.Statement
-	// guest, when set, is the session whose write was rerouted into this
-	// session's transaction: the answer goes to the guest's client, and
-	// guestDone is closed after its ReadyForQuery.
-	guest     *session
-	guestDone chan struct{}
+	// guest, when set, routes the answer to another session's client: a
+	// write rerouted into this session's transaction (see runWhenIdle).
+	guest *guestRoute
 	// extended: the request ends with a Sync (not a simple Query). copyIn: the
 	// server entered COPY IN while answering it. The server ignores a Sync
 	// received during COPY IN, so such a request and the next one (whose Sync
@@ -176,85 +153,55 @@ type request struct {
 	sent time.Time
 }
 
-// internalQuery collects the answer to a query txlane runs on the primary.
-type internalQuery struct {
-	rows [][][]byte // text values; nil is NULL
-	err  *pgproto3.ErrorResponse
-	done chan struct{}
-}
-
 // TxStatus returns the client's transaction status.
-func (s *session) TxStatus() TxStatus {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mu.txStatus
-}
+func (s *session) TxStatus() TxStatus { return s.primary.TxStatus() }
 
-// observeReadyForQuery records the status of a ReadyForQuery from the primary
-// and retires the request it answers: its statements are applied to the
-// transaction state, then the status byte, which is the truth. It is the only
-// writer of txStatus.
-func (s *session) observeReadyForQuery(status byte) *request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.mu.txStatus = TxStatus(status)
-	var req *request
+// inFlight reports how many requests the primary has not answered yet.
+func (s *session) inFlight() int { return s.primary.inFlight() }
+
+// ownerOut is the client connection (primaryOwner).
+func (s *session) ownerOut() *clientWriter { return &s.out }
+
+// requestDone applies what the primary reported complete in req to what
+// routing knows of the client's transaction: its statements first, then the
+// status, which is the truth (primaryOwner). last says no other request is
+// in flight: at 'I' the units the transaction carried are free.
+func (s *session) requestDone(req *request, status TxStatus, last bool) {
 	ddl := false
-	if len(s.mu.pending) > 0 {
-		req = s.popLocked()
-		done := req.replies.done
-		if req.copyIn && req.extended && len(s.mu.pending) > 0 {
-			// The next request's replies were attributed to this one (the
-			// server ignored a Sync during COPY IN): count everything it
-			// planned as run.
-			next := s.popLocked()
-			done = append(done, next.stmts...)
-		}
-		for _, st := range done {
+	s.mu.Lock()
+	if req != nil {
+		for _, st := range req.replies.done {
 			s.mu.tx.Apply(st)
 			ddl = ddl || isDDL(st)
 		}
 	}
-	if status == byte(TxIdle) && (ddl || s.mu.tx.SchemaChanged) {
+	schema := status == TxIdle && (ddl || s.mu.tx.SchemaChanged)
+	s.mu.tx.Ready(policy.TxStatus(status))
+	s.mu.Unlock()
+	if schema {
 		// Committed DDL may have made or dropped vector tables: the next
 		// request of this database reads the catalog again first.
 		s.srv.schemaChanged(s.database())
 	}
-	s.mu.tx.Ready(policy.TxStatus(status))
-	s.signalLocked()
 	s.srv.requestDone(s, req)
-	if status == byte(TxIdle) && len(s.mu.pending) == 0 {
-		// The transaction is over: the units it carried are free.
+	if status == TxIdle && last {
 		s.srv.units.releaseAll(s)
 	}
-	return req
 }
 
-// nextChange returns a channel closed at the next moment the primary may
-// have become idle (see session.changed).
-func (s *session) nextChange() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.changed == nil {
-		s.mu.changed = make(chan struct{})
-	}
-	return s.mu.changed
-}
+// parameterChanged marks the snapshot stale: the server reported a changed
+// setting (primaryOwner).
+func (s *session) parameterChanged() { s.snapDirty.Store(true) }
 
-// signalLocked wakes whoever waits on nextChange. s.mu must be held.
-func (s *session) signalLocked() {
-	if s.mu.changed != nil {
-		close(s.mu.changed)
-		s.mu.changed = nil
-	}
-}
+// guestArriving marks the snapshot stale: a rerouted write may change the
+// session's settings or temporary relations (primaryOwner).
+func (s *session) guestArriving() { s.snapDirty.Store(true) }
 
-// releaseWrite gives up the right to write to the primary (wsem).
-func (s *session) releaseWrite() {
-	<-s.wsem
-	s.mu.Lock()
-	s.signalLocked()
-	s.mu.Unlock()
+// dropStmt forgets the client's statement name, on the client's side and on
+// its primary's.
+func (s *session) dropStmt(name string) {
+	s.reg.drop(name, false)
+	s.primary.held.forget(name)
 }
 
 // isDDL reports whether st (or a part of it) is DDL.
@@ -283,46 +230,6 @@ func (s *session) restorePrimary() {
 	s.cancelMu.Unlock()
 }
 
-// popLocked removes the oldest pending request. s.mu must be held.
-func (s *session) popLocked() *request {
-	req := s.mu.pending[0]
-	s.mu.pending[0] = nil
-	s.mu.pending = s.mu.pending[1:]
-	return req
-}
-
-// replyFor returns the oldest unanswered request, which the message of type
-// typ answers, and whether that message must be hidden from the client (a
-// reply to a message txlane injected).
-func (s *session) replyFor(typ wire.Backend) (req *request, hide bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.mu.pending) == 0 {
-		return nil, false
-	}
-	req = s.mu.pending[0]
-	if typ == wire.CopyInResponse {
-		req.copyIn = true
-	}
-	if req.internal != nil {
-		return req, true
-	}
-	return req, req.replies.reply(typ)
-}
-
-// inFlight reports how many requests the primary has not answered yet.
-func (s *session) inFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.mu.pending)
-}
-
-func (s *session) push(req *request) {
-	s.mu.Lock()
-	s.mu.pending = append(s.mu.pending, req)
-	s.mu.Unlock()
-}
-
 // login relays the client's login to a new primary backend. On failure the
 // client has been told why, either by the server or by txlane.
 func (s *session) login(ctx context.Context) error {
@@ -344,8 +251,8 @@ func (s *session) login(ctx context.Context) error {
 		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 			Message: "txlane cannot reach the PostgreSQL server", Hint: "Check that the server named by txlane's primary DSN is running."})
 	}
-	b := &backend{conn: conn, r: wire.NewReader[wire.Backend](conn, 0), w: bufio.NewWriterSize(conn, wire.WriteBufSize), target: target}
-	s.primary = b
+	s.primary = newPrimaryConn(backend{conn: conn, r: wire.NewReader[wire.Backend](conn, 0), w: bufio.NewWriterSize(conn, wire.WriteBufSize), target: target}, s)
+	b := s.primary
 	res, err := wire.RelayLogin(b.r, b.w, startup, s.proto, s.cr, s.out.w, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
 		// NOTE: the target is complete before the key is registered, so a
 		// cancel request that finds the session finds a usable target.
@@ -370,10 +277,7 @@ func (s *session) login(ctx context.Context) error {
 		}
 		return err
 	}
-	s.mu.Lock()
-	s.mu.txStatus = TxStatus(res.TxStatus)
-	s.mu.params = res.Params
-	s.mu.Unlock()
+	b.loggedIn(res.TxStatus, res.Params)
 	return nil
 }
 
@@ -394,9 +298,6 @@ func (s *session) serve() {
 	s.mu.running = &s.primary.target
 	s.mu.Unlock()
 
-	s.relayGone = make(chan struct{})
-	s.wsem = make(chan struct{}, 1)
-	s.guestStmts = newStmtLRU(maxLaneStatements)
 	s.snapDirty.Store(true)
 	s.customs = make(map[string]bool)
 	s.plans = newPlanner(s.reg, s.routing)
@@ -413,9 +314,7 @@ func (s *session) serve() {
 	}
 	relayDone := make(chan error, 1)
 	go func() {
-		err := s.relay()
-		close(s.relayGone)
-		relayDone <- err
+		relayDone <- s.primary.relay()
 	}()
 
 	err := s.clientLoop()
@@ -684,13 +583,11 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	w := s.primary.w
 	pl := &s.plans.cur
 	if s.open == nil {
-		s.wsem <- struct{}{}
+		s.primary.acquire()
 		s.open = &request{sent: time.Now()}
 		s.open.replies.reg = s.reg
-		s.push(s.open)
-	}
-	if s.unnamedClobbered.Swap(false) {
-		s.reg.forgetPrimary("")
+		s.open.replies.held = &s.primary.held
+		s.primary.push(s.open)
 	}
 	steps := pl.steps[pl.sent:]
 	pl.sent = len(pl.steps)
@@ -706,7 +603,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		}
 		settled[name] = true
 		st := s.reg.get(name)
-		k, has := s.reg.primaryHas(name)
+		k, has := s.primary.held.has(name)
 		// NOTE: what an injected message does is recorded now, not when the
 		// server confirms it: the client may pipeline more requests that rely
 		// on it before the reply arrives. These statements ran before, so
@@ -716,12 +613,12 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			// answers as it would have.
 			out = wire.AppendCloseStatement(out, name)
 			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
-			(&regChange{reg: s.reg, name: name, prim: true}).apply()
+			(&regChange{reg: s.reg, name: name, prim: &s.primary.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
 			out = wire.AppendParse(out, name, st.sql, st.paramOIDs)
 			sent = append(sent, sentMsg{typ: wire.Parse, hidden: true})
-			(&regChange{reg: s.reg, name: name, stmt: st, prim: true}).apply()
+			(&regChange{reg: s.reg, name: name, stmt: st, prim: &s.primary.held}).apply()
 		}
 	}
 	// Statements SQL-level DEALLOCATE and EXECUTE name must exist there too.
@@ -749,10 +646,10 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			} else {
 				// Parsing the unnamed statement drops the old one, even if
 				// the new one fails.
-				s.reg.drop("", false)
+				s.dropStmt("")
 			}
 			settled[m.name] = true
-			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: true}
+			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &s.primary.held}
 		case m.typ == wire.Bind:
 			ensure(m.name)
 			sm.portal = &portalChange{p: s.plans, name: m.portal, ref: m.bound}
@@ -760,13 +657,13 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			ensure(m.name)
 		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
 			settled[m.name] = true
-			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: true}
+			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: &s.primary.held}
 		case m.typ == wire.Close:
 			sm.portal = &portalChange{p: s.plans, name: m.portal, drop: true}
 		case m.typ == wire.Query:
 			// A simple Query replaces the unnamed statement, for the client
 			// too, and drops the unnamed portal.
-			s.reg.drop("", false)
+			s.dropStmt("")
 			sm.portal = &portalChange{p: s.plans, drop: true}
 		}
 		if rej != nil && m.typ == wire.Execute && next-1 == rej.step-(len(pl.steps)-len(steps)) {
@@ -780,15 +677,9 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	}
 	s.scratch = out[:0]
 
-	s.mu.Lock()
-	for _, sm := range sent {
-		s.open.replies.add(sm)
-	}
-	s.open.stmts = append(s.open.stmts, pl.stmts(len(pl.steps)-len(steps))...)
-	s.mu.Unlock()
 	synced := b.synced
+	s.primary.track(s.open, sent, pl.stmts(len(pl.steps)-len(steps)), synced && b.sql == "" && !b.function())
 	if synced {
-		s.open.extended = b.sql == "" && !b.function()
 		s.open = nil
 	}
 	_, err := w.Write(out)
@@ -798,7 +689,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		err = w.Flush()
 	}
 	if synced {
-		s.releaseWrite()
+		s.primary.release()
 	}
 	return err
 }
@@ -819,7 +710,7 @@ func (s *session) appendRaise(out []byte, sent []sentMsg, e *wire.Error) ([]byte
 	out = wire.AppendParse(out, "", raiseSQL(e), nil)
 	// The unnamed statement is the raise now: the client's is prepared
 	// again before its next use.
-	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: true}})
+	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: &s.primary.held}})
 	out, _ = (&pgproto3.Bind{}).Encode(out)
 	sent = append(sent, sentMsg{typ: wire.Bind, hidden: true})
 	out, _ = (&pgproto3.Execute{}).Encode(out)
@@ -902,170 +793,10 @@ func unitValue(set policy.Setting) string {
 	return strings.Trim(set.Value, "'")
 }
 
-// relay forwards primary messages to the client, observing ReadyForQuery and
-// ParameterStatus on the way. It flushes only when the primary has nothing
-// more buffered, so a response goes out in as few writes as possible.
-func (s *session) relay() error {
-	b := s.primary
-	fatal := false
-	for {
-		if !b.r.Buffered() {
-			s.out.mu.Lock()
-			err := s.out.w.Flush()
-			s.out.mu.Unlock()
-			if err != nil {
-				return s.relayStop(err, fatal)
-			}
-		}
-		typ, _, err := b.r.Next()
-		if err != nil {
-			return s.relayStop(err, fatal)
-		}
-		req, hide := s.replyFor(typ)
-		if req != nil && req.internal != nil {
-			if err := s.internalReply(req, typ); err != nil {
-				return s.relayStop(err, fatal)
-			}
-			continue
-		}
-		if hide {
-			if err := b.r.Skip(); err != nil {
-				return s.relayStop(err, fatal)
-			}
-			continue
-		}
-		if req != nil && req.guest != nil && typ != wire.NotificationResponse && typ != wire.ParameterStatus {
-			if err := s.guestReply(req, typ); err != nil {
-				return s.relayStop(err, fatal)
-			}
-			continue
-		}
-		s.out.mu.Lock()
-		switch typ {
-		case wire.ReadyForQuery:
-			var status byte
-			if status, err = b.r.Status(); err == nil {
-				s.observeReadyForQuery(status)
-				wire.WriteRaw(s.out.w, typ, []byte{status})
-			}
-		case wire.ParameterStatus:
-			var body []byte
-			if body, err = b.r.Body(); err == nil {
-				var ps pgproto3.ParameterStatus
-				s.snapDirty.Store(true)
-				if ps.Decode(body) == nil {
-					s.mu.Lock()
-					s.mu.params[ps.Name] = ps.Value
-					s.mu.Unlock()
-				}
-				wire.WriteRaw(s.out.w, typ, body)
-			}
-		case wire.ErrorResponse:
-			var body []byte
-			if body, err = b.r.Body(); err == nil {
-				// A FATAL error is the server explaining its own exit:
-				// nothing to add after it.
-				fatal = fatal || wire.IsFatal(body)
-				wire.WriteRaw(s.out.w, typ, wire.WithSQLState(body))
-			}
-		default:
-			err = b.r.Forward(s.out.w)
-		}
-		s.out.mu.Unlock()
-		if err != nil {
-			return s.relayStop(err, fatal)
-		}
-	}
-}
-
-// guestReply forwards one message of the answer to a write rerouted into
-// this session's transaction to the guest's client. The ReadyForQuery is the
-// holder's to observe; the guest gets its own status.
-func (s *session) guestReply(req *request, typ wire.Backend) error {
-	g := req.guest
-	b := s.primary
-	if typ == wire.ReadyForQuery {
-		status, err := b.r.Status()
-		if err != nil {
-			return err
-		}
-		s.observeReadyForQuery(status)
-		g.out.mu.Lock()
-		wire.WriteRaw(g.out.w, wire.ReadyForQuery, []byte{byte(g.TxStatus())})
-		g.out.w.Flush() // a guest that went away does not concern the holder
-		g.out.mu.Unlock()
-		close(req.guestDone)
-		return nil
-	}
-	// NOTE: the body is read whole before the guest's socket is written, so
-	// that a guest that went away cannot leave the holder's stream mid-message.
-	body, err := b.r.Body()
-	if err != nil {
-		return err
-	}
-	if typ == wire.ErrorResponse {
-		body = wire.WithSQLState(body)
-	}
-	g.out.mu.Lock()
-	wire.WriteRaw(g.out.w, typ, body)
-	if !b.r.Buffered() {
-		g.out.w.Flush()
-	}
-	g.out.mu.Unlock()
-	return nil
-}
-
-// internalReply consumes one message of the answer to a query of txlane's own.
-func (s *session) internalReply(req *request, typ wire.Backend) error {
-	q := req.internal
-	b := s.primary
-	switch typ {
-	case wire.DataRow:
-		body, err := b.r.Body()
-		if err != nil {
-			return err
-		}
-		var dr pgproto3.DataRow
-		if err := dr.Decode(body); err != nil {
-			return err
-		}
-		row := make([][]byte, len(dr.Values))
-		for i, v := range dr.Values {
-			if v != nil {
-				row[i] = append([]byte{}, v...) // body is reused by the next read
-			}
-		}
-		q.rows = append(q.rows, row)
-	case wire.ErrorResponse:
-		body, err := b.r.Body()
-		if err != nil {
-			return err
-		}
-		q.err = &pgproto3.ErrorResponse{}
-		q.err.Decode(body)
-	case wire.ReadyForQuery:
-		status, err := b.r.Status()
-		if err != nil {
-			return err
-		}
-		s.observeReadyForQuery(status)
-		close(q.done)
-	case wire.NotificationResponse, wire.ParameterStatus:
-		// Asynchronous: still the client's.
-		s.out.mu.Lock()
-		err := b.r.Forward(s.out.w)
-		s.out.mu.Unlock()
-		return err
-	default:
-		return b.r.Skip()
-	}
-	return nil
-}
-
-// relayStop ends relay. If the backend failed while the session was live, the
-// client gets an error and is closed; if serve is tearing the session down,
-// relay just returns.
-func (s *session) relayStop(err error, quiet bool) error {
+// primaryLost ends the primary's relay (primaryOwner). If the backend failed
+// while the session was live, the client gets an error and is closed; if
+// serve is tearing the session down, relay just returns.
+func (s *session) primaryLost(err error, quiet bool) error {
 	if s.stopping.Load() {
 		return err
 	}

@@ -94,3 +94,10 @@ func (l *stmtLRU) remove(k stmtKey) {
 		delete(l.elems, k)
 	}
 }
+
+// clear forgets every statement (the server dropped them all: DISCARD ALL,
+// DEALLOCATE ALL).
+func (l *stmtLRU) clear() {
+	l.order.Init()
+	clear(l.elems)
+}

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -43,11 +43,15 @@ type unitRegistry struct {
 	holders map[string]*unitHold // by unit
 }
 
-// unitHold is one unit held by one session.
+// unitHold is one unit held by one session's transaction.
 type unitHold struct {
-	unit  string
-	sess  *session
-	since time.Time
+	unit string
+	sess *session // the holder, as an identity only
+	// who describes the holder as it was when it took the unit; primary is
+	// the connection its transaction runs on (rerouted writes go there).
+	who     UnitHolder
+	primary *primaryConn
+	since   time.Time
 	// rerouted lists tables written by writes rerouted into the holder's
 	// transaction (reroutedUnknown: some write named none); guarded by the
 	// registry's mu.
@@ -77,16 +81,21 @@ func (s *Server) Units() []UnitHolder {
 }
 
 func (h *unitHold) describe() UnitHolder {
-	s := h.sess
+	d := h.who
+	d.Failed = h.primary.TxStatus() == TxFailed
+	return d
+}
+
+// holderDesc describes s as the holder of unit u since t.
+func (s *session) holderDesc(u string, t time.Time) UnitHolder {
 	return UnitHolder{
-		Unit:            h.unit,
+		Unit:            u,
 		ClientID:        s.id,
 		ClientAddr:      s.client.RemoteAddr().String(),
 		ApplicationName: s.startup.Parameters["application_name"],
 		User:            s.startup.Parameters["user"],
 		Database:        s.database(),
-		Since:           h.since,
-		Failed:          s.TxStatus() == TxFailed,
+		Since:           t,
 	}
 }
 
@@ -112,7 +121,8 @@ func (r *unitRegistry) hold(u string, s *session) *unitHold {
 	if h := r.holders[u]; h != nil {
 		return h
 	}
-	h := &unitHold{unit: u, sess: s, since: time.Now()}
+	now := time.Now()
+	h := &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), primary: s.primary, since: now}
 	r.holders[u] = h
 	s.unitsHeld.Add(1)
 	return h
@@ -261,7 +271,7 @@ func (s *session) freshUnits() error {
 	if !s.unitStale {
 		return nil
 	}
-	q, err := s.internal("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
+	q, err := s.primary.query("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
 	if err != nil {
 		return err
 	}
@@ -368,90 +378,48 @@ func rerouteGoneError(u string, h UnitHolder, why string) *wire.Error {
 
 // reroute runs unit b, which carries unit u, on the backend of u's holder
 // h, inside h's transaction, as soon as that backend is idle (at most
-// policy reroute_wait_timeout). The answer goes to this session's client,
-// with this session's own ReadyForQuery status. write says b writes (else it
-// is a read following earlier rerouted writes).
-//
-// NOTE: the holder is idle when it has no request in flight and is not in the
-// middle of sending one (its wsem is free); taking its wsem keeps it so while
-// the write is sent, and its relay delivers the answer here. The write then
-// runs before anything the holder sends later, COMMIT included.
+// policy reroute_wait_timeout): the holder's primary connection queues it
+// (runWhenIdle). The answer goes to this session's client, with this
+// session's own ReadyForQuery status. write says b writes (else it is a read
+// following earlier rerouted writes).
 func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	pl := &s.plans.cur
 	stmts := pl.stmts(0)
-	holder := h.sess
+	host := h.primary
 	desc := h.describe()
 	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
 	defer deadline.Stop()
-	tooLong := func() error {
+
+	req := &request{stmts: stmts, extended: b.sql == "",
+		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{})}}
+	still := func() bool { return s.srv.units.holderOf(u) == h }
+	err := host.runWhenIdle(deadline.C, still, req, func(w *bufio.Writer, held *heldStmts) {
+		s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies)
+	})
+	switch {
+	case errors.Is(err, errGuestWaited):
 		return s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
 			Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
 			Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 			Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
-	}
-	for {
-		if s.srv.units.holderOf(u) != h {
-			return s.refuseUnit(rerouteGoneError(u, desc, "Its transaction ended while the write waited."))
-		}
-		// NOTE: taken before the holder's state is looked at, so that a
-		// change after the look is not missed.
-		changed := holder.nextChange()
-		select {
-		case holder.wsem <- struct{}{}:
-		case <-holder.relayGone:
-			return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
-		case <-deadline.C:
-			return tooLong()
-		}
-		status := holder.TxStatus()
-		if holder.inFlight() == 0 && status == TxActive && s.srv.units.holderOf(u) == h {
-			break // holding the holder's wsem: it stays idle
-		}
-		<-holder.wsem // the holder's state did not change: no signal
-		if status == TxFailed {
-			return s.refuseUnit(escapeError(u, describeTables(stmts), desc, policy.EscapeReroute, "The holder's transaction has failed."))
-		}
-		select {
-		case <-changed:
-		case <-holder.relayGone:
-			return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
-		case <-deadline.C:
-			return tooLong()
-		}
-	}
-
-	done := make(chan struct{})
-	req := &request{guest: s, guestDone: done, stmts: stmts, extended: b.sql == ""}
-	w := holder.primary.w
-	// NOTE: the request is assembled, and the tracker filled, before the request
-	// is queued and anything reaches the server: the holder's relay reads the
-	// tracker as soon as replies come.
-	var buf bytes.Buffer
-	bw := bufio.NewWriter(&buf)
-	s.writeShared(bw, b, pl.steps, holder.guestStmts, &holder.reg.mu, &req.replies)
-	bw.Flush()
-	holder.push(req)
-	// The write runs in the holder's session: it may change its settings or
-	// temporary relations, which the holder reads again before an offload.
-	holder.snapDirty.Store(true)
-	w.Write(buf.Bytes())
-	err := w.Flush()
-	holder.unnamedClobbered.Store(true)
-	<-holder.wsem
-	if err != nil {
-		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection failed."))
+	case errors.Is(err, errGuestNotWelcome):
+		return s.refuseUnit(rerouteGoneError(u, desc, "Its transaction ended while the write waited."))
+	case errors.Is(err, errGuestTxFailed):
+		return s.refuseUnit(escapeError(u, describeTables(stmts), desc, policy.EscapeReroute, "The holder's transaction has failed."))
+	case errors.Is(err, errPrimaryGone):
+		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
 	}
 	if write {
 		s.srv.units.noteRerouted(h, reroutedTables(stmts))
 	}
 	s.mu.Lock()
-	s.mu.running = &holder.primary.target
+	s.mu.running = &host.target
 	s.mu.Unlock()
 	defer s.restorePrimary()
 	select {
-	case <-done:
+	case <-req.guest.done:
 		return nil
-	case <-holder.relayGone:
+	case <-host.gone:
 		// The holder's backend is gone, and its transaction with the write.
 		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed before the write completed; the transaction rolled back."))
 	}

@@ -351,6 +351,52 @@ func TestUnitsReroute(t *testing.T) {
 			t.Fatalf("count %s", got)
 		}
 	})
+	t.Run("write waits for a busy holder, then runs in its transaction", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", nil)
+		holder, other := bed.connect(t), bed.connect(t)
+		exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+		busy := make(chan time.Time, 1)
+		go func() {
+			exec(t, holder, "SELECT pg_sleep(0.4)")
+			busy <- time.Now()
+		}()
+		time.Sleep(100 * time.Millisecond)
+		exec(t, other, bed.insert("u1", "other"))
+		answered := time.Now()
+		if idle := <-busy; answered.Before(idle.Add(-50 * time.Millisecond)) {
+			// The holder's client got its answer after the server sent it;
+			// the write cannot have run before the holder's statement ended.
+			t.Fatalf("rerouted write answered %v before the holder's statement ended", idle.Sub(answered))
+		}
+		exec(t, holder, "ROLLBACK")
+		if got := bed.count(t, "true"); got != "0" {
+			t.Fatalf("%s rows after the holder rolled back: the write ran outside its transaction", got)
+		}
+	})
+	t.Run("holder DISCARD ALL drops the statements rerouted writes prepared", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", nil)
+		holder := bed.connect(t)
+		ctx := context.Background()
+		pc, err := pgx.Connect(ctx, bed.DSN(t, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close(ctx)
+		ins := "INSERT INTO " + bed.table + " (unit, who) VALUES ($1, $2) /*unit='u1'*/"
+		for round := 0; round < 2; round++ {
+			exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+			if _, err := pc.Exec(ctx, ins, "u1", "pgx"); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			exec(t, holder, "COMMIT")
+			// The server forgets every prepared statement of the holder's
+			// session, the content-named ones of the rerouted write too.
+			exec(t, holder, "DISCARD ALL")
+		}
+		if got := bed.count(t, "who = 'pgx'"); got != "2" {
+			t.Fatalf("%s rerouted rows, want 2", got)
+		}
+	})
 }
 
 // TestUnitsRandomized runs many units over several connections with random

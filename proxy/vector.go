@@ -200,7 +200,7 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 // Describe are rewritten to the content names.
 func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
 	if b.sql != "" && len(b.msgs) == 1 {
-		s.reg.drop("", false) // a simple Query replaces the unnamed statement
+		s.dropStmt("") // a simple Query replaces the unnamed statement
 		wire.WriteRaw(w, wire.Query, b.buf[5:])
 		tr.add(sentMsg{typ: wire.Query, exec: steps[0].stmt})
 		return nil
@@ -269,7 +269,7 @@ func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held 
 			if m.name == "" {
 				// Parsing the unnamed statement drops the old one, even if the
 				// new one fails.
-				s.reg.drop("", false)
+				s.dropStmt("")
 			}
 			lock()
 			has := held.has(st.key)
@@ -536,7 +536,7 @@ func appendMsg(buf []byte, typ wire.Backend, body []byte) []byte {
 // poisonPrimary fails the primary's open transaction (see poisonSQL) and
 // waits until the primary has answered.
 func (s *session) poisonPrimary() error {
-	q, err := s.internal(poisonSQL)
+	q, err := s.primary.query(poisonSQL)
 	if err != nil {
 		return err
 	}
@@ -638,33 +638,6 @@ func (s *session) laneLostMidway(err error) error {
 		Message: "vector-lane connection lost", Detail: "The connection running a read for this session failed while answering."}
 }
 
-// internal runs sql on the primary as txlane's own query and waits for the
-// answer, which does not reach the client. The primary must be idle.
-func (s *session) internal(sql string) (*internalQuery, error) {
-	q := &internalQuery{done: make(chan struct{})}
-	s.wsem <- struct{}{}
-	s.push(&request{internal: q})
-	// A simple Query replaces the server's unnamed statement: the client's
-	// (if any) is prepared again before its next use on the primary.
-	s.reg.forgetPrimary("")
-	wire.WriteMsg(s.primary.w, &pgproto3.Query{String: sql})
-	err := s.primary.w.Flush()
-	s.releaseWrite()
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case <-q.done:
-		return q, nil
-	case <-s.relayGone:
-		return nil, errors.New("primary connection lost")
-	case <-time.After(internalQueryTimeout):
-		return nil, errors.New("primary did not answer txlane's internal query in time")
-	}
-}
-
-const internalQueryTimeout = 30 * time.Second
-
 // refreshSnapshot re-reads the client's session settings, the isolation of
 // its transaction and its temporary relations from the primary (one query; a
 // second lists the temporary relations of a session that has a temporary
@@ -677,7 +650,7 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	// the snapshot dirty again.
 	s.snapDirty.Store(false)
 	sql, names := snapshotQuery(s.customSettings())
-	q, err := s.internal(sql)
+	q, err := s.primary.query(sql)
 	if err != nil {
 		return nil, err
 	}
@@ -690,7 +663,7 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	}
 	snap := parseSnapshot(names, q.rows[0])
 	if snap.tempSchema {
-		tq, err := s.internal(tempRelationsSQL)
+		tq, err := s.primary.query(tempRelationsSQL)
 		if err != nil {
 			return nil, err
 		}

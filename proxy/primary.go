@@ -1,0 +1,532 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/proxy/wire"
+)
+
+// primaryConn is one backend of the primary lane and everything known of
+// it: its socket (backend), the requests sent to it and not yet answered,
+// the server state it reported (transaction status and ParameterStatus
+// values, observed in one place: observe), the prepared statements it holds,
+// and the goroutine that reads it (relay).
+//
+// Its owner is the session it serves: replies go to the owner's client,
+// except those of a request another session queued with runWhenIdle, whose
+// replies go to that session's client. No session reaches into another's
+// primaryConn except through runWhenIdle.
+//
+// Lock order: mu and held.mu are never held together, nor across a network
+// read or write; the owner's hooks are called with neither held.
+type primaryConn struct {
+	backend
+	owner primaryOwner
+
+	// wsem is the right to write a request: held from a request's first
+	// message to its Sync by the owner, or by runWhenIdle for a guest's.
+	wsem chan struct{}
+	// gone is closed when relay returns: the connection is unusable.
+	gone chan struct{}
+
+	mu struct {
+		sync.Mutex
+		// txStatus is the status of the last ReadyForQuery.
+		txStatus TxStatus
+		// pending lists the requests sent and not yet answered by
+		// ReadyForQuery, oldest first.
+		pending []*request
+		// params holds the server's ParameterStatus values as last reported.
+		params map[string]string
+		// changed is closed (and replaced) whenever the connection may have
+		// become idle: after each ReadyForQuery and when wsem is released.
+		changed chan struct{}
+	}
+
+	// held is what the server holds in its session's prepared statements.
+	held heldStmts
+}
+
+// primaryOwner is what a primaryConn needs of the session it serves. relay
+// calls these from its goroutine, with no lock of the primaryConn held.
+type primaryOwner interface {
+	// ownerOut is the client connection replies go to.
+	ownerOut() *clientWriter
+	// requestDone applies what the server reported complete in req (or, for
+	// req nil, an unsolicited ReadyForQuery) to the owner's state, before
+	// the request leaves the pending queue; last says no other request is
+	// in flight.
+	requestDone(req *request, status TxStatus, last bool)
+	// parameterChanged says the server reported a ParameterStatus.
+	parameterChanged()
+	// guestArriving says a request of another session is about to run in
+	// the owner's server session (and may change its settings).
+	guestArriving()
+	// primaryLost ends relay: err is why it stopped reading, fatal says the
+	// server sent a FATAL error first.
+	primaryLost(err error, fatal bool) error
+}
+
+// heldStmts is what a primary backend holds in its prepared statements: the
+// owner's statements under the owner's names, and content-named statements
+// that guests' requests prepared (see writeShared).
+type heldStmts struct {
+	mu      sync.Mutex
+	named   map[string]stmtKey
+	content *stmtLRU
+}
+
+func newPrimaryConn(b backend, owner primaryOwner) *primaryConn {
+	p := &primaryConn{backend: b, owner: owner, wsem: make(chan struct{}, 1), gone: make(chan struct{})}
+	p.held.named = make(map[string]stmtKey)
+	p.held.content = newStmtLRU(maxLaneStatements)
+	p.mu.params = map[string]string{}
+	return p
+}
+
+// has returns the key of what the backend holds under name.
+func (h *heldStmts) has(name string) (stmtKey, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k, ok := h.named[name]
+	return k, ok
+}
+
+func (h *heldStmts) set(name string, k stmtKey) {
+	h.mu.Lock()
+	h.named[name] = k
+	h.mu.Unlock()
+}
+
+// forget records that the backend no longer holds name.
+func (h *heldStmts) forget(name string) {
+	h.mu.Lock()
+	delete(h.named, name)
+	h.mu.Unlock()
+}
+
+// drop forgets name, or with all every statement (DISCARD ALL,
+// DEALLOCATE ALL). A nil h holds nothing.
+func (h *heldStmts) drop(name string, all bool) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if all {
+		clear(h.named)
+		h.content.clear()
+		return
+	}
+	delete(h.named, name)
+}
+
+// TxStatus returns the status of the last ReadyForQuery.
+func (p *primaryConn) TxStatus() TxStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.txStatus
+}
+
+// inFlight reports how many requests the server has not answered yet.
+func (p *primaryConn) inFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.mu.pending)
+}
+
+// loggedIn records the state the login left the backend in.
+func (p *primaryConn) loggedIn(status byte, params map[string]string) {
+	p.mu.Lock()
+	p.mu.txStatus = TxStatus(status)
+	p.mu.params = params
+	p.mu.Unlock()
+}
+
+// param returns the server's value of a reported parameter.
+func (p *primaryConn) param(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.params[name]
+}
+
+// acquire takes the right to write a request; release gives it up.
+func (p *primaryConn) acquire() { p.wsem <- struct{}{} }
+
+func (p *primaryConn) release() {
+	<-p.wsem
+	p.mu.Lock()
+	p.signalLocked()
+	p.mu.Unlock()
+}
+
+// push queues req, whose messages are about to be written.
+func (p *primaryConn) push(req *request) {
+	p.mu.Lock()
+	p.mu.pending = append(p.mu.pending, req)
+	p.mu.Unlock()
+}
+
+// nextChange returns a channel closed at the next moment the connection
+// may have become idle.
+func (p *primaryConn) nextChange() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.changed == nil {
+		p.mu.changed = make(chan struct{})
+	}
+	return p.mu.changed
+}
+
+// signalLocked wakes whoever waits on nextChange. p.mu must be held.
+func (p *primaryConn) signalLocked() {
+	if p.mu.changed != nil {
+		close(p.mu.changed)
+		p.mu.changed = nil
+	}
+}
+
+// observe records a ReadyForQuery: the status is the truth from now on, and
+// the oldest pending request is complete. The owner applies what it did
+// (requestDone) before the request leaves the queue, so that whoever sees
+// the queue empty sees the owner's state up to date.
+func (p *primaryConn) observe(status byte) *request {
+	p.mu.Lock()
+	p.mu.txStatus = TxStatus(status)
+	var req *request
+	n := 0 // the requests this ReadyForQuery ends
+	if len(p.mu.pending) > 0 {
+		req, n = p.mu.pending[0], 1
+		if req.copyIn && req.extended && len(p.mu.pending) > 1 {
+			// The server ignored a Sync during COPY IN: the next request's
+			// replies were attributed to this one, and one ReadyForQuery
+			// ends both.
+			req.replies.done = append(req.replies.done, p.mu.pending[1].stmts...)
+			n = 2
+		}
+	}
+	last := len(p.mu.pending) == n
+	p.mu.Unlock()
+	p.owner.requestDone(req, TxStatus(status), last)
+	p.mu.Lock()
+	clear(p.mu.pending[:n])
+	p.mu.pending = p.mu.pending[n:]
+	p.signalLocked()
+	p.mu.Unlock()
+	return req
+}
+
+// replyFor returns the oldest unanswered request, which the message of type
+// typ answers, and whether that message must be hidden from the client (a
+// reply to a message txlane injected).
+func (p *primaryConn) replyFor(typ wire.Backend) (req *request, hide bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.mu.pending) == 0 {
+		return nil, false
+	}
+	req = p.mu.pending[0]
+	if typ == wire.CopyInResponse {
+		req.copyIn = true
+	}
+	if req.internal != nil {
+		return req, true
+	}
+	return req, req.replies.reply(typ)
+}
+
+// relay forwards the server's messages to the clients they answer,
+// observing ReadyForQuery and ParameterStatus on the way, until the
+// connection fails or is closed. It flushes a client only when the server
+// has nothing more buffered, so a response goes out in as few writes as
+// possible.
+func (p *primaryConn) relay() error {
+	defer close(p.gone)
+	out := p.owner.ownerOut()
+	fatal := false
+	for {
+		if !p.r.Buffered() {
+			out.mu.Lock()
+			err := out.w.Flush()
+			out.mu.Unlock()
+			if err != nil {
+				return p.owner.primaryLost(err, fatal)
+			}
+		}
+		typ, _, err := p.r.Next()
+		if err != nil {
+			return p.owner.primaryLost(err, fatal)
+		}
+		req, hide := p.replyFor(typ)
+		switch {
+		case req != nil && req.internal != nil:
+			err = p.internalReply(req, typ)
+		case hide:
+			err = p.r.Skip()
+		case req != nil && req.guest != nil && typ != wire.NotificationResponse && typ != wire.ParameterStatus:
+			err = p.guestReply(req, typ)
+		default:
+			var f bool
+			f, err = p.forward(out, typ)
+			fatal = fatal || f
+		}
+		if err != nil {
+			return p.owner.primaryLost(err, fatal)
+		}
+	}
+}
+
+// forward passes one message to out, observing it on the way. fatal says it
+// was a FATAL error: the server explaining its own exit.
+func (p *primaryConn) forward(out *clientWriter, typ wire.Backend) (fatal bool, err error) {
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	switch typ {
+	case wire.ReadyForQuery:
+		var status byte
+		if status, err = p.r.Status(); err == nil {
+			p.observe(status)
+			wire.WriteRaw(out.w, typ, []byte{status})
+		}
+	case wire.ParameterStatus:
+		var body []byte
+		if body, err = p.r.Body(); err == nil {
+			var ps pgproto3.ParameterStatus
+			if ps.Decode(body) == nil {
+				p.mu.Lock()
+				p.mu.params[ps.Name] = ps.Value
+				p.mu.Unlock()
+			}
+			p.owner.parameterChanged()
+			wire.WriteRaw(out.w, typ, body)
+		}
+	case wire.ErrorResponse:
+		var body []byte
+		if body, err = p.r.Body(); err == nil {
+			fatal = wire.IsFatal(body)
+			wire.WriteRaw(out.w, typ, wire.WithSQLState(body))
+		}
+	default:
+		err = p.r.Forward(out.w)
+	}
+	return fatal, err
+}
+
+// guestRoute sends the answer to a request another session queued (see
+// runWhenIdle) to that session's client.
+type guestRoute struct {
+	out *clientWriter
+	// status is the transaction status the guest's client gets in the
+	// ReadyForQuery that ends the answer (its own, not the owner's).
+	status func() TxStatus
+	// done is closed once the answer has been delivered.
+	done chan struct{}
+}
+
+// guestReply forwards one message of the answer to a guest's request to the
+// guest's client. The ReadyForQuery is the owner's to observe; the guest
+// gets its own status.
+func (p *primaryConn) guestReply(req *request, typ wire.Backend) error {
+	g := req.guest
+	if typ == wire.ReadyForQuery {
+		status, err := p.r.Status()
+		if err != nil {
+			return err
+		}
+		p.observe(status)
+		g.out.mu.Lock()
+		wire.WriteRaw(g.out.w, wire.ReadyForQuery, []byte{byte(g.status())})
+		g.out.w.Flush() // a guest that went away does not concern the owner
+		g.out.mu.Unlock()
+		close(g.done)
+		return nil
+	}
+	// NOTE: the body is read whole before the guest's socket is written, so
+	// that a guest that went away cannot leave the owner's stream mid-message.
+	body, err := p.r.Body()
+	if err != nil {
+		return err
+	}
+	if typ == wire.ErrorResponse {
+		body = wire.WithSQLState(body)
+	}
+	g.out.mu.Lock()
+	wire.WriteRaw(g.out.w, typ, body)
+	if !p.r.Buffered() {
+		g.out.w.Flush()
+	}
+	g.out.mu.Unlock()
+	return nil
+}
+
+// internalQuery collects the answer to a query txlane runs on the primary.
+type internalQuery struct {
+	rows [][][]byte // text values; nil is NULL
+	err  *pgproto3.ErrorResponse
+	done chan struct{}
+}
+
+// internalReply consumes one message of the answer to a query of txlane's own.
+func (p *primaryConn) internalReply(req *request, typ wire.Backend) error {
+	q := req.internal
+	switch typ {
+	case wire.DataRow:
+		body, err := p.r.Body()
+		if err != nil {
+			return err
+		}
+		var dr pgproto3.DataRow
+		if err := dr.Decode(body); err != nil {
+			return err
+		}
+		row := make([][]byte, len(dr.Values))
+		for i, v := range dr.Values {
+			if v != nil {
+				row[i] = append([]byte{}, v...) // body is reused by the next read
+			}
+		}
+		q.rows = append(q.rows, row)
+	case wire.ErrorResponse:
+		body, err := p.r.Body()
+		if err != nil {
+			return err
+		}
+		q.err = &pgproto3.ErrorResponse{}
+		q.err.Decode(body)
+	case wire.ReadyForQuery:
+		status, err := p.r.Status()
+		if err != nil {
+			return err
+		}
+		p.observe(status)
+		close(q.done)
+	case wire.NotificationResponse, wire.ParameterStatus:
+		// Asynchronous: still the owner's client's.
+		_, err := p.forward(p.owner.ownerOut(), typ)
+		return err
+	default:
+		return p.r.Skip()
+	}
+	return nil
+}
+
+// query runs sql as txlane's own query and waits for the answer, which
+// reaches no client. The caller must be the owner, with the connection idle.
+func (p *primaryConn) query(sql string) (*internalQuery, error) {
+	q := &internalQuery{done: make(chan struct{})}
+	p.acquire()
+	p.push(&request{internal: q})
+	// A simple Query replaces the server's unnamed statement: the client's
+	// (if any) is prepared again before its next use.
+	p.held.forget("")
+	wire.WriteMsg(p.w, &pgproto3.Query{String: sql})
+	err := p.w.Flush()
+	p.release()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-q.done:
+		return q, nil
+	case <-p.gone:
+		return nil, errPrimaryGone
+	case <-time.After(internalQueryTimeout):
+		return nil, errors.New("primary did not answer txlane's internal query in time")
+	}
+}
+
+const internalQueryTimeout = 30 * time.Second
+
+// Why runWhenIdle did not run a guest's request.
+var (
+	errPrimaryGone     = errors.New("primary connection closed")
+	errGuestWaited     = errors.New("waited too long for the primary connection to be idle")
+	errGuestNotWelcome = errors.New("the request may no longer run there")
+	errGuestTxFailed   = errors.New("the transaction there has failed")
+)
+
+// runWhenIdle runs req, a request of another session, inside the
+// transaction open on p, at the first moment p is idle in it: no request
+// in flight, none being written, status 'T'. still is asked at each such
+// moment whether the request may still run there (for a rerouted write:
+// whether the transaction still holds the unit). build writes the request's
+// messages, recording them in req.replies; it may prepare statements under
+// content names in held.content. req.guest says where the answer goes;
+// req.guest.done is closed when it has been delivered (or p.gone first).
+//
+// It returns nil once the request is sent, or why it was not: errPrimaryGone,
+// errGuestWaited (timeout fired first), errGuestNotWelcome (still said no),
+// errGuestTxFailed (the transaction failed: status 'E').
+//
+// NOTE: taking wsem while nothing is in flight keeps p idle while the request
+// is written; the request then runs before anything the owner sends later,
+// COMMIT included.
+func (p *primaryConn) runWhenIdle(timeout <-chan time.Time, still func() bool, req *request, build func(w *bufio.Writer, held *heldStmts)) error {
+	for {
+		if !still() {
+			return errGuestNotWelcome
+		}
+		// NOTE: taken before the state is looked at, so that a change after
+		// the look is not missed.
+		changed := p.nextChange()
+		select {
+		case p.wsem <- struct{}{}:
+		case <-p.gone:
+			return errPrimaryGone
+		case <-timeout:
+			return errGuestWaited
+		}
+		status := p.TxStatus()
+		if p.inFlight() == 0 && status == TxActive && still() {
+			break // holding wsem: p stays idle
+		}
+		<-p.wsem // nothing changed: no signal
+		if status == TxFailed {
+			return errGuestTxFailed
+		}
+		select {
+		case <-changed:
+		case <-p.gone:
+			return errPrimaryGone
+		case <-timeout:
+			return errGuestWaited
+		}
+	}
+	// NOTE: the request is assembled, and its tracker filled, before it is
+	// queued and anything reaches the server: relay reads the tracker as soon
+	// as replies come.
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	build(bw, &p.held)
+	bw.Flush()
+	p.owner.guestArriving()
+	p.push(req)
+	p.w.Write(buf.Bytes())
+	err := p.w.Flush()
+	// The guest's request replaced the server's unnamed statement.
+	p.held.forget("")
+	p.release()
+	if err != nil {
+		return errPrimaryGone
+	}
+	return nil
+}
+
+// track records messages of req just written (or about to be) and the
+// statements they execute; extended marks req complete, ended by a Sync.
+func (p *primaryConn) track(req *request, sent []sentMsg, stmts []*policy.Statement, extended bool) {
+	p.mu.Lock()
+	for _, sm := range sent {
+		req.replies.add(sm)
+	}
+	req.stmts = append(req.stmts, stmts...)
+	req.extended = req.extended || extended
+	p.mu.Unlock()
+}
