@@ -150,12 +150,6 @@ func (p *primaryConn) loggedIn(status byte, params map[string]string) {
 	p.mu.Unlock()
 }
 
-// param returns the server's value of a reported parameter.
-func (p *primaryConn) param(name string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.mu.params[name]
-}
 
 // acquire takes the right to write a request; release gives it up.
 func (p *primaryConn) acquire() { p.wsem <- struct{}{} }
