@@ -95,7 +95,33 @@ type Config struct {
 	// ShutdownTimeout (`shutdown_timeout`) is how long a graceful shutdown
 	// waits for clients to finish before closing them. Positive. Default 30s.
 	ShutdownTimeout time.Duration
+
+	// PoolMode (`pool_mode`) is how long a client holds a primary backend:
+	// session (login to logout) or transaction (one transaction at a time;
+	// state that cannot move pins the client). Default session.
+	PoolMode PoolMode
+	// PoolSize (`pool_size`) is the most backends a transaction-mode pool
+	// (per database, user and startup parameters) keeps. At least 1.
+	// Default 20.
+	PoolSize int
+	// ServerIdleTimeout (`server_idle_timeout`) closes a pooled backend idle
+	// this long. Positive. Default 10m.
+	ServerIdleTimeout time.Duration
+	// ServerLifetime (`server_lifetime`) closes a pooled backend this old
+	// when it is next idle. Positive. Default 1h.
+	ServerLifetime time.Duration
 }
+
+// PoolMode is pool_mode: how long a client holds a primary backend.
+type PoolMode string
+
+// The values of PoolMode.
+const (
+	PoolSession     PoolMode = "session"
+	PoolTransaction PoolMode = "transaction"
+)
+
+var poolModeValues = []PoolMode{PoolSession, PoolTransaction}
 
 // ReadPool configures the vector lane: the pool of backend connections that
 // serves pure reads of vector tables.

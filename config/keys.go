@@ -92,6 +92,15 @@ var keyTable = []Key{
 		v: duration(func(c *Config) *time.Duration { return &c.IdleInTransactionTimeout }, 0, notNegativeDuration)},
 	{Name: "shutdown_timeout", Reload: Live,
 		v: duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 30*time.Second, positive)},
+
+	{Name: "pool_mode", Reload: Restart,
+		v: enum(func(c *Config) *PoolMode { return &c.PoolMode }, PoolSession, poolModeValues)},
+	{Name: "pool_size", Reload: Restart,
+		v: integer(func(c *Config) *int { return &c.PoolSize }, 20, atLeast(1))},
+	{Name: "server_idle_timeout", Reload: Restart,
+		v: duration(func(c *Config) *time.Duration { return &c.ServerIdleTimeout }, 10*time.Minute, positive)},
+	{Name: "server_lifetime", Reload: Restart,
+		v: duration(func(c *Config) *time.Duration { return &c.ServerLifetime }, time.Hour, positive)},
 }
 
 // Reload says what a reload does when a key's value changes.

@@ -189,6 +189,10 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"query_wait_timeout":            {"3m", "3m"},
 		"idle_in_transaction_timeout":   {"10s", "10s"},
 		"shutdown_timeout":              {"1h", "1h"},
+		"pool_mode":                     {"transaction", "transaction"},
+		"pool_size":                     {"5", "5"},
+		"server_idle_timeout":           {"90s", "1m30s"},
+		"server_lifetime":               {"2h", "2h"},
 	}
 	var b strings.Builder
 	section := ""
@@ -312,7 +316,8 @@ policy: {escape: allow}
 		t.Error("Apply modified its arguments")
 	}
 	for _, k := range Keys() {
-		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key"}, k.Name) {
+		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key",
+			"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime"}, k.Name) {
 			t.Errorf("key %s reloads %s", k.Name, k.Reload)
 		}
 	}

@@ -115,7 +115,7 @@ func (a consoleAPI) Clients() []console.Client {
 	for i, c := range list {
 		out[i] = console.Client{ID: c.ID, Addr: c.Addr, User: c.User, Database: c.Database,
 			ApplicationName: c.ApplicationName, State: byte(c.State), Active: c.Active, Held: c.Held,
-			Since: c.Since, Units: c.Units}
+			Since: c.Since, Units: c.Units, Pinned: c.Pinned}
 	}
 	return out
 }
@@ -127,7 +127,8 @@ func (a consoleAPI) Pools() []console.Pool {
 		v := p.Vector
 		out[i] = console.Pool{Database: p.Database, VectorTotal: v.Total, VectorIdle: v.Idle,
 			VectorAcquired: v.Acquired, VectorWaiting: v.Waiting, VectorMax: v.Max,
-			PrimaryConns: p.PrimaryConns, PrimaryActive: p.PrimaryActive}
+			PrimaryConns: p.PrimaryConns, PrimaryActive: p.PrimaryActive,
+			PoolMode: string(p.PoolMode), ClWaiting: p.ClWaiting, SvActive: p.SvActive, SvIdle: p.SvIdle}
 	}
 	return out
 }

@@ -23,6 +23,9 @@ type Metrics struct {
 	requestSeconds *prometheus.HistogramVec
 	// timeouts counts clients and requests ended by a txlane timeout, by kind.
 	timeouts *prometheus.CounterVec
+	// pins counts clients pinned to their backend in transaction mode, by
+	// reason (see pinReasons).
+	pins *prometheus.CounterVec
 	// refusedWrites counts writes hidden in reads that the vector lane's
 	// read-only transactions refused, by outcome (rerun, error).
 	refusedWrites *prometheus.CounterVec
@@ -55,6 +58,10 @@ func NewMetrics() *Metrics {
 			Help:    "Time from sending a request to a backend to its ReadyForQuery, by lane.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 500µs .. 16s
 		}, []string{"lane"}),
+		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_pins_total",
+			Help: "Clients pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, set, load, unknown).",
+		}, []string{"reason"}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_timeouts_total",
 			Help: "Clients or requests ended by a txlane timeout, by kind (idle_in_transaction, query_wait).",
@@ -87,7 +94,7 @@ func NewMetrics() *Metrics {
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.units, m.escapes, m.acquireWait, m.requestSeconds,
-		m.timeouts, m.refusedWrites, m.laneDiscards, m.reloads, m.reloadErrors, m.reloadOK} {
+		m.timeouts, m.pins, m.refusedWrites, m.laneDiscards, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -130,6 +137,14 @@ func (m *Metrics) observeAcquire(lane string, d time.Duration) {
 // observeRequest records how long a request took on lane.
 func (m *Metrics) observeRequest(lane string, d time.Duration) {
 	m.requestSeconds.WithLabelValues(lane).Observe(d.Seconds())
+}
+
+// pinned counts a client pinned for reason.
+func (m *Metrics) pinned(reason string) { m.pins.WithLabelValues(reason).Inc() }
+
+// Pins returns how many times clients were pinned for reason.
+func (m *Metrics) Pins(reason string) float64 {
+	return labeledValue(m.pins, reason)
 }
 
 // timeout counts one timeout of kind.

@@ -205,7 +205,7 @@ func (s *Server) admit(sess *session) (done bool, err error) {
 			select {
 			case <-gate.changed:
 			case <-t.C:
-			case <-sess.primary.gone:
+			case <-sess.primaryGone():
 				t.Stop()
 				return true, errors.New("primary connection lost while paused")
 			}

@@ -28,7 +28,9 @@ import (
 // read or write; the owner's hooks are called with neither held.
 type primaryConn struct {
 	backend
-	owner primaryOwner
+	// pooled is what its pool records of it (transaction mode); guarded by
+	// the pool's mu.
+	pooled pooled
 
 	// wsem is the right to write a request: held from a request's first
 	// message to its Sync by the owner, or by runWhenIdle for a guest's.
@@ -38,6 +40,9 @@ type primaryConn struct {
 
 	mu struct {
 		sync.Mutex
+		// owner is the session the connection serves (an idleOwner while
+		// idle in a pool).
+		owner primaryOwner
 		// txStatus is the status of the last ReadyForQuery.
 		txStatus TxStatus
 		// pending lists the requests sent and not yet answered by
@@ -69,6 +74,9 @@ type primaryOwner interface {
 	// guestArriving says a request of another session is about to run in
 	// the owner's server session (and may change its settings).
 	guestArriving()
+	// idle says the connection is idle outside a transaction block with
+	// nothing in flight (after the ReadyForQuery went to the client).
+	idle(p *primaryConn)
 	// primaryLost ends relay: err is why it stopped reading, fatal says the
 	// server sent a FATAL error first.
 	primaryLost(err error, fatal bool) error
@@ -84,7 +92,8 @@ type heldStmts struct {
 }
 
 func newPrimaryConn(b backend, owner primaryOwner) *primaryConn {
-	p := &primaryConn{backend: b, owner: owner, wsem: make(chan struct{}, 1), gone: make(chan struct{})}
+	p := &primaryConn{backend: b, wsem: make(chan struct{}, 1), gone: make(chan struct{})}
+	p.mu.owner = owner
 	p.held.named = make(map[string]stmtKey)
 	p.held.content = newStmtLRU(maxLaneStatements)
 	p.mu.params = map[string]string{}
@@ -128,6 +137,42 @@ func (h *heldStmts) drop(name string, all bool) {
 	delete(h.named, name)
 }
 
+// owner returns the session the connection serves.
+func (p *primaryConn) owner() primaryOwner {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.owner
+}
+
+// setOwner hands the connection to o.
+func (p *primaryConn) setOwner(o primaryOwner) {
+	p.mu.Lock()
+	p.mu.owner = o
+	p.mu.Unlock()
+}
+
+// usable reports whether relay still reads the connection.
+func (p *primaryConn) usable() bool {
+	select {
+	case <-p.gone:
+		return false
+	default:
+		return true
+	}
+}
+
+// afterReady tells the owner when the connection is idle outside a
+// transaction block with nothing in flight.
+func (p *primaryConn) afterReady() {
+	p.mu.Lock()
+	o := p.mu.owner
+	idle := len(p.mu.pending) == 0 && p.mu.txStatus == TxIdle
+	p.mu.Unlock()
+	if idle {
+		o.idle(p)
+	}
+}
+
 // TxStatus returns the status of the last ReadyForQuery.
 func (p *primaryConn) TxStatus() TxStatus {
 	p.mu.Lock()
@@ -149,7 +194,6 @@ func (p *primaryConn) loggedIn(status byte, params map[string]string) {
 	p.mu.params = params
 	p.mu.Unlock()
 }
-
 
 // acquire takes the right to write a request; release gives it up.
 func (p *primaryConn) acquire() { p.wsem <- struct{}{} }
@@ -207,8 +251,9 @@ func (p *primaryConn) observe(status byte) *request {
 		}
 	}
 	last := len(p.mu.pending) == n
+	o := p.mu.owner
 	p.mu.Unlock()
-	p.owner.requestDone(req, TxStatus(status), last)
+	o.requestDone(req, TxStatus(status), last)
 	p.mu.Lock()
 	clear(p.mu.pending[:n])
 	p.mu.pending = p.mu.pending[n:]
@@ -220,20 +265,21 @@ func (p *primaryConn) observe(status byte) *request {
 // replyFor returns the oldest unanswered request, which the message of type
 // typ answers, and whether that message must be hidden from the client (a
 // reply to a message txlane injected).
-func (p *primaryConn) replyFor(typ wire.Backend) (req *request, hide bool) {
+func (p *primaryConn) replyFor(typ wire.Backend) (o primaryOwner, req *request, hide bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	o = p.mu.owner
 	if len(p.mu.pending) == 0 {
-		return nil, false
+		return o, nil, false
 	}
 	req = p.mu.pending[0]
 	if typ == wire.CopyInResponse {
 		req.copyIn = true
 	}
 	if req.internal != nil {
-		return req, true
+		return o, req, true
 	}
-	return req, req.replies.reply(typ)
+	return o, req, req.replies.reply(typ)
 }
 
 // relay forwards the server's messages to the clients they answer,
@@ -243,22 +289,29 @@ func (p *primaryConn) replyFor(typ wire.Backend) (req *request, hide bool) {
 // possible.
 func (p *primaryConn) relay() error {
 	defer close(p.gone)
-	out := p.owner.ownerOut()
 	fatal := false
+	var out *clientWriter // the client written since the last flush
 	for {
-		if !p.r.Buffered() {
+		if !p.r.Buffered() && out != nil {
 			out.mu.Lock()
 			err := out.w.Flush()
 			out.mu.Unlock()
 			if err != nil {
-				return p.owner.primaryLost(err, fatal)
+				return p.owner().primaryLost(err, fatal)
 			}
 		}
 		typ, _, err := p.r.Next()
 		if err != nil {
-			return p.owner.primaryLost(err, fatal)
+			return p.owner().primaryLost(err, fatal)
 		}
-		req, hide := p.replyFor(typ)
+		o, req, hide := p.replyFor(typ)
+		if oo := o.ownerOut(); oo != out && out != nil {
+			// A new owner: what the previous one was sent goes out first.
+			out.mu.Lock()
+			out.w.Flush()
+			out.mu.Unlock()
+		}
+		out = o.ownerOut()
 		switch {
 		case req != nil && req.internal != nil:
 			err = p.internalReply(req, typ)
@@ -272,7 +325,20 @@ func (p *primaryConn) relay() error {
 			fatal = fatal || f
 		}
 		if err != nil {
-			return p.owner.primaryLost(err, fatal)
+			return o.primaryLost(err, fatal)
+		}
+		if typ == wire.ReadyForQuery {
+			if !p.r.Buffered() {
+				// The client has its answer before the connection may go
+				// back to the pool.
+				out.mu.Lock()
+				err = out.w.Flush()
+				out.mu.Unlock()
+				if err != nil {
+					return o.primaryLost(err, fatal)
+				}
+			}
+			p.afterReady()
 		}
 	}
 }
@@ -298,7 +364,7 @@ func (p *primaryConn) forward(out *clientWriter, typ wire.Backend) (fatal bool, 
 				p.mu.params[ps.Name] = ps.Value
 				p.mu.Unlock()
 			}
-			p.owner.parameterChanged()
+			p.owner().parameterChanged()
 			wire.WriteRaw(out.w, typ, body)
 		}
 	case wire.ErrorResponse:
@@ -365,6 +431,9 @@ type internalQuery struct {
 	rows [][][]byte // text values; nil is NULL
 	err  *pgproto3.ErrorResponse
 	done chan struct{}
+	// then, when set, runs in relay once the answer is complete, before
+	// the connection may be found idle.
+	then func(*internalQuery)
 }
 
 // internalReply consumes one message of the answer to a query of txlane's own.
@@ -401,9 +470,12 @@ func (p *primaryConn) internalReply(req *request, typ wire.Backend) error {
 		}
 		p.observe(status)
 		close(q.done)
+		if q.then != nil {
+			q.then(q)
+		}
 	case wire.NotificationResponse, wire.ParameterStatus:
 		// Asynchronous: still the owner's client's.
-		_, err := p.forward(p.owner.ownerOut(), typ)
+		_, err := p.forward(p.owner().ownerOut(), typ)
 		return err
 	default:
 		return p.r.Skip()
@@ -412,18 +484,11 @@ func (p *primaryConn) internalReply(req *request, typ wire.Backend) error {
 }
 
 // query runs sql as txlane's own query and waits for the answer, which
-// reaches no client. The caller must be the owner, with the connection idle.
+// reaches no client. The caller must be the owner holding wsem (see
+// session.attach), which query releases.
 func (p *primaryConn) query(sql string) (*internalQuery, error) {
 	q := &internalQuery{done: make(chan struct{})}
-	p.acquire()
-	p.push(&request{internal: q})
-	// A simple Query replaces the server's unnamed statement: the client's
-	// (if any) is prepared again before its next use.
-	p.held.forget("")
-	wire.WriteMsg(p.w, &pgproto3.Query{String: sql})
-	err := p.w.Flush()
-	p.release()
-	if err != nil {
+	if err := p.send(q, sql); err != nil {
 		return nil, err
 	}
 	select {
@@ -437,6 +502,19 @@ func (p *primaryConn) query(sql string) (*internalQuery, error) {
 }
 
 const internalQueryTimeout = 30 * time.Second
+
+// send writes sql as txlane's own query answered into q, and releases wsem,
+// which the caller holds.
+func (p *primaryConn) send(q *internalQuery, sql string) error {
+	p.push(&request{internal: q})
+	// A simple Query replaces the server's unnamed statement: the client's
+	// (if any) is prepared again before its next use.
+	p.held.forget("")
+	wire.WriteMsg(p.w, &pgproto3.Query{String: sql})
+	err := p.w.Flush()
+	p.release()
+	return err
+}
 
 // Why runWhenIdle did not run a guest's request.
 var (
@@ -500,7 +578,7 @@ func (p *primaryConn) runWhenIdle(timeout <-chan time.Time, still func() bool, r
 	bw := bufio.NewWriter(&buf)
 	build(bw, &p.held)
 	bw.Flush()
-	p.owner.guestArriving()
+	p.owner().guestArriving()
 	p.push(req)
 	p.w.Write(buf.Bytes())
 	err := p.w.Flush()

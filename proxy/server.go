@@ -64,10 +64,14 @@ type Options struct {
 	// connection's transaction waits for that connection to be idle
 	// (default 5s).
 	RerouteWaitTimeout time.Duration
+	// Pool configures the primary lane's backends: pool_mode and the pools
+	// of transaction mode (pool.go).
+	Pool PoolOptions
 }
 
 func (o *Options) setDefaults() {
 	o.OpsOptions.setDefaults()
+	o.Pool.setDefaults()
 	if o.MaxClientConn <= 0 {
 		o.MaxClientConn = 1000
 	}
@@ -113,6 +117,13 @@ type Server struct {
 
 	// units maps units of work to the sessions holding them.
 	units *unitRegistry
+
+	// pools are the primary backends clients share in transaction mode.
+	pools struct {
+		sync.Mutex
+		m    map[poolKey]*serverPool
+		reap sync.Once
+	}
 
 	clients atomic.Int64 // connections past accept, in any phase
 	nextID  atomic.Uint64
@@ -225,6 +236,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.closePools()
 	s.stopOps()
 	if s.lanes != nil {
 		s.lanes.close()
@@ -286,7 +298,7 @@ func (s *Server) handle(raw net.Conn) {
 		return
 	}
 	hello.Conn.SetDeadline(time.Time{})
-	sess.primary.conn.SetDeadline(time.Time{})
+	sess.pc.Load().conn.SetDeadline(time.Time{})
 	sess.log.Debug("client logged in")
 	s.register(sess)
 	defer s.unregister(sess)
@@ -334,8 +346,12 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	sess.cancelMu.Lock()
 	defer sess.cancelMu.Unlock()
 	sess.mu.Lock()
-	target := *sess.mu.running
+	running := sess.mu.running
 	sess.mu.Unlock()
+	if running == nil {
+		return // the client holds no backend: nothing runs
+	}
+	target := *running
 	if err := wire.SendCancel(ctx, target); err != nil {
 		log.Warn("forwarding cancel request failed", zap.Error(err))
 	}

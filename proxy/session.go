@@ -58,7 +58,17 @@ type session struct {
 
 	startup *pgproto3.StartupMessage
 	proto   *wire.Negotiation // the protocol version and options of the login (protocol.go)
-	primary *primaryConn      // the client's backend on the primary lane
+	// pc is the client's backend on the primary lane: set at login; in
+	// transaction mode nil while the client holds none (see attach, idle).
+	pc   atomic.Pointer[primaryConn]
+	pool *serverPool // the client's pool (transaction mode)
+	// dirtyGen counts statements sent that may have left state a pool must
+	// not move (see mayPin); cleanGen is the count when the server last
+	// said what pins the session, and pin what it said ("" = nothing).
+	dirtyGen, cleanGen atomic.Uint64
+	pin                atomic.Pointer[string]
+	// loaded: the client ran LOAD; the library stays in its backend.
+	loaded atomic.Bool
 
 	keyPID    uint32 // BackendKeyData txlane gave the client
 	keySecret []byte
@@ -154,10 +164,20 @@ type request struct {
 }
 
 // TxStatus returns the client's transaction status.
-func (s *session) TxStatus() TxStatus { return s.primary.TxStatus() }
+func (s *session) TxStatus() TxStatus {
+	if p := s.pc.Load(); p != nil {
+		return p.TxStatus()
+	}
+	return TxIdle
+}
 
 // inFlight reports how many requests the primary has not answered yet.
-func (s *session) inFlight() int { return s.primary.inFlight() }
+func (s *session) inFlight() int {
+	if p := s.pc.Load(); p != nil {
+		return p.inFlight()
+	}
+	return 0
+}
 
 // ownerOut is the client connection (primaryOwner).
 func (s *session) ownerOut() *clientWriter { return &s.out }
@@ -201,7 +221,9 @@ func (s *session) guestArriving() { s.snapDirty.Store(true) }
 // its primary's.
 func (s *session) dropStmt(name string) {
 	s.reg.drop(name, false)
-	s.primary.held.forget(name)
+	if p := s.pc.Load(); p != nil {
+		p.held.forget(name)
+	}
 }
 
 // isDDL reports whether st (or a part of it) is DDL.
@@ -225,7 +247,10 @@ func isDDL(st *policy.Statement) bool {
 func (s *session) restorePrimary() {
 	s.cancelMu.Lock()
 	s.mu.Lock()
-	s.mu.running = &s.primary.target
+	s.mu.running = nil
+	if p := s.pc.Load(); p != nil {
+		s.mu.running = &p.target
+	}
 	s.mu.Unlock()
 	s.cancelMu.Unlock()
 }
@@ -251,8 +276,8 @@ func (s *session) login(ctx context.Context) error {
 		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 			Message: "txlane cannot reach the PostgreSQL server", Hint: "Check that the server named by txlane's primary DSN is running."})
 	}
-	s.primary = newPrimaryConn(backend{conn: conn, r: wire.NewReader[wire.Backend](conn, 0), w: bufio.NewWriterSize(conn, wire.WriteBufSize), target: target}, s)
-	b := s.primary
+	b := newPrimaryConn(backend{conn: conn, r: wire.NewReader[wire.Backend](conn, 0), w: bufio.NewWriterSize(conn, wire.WriteBufSize), target: target}, s)
+	s.pc.Store(b)
 	res, err := wire.RelayLogin(b.r, b.w, startup, s.proto, s.cr, s.out.w, func(server *pgproto3.BackendKeyData) *pgproto3.BackendKeyData {
 		// NOTE: the target is complete before the key is registered, so a
 		// cancel request that finds the session finds a usable target.
@@ -294,8 +319,9 @@ func (s *session) fail(e *wire.Error) error {
 // releases everything: a client that vanishes leaves no transaction open.
 func (s *session) serve() {
 	s.reg = newRegistry()
+	p := s.pc.Load()
 	s.mu.Lock()
-	s.mu.running = &s.primary.target
+	s.mu.running = &p.target
 	s.mu.Unlock()
 
 	s.snapDirty.Store(true)
@@ -312,26 +338,17 @@ func (s *session) serve() {
 	for _, name := range startupCustomSettings(s.startup.Parameters) {
 		s.customs[name] = true
 	}
-	relayDone := make(chan error, 1)
-	go func() {
-		relayDone <- s.primary.relay()
-	}()
+	go p.relay()
+	if s.srv.opts.Pool.Mode == PoolTransaction {
+		s.pool = s.srv.poolFor(s.startup.Parameters)
+		s.pool.adopt(p)
+		s.idle(p) // the login's backend is free until the first request
+	}
 
 	err := s.clientLoop()
 	s.stopping.Store(true)
 
-	if s.inFlight() > 0 && !errors.Is(err, errClientTerminated) {
-		// NOTE: closing the socket alone does not stop a running statement
-		// (the server notices only when it next writes); cancel it so its
-		// locks go now, not when it finishes.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if cerr := wire.SendCancel(ctx, s.primary.target); cerr != nil {
-			s.log.Debug("cancel on disconnect failed", zap.Error(cerr))
-		}
-		cancel()
-	}
-	s.primary.conn.Close()
-	<-relayDone
+	s.leavePrimary(err)
 	s.srv.units.releaseAll(s)
 
 	var pe *wire.Error
@@ -377,11 +394,15 @@ func (s *session) clientLoop() error {
 			return errClientTerminated
 		case wire.CopyData, wire.CopyDone, wire.CopyFail:
 			// COPY FROM STDIN runs on the primary lane only: stream it there.
-			if err := s.cr.Forward(s.primary.w); err != nil {
+			p := s.pc.Load()
+			if p == nil {
+				return s.cr.Skip() // no COPY in progress: the server would ignore it too
+			}
+			if err := s.cr.Forward(p.w); err != nil {
 				return err
 			}
 			if !s.cr.Buffered() {
-				if err := s.primary.w.Flush(); err != nil {
+				if err := p.w.Flush(); err != nil {
 					return err
 				}
 			}
@@ -407,6 +428,11 @@ func (s *session) clientLoop() error {
 		switch {
 		case s.cur.synced:
 			err = s.dispatch()
+			if p := s.pc.Load(); s.pool != nil && p != nil && err == nil {
+				// A request answered elsewhere (the vector lane, or
+				// txlane itself) leaves a backend it attached idle.
+				s.idle(p)
+			}
 		case typ == wire.Flush || len(s.cur.buf) > maxBatchBytes:
 			// NOTE: a client that flushes before Sync waits for answers
 			// mid-request; the request is pinned to the primary lane from
@@ -580,15 +606,19 @@ func (s *session) checkPart() (*rejection, error) {
 // the server then skips the rest of the request up to its Sync, and the
 // client sees the error where PostgreSQL would have raised it.
 func (s *session) sendPrimary(b *batch, rej *rejection) error {
-	w := s.primary.w
 	pl := &s.plans.cur
+	p := s.pc.Load()
 	if s.open == nil {
-		s.primary.acquire()
+		var err error
+		if p, err = s.attach(); err != nil {
+			return err
+		}
 		s.open = &request{sent: time.Now()}
 		s.open.replies.reg = s.reg
-		s.open.replies.held = &s.primary.held
-		s.primary.push(s.open)
+		s.open.replies.held = &p.held
+		p.push(s.open)
 	}
+	w := p.w
 	steps := pl.steps[pl.sent:]
 	pl.sent = len(pl.steps)
 
@@ -603,7 +633,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		}
 		settled[name] = true
 		st := s.reg.get(name)
-		k, has := s.primary.held.has(name)
+		k, has := p.held.has(name)
 		// NOTE: what an injected message does is recorded now, not when the
 		// server confirms it: the client may pipeline more requests that rely
 		// on it before the reply arrives. These statements ran before, so
@@ -613,12 +643,12 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			// answers as it would have.
 			out = wire.AppendCloseStatement(out, name)
 			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
-			(&regChange{reg: s.reg, name: name, prim: &s.primary.held}).apply()
+			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
 			out = wire.AppendParse(out, name, st.sql, st.paramOIDs)
 			sent = append(sent, sentMsg{typ: wire.Parse, hidden: true})
-			(&regChange{reg: s.reg, name: name, stmt: st, prim: &s.primary.held}).apply()
+			(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
 		}
 	}
 	// Statements SQL-level DEALLOCATE and EXECUTE name must exist there too.
@@ -649,7 +679,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 				s.dropStmt("")
 			}
 			settled[m.name] = true
-			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &s.primary.held}
+			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held}
 		case m.typ == wire.Bind:
 			ensure(m.name)
 			sm.portal = &portalChange{p: s.plans, name: m.portal, ref: m.bound}
@@ -657,7 +687,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			ensure(m.name)
 		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
 			settled[m.name] = true
-			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: &s.primary.held}
+			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: &p.held}
 		case m.typ == wire.Close:
 			sm.portal = &portalChange{p: s.plans, name: m.portal, drop: true}
 		case m.typ == wire.Query:
@@ -667,7 +697,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			sm.portal = &portalChange{p: s.plans, drop: true}
 		}
 		if rej != nil && m.typ == wire.Execute && next-1 == rej.step-(len(pl.steps)-len(steps)) {
-			out, sent = s.appendRaise(out, sent, rej.err)
+			out, sent = s.appendRaise(p, out, sent, rej.err)
 			pl.rejected = true
 			rej = nil
 			continue
@@ -678,7 +708,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	s.scratch = out[:0]
 
 	synced := b.synced
-	s.primary.track(s.open, sent, pl.stmts(len(pl.steps)-len(steps)), synced && b.sql == "" && !b.function())
+	p.track(s.open, sent, pl.stmts(len(pl.steps)-len(steps)), synced && b.sql == "" && !b.function())
 	if synced {
 		s.open = nil
 	}
@@ -689,7 +719,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		err = w.Flush()
 	}
 	if synced {
-		s.primary.release()
+		p.release()
 	}
 	return err
 }
@@ -706,11 +736,11 @@ type rejection struct {
 // Execute. The server fails the request there exactly as it would fail on
 // an error of the statement itself (an implicit transaction rolls back, an
 // explicit one is failed) and skips everything up to the next Sync.
-func (s *session) appendRaise(out []byte, sent []sentMsg, e *wire.Error) ([]byte, []sentMsg) {
+func (s *session) appendRaise(p *primaryConn, out []byte, sent []sentMsg, e *wire.Error) ([]byte, []sentMsg) {
 	out = wire.AppendParse(out, "", raiseSQL(e), nil)
 	// The unnamed statement is the raise now: the client's is prepared
 	// again before its next use.
-	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: &s.primary.held}})
+	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: &p.held}})
 	out, _ = (&pgproto3.Bind{}).Encode(out)
 	sent = append(sent, sentMsg{typ: wire.Bind, hidden: true})
 	out, _ = (&pgproto3.Execute{}).Encode(out)
@@ -750,6 +780,14 @@ func sqlStatementRefs(st *policy.Statement) []string {
 // noteEffects records what statement st, sent to the primary, may do to the
 // state txlane mirrors.
 func (s *session) noteEffects(st *policy.Statement) {
+	if s.pool != nil && mayPin(st) {
+		eachPart(st, func(p *policy.Statement) {
+			if p.Command == "LOAD" {
+				s.loaded.Store(true)
+			}
+		})
+		s.dirtyGen.Add(1)
+	}
 	switch {
 	case st.Class == policy.Session, st.Class == policy.TxControl, st.Class == policy.Unknown,
 		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone,

@@ -25,6 +25,9 @@ type ClientInfo struct {
 	Since time.Time
 	// Units is how many units of work the client holds.
 	Units int
+	// Pinned says what keeps the client on its backend in transaction
+	// mode (comma-separated pin reasons; "" for nothing).
+	Pinned string
 }
 
 // ClientList describes the logged-in clients, ordered by ID.
@@ -51,6 +54,7 @@ func (s *Server) ClientList() []ClientInfo {
 			Held:            e.held.Load(),
 			Since:           e.since,
 			Units:           held[sess.id],
+			Pinned:          sess.pinnedBy(),
 		})
 	}
 	return out
@@ -65,6 +69,11 @@ type PoolInfo struct {
 	PrimaryConns int
 	// PrimaryActive counts those running a request.
 	PrimaryActive int
+	// PoolMode is pool_mode; in transaction mode ClWaiting counts clients
+	// waiting for a backend, SvActive backends serving a client and SvIdle
+	// backends idle in the pool (PgBouncer's SHOW POOLS columns).
+	PoolMode                    PoolMode
+	ClWaiting, SvActive, SvIdle int
 }
 
 // Pools describes the backends of each database in use, ordered by name.
@@ -85,10 +94,22 @@ func (s *Server) Pools() []PoolInfo {
 	}
 	for _, c := range s.ClientList() {
 		p := get(c.Database)
-		p.PrimaryConns++
+		if s.opts.Pool.Mode == PoolSession {
+			p.PrimaryConns++
+		}
 		if c.Active {
 			p.PrimaryActive++
 		}
+	}
+	for _, st := range s.primaryPools() {
+		p := get(st.Database)
+		p.ClWaiting += st.ClWaiting
+		p.SvActive += st.SvActive
+		p.SvIdle += st.SvIdle
+		p.PrimaryConns += st.SvActive + st.SvIdle
+	}
+	for _, p := range byDB {
+		p.PoolMode = s.opts.Pool.Mode
 	}
 	out := make([]PoolInfo, 0, len(byDB))
 	for _, p := range byDB {

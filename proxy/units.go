@@ -122,7 +122,7 @@ func (r *unitRegistry) hold(u string, s *session) *unitHold {
 		return h
 	}
 	now := time.Now()
-	h := &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), primary: s.primary, since: now}
+	h := &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), primary: s.pc.Load(), since: now}
 	r.holders[u] = h
 	s.unitsHeld.Add(1)
 	return h
@@ -271,7 +271,7 @@ func (s *session) freshUnits() error {
 	if !s.unitStale {
 		return nil
 	}
-	q, err := s.primary.query("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
+	q, err := s.query("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
 	if err != nil {
 		return err
 	}

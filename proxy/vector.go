@@ -536,7 +536,7 @@ func appendMsg(buf []byte, typ wire.Backend, body []byte) []byte {
 // poisonPrimary fails the primary's open transaction (see poisonSQL) and
 // waits until the primary has answered.
 func (s *session) poisonPrimary() error {
-	q, err := s.primary.query(poisonSQL)
+	q, err := s.query(poisonSQL)
 	if err != nil {
 		return err
 	}
@@ -650,7 +650,7 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	// the snapshot dirty again.
 	s.snapDirty.Store(false)
 	sql, names := snapshotQuery(s.customSettings())
-	q, err := s.primary.query(sql)
+	q, err := s.query(sql)
 	if err != nil {
 		return nil, err
 	}
@@ -663,7 +663,7 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	}
 	snap := parseSnapshot(names, q.rows[0])
 	if snap.tempSchema {
-		tq, err := s.primary.query(tempRelationsSQL)
+		tq, err := s.query(tempRelationsSQL)
 		if err != nil {
 			return nil, err
 		}

@@ -59,6 +59,8 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 		RerouteWaitTimeout: p.RerouteWaitTimeout,
 		Discover:           p.DiscoverVectorTables,
 		DiscoverInterval:   p.DiscoverInterval,
+		Pool: proxy.PoolOptions{Mode: proxy.PoolMode(cfg.PoolMode), Size: cfg.PoolSize,
+			ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime},
 	}, nil
 }
 

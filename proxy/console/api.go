@@ -69,7 +69,8 @@ type Client struct {
 	Active          bool // a request is being dispatched or answered
 	Held            bool // a request is held by PAUSE
 	Since           time.Time
-	Units           int // units of work held
+	Units           int    // units of work held
+	Pinned          string // what keeps it on its backend (pool_mode transaction)
 }
 
 // Pool is one database's backends, as SHOW POOLS lists it.
@@ -81,6 +82,11 @@ type Pool struct {
 	// PrimaryConns counts primary-lane connections (one per client),
 	// PrimaryActive those running a request.
 	PrimaryConns, PrimaryActive int
+	// PoolMode is pool_mode; in transaction mode ClWaiting counts clients
+	// waiting for a backend, SvActive and SvIdle backends serving a client
+	// and idle in the pools.
+	PoolMode                    string
+	ClWaiting, SvActive, SvIdle int
 }
 
 // Route is how many requests went to one lane for one reason.

@@ -23,7 +23,7 @@ func showClients(p Proxy) [][]string {
 			activity = "active"
 		}
 		rows = append(rows, []string{strconv.FormatUint(c.ID, 10), c.Addr, c.User, c.Database,
-			c.ApplicationName, string(rune(c.State)), activity, timestamp(c.Since), strconv.Itoa(c.Units)})
+			c.ApplicationName, string(rune(c.State)), activity, timestamp(c.Since), strconv.Itoa(c.Units), c.Pinned})
 	}
 	return rows
 }
@@ -33,7 +33,8 @@ func showPools(p Proxy) [][]string {
 	for _, pl := range p.Pools() {
 		rows = append(rows, []string{pl.Database, strconv.Itoa(pl.VectorTotal), strconv.Itoa(pl.VectorIdle),
 			strconv.Itoa(pl.VectorAcquired), strconv.Itoa(pl.VectorWaiting), strconv.Itoa(pl.VectorMax),
-			strconv.Itoa(pl.PrimaryConns), strconv.Itoa(pl.PrimaryActive)})
+			strconv.Itoa(pl.PrimaryConns), strconv.Itoa(pl.PrimaryActive),
+			pl.PoolMode, strconv.Itoa(pl.ClWaiting), strconv.Itoa(pl.SvActive), strconv.Itoa(pl.SvIdle)})
 	}
 	return rows
 }

@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// PoolMode says how long a client holds a primary backend (pool_mode, as
+// PgBouncer names it).
+type PoolMode string
+
+const (
+	// PoolSession: a client holds its backend from login to logout.
+	PoolSession PoolMode = "session"
+	// PoolTransaction: a client holds a backend from the start of a request
+	// until the ReadyForQuery that leaves it idle outside a transaction
+	// block ('I') with nothing in flight, unless state that cannot move to
+	// another backend pins it (see pinReasons).
+	PoolTransaction PoolMode = "transaction"
+)
+
+// PoolOptions configure the primary lane's pools. A pool is per (database,
+// user, startup parameters): backends made for different startup
+// parameters (application_name, options, client_encoding, …) are never
+// shared, so a client always finds the session defaults it asked for.
+type PoolOptions struct {
+	// Mode is pool_mode (default session).
+	Mode PoolMode
+	// Size is pool_size: the most backends a pool keeps (default 20). A login
+	// always gets a backend of its own (the server authenticates it); in
+	// transaction mode that backend joins the pool if the pool has room and
+	// is closed after the login otherwise.
+	Size int
+	// ServerIdleTimeout (server_idle_timeout, default 10m) closes a backend
+	// idle in the pool this long; ServerLifetime (server_lifetime, default
+	// 1h) closes one this old when it is next idle in the pool.
+	ServerIdleTimeout time.Duration
+	ServerLifetime    time.Duration
+}
+
+func (o *PoolOptions) setDefaults() {
+	if o.Mode == "" {
+		o.Mode = PoolSession
+	}
+	if o.Size <= 0 {
+		o.Size = 20
+	}
+	if o.ServerIdleTimeout <= 0 {
+		o.ServerIdleTimeout = 10 * time.Minute
+	}
+	if o.ServerLifetime <= 0 {
+		o.ServerLifetime = time.Hour
+	}
+}
+
+// poolKey names a pool: the database, the user and the client's other
+// startup parameters, in a canonical form.
+type poolKey struct {
+	database, user, startup string
+}
+
+// startupKey is the canonical form of the startup parameters other than
+// user and database.
+func startupKey(params map[string]string) string {
+	var parts []string
+	for k, v := range params {
+		if k == "user" || k == "database" {
+			continue
+		}
+		parts = append(parts, k+"\x00"+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "\x00\x00")
+}
+
+// errPoolEmpty: the pool has no backend at all and cannot open one.
+var errPoolEmpty = errors.New("no server connection left in the pool")
+
+// serverPool is the backends of one poolKey that clients share in
+// transaction mode.
+//
+// NOTE: a pool of its own rather than puddle's: a backend joins the pool
+// from a login the server authenticated (txlane cannot open one by itself
+// without credentials), and a client waits for a backend to be released
+// rather than for one to be made.
+type serverPool struct {
+	key  poolKey
+	opts func() PoolOptions
+
+	mu      sync.Mutex
+	idle    []*primaryConn // most recently used last
+	total   int            // backends that belong to the pool: idle or serving a client
+	waiters []chan *primaryConn
+	// stats (guarded by mu)
+	waitTotal time.Duration
+}
+
+// pooled is what a pool records of a backend; guarded by the pool's mu.
+type pooled struct {
+	pool      *serverPool
+	created   time.Time
+	idleSince time.Time
+	inPool    bool // idle in the pool
+	left      bool // no longer counted in total
+}
+
+// leaveLocked stops counting c in the pool, once. p.mu must be held.
+func (p *serverPool) leaveLocked(c *primaryConn) {
+	if !c.pooled.left {
+		c.pooled.left = true
+		p.total--
+	}
+}
+
+// adopt makes c, a backend a login made, one of the pool's: it reports
+// false when the pool is full (the backend then serves its client until
+// the client is next idle, and is closed).
+func (p *serverPool) adopt(c *primaryConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.total >= p.opts().Size {
+		return false
+	}
+	p.total++
+	c.pooled = pooled{pool: p, created: time.Now()}
+	return true
+}
+
+// get returns a backend idle in the pool, waiting until ctx is done for one
+// to be released. The backend's owner is the pool's until the caller sets
+// its own.
+func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
+	start := time.Now()
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		c.pooled.inPool = false
+		if c.usable() {
+			p.mu.Unlock()
+			return c, nil
+		}
+		p.leaveLocked(c)
+		go c.conn.Close()
+	}
+	if p.total == 0 {
+		p.mu.Unlock()
+		return nil, errPoolEmpty
+	}
+	ch := make(chan *primaryConn, 1)
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+	select {
+	case c := <-ch:
+		p.mu.Lock()
+		p.waitTotal += time.Since(start)
+		p.mu.Unlock()
+		return c, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		if i := slices.Index(p.waiters, ch); i >= 0 {
+			p.waiters = slices.Delete(p.waiters, i, i+1)
+			p.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		p.mu.Unlock()
+		// Handed a backend as the wait ended: give it back.
+		p.put(<-ch)
+		return nil, ctx.Err()
+	}
+}
+
+// put returns c, idle outside a transaction block with nothing pinning it,
+// to the pool: to the longest waiting client, or to the idle list.
+func (p *serverPool) put(c *primaryConn) {
+	c.setOwner(&idleOwner{c: c})
+	p.mu.Lock()
+	if !c.usable() || time.Since(c.pooled.created) > p.opts().ServerLifetime {
+		p.leaveLocked(c)
+		p.mu.Unlock()
+		c.conn.Close()
+		return
+	}
+	if len(p.waiters) > 0 {
+		ch := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		ch <- c
+		return
+	}
+	c.pooled.inPool, c.pooled.idleSince = true, time.Now()
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// drop forgets c, which failed or was closed.
+func (p *serverPool) drop(c *primaryConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.idle, c); i >= 0 {
+		p.idle = slices.Delete(p.idle, i, i+1)
+	}
+	p.leaveLocked(c)
+}
+
+// reap closes the backends idle longer than server_idle_timeout or older
+// than server_lifetime.
+func (p *serverPool) reap(now time.Time) {
+	o := p.opts()
+	p.mu.Lock()
+	var closing []*primaryConn
+	p.idle = slices.DeleteFunc(p.idle, func(c *primaryConn) bool {
+		old := now.Sub(c.pooled.idleSince) > o.ServerIdleTimeout || now.Sub(c.pooled.created) > o.ServerLifetime
+		if old {
+			c.pooled.inPool = false
+			p.leaveLocked(c)
+			closing = append(closing, c)
+		}
+		return old
+	})
+	p.mu.Unlock()
+	for _, c := range closing {
+		c.conn.Close()
+	}
+}
+
+// PoolStats is one pool as SHOW POOLS prints it (PgBouncer's columns).
+type PoolStats struct {
+	Database, User string
+	// ClWaiting counts clients waiting for a backend; SvActive backends
+	// serving a client, SvIdle backends idle in the pool.
+	ClWaiting, SvActive, SvIdle int
+	// MaxWait is the total time clients waited for a backend (seconds).
+	MaxWait  float64
+	PoolMode PoolMode
+}
+
+func (p *serverPool) stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PoolStats{Database: p.key.database, User: p.key.user, ClWaiting: len(p.waiters),
+		SvActive: p.total - len(p.idle), SvIdle: len(p.idle), MaxWait: p.waitTotal.Seconds(), PoolMode: p.opts().Mode}
+}
+
+// idleOwner owns a backend idle in its pool: nothing it says reaches a
+// client; if it fails it leaves the pool.
+type idleOwner struct{ c *primaryConn }
+
+var discardOut = &clientWriter{w: bufio.NewWriter(io.Discard)}
+
+func (o *idleOwner) ownerOut() *clientWriter              { return discardOut }
+func (o *idleOwner) requestDone(*request, TxStatus, bool) {}
+func (o *idleOwner) parameterChanged()                    {}
+func (o *idleOwner) guestArriving()                       {}
+func (o *idleOwner) idle(*primaryConn)                    {}
+func (o *idleOwner) primaryLost(err error, _ bool) error {
+	o.c.conn.Close()
+	if pl := o.c.pooled.pool; pl != nil {
+		pl.drop(o.c)
+	}
+	return err
+}
+
+// poolFor returns the pool of a client with these startup parameters,
+// making it at first use.
+func (s *Server) poolFor(params map[string]string) *serverPool {
+	db := params["database"]
+	if db == "" {
+		db = params["user"]
+	}
+	k := poolKey{database: db, user: params["user"], startup: startupKey(params)}
+	s.pools.Lock()
+	defer s.pools.Unlock()
+	if s.pools.m == nil {
+		s.pools.m = make(map[poolKey]*serverPool)
+	}
+	p := s.pools.m[k]
+	if p == nil {
+		p = &serverPool{key: k, opts: func() PoolOptions { return s.opts.Pool }}
+		s.pools.m[k] = p
+	}
+	s.pools.reap.Do(func() { go s.reapPools() })
+	return p
+}
+
+// reapPools closes idle backends past server_idle_timeout or
+// server_lifetime, once a second, until the server closes.
+func (s *Server) reapPools() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for now := range t.C {
+		s.mu.Lock()
+		closed := s.mu.closed
+		s.mu.Unlock()
+		if closed {
+			return
+		}
+		for _, p := range s.poolList() {
+			p.reap(now)
+		}
+	}
+}
+
+func (s *Server) poolList() []*serverPool {
+	s.pools.Lock()
+	defer s.pools.Unlock()
+	out := make([]*serverPool, 0, len(s.pools.m))
+	for _, p := range s.pools.m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].key, out[j].key
+		if a.database != b.database {
+			return a.database < b.database
+		}
+		if a.user != b.user {
+			return a.user < b.user
+		}
+		return a.startup < b.startup
+	})
+	return out
+}
+
+// primaryPools describes the transaction-mode pools.
+func (s *Server) primaryPools() []PoolStats {
+	var out []PoolStats
+	for _, p := range s.poolList() {
+		out = append(out, p.stats())
+	}
+	return out
+}
+
+// closePools closes every backend idle in a pool.
+func (s *Server) closePools() {
+	for _, p := range s.poolList() {
+		p.mu.Lock()
+		idle := p.idle
+		p.idle = nil
+		for _, c := range idle {
+			p.leaveLocked(c)
+		}
+		p.mu.Unlock()
+		for _, c := range idle {
+			c.conn.Close()
+		}
+	}
+}

@@ -1,0 +1,231 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/proxy"
+)
+
+// startTxPool starts txlane in pool_mode transaction with pool_size size.
+func startTxPool(t *testing.T, size int) *testProxy {
+	t.Helper()
+	return startProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: size}
+	})
+}
+
+// backendCount is how many backends the server runs for application_name
+// app (by pg_stat_activity, read directly).
+func backendCount(t *testing.T, app string) string {
+	t.Helper()
+	direct := directConn(t)
+	return scalar(t, direct, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "+quote(app))
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func TestTxPoolSharesBackends(t *testing.T) {
+	p := startTxPool(t, 2)
+	app := uniqueName("txpool")
+	ctx := context.Background()
+	var conns []*pgconn.PgConn
+	for i := 0; i < 6; i++ {
+		c, err := pgconn.Connect(ctx, p.DSN(t, "")+"&application_name="+app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		conns = append(conns, c)
+	}
+	// Each login made a backend; those past pool_size were closed once
+	// their client went idle.
+	waitFor(t, func() bool { return backendCount(t, app) == "2" }, "backends to shrink to pool_size")
+
+	tbl := uniqueName("txpool_t")
+	exec(t, conns[0], "CREATE TABLE "+tbl+" (id int, who int)")
+	defer pgtest.Exec(t, "DROP TABLE IF EXISTS "+tbl)
+
+	// Six clients, two backends: every client's transaction runs whole on
+	// one backend, and each sees its own uncommitted rows only.
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func(i int, c *pgconn.PgConn) {
+			defer wg.Done()
+			for round := 0; round < 20; round++ {
+				res := c.Exec(ctx, fmt.Sprintf("BEGIN; INSERT INTO %s VALUES (%d, %d); SELECT count(*) FROM %s WHERE who = %d AND id = %d; SELECT pg_backend_pid()",
+					tbl, round, i, tbl, i, round))
+				rs, err := res.ReadAll()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got := string(rs[2].Rows[0][0]); got != "1" {
+					t.Errorf("client %d sees %s of its rows in its transaction", i, got)
+				}
+				if round%2 == 0 {
+					_, err = c.Exec(ctx, "COMMIT").ReadAll()
+				} else {
+					_, err = c.Exec(ctx, "ROLLBACK").ReadAll()
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		}(i, c)
+	}
+	wg.Wait()
+	if got := scalar(t, directConn(t), "SELECT count(*) FROM "+tbl); got != "60" {
+		t.Fatalf("%s rows committed, want 60 (10 per client)", got)
+	}
+	if got := backendCount(t, app); got != "2" {
+		t.Fatalf("%s backends for six clients, want pool_size 2", got)
+	}
+}
+
+func TestTxPoolPreparedStatementsMove(t *testing.T) {
+	p := startTxPool(t, 2)
+	ctx := context.Background()
+	// pgx prepares and caches statements per connection; with more clients
+	// than backends every statement runs, sooner or later, on a backend that
+	// did not prepare it.
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, p.DSN(t, ""))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close(ctx)
+			for round := 0; round < 30; round++ {
+				var n, pid int
+				if err := c.QueryRow(ctx, "SELECT $1::int + $2::int, pg_backend_pid()", i, round).Scan(&n, &pid); err != nil {
+					t.Errorf("client %d round %d: %v", i, round, err)
+					return
+				}
+				if n != i+round {
+					t.Errorf("client %d: got %d", i, n)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+}
+
+func TestTxPoolPins(t *testing.T) {
+	p := startTxPool(t, 2)
+	ctx := context.Background()
+	cases := []struct {
+		reason, make, undo string
+	}{
+		{"temp_table", "CREATE TEMP TABLE pin_tmp (x int)", "DROP TABLE pin_tmp"},
+		{"advisory_lock", "SELECT pg_advisory_lock(4242)", "SELECT pg_advisory_unlock(4242)"},
+		{"listen", "LISTEN pin_channel", "UNLISTEN pin_channel"},
+		{"set", "SET work_mem = '7MB'", "RESET work_mem"},
+		{"sql_prepare", "PREPARE pin_p AS SELECT 1", "DEALLOCATE pin_p"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			c := p.connect(t)
+			other := p.connect(t)
+			exec(t, c, tc.make)
+			pid := scalar(t, c, "SELECT pg_backend_pid()")
+			// Pinned: the client keeps its backend across transactions, and
+			// the other client never gets it.
+			for i := 0; i < 5; i++ {
+				if got := scalar(t, c, "SELECT pg_backend_pid()"); got != pid {
+					t.Fatalf("pinned client moved from backend %s to %s", pid, got)
+				}
+				if got := scalar(t, other, "SELECT pg_backend_pid()"); got == pid {
+					t.Fatalf("another client got the pinned backend %s", pid)
+				}
+			}
+			if n := p.Server.Metrics().Pins(tc.reason); n < 1 {
+				t.Fatalf("pins for %s counted %v", tc.reason, n)
+			}
+			var pinned string
+			for _, ci := range p.Server.ClientList() {
+				if ci.Pinned != "" {
+					pinned = ci.Pinned
+				}
+			}
+			if !strings.Contains(pinned, tc.reason) {
+				t.Fatalf("SHOW CLIENTS pinned %q, want %s", pinned, tc.reason)
+			}
+			// Undone: pooled again (the pin is read from the server).
+			exec(t, c, tc.undo)
+			waitFor(t, func() bool {
+				for _, ci := range p.Server.ClientList() {
+					if ci.Pinned != "" {
+						return false
+					}
+				}
+				return true
+			}, "the pin to go")
+			c.Close(ctx)
+			other.Close(ctx)
+		})
+	}
+}
+
+func TestTxPoolStateDoesNotLeak(t *testing.T) {
+	p := startTxPool(t, 1)
+	a, b := p.connect(t), p.connect(t)
+	// One backend. a's SET pins it to a until a undoes it; then b gets the
+	// backend with nothing of a's state.
+	exec(t, a, "SET statement_timeout = '123s'")
+	if got := scalar(t, a, "SHOW statement_timeout"); got != "123s" {
+		t.Fatalf("a lost its setting: %s", got)
+	}
+	exec(t, a, "RESET statement_timeout")
+	exec(t, a, "BEGIN; SET LOCAL statement_timeout = '77s'; COMMIT")
+	if got := scalar(t, b, "SHOW statement_timeout"); got != "0" {
+		t.Fatalf("b sees statement_timeout %s", got)
+	}
+	if pa, pb := scalar(t, a, "SELECT pg_backend_pid()"), scalar(t, b, "SELECT pg_backend_pid()"); pa != pb {
+		t.Fatalf("a on %s, b on %s: want the one backend", pa, pb)
+	}
+}
+
+func TestTxPoolWaitTimeout(t *testing.T) {
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
+		o.QueryWaitTimeout = 300 * time.Millisecond
+	})
+	a, b := p.connect(t), p.connect(t)
+	exec(t, a, "BEGIN")
+	err := b.Exec(context.Background(), "SELECT 1").Close()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != proxy.CodeProtocolViolation || !strings.Contains(pe.Message, "query_wait_timeout") {
+		t.Fatalf("waiting client got %v, want FATAL 08P01 query_wait_timeout", err)
+	}
+	exec(t, a, "COMMIT")
+	if scalar(t, a, "SELECT 1") != "1" {
+		t.Fatal("holder broken")
+	}
+}
+
+// waitFor polls cond (a test helper, not a timing assertion) for up to 5s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
