@@ -217,7 +217,7 @@ func TestParseParams(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"'x", "1,,2", "'x' y", "1,"} {
+	for _, bad := range []string{"'x", "'x''", "1,,2", "'x' y", "1,"} {
 		if _, err := parseParams(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -242,6 +242,7 @@ func TestParseErrors(t *testing.T) {
 		{"COPY t FROM STDIN;\n1\n", `1: COPY FROM STDIN data without a closing line "\."`},
 		{"-- mode: fast", `1: -- mode: want simple or extended, got "fast"`},
 		{"-- timeout: soon", `1: -- timeout: bad duration "soon"`},
+		{"-- sleep: 0s", `1: -- sleep: bad duration "0s"`},
 		{"-- end of the file", "1: -- end takes no argument"},
 		{"-- pipeline\n-- conn b\n", "2: -- conn inside a pipeline"},
 		{"-- params: 1\n-- pipeline\n", "2: -- pipeline cannot use the directives pending since line 1"},
