@@ -17,6 +17,8 @@
 //	stmts.go         content-named statements on shared backends (LRU)
 //	vector.go        the vector lane: offload, shared-backend writer, relayLane
 //	lane.go          the read pools (puddle), lane connections, cleanup
+//	lanecheck.go     after each read, the lane connection proves its session
+//	                 is what txlane set (laneCheckSQL), or is closed
 //	refusal.go       reads the read-only lane refused as writes
 //	settings.go      session state mirrored on the lane (snapshot, applySQL)
 //	units.go         units of work: holders, checks, escape actions, reroute
