@@ -57,7 +57,7 @@ func (s *Server) Reload(opts Options) error {
 	if s.lanes != nil {
 		s.lanes.reconfigure(next.ReadPool)
 	}
-	// Units held by PAUSE re-read query_wait_timeout.
+	// Requests held by PAUSE re-read query_wait_timeout.
 	s.setGate(func(*gateState) {})
 	return nil
 }

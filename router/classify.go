@@ -86,8 +86,8 @@ func (c *Classifier) Update(cfg Config) {
 }
 
 // Reset clears the cache, keeping the configuration. Call it when rules or
-// the vector-table set change (STYLE: the plan cache is cleared when the
-// schema changes).
+// the vector-table set change; a changed catalog needs [Classifier.Update]
+// with the new snapshot.
 func (c *Classifier) Reset() {
 	g := c.cur.Load()
 	c.cur.Store(&generation{cfg: g.cfg, fr: g.fr, cache: newCache(g.cfg.CacheEntries, g.cfg.CacheBytes)})

@@ -1,5 +1,5 @@
 // Package difftest runs the same SQL scenario directly against PostgreSQL and through txlane,
-// and fails when the two transcripts differ (differential testing, STYLE habit 8).
+// and fails when the two transcripts differ (differential testing).
 //
 // A scenario is a text file of steps executed on one or more named client connections. The
 // runner executes it against one DSN and writes a Transcript: for every step its command tags,

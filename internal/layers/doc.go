@@ -6,7 +6,9 @@
 //	layers_test.go  each product package imports only packages of lower
 //	                layers, as the README's "Layout" section draws them
 //	shape_test.go   the README's Layout table lists every package; every
-//	                package has a doc.go whose file map names its files
+//	                package has a doc.go whose file map names its files;
+//	                the Markdown files and comments point nowhere outside
+//	                the repository
 //
 // No goroutines, no locks.
 package layers

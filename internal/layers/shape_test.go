@@ -165,3 +165,56 @@ func mentions(doc, file string) bool {
 	}
 	return false
 }
+
+var (
+	webAddress = regexp.MustCompile(`https?://\S+`)
+	mdLink     = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+)
+
+// TestDocsPointInsideTheRepository: the Markdown files and the comments of
+// product Go files name no web address, and every Markdown link leads to a
+// file of the repository: what they refer to is here, and stays true with it.
+func TestDocsPointInsideTheRepository(t *testing.T) {
+	root, pkgs := listPackages(t)
+	out, err := exec.Command("git", "-C", root, "ls-files", "*.md").Output()
+	if err != nil {
+		t.Skipf("git ls-files: %v (not a git checkout)", err)
+	}
+	for _, md := range strings.Fields(string(out)) {
+		if strings.Contains(md, "node_modules/") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(root, md))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range webAddress.FindAllString(string(data), -1) {
+			t.Errorf("%s names %s: refer to what is in the repository", md, a)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(string(data), -1) {
+			target, _, _ := strings.Cut(m[1], "#")
+			if target == "" || webAddress.MatchString(target) { // reported above
+				continue
+			}
+			path := filepath.Join(root, filepath.Dir(md), filepath.FromSlash(target))
+			if r, err := filepath.Rel(root, path); err != nil || strings.HasPrefix(r, "..") {
+				t.Errorf("%s links %s, outside the repository", md, m[1])
+			} else if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s links %s, which does not exist", md, m[1])
+			}
+		}
+	}
+	for _, p := range pkgs {
+		for _, f := range p.productFiles() {
+			file, err := parser.ParseFile(token.NewFileSet(), filepath.Join(p.Dir, f), nil, parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, cg := range file.Comments {
+				for _, a := range webAddress.FindAllString(cg.Text(), -1) {
+					t.Errorf("%s/%s: a comment names %s: refer to what is in the repository", p.rel(), f, a)
+				}
+			}
+		}
+	}
+}
