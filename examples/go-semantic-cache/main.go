@@ -198,6 +198,29 @@ func (a *app) count(ctx context.Context, table, column, value string) (int, erro
 	return n, err
 }
 
+// cacheWriteInRollback is the forbidden pattern that reroute and allow both
+// run, with opposite outcomes: under unit name, a business transaction
+// creates a user, the cache pool stores an optimization for it, and the
+// transaction rolls back. It checks that the user is gone; whether the cache
+// row went with it is the caller's to check.
+func (a *app) cacheWriteInRollback(ctx context.Context, name string) error {
+	ctx = WithUnit(ctx, a.unit(name))
+	err := InTx(ctx, a.business, func(tx Tagged) error {
+		uid, err := CreateUser(ctx, tx, a.email(name))
+		if err != nil {
+			return err
+		}
+		if _, err := StoreOptimization(ctx, a.cacheQ(), uid, a.prompt(name), Embed(name)); err != nil {
+			return fmt.Errorf("cache write: %w", err)
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		return err
+	}
+	return a.expectCount(ctx, "users", "email", a.email(name), 0)
+}
+
 func (a *app) expectCount(ctx context.Context, table, column, value string, want int) error {
 	n, err := a.count(ctx, table, column, value)
 	if err != nil {
@@ -421,21 +444,7 @@ func forbidden(escape string) []scenario {
 	case "reroute":
 		return []scenario{
 			{"rerouted cache write rolls back with the business transaction", "forbidden", func(ctx context.Context, a *app) (string, error) {
-				ctx = WithUnit(ctx, a.unit("reroute-rollback"))
-				err := InTx(ctx, a.business, func(tx Tagged) error {
-					uid, err := CreateUser(ctx, tx, a.email("reroute-rollback"))
-					if err != nil {
-						return err
-					}
-					if _, err := StoreOptimization(ctx, a.cacheQ(), uid, a.prompt("reroute-rollback"), Embed("reroute")); err != nil {
-						return fmt.Errorf("rerouted write: %w", err)
-					}
-					return errRollback
-				})
-				if !errors.Is(err, errRollback) {
-					return "", err
-				}
-				if err := a.expectCount(ctx, "users", "email", a.email("reroute-rollback"), 0); err != nil {
+				if err := a.cacheWriteInRollback(ctx, "reroute-rollback"); err != nil {
 					return "", err
 				}
 				return "holder rolled back: no row", a.expectCount(ctx, "optimization_logs", "prompt", a.prompt("reroute-rollback"), 0)
@@ -521,21 +530,7 @@ func forbidden(escape string) []scenario {
 	default: // allow: what happens without txlane's rule
 		return []scenario{
 			{"without the rule the cache write escapes the rollback", "forbidden", func(ctx context.Context, a *app) (string, error) {
-				ctx = WithUnit(ctx, a.unit("escape"))
-				err := InTx(ctx, a.business, func(tx Tagged) error {
-					uid, err := CreateUser(ctx, tx, a.email("escape"))
-					if err != nil {
-						return err
-					}
-					if _, err := StoreOptimization(ctx, a.cacheQ(), uid, a.prompt("escape"), Embed("escape")); err != nil {
-						return fmt.Errorf("cache write: %w", err)
-					}
-					return errRollback
-				})
-				if !errors.Is(err, errRollback) {
-					return "", err
-				}
-				if err := a.expectCount(ctx, "users", "email", a.email("escape"), 0); err != nil {
+				if err := a.cacheWriteInRollback(ctx, "escape"); err != nil {
 					return "", err
 				}
 				// The bug txlane exists for: the user is gone, its cache row is not.
