@@ -45,9 +45,9 @@ func TestParseKinds(t *testing.T) {
 		{59, StepSimple, "main", ""},
 		{60, StepSimple, "main", ""},
 		{62, StepRaw, "main", ""},
-		{75, StepPipeline, "main", ""},
-		{81, StepSleep, "main", ""},
-		{82, StepSimple, "main", ""},
+		{80, StepPipeline, "main", ""},
+		{86, StepSleep, "main", ""},
+		{87, StepSimple, "main", ""},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("steps:\n got %v\nwant %v", got, want)
@@ -98,6 +98,11 @@ func TestParseKinds(t *testing.T) {
 		`copydata:""/""/"9"/0/0/0`,
 		`copydone:""/""/""/0/0/0`,
 		`fcall:""/""/""/1/0/2311`,
+		`parse:"s1"/""/"SET LOCAL statement_timeout = 0"/0/0/0`,
+		`describe:"s1"/""/""/0/0/0`,
+		`close:"s1"/""/""/0/0/0`,
+		`sync:""/""/""/0/0/0`,
+		`query:""/""/"COPY (SELECT 1) TO STDOUT"/0/0/0`,
 	}
 	if !reflect.DeepEqual(raw, wantRaw) {
 		t.Errorf("raw messages:\n got %q\nwant %q", raw, wantRaw)
