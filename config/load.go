@@ -363,67 +363,63 @@ func (d *decoder) nonNull(p string, n *yaml.Node, want string) (string, bool) {
 	return d.scalar(p, n, want)
 }
 
-// int decodes a decimal integer.
-func (d *decoder) int(p string, n *yaml.Node) (int, bool) {
-	s, ok := d.nonNull(p, n, "an integer")
+// parsed decodes a scalar that must not be empty (want says what it must
+// be) with parse. A value parse refuses is marked bad and reported as
+// "p: " and parse's error.
+func parsed[T any](d *decoder, p string, n *yaml.Node, want string, parse func(string) (T, error)) (T, bool) {
+	var zero T
+	s, ok := d.nonNull(p, n, want)
 	if !ok {
-		return 0, false
+		return zero, false
 	}
-	v, err := strconv.Atoi(s)
+	v, err := parse(s)
 	if err != nil {
 		d.bad[p] = true
-		d.errorf(resolve(n), "%s: expected an integer, got %q", p, s)
-		return 0, false
+		d.errorf(resolve(n), "%s: %v", p, err)
+		return zero, false
 	}
 	return v, true
+}
+
+// int decodes a decimal integer.
+func (d *decoder) int(p string, n *yaml.Node) (int, bool) {
+	return parsed(d, p, n, "an integer", func(s string) (int, error) {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, fmt.Errorf("expected an integer, got %q", s)
+		}
+		return v, nil
+	})
 }
 
 // bool decodes true or false.
 func (d *decoder) bool(p string, n *yaml.Node) (bool, bool) {
-	s, ok := d.nonNull(p, n, "true or false")
-	if !ok {
-		return false, false
-	}
-	switch lower(s) {
-	case "true":
-		return true, true
-	case "false":
-		return false, true
-	}
-	d.bad[p] = true
-	d.errorf(resolve(n), "%s: expected true or false, got %q", p, s)
-	return false, false
+	return parsed(d, p, n, "true or false", func(s string) (bool, error) {
+		switch lower(s) {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return false, fmt.Errorf("expected true or false, got %q", s)
+	})
 }
 
 // duration decodes a duration in time.ParseDuration syntax.
 func (d *decoder) duration(p string, n *yaml.Node) (time.Duration, bool) {
-	s, ok := d.nonNull(p, n, "a duration")
-	if !ok {
-		return 0, false
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		d.bad[p] = true
-		d.errorf(resolve(n), "%s: %s (use Go duration syntax such as 500ms, 30s, 1m30s, 1h)",
-			p, strings.TrimPrefix(err.Error(), "time: "))
-		return 0, false
-	}
-	return v, true
+	return parsed(d, p, n, "a duration", func(s string) (time.Duration, error) {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("%s (use Go duration syntax such as 500ms, 30s, 1m30s, 1h)",
+				strings.TrimPrefix(err.Error(), "time: "))
+		}
+		return v, nil
+	})
 }
 
 // size decodes a byte count (see ParseSize).
 func (d *decoder) size(p string, n *yaml.Node) (Size, bool) {
-	s, ok := d.nonNull(p, n, "a size")
-	if !ok {
-		return 0, false
-	}
-	v, err := ParseSize(s)
-	if err != nil {
-		d.bad[p] = true
-		d.errorf(resolve(n), "%s: %v", p, err)
-		return 0, false
-	}
-	return v, true
+	return parsed(d, p, n, "a size", ParseSize)
 }
 
 // parseEnum decodes one of the allowed values of a string enum.
@@ -432,65 +428,56 @@ func parseEnum[T ~string](d *decoder, p string, n *yaml.Node, allowed []T) (T, b
 	for i, a := range allowed {
 		names[i] = string(a)
 	}
-	want := "one of " + strings.Join(names, ", ")
-	s, ok := d.nonNull(p, n, want)
-	if !ok {
-		return "", false
-	}
-	if !slices.Contains(names, s) {
-		d.bad[p] = true
-		d.errorf(resolve(n), "%s: invalid value %q (allowed: %s)", p, s, strings.Join(names, ", "))
-		return "", false
-	}
-	return T(s), true
+	return parsed(d, p, n, "one of "+strings.Join(names, ", "), func(s string) (T, error) {
+		if !slices.Contains(names, s) {
+			return "", fmt.Errorf("invalid value %q (allowed: %s)", s, strings.Join(names, ", "))
+		}
+		return T(s), nil
+	})
 }
 
-// strs decodes a list of strings. Null is the empty list. An item that
-// cannot be decoded is reported, marked bad and kept as "", so that the
-// items after it keep their indexes in later problems.
-func (d *decoder) strs(p string, n *yaml.Node) ([]string, bool) {
+// listOf decodes a list whose items item decodes, each at path p[i]. Null is
+// the empty list. An item that cannot be decoded is reported by item and kept
+// as what item returns for it ("" for a string), so that the items after it
+// keep their indexes in later problems.
+func listOf[T any](d *decoder, p string, n *yaml.Node, item func(ip string, n *yaml.Node) T) ([]T, bool) {
 	n = resolve(n)
 	if isNull(n) {
-		return []string{}, true
+		return []T{}, true
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.typeError(p, n, "a list")
 		return nil, false
 	}
-	out := make([]string, 0, len(n.Content))
-	for i, item := range n.Content {
+	out := make([]T, 0, len(n.Content))
+	for i, it := range n.Content {
 		ip := fmt.Sprintf("%s[%d]", p, i)
-		d.at[ip] = resolve(item)
-		s, _ := d.scalar(ip, item, "a string")
-		out = append(out, s)
+		d.at[ip] = resolve(it)
+		out = append(out, item(ip, it))
 	}
 	return out, true
 }
 
+// strs decodes a list of strings (see listOf).
+func (d *decoder) strs(p string, n *yaml.Node) ([]string, bool) {
+	return listOf(d, p, n, func(ip string, n *yaml.Node) string {
+		s, _ := d.scalar(ip, n, "a string")
+		return s
+	})
+}
+
 // escapeOverrides decodes policy.escape_overrides: a list of {table, escape}.
 func (d *decoder) escapeOverrides(p string, n *yaml.Node) ([]EscapeOverride, bool) {
-	n = resolve(n)
-	if isNull(n) {
-		return []EscapeOverride{}, true
-	}
-	if n.Kind != yaml.SequenceNode {
-		d.typeError(p, n, "a list")
-		return nil, false
-	}
-	out := make([]EscapeOverride, 0, len(n.Content))
-	for i, item := range n.Content {
-		ip := fmt.Sprintf("%s[%d]", p, i)
-		d.at[ip] = resolve(item)
+	return listOf(d, p, n, func(ip string, n *yaml.Node) EscapeOverride {
 		var o EscapeOverride
-		d.mapping(ip, item, []entry{
+		d.mapping(ip, n, []entry{
 			{"table", into(d, &o.Table, (*decoder).str)},
 			{"escape", into(d, &o.Escape, func(d *decoder, p string, n *yaml.Node) (Escape, bool) {
 				return parseEnum(d, p, n, escapeValues)
 			})},
 		})
-		out = append(out, o)
-	}
-	return out, true
+		return o
+	})
 }
 
 // expand replaces ${NAME}, ${NAME:-default} and $${ in the value of scalar n.

@@ -316,7 +316,7 @@ func TestPrismaDrizzle(t *testing.T) {
 	}
 
 	direct, db := database(t, "prisma_drizzle")
-	execFile(t, direct, filepath.Join(dir, "setup.sql"))
+	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "setup.sql"))
 	bin := testbin.Txlane(t)
 	user := pgtest.Config(t).User
 	for _, escape := range escapes {
@@ -333,7 +333,7 @@ func TestPrismaDrizzle(t *testing.T) {
 func TestGoSemanticCache(t *testing.T) {
 	t.Parallel()
 	direct, db := database(t, "go_semantic_cache")
-	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "go-semantic-cache", "setup.sql"))
+	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "setup.sql"))
 	bin := testbin.Txlane(t)
 	app := testbin.Build(t, "./examples/go-semantic-cache")
 	user := pgtest.Config(t).User

@@ -151,10 +151,7 @@ var reasonNames = [numReasons]string{
 
 // String returns the stable identifier, e.g. "read_your_writes".
 func (r Reason) String() string {
-	if r < numReasons {
-		return reasonNames[r]
-	}
-	return "reason_" + itoa(int(r))
+	return nameOf(reasonNames[:], r, "reason_%d")
 }
 
 // SetByProxy reports whether r is decided by the proxy as it carries a
@@ -170,12 +167,7 @@ func (r Reason) SetByProxy() bool {
 
 // ParseReason is the inverse of [Reason.String].
 func ParseReason(s string) (Reason, bool) {
-	for i, n := range reasonNames {
-		if n == s {
-			return Reason(i), true
-		}
-	}
-	return 0, false
+	return parseName[Reason](reasonNames[:], s)
 }
 
 // AllReasons lists every reason, for pre-registering metric label values.

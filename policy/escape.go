@@ -29,18 +29,13 @@ var escapeNames = [...]string{"reject", "reroute", "log", "allow"}
 
 // String returns the action as the policy file spells it.
 func (a EscapeAction) String() string {
-	if int(a) < len(escapeNames) {
-		return escapeNames[a]
-	}
-	return "escape(" + itoa(int(a)) + ")"
+	return nameOf(escapeNames[:], a, "escape(%d)")
 }
 
 // ParseEscapeAction parses reject, reroute, log or allow.
 func ParseEscapeAction(s string) (EscapeAction, error) {
-	for i, n := range escapeNames {
-		if n == s {
-			return EscapeAction(i), nil
-		}
+	if a, ok := parseName[EscapeAction](escapeNames[:], s); ok {
+		return a, nil
 	}
 	return EscapeReject, fmt.Errorf("escape: %q is not one of reject, reroute, log, allow", s)
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strconv"
 	"testing"
 )
 
@@ -231,7 +232,7 @@ func TestTxStateTemp(t *testing.T) {
 	}
 	// Bounded.
 	for i := 0; i < maxTemp+1; i++ {
-		s.NoteTemp(Table{Name: "t" + itoa(i)})
+		s.NoteTemp(Table{Name: "t" + strconv.Itoa(i)})
 	}
 	if len(s.Temp) != maxTemp || !s.TempOverflow || !s.IsTemp(tbl("anything")) || s.IsTemp(tbl("s.anything")) {
 		t.Fatalf("overflow: %d %v", len(s.Temp), s.TempOverflow)
@@ -267,7 +268,7 @@ func TestTxStateSetTemp(t *testing.T) {
 	var s TxState
 	s.NoteTemp(tbl("parsed"))
 	for i := 0; i < maxTemp+1; i++ {
-		s.NoteTemp(Table{Name: "t" + itoa(i)})
+		s.NoteTemp(Table{Name: "t" + strconv.Itoa(i)})
 	}
 	// The server's list replaces what the parser noted, overflow included.
 	s.SetTemp([]string{"from_do", "Mixed Case"}, false)
@@ -287,7 +288,7 @@ func TestTxStateSetTemp(t *testing.T) {
 	}
 	names := make([]string, maxTemp+1)
 	for i := range names {
-		names[i] = "n" + itoa(i)
+		names[i] = "n" + strconv.Itoa(i)
 	}
 	s.SetTemp(names, false)
 	if !s.TempOverflow || len(s.Temp) != maxTemp {

@@ -57,20 +57,12 @@ var classNames = [...]string{
 
 // String returns the class name, e.g. "LockingRead".
 func (c Class) String() string {
-	if int(c) < len(classNames) {
-		return classNames[c]
-	}
-	return "Class(" + itoa(int(c)) + ")"
+	return nameOf(classNames[:], c, "Class(%d)")
 }
 
 // ParseClass is the inverse of [Class.String].
 func ParseClass(s string) (Class, bool) {
-	for c, n := range classNames {
-		if n == s {
-			return Class(c), true
-		}
-	}
-	return Unknown, false
+	return parseName[Class](classNames[:], s)
 }
 
 // rank orders classes from least to most primary-bound (see [Class]).
@@ -233,10 +225,7 @@ var txKindNames = [...]string{
 
 // String returns a snake_case name ("" for TxNone).
 func (k TxKind) String() string {
-	if int(k) < len(txKindNames) {
-		return txKindNames[k]
-	}
-	return "txkind(" + itoa(int(k)) + ")"
+	return nameOf(txKindNames[:], k, "txkind(%d)")
 }
 
 // Isolation is a transaction isolation level.
@@ -259,10 +248,7 @@ var isolationNames = [...]string{"default", "read uncommitted", "read committed"
 
 // String returns the level as PostgreSQL spells it ("repeatable read").
 func (i Isolation) String() string {
-	if int(i) < len(isolationNames) {
-		return isolationNames[i]
-	}
-	return "isolation(" + itoa(int(i)) + ")"
+	return nameOf(isolationNames[:], i, "isolation(%d)")
 }
 
 // Snapshot reports whether the level keeps one snapshot for the whole
@@ -273,10 +259,8 @@ func (i Isolation) Snapshot() bool { return i >= RepeatableRead }
 // case-insensitively ("REPEATABLE READ", "repeatable read").
 func ParseIsolation(s string) (Isolation, bool) {
 	s = strings.Join(strings.Fields(strings.ToLower(s)), " ")
-	for i, n := range isolationNames[1:] {
-		if n == s {
-			return Isolation(i + 1), true
-		}
+	if i, ok := parseName[Isolation](isolationNames[:], s); ok && i != IsolationDefault {
+		return i, true
 	}
 	return IsolationDefault, false
 }
@@ -390,10 +374,7 @@ var discardNames = [...]string{"", "all", "plans", "sequences", "temp"}
 
 // String returns "all", "plans", "sequences", "temp" or "".
 func (d DiscardKind) String() string {
-	if int(d) < len(discardNames) {
-		return discardNames[d]
-	}
-	return "discard(" + itoa(int(d)) + ")"
+	return nameOf(discardNames[:], d, "discard(%d)")
 }
 
 // Statement is the typed description of one query text. When the text holds
@@ -532,27 +513,4 @@ func AppendTable(ts []Table, t Table) []Table {
 		}
 	}
 	return append(ts, t)
-}
-
-// itoa avoids strconv for the few fallback String methods.
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	neg := i < 0
-	if neg {
-		i = -i
-	}
-	var b [20]byte
-	n := len(b)
-	for i > 0 {
-		n--
-		b[n] = byte('0' + i%10)
-		i /= 10
-	}
-	if neg {
-		n--
-		b[n] = '-'
-	}
-	return string(b[n:])
 }

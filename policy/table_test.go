@@ -145,4 +145,14 @@ func TestMergeAndClass(t *testing.T) {
 	if iso, ok := ParseIsolation("  REPEATABLE   Read "); !ok || iso != RepeatableRead {
 		t.Error("ParseIsolation")
 	}
+	// "default" names IsolationDefault's String, not a level SQL accepts.
+	if iso, ok := ParseIsolation("default"); ok {
+		t.Errorf("ParseIsolation(default) = %v, true", iso)
+	}
+	if a, err := ParseEscapeAction("log"); err != nil || a != EscapeLog || EscapeAction(9).String() != "escape(9)" {
+		t.Errorf("escape names: %v, %v, %s", a, err, EscapeAction(9))
+	}
+	if _, err := ParseEscapeAction("Reject"); err == nil {
+		t.Error("ParseEscapeAction is case-sensitive, as the policy file is")
+	}
 }

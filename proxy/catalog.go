@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,14 @@ func (s *Server) routingFor(database string) *routing {
 		go s.refreshRouting(database, dr)
 	}
 	return dr.cur.Load()
+}
+
+// allRouting returns a copy of the databases' routings, so that callers can
+// work on each (taking dbRouting.mu) without holding routeMu.
+func (s *Server) allRouting() map[string]*dbRouting {
+	s.routeMu.Lock()
+	defer s.routeMu.Unlock()
+	return maps.Clone(s.dbRoutes)
 }
 
 // baseRouting is the routing of the configured policy alone: before the

@@ -137,7 +137,7 @@ func (a consoleAPI) Routes() []console.Route {
 	list := a.s.metrics.Routes()
 	out := make([]console.Route, len(list))
 	for i, r := range list {
-		out[i] = console.Route{Lane: r.Lane, Reason: r.Reason, Units: r.Units}
+		out[i] = console.Route{Lane: r.Lane, Reason: r.Reason, Requests: r.Requests}
 	}
 	return out
 }

@@ -13,6 +13,10 @@
 //	primary.go       primaryConn: a primary backend, its pending requests,
 //	                 observed state and held statements; relay (primary →
 //	                 clients); runWhenIdle (a request of another session)
+//	pool.go          PoolMode, PoolOptions; serverPool: the backends clients
+//	                 share in transaction mode, waiting, reaping
+//	txpool.go        a session in transaction mode: attach, idle/detach,
+//	                 what pins it (asked of the server)
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages
@@ -20,6 +24,8 @@
 //	stmts.go         content-named statements on shared backends (LRU)
 //	vector.go        the vector lane: offload, shared-backend writer, relayLane
 //	lane.go          the read pools (puddle), lane connections, cleanup
+//	lanecheck.go     after each read, the lane connection proves its session
+//	                 is what txlane set (laneCheckSQL), or is closed
 //	refusal.go       reads the read-only lane refused as writes
 //	settings.go      session state mirrored on the lane (snapshot, applySQL)
 //	units.go         units of work: holders, checks, escape actions, reroute
@@ -40,7 +46,8 @@
 // and reads vector-lane answers, since it waits for them) and its primary
 // connection's relay (reads the primary, writes the client, or a guest's);
 // per lane pool, a maintenance goroutine; per database, a catalog refresh
-// when due; the idle-in-transaction and shutdown timers (ops.go).
+// when due; one reaper for the transaction-mode pools (pool.go); the
+// idle-in-transaction and shutdown timers (ops.go).
 //
 // Lock order (a lock may be taken while holding those to its left):
 //
@@ -48,7 +55,7 @@
 //	session.out.mu → primaryConn.mu, session.mu (one at a time)
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
-//	heldStmts.mu: taken alone
+//	heldStmts.mu, serverPool.mu: each taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

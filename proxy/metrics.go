@@ -12,7 +12,8 @@ import (
 // Options.Metrics keeps an unregistered set. Gauges of the server's live
 // state (clients, backends) are not here: see Server.Register.
 type Metrics struct {
-	units *prometheus.CounterVec
+	// requests counts requests routed, by lane and reason.
+	requests *prometheus.CounterVec
 	// escapes counts writes that would have escaped a transaction held by
 	// another connection, by the action taken and the table written.
 	escapes *prometheus.CounterVec
@@ -40,7 +41,7 @@ type Metrics struct {
 // NewMetrics returns a fresh, unregistered metric set.
 func NewMetrics() *Metrics {
 	m := &Metrics{
-		units: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_requests_total",
 			Help: "Requests (a simple Query, or an extended batch up to Sync) routed, by lane and reason.",
 		}, []string{"lane", "reason"}),
@@ -93,7 +94,7 @@ func NewMetrics() *Metrics {
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.units, m.escapes, m.acquireWait, m.requestSeconds,
+	for _, c := range []prometheus.Collector{m.requests, m.escapes, m.acquireWait, m.requestSeconds,
 		m.timeouts, m.pins, m.refusedWrites, m.laneDiscards, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -107,7 +108,7 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 // table the schema-qualified table written.
 //
 // NOTE: table is a label, so the series grow with the tables written across
-// units; that is bounded by the schema, never by parameter values.
+// units of work; that is bounded by the schema, never by parameter values.
 func (m *Metrics) Escape(action, table string) {
 	m.escapes.WithLabelValues(action, table).Inc()
 }
@@ -155,20 +156,20 @@ func (m *Metrics) timeout(kind string) {
 // RouteCount is the number of requests routed to Lane for Reason.
 type RouteCount struct {
 	Lane, Reason string
-	Units        float64
+	Requests     float64
 }
 
 // Routes returns every (lane, reason) pair counted so far, sorted.
 func (m *Metrics) Routes() []RouteCount {
 	ch := make(chan prometheus.Metric, 64)
-	go func() { m.units.Collect(ch); close(ch) }()
+	go func() { m.requests.Collect(ch); close(ch) }()
 	var out []RouteCount
 	for pm := range ch {
 		var d dto.Metric
 		if pm.Write(&d) != nil {
 			continue
 		}
-		rc := RouteCount{Units: d.GetCounter().GetValue()}
+		rc := RouteCount{Requests: d.GetCounter().GetValue()}
 		for _, l := range d.GetLabel() {
 			switch l.GetName() {
 			case "lane":
@@ -198,12 +199,12 @@ func counterValue(c prometheus.Counter) float64 {
 
 // route counts one request routed to lane for reason.
 func (m *Metrics) route(lane, reason string) {
-	m.units.WithLabelValues(lane, reason).Inc()
+	m.requests.WithLabelValues(lane, reason).Inc()
 }
 
 // Routed returns how many requests went to lane for reason.
 func (m *Metrics) Routed(lane, reason string) float64 {
-	return labeledValue(m.units, lane, reason)
+	return labeledValue(m.requests, lane, reason)
 }
 
 // Escapes returns how many escaping writes to table got action.

@@ -40,7 +40,7 @@ type opsState struct {
 }
 
 // gateState is a snapshot of the gate. changed is closed when the snapshot
-// is replaced, which wakes the units waiting at the gate.
+// is replaced, which wakes the requests waiting at the gate.
 type gateState struct {
 	paused   bool
 	stopping bool
@@ -106,7 +106,7 @@ func (s *Server) stopOps() {
 // live returns the options in force.
 func (s *Server) live() *Options { return s.ops.live.Load() }
 
-// setGate replaces the gate state through f and wakes the waiting units.
+// setGate replaces the gate state through f and wakes the waiting requests.
 func (s *Server) setGate(f func(*gateState)) {
 	for {
 		old := s.ops.gate.Load()

@@ -45,13 +45,7 @@ func (s *Server) Reload(opts Options) error {
 	// already known is rebuilt below (see installRouting).
 	s.ops.live.Store(&next)
 	s.policy.Store(&policyState{cfg: next.Rules, rules: rules})
-	s.routeMu.Lock()
-	routes := make(map[string]*dbRouting, len(s.dbRoutes))
-	for db, dr := range s.dbRoutes {
-		routes[db] = dr
-	}
-	s.routeMu.Unlock()
-	for db, dr := range routes {
+	for db, dr := range s.allRouting() {
 		if !next.Discover {
 			dr.forgetCatalog()
 		}
@@ -63,7 +57,7 @@ func (s *Server) Reload(opts Options) error {
 	if s.lanes != nil {
 		s.lanes.reconfigure(next.ReadPool)
 	}
-	// Units held by PAUSE re-read query_wait_timeout.
+	// Requests held by PAUSE re-read query_wait_timeout.
 	s.setGate(func(*gateState) {})
 	return nil
 }

@@ -79,9 +79,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Pause holds new requests at dispatch (see admit) and waits until no
 // session is inside a transaction or has a request in flight, or until ctx
-// is done (then the pause stays in force and ctx.Err() is returned). Units
-// of a transaction in progress are not held, so that it can finish. During
-// a graceful stop it returns errStopping at once.
+// is done (then the pause stays in force and ctx.Err() is returned).
+// Requests of a transaction in progress are not held, so that it can
+// finish. During a graceful stop it returns errStopping at once.
 func (s *Server) Pause(ctx context.Context) error {
 	s.setGate(func(g *gateState) { g.paused = true })
 	t := time.NewTicker(shutdownPoll)

@@ -132,13 +132,7 @@ type PolicyInfo struct {
 // Policy returns the routing policy in force.
 func (s *Server) Policy() PolicyInfo {
 	pi := PolicyInfo{Settings: s.live().Settings, Rules: s.policy.Load().rules, Discovered: map[string][]policy.Table{}}
-	s.routeMu.Lock()
-	routes := make(map[string]*dbRouting, len(s.dbRoutes))
-	for db, dr := range s.dbRoutes {
-		routes[db] = dr
-	}
-	s.routeMu.Unlock()
-	for db, dr := range routes {
+	for db, dr := range s.allRouting() {
 		if t := dr.discoveredTables(); len(t) > 0 {
 			pi.Discovered[db] = t
 		}

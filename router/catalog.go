@@ -310,33 +310,28 @@ func (c *CatalogSnapshot) relation(t policy.Table) []policy.Table {
 		}
 		return out
 	}
-	if t.Schema != "" {
-		if _, ok := c.rels[t]; ok {
-			return []policy.Table{t}
-		}
-		return nil
-	}
-	return c.relByName[t.Name]
+	return named(c.rels, c.relByName, t.Schema != "", t, t.Name)
 }
 
 // funcKeys returns the functions schema.name may name (see relation).
 func (c *CatalogSnapshot) funcKeys(schema, name string) []policy.Func {
-	if schema != "" {
-		if _, ok := c.exact[policy.Func{Schema: schema, Name: name}]; ok {
-			return []policy.Func{{Schema: schema, Name: name}}
-		}
-		return nil
-	}
-	return c.byName[name]
+	return named(c.exact, c.byName, schema != "", policy.Func{Schema: schema, Name: name}, name)
 }
 
 // operators returns the operators schema.name may name (see relation).
 func (c *CatalogSnapshot) operators(schema, name string) []policy.Func {
-	if schema != "" {
-		if _, ok := c.ops[policy.Func{Schema: schema, Name: name}]; ok {
-			return []policy.Func{{Schema: schema, Name: name}}
-		}
-		return nil
+	return named(c.ops, c.opByName, schema != "", policy.Func{Schema: schema, Name: name}, name)
+}
+
+// named returns what a catalog name may name: when qualified, key itself if
+// exact holds it (else nothing); when not, every object called name in
+// byName, whatever its schema.
+func named[K comparable, V any](exact map[K]V, byName map[string][]K, qualified bool, key K, name string) []K {
+	if !qualified {
+		return byName[name]
 	}
-	return c.opByName[name]
+	if _, ok := exact[key]; ok {
+		return []K{key}
+	}
+	return nil
 }

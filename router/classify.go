@@ -86,8 +86,8 @@ func (c *Classifier) Update(cfg Config) {
 }
 
 // Reset clears the cache, keeping the configuration. Call it when rules or
-// the vector-table set change (STYLE: the plan cache is cleared when the
-// schema changes).
+// the vector-table set change; a changed catalog needs [Classifier.Update]
+// with the new snapshot.
 func (c *Classifier) Reset() {
 	g := c.cur.Load()
 	c.cur.Store(&generation{cfg: g.cfg, fr: g.fr, cache: newCache(g.cfg.CacheEntries, g.cfg.CacheBytes)})
@@ -428,54 +428,38 @@ func policyBool(s string, def bool) bool {
 	return def
 }
 
+// txKinds maps each transaction statement kind to its command name
+// (Statement.Command) and its policy kind.
+var txKinds = map[pg.TransactionStmtKind]struct {
+	command string
+	kind    policy.TxKind
+}{
+	pg.TransactionStmtKind_TRANS_STMT_BEGIN:             {"BEGIN", policy.TxBegin},
+	pg.TransactionStmtKind_TRANS_STMT_START:             {"START TRANSACTION", policy.TxBegin},
+	pg.TransactionStmtKind_TRANS_STMT_COMMIT:            {"COMMIT", policy.TxCommit},
+	pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:          {"ROLLBACK", policy.TxRollback},
+	pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:         {"SAVEPOINT", policy.TxSavepoint},
+	pg.TransactionStmtKind_TRANS_STMT_RELEASE:           {"RELEASE", policy.TxRelease},
+	pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:       {"ROLLBACK TO SAVEPOINT", policy.TxRollbackTo},
+	pg.TransactionStmtKind_TRANS_STMT_PREPARE:           {"PREPARE TRANSACTION", policy.TxPrepareTransaction},
+	pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED:   {"COMMIT PREPARED", policy.TxCommitPrepared},
+	pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED: {"ROLLBACK PREPARED", policy.TxRollbackPrepared},
+}
+
+// txCommand is x's command name; "TRANSACTION" for a kind txKinds lacks.
 func txCommand(x *pg.TransactionStmt) string {
-	switch x.Kind {
-	case pg.TransactionStmtKind_TRANS_STMT_BEGIN:
-		return "BEGIN"
-	case pg.TransactionStmtKind_TRANS_STMT_START:
-		return "START TRANSACTION"
-	case pg.TransactionStmtKind_TRANS_STMT_COMMIT:
-		return "COMMIT"
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		return "ROLLBACK"
-	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
-		return "SAVEPOINT"
-	case pg.TransactionStmtKind_TRANS_STMT_RELEASE:
-		return "RELEASE"
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
-		return "ROLLBACK TO SAVEPOINT"
-	case pg.TransactionStmtKind_TRANS_STMT_PREPARE:
-		return "PREPARE TRANSACTION"
-	case pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED:
-		return "COMMIT PREPARED"
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
-		return "ROLLBACK PREPARED"
+	if k, ok := txKinds[x.Kind]; ok {
+		return k.command
 	}
 	return "TRANSACTION"
 }
 
+// txControl is x as policy sees it; Kind stays TxNone for a kind txKinds
+// lacks.
 func txControl(x *pg.TransactionStmt) policy.TxCommand {
-	tc := policy.TxCommand{Chain: x.Chain, Savepoint: x.SavepointName, GID: x.Gid}
-	switch x.Kind {
-	case pg.TransactionStmtKind_TRANS_STMT_BEGIN, pg.TransactionStmtKind_TRANS_STMT_START:
-		tc.Kind = policy.TxBegin
+	tc := policy.TxCommand{Kind: txKinds[x.Kind].kind, Chain: x.Chain, Savepoint: x.SavepointName, GID: x.Gid}
+	if tc.Kind == policy.TxBegin {
 		tc.Intent = txIntent(x.Options)
-	case pg.TransactionStmtKind_TRANS_STMT_COMMIT:
-		tc.Kind = policy.TxCommit
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		tc.Kind = policy.TxRollback
-	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
-		tc.Kind = policy.TxSavepoint
-	case pg.TransactionStmtKind_TRANS_STMT_RELEASE:
-		tc.Kind = policy.TxRelease
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
-		tc.Kind = policy.TxRollbackTo
-	case pg.TransactionStmtKind_TRANS_STMT_PREPARE:
-		tc.Kind = policy.TxPrepareTransaction
-	case pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED:
-		tc.Kind = policy.TxCommitPrepared
-	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
-		tc.Kind = policy.TxRollbackPrepared
 	}
 	return tc
 }

@@ -14,4 +14,31 @@
 // writable views and partitions (hidden.go). What the snapshot cannot prove
 // is presumed to write. Without a snapshot, or with functions alone
 // ([NewCatalogSnapshot]), only function calls are judged.
+//
+// Files:
+//
+//	classify.go   Classifier, Config: parse, cache, and the statement kinds
+//	              (DML, transaction control, settings, utility)
+//	walk.go       walker: every node of the parse tree through protobuf
+//	              reflection; tables read and written, functions called
+//	functions.go  FuncCatalog: function volatility and known writing,
+//	              session-, transaction- and backend-dependent functions
+//	catalog.go    CatalogSnapshot, NewCatalog: the catalog's objects by name
+//	hidden.go     what the catalog shows a statement runs and writes beyond
+//	              its text (views, policies, operators, casts, triggers, ...)
+//	backend.go    relations whose rows are the backend session's own
+//	lex.go        a scanner after PostgreSQL's scan.l: where comments,
+//	              strings and statements end
+//	lexing.go     classification that holds under every
+//	              standard_conforming_strings setting and client encoding
+//	              (cgo: pg_query's C API with parser options)
+//	normalize.go  cache keys shared by texts that differ only in constants
+//	cache.go      the sharded two-generation statement cache
+//	units.go      ExtractUnits (sqlcommenter unit keys, traceparent),
+//	              Fingerprint
+//	explain.go    Explanation: what `txlane explain` prints
+//
+// Goroutines: none; a Classifier is safe for concurrent use. Locks: each
+// cache shard's mu (cache.go), taken one at a time and never while
+// classifying.
 package router

@@ -592,29 +592,27 @@ type writeEv struct {
 	cascade bool // TRUNCATE ... CASCADE
 }
 
+// effectFlags pairs each effect with the statement flag it sets.
+var effectFlags = [...]struct {
+	e effect
+	f policy.Flags
+}{
+	{effWrites, policy.FlagWritingFunction},
+	{effUnknownWrites, policy.FlagWritesUnknown},
+	{effSession, policy.FlagMayChangeSession},
+	{effTx, policy.FlagTxDependent},
+	{effBackend, policy.FlagBackendDependent},
+	{effUnproven, policy.FlagUnproven},
+	{effReadsUnknown, policy.FlagReadsUnknown},
+}
+
 // flagsOf maps effects to statement flags.
 func flagsOf(e effect) policy.Flags {
 	var f policy.Flags
-	if e&effWrites != 0 {
-		f |= policy.FlagWritingFunction
-	}
-	if e&effUnknownWrites != 0 {
-		f |= policy.FlagWritesUnknown
-	}
-	if e&effSession != 0 {
-		f |= policy.FlagMayChangeSession
-	}
-	if e&effTx != 0 {
-		f |= policy.FlagTxDependent
-	}
-	if e&effBackend != 0 {
-		f |= policy.FlagBackendDependent
-	}
-	if e&effUnproven != 0 {
-		f |= policy.FlagUnproven
-	}
-	if e&effReadsUnknown != 0 {
-		f |= policy.FlagReadsUnknown
+	for _, m := range effectFlags {
+		if e&m.e != 0 {
+			f |= m.f
+		}
 	}
 	return f
 }

@@ -12,7 +12,7 @@
 # would download one; `prisma generate` never runs it, so PRISMA_SCHEMA_ENGINE_BINARY points at
 # an existing stand-in (/bin/false, so that a use would fail loudly) unless already set.
 # `prisma db push` and `prisma migrate` do need the real engine: the examples create their
-# tables with setup.sql instead.
+# tables with examples/setup.sql instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

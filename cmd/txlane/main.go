@@ -1,21 +1,3 @@
-// Command txlane is a PostgreSQL wire-protocol proxy: it sends reads of vector
-// tables over a dedicated read pool and rejects or reroutes writes that would
-// escape an open transaction.
-//
-// Usage:
-//
-//	txlane [run] [--config FILE]    run the proxy (the default command)
-//	txlane check [--config FILE]    validate the configuration file
-//	txlane explain [flags] SQL      show how a statement would be routed
-//	txlane version                  print version information
-//
-// --config defaults to $TXLANE_CONFIG, or txlane.yaml when that is unset.
-//
-// Files: main.go (commands and flags), run.go and serve.go (starting the
-// proxy from a Config), reload.go (file watch, SIGHUP, RELOAD: parse,
-// validate, swap), http.go (/metrics, /healthz, /readyz), check.go,
-// explain.go. Goroutines: main; the proxy's (see package proxy); the file
-// watcher and signal handler (reload.go); the HTTP server (http.go).
 package main
 
 import (

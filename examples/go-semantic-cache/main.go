@@ -1,26 +1,3 @@
-// Command go-semantic-cache is a semantic cache in Go behind txlane: pgx with
-// github.com/pgvector/pgvector-go, and two connection pools to one database.
-//
-//   - "business" runs the application's transactions on the users table;
-//   - "cache" stores and finds similar optimizations in optimization_logs, a
-//     table with a vector(3) column.
-//
-// Both pools point at txlane (DATABASE_URL). Every statement of one request
-// carries the request's unit of work as a sqlcommenter comment,
-// /*unit='req-…'*/, appended by the Tagged helper from the request's context,
-// so txlane can tell that a write on the cache pool belongs to a transaction
-// that is open on the business pool.
-//
-// It runs the approved and forbidden patterns (see README.md) and prints a JSON
-// summary; the exit status is 1 when an outcome differs from what the txlane
-// configuration in front of it should produce (-escape, or $TXLANE_ESCAPE):
-//
-//	reject   (default) a write that would escape the transaction fails, SQLSTATE 25L01
-//	reroute  such a write runs inside the holder's transaction
-//	allow    txlane lets it through, or DATABASE_URL points at PostgreSQL itself:
-//	         the write commits on its own and survives the holder's rollback
-//
-// The tables come from setup.sql, run against the database beforehand.
 package main
 
 import (
@@ -219,6 +196,29 @@ func (a *app) count(ctx context.Context, table, column, value string) (int, erro
 	var n int
 	err := a.cache.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE %s = $1`, table, column), value).Scan(&n)
 	return n, err
+}
+
+// cacheWriteInRollback is the forbidden pattern that reroute and allow both
+// run, with opposite outcomes: under unit name, a business transaction
+// creates a user, the cache pool stores an optimization for it, and the
+// transaction rolls back. It checks that the user is gone; whether the cache
+// row went with it is the caller's to check.
+func (a *app) cacheWriteInRollback(ctx context.Context, name string) error {
+	ctx = WithUnit(ctx, a.unit(name))
+	err := InTx(ctx, a.business, func(tx Tagged) error {
+		uid, err := CreateUser(ctx, tx, a.email(name))
+		if err != nil {
+			return err
+		}
+		if _, err := StoreOptimization(ctx, a.cacheQ(), uid, a.prompt(name), Embed(name)); err != nil {
+			return fmt.Errorf("cache write: %w", err)
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		return err
+	}
+	return a.expectCount(ctx, "users", "email", a.email(name), 0)
 }
 
 func (a *app) expectCount(ctx context.Context, table, column, value string, want int) error {
@@ -444,21 +444,7 @@ func forbidden(escape string) []scenario {
 	case "reroute":
 		return []scenario{
 			{"rerouted cache write rolls back with the business transaction", "forbidden", func(ctx context.Context, a *app) (string, error) {
-				ctx = WithUnit(ctx, a.unit("reroute-rollback"))
-				err := InTx(ctx, a.business, func(tx Tagged) error {
-					uid, err := CreateUser(ctx, tx, a.email("reroute-rollback"))
-					if err != nil {
-						return err
-					}
-					if _, err := StoreOptimization(ctx, a.cacheQ(), uid, a.prompt("reroute-rollback"), Embed("reroute")); err != nil {
-						return fmt.Errorf("rerouted write: %w", err)
-					}
-					return errRollback
-				})
-				if !errors.Is(err, errRollback) {
-					return "", err
-				}
-				if err := a.expectCount(ctx, "users", "email", a.email("reroute-rollback"), 0); err != nil {
+				if err := a.cacheWriteInRollback(ctx, "reroute-rollback"); err != nil {
 					return "", err
 				}
 				return "holder rolled back: no row", a.expectCount(ctx, "optimization_logs", "prompt", a.prompt("reroute-rollback"), 0)
@@ -544,21 +530,7 @@ func forbidden(escape string) []scenario {
 	default: // allow: what happens without txlane's rule
 		return []scenario{
 			{"without the rule the cache write escapes the rollback", "forbidden", func(ctx context.Context, a *app) (string, error) {
-				ctx = WithUnit(ctx, a.unit("escape"))
-				err := InTx(ctx, a.business, func(tx Tagged) error {
-					uid, err := CreateUser(ctx, tx, a.email("escape"))
-					if err != nil {
-						return err
-					}
-					if _, err := StoreOptimization(ctx, a.cacheQ(), uid, a.prompt("escape"), Embed("escape")); err != nil {
-						return fmt.Errorf("cache write: %w", err)
-					}
-					return errRollback
-				})
-				if !errors.Is(err, errRollback) {
-					return "", err
-				}
-				if err := a.expectCount(ctx, "users", "email", a.email("escape"), 0); err != nil {
+				if err := a.cacheWriteInRollback(ctx, "escape"); err != nil {
 					return "", err
 				}
 				// The bug txlane exists for: the user is gone, its cache row is not.

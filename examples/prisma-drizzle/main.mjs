@@ -68,6 +68,21 @@ async function expectCount(what, actual, want) {
 const cacheRows = (name) => withoutUnit(() => countPrompt(db, prompt(name)))
 const userRows = (name) => withoutUnit(() => prisma.user.count({ where: { email: email(name) } }))
 
+// The forbidden pattern that reroute and allow both run, with opposite
+// outcomes: under unit name, a Prisma transaction creates a user, Drizzle
+// stores an optimization for it, and the transaction rolls back. Checks that
+// the user is gone; whether the cache row went with it is the caller's to check.
+function drizzleWriteInRollback(name) {
+  return withUnit(unit(name), async () => {
+    await prisma.$transaction(async (tx) => {
+      const user = await tx.user.create({ data: { email: email(name) } })
+      await storeOptimization(db, { userId: user.id, prompt: prompt(name), embedding: embed(name) })
+      throw new Rollback()
+    }, TX).catch((e) => { if (!(e instanceof Rollback)) throw e })
+    await expectCount('users', userRows(name), 0)
+  })
+}
+
 async function seed() {
   for (const p of ['summarize the quarterly report', 'translate the release notes', 'rank search results']) {
     await storeOptimization(db, { userId: 0, prompt: `${p} ${run}`, embedding: embed(p) })
@@ -183,17 +198,11 @@ const forbidden = {
   ],
 
   reroute: [
-    ['rerouted Drizzle write rolls back with the Prisma transaction', () =>
-      withUnit(unit('reroute-rollback'), async () => {
-        await prisma.$transaction(async (tx) => {
-          const user = await tx.user.create({ data: { email: email('reroute-rollback') } })
-          await storeOptimization(db, { userId: user.id, prompt: prompt('reroute-rollback'), embedding: embed('reroute') })
-          throw new Rollback()
-        }, TX).catch((e) => { if (!(e instanceof Rollback)) throw e })
-        await expectCount('users', userRows('reroute-rollback'), 0)
-        await expectCount('optimization_logs', cacheRows('reroute-rollback'), 0)
-        return 'holder rolled back: no row'
-      })],
+    ['rerouted Drizzle write rolls back with the Prisma transaction', async () => {
+      await drizzleWriteInRollback('reroute-rollback')
+      await expectCount('optimization_logs', cacheRows('reroute-rollback'), 0)
+      return 'holder rolled back: no row'
+    }],
     ['rerouted Drizzle write commits with the Prisma transaction', () =>
       withUnit(unit('reroute-commit'), async () => {
         const seen = await prisma.$transaction(async (tx) => {
@@ -243,18 +252,12 @@ const forbidden = {
   ],
 
   allow: [
-    ['without the rule the Drizzle write escapes the rollback', () =>
-      withUnit(unit('escape'), async () => {
-        await prisma.$transaction(async (tx) => {
-          const user = await tx.user.create({ data: { email: email('escape') } })
-          await storeOptimization(db, { userId: user.id, prompt: prompt('escape'), embedding: embed('escape') })
-          throw new Rollback()
-        }, TX).catch((e) => { if (!(e instanceof Rollback)) throw e })
-        await expectCount('users', userRows('escape'), 0)
-        // The bug txlane exists for: the user is gone, its cache row is not.
-        await expectCount('optimization_logs', cacheRows('escape'), 1)
-        return 'the user rolled back, its cache row persisted'
-      })],
+    ['without the rule the Drizzle write escapes the rollback', async () => {
+      await drizzleWriteInRollback('escape')
+      // The bug txlane exists for: the user is gone, its cache row is not.
+      await expectCount('optimization_logs', cacheRows('escape'), 1)
+      return 'the user rolled back, its cache row persisted'
+    }],
   ],
 }
 

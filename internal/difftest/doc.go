@@ -1,5 +1,5 @@
 // Package difftest runs the same SQL scenario directly against PostgreSQL and through txlane,
-// and fails when the two transcripts differ (differential testing, STYLE habit 8).
+// and fails when the two transcripts differ (differential testing).
 //
 // A scenario is a text file of steps executed on one or more named client connections. The
 // runner executes it against one DSN and writes a Transcript: for every step its command tags,
@@ -125,4 +125,14 @@
 // transcript. Scenarios that name their tables t_{{id}} can therefore run concurrently and
 // repeatedly on one database. Every scenario must still clean up after itself: drop what it
 // creates at the end, and use DROP ... IF EXISTS at the start.
+//
+// Files:
+//
+//	difftest.go   Run, RunDir: a scenario on both DSNs, the diff as a test failure
+//	scenario.go   Parse, ParseFile: the scenario language into Steps
+//	run.go        Execute: steps on pgconn connections, the transcript
+//	diff.go       Diff: a unified diff of two transcripts
+//
+// Goroutines: RunDir's parallel subtests, one per scenario; Execute runs a scenario's steps
+// one after another on its caller's goroutine. No locks.
 package difftest

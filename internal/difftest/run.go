@@ -28,6 +28,19 @@ const (
 	maxShownValue = 512 // longer values are printed as their length and hash
 )
 
+// bareAnswers maps each reply without content that a raw step prints by name
+// to the raw message type it completes ("" where it completes none by itself:
+// CopyOutResponse and CopyDone come before the CommandComplete that does).
+var bareAnswers = map[string]string{
+	"ParseComplete":      "parse",
+	"BindComplete":       "bind",
+	"CloseComplete":      "close",
+	"NoData":             "describe",
+	"EmptyQueryResponse": "execute",
+	"CopyOutResponse":    "",
+	"CopyDone":           "",
+}
+
 // Timeouts of the runner's own waits.
 const (
 	defaultStepTimeout = 30 * time.Second
@@ -691,15 +704,11 @@ func (r *runner) raw(ctx context.Context, c *clientConn, s *Step) {
 			switch msg := msg.(type) {
 			case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
 				continue // recorded by the connection's callbacks
-			case *pgproto3.ParseComplete:
-				r.printf("%sParseComplete", ind)
-				done = m.Type == "parse"
-			case *pgproto3.BindComplete:
-				r.printf("%sBindComplete", ind)
-				done = m.Type == "bind"
-			case *pgproto3.CloseComplete:
-				r.printf("%sCloseComplete", ind)
-				done = m.Type == "close"
+			case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.CloseComplete, *pgproto3.NoData,
+				*pgproto3.EmptyQueryResponse, *pgproto3.CopyOutResponse, *pgproto3.CopyDone:
+				name := strings.TrimPrefix(fmt.Sprintf("%T", msg), "*pgproto3.")
+				r.printf("%s%s", ind, name)
+				done = m.Type == bareAnswers[name]
 			case *pgproto3.ParameterDescription:
 				types := make([]string, len(msg.ParameterOIDs))
 				for i, oid := range msg.ParameterOIDs {
@@ -713,9 +722,6 @@ func (r *runner) raw(ctx context.Context, c *clientConn, s *Step) {
 						TypeModifier: f.TypeModifier, Format: f.Format}
 				}
 				r.printf("%sRowDescription: %s", ind, r.columns(fields))
-				done = m.Type == "describe"
-			case *pgproto3.NoData:
-				r.printf("%sNoData", ind)
 				done = m.Type == "describe"
 			case *pgproto3.DataRow:
 				rows++
@@ -741,9 +747,6 @@ func (r *runner) raw(ctx context.Context, c *clientConn, s *Step) {
 				rows = 0
 				r.printf("%sPortalSuspended", ind)
 				done = m.Type == "execute"
-			case *pgproto3.EmptyQueryResponse:
-				r.printf("%sEmptyQueryResponse", ind)
-				done = m.Type == "execute"
 			case *pgproto3.CopyInResponse:
 				r.printf("%sCopyInResponse", ind)
 				switch m.Type {
@@ -752,12 +755,8 @@ func (r *runner) raw(ctx context.Context, c *clientConn, s *Step) {
 				case "query":
 					copyIn, done = 'S', true
 				}
-			case *pgproto3.CopyOutResponse:
-				r.printf("%sCopyOutResponse", ind)
 			case *pgproto3.CopyData:
 				r.printf("%sCopyData: %s", ind, formatValue(msg.Data, false))
-			case *pgproto3.CopyDone:
-				r.printf("%sCopyDone", ind)
 			case *pgproto3.FunctionCallResponse:
 				r.printf("%sFunctionCallResponse: %s", ind, formatValue(msg.Result, false))
 			case *pgproto3.ErrorResponse:

@@ -70,6 +70,9 @@ func TestExecuteKinds(t *testing.T) {
 		"ERROR 57014: canceling statement due to user request\nstatus I",
 		"row: still usable",
 		"  [3] DataRow: 2\n  [3] DataRow: 3\n  [3] PortalSuspended\n  [5] DataRow: 4\n  [5] DataRow: 5\n  [5] CommandComplete: SELECT 2\n  [6] ReadyForQuery I",
+		"  [1] ParseComplete\n  [2] BindComplete\n  [3] DataRow: 2",
+		"  [11] ParseComplete\n  [12] ParameterDescription ()\n  [12] NoData\n  [13] CloseComplete\n  [14] ReadyForQuery I\n" +
+			"  [15] CopyOutResponse\n  [15] CopyData: \"1\\n\"\n  [15] CopyDone\n  [15] CommandComplete: COPY 1\n  [15] ReadyForQuery I",
 		"  [7] CopyInResponse\n  [9] CommandComplete: COPY 1\n  [9] ReadyForQuery I\n  [10] FunctionCallResponse: 900150983cd24fb0d6963f7d28e17f72",
 		"  [1] row: before flush\n  [1] tag: SELECT 1\n  [2] flushed\n  [3] columns: ?column? text",
 	} {

@@ -283,18 +283,16 @@ func (p *parser) directive(line int, text string) (*Step, error) {
 		p.setPending(line)
 		p.binary = true
 		return nil, nil
-	case "timeout":
+	case "timeout", "sleep":
+		// Both take a positive Go duration ("500ms").
 		d, err := time.ParseDuration(arg)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("-- timeout: bad duration %q", arg)
+			return nil, fmt.Errorf("-- %s: bad duration %q", word, arg)
 		}
-		p.setPending(line)
-		p.timeout = d
-		return nil, nil
-	case "sleep":
-		d, err := time.ParseDuration(arg)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("-- sleep: bad duration %q", arg)
+		if word == "timeout" {
+			p.setPending(line)
+			p.timeout = d
+			return nil, nil
 		}
 		s := p.newStep(line, StepSleep)
 		s.Timeout = d
@@ -464,6 +462,27 @@ func (p *parser) statement() (*Step, error) {
 	return s, nil
 }
 
+// stringLiteral reads the SQL string literal that s starts with, in which a
+// quote is written twice: its value, what follows it, and false when it is
+// not closed.
+func stringLiteral(s string) (val, rest string, ok bool) {
+	var b strings.Builder
+	s = s[1:]
+	for {
+		j := strings.IndexByte(s, '\'')
+		if j < 0 {
+			return "", "", false
+		}
+		b.WriteString(s[:j])
+		s = s[j+1:]
+		if !strings.HasPrefix(s, "'") {
+			return b.String(), s, true
+		}
+		b.WriteByte('\'')
+		s = s[1:]
+	}
+}
+
 // parseParams parses the argument of "-- params:".
 func parseParams(arg string) ([]*string, error) {
 	out := []*string{}
@@ -475,29 +494,12 @@ func parseParams(arg string) ([]*string, error) {
 		rest = strings.TrimLeft(rest, " \t")
 		var val *string
 		if strings.HasPrefix(rest, "'") {
-			var b strings.Builder
-			i := 1
-			closed := false
-			for i < len(rest) {
-				if rest[i] == '\'' {
-					if i+1 < len(rest) && rest[i+1] == '\'' {
-						b.WriteByte('\'')
-						i += 2
-						continue
-					}
-					closed = true
-					i++
-					break
-				}
-				b.WriteByte(rest[i])
-				i++
-			}
-			if !closed {
+			s, after, ok := stringLiteral(rest)
+			if !ok {
 				return nil, fmt.Errorf("-- params: unterminated string in %q", arg)
 			}
-			s := b.String()
 			val = &s
-			rest = strings.TrimLeft(rest[i:], " \t")
+			rest = strings.TrimLeft(after, " \t")
 			if rest != "" && rest[0] != ',' {
 				return nil, fmt.Errorf("-- params: expected , after a string in %q", arg)
 			}

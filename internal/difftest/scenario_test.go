@@ -45,9 +45,9 @@ func TestParseKinds(t *testing.T) {
 		{59, StepSimple, "main", ""},
 		{60, StepSimple, "main", ""},
 		{62, StepRaw, "main", ""},
-		{75, StepPipeline, "main", ""},
-		{81, StepSleep, "main", ""},
-		{82, StepSimple, "main", ""},
+		{80, StepPipeline, "main", ""},
+		{86, StepSleep, "main", ""},
+		{87, StepSimple, "main", ""},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("steps:\n got %v\nwant %v", got, want)
@@ -98,6 +98,11 @@ func TestParseKinds(t *testing.T) {
 		`copydata:""/""/"9"/0/0/0`,
 		`copydone:""/""/""/0/0/0`,
 		`fcall:""/""/""/1/0/2311`,
+		`parse:"s1"/""/"SET LOCAL statement_timeout = 0"/0/0/0`,
+		`describe:"s1"/""/""/0/0/0`,
+		`close:"s1"/""/""/0/0/0`,
+		`sync:""/""/""/0/0/0`,
+		`query:""/""/"COPY (SELECT 1) TO STDOUT"/0/0/0`,
 	}
 	if !reflect.DeepEqual(raw, wantRaw) {
 		t.Errorf("raw messages:\n got %q\nwant %q", raw, wantRaw)
@@ -217,7 +222,7 @@ func TestParseParams(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"'x", "1,,2", "'x' y", "1,"} {
+	for _, bad := range []string{"'x", "'x''", "1,,2", "'x' y", "1,"} {
 		if _, err := parseParams(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -242,6 +247,7 @@ func TestParseErrors(t *testing.T) {
 		{"COPY t FROM STDIN;\n1\n", `1: COPY FROM STDIN data without a closing line "\."`},
 		{"-- mode: fast", `1: -- mode: want simple or extended, got "fast"`},
 		{"-- timeout: soon", `1: -- timeout: bad duration "soon"`},
+		{"-- sleep: 0s", `1: -- sleep: bad duration "0s"`},
 		{"-- end of the file", "1: -- end takes no argument"},
 		{"-- pipeline\n-- conn b\n", "2: -- conn inside a pipeline"},
 		{"-- params: 1\n-- pipeline\n", "2: -- pipeline cannot use the directives pending since line 1"},

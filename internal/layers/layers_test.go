@@ -1,6 +1,3 @@
-// Package layers holds the test that keeps txlane's packages layered: each
-// product package imports only packages of lower layers, as the README's
-// "Layout" section draws them. It has no code of its own.
 package layers
 
 import (

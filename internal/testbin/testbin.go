@@ -1,6 +1,3 @@
-// Package testbin helps tests that run programs of this module as separate
-// processes (the txlane binary, the examples): building them, finding free
-// ports, collecting their output.
 package testbin
 
 import (

@@ -92,7 +92,7 @@ type Pool struct {
 // Route is how many requests went to one lane for one reason.
 type Route struct {
 	Lane, Reason string
-	Units        float64
+	Requests     float64 // requests routed (not units of work)
 }
 
 // Unit is one unit of work held by a client, as SHOW UNITS lists it.

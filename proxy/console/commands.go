@@ -97,7 +97,7 @@ func init() {
 	commands = []*command{
 		{name: "SHOW CLIENTS", run: rows(showClients),
 			columns: []string{"id", "addr", "user", "database", "application_name", "state", "activity", "connected_since", "units_of_work", "pinned"},
-			help:    "logged-in clients: address, user, database, application_name, transaction state (I/T/E), activity (idle/active/held), units held, what pins the client to its backend (pool_mode transaction)"},
+			help:    "logged-in clients: address, user, database, application_name, transaction state (I/T/E), activity (idle/active/held), units of work held, what pins the client to its backend (pool_mode transaction)"},
 		{name: "SHOW POOLS", run: rows(showPools),
 			columns: []string{"database", "vector_total", "vector_idle", "vector_acquired", "vector_waiting", "vector_max", "primary_conns", "primary_active", "pool_mode", "cl_waiting", "sv_active", "sv_idle"},
 			help:    "per database: vector-lane pool connections (total, idle, acquired, waiting, max), primary connections, pool_mode, and in transaction mode clients waiting for a backend and backends serving clients or idle"},

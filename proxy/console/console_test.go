@@ -34,7 +34,7 @@ func (p *stubProxy) Pools() []Pool {
 	return []Pool{{Database: "d", VectorTotal: 3, VectorIdle: 1, VectorAcquired: 2, VectorWaiting: 4, VectorMax: 8, PrimaryConns: 5, PrimaryActive: 6}}
 }
 func (p *stubProxy) Routes() []Route {
-	return []Route{{Lane: "vector", Reason: "vector_read_idle", Units: 7}}
+	return []Route{{Lane: "vector", Reason: "vector_read_idle", Requests: 7}}
 }
 func (p *stubProxy) Units() []Unit {
 	return []Unit{{Unit: "u1", ClientID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", Since: since, Failed: true}}

@@ -42,7 +42,7 @@ func showPools(p Proxy) [][]string {
 func showStats(p Proxy) [][]string {
 	var rows [][]string
 	for _, r := range p.Routes() {
-		rows = append(rows, []string{r.Lane, r.Reason, strconv.FormatFloat(r.Units, 'f', -1, 64)})
+		rows = append(rows, []string{r.Lane, r.Reason, strconv.FormatFloat(r.Requests, 'f', -1, 64)})
 	}
 	return rows
 }

@@ -1,8 +1,10 @@
--- Tables of the go-semantic-cache example. Run against PostgreSQL (or through
--- txlane) before the example: psql "$DATABASE_URL" -f setup.sql
+-- Tables of the go-semantic-cache and prisma-drizzle examples (the psql
+-- walkthrough creates the same two). Run against PostgreSQL (or through
+-- txlane) before an example: psql "$DATABASE_URL" -f examples/setup.sql
 CREATE EXTENSION IF NOT EXISTS vector;
 
--- Business data, written in transactions on the "business" pool.
+-- Business data, written in transactions on the business pool (Go: "business";
+-- Node: the Prisma client).
 CREATE TABLE IF NOT EXISTS users (
     id         serial PRIMARY KEY,
     email      text NOT NULL UNIQUE,
@@ -10,8 +12,8 @@ CREATE TABLE IF NOT EXISTS users (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The semantic cache, on the "cache" pool: a vector table, so txlane sends its
--- reads over the vector lane.
+-- The semantic cache, on the cache pool (Go: "cache"; Node: the Drizzle pool):
+-- a vector table, so txlane sends its reads over the vector lane.
 CREATE TABLE IF NOT EXISTS optimization_logs (
     id         serial PRIMARY KEY,
     user_id    int,
