@@ -57,6 +57,9 @@ type primaryConn struct {
 
 	// held is what the server holds in its session's prepared statements.
 	held heldStmts
+	// settings are the session settings the backend holds beyond its
+	// login's (transaction mode; changed only by its owner, holding wsem).
+	settings *sessionSettings
 }
 
 // primaryOwner is what a primaryConn needs of the session it serves. relay
@@ -487,9 +490,21 @@ func (p *primaryConn) internalReply(req *request, typ wire.Backend) error {
 // reaches no client. The caller must be the owner holding wsem (see
 // session.attach), which query releases.
 func (p *primaryConn) query(sql string) (*internalQuery, error) {
+	return p.queryKeep(sql, false)
+}
+
+// queryKeep is query; with keep the caller keeps wsem throughout (nobody
+// may take the connection between the answer and the caller's next step).
+func (p *primaryConn) queryKeep(sql string, keep bool) (*internalQuery, error) {
 	q := &internalQuery{done: make(chan struct{})}
-	if err := p.send(q, sql); err != nil {
+	if err := p.write(q, sql); err != nil {
+		if !keep {
+			p.release()
+		}
 		return nil, err
+	}
+	if !keep {
+		p.release()
 	}
 	select {
 	case <-q.done:
@@ -506,14 +521,20 @@ const internalQueryTimeout = 30 * time.Second
 // send writes sql as txlane's own query answered into q, and releases wsem,
 // which the caller holds.
 func (p *primaryConn) send(q *internalQuery, sql string) error {
+	err := p.write(q, sql)
+	p.release()
+	return err
+}
+
+// write writes sql as txlane's own query answered into q; the caller holds
+// wsem.
+func (p *primaryConn) write(q *internalQuery, sql string) error {
 	p.push(&request{internal: q})
 	// A simple Query replaces the server's unnamed statement: the client's
 	// (if any) is prepared again before its next use.
 	p.held.forget("")
 	wire.WriteMsg(p.w, &pgproto3.Query{String: sql})
-	err := p.w.Flush()
-	p.release()
-	return err
+	return p.w.Flush()
 }
 
 // Why runWhenIdle did not run a guest's request.

@@ -69,6 +69,13 @@ type session struct {
 	pin                atomic.Pointer[string]
 	// loaded: the client ran LOAD; the library stays in its backend.
 	loaded atomic.Bool
+	// settings are the client's session settings as the server last
+	// reported them (transaction mode; nil: those of its login).
+	settings atomic.Pointer[sessionSettings]
+	// customList is customs, sorted, for the relay goroutine; hiddenCustoms
+	// says a statement may have set custom settings by names not in it.
+	customList    atomic.Pointer[[]string]
+	hiddenCustoms atomic.Bool
 
 	keyPID    uint32 // BackendKeyData txlane gave the client
 	keySecret []byte
@@ -338,6 +345,8 @@ func (s *session) serve() {
 	for _, name := range startupCustomSettings(s.startup.Parameters) {
 		s.customs[name] = true
 	}
+	customs := s.customSettings()
+	s.customList.Store(&customs)
 	go p.relay()
 	if s.srv.opts.Pool.Mode == PoolTransaction {
 		s.pool = s.srv.poolFor(s.startup.Parameters)
@@ -782,8 +791,18 @@ func sqlStatementRefs(st *policy.Statement) []string {
 func (s *session) noteEffects(st *policy.Statement) {
 	if s.pool != nil && mayPin(st) {
 		eachPart(st, func(p *policy.Statement) {
-			if p.Command == "LOAD" {
+			switch {
+			case p.Command == "LOAD":
 				s.loaded.Store(true)
+			case p.Discard == policy.DiscardAll || p.Class == policy.Session && slices.ContainsFunc(p.Settings, func(x policy.Setting) bool { return x.ResetAll }):
+				// Every custom setting is gone.
+				s.hiddenCustoms.Store(false)
+			case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
+				p.Flags&policy.FlagSQLPrepare == 0:
+				// A function, DO or CALL may have set a custom setting by
+				// a name txlane does not see (pg_settings does not list
+				// them): the client keeps its backend (pin "set_config").
+				s.hiddenCustoms.Store(true)
 			}
 		})
 		s.dirtyGen.Add(1)
@@ -814,8 +833,10 @@ func (s *session) noteEffects(st *policy.Statement) {
 				s.unitStale = true
 			}
 		}
-		if strings.Contains(set.Name, ".") {
+		if strings.Contains(set.Name, ".") && !s.customs[set.Name] {
 			s.customs[set.Name] = true
+			list := s.customSettings()
+			s.customList.Store(&list)
 		}
 	}
 }

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"sort"
 	"strings"
 	"time"
 
@@ -46,8 +48,143 @@ func (s *session) attach() (*primaryConn, error) {
 		s.mu.Lock()
 		s.mu.running = &p.target
 		s.mu.Unlock()
+		if err := s.moveState(p); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
+}
+
+// moveState makes p's session settings the client's (a difference: RESET
+// what p has and the client has not, set_config what differs), before any
+// request of the client runs on p. The caller holds p's wsem, and still
+// does on return. If the server refuses, the client is closed (FATAL
+// 08006) and p too: neither may run with settings that are not the
+// client's.
+func (s *session) moveState(p *primaryConn) error {
+	want := s.settings.Load()
+	sql := stateDiffSQL(p.settings, want)
+	if sql == "" {
+		return nil
+	}
+	q, err := p.queryKeep(sql, true)
+	if err == nil && q.err != nil {
+		err = errors.New(q.err.Message)
+	}
+	if err != nil {
+		s.log.Warn("could not move the session's settings to a pooled backend", zap.Error(err))
+		s.pc.Store(nil)
+		p.release()
+		p.conn.Close()
+		return &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
+			Message: "txlane could not restore this session's settings on a server connection",
+			Detail:  err.Error()}
+	}
+	p.settings = want
+	return nil
+}
+
+// stateDiffSQL is the statement that turns a backend whose session
+// settings are have into one whose settings are want ("" when they are
+// equal). session_authorization goes first and role second: each resets
+// what follows it.
+func stateDiffSQL(have, want *sessionSettings) string {
+	var resets, sets []string
+	for _, name := range orderedSettings(have) {
+		if _, ok := want.get(name); !ok {
+			resets = append(resets, "RESET "+quoteGUC(name))
+		}
+	}
+	for _, name := range orderedSettings(want) {
+		v, _ := want.get(name)
+		if hv, ok := have.get(name); ok && hv == v {
+			continue
+		}
+		sets = append(sets, "pg_catalog.set_config("+quoteLiteral(name)+", "+quoteLiteral(v)+", false)")
+	}
+	if len(resets) == 0 && len(sets) == 0 {
+		return ""
+	}
+	sql := strings.Join(resets, "; ")
+	if len(sets) > 0 {
+		if sql != "" {
+			sql += "; "
+		}
+		sql += "SELECT " + strings.Join(sets, ", ")
+	}
+	return sql
+}
+
+// sessionSettings are a server session's settings that differ from those its
+// login gave it: pg_settings rows of source 'session', and role and
+// session_authorization when set. nil is none. Never modified once made.
+type sessionSettings struct {
+	values map[string]string
+}
+
+func (ss *sessionSettings) get(name string) (string, bool) {
+	if ss == nil {
+		return "", false
+	}
+	v, ok := ss.values[name]
+	return v, ok
+}
+
+// orderedSettings lists the names of ss, session_authorization first and
+// role second, then by name.
+func orderedSettings(ss *sessionSettings) []string {
+	if ss == nil {
+		return nil
+	}
+	rank := func(n string) int {
+		switch n {
+		case "session_authorization":
+			return 0
+		case "role":
+			return 1
+		}
+		return 2
+	}
+	names := make([]string, 0, len(ss.values))
+	for n := range ss.values {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if ri, rj := rank(names[i]), rank(names[j]); ri != rj {
+			return ri < rj
+		}
+		return names[i] < names[j]
+	})
+	return names
+}
+
+// parseSessionSettings reads the settings columns of pinCheckSQL: a JSON
+// array of [name, setting] pairs (NULL for none), the role and the session
+// user; login is the user the backend logged in as.
+func parseSessionSettings(pairs, role, auth, customs []byte, login string) (*sessionSettings, error) {
+	ss := &sessionSettings{values: map[string]string{}}
+	for _, js := range [][]byte{pairs, customs} {
+		if js == nil {
+			continue
+		}
+		var list [][2]string
+		if err := json.Unmarshal(js, &list); err != nil {
+			return nil, err
+		}
+		for _, kv := range list {
+			ss.values[kv[0]] = kv[1]
+		}
+	}
+	if r := string(role); r != "none" {
+		ss.values["role"] = r
+	}
+	if a := string(auth); a != login {
+		ss.values["session_authorization"] = a
+	}
+	if len(ss.values) == 0 {
+		return nil, nil
+	}
+	return ss, nil
 }
 
 // query runs sql on the client's primary connection as txlane's own query
@@ -88,8 +225,8 @@ func (s *session) idle(p *primaryConn) {
 		return
 	}
 	if gen := s.dirtyGen.Load(); gen != s.cleanGen.Load() {
-		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) { s.pinChecked(q, gen) }}
-		if err := p.send(q, pinCheckSQL(s.startup.Parameters["user"])); err != nil {
+		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) { s.pinChecked(p, q, gen) }}
+		if err := p.send(q, pinCheckSQL+customsSQL(*s.customList.Load())); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
 		return // its ReadyForQuery calls idle again
@@ -187,37 +324,67 @@ func mayPin(st *policy.Statement) bool {
 }
 
 // pinCheckSQL asks the server what in the session would not follow the
-// client to another backend, one boolean per reason in pinReasons' order.
-func pinCheckSQL(user string) string {
-	return `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()), ` +
+// client to another backend (one boolean per reason in pinReasons' order),
+// and the session's settings (see parseSessionSettings).
+const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()), ` +
 		`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'), ` +
 		`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
 		`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
 		`EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
-		`EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE source = 'session') OR pg_catalog.current_setting('role') <> 'none' OR session_user <> ` + quoteLiteral(user)
+		`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session'), ` +
+		`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
+
+// customsSQL is the last column of the pin check: the client's custom
+// (dotted) settings that have a value, as a JSON array of [name, value]
+// pairs (NULL for none). pg_settings does not list custom settings.
+func customsSQL(names []string) string {
+	if len(names) == 0 {
+		return ", NULL"
+	}
+	vals := make([]string, len(names))
+	for i, n := range names {
+		vals[i] = "(" + quoteLiteral(n) + ")"
+	}
+	return `, (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n, v) ORDER BY n) FROM ` +
+		`(SELECT n, pg_catalog.current_setting(n, true) AS v FROM (VALUES ` + strings.Join(vals, ", ") + `) AS c(n)) AS s WHERE v <> '')`
 }
 
 // pinReasons name, in pinCheckSQL's column order, what keeps a client on
 // its backend in transaction mode (SHOW CLIENTS pinned, and the pins metric).
-var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor", "sql_prepare", "set"}
+// The columns after them are the session's settings, which move with the
+// client instead (see moveState).
+var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor", "sql_prepare"}
 
 // pinChecked records the server's answer to pinCheckSQL for the statements
 // up to gen (in relay, before the connection is looked at again).
-func (s *session) pinChecked(q *internalQuery, gen uint64) {
+func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen uint64) {
 	var why []string
+	n := len(pinReasons)
+	var ss *sessionSettings
+	var err error
+	if q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == n+4 {
+		row := q.rows[0]
+		ss, err = parseSessionSettings(row[n], row[n+1], row[n+2], row[n+3], s.startup.Parameters["user"])
+	}
 	switch {
-	case q.err != nil || len(q.rows) != 1:
+	case q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != n+4 || err != nil:
 		// Unknown: stay pinned (fail safe).
 		why = append(why, "unknown")
 	default:
-		for i, v := range q.rows[0] {
-			if i < len(pinReasons) && string(v) == "t" {
+		for i, v := range q.rows[0][:n] {
+			if string(v) == "t" {
 				why = append(why, pinReasons[i])
 			}
 		}
+		// The settings move with the client: this backend holds them now.
+		s.settings.Store(ss)
+		p.settings = ss
 	}
 	if s.loaded.Load() {
 		why = append(why, "load")
+	}
+	if s.hiddenCustoms.Load() {
+		why = append(why, "set_config")
 	}
 	r := strings.Join(why, ",")
 	if old := s.pin.Swap(&r); r != "" && (old == nil || *old != r) {
@@ -234,4 +401,14 @@ func (s *session) pinnedBy() string {
 		return *r
 	}
 	return ""
+}
+
+// quoteGUC quotes a setting name for RESET: each dot-separated part as an
+// identifier, so that a custom setting's name reads back as itself.
+func quoteGUC(name string) string {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+	}
+	return strings.Join(parts, ".")
 }

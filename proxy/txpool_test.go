@@ -134,8 +134,9 @@ func TestTxPoolPins(t *testing.T) {
 		{"temp_table", "CREATE TEMP TABLE pin_tmp (x int)", "DROP TABLE pin_tmp"},
 		{"advisory_lock", "SELECT pg_advisory_lock(4242)", "SELECT pg_advisory_unlock(4242)"},
 		{"listen", "LISTEN pin_channel", "UNLISTEN pin_channel"},
-		{"set", "SET work_mem = '7MB'", "RESET work_mem"},
 		{"sql_prepare", "PREPARE pin_p AS SELECT 1", "DEALLOCATE pin_p"},
+		{"set_config", "SELECT set_config('my.hidden', '1', false)", "RESET ALL"},
+		{"hold_cursor", "DECLARE pin_c CURSOR WITH HOLD FOR SELECT 1", "CLOSE pin_c"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.reason, func(t *testing.T) {
@@ -181,22 +182,36 @@ func TestTxPoolPins(t *testing.T) {
 	}
 }
 
-func TestTxPoolStateDoesNotLeak(t *testing.T) {
+func TestTxPoolSettingsFollowTheClient(t *testing.T) {
 	p := startTxPool(t, 1)
 	a, b := p.connect(t), p.connect(t)
-	// One backend. a's SET pins it to a until a undoes it; then b gets the
-	// backend with nothing of a's state.
-	exec(t, a, "SET statement_timeout = '123s'")
-	if got := scalar(t, a, "SHOW statement_timeout"); got != "123s" {
-		t.Fatalf("a lost its setting: %s", got)
+	role := pgtest.AppRole
+	// One backend for both. What a sets for its session holds whenever it
+	// runs, and never reaches b.
+	exec(t, a, "SET statement_timeout = '123s'; SET search_path = \"$user\", public, pg_temp; SET my.flag = 'x''y'; SET ROLE "+role)
+	exec(t, a, "BEGIN; SET LOCAL work_mem = '7MB'; COMMIT")
+	check := func(c *pgconn.PgConn, want []string) {
+		t.Helper()
+		res := exec(t, c, "SELECT current_setting('statement_timeout'), current_setting('search_path'), current_setting('my.flag', true), current_user, current_setting('work_mem')")
+		var got []string
+		for _, v := range res[0].Rows[0] {
+			got = append(got, string(v))
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("got %q, want %q", got, want)
+		}
 	}
-	exec(t, a, "RESET statement_timeout")
-	exec(t, a, "BEGIN; SET LOCAL statement_timeout = '77s'; COMMIT")
-	if got := scalar(t, b, "SHOW statement_timeout"); got != "0" {
-		t.Fatalf("b sees statement_timeout %s", got)
+	for i := 0; i < 3; i++ {
+		check(b, []string{"0", `"$user", public`, "", "postgres", "4MB"})
+		check(a, []string{"123s", `"$user", public, pg_temp`, "x'y", role, "4MB"})
 	}
 	if pa, pb := scalar(t, a, "SELECT pg_backend_pid()"), scalar(t, b, "SELECT pg_backend_pid()"); pa != pb {
-		t.Fatalf("a on %s, b on %s: want the one backend", pa, pb)
+		t.Fatalf("a on %s, b on %s: settings pinned a (want them moved)", pa, pb)
+	}
+	exec(t, a, "RESET ALL; RESET ROLE")
+	check(a, []string{"0", `"$user", public`, "", "postgres", "4MB"})
+	if n := p.Server.Metrics().Pins("set"); n != 0 {
+		t.Fatalf("settings counted as pins: %v", n)
 	}
 }
 

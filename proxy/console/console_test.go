@@ -26,12 +26,13 @@ var since = time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.FixedZone("x", 3600))
 
 func (p *stubProxy) Clients() []Client {
 	return []Client{
-		{ID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", State: 'T', Active: true, Since: since, Units: 2},
+		{ID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", State: 'T', Active: true, Since: since, Units: 2, Pinned: "temp_table"},
 		{ID: 2, Addr: "127.0.0.1:5001", User: "u", Database: "d", State: 'I', Active: true, Held: true, Since: since},
 	}
 }
 func (p *stubProxy) Pools() []Pool {
-	return []Pool{{Database: "d", VectorTotal: 3, VectorIdle: 1, VectorAcquired: 2, VectorWaiting: 4, VectorMax: 8, PrimaryConns: 5, PrimaryActive: 6}}
+	return []Pool{{Database: "d", VectorTotal: 3, VectorIdle: 1, VectorAcquired: 2, VectorWaiting: 4, VectorMax: 8, PrimaryConns: 5, PrimaryActive: 6,
+		PoolMode: "transaction", ClWaiting: 7, SvActive: 9, SvIdle: 10}}
 }
 func (p *stubProxy) Routes() []Route {
 	return []Route{{Lane: "vector", Reason: "vector_read_idle", Requests: 7}}
@@ -167,12 +168,12 @@ func TestServeProtocol(t *testing.T) {
 
 	w.send(&pgproto3.Query{String: "SHOW CLIENTS; show pools; SHOW STATS; SHOW UNITS"})
 	w.expect("SHOW",
-		"T id,addr,user,database,application_name,state,activity,connected_since,units_of_work",
-		"D 1|127.0.0.1:5000|u|d|a|T|active|2026-01-02 02:04:05.006Z|2",
-		"D 2|127.0.0.1:5001|u|d||I|held|2026-01-02 02:04:05.006Z|0",
+		"T id,addr,user,database,application_name,state,activity,connected_since,units_of_work,pinned",
+		"D 1|127.0.0.1:5000|u|d|a|T|active|2026-01-02 02:04:05.006Z|2|temp_table",
+		"D 2|127.0.0.1:5001|u|d||I|held|2026-01-02 02:04:05.006Z|0|",
 		"C SHOW",
-		"T database,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max,primary_conns,primary_active",
-		"D d|3|1|2|4|8|5|6", "C SHOW",
+		"T database,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max,primary_conns,primary_active,pool_mode,cl_waiting,sv_active,sv_idle",
+		"D d|3|1|2|4|8|5|6|transaction|7|9|10", "C SHOW",
 		"T lane,reason,requests", "D vector|vector_read_idle|7", "C SHOW",
 		"T unit,client_id,addr,user,database,application_name,since,failed",
 		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true", "C SHOW",
@@ -198,8 +199,8 @@ func TestServeProtocol(t *testing.T) {
 		&pgproto3.Parse{Query: "SET x = 1"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Bind{}, &pgproto3.Execute{},
 		&pgproto3.Close{ObjectType: 'S', Name: "p"}, &pgproto3.Bind{PreparedStatement: "p"}, &pgproto3.Execute{},
 		&pgproto3.Sync{})
-	pools := "T database,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max,primary_conns,primary_active"
-	w.expect("extended", "1", "t", pools, "2", pools, "D d|3|1|2|4|8|5|6", "C SHOW",
+	pools := "T database,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max,primary_conns,primary_active,pool_mode,cl_waiting,sv_active,sv_idle"
+	w.expect("extended", "1", "t", pools, "2", pools, "D d|3|1|2|4|8|5|6|transaction|7|9|10", "C SHOW",
 		"1", "t", "n", "2", "C SET", "3", "E ERROR 26000 ", "Z I")
 
 	w.send(&pgproto3.Query{String: "EXPLAIN SELECT 1; SELECT 2"})
