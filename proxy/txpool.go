@@ -327,12 +327,12 @@ func mayPin(st *policy.Statement) bool {
 // client to another backend (one boolean per reason in pinReasons' order),
 // and the session's settings (see parseSessionSettings).
 const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()), ` +
-		`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'), ` +
-		`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
-		`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
-		`EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
-		`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session'), ` +
-		`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'), ` +
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
+	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session'), ` +
+	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
 
 // customsSQL is the last column of the pin check: the client's custom
 // (dotted) settings that have a value, as a JSON array of [name, value]
