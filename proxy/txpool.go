@@ -35,6 +35,12 @@ func (s *session) attach() (*primaryConn, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), s.srv.live().QueryWaitTimeout)
 		p, err := s.pool.get(ctx)
 		cancel()
+		if errors.Is(err, errPoolEmpty) {
+			return nil, &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
+				Message: "no server connection left in this pool",
+				Detail:  "pool_mode is transaction and every server connection of this pool has closed.",
+				Hint:    "Reconnect: a new login opens a server connection for the pool."}
+		}
 		if err != nil {
 			s.srv.metrics.timeout("query_wait")
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeProtocolViolation,
@@ -246,12 +252,20 @@ func (s *session) detach(p *primaryConn) {
 		p.release()
 		return
 	}
+	// NOTE: cancelMu waits for a cancel being forwarded to p. PostgreSQL
+	// may act on a cancel after it has answered it, so a backend that was
+	// sent one may still be cancelled later: it is closed, not handed to
+	// another client.
+	s.cancelMu.Lock()
 	s.mu.Lock()
 	s.mu.running = nil
+	canceled := s.mu.canceled == &p.target
+	s.mu.canceled = nil
 	s.mu.Unlock()
+	s.cancelMu.Unlock()
 	p.setOwner(&idleOwner{c: p})
 	p.release()
-	if p.pooled.pool == nil {
+	if p.pooled.pool == nil || canceled {
 		p.conn.Close()
 		return
 	}
@@ -307,7 +321,11 @@ func mayPin(st *policy.Statement) bool {
 		policy.FlagSQLPrepare | policy.FlagMayChangeSession | policy.FlagUnproven
 	pin := false
 	eachPart(st, func(p *policy.Statement) {
-		if p.Flags&flags != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 {
+		// NOTE: a statement that reaches hidden objects (triggers, rules,
+		// functions behind views) or creates anything may change the
+		// session in ways the text does not show: ask the server.
+		if p.Flags&(flags|policy.FlagSelectInto) != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
+			len(p.Hidden) > 0 || strings.HasPrefix(p.Command, "CREATE") {
 			pin = true
 		}
 		switch p.Class {

@@ -244,3 +244,32 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestTxPoolCancelReachesOnlyItsClient(t *testing.T) {
+	p := startTxPool(t, 2)
+	ctx := context.Background()
+	a, b := p.connect(t), p.connect(t)
+	pid := make(chan string, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		// The backend running a's statement, seen from outside.
+		pid <- scalar(t, directConn(t), "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(10)%' AND pid <> pg_backend_pid()")
+		a.CancelRequest(ctx)
+	}()
+	err := a.Exec(ctx, "SELECT pg_sleep(10)").Close()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("cancelled statement: %v", err)
+	}
+	canceled := <-pid
+	// The backend a cancel was sent to never serves another client: the
+	// server may act on the cancel late.
+	for i := 0; i < 5; i++ {
+		if got := scalar(t, b, "SELECT pg_backend_pid()"); got == canceled {
+			t.Fatalf("b got backend %s, which a's cancel was sent to", got)
+		}
+		if got := scalar(t, a, "SELECT pg_backend_pid()"); got == canceled {
+			t.Fatalf("a got backend %s again", got)
+		}
+	}
+}
