@@ -77,14 +77,7 @@ func BenchmarkPlanAndDecide(b *testing.B) {
 				cur.reset()
 				p.begin(true, true)
 				for range bc.msgs {
-					typ, _, err := r.Next()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := cur.add(typ, r); err != nil {
-						b.Fatal(err)
-					}
-					p.add(&cur.msgs[len(cur.msgs)-1], cur.sql)
+					planNext(b, p, &cur, r)
 				}
 				if !cur.synced {
 					b.Fatal("the request did not end")
