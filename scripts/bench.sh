@@ -215,6 +215,7 @@ pgbench -i -q -s "$SCALE" "$direct" >"$work/init.log" 2>&1 || {
 	die "pgbench -i failed"
 }
 psql_direct <<SQL
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE bench_items (id int PRIMARY KEY, embedding vector(32) NOT NULL);
 INSERT INTO bench_items SELECT i, (SELECT array_agg(random())::vector(32) FROM generate_series(1, 32) WHERE i > 0)
@@ -488,7 +489,7 @@ query_wait_timeout: 10m
 		"txlane $(ratio "${p99s[txlane-storm]}" "${p99s[txlane-alone]}")"
 }
 
-echo "txlane $(bin/txlane version 2>/dev/null | head -n 1) | PgBouncer $pgb_version | $(psql_direct -At -c 'SHOW server_version') | $(nproc) CPUs | $(date -u +%FT%TZ)"
+echo "$(bin/txlane version 2>/dev/null | head -n 1) | PgBouncer $pgb_version | $(psql_direct -At -c 'SHOW server_version') | $(nproc) CPUs | $(date -u +%FT%TZ)"
 for s in $SCENARIOS; do
 	case $s in
 	select | mixed) throughput "$s" ;;
