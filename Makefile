@@ -4,6 +4,9 @@
 #               txlane in front of it on 127.0.0.1:6432 (LISTEN=host:port, ADMIN_LISTEN=host:port)
 #   make test   go vet and every test against a throwaway PostgreSQL (scripts/test.sh);
 #               extra go test flags: make test TESTFLAGS='-run TestVector -v'
+#   make bench  the Go benchmarks of the per-request path (no PostgreSQL needed);
+#               extra flags: make bench BENCHFLAGS='-bench PlanAndDecide -count 5'
+#   bash scripts/bench.sh   pgbench: txlane against PostgreSQL direct and PgBouncer (see README)
 #
 # PostgreSQL clusters come from scripts/pg.sh; `make pg-stop` stops the one `make run` left.
 
@@ -13,6 +16,12 @@ SHELL := /bin/bash
 GO ?= go
 TESTFLAGS ?=
 export TESTFLAGS
+BENCHFLAGS ?=
+
+# Packages with benchmarks, and those benchmarks that need a PostgreSQL server (run them on
+# their own with TXLANE_TEST_DATABASE set).
+BENCH_PKGS := ./policy ./router ./proxy ./proxy/wire
+BENCH_NEEDS_PG := BenchmarkLaneCheck|BenchmarkDiscoverCatalog
 
 PGDIR := .tmp/pg
 # Addresses `make run` gives txlane (clients; the admin HTTP endpoint).
@@ -46,7 +55,7 @@ pg-stop:
 	bash scripts/pg.sh stop $(PGDIR)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -skip '$(BENCH_NEEDS_PG)' -benchmem $(BENCHFLAGS) $(BENCH_PKGS)
 
 fmt:
 	$(GO) fmt ./...

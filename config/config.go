@@ -198,6 +198,13 @@ type Admin struct {
 	// password, checked by the primary server. Empty means only local
 	// connections from the OS user running txlane (Linux). Default [].
 	Users []string
+
+	// Pprof (`admin.pprof`) serves Go's runtime profiles (net/http/pprof)
+	// under /debug/pprof/ on the admin HTTP endpoint; off, those paths are
+	// 404. Live: an operator can profile a running process without
+	// restarting it, which would lose the state being diagnosed. Default
+	// false.
+	Pprof bool
 }
 
 // Log configures logging.

@@ -77,7 +77,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"policy.vector_tables", "policy.discover_vector_tables", "policy.discover_interval",
 		"policy.after_write", "policy.escape", "policy.escape_overrides", "policy.unit_comment_keys",
 		"policy.reroute_wait_timeout", "policy.writing_functions", "policy.read_only_functions",
-		"admin.listen", "admin.users",
+		"admin.listen", "admin.users", "admin.pprof",
 		"log.level", "log.format",
 		"tls.cert", "tls.key",
 		"max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",

@@ -69,6 +69,8 @@ var keyTable = []Key{
 		v: str(func(c *Config) *string { return &c.Admin.Listen }, "127.0.0.1:9187", adminListen)},
 	{Name: "admin.users", Reload: Live,
 		v: list(func(c *Config) *[]string { return &c.Admin.Users }, []string{}, each(nonEmptyItem))},
+	{Name: "admin.pprof", Reload: Live,
+		v: boolean(func(c *Config) *bool { return &c.Admin.Pprof }, false)},
 
 	{Name: "log.level", Reload: Live,
 		v: enum(func(c *Config) *LogLevel { return &c.Log.Level }, LogInfo, logLevelValues)},

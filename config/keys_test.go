@@ -179,6 +179,7 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"policy.read_only_functions":    {"[random]", "[random]"},
 		"admin.listen":                  {"127.0.0.1:9999", "127.0.0.1:9999"},
 		"admin.users":                   {"[ops]", "[ops]"},
+		"admin.pprof":                   {"true", "true"},
 		"log.level":                     {"debug", "debug"},
 		"log.format":                    {"json", "json"},
 		"tls.cert":                      {"c.pem", "c.pem"},

@@ -375,12 +375,7 @@ func (p *planner) units(sql string) {
 		return
 	}
 	pl := &p.cur
-	us, _ := router.ExtractUnits(sql, p.rt.rules.UnitCommentKeys())
-	for _, u := range us {
-		if !slices.Contains(pl.units, u) {
-			pl.units = append(pl.units, u)
-		}
-	}
+	pl.units = router.AppendUnits(pl.units, sql, p.rt.rules.UnitCommentKeys())
 }
 
 // namedObjects follows SQL-level PREPARE / EXECUTE and DECLARE / FETCH /

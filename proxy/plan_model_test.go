@@ -39,17 +39,22 @@ func planMsgs(t testing.TB, p *planner, safe bool, msgs ...pgproto3.FrontendMess
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := wire.NewReader[wire.Frontend](strings.NewReader(string(raw)), 0)
-		typ, _, err := r.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.add(typ, r); err != nil {
-			t.Fatal(err)
-		}
-		p.add(&b.msgs[len(b.msgs)-1], b.sql)
+		planNext(t, p, &b, wire.NewReader[wire.Frontend](strings.NewReader(string(raw)), 0))
 	}
 	return &p.cur
+}
+
+// planNext reads the next message of r into b and plans it, as the session
+// does. (No t.Helper: BenchmarkPlanAndDecide times it.)
+func planNext(t testing.TB, p *planner, b *batch, r *wire.Reader[wire.Frontend]) {
+	typ, _, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.add(typ, r); err != nil {
+		t.Fatal(err)
+	}
+	p.add(&b.msgs[len(b.msgs)-1], b.sql)
 }
 
 func stepTexts(pl *requestPlan) []string {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"sync"
 )
 
 // maxLaneStatements bounds the statements txlane keeps prepared on one
@@ -18,18 +19,35 @@ const maxLaneStatements = 256
 type stmtKey string
 
 func makeStmtKey(sql string, paramOIDs []uint32) stmtKey {
-	h := sha256.New()
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(paramOIDs)))
-	h.Write(n[:])
+	// NOTE: the hashed bytes are assembled in a recycled buffer and hashed
+	// at once, and the name is built in an array: one allocation (the
+	// name), where a hash.Hash, a copy of the text and the sum took four.
+	bp := stmtKeyBufs.Get().(*[]byte)
+	b := binary.BigEndian.AppendUint32((*bp)[:0], uint32(len(paramOIDs)))
 	for _, oid := range paramOIDs {
-		binary.BigEndian.PutUint32(n[:], oid)
-		h.Write(n[:])
+		b = binary.BigEndian.AppendUint32(b, oid)
 	}
-	h.Write([]byte(sql))
-	sum := h.Sum(nil)
-	return stmtKey("txlane_" + hex.EncodeToString(sum[:16]))
+	b = append(b, sql...)
+	sum := sha256.Sum256(b)
+	if cap(b) <= maxRecycledKeyBuf {
+		*bp = b
+		stmtKeyBufs.Put(bp)
+	}
+	var name [len(stmtKeyPrefix) + 32]byte
+	copy(name[:], stmtKeyPrefix)
+	hex.Encode(name[len(stmtKeyPrefix):], sum[:16])
+	return stmtKey(name[:])
 }
+
+// stmtKeyPrefix starts every content-derived statement name.
+const stmtKeyPrefix = "txlane_"
+
+// stmtKeyBufs recycles makeStmtKey's buffers up to maxRecycledKeyBuf bytes
+// (a text with a long inline vector literal is not worth keeping a buffer
+// for).
+var stmtKeyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxRecycledKeyBuf = 64 << 10
 
 // preparedStmt is one statement a client has prepared, as the client sees it.
 type preparedStmt struct {

@@ -16,7 +16,8 @@ const maxCachedText = 16 << 10
 // entryOverhead approximates the memory of a cached Statement beyond its key.
 const entryOverhead = 512
 
-// cache maps exact query text to its classification. It is a sharded
+// cache maps a key (an exact query text, or a key it shares with other
+// texts: see sharedKeys) to its classification. It is a sharded
 // two-generation map: lookups hit "cur" then "old"; when "cur" reaches its
 // budget it becomes "old" and the previous "old" is dropped. Texts in use
 // keep being promoted into "cur", so the hot set survives while memory stays

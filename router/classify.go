@@ -46,7 +46,8 @@ func ConfigFromRules(r *policy.Rules, catalog FuncCatalog) Config {
 }
 
 // Classifier turns SQL text into a [policy.Statement], caching results by
-// exact text. It is safe for concurrent use.
+// exact text and by the keys a text shares with others (see Classify). It is
+// safe for concurrent use.
 type Classifier struct {
 	// cur is replaced wholesale by Reset and Update, so a classification
 	// racing with them lands in the discarded generation, never in the new
@@ -96,7 +97,12 @@ func (c *Classifier) Reset() {
 // Len returns the number of cached texts.
 func (c *Classifier) Len() int { return c.cur.Load().cache.len() }
 
-// Classify returns the description of sql, from the cache when possible.
+// Classify returns the description of sql, from the cache when possible:
+// under its exact text, else under the keys it shares with texts that are
+// the same statement but for comments and white space (its bare key), or
+// for constants too (its normalized key; see sharedKeys). A text that
+// differs from a cached one only in a comment, such as a traceparent fresh
+// per request, is a cache hit, and looking it up allocates nothing.
 //
 // NOTE: the result is shared with every other caller of the same text and
 // must be treated as read-only.
@@ -105,17 +111,28 @@ func (c *Classifier) Classify(sql string) *policy.Statement {
 	if st, ok := g.cache.get(sql); ok {
 		return st
 	}
-	// NOTE: a text that differs from a cached one only in constants and
-	// comments shares its entry, if that entry owes nothing to a constant.
-	norm, normalized := normalize(sql)
-	if normalized {
+	k := keyBufs.Get().(*sharedKeys)
+	defer keyBufs.Put(k)
+	hasBare, hasNorm := k.build(sql)
+	// NOTE: the keys alias k's buffers only for these calls: cache.put and
+	// the promotion in cache.get copy keys.
+	bare, norm := unsafe.String(&k.bare[0], len(k.bare)), unsafe.String(&k.norm[0], len(k.norm))
+	if hasBare {
+		if st, ok := g.cache.get(bare); ok {
+			return st
+		}
+	}
+	if hasNorm {
 		if st, ok := g.cache.get(norm); ok {
 			return st
 		}
 	}
 	st, constDep := g.classifyText(sql)
 	g.cache.put(sql, st) // the text seen is likely to be seen again as is
-	if normalized && !constDep && constantFree(st) {
+	if hasBare {
+		g.cache.put(bare, st)
+	}
+	if hasNorm && !constDep && constantFree(st) {
 		g.cache.put(norm, st)
 	}
 	return st

@@ -1,7 +1,9 @@
 // Package router classifies SQL text for routing: it parses with PostgreSQL's
 // own parser (pg_query_go), walks the tree, and returns a typed
 // [policy.Statement] (class, tables read and written, flags, transaction
-// control and session-setting details). Results are cached by exact text.
+// control and session-setting details). Results are cached by exact text and
+// shared with texts that differ only in comments and white space, or also in
+// constants when the description owes nothing to them (normalize.go).
 //
 // Classification is independent of the vector-table set and the transaction
 // state; [policy.Decide] combines them. Every doubt resolves toward the

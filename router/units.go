@@ -31,10 +31,22 @@ const traceparentKey = "traceparent"
 // known here), and carries the units of both readings. Malformed comments
 // and values are ignored, never an error.
 func ExtractUnits(sql string, keys UnitKeys) (units []string, stripped string) {
+	return extractAll(nil, sql, keys)
+}
+
+// AppendUnits appends to dst the units of work sql's comments carry (as
+// ExtractUnits reads them) that dst does not hold yet. It allocates only for
+// the units it adds (and dst's growth).
+func AppendUnits(dst []string, sql string, keys UnitKeys) []string {
+	dst, _ = extractAll(dst, sql, keys)
+	return dst
+}
+
+func extractAll(units []string, sql string, keys UnitKeys) ([]string, string) {
 	if !strings.Contains(sql, "/*") {
-		return nil, sql
+		return units, sql
 	}
-	units, stripped = extractUnits(sql, keys, false, nil)
+	units, stripped := extractUnits(sql, keys, false, units)
 	if strings.IndexByte(sql, '\\') >= 0 {
 		units, _ = extractUnits(sql, keys, true, units)
 	}
@@ -85,16 +97,19 @@ func appendCommentUnits(units []string, comment string, keys UnitKeys) []string 
 		if rest == "" || rest[0] != '\'' {
 			return units // not sqlcommenter
 		}
-		var raw strings.Builder
-		j := 1
+		j, escaped := 1, false
 		for ; j < len(rest) && rest[j] != '\''; j++ {
 			if rest[j] == '\\' && j+1 < len(rest) {
 				j++
+				escaped = true
 			}
-			raw.WriteByte(rest[j])
 		}
 		if j >= len(rest) {
 			return units
+		}
+		raw := rest[1:j]
+		if escaped {
+			raw = unescapeQuotes(raw)
 		}
 		rest = strings.TrimLeft(rest[j+1:], " ")
 		if rest != "" {
@@ -103,7 +118,7 @@ func appendCommentUnits(units []string, comment string, keys UnitKeys) []string 
 			}
 			rest = strings.TrimLeft(rest[1:], " ")
 		}
-		value, err := url.QueryUnescape(raw.String())
+		value, err := url.QueryUnescape(raw)
 		if err != nil || value == "" {
 			continue
 		}
@@ -115,7 +130,9 @@ func appendCommentUnits(units []string, comment string, keys UnitKeys) []string 
 			unit = value
 		}
 		if unit != "" && !contains(units, unit) {
-			units = append(units, unit)
+			// NOTE: a copy: the value may be part of the query text, which a
+			// unit held for a transaction would otherwise keep alive.
+			units = append(units, strings.Clone(unit))
 		}
 	}
 	return units
@@ -139,21 +156,37 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// traceID returns the trace-id of a W3C traceparent value, or "" when it is
-// malformed or the all-zero (invalid) id.
+// unescapeQuotes drops the backslash of each backslash-escaped byte of a
+// sqlcommenter value.
+func unescapeQuotes(raw string) string {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for j := 0; j < len(raw); j++ {
+		if raw[j] == '\\' && j+1 < len(raw) {
+			j++
+		}
+		b.WriteByte(raw[j])
+	}
+	return b.String()
+}
+
+// traceID returns the trace-id of a W3C traceparent value
+// ("00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>", later versions
+// adding "-..." fields), lower-cased, or "" when it is malformed, of version
+// ff, or the all-zero (invalid) id.
 func traceID(v string) string {
-	parts := strings.Split(v, "-")
-	if len(parts) < 4 || len(parts[0]) != 2 || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
+	const idLen = 2 + 1 + 32 + 1 + 16 + 1 + 2
+	if len(v) < idLen || len(v) > idLen && v[idLen] != '-' || v[2] != '-' || v[35] != '-' || v[52] != '-' {
 		return ""
 	}
-	if parts[0] == "ff" || !isHex(parts[0]) || !isHex(parts[1]) || !isHex(parts[2]) || !isHex(parts[3]) {
+	version, id, parent, flags := v[:2], v[3:35], v[36:52], v[53:55]
+	if version == "ff" || !isHex(version) || !isHex(id) || !isHex(parent) || !isHex(flags) {
 		return ""
 	}
-	id := strings.ToLower(parts[1])
-	if id == strings.Repeat("0", 32) {
+	if id == "00000000000000000000000000000000" {
 		return ""
 	}
-	return id
+	return strings.ToLower(id)
 }
 
 func isHex(s string) bool {

@@ -26,6 +26,7 @@
 # Environment:
 #   PGVECTOR_SOURCE_SUITE  Debian suite to take the pgvector source from (default trixie)
 #   PGVECTOR_APT_URI       archive URL for that suite (default: from the system's apt sources)
+#   TXLANE_PG_MAX_CONNECTIONS  max_connections of clusters started (default 200)
 set -euo pipefail
 
 readonly MIN_MAJOR=15
@@ -324,6 +325,8 @@ pick_port() {
 cmd_start() {
 	local dir=$1 bindir run port attempt started=$SECONDS
 	[[ $dir != *"'"* ]] || die "cluster directory must not contain a single quote: $dir"
+	[[ ${TXLANE_PG_MAX_CONNECTIONS:-200} =~ ^[1-9][0-9]*$ ]] ||
+		die "TXLANE_PG_MAX_CONNECTIONS must be a positive number, not '$TXLANE_PG_MAX_CONNECTIONS'"
 	bindir=$(ensure_installed)
 
 	mkdir -p "$dir"
@@ -370,7 +373,7 @@ unix_socket_directories = '$run'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 200
+max_connections = ${TXLANE_PG_MAX_CONNECTIONS:-200}
 shared_buffers = 128MB
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +29,9 @@ type adminHTTP struct {
 	// stopping makes /readyz answer 503 during a graceful stop, so that load
 	// balancers send no new clients.
 	stopping atomic.Bool
-	done     chan struct{}
+	// pprof turns /debug/pprof/ on (admin.pprof, live: see setPprof).
+	pprof atomic.Bool
+	done  chan struct{}
 }
 
 // startAdminHTTP listens on addr and serves:
@@ -37,7 +40,9 @@ type adminHTTP struct {
 //	/healthz  200 while the process is up
 //	/readyz   200 when the primary accepts a connection and answers SELECT 1
 //	          within 2s (as the primary DSN's own user and database), else 503
-func startAdminHTTP(addr string, srv *proxy.Server, primary *pgconn.Config, log *zap.Logger) (*adminHTTP, error) {
+//	/debug/pprof/  Go's runtime profiles (net/http/pprof) while pprof is on
+//	          (admin.pprof), 404 otherwise
+func startAdminHTTP(addr string, srv *proxy.Server, primary *pgconn.Config, pprofOn bool, log *zap.Logger) (*adminHTTP, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := srv.Register(reg); err != nil {
@@ -48,7 +53,16 @@ func startAdminHTTP(addr string, srv *proxy.Server, primary *pgconn.Config, log 
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	a := &adminHTTP{done: make(chan struct{})}
+	a.pprof.Store(pprofOn)
 	mux := http.NewServeMux()
+	// NOTE: the handlers are registered on this mux by name; importing
+	// net/http/pprof also registers them on http.DefaultServeMux, which
+	// txlane never serves.
+	mux.Handle("/debug/pprof/", a.ifPprof(pprof.Index)) // and the named profiles: heap, goroutine, ...
+	mux.Handle("/debug/pprof/cmdline", a.ifPprof(pprof.Cmdline))
+	mux.Handle("/debug/pprof/profile", a.ifPprof(pprof.Profile))
+	mux.Handle("/debug/pprof/symbol", a.ifPprof(pprof.Symbol))
+	mux.Handle("/debug/pprof/trace", a.ifPprof(pprof.Trace))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: zap.NewStdLog(log), Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +91,25 @@ func startAdminHTTP(addr string, srv *proxy.Server, primary *pgconn.Config, log 
 	}()
 	log.Info("admin HTTP endpoint listening", zap.String("admin.listen", ln.Addr().String()))
 	return a, nil
+}
+
+// ifPprof serves h while pprof is on, and 404 otherwise.
+func (a *adminHTTP) ifPprof(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.pprof.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		h(w, r)
+	})
+}
+
+// setPprof turns /debug/pprof/ on or off (a reload of admin.pprof); a
+// profile being taken runs to its end. A nil a (no endpoint) ignores it.
+func (a *adminHTTP) setPprof(on bool) {
+	if a != nil {
+		a.pprof.Store(on)
+	}
 }
 
 // pingPrimary connects to the primary and runs SELECT 1.

@@ -47,6 +47,7 @@ func TestOperations(t *testing.T) {
 	t.Run("reload", func(t *testing.T) { testReload(t, bin, dsn) })
 	t.Run("admin console", func(t *testing.T) { testAdminConsole(t, bin, dsn) })
 	t.Run("metrics and health", func(t *testing.T) { testMetricsAndHealth(t, bin, dsn) })
+	t.Run("pprof", func(t *testing.T) { testPprof(t, bin, dsn) })
 	t.Run("graceful stop", func(t *testing.T) { testGracefulStop(t, bin, dsn) })
 	t.Run("second signal", func(t *testing.T) { testSecondSignal(t, bin, dsn) })
 	t.Run("idle in transaction", func(t *testing.T) { testIdleInTransaction(t, bin, dsn) })
@@ -458,6 +459,43 @@ func testAdminConsole(t *testing.T, bin, dsn string) {
 	if err == nil || !strings.Contains(out, "may not use the txlane admin console") {
 		t.Fatalf("a user outside admin.users: %v\n%s", err, out)
 	}
+}
+
+// testPprof: /debug/pprof/ is 404 while admin.pprof is off (the default),
+// serves Go's profiles once a reload turns it on, and is 404 again after a
+// reload turns it off.
+func testPprof(t *testing.T, bin, dsn string) {
+	p := startTxlane(t, bin, dsn, "")
+	paths := []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline",
+		"/debug/pprof/symbol", "/debug/pprof/profile?seconds=1", "/debug/pprof/trace?seconds=0.1"}
+	off := func(when string) {
+		t.Helper()
+		for _, path := range paths {
+			if code, body := p.httpGet(path); code != http.StatusNotFound {
+				t.Errorf("%s: %s: %d %.100q, want 404", when, path, code, body)
+			}
+		}
+	}
+	off("by default")
+
+	p.write(fmt.Sprintf("listen: %s\nprimary: %q\nadmin:\n  listen: %s\n  pprof: true\n", p.listen, p.dsn, p.admin))
+	p.waitFor(5*time.Second, "the edit to apply", func() bool { return p.metric("txlane_config_reloads_total") == 1 })
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile: total",
+		"/debug/pprof/heap?debug=1":      "heap profile:",
+		"/debug/pprof/cmdline":           "--config",
+		"/debug/pprof/profile?seconds=1": "", // a gzipped protobuf
+	} {
+		code, body := p.httpGet(path)
+		if code != http.StatusOK || !strings.Contains(body, want) || body == "" {
+			t.Errorf("on: %s: %d %.200q, want 200 with %q", path, code, body, want)
+		}
+	}
+
+	p.write(p.configText(""))
+	p.waitFor(5*time.Second, "the edit to apply", func() bool { return p.metric("txlane_config_reloads_total") == 2 })
+	off("turned off again")
 }
 
 func testMetricsAndHealth(t *testing.T, bin, dsn string) {

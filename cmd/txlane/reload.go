@@ -31,6 +31,10 @@ type reloader struct {
 	metrics *proxy.Metrics
 	srv     *proxy.Server // set once the server exists
 
+	// admin is the HTTP endpoint (nil: none), set once it exists; guarded
+	// by mu, which reload holds while it applies a configuration.
+	admin *adminHTTP
+
 	mu struct {
 		sync.Mutex
 		// cur is the configuration in force and src the sources of its
@@ -129,7 +133,16 @@ func (r *reloader) apply(cfg *config.Config, src config.Sources) error {
 		return err
 	}
 	r.level.SetLevel(level)
+	r.admin.setPprof(cfg.Admin.Pprof)
 	return nil
+}
+
+// setAdmin hands the reloader the HTTP endpoint whose admin.pprof reloads
+// turn on and off.
+func (r *reloader) setAdmin(a *adminHTTP) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.admin = a
 }
 
 // watch reloads the file when it changes. It watches the file's directory,

@@ -58,12 +58,13 @@ func run(cfg *config.Config, src config.Sources, path string, log *zap.Logger, l
 	}
 	var admin *adminHTTP
 	if cfg.Admin.Listen != "" {
-		if admin, err = startAdminHTTP(cfg.Admin.Listen, srv, opts.Primary, log); err != nil {
+		if admin, err = startAdminHTTP(cfg.Admin.Listen, srv, opts.Primary, cfg.Admin.Pprof, log); err != nil {
 			ln.Close()
 			srv.Close()
 			return err
 		}
 	}
+	r.setAdmin(admin)
 	if err := r.watch(); err != nil {
 		log.Warn("cannot watch the configuration file; reload with SIGHUP or RELOAD", zap.String("config", path), zap.Error(err))
 	}

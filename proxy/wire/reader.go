@@ -173,11 +173,23 @@ func (r *Reader[K]) Status() (byte, error) {
 }
 
 // Forward copies the current message, header and body, to w without decoding it.
+// The body goes from r's buffer to w's as it arrives, without allocating
+// (io.CopyN would allocate a reader per message).
 func (r *Reader[K]) Forward(w *bufio.Writer) error {
 	r.pending = false
 	WriteHeader(w, K(r.typ), r.n)
-	if _, err := io.CopyN(w, r.br, int64(r.n)); err != nil {
-		return &PartialError{unexpected(err)}
+	for left := r.n; left > 0; {
+		if r.br.Buffered() == 0 {
+			if _, err := r.br.Peek(1); err != nil {
+				return &PartialError{unexpected(err)}
+			}
+		}
+		chunk, _ := r.br.Peek(min(left, r.br.Buffered()))
+		if _, err := w.Write(chunk); err != nil {
+			return &PartialError{err}
+		}
+		r.br.Discard(len(chunk))
+		left -= len(chunk)
 	}
 	return nil
 }
@@ -203,16 +215,27 @@ func (r *Reader[K]) Buffered() bool { return r.br.Buffered() > 0 }
 // WriteHeader writes a message header: its kind and the length of a body of
 // n bytes.
 func WriteHeader[K Kind](w *bufio.Writer, typ K, n int) {
-	var hdr [5]byte
-	hdr[0] = byte(typ)
-	binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
-	w.Write(hdr[:])
+	// NOTE: built in w's own buffer: a header array handed to w.Write would
+	// escape to the heap, one allocation per message.
+	hdr := append(w.AvailableBuffer(), byte(typ), 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(hdr[len(hdr)-4:], uint32(n+4))
+	w.Write(hdr)
 }
 
 // WriteRaw writes a message whose body is already encoded.
 func WriteRaw[K Kind](w *bufio.Writer, typ K, body []byte) {
 	WriteHeader(w, typ, len(body))
-	w.Write(body)
+	// NOTE: body is copied into w's buffer, never handed to w.Write, so that
+	// it does not escape: a caller's small body (a ReadyForQuery's status
+	// byte) stays on its stack.
+	for len(body) > 0 {
+		if w.Available() == 0 && w.Flush() != nil {
+			return // the error stays in w: its next Write or Flush reports it
+		}
+		n := min(len(body), w.Available())
+		w.Write(append(w.AvailableBuffer(), body[:n]...))
+		body = body[n:]
+	}
 }
 
 // WriteMsg encodes msg (a pgproto3 message) into w's buffer.
