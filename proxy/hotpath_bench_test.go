@@ -61,7 +61,7 @@ func BenchmarkPlanAndDecide(b *testing.B) {
 				id = data[i+len("traceparent='00-"):][:32]
 			}
 			reg := newRegistry()
-			(&regChange{reg: reg, name: "P_0", client: true, prim: true,
+			(&regChange{reg: reg, name: "P_0", client: true,
 				stmt: &preparedStmt{sql: read, key: makeStmtKey(read, nil)}}).apply()
 			p := newPlanner(reg, testRouting(b))
 			r := wire.NewReader[wire.Frontend](&oneAtATime{data: data}, 0)
