@@ -79,6 +79,22 @@ type Config struct {
 	// ServerLifetime (`server_lifetime`) closes a pooled backend this old
 	// when it is next idle. Positive. Default 1h.
 	ServerLifetime time.Duration
+	// PoolOverrides (`pool_overrides`) set pool_mode or pool_size for some
+	// databases or users (as PgBouncer's [databases] and [users] sections):
+	// for each setting the first entry that matches the client and sets it
+	// wins. Default [].
+	PoolOverrides []PoolOverride
+}
+
+// PoolOverride is one entry of pool_overrides.
+type PoolOverride struct {
+	// Database (`database`) and User (`user`) name the clients the entry
+	// is for; an empty one matches any. At least one is required.
+	Database, User string
+	// PoolMode, when set, replaces the pool mode for them.
+	PoolMode PoolMode
+	// PoolSize, when positive, replaces the pool size for them.
+	PoolSize int
 }
 
 // PoolMode is pool_mode: how long a client holds a primary backend.

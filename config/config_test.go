@@ -82,7 +82,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"tls.cert", "tls.key",
 		"max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",
 		"idle_in_transaction_timeout", "shutdown_timeout",
-		"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime",
+		"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime", "pool_overrides",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("example keys:\n got %q\nwant %q", got, want)

@@ -103,6 +103,8 @@ var keyTable = []Key{
 		v: duration(func(c *Config) *time.Duration { return &c.ServerIdleTimeout }, 10*time.Minute, positive)},
 	{Name: "server_lifetime", Reload: Restart,
 		v: duration(func(c *Config) *time.Duration { return &c.ServerLifetime }, time.Hour, positive)},
+	{Name: "pool_overrides", Reload: Restart,
+		v: poolOverrides(func(c *Config) *[]PoolOverride { return &c.PoolOverrides })},
 }
 
 // Reload says what a reload does when a key's value changes.
@@ -359,6 +361,27 @@ func overrides(get func(*Config) *[]EscapeOverride) value {
 		}}
 }
 
+func poolOverrides(get func(*Config) *[]PoolOverride) value {
+	return &field[[]PoolOverride]{get: get, def: []PoolOverride{}, clone: slices.Clone[[]PoolOverride],
+		parse: (*decoder).poolOverrides, equals: slices.Equal[[]PoolOverride], checks: []check[[]PoolOverride]{poolOverrideItems},
+		format: func(os []PoolOverride) string {
+			items := make([]string, len(os))
+			for i, o := range os {
+				var parts []string
+				for _, kv := range [][2]string{{"database", o.Database}, {"user", o.User}, {"pool_mode", string(o.PoolMode)}} {
+					if kv[1] != "" {
+						parts = append(parts, kv[0]+": "+kv[1])
+					}
+				}
+				if o.PoolSize > 0 {
+					parts = append(parts, "pool_size: "+strconv.Itoa(o.PoolSize))
+				}
+				items[i] = "{" + strings.Join(parts, ", ") + "}"
+			}
+			return formatList(items)
+		}}
+}
+
 func identity(s string) string { return s }
 
 func formatList(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
@@ -526,6 +549,26 @@ func notAlsoWriting(ck checker, p string, v []string, c *Config) {
 	for i, s := range v {
 		if f, err := policy.ParseFunc(s); err == nil && slices.Contains(writing, f) {
 			ck.problem(fmt.Sprintf("%s[%d]", p, i), "function %s is also listed in policy.writing_functions", f)
+		}
+	}
+}
+
+func poolOverrideItems(ck checker, p string, v []PoolOverride, _ *Config) {
+	d := ck.d
+	for i, o := range v {
+		ip := fmt.Sprintf("%s[%d]", p, i)
+		if d.bad[ip] {
+			continue
+		}
+		item := d.at[ip]
+		if o.Database == "" && o.User == "" {
+			d.errorf(item, "%s: needs \"database\" or \"user\"", ip)
+		}
+		if o.PoolMode == "" && o.PoolSize == 0 {
+			d.errorf(item, "%s: sets neither \"pool_mode\" nor \"pool_size\"", ip)
+		}
+		if _, ok := d.at[ip+".pool_size"]; ok && o.PoolSize < 1 {
+			ck.problem(ip+".pool_size", "must be at least 1")
 		}
 	}
 }

@@ -194,6 +194,7 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"pool_size":                     {"5", "5"},
 		"server_idle_timeout":           {"90s", "1m30s"},
 		"server_lifetime":               {"2h", "2h"},
+		"pool_overrides":                {"[{database: a, pool_mode: session}, {user: b, pool_size: 3}]", "[{database: a, pool_mode: session}, {user: b, pool_size: 3}]"},
 	}
 	var b strings.Builder
 	section := ""
@@ -318,7 +319,7 @@ policy: {escape: allow}
 	}
 	for _, k := range Keys() {
 		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key",
-			"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime"}, k.Name) {
+			"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime", "pool_overrides"}, k.Name) {
 			t.Errorf("key %s reloads %s", k.Name, k.Reload)
 		}
 	}

@@ -480,6 +480,23 @@ func (d *decoder) escapeOverrides(p string, n *yaml.Node) ([]EscapeOverride, boo
 	})
 }
 
+// poolOverrides decodes pool_overrides: a list of {database, user,
+// pool_mode, pool_size}.
+func (d *decoder) poolOverrides(p string, n *yaml.Node) ([]PoolOverride, bool) {
+	return listOf(d, p, n, func(ip string, n *yaml.Node) PoolOverride {
+		var o PoolOverride
+		d.mapping(ip, n, []entry{
+			{"database", into(d, &o.Database, (*decoder).str)},
+			{"user", into(d, &o.User, (*decoder).str)},
+			{"pool_mode", into(d, &o.PoolMode, func(d *decoder, p string, n *yaml.Node) (PoolMode, bool) {
+				return parseEnum(d, p, n, poolModeValues)
+			})},
+			{"pool_size", into(d, &o.PoolSize, (*decoder).int)},
+		})
+		return o
+	})
+}
+
 // expand replaces ${NAME}, ${NAME:-default} and $${ in the value of scalar n.
 // Problems are reported at the reference's own column when the scalar is
 // written plainly or single-quoted on one line, else at the scalar.

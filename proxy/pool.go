@@ -43,6 +43,35 @@ type PoolOptions struct {
 	// 1h) closes one this old when it is next idle in the pool.
 	ServerIdleTimeout time.Duration
 	ServerLifetime    time.Duration
+	// Overrides replace Mode or Size for some databases or users: for each,
+	// the first entry that matches and sets it wins.
+	Overrides []PoolOverride
+}
+
+// PoolOverride is pool_mode and pool_size for the clients of a database, a
+// user, or both (an empty name matches any).
+type PoolOverride struct {
+	Database, User string
+	Mode           PoolMode // "" keeps the mode
+	Size           int      // 0 keeps the size
+}
+
+// For returns the pool mode and size of the clients of database and user.
+func (o PoolOptions) For(database, user string) (PoolMode, int) {
+	mode, size := o.Mode, o.Size
+	modeSet, sizeSet := false, false
+	for _, ov := range o.Overrides {
+		if ov.Database != "" && ov.Database != database || ov.User != "" && ov.User != user {
+			continue
+		}
+		if ov.Mode != "" && !modeSet {
+			mode, modeSet = ov.Mode, true
+		}
+		if ov.Size > 0 && !sizeSet {
+			size, sizeSet = ov.Size, true
+		}
+	}
+	return mode, size
 }
 
 func (o *PoolOptions) setDefaults() {
@@ -93,6 +122,7 @@ var errPoolEmpty = errors.New("no server connection left in the pool")
 type serverPool struct {
 	key  poolKey
 	opts func() PoolOptions
+	size int // pool_size for key
 
 	mu      sync.Mutex
 	idle    []*primaryConn // most recently used last
@@ -125,7 +155,7 @@ func (p *serverPool) leaveLocked(c *primaryConn) {
 func (p *serverPool) adopt(c *primaryConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.total >= p.opts().Size {
+	if p.total >= p.size {
 		return false
 	}
 	p.total++
@@ -283,7 +313,8 @@ func (s *Server) poolFor(params map[string]string) *serverPool {
 	}
 	p := s.pools.m[k]
 	if p == nil {
-		p = &serverPool{key: k, opts: func() PoolOptions { return s.opts.Pool }}
+		_, size := s.opts.Pool.For(k.database, k.user)
+		p = &serverPool{key: k, opts: func() PoolOptions { return s.opts.Pool }, size: size}
 		s.pools.m[k] = p
 	}
 	s.pools.reap.Do(func() { go s.reapPools() })

@@ -349,7 +349,7 @@ func (s *session) serve() {
 	customs := s.customSettings()
 	s.customList.Store(&customs)
 	go p.relay()
-	if s.srv.opts.Pool.Mode == PoolTransaction {
+	if mode, _ := s.srv.opts.Pool.For(s.database(), s.startup.Parameters["user"]); mode == PoolTransaction {
 		s.pool = s.srv.poolFor(s.startup.Parameters)
 		s.pool.adopt(p)
 		s.idle(p) // the login's backend is free until the first request

@@ -94,7 +94,7 @@ func (s *Server) Pools() []PoolInfo {
 	}
 	for _, c := range s.ClientList() {
 		p := get(c.Database)
-		if s.opts.Pool.Mode == PoolSession {
+		if mode, _ := s.opts.Pool.For(c.Database, c.User); mode == PoolSession {
 			p.PrimaryConns++
 		}
 		if c.Active {
@@ -109,7 +109,7 @@ func (s *Server) Pools() []PoolInfo {
 		p.PrimaryConns += st.SvActive + st.SvIdle
 	}
 	for _, p := range byDB {
-		p.PoolMode = s.opts.Pool.Mode
+		p.PoolMode, _ = s.opts.Pool.For(p.Database, "")
 	}
 	out := make([]PoolInfo, 0, len(byDB))
 	for _, p := range byDB {

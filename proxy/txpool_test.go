@@ -273,3 +273,50 @@ func TestTxPoolCancelReachesOnlyItsClient(t *testing.T) {
 		}
 	}
 }
+
+func TestTxPoolOverrides(t *testing.T) {
+	o := proxy.PoolOptions{Mode: proxy.PoolSession, Size: 20, Overrides: []proxy.PoolOverride{
+		{Database: "analytics", Size: 3},
+		{User: "batch", Mode: proxy.PoolTransaction},
+		{Database: "analytics", Mode: proxy.PoolTransaction, Size: 9},
+	}}
+	for _, tc := range []struct {
+		db, user string
+		mode     proxy.PoolMode
+		size     int
+	}{
+		{"app", "web", proxy.PoolSession, 20},
+		{"analytics", "web", proxy.PoolTransaction, 3}, // size from the first entry that sets it
+		{"app", "batch", proxy.PoolTransaction, 20},
+	} {
+		if mode, size := o.For(tc.db, tc.user); mode != tc.mode || size != tc.size {
+			t.Errorf("For(%s, %s) = %s, %d; want %s, %d", tc.db, tc.user, mode, size, tc.mode, tc.size)
+		}
+	}
+
+	// A user in transaction mode shares one backend; others keep their own.
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolSession, Overrides: []proxy.PoolOverride{
+			{User: pgtest.AppRole, Mode: proxy.PoolTransaction, Size: 1}}}
+	})
+	ctx := context.Background()
+	pid := func(user string) (*pgconn.PgConn, string) {
+		c, err := pgconn.Connect(ctx, p.DSN(t, user))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c, scalar(t, c, "SELECT pg_backend_pid()")
+	}
+	a1, pa1 := pid(pgtest.AppRole)
+	_, pa2 := pid(pgtest.AppRole)
+	if pa1 != pa2 {
+		t.Fatalf("transaction-mode clients of %s on backends %s and %s, want one", pgtest.AppRole, pa1, pa2)
+	}
+	_, ps1 := pid("")
+	_, ps2 := pid("")
+	if ps1 == ps2 {
+		t.Fatalf("session-mode clients share backend %s", ps1)
+	}
+	exec(t, a1, "SELECT 1")
+}

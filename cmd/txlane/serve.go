@@ -59,9 +59,19 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 		RerouteWaitTimeout: p.RerouteWaitTimeout,
 		Discover:           p.DiscoverVectorTables,
 		DiscoverInterval:   p.DiscoverInterval,
-		Pool: proxy.PoolOptions{Mode: proxy.PoolMode(cfg.PoolMode), Size: cfg.PoolSize,
-			ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime},
+		Pool:               poolOptions(cfg),
 	}, nil
+}
+
+// poolOptions maps the pool keys of cfg to the proxy's.
+func poolOptions(cfg *config.Config) proxy.PoolOptions {
+	o := proxy.PoolOptions{Mode: proxy.PoolMode(cfg.PoolMode), Size: cfg.PoolSize,
+		ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime}
+	for _, ov := range cfg.PoolOverrides {
+		o.Overrides = append(o.Overrides, proxy.PoolOverride{Database: ov.Database, User: ov.User,
+			Mode: proxy.PoolMode(ov.PoolMode), Size: ov.PoolSize})
+	}
+	return o
 }
 
 // clientTLS loads the certificate tls.cert and tls.key name; nil when TLS
