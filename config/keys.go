@@ -553,14 +553,20 @@ func notAlsoWriting(ck checker, p string, v []string, c *Config) {
 	}
 }
 
-func poolOverrideItems(ck checker, p string, v []PoolOverride, _ *Config) {
-	d := ck.d
+// items calls check for each item of the list at p that decoded, with its
+// path and node.
+func items[T any](ck checker, p string, v []T, check func(ip string, item *yaml.Node, o T)) {
 	for i, o := range v {
 		ip := fmt.Sprintf("%s[%d]", p, i)
-		if d.bad[ip] {
-			continue
+		if !ck.d.bad[ip] {
+			check(ip, ck.d.at[ip], o)
 		}
-		item := d.at[ip]
+	}
+}
+
+func poolOverrideItems(ck checker, p string, v []PoolOverride, _ *Config) {
+	d := ck.d
+	items(ck, p, v, func(ip string, item *yaml.Node, o PoolOverride) {
 		if o.Database == "" && o.User == "" {
 			d.errorf(item, "%s: needs \"database\" or \"user\"", ip)
 		}
@@ -570,17 +576,12 @@ func poolOverrideItems(ck checker, p string, v []PoolOverride, _ *Config) {
 		if _, ok := d.at[ip+".pool_size"]; ok && o.PoolSize < 1 {
 			ck.problem(ip+".pool_size", "must be at least 1")
 		}
-	}
+	})
 }
 
 func overrideItems(ck checker, p string, v []EscapeOverride, _ *Config) {
 	d := ck.d
-	for i, o := range v {
-		ip := fmt.Sprintf("%s[%d]", p, i)
-		if d.bad[ip] {
-			continue
-		}
-		item := d.at[ip]
+	items(ck, p, v, func(ip string, item *yaml.Node, o EscapeOverride) {
 		if _, ok := d.at[ip+".table"]; !ok {
 			d.errorf(item, "%s: missing key \"table\"", ip)
 		} else if err := policy.CheckTablePattern(o.Table); err != nil {
@@ -589,5 +590,5 @@ func overrideItems(ck checker, p string, v []EscapeOverride, _ *Config) {
 		if _, ok := d.at[ip+".escape"]; !ok {
 			d.errorf(item, "%s: missing key \"escape\"", ip)
 		}
-	}
+	})
 }
