@@ -26,7 +26,10 @@ import (
 //   - OpsOptions except OnReload, and any other field the proxy reads
 //     through s.live().
 //
-// What does not: Primary, TLS, ReadPool.Config, Logger, Metrics. The caller
+//   - the auth file (Auth.File): logins from then on check against it.
+//
+// What does not: Primary, TLS, ReadPool.Config, Logger, Metrics, Auth but
+// its File. The caller
 // reports changes to those as needing a restart.
 func (s *Server) Reload(opts Options) error {
 	rules, err := policy.NewRules(opts.Rules)
@@ -38,12 +41,16 @@ func (s *Server) Reload(opts Options) error {
 	next.Primary, next.TLS, next.Logger, next.Metrics = cur.Primary, cur.TLS, cur.Logger, cur.Metrics
 	next.ReadPool.Config = cur.ReadPool.Config
 	next.OnReload = cur.OnReload
+	file := next.Auth.File
+	next.Auth = cur.Auth
+	next.Auth.File = file
 	next.setDefaults()
 
 	// NOTE: the policy is stored before the snapshots are rebuilt: a
 	// database first used meanwhile builds from the new policy, and one
 	// already known is rebuilt below (see installRouting).
 	s.ops.live.Store(&next)
+	s.auth.file.Store(file)
 	s.policy.Store(&policyState{cfg: next.Rules, rules: rules})
 	s.routeMu.Lock()
 	routes := make(map[string]*dbRouting, len(s.dbRoutes))

@@ -64,6 +64,9 @@ type Options struct {
 	// connection's transaction waits for that connection to be idle
 	// (default 5s).
 	RerouteWaitTimeout time.Duration
+	// Auth says who authenticates clients (login.go); the zero value
+	// relays every login to the server.
+	Auth AuthOptions
 }
 
 func (o *Options) setDefaults() {
@@ -103,6 +106,7 @@ type Server struct {
 	opts Options
 	log  *zap.Logger
 	keys *cancelKeys
+	auth *authState // login.go
 	// lanes is the vector lane; nil when no read pool is configured.
 	lanes   *lanePools
 	metrics *Metrics
@@ -143,6 +147,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys(), metrics: opts.Metrics,
 		dbRoutes: make(map[string]*dbRouting), units: newUnitRegistry()}
 	s.policy.Store(&policyState{cfg: opts.Rules, rules: rules})
+	s.auth = newAuthState(&opts)
 	if opts.ReadPool.Config != nil {
 		s.lanes = newLanePools(opts.ReadPool, opts.Logger)
 	}
@@ -226,6 +231,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.stopOps()
+	s.auth.close()
 	if s.lanes != nil {
 		s.lanes.close()
 	}

@@ -54,6 +54,8 @@ type session struct {
 	startup *pgproto3.StartupMessage
 	proto   *wire.Negotiation // the protocol version and options of the login (protocol.go)
 	primary *backend
+	// dialer opens more backends for the client's (database, user) (login.go).
+	dialer *backendDialer
 
 	keyPID    uint32 // BackendKeyData txlane gave the client
 	keySecret []byte
@@ -337,6 +339,9 @@ func (s *session) login(ctx context.Context) error {
 	// NOTE: the server is asked for at most the version txlane speaks and
 	// never sees the client's _pq_ options (see negotiation).
 	startup := &pgproto3.StartupMessage{ProtocolVersion: s.proto.ServerVersion(), Parameters: params}
+	if s.srv.auth.method.Terminates() {
+		return s.loginAuthenticated(ctx, startup) // login.go: txlane checks the password itself
+	}
 
 	conn, target, err := wire.Dial(ctx, s.srv.opts.Primary)
 	if err != nil {
@@ -370,6 +375,7 @@ func (s *session) login(ctx context.Context) error {
 		}
 		return err
 	}
+	s.dialer = &backendDialer{a: s.srv.auth}
 	s.mu.Lock()
 	s.mu.txStatus = TxStatus(res.TxStatus)
 	s.mu.params = res.Params

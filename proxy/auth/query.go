@@ -33,9 +33,12 @@ type QueryConfig struct {
 	// Server is the server to run the query on and how to reach it
 	// (host, port, TLS: the primary DSN); its user and database are not used.
 	Server *pgconn.Config
-	// User is the auth user and what it logs in with (Login): a password or
-	// an md5 hash, or none where the server trusts it.
-	User *Credentials
+	// User is the auth user.
+	User string
+	// Credentials return what User logs in with (Login), at each new
+	// connection: a password or an md5 hash, or none where the server
+	// trusts the user.
+	Credentials func() *Credentials
 	// SQL is the query, with $1 for the user name. It returns at most one
 	// row of two columns: the user name and the secret. No row, or a NULL
 	// user name, means no such user; a NULL secret a user without a
@@ -83,12 +86,12 @@ func (q *Query) Lookup(ctx context.Context, database, user string) (*Secret, err
 	}
 	res, err := pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("auth_query as %q in database %q: %w", q.cfg.User.User, database, err)
+		return nil, fmt.Errorf("auth_query as %q in database %q: %w", q.cfg.User, database, err)
 	}
 	r := res.Value().ExecParams(ctx, q.cfg.SQL, [][]byte{[]byte(user)}, nil, nil, nil).Read()
 	if r.Err != nil {
 		res.Destroy()
-		return nil, fmt.Errorf("auth_query as %q in database %q: %w", q.cfg.User.User, database, r.Err)
+		return nil, fmt.Errorf("auth_query as %q in database %q: %w", q.cfg.User, database, r.Err)
 	}
 	res.Release()
 	if len(r.Rows) == 0 {
@@ -137,10 +140,10 @@ func (q *Query) dial(ctx context.Context, database string) (*pgconn.PgConn, erro
 		return nil, err
 	}
 	startup := &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{
-		"user": q.cfg.User.User, "database": database, "application_name": "txlane auth_query",
+		"user": q.cfg.User, "database": database, "application_name": "txlane auth_query",
 	}}
 	r := wire.NewReader[wire.Backend](conn, 0)
-	res, err := Login(ctx, conn, r, bufio.NewWriter(conn), startup, q.cfg.User)
+	res, err := Login(ctx, conn, r, bufio.NewWriter(conn), startup, q.cfg.Credentials())
 	if err == nil && (r.Buffered() || res.Key == nil) {
 		err = errors.New("unexpected messages after the server's ReadyForQuery, or no BackendKeyData")
 	}
@@ -149,7 +152,7 @@ func (q *Query) dial(ctx context.Context, database string) (*pgconn.PgConn, erro
 		return nil, err
 	}
 	cfg := q.cfg.Server.Copy()
-	cfg.User, cfg.Database = q.cfg.User.User, database
+	cfg.User, cfg.Database = q.cfg.User, database
 	return pgconn.Construct(&pgconn.HijackedConn{Conn: conn, PID: res.Key.ProcessID, SecretKey: res.Key.SecretKey,
 		ParameterStatuses: res.Params, TxStatus: res.TxStatus, Frontend: pgproto3.NewFrontend(conn, conn), Config: cfg})
 }
