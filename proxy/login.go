@@ -50,8 +50,8 @@ type authState struct {
 	// or when the certificate is not one fixed certificate with a hash.
 	endpoint []byte
 	primary  *pgconn.Config
-	// serverProto is the protocol version the primary granted the latest
-	// login txlane made itself (0: none yet): a client that txlane
+	// serverProto is the newest protocol version the primary is known to
+	// speak (0: not known yet; see learnProtocol): a client that txlane
 	// authenticates is told its version before a server connection exists
 	// (see wire.Negotiation.Cap).
 	serverProto atomic.Uint32
@@ -146,8 +146,27 @@ func (d *backendDialer) dial(ctx context.Context, startup *pgproto3.StartupMessa
 		return nil, res, err
 	}
 	b.target.PID, b.target.Secret = res.Key.ProcessID, res.Key.SecretKey
-	d.a.serverProto.Store(res.Protocol)
+	d.a.learnProtocol(startup.ProtocolVersion, res.Protocol)
 	return b, res, nil
+}
+
+// learnProtocol records what a login that asked for protocol version asked
+// was granted: a server that granted less speaks exactly that much; one
+// that granted all it was asked speaks at least that much.
+func (a *authState) learnProtocol(asked, granted uint32) {
+	for {
+		cur := a.serverProto.Load()
+		next := cur
+		switch {
+		case granted < asked:
+			next = granted
+		case cur != 0 && cur < granted:
+			next = granted
+		}
+		if next == cur || a.serverProto.CompareAndSwap(cur, next) {
+			return
+		}
+	}
 }
 
 // dialError is a server that could not be reached.

@@ -80,8 +80,10 @@ func PasswordFailed(user string) *wire.Error {
 //     at that user, and fail at its end: the client learns nothing of
 //     which users exist;
 //   - every failure of the password is FATAL 28P01 "password
-//     authentication failed for user"; a malformed SCRAM message is FATAL
-//     08P01, a SCRAM feature the server does not support FATAL 0A000.
+//     authentication failed for user"; a channel binding that fails, or a
+//     client that says it binds channels but saw no -PLUS offered where it
+//     is, FATAL 28000; a malformed SCRAM message FATAL 08P01, a SCRAM
+//     feature the server does not support FATAL 0A000.
 //
 // trust returns at once: nothing is checked, and the credentials are what s
 // holds (a password or an md5 hash; a verifier alone logs in nowhere).
@@ -266,7 +268,7 @@ func (s *scramServer) first(mech string, data []byte) (string, error) {
 		// none although this connection has it: something between removed
 		// -PLUS from the offer (RFC 5802 section 6).
 		if s.cbData != nil {
-			return "", &wire.Error{Severity: "FATAL", Code: wire.CodeProtocolViolation, Message: "SCRAM channel binding negotiation error",
+			return "", &wire.Error{Severity: "FATAL", Code: wire.CodeInvalidAuthorization, Message: "SCRAM channel binding negotiation error",
 				Detail: "The client supports SCRAM channel binding but thinks the server does not.  However, this server does support channel binding."}
 		}
 	case strings.HasPrefix(flag, "p="):
@@ -346,7 +348,7 @@ func (s *scramServer) final(data []byte) (string, *Keys, error) {
 	}
 	if !hmac.Equal(cb, want) {
 		if s.cbFlag == 'p' {
-			return "", nil, wire.Fatalf(wire.CodeProtocolViolation, "SCRAM channel binding check failed")
+			return "", nil, wire.Fatalf(wire.CodeInvalidAuthorization, "SCRAM channel binding check failed")
 		}
 		return "", nil, malformed("Unexpected SCRAM channel-binding attribute in client-final-message.")
 	}

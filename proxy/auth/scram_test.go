@@ -137,8 +137,8 @@ func TestSCRAMServerRefusals(t *testing.T) {
 	})
 	t.Run("downgrade: y while -PLUS was offered", func(t *testing.T) {
 		s := newServer(true)
-		if _, err := s.first(scramMechanism, []byte("y,,n=,r=abc")); code(err) != wire.CodeProtocolViolation || !strings.Contains(err.Error(), "negotiation") {
-			t.Fatalf("got %v, want 08P01 channel binding negotiation error", err)
+		if _, err := s.first(scramMechanism, []byte("y,,n=,r=abc")); code(err) != wire.CodeInvalidAuthorization || !strings.Contains(err.Error(), "negotiation") {
+			t.Fatalf("got %v, want 28000 channel binding negotiation error", err)
 		}
 		if _, err := newServer(false).first(scramMechanism, []byte("y,,n=,r=abc")); err != nil {
 			t.Fatalf("y without -PLUS offered: %v", err)
@@ -160,8 +160,8 @@ func TestSCRAMServerRefusals(t *testing.T) {
 			t.Fatalf("right binding: %v", err)
 		}
 		s = newServer(true)
-		if _, _, err := s.final([]byte(proofFor(s, []byte("another certificate")))); code(err) != wire.CodeProtocolViolation {
-			t.Fatalf("wrong binding: got %v, want 08P01", err)
+		if _, _, err := s.final([]byte(proofFor(s, []byte("another certificate")))); code(err) != wire.CodeInvalidAuthorization {
+			t.Fatalf("wrong binding: got %v, want 28000", err)
 		}
 		if _, err := newServer(false).first(scramPlusMechanism, []byte("p=tls-server-end-point,,n=,r=abc")); err == nil {
 			t.Fatal("-PLUS accepted where it was not offered")
