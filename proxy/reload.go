@@ -24,8 +24,7 @@ import (
 //   - limits read when a client arrives (MaxClientConn, MaxMessageSize,
 //     ClientLoginTimeout), which apply to new clients;
 //   - OpsOptions except OnReload, and any other field the proxy reads
-//     through s.live().
-//
+//     through s.live();
 //   - the auth file (Auth.File): logins from then on check against it.
 //
 // What does not: Primary, TLS, ReadPool.Config, Logger, Metrics, Auth but
