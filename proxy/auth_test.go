@@ -393,3 +393,29 @@ func TestAdminConsoleWithVerifiers(t *testing.T) {
 	_, err = pgxTry(t, strings.Replace(admin, role.Password, "wrong", 1))
 	wantSQLState(t, err, "28P01", `password authentication failed for user "txlane_scram"`)
 }
+
+// TestAuthFileReload: Reload replaces the auth file, and logins from then
+// on check against the new one; auth_type keeps its value until a restart.
+func TestAuthFileReload(t *testing.T) {
+	file := serverSecrets(t, []string{pgtest.TLSSCRAMRole.User})
+	var opts proxy.Options
+	p := startTLSBed(t, func(o *proxy.Options) {
+		o.Auth = proxy.AuthOptions{Type: auth.MethodSCRAM, File: file}
+		opts = *o
+	})
+	if _, err := pgxTry(t, p.tlsDSN(pgtest.TLSSCRAMRole)); err != nil {
+		t.Fatal(err)
+	}
+	empty, err := auth.ParseFile("users.txt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Auth = proxy.AuthOptions{Type: auth.MethodServer, File: empty}
+	if err := p.Reload(opts); err != nil {
+		t.Fatal(err)
+	}
+	// Still checked by txlane (a relayed login would fail with 28000), now
+	// against a file without the user.
+	_, err = pgxTry(t, p.tlsDSN(pgtest.TLSSCRAMRole))
+	wantSQLState(t, err, "28P01", `password authentication failed for user "txlane_scram"`)
+}
