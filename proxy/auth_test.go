@@ -419,3 +419,59 @@ func TestAuthFileReload(t *testing.T) {
 	_, err = pgxTry(t, p.tlsDSN(pgtest.TLSSCRAMRole))
 	wantSQLState(t, err, "28P01", `password authentication failed for user "txlane_scram"`)
 }
+
+// TestVerifierModeServerMethods: with auth_type scram-sha-256, what txlane
+// can answer depends on the server's method (plain cluster: no TLS). A
+// server asking for a cleartext password gets one only from a plain
+// password in the auth file; with a verifier alone the client is refused
+// with 28000. A server that trusts the user asks for nothing.
+func TestVerifierModeServerMethods(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	super, err := pgx.Connect(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close(ctx)
+	var verifier string
+	if err := super.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'txlane_password'").Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(verifier, "SCRAM-SHA-256$") {
+		t.Fatalf("txlane_password's secret %q is not a verifier", verifier[:10])
+	}
+	for _, tc := range []struct {
+		name, line, user, password string
+		wantCode                   string
+	}{
+		{"cleartext, verifier only", fmt.Sprintf("%q %q", "txlane_password", verifier), "txlane_password", "plainpass", "28000"},
+		{"cleartext, plain password", `"txlane_password" "plainpass"`, "txlane_password", "plainpass", ""},
+		{"trust", `"txlane_app" "anything"`, pgtest.AppRole, "anything", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := auth.ParseFile("users.txt", []byte(tc.line))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := startProxy(t, func(o *proxy.Options) { o.Auth = proxy.AuthOptions{Type: auth.MethodSCRAM, File: f} })
+			u, _ := url.Parse(p.DSN(t, ""))
+			u.User = url.UserPassword(tc.user, tc.password)
+			c, err := pgxTry(t, u.String())
+			if tc.wantCode != "" {
+				wantSQLState(t, err, tc.wantCode, fmt.Sprintf("txlane cannot log in to the PostgreSQL server as user %q", tc.user))
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var user string
+			if err := c.QueryRow(ctx, "SELECT session_user").Scan(&user); err != nil || user != tc.user {
+				t.Fatalf("session_user %q, %v", user, err)
+			}
+			// The password is still checked by txlane.
+			u.User = url.UserPassword(tc.user, "wrong")
+			_, err = pgxTry(t, u.String())
+			wantSQLState(t, err, "28P01", "")
+		})
+	}
+}

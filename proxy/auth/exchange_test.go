@@ -158,3 +158,42 @@ func TestAuthenticateThenLogin(t *testing.T) {
 		t.Fatalf("trust: %v / %v / %v", err, serr, creds)
 	}
 }
+
+// Login refuses with a CredentialsError what its credentials cannot answer:
+// cleartext and md5 without a password or hash, GSSAPI and SSPI
+// always, SCRAM without keys or a password, SASL without SCRAM-SHA-256.
+func TestLoginCredentialsErrors(t *testing.T) {
+	keys, _ := NewKeys("pencil", []byte("salt"), 4096)
+	for _, tc := range []struct {
+		name    string
+		request interface{ Encode([]byte) ([]byte, error) }
+		creds   *Credentials
+	}{
+		{"cleartext with keys", &pgproto3.AuthenticationCleartextPassword{}, &Credentials{User: "u", Keys: keys}},
+		{"md5 with keys", &pgproto3.AuthenticationMD5Password{}, &Credentials{User: "u", Keys: keys}},
+		{"GSSAPI", &pgproto3.AuthenticationGSS{}, &Credentials{User: "u", Password: "pencil"}},
+		{"SCRAM with an md5 hash", &pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}, &Credentials{User: "u", MD5: md5Secret("pencil", "u")}},
+		{"SASL without SCRAM", &pgproto3.AuthenticationSASL{AuthMechanisms: []string{"OAUTHBEARER"}}, &Credentials{User: "u", Password: "pencil"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer client.Close()
+			go func() {
+				defer server.Close()
+				var hdr [4]byte
+				io.ReadFull(server, hdr[:])
+				io.ReadFull(server, make([]byte, binary.BigEndian.Uint32(hdr[:])-4))
+				w := bufio.NewWriter(server)
+				wire.WriteMsg(w, tc.request)
+				w.Flush()
+				io.Copy(io.Discard, server)
+			}()
+			startup := &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}}
+			_, err := Login(context.Background(), client, wire.NewReader[wire.Backend](client, 0), bufio.NewWriter(client), startup, tc.creds)
+			var ce *CredentialsError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want a CredentialsError", err)
+			}
+		})
+	}
+}
