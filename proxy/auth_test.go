@@ -475,3 +475,17 @@ func TestVerifierModeServerMethods(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthQueryUnknownDatabase: a client naming a database that does not
+// exist cannot be looked up there (57P03); txlane keeps no pool for it.
+func TestAuthQueryUnknownDatabase(t *testing.T) {
+	p := startTLSBed(t, func(o *proxy.Options) {
+		o.Auth = proxy.AuthOptions{Type: auth.MethodSCRAM, User: pgtest.TLSAuthRole.User, Query: pgtest.TLSAuthQuery}
+		o.Primary.User, o.Primary.Password = pgtest.TLSAuthRole.User, pgtest.TLSAuthRole.Password
+	})
+	for i := range 3 {
+		dsn := strings.Replace(p.tlsDSN(pgtest.TLSSCRAMRole), "/txlane_test?", fmt.Sprintf("/nodb_%d?", i), 1)
+		_, err := pgxTry(t, dsn)
+		wantSQLState(t, err, "57P03", `txlane cannot look up the password of user "txlane_scram"`)
+	}
+}

@@ -86,6 +86,7 @@ func (q *Query) Lookup(ctx context.Context, database, user string) (*Secret, err
 	}
 	res, err := pool.Acquire(ctx)
 	if err != nil {
+		q.forget(database, pool)
 		return nil, fmt.Errorf("auth_query as %q in database %q: %w", q.cfg.User, database, err)
 	}
 	r := res.Value().ExecParams(ctx, q.cfg.SQL, [][]byte{[]byte(user)}, nil, nil, nil).Read()
@@ -129,6 +130,18 @@ func (q *Query) pool(database string) (*puddle.Pool[*pgconn.PgConn], error) {
 	}
 	q.mu.pools[database] = p
 	return p, nil
+}
+
+// forget drops database's pool when it holds no connection (its login
+// failed): a client naming databases that do not exist must not make the
+// map grow.
+func (q *Query) forget(database string, pool *puddle.Pool[*pgconn.PgConn]) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.mu.pools[database] == pool && pool.Stat().TotalResources() == 0 {
+		delete(q.mu.pools, database)
+		pool.Close()
+	}
 }
 
 // dial opens a connection to database as the auth user, logging in with
