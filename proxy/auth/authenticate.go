@@ -125,10 +125,7 @@ func Authenticate(c Client, method Method, user string, s *Secret) (*Credentials
 func md5Exchange(c Client, user string, s *Secret) (*Credentials, error) {
 	var salt [4]byte
 	rand.Read(salt[:])
-	if err := send(c.W, &pgproto3.AuthenticationMD5Password{Salt: salt}); err != nil {
-		return nil, err
-	}
-	body, err := readResponse(c.R)
+	body, err := ask(c, &pgproto3.AuthenticationMD5Password{Salt: salt})
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +144,15 @@ func send(w *bufio.Writer, msg interface{ Encode([]byte) ([]byte, error) }) erro
 		return err
 	}
 	return w.Flush()
+}
+
+// ask sends the client an authentication request and returns the body of
+// its answer (see readResponse).
+func ask(c Client, req interface{ Encode([]byte) ([]byte, error) }) ([]byte, error) {
+	if err := send(c.W, req); err != nil {
+		return nil, err
+	}
+	return readResponse(c.R)
 }
 
 // readResponse reads the client's next message, which must be of the
@@ -205,10 +211,7 @@ type scramServer struct {
 // run drives the exchange over the client connection and returns the
 // client's keys once its proof is checked and the server signature sent.
 func (s *scramServer) run(c Client) (*Keys, error) {
-	if err := send(c.W, &pgproto3.AuthenticationSASL{AuthMechanisms: s.mechs}); err != nil {
-		return nil, err
-	}
-	body, err := readResponse(c.R)
+	body, err := ask(c, &pgproto3.AuthenticationSASL{AuthMechanisms: s.mechs})
 	if err != nil {
 		return nil, err
 	}
@@ -220,10 +223,7 @@ func (s *scramServer) run(c Client) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := send(c.W, &pgproto3.AuthenticationSASLContinue{Data: []byte(first)}); err != nil {
-		return nil, err
-	}
-	if body, err = readResponse(c.R); err != nil {
+	if body, err = ask(c, &pgproto3.AuthenticationSASLContinue{Data: []byte(first)}); err != nil {
 		return nil, err
 	}
 	final, keys, err := s.final(body)

@@ -133,10 +133,7 @@ func (l *login) run(startup *pgproto3.StartupMessage) (*wire.LoginResult, error)
 				return res, err
 			}
 		case wire.ErrorResponse:
-			body = wire.WithSQLState(body)
-			msg := &pgproto3.ErrorResponse{}
-			msg.Decode(body)
-			return res, &wire.ServerLoginError{Code: msg.Code, Message: msg.Message, Body: slices.Clone(body)}
+			return res, refusal(body)
 		case wire.ParameterStatus:
 			msg := &pgproto3.ParameterStatus{}
 			if err := msg.Decode(body); err != nil {
@@ -284,10 +281,7 @@ func (l *login) saslReply(code uint32) (string, error) {
 		case wire.NoticeResponse:
 			continue
 		case wire.ErrorResponse:
-			body = wire.WithSQLState(body)
-			msg := &pgproto3.ErrorResponse{}
-			msg.Decode(body)
-			return "", &wire.ServerLoginError{Code: msg.Code, Message: msg.Message, Body: slices.Clone(body)}
+			return "", refusal(body)
 		case wire.Authentication:
 			if len(body) >= 4 && binary.BigEndian.Uint32(body) == code {
 				return string(body[4:]), nil
@@ -295,6 +289,14 @@ func (l *login) saslReply(code uint32) (string, error) {
 		}
 		return "", fmt.Errorf("invalid SASL exchange from the server: message %q where authentication request %d was due", byte(typ), code)
 	}
+}
+
+// refusal is the server's ErrorResponse (body) during login.
+func refusal(body []byte) *wire.ServerLoginError {
+	body = slices.Clone(wire.WithSQLState(body))
+	msg := &pgproto3.ErrorResponse{}
+	msg.Decode(body)
+	return &wire.ServerLoginError{Code: msg.Code, Message: msg.Message, Body: body}
 }
 
 // parseServerFirst reads a server-first-message: r=<nonce>,s=<salt>,i=<n>.
