@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 
@@ -181,12 +182,13 @@ func (e *dialError) Unwrap() error { return e.err }
 // open the client's backend with the credentials it gave (no password
 // relayed) and end the client's login as PostgreSQL does: AuthenticationOk,
 // the server's ParameterStatus values, txlane's own BackendKeyData,
-// ReadyForQuery. Refusals reach the client: 28P01 for any failed password
+// ReadyForQuery. It returns the client's backend and its login, for the
+// session to keep. Refusals reach the client: 28P01 for any failed password
 // (as PostgreSQL, for unknown users too), the server's own error when the
 // server refuses the login, 28000 when txlane's credentials cannot answer
 // the server, 57P03 when the secret cannot be looked up or the server not
 // reached.
-func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.StartupMessage) error {
+func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.StartupMessage) (*backend, *wire.LoginResult, error) {
 	a := s.srv.auth
 	user, database := s.startup.Parameters["user"], s.startup.Parameters["database"]
 	if database == "" {
@@ -195,14 +197,14 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	secret, err := a.lookup(ctx, database, user)
 	if err != nil {
 		s.log.Warn("cannot look up the client's secret", zap.Error(err))
-		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
+		return nil, nil, s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 			Message: fmt.Sprintf("txlane cannot look up the password of user %q", user),
 			Hint:    "Check auth_user, auth_query and the server named by txlane's primary DSN."})
 	}
 	s.proto.Cap(a.serverProto.Load())
 	startup.ProtocolVersion = s.proto.ServerVersion()
 	if err := s.proto.Tell(s.out.w); err != nil {
-		return err
+		return nil, nil, err
 	}
 	_, onTLS := s.client.(*tls.Conn)
 	creds, err := auth.Authenticate(auth.Client{R: s.cr, W: s.out.w, TLS: onTLS, EndpointHash: a.endpoint}, a.method, user, secret)
@@ -210,37 +212,29 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 		var pe *wire.Error
 		if errors.As(err, &pe) {
 			s.log.Info("login refused", zap.String("reason", pe.Message), zap.String("detail", pe.Detail))
-			return s.fail(pe)
+			return nil, nil, s.fail(pe)
 		}
-		return err
+		return nil, nil, err
 	}
 	d := &backendDialer{a: a, creds: creds}
 	b, res, err := d.dial(ctx, startup)
 	if err != nil {
-		return s.failBackendLogin(err, user)
+		return nil, nil, s.failBackendLogin(err, user)
 	}
-	s.primary, s.dialer = b, d
+	s.dialer = d
 	s.keyPID, s.keySecret = s.srv.keys.register(s, len(res.Key.SecretKey))
 	w := s.out.w
 	wire.WriteMsg(w, &pgproto3.AuthenticationOk{})
-	names := make([]string, 0, len(res.Params))
-	for name := range res.Params {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(res.Params)) {
 		wire.WriteMsg(w, &pgproto3.ParameterStatus{Name: name, Value: res.Params[name]})
 	}
 	wire.WriteMsg(w, &pgproto3.BackendKeyData{ProcessID: s.keyPID, SecretKey: s.keySecret})
 	wire.WriteMsg(w, &pgproto3.ReadyForQuery{TxStatus: res.TxStatus})
 	if err := w.Flush(); err != nil {
-		return err
+		b.conn.Close()
+		return nil, nil, err
 	}
-	s.mu.Lock()
-	s.mu.txStatus = TxStatus(res.TxStatus)
-	s.mu.params = res.Params
-	s.mu.Unlock()
-	return nil
+	return b, res, nil
 }
 
 // failBackendLogin reports a failed backend login to the client: the

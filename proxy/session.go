@@ -340,7 +340,16 @@ func (s *session) login(ctx context.Context) error {
 	// never sees the client's _pq_ options (see negotiation).
 	startup := &pgproto3.StartupMessage{ProtocolVersion: s.proto.ServerVersion(), Parameters: params}
 	if s.srv.auth.method.Terminates() {
-		return s.loginAuthenticated(ctx, startup) // login.go: txlane checks the password itself
+		// login.go: txlane checks the password itself, then logs in.
+		b, res, err := s.loginAuthenticated(ctx, startup)
+		if err != nil {
+			return err
+		}
+		s.primary = b
+		s.mu.Lock()
+		s.mu.txStatus, s.mu.params = TxStatus(res.TxStatus), res.Params
+		s.mu.Unlock()
+		return nil
 	}
 
 	conn, target, err := wire.Dial(ctx, s.srv.opts.Primary)
