@@ -37,6 +37,32 @@ type Config struct {
 	// TLS (`tls`) configures TLS towards clients.
 	TLS TLS
 
+	// AuthType (`auth_type`) is who authenticates clients: AuthServer (the
+	// server, through a relayed login), or txlane itself with AuthSCRAM,
+	// AuthMD5 or AuthTrust. Default server.
+	AuthType AuthType
+
+	// AuthFile (`auth_file`) is the path of a file of users and their
+	// secrets in PgBouncer's userlist.txt format ("user" "secret" per
+	// line), read at start and at every reload. Default "".
+	AuthFile string
+
+	// AuthUser (`auth_user`) is the user txlane runs AuthQuery as, for
+	// users AuthFile does not list; it logs in with its AuthFile entry, or
+	// the primary DSN's password when the DSN names the same user. Default
+	// "" (no query).
+	AuthUser string
+
+	// AuthQuery (`auth_query`) returns a user's name and secret for $1
+	// (DefaultAuthQuery, PgBouncer's, reads pg_authid). Default SELECT
+	// rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword
+	// END FROM pg_authid WHERE rolname=$1 AND rolcanlogin.
+	AuthQuery string
+
+	// AuthDBName (`auth_dbname`) is the database AuthQuery runs in; ""
+	// means the database the client asks for. Default "".
+	AuthDBName string
+
 	// MaxClientConn (`max_client_conn`) is the most client connections txlane
 	// accepts at once; beyond it new clients are refused with SQLSTATE 53300
 	// (too_many_connections). At least 1. Default 1000.
@@ -242,6 +268,27 @@ type TLS struct {
 	Key string
 }
 
+// AuthType is who authenticates clients (`auth_type`).
+type AuthType string
+
+// The values of AuthType.
+const (
+	// AuthServer relays each login to the server, which decides; txlane
+	// reads no secret.
+	AuthServer AuthType = "server"
+	// AuthSCRAM: txlane checks clients with SCRAM-SHA-256 (-PLUS on TLS).
+	AuthSCRAM AuthType = "scram-sha-256"
+	// AuthMD5: txlane checks clients with md5, or SCRAM-SHA-256 for users
+	// whose secret is a SCRAM verifier.
+	AuthMD5 AuthType = "md5"
+	// AuthTrust: txlane checks nothing (tests and local development only).
+	AuthTrust AuthType = "trust"
+)
+
+// DefaultAuthQuery is PgBouncer's default auth_query (it reads pg_authid,
+// which takes a superuser).
+const DefaultAuthQuery = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"
+
 // OnUnavailable is what happens to a vector read when the vector lane is
 // unreachable or exhausted past its acquire timeout.
 type OnUnavailable string
@@ -314,6 +361,7 @@ var (
 	escapeValues        = []Escape{EscapeReject, EscapeReroute, EscapeLog, EscapeAllow}
 	logLevelValues      = []LogLevel{LogDebug, LogInfo, LogWarn, LogError}
 	logFormatValues     = []LogFormat{LogConsole, LogJSON}
+	authTypeValues      = []AuthType{AuthServer, AuthSCRAM, AuthMD5, AuthTrust}
 )
 
 // Default returns a new Config holding every default. The defaults are the

@@ -80,6 +80,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"admin.listen", "admin.users", "admin.pprof",
 		"log.level", "log.format",
 		"tls.cert", "tls.key",
+		"auth_type", "auth_file", "auth_user", "auth_query", "auth_dbname",
 		"max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",
 		"idle_in_transaction_timeout", "shutdown_timeout",
 		"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime", "pool_overrides",
@@ -425,6 +426,16 @@ func TestErrors(t *testing.T) {
 		}},
 		{"key without cert", p + "tls:\n  cert: \"\"\n  key: /etc/key.pem\n", []string{
 			`t.yaml:4:8: tls.key: set without tls.cert (TLS needs both)`,
+		}},
+		{"scram without a source of secrets", p + "auth_type: scram-sha-256\n", []string{
+			`t.yaml:2:12: auth_type: scram-sha-256 needs auth_file or auth_user (and auth_query) for the users' secrets`,
+		}},
+		{"auth_file with auth_type server", p + "auth_file: users.txt\nauth_user: a\n", []string{
+			`t.yaml:2:12: auth_file: has no effect with auth_type server (txlane then relays logins and reads no secret)`,
+			`t.yaml:3:12: auth_user: has no effect with auth_type server (txlane then relays logins and reads no secret)`,
+		}},
+		{"empty auth_query", p + "auth_type: md5\nauth_file: u.txt\nauth_query: \"\"\n", []string{
+			`t.yaml:4:13: auth_query: must not be empty`,
 		}},
 		{"unset variable", p + "listen: 127.0.0.1:${PORT}\n", []string{
 			`t.yaml:2:19: environment variable PORT is not set (write ${PORT:-default} to give a default)`,

@@ -82,6 +82,17 @@ var keyTable = []Key{
 	{Name: "tls.key", Reload: Restart,
 		v: str(func(c *Config) *string { return &c.TLS.Key }, "", pairedWith("tls.cert", func(c *Config) string { return c.TLS.Cert }))},
 
+	{Name: "auth_type", Reload: Restart,
+		v: enum(func(c *Config) *AuthType { return &c.AuthType }, AuthServer, authTypeValues)},
+	{Name: "auth_file", Reload: Live,
+		v: str(func(c *Config) *string { return &c.AuthFile }, "", onlyWithAuthType)},
+	{Name: "auth_user", Reload: Restart,
+		v: str(func(c *Config) *string { return &c.AuthUser }, "", onlyWithAuthType, authSource)},
+	{Name: "auth_query", Reload: Restart,
+		v: str(func(c *Config) *string { return &c.AuthQuery }, DefaultAuthQuery, notEmpty)},
+	{Name: "auth_dbname", Reload: Restart,
+		v: str(func(c *Config) *string { return &c.AuthDBName }, "")},
+
 	{Name: "max_client_conn", Reload: Live,
 		v: integer(func(c *Config) *int { return &c.MaxClientConn }, 1000, atLeast(1))},
 	{Name: "max_message_size", Reload: Live,
@@ -427,6 +438,21 @@ func address(ck checker, p, v string, _ *Config) { ck.d.address(ck.problem, p, v
 func adminListen(ck checker, p, v string, c *Config) {
 	if v != "" && ck.d.address(ck.problem, p, v) && v == c.Listen {
 		ck.problem(p, "same address as listen (%s)", c.Listen)
+	}
+}
+
+// onlyWithAuthType refuses a secret source that auth_type server would
+// ignore (it relays logins and reads no secret).
+func onlyWithAuthType(ck checker, p, v string, c *Config) {
+	if v != "" && c.AuthType == AuthServer {
+		ck.problem(p, "has no effect with auth_type server (txlane then relays logins and reads no secret)")
+	}
+}
+
+// authSource requires a source of secrets when txlane checks passwords.
+func authSource(ck checker, _, v string, c *Config) {
+	if (c.AuthType == AuthSCRAM || c.AuthType == AuthMD5) && v == "" && c.AuthFile == "" && !ck.d.bad["auth_file"] {
+		ck.problem("auth_type", "%s needs auth_file or auth_user (and auth_query) for the users' secrets", c.AuthType)
 	}
 }
 

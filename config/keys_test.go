@@ -184,6 +184,11 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"log.format":                    {"json", "json"},
 		"tls.cert":                      {"c.pem", "c.pem"},
 		"tls.key":                       {"k.pem", "k.pem"},
+		"auth_type":                     {"scram-sha-256", "scram-sha-256"},
+		"auth_file":                     {"users.txt", "users.txt"},
+		"auth_user":                     {"txlane_auth", "txlane_auth"},
+		"auth_query":                    {"'SELECT u, p FROM f($1)'", "SELECT u, p FROM f($1)"},
+		"auth_dbname":                   {"postgres", "postgres"},
 		"max_client_conn":               {"7", "7"},
 		"max_message_size":              {"1MB", "1MiB"},
 		"client_login_timeout":          {"61s", "1m1s"},
@@ -319,7 +324,8 @@ policy: {escape: allow}
 	}
 	for _, k := range Keys() {
 		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key",
-			"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime", "pool_overrides"}, k.Name) {
+			"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime", "pool_overrides",
+			"auth_type", "auth_user", "auth_query", "auth_dbname"}, k.Name) {
 			t.Errorf("key %s reloads %s", k.Name, k.Reload)
 		}
 	}

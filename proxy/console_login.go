@@ -78,7 +78,8 @@ func checkConsolePeer(hello *wire.Hello) *wire.Error {
 }
 
 // consoleAuthenticate has the primary server authenticate the console user
-// in hello (see consoleLogin). The login names the primary DSN's database
+// in hello (see consoleLogin), or, with an auth_type other than server,
+// checks the user's password itself as it checks clients'. The login names the primary DSN's database
 // (consoleAuthDatabase when it names none), so the server's rules for that
 // database apply: pg_hba.conf, CONNECT privilege, LOGIN.
 func (s *Server) consoleAuthenticate(ctx context.Context, hello *wire.Hello, w *bufio.Writer, log *zap.Logger, refuse func(*wire.Error) error) error {
@@ -86,6 +87,9 @@ func (s *Server) consoleAuthenticate(ctx context.Context, hello *wire.Hello, w *
 	db := primary.Database
 	if db == "" {
 		db = consoleAuthDatabase
+	}
+	if s.auth.method.Terminates() {
+		return s.consoleCheckPassword(ctx, hello, w, db, log, refuse) // login.go
 	}
 	startup := &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{
 		"user":             hello.Startup.Parameters["user"],

@@ -1,13 +1,18 @@
 // Package proxy is txlane's server: it accepts PostgreSQL clients, relays
-// their login to the primary, and carries out each request on the primary
-// lane (the client's own backend) or the vector lane (a shared read pool),
-// enforcing the unit-of-work rules on the way. The protocol itself is in
+// their login to the primary (or checks their password itself and logs in
+// with pass-through credentials, login.go), and carries out each request on
+// the primary lane (the client's own backend) or the vector lane (a shared
+// read pool), enforcing the unit-of-work rules on the way. The protocol itself is in
 // package wire, SQL classification in router, routing decisions in policy,
-// the admin console in proxy/console and catalog reading in proxy/catalog.
+// the admin console in proxy/console, catalog reading in proxy/catalog and
+// SCRAM, md5 and secrets in proxy/auth.
 //
 // Files:
 //
 //	server.go        Server, Options, accept loop, client startup dispatch
+//	login.go         AuthOptions; logins txlane checks itself (auth_type other
+//	                 than server); backendDialer: more backends for a
+//	                 session's (database, user) without its client
 //	session.go       session: one client; clientLoop (client → requests),
 //	                 dispatch and the primary sender
 //	primary.go       primaryConn: a primary backend, its pending requests,
@@ -47,7 +52,8 @@
 // connection's relay (reads the primary, writes the client, or a guest's);
 // per lane pool, a maintenance goroutine; per database, a catalog refresh
 // when due; one reaper for the transaction-mode pools (pool.go); the
-// idle-in-transaction and shutdown timers (ops.go).
+// idle-in-transaction and shutdown timers (ops.go); with auth_user set, the
+// auth_query connections' reaper (proxy/auth).
 //
 // Lock order (a lock may be taken while holding those to its left):
 //

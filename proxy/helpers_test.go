@@ -30,7 +30,12 @@ type testProxy struct {
 // adjusts the options before the server starts.
 func startProxy(tb testing.TB, mutate func(*proxy.Options)) *testProxy {
 	tb.Helper()
-	direct := pgtest.DSN(tb)
+	return startProxyOn(tb, pgtest.DSN(tb), mutate)
+}
+
+// startProxyOn starts a proxy in front of the server of the DSN direct.
+func startProxyOn(tb testing.TB, direct string, mutate func(*proxy.Options)) *testProxy {
+	tb.Helper()
 	cfg, err := pgconn.ParseConfig(direct)
 	if err != nil {
 		tb.Fatal(err)

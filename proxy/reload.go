@@ -24,9 +24,11 @@ import (
 //   - limits read when a client arrives (MaxClientConn, MaxMessageSize,
 //     ClientLoginTimeout), which apply to new clients;
 //   - OpsOptions except OnReload, and any other field the proxy reads
-//     through s.live().
+//     through s.live();
+//   - the auth file (Auth.File): logins from then on check against it.
 //
-// What does not: Primary, TLS, ReadPool.Config, Logger, Metrics. The caller
+// What does not: Primary, TLS, ReadPool.Config, Logger, Metrics, Auth but
+// its File. The caller
 // reports changes to those as needing a restart.
 func (s *Server) Reload(opts Options) error {
 	rules, err := policy.NewRules(opts.Rules)
@@ -38,12 +40,16 @@ func (s *Server) Reload(opts Options) error {
 	next.Primary, next.TLS, next.Logger, next.Metrics = cur.Primary, cur.TLS, cur.Logger, cur.Metrics
 	next.ReadPool.Config = cur.ReadPool.Config
 	next.OnReload = cur.OnReload
+	file := next.Auth.File
+	next.Auth = cur.Auth
+	next.Auth.File = file
 	next.setDefaults()
 
 	// NOTE: the policy is stored before the snapshots are rebuilt: a
 	// database first used meanwhile builds from the new policy, and one
 	// already known is rebuilt below (see installRouting).
 	s.ops.live.Store(&next)
+	s.auth.file.Store(file)
 	s.policy.Store(&policyState{cfg: next.Rules, rules: rules})
 	for db, dr := range s.allRouting() {
 		if !next.Discover {

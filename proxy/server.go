@@ -67,6 +67,9 @@ type Options struct {
 	// Pool configures the primary lane's backends: pool_mode and the pools
 	// of transaction mode (pool.go).
 	Pool PoolOptions
+	// Auth says who authenticates clients (login.go); the zero value
+	// relays every login to the server.
+	Auth AuthOptions
 }
 
 func (o *Options) setDefaults() {
@@ -107,6 +110,7 @@ type Server struct {
 	opts Options
 	log  *zap.Logger
 	keys *cancelKeys
+	auth *authState // login.go
 	// lanes is the vector lane; nil when no read pool is configured.
 	lanes   *lanePools
 	metrics *Metrics
@@ -154,6 +158,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys(), metrics: opts.Metrics,
 		dbRoutes: make(map[string]*dbRouting), units: newUnitRegistry()}
 	s.policy.Store(&policyState{cfg: opts.Rules, rules: rules})
+	s.auth = newAuthState(&opts)
 	if opts.ReadPool.Config != nil {
 		s.lanes = newLanePools(opts.ReadPool, opts.Logger)
 	}
@@ -238,6 +243,7 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	s.closePools()
 	s.stopOps()
+	s.auth.close()
 	if s.lanes != nil {
 		s.lanes.close()
 	}

@@ -76,6 +76,8 @@ type session struct {
 	// says a statement may have set custom settings by names not in it.
 	customList    atomic.Pointer[[]string]
 	hiddenCustoms atomic.Bool
+	// dialer opens more backends for the client's (database, user) (login.go).
+	dialer *backendDialer
 
 	keyPID    uint32 // BackendKeyData txlane gave the client
 	keySecret []byte
@@ -277,6 +279,17 @@ func (s *session) login(ctx context.Context) error {
 	// NOTE: the server is asked for at most the version txlane speaks and
 	// never sees the client's _pq_ options (see negotiation).
 	startup := &pgproto3.StartupMessage{ProtocolVersion: s.proto.ServerVersion(), Parameters: params}
+	if s.srv.auth.method.Terminates() {
+		// login.go: txlane checks the password itself, then logs in.
+		b, res, err := s.loginAuthenticated(ctx, startup)
+		if err != nil {
+			return err
+		}
+		p := newPrimaryConn(*b, s)
+		s.pc.Store(p)
+		p.loggedIn(res.TxStatus, res.Params)
+		return nil
+	}
 
 	conn, target, err := wire.Dial(ctx, s.srv.opts.Primary)
 	if err != nil {
@@ -310,6 +323,7 @@ func (s *session) login(ctx context.Context) error {
 		}
 		return err
 	}
+	s.dialer = &backendDialer{a: s.srv.auth}
 	b.loggedIn(res.TxStatus, res.Params)
 	return nil
 }

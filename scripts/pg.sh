@@ -4,6 +4,9 @@
 # Usage:
 #   scripts/pg.sh install     install PostgreSQL >= 15 and pgvector if they are missing
 #   scripts/pg.sh start DIR   run install, start a fresh cluster in DIR, print its DSN
+#   scripts/pg.sh start-tls DIR
+#                             the same, but a cluster reachable over TCP only with TLS and a
+#                             password (see below)
 #   scripts/pg.sh stop DIR    stop the cluster in DIR (if running) and remove DIR
 #   scripts/pg.sh dsn DIR     print the DSN of the cluster in DIR
 #
@@ -17,6 +20,15 @@
 # methods: txlane_md5/md5pass (md5), txlane_scram/scrampass (scram-sha-256) and
 # txlane_password/plainpass (password). txlane_app logs in without a password. The database
 # txlane_test and template1 have the vector extension.
+#
+# A start-tls cluster is what managed PostgreSQL services look like: ssl = on with a fresh
+# self-signed certificate (openssl, installed if missing; a copy for clients is DIR/root.crt,
+# valid for 127.0.0.1), and over TCP only `hostssl` lines: txlane_md5/md5pass with md5, every
+# other role with scram-sha-256, the superuser postgres with the password txlane-tls. The
+# printed DSN uses sslmode=verify-full with that certificate. txlane_scram/scrampass and
+# txlane_md5/md5pass exist as above, and txlane_auth/authpass (no superuser) may call
+# txlane_auth.lookup(user) in txlane_test: a SECURITY DEFINER function returning the user's
+# name and secret from pg_authid, for txlane's auth_query.
 #
 # PostgreSQL comes from the distribution (apt). pgvector comes from the distribution when it
 # packages it for the installed major; otherwise it is built from Debian trixie's source
@@ -45,6 +57,7 @@ usage() {
 	cat >&2 <<'EOF'
 usage: pg.sh install
        pg.sh start DIR
+       pg.sh start-tls DIR
        pg.sh stop DIR
        pg.sh dsn DIR
 EOF
@@ -322,8 +335,33 @@ pick_port() {
 	die "no free TCP port found in $base..$((base + 499))"
 }
 
+# tls_setup writes a self-signed certificate for 127.0.0.1 into the data directory $1 and a
+# copy for clients to $2/root.crt, and turns TLS on.
+tls_setup() {
+	local data=$1 dir=$2
+	command -v openssl >/dev/null 2>&1 || apt_install openssl
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$data/server.key" -out "$data/server.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
+	chmod 600 "$data/server.key"
+	if is_root; then chown postgres: "$data/server.key" "$data/server.crt"; fi
+	cp "$data/server.crt" "$dir/root.crt"
+	cat >>"$data/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+password_encryption = 'scram-sha-256'
+EOF
+	cat >"$data/pg_hba.conf" <<'EOF'
+# TYPE   DATABASE  USER        ADDRESS       METHOD
+local    all       all                       trust
+hostssl  all       txlane_md5  127.0.0.1/32  md5
+hostssl  all       all         127.0.0.1/32  scram-sha-256
+EOF
+}
+
 cmd_start() {
-	local dir=$1 bindir run port attempt started=$SECONDS
+	local dir=$1 tls=${2:-} bindir run port attempt started=$SECONDS
 	[[ $dir != *"'"* ]] || die "cluster directory must not contain a single quote: $dir"
 	[[ ${TXLANE_PG_MAX_CONNECTIONS:-200} =~ ^[1-9][0-9]*$ ]] ||
 		die "TXLANE_PG_MAX_CONNECTIONS must be a positive number, not '$TXLANE_PG_MAX_CONNECTIONS'"
@@ -386,6 +424,8 @@ host    all       txlane_password  127.0.0.1/32  password
 host    all       all              127.0.0.1/32  trust
 host    all       all              ::1/128       trust
 EOF
+	# NOTE: after the pg_hba.conf above, which it replaces.
+	[[ -z $tls ]] || tls_setup "$run/data" "$dir"
 
 	# Another process may take the port between the check and the bind: retry on a new one.
 	for attempt in 1 2 3 4 5; do
@@ -421,7 +461,23 @@ CREATE EXTENSION IF NOT EXISTS vector;
 GRANT ALL ON SCHEMA public TO txlane_md5, txlane_scram, txlane_password, txlane_app;
 EOF
 
-	printf 'postgres://postgres@127.0.0.1:%s/txlane_test?sslmode=disable\n' "$port" >"$dir/dsn"
+	if [[ -n $tls ]]; then
+		"${psql[@]}" -d txlane_test >&2 <<'EOF'
+ALTER ROLE postgres PASSWORD 'txlane-tls';
+CREATE ROLE txlane_auth LOGIN PASSWORD 'authpass';
+CREATE SCHEMA txlane_auth AUTHORIZATION postgres;
+GRANT USAGE ON SCHEMA txlane_auth TO txlane_auth;
+CREATE FUNCTION txlane_auth.lookup(p_user text, OUT usename name, OUT passwd text) RETURNS record
+	LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END
+	      FROM pg_authid WHERE rolname = p_user AND rolcanlogin$$;
+REVOKE ALL ON FUNCTION txlane_auth.lookup(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION txlane_auth.lookup(text) TO txlane_auth;
+EOF
+		printf 'postgres://postgres:txlane-tls@127.0.0.1:%s/txlane_test?sslmode=verify-full&sslrootcert=%s\n' "$port" "$dir/root.crt" >"$dir/dsn"
+	else
+		printf 'postgres://postgres@127.0.0.1:%s/txlane_test?sslmode=disable\n' "$port" >"$dir/dsn"
+	fi
 	if [[ -n ${TXLANE_PG_OWNER_PID:-} ]]; then
 		# Detached and with no inherited descriptors: callers wait for EOF on our stdout.
 		setsid bash "$SELF" watch "$TXLANE_PG_OWNER_PID" "$dir" </dev/null >/dev/null 2>&1 &
@@ -480,6 +536,10 @@ main() {
 	start | stop | dsn)
 		if (($# != 1)) || [[ -z $1 ]]; then usage; fi
 		"cmd_$cmd" "$1"
+		;;
+	start-tls)
+		if (($# != 1)) || [[ -z $1 ]]; then usage; fi
+		cmd_start "$1" tls
 		;;
 	watch)
 		if (($# != 2)); then usage; fi

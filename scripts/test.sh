@@ -5,15 +5,20 @@
 # scripts/pg.sh (installing PostgreSQL and pgvector if needed) and shared by all packages; it is
 # stopped again however the run ends. Extra `go test` flags come from TESTFLAGS, split on
 # whitespace (e.g. TESTFLAGS='-run TestVector -v'). Exits non-zero if vet or any test fails.
+# Likewise a second cluster that takes TCP logins only over TLS with SCRAM (pg.sh start-tls) is
+# started unless TXLANE_TEST_TLS_DATABASE names one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pgdir=
+pgdir='' tlsdir=''
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-	if [[ -n $pgdir ]]; then
-		bash scripts/pg.sh stop "$pgdir" || echo "test.sh: could not stop the cluster in $pgdir" >&2
-	fi
+	local d
+	for d in "$pgdir" "$tlsdir"; do
+		if [[ -n $d ]]; then
+			bash scripts/pg.sh stop "$d" || echo "test.sh: could not stop the cluster in $d" >&2
+		fi
+	done
 }
 trap cleanup EXIT
 
@@ -58,7 +63,13 @@ if [[ -z ${TXLANE_TEST_DATABASE:-} ]]; then
 	TXLANE_TEST_DATABASE=$(TXLANE_PG_OWNER_PID=$$ bash scripts/pg.sh start "$pgdir")
 	export TXLANE_TEST_DATABASE
 fi
+if [[ -z ${TXLANE_TEST_TLS_DATABASE:-} ]]; then
+	tlsdir=$(mktemp -d "${TMPDIR:-/tmp}/txlane-test-pg-tls.XXXXXX")
+	TXLANE_TEST_TLS_DATABASE=$(TXLANE_PG_OWNER_PID=$$ bash scripts/pg.sh start-tls "$tlsdir")
+	export TXLANE_TEST_TLS_DATABASE
+fi
 echo "test.sh: TXLANE_TEST_DATABASE=$TXLANE_TEST_DATABASE" >&2
+echo "test.sh: TXLANE_TEST_TLS_DATABASE=$TXLANE_TEST_TLS_DATABASE" >&2
 
 flags=()
 read -ra flags <<<"${TESTFLAGS:-}"

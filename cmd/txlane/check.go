@@ -8,7 +8,8 @@ import (
 	"github.com/txlane/txlane/config"
 )
 
-// checkCommand validates the configuration file without running the proxy.
+// checkCommand validates the configuration file, and the auth_file it
+// names, without running the proxy.
 // Each problem goes to stderr as FILE:LINE:COL: message and the exit code is
 // 1; a valid file prints FILE: ok and exits 0.
 func checkCommand(args []string, stdout, stderr io.Writer) int {
@@ -17,7 +18,12 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, 0); !ok {
 		return code
 	}
-	if _, _, ok := loadConfig(*path, stderr); !ok {
+	cfg, _, ok := loadConfig(*path, stderr)
+	if !ok {
+		return exitFailure
+	}
+	if _, err := authOptions(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)

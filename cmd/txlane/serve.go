@@ -10,6 +10,7 @@ import (
 
 	"github.com/txlane/txlane/config"
 	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/auth"
 )
 
 // serve runs txlane with cfg (its values from src), read from path, until SIGINT or SIGTERM. The
@@ -40,8 +41,13 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 			return proxy.Options{}, fmt.Errorf("read_pool.dsn: %w", err)
 		}
 	}
+	authOpts, err := authOptions(cfg)
+	if err != nil {
+		return proxy.Options{}, err
+	}
 	p := cfg.Policy
 	return proxy.Options{
+		Auth:               authOpts,
 		Primary:            primary,
 		MaxClientConn:      cfg.MaxClientConn,
 		MaxMessageSize:     int(cfg.MaxMessageSize),
@@ -72,6 +78,21 @@ func poolOptions(cfg *config.Config) proxy.PoolOptions {
 			Mode: proxy.PoolMode(ov.PoolMode), Size: ov.PoolSize})
 	}
 	return o
+}
+
+// authOptions turns the auth_* keys into the proxy's AuthOptions, reading
+// auth_file: at start and at every reload, so that SIGHUP picks up an edited
+// file (a bad file fails the reload and keeps the last good one).
+func authOptions(cfg *config.Config) (proxy.AuthOptions, error) {
+	o := proxy.AuthOptions{Type: auth.Method(cfg.AuthType), User: cfg.AuthUser, Query: cfg.AuthQuery, DBName: cfg.AuthDBName}
+	if cfg.AuthFile != "" {
+		f, err := auth.LoadFile(cfg.AuthFile)
+		if err != nil {
+			return o, fmt.Errorf("auth_file: %w", err)
+		}
+		o.File = f
+	}
+	return o, nil
 }
 
 // clientTLS loads the certificate tls.cert and tls.key name; nil when TLS

@@ -16,6 +16,7 @@ var layer = map[string]int{
 	"policy":        0,
 	"proxy/wire":    0,
 	"router":        1,
+	"proxy/auth":    1,
 	"config":        1,
 	"proxy/console": 2,
 	"proxy/catalog": 2,

@@ -44,27 +44,59 @@ func PasswordRoles() []Role {
 	}
 }
 
-var (
-	mainCalled atomic.Bool
+// EnvTLSDatabase is the environment variable naming an existing TLS test database (a
+// superuser DSN with its password), set up as `scripts/pg.sh start-tls` sets one up.
+const EnvTLSDatabase = "TXLANE_TEST_TLS_DATABASE"
 
-	// Written once by start inside startOnce; read after startOnce.Do.
-	startOnce  sync.Once
-	startedDir string // cluster directory this process must stop, "" if none
-	startedDSN string
-	startErr   error
+// The TLS cluster (TLSDSN) is what managed PostgreSQL services look like: over TCP only TLS
+// and passwords. These are its roles and its auth_query helper.
+var (
+	// TLSSCRAMRole logs in with scram-sha-256 (and SCRAM-SHA-256-PLUS when offered).
+	TLSSCRAMRole = Role{User: "txlane_scram", Password: "scrampass", Method: "scram-sha-256"}
+	// TLSMD5Role has an md5 secret and logs in with md5.
+	TLSMD5Role = Role{User: "txlane_md5", Password: "md5pass", Method: "md5"}
+	// TLSAuthRole is no superuser, logs in with scram-sha-256, and may call the function of
+	// TLSAuthQuery.
+	TLSAuthRole = Role{User: "txlane_auth", Password: "authpass", Method: "scram-sha-256"}
 )
 
-// Main runs the tests of m, stops the cluster that DSN started (if any) and exits with the
+// TLSAuthQuery is an auth_query for TLSAuthRole in the TLS cluster's test database: a
+// SECURITY DEFINER function that returns a user's name and secret from pg_authid.
+const TLSAuthQuery = "SELECT usename, passwd FROM txlane_auth.lookup($1)"
+
+var mainCalled atomic.Bool
+
+// cluster is a throwaway cluster this process may start: at most once, on first use, and
+// stopped by Main.
+type cluster struct {
+	env  string // environment variable naming an existing one instead
+	mode string // scripts/pg.sh command: start or start-tls
+
+	// Written once by start inside once; read after once.Do.
+	once sync.Once
+	dir  string // cluster directory this process must stop, "" if none
+	dsn  string
+	err  error
+}
+
+var (
+	plain  = &cluster{env: EnvDatabase, mode: "start"}
+	secure = &cluster{env: EnvTLSDatabase, mode: "start-tls"}
+)
+
+// Main runs the tests of m, stops the clusters that DSN and TLSDSN started (if any) and exits with the
 // tests' status. Call it from TestMain in every package whose tests use pgtest.
 func Main(m *testing.M) {
 	mainCalled.Store(true)
 	code := m.Run()
-	// Wait for a start still in progress, and make later ones impossible.
-	startOnce.Do(func() {})
-	if err := stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
-		if code == 0 {
-			code = 1
+	for _, c := range []*cluster{plain, secure} {
+		// Wait for a start still in progress, and make later ones impossible.
+		c.once.Do(func() {})
+		if err := c.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
 		}
 	}
 	os.Exit(code)
@@ -74,14 +106,30 @@ func Main(m *testing.M) {
 // the test when no database can be provided; it never skips.
 func DSN(tb testing.TB) string {
 	tb.Helper()
-	if dsn := os.Getenv(EnvDatabase); dsn != "" {
+	return plain.get(tb)
+}
+
+// TLSDSN returns a connection string for the superuser postgres (with its password) on the
+// test database of a second cluster that takes TCP connections only over TLS, with
+// scram-sha-256 (md5 for TLSMD5Role) and a self-signed certificate; the DSN verifies it
+// (sslmode=verify-full, sslrootcert). It is $TXLANE_TEST_TLS_DATABASE when set, otherwise a
+// cluster `scripts/pg.sh start-tls` starts for this test binary. It fails the test when no
+// database can be provided; it never skips.
+func TLSDSN(tb testing.TB) string {
+	tb.Helper()
+	return secure.get(tb)
+}
+
+func (c *cluster) get(tb testing.TB) string {
+	tb.Helper()
+	if dsn := os.Getenv(c.env); dsn != "" {
 		return dsn
 	}
-	startOnce.Do(start)
-	if startErr != nil {
-		tb.Fatalf("pgtest: %v", startErr)
+	c.once.Do(c.start)
+	if c.err != nil {
+		tb.Fatalf("pgtest: %v", c.err)
 	}
-	return startedDSN
+	return c.dsn
 }
 
 // Config returns DSN parsed by pgconn.ParseConfig; the caller may modify it.
@@ -110,25 +158,26 @@ func Exec(tb testing.TB, sql string) {
 	}
 }
 
-// start runs scripts/pg.sh start in a new temp dir; it runs at most once per process.
-func start() {
+// start runs scripts/pg.sh start (or start-tls) in a new temp dir; it runs at most once per
+// process.
+func (c *cluster) start() {
 	if !mainCalled.Load() {
-		startErr = errors.New("no cluster to stop at exit: add `func TestMain(m *testing.M) { pgtest.Main(m) }` " +
-			"to this package, or set " + EnvDatabase)
+		c.err = errors.New("no cluster to stop at exit: add `func TestMain(m *testing.M) { pgtest.Main(m) }` " +
+			"to this package, or set " + c.env)
 		return
 	}
 	script, err := script()
 	if err != nil {
-		startErr = err
+		c.err = err
 		return
 	}
 	dir, err := os.MkdirTemp("", "txlane-pg-")
 	if err != nil {
-		startErr = err
+		c.err = err
 		return
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("bash", script, "start", dir)
+	cmd := exec.Command("bash", script, c.mode, dir)
 	// The script leaves a watcher that stops the cluster if this process dies before Main
 	// stops it (panic, test timeout, signal).
 	cmd.Env = append(os.Environ(), "TXLANE_PG_OWNER_PID="+strconv.Itoa(os.Getpid()))
@@ -138,28 +187,28 @@ func start() {
 		// Installing PostgreSQL and pgvector can take minutes: show progress.
 		cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
 	}
-	startedDir = dir
+	c.dir = dir
 	if err := cmd.Run(); err != nil {
-		startErr = fmt.Errorf("bash %s start %s: %v\n%s", script, dir, err, stderr.String())
-		if err := stop(); err != nil {
-			startErr = fmt.Errorf("%w\n(and %v)", startErr, err)
+		c.err = fmt.Errorf("bash %s %s %s: %v\n%s", script, c.mode, dir, err, stderr.String())
+		if err := c.stop(); err != nil {
+			c.err = fmt.Errorf("%w\n(and %v)", c.err, err)
 		}
 		os.Remove(dir) // when the script failed before taking dir over, it is still empty
 		return
 	}
-	startedDSN = strings.TrimSpace(stdout.String())
-	if startedDSN == "" || strings.ContainsAny(startedDSN, "\n") {
-		startErr = fmt.Errorf("bash %s start %s printed %q, want one DSN line\n%s", script, dir, stdout.String(), stderr.String())
+	c.dsn = strings.TrimSpace(stdout.String())
+	if c.dsn == "" || strings.ContainsAny(c.dsn, "\n") {
+		c.err = fmt.Errorf("bash %s %s %s printed %q, want one DSN line\n%s", script, c.mode, dir, stdout.String(), stderr.String())
 	}
 }
 
 // stop stops and removes the cluster this process started, if any.
-func stop() error {
-	dir := startedDir
+func (c *cluster) stop() error {
+	dir := c.dir
 	if dir == "" {
 		return nil
 	}
-	startedDir = ""
+	c.dir = ""
 	script, err := script()
 	if err != nil {
 		return err

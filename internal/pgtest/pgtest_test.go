@@ -119,3 +119,45 @@ func TestPasswordRoles(t *testing.T) {
 		})
 	}
 }
+
+// The TLS cluster takes TCP logins only over TLS with a password: the
+// superuser's DSN verifies the certificate, plaintext is refused, each role
+// logs in with its method, and the auth role reads secrets only through
+// its function.
+func TestTLSCluster(t *testing.T) {
+	cfg, err := pgconn.ParseConfig(pgtest.TLSDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, cfg)
+	if ssl := query(t, conn, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"); ssl != "t" {
+		t.Fatalf("ssl = %s", ssl)
+	}
+	plainCfg := cfg.Copy()
+	plainCfg.TLSConfig, plainCfg.Fallbacks = nil, nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if c, err := pgconn.ConnectConfig(ctx, plainCfg); err == nil {
+		c.Close(ctx)
+		t.Fatal("a plaintext login succeeded")
+	}
+	for _, r := range []pgtest.Role{pgtest.TLSSCRAMRole, pgtest.TLSMD5Role, pgtest.TLSAuthRole} {
+		rc := cfg.Copy()
+		rc.User, rc.Password = r.User, r.Password
+		c := connect(t, rc)
+		if got := query(t, c, "SELECT current_user"); got != r.User {
+			t.Fatalf("current_user %s, want %s", got, r.User)
+		}
+		if r == pgtest.TLSAuthRole {
+			secret := query(t, c, strings.Replace(pgtest.TLSAuthQuery, "$1", "'txlane_scram'", 1)+" OFFSET 0")
+			if !strings.HasPrefix(secret, "txlane_scram") {
+				t.Fatalf("lookup: %q", secret)
+			}
+			res := c.ExecParams(ctx, "SELECT rolpassword FROM pg_authid", nil, nil, nil, nil).Read()
+			var pgErr *pgconn.PgError
+			if !errors.As(res.Err, &pgErr) || pgErr.Code != "42501" {
+				t.Fatalf("the auth role reads pg_authid: %v", res.Err)
+			}
+		}
+	}
+}

@@ -17,7 +17,8 @@
 //	negotiate.go protocol versions 3.0 to 3.2 and _pq_ options
 //	             (NegotiateProtocolVersion)
 //	login.go     RelayLogin and RelayAuth: the server's authentication
-//	             exchange relayed message by message, its order checked
+//	             exchange relayed message by message, its order checked;
+//	             LoginResult, also what proxy/auth's own server login returns
 //	server.go    Dial (TLS as the DSN's sslmode says) and SendCancel
 //
 // Nothing here starts goroutines or holds locks: a Reader belongs to the

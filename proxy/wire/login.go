@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -80,6 +81,12 @@ type LoginResult struct {
 	// Forwarded: something reached the client (errors are then already
 	// reported to it).
 	Forwarded bool
+	// Key is the server's BackendKeyData (nil if it sent none).
+	Key *pgproto3.BackendKeyData
+	// Protocol is the protocol version in force on the server connection:
+	// the one asked for, or the lower one the server's
+	// NegotiateProtocolVersion granted. Set by auth.Login only.
+	Protocol uint32
 }
 
 // RelayLogin sends the client's startup message to the server and relays the
@@ -223,6 +230,8 @@ func relayStartup(sr *Reader[Backend], sw *bufio.Writer, startup *pgproto3.Start
 			if err := msg.Decode(body); err != nil {
 				return res, err
 			}
+			msg.SecretKey = slices.Clone(msg.SecretKey)
+			res.Key = msg
 			if err := WriteMsg(cw, keyData(msg)); err != nil {
 				return res, err
 			}
@@ -273,8 +282,14 @@ func relayStartup(sr *Reader[Backend], sw *bufio.Writer, startup *pgproto3.Start
 	}
 }
 
-// serverLoginError is a login refusal already forwarded to the client.
-type ServerLoginError struct{ Code, Message string }
+// ServerLoginError is a login refused by the server: its SQLSTATE, message
+// and whole ErrorResponse body (SQLSTATE ensured, see WithSQLState). A
+// relayed login has already forwarded it to the client; a login txlane
+// makes itself (auth.Login) leaves that to the caller.
+type ServerLoginError struct {
+	Code, Message string
+	Body          []byte
+}
 
 func (e *ServerLoginError) Error() string {
 	return fmt.Sprintf("server refused login: %s (SQLSTATE %s)", e.Message, e.Code)

@@ -147,6 +147,18 @@ func NewNegotiation(requested uint32, options []string) *Negotiation {
 // client: at most the newest txlane speaks.
 func (n *Negotiation) ServerVersion() uint32 { return n.asked }
 
+// Cap lowers what txlane asks of the server, and grants the client, to at
+// most v: the version the server granted an earlier login. It is for a login
+// whose client is told its version before txlane has a server connection
+// (auth_type other than server: txlane authenticates the client first); call
+// it before Tell. A v outside 3.0 to what is asked changes nothing.
+func (n *Negotiation) Cap(v uint32) {
+	if v >= protocolEarliest && v < n.asked {
+		n.asked = v
+		n.granted = min(n.granted, v)
+	}
+}
+
 // ServerAnswer records the server's NegotiateProtocolVersion. It must be the
 // server's first message (PostgreSQL sends it right after reading the startup
 // packet) and may only lower the version.
