@@ -188,7 +188,7 @@ func (e *dialError) Unwrap() error { return e.err }
 // server refuses the login, 28000 when txlane's credentials cannot answer
 // the server, 57P03 when the secret cannot be looked up or the server not
 // reached.
-func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.StartupMessage) (*backend, *wire.LoginResult, error) {
+func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.StartupMessage) (*primaryConn, error) {
 	a := s.srv.auth
 	user, database := s.startup.Parameters["user"], s.startup.Parameters["database"]
 	if database == "" {
@@ -197,14 +197,14 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	secret, err := a.lookup(ctx, database, user)
 	if err != nil {
 		s.log.Warn("cannot look up the client's secret", zap.Error(err))
-		return nil, nil, s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
+		return nil, s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 			Message: fmt.Sprintf("txlane cannot look up the password of user %q", user),
 			Hint:    "Check auth_user, auth_query and the server named by txlane's primary DSN."})
 	}
 	s.proto.Cap(a.serverProto.Load())
 	startup.ProtocolVersion = s.proto.ServerVersion()
 	if err := s.proto.Tell(s.out.w); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	_, onTLS := s.client.(*tls.Conn)
 	creds, err := auth.Authenticate(auth.Client{R: s.cr, W: s.out.w, TLS: onTLS, EndpointHash: a.endpoint}, a.method, user, secret)
@@ -212,29 +212,49 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 		var pe *wire.Error
 		if errors.As(err, &pe) {
 			s.log.Info("login refused", zap.String("reason", pe.Message), zap.String("detail", pe.Detail))
-			return nil, nil, s.fail(pe)
+			return nil, s.fail(pe)
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	d := &backendDialer{a: a, creds: creds}
-	b, res, err := d.dial(ctx, startup)
-	if err != nil {
-		return nil, nil, s.failBackendLogin(err, user)
-	}
 	s.dialer = d
-	s.keyPID, s.keySecret = s.srv.keys.register(s, len(res.Key.SecretKey))
+	// The client's backend comes from its pool: one a client left there
+	// (nothing forked), or a new login with the client's credentials.
+	pool := s.srv.poolFor(s.startup.Parameters)
+	pool.setDial(func(ctx context.Context) (*primaryConn, error) {
+		b, res, err := d.dial(ctx, startup)
+		if err != nil {
+			return nil, err
+		}
+		p := newPrimaryConn(*b, nil)
+		p.setOwner(&idleOwner{c: p})
+		p.loggedIn(res.TxStatus, res.Params)
+		go p.relay()
+		return p, nil
+	})
+	p, err := s.backendFrom(ctx, pool)
+	if err != nil {
+		var pe *wire.Error
+		if errors.As(err, &pe) {
+			return nil, s.fail(pe)
+		}
+		return nil, s.failBackendLogin(err, user)
+	}
+	s.pool = pool
+	s.keyPID, s.keySecret = s.srv.keys.register(s, len(p.target.Secret))
+	params := p.params()
 	w := s.out.w
 	wire.WriteMsg(w, &pgproto3.AuthenticationOk{})
-	for _, name := range slices.Sorted(maps.Keys(res.Params)) {
-		wire.WriteMsg(w, &pgproto3.ParameterStatus{Name: name, Value: res.Params[name]})
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		wire.WriteMsg(w, &pgproto3.ParameterStatus{Name: name, Value: params[name]})
 	}
 	wire.WriteMsg(w, &pgproto3.BackendKeyData{ProcessID: s.keyPID, SecretKey: s.keySecret})
-	wire.WriteMsg(w, &pgproto3.ReadyForQuery{TxStatus: res.TxStatus})
+	wire.WriteMsg(w, &pgproto3.ReadyForQuery{TxStatus: byte(TxIdle)})
 	if err := w.Flush(); err != nil {
-		b.conn.Close()
-		return nil, nil, err
+		pool.put(p)
+		return nil, err
 	}
-	return b, res, nil
+	return p, nil
 }
 
 // failBackendLogin reports a failed backend login to the client: the

@@ -43,6 +43,10 @@ type PoolOptions struct {
 	// 1h) closes one this old when it is next idle in the pool.
 	ServerIdleTimeout time.Duration
 	ServerLifetime    time.Duration
+	// ServerResetQuery (server_reset_query, default DISCARD ALL) wipes a
+	// session-mode client's session before its backend goes back to the
+	// pool.
+	ServerResetQuery string
 	// Overrides replace Mode or Size for some databases or users: for each,
 	// the first entry that matches and sets it wins.
 	Overrides []PoolOverride
@@ -87,6 +91,9 @@ func (o *PoolOptions) setDefaults() {
 	if o.ServerLifetime <= 0 {
 		o.ServerLifetime = time.Hour
 	}
+	if o.ServerResetQuery == "" {
+		o.ServerResetQuery = "DISCARD ALL"
+	}
 }
 
 // poolKey names a pool: the database, the user and the client's other
@@ -124,7 +131,11 @@ type serverPool struct {
 	opts func() PoolOptions
 	size int // pool_size for key
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// dial, when set, opens a backend for the pool without a client (with
+	// the credentials of the pool's latest txlane-checked login); without
+	// it the pool grows only through relayed logins (adopt).
+	dial    func(context.Context) (*primaryConn, error)
 	idle    []*primaryConn // most recently used last
 	total   int            // backends that belong to the pool: idle or serving a client
 	waiters []chan *primaryConn
@@ -180,6 +191,19 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 		p.leaveLocked(c)
 		go c.conn.Close()
 	}
+	if dial := p.dial; dial != nil && p.total < p.size {
+		p.total++ // reserved while it opens
+		p.mu.Unlock()
+		c, err := dial(ctx)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err != nil {
+			p.total--
+			return nil, err
+		}
+		c.pooled = pooled{pool: p, created: time.Now()}
+		return c, nil
+	}
 	if p.total == 0 {
 		p.mu.Unlock()
 		return nil, errPoolEmpty
@@ -205,6 +229,13 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 		p.put(<-ch)
 		return nil, ctx.Err()
 	}
+}
+
+// setDial sets how the pool opens backends by itself.
+func (p *serverPool) setDial(dial func(context.Context) (*primaryConn, error)) {
+	p.mu.Lock()
+	p.dial = dial
+	p.mu.Unlock()
 }
 
 // put returns c, idle outside a transaction block with nothing pinning it,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 
@@ -188,6 +189,13 @@ func (p *primaryConn) inFlight() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.mu.pending)
+}
+
+// params returns a copy of the server's ParameterStatus values.
+func (p *primaryConn) params() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.mu.params)
 }
 
 // loggedIn records the state the login left the backend in.

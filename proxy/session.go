@@ -61,7 +61,11 @@ type session struct {
 	// pc is the client's backend on the primary lane: set at login; in
 	// transaction mode nil while the client holds none (see attach, idle).
 	pc   atomic.Pointer[primaryConn]
-	pool *serverPool // the client's pool (transaction mode)
+	// pool is where the client's backends come from and go back to
+	// (transaction mode; session mode after a login txlane checked);
+	// txMode: pool_mode transaction.
+	pool   *serverPool
+	txMode bool
 	// dirtyGen counts statements sent that may have left state a pool must
 	// not move (see mayPin); cleanGen is the count when the server last
 	// said what pins the session, and pin what it said ("" = nothing).
@@ -281,13 +285,12 @@ func (s *session) login(ctx context.Context) error {
 	startup := &pgproto3.StartupMessage{ProtocolVersion: s.proto.ServerVersion(), Parameters: params}
 	if s.srv.auth.method.Terminates() {
 		// login.go: txlane checks the password itself, then logs in.
-		b, res, err := s.loginAuthenticated(ctx, startup)
+		p, err := s.loginAuthenticated(ctx, startup)
 		if err != nil {
 			return err
 		}
-		p := newPrimaryConn(*b, s)
+		p.setOwner(s)
 		s.pc.Store(p)
-		p.loggedIn(res.TxStatus, res.Params)
 		return nil
 	}
 
@@ -325,6 +328,7 @@ func (s *session) login(ctx context.Context) error {
 	}
 	s.dialer = &backendDialer{a: s.srv.auth}
 	b.loggedIn(res.TxStatus, res.Params)
+	go b.relay()
 	return nil
 }
 
@@ -362,10 +366,12 @@ func (s *session) serve() {
 	}
 	customs := s.customSettings()
 	s.customList.Store(&customs)
-	go p.relay()
 	if mode, _ := s.srv.opts.Pool.For(s.database(), s.startup.Parameters["user"]); mode == PoolTransaction {
-		s.pool = s.srv.poolFor(s.startup.Parameters)
-		s.pool.adopt(p)
+		s.txMode = true
+		if s.pool == nil { // a relayed login: its backend joins the pool
+			s.pool = s.srv.poolFor(s.startup.Parameters)
+			s.pool.adopt(p)
+		}
 		s.idle(p) // the login's backend is free until the first request
 	}
 
@@ -452,7 +458,7 @@ func (s *session) clientLoop() error {
 		switch {
 		case s.cur.synced:
 			err = s.dispatch()
-			if p := s.pc.Load(); s.pool != nil && p != nil && err == nil {
+			if p := s.pc.Load(); s.txMode && p != nil && err == nil {
 				// A request answered elsewhere (the vector lane, or
 				// txlane itself) leaves a backend it attached idle.
 				s.idle(p)
@@ -804,7 +810,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 // noteEffects records what statement st, sent to the primary, may do to the
 // state txlane mirrors.
 func (s *session) noteEffects(st *policy.Statement) {
-	if s.pool != nil && mayPin(st) {
+	if s.txMode && mayPin(st) {
 		eachPart(st, func(p *policy.Statement) {
 			switch {
 			case p.Command == "LOAD":

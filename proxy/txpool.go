@@ -218,7 +218,7 @@ func (s *session) primaryGone() <-chan struct{} {
 // backend pins it. What pins it is asked of the server (pinCheckSQL) when a
 // statement since the last answer may have changed it (mayPin).
 func (s *session) idle(p *primaryConn) {
-	if s.pool == nil || s.pc.Load() != p {
+	if !s.txMode || s.pc.Load() != p {
 		return
 	}
 	select {
@@ -274,14 +274,18 @@ func (s *session) detach(p *primaryConn) {
 
 // leavePrimary ends the client's use of its primary connection when the
 // client leaves: a backend idle outside a transaction with nothing pinning
-// it goes back to the pool (transaction mode); any other is closed, its
-// running statement cancelled first so that its locks go now.
+// it goes back to the pool (transaction mode), or in session mode is reset
+// (server_reset_query) and then goes back; any other is closed, its running
+// statement cancelled first so that its locks go now.
 func (s *session) leavePrimary(err error) {
 	p := s.pc.Load()
 	if p == nil {
 		return
 	}
-	if s.pool != nil && p.pooled.pool != nil && !errors.Is(err, errPrimaryGone) {
+	if !s.txMode && s.pool != nil && p.pooled.pool != nil && !errors.Is(err, errPrimaryGone) && s.resetForPool(p) {
+		return
+	}
+	if s.txMode && p.pooled.pool != nil && !errors.Is(err, errPrimaryGone) {
 		s.srv.units.releaseAll(s)
 		select {
 		case p.wsem <- struct{}{}:
@@ -308,6 +312,76 @@ func (s *session) leavePrimary(err error) {
 	<-p.gone
 	if pl := p.pooled.pool; pl != nil {
 		pl.drop(p)
+	}
+}
+
+// resetForPool hands p, the backend of a session-mode client leaving, back
+// to its pool after server_reset_query (DISCARD ALL) has wiped the
+// session; it reports false when p cannot go back (busy, in a transaction,
+// or sent a cancel), leaving it to the caller to close.
+func (s *session) resetForPool(p *primaryConn) bool {
+	select {
+	case p.wsem <- struct{}{}:
+	default:
+		return false
+	}
+	s.cancelMu.Lock()
+	s.mu.Lock()
+	canceled := s.mu.canceled == &p.target
+	s.mu.running = nil
+	s.mu.Unlock()
+	s.cancelMu.Unlock()
+	if canceled || !p.usable() || p.inFlight() > 0 || p.TxStatus() != TxIdle || !s.pc.CompareAndSwap(p, nil) {
+		p.release()
+		return false
+	}
+	// Nothing of the reset reaches the client, which is leaving.
+	p.setOwner(&idleOwner{c: p})
+	pool := p.pooled.pool
+	q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
+		if q.err != nil {
+			s.log.Warn("server_reset_query failed; closing the backend", zap.String("error", q.err.Message))
+			p.conn.Close()
+			return
+		}
+		p.held.drop("", true)
+		p.settings = nil
+		pool.put(p)
+	}}
+	if err := p.send(q, s.srv.opts.Pool.ServerResetQuery); err != nil {
+		p.conn.Close()
+	}
+	return true
+}
+
+// backendFrom takes a backend from pool for a login (waiting up to the
+// login's deadline), with the session settings of the pool's logins: a
+// backend another client left with settings of its own has them reset
+// first. Its owner swallows what it says until the caller hands it on.
+func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryConn, error) {
+	for {
+		p, err := pool.get(ctx)
+		if errors.Is(err, errPoolEmpty) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, &wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
+				Message: "no server connection became free for this login",
+				Detail:  "Every server connection of the pool (pool_size) stayed busy.",
+				Hint:    "Raise pool_size in txlane's configuration."}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p.settings == nil {
+			return p, nil
+		}
+		p.acquire()
+		q, err := p.queryKeep(stateDiffSQL(p.settings, nil), true)
+		p.release()
+		if err == nil && q.err == nil {
+			p.settings = nil
+			return p, nil
+		}
+		p.conn.Close() // its state is unknown: try another
+		pool.drop(p)
 	}
 }
 

@@ -30,5 +30,10 @@
 //
 // Layering: auth uses proxy/wire (framing, errors, LoginResult) and pgconn
 // (DSNs, and running the auth_query once Login has logged in); package proxy
-// uses auth. Only Query starts a goroutine (closing idle connections).
+// uses auth.
+//
+// Goroutines: one per Query, closing its idle connections (reap).
+//
+// Locks: Query.mu guards its per-database connection pools; it is the only
+// lock, never held across a network read.
 package auth

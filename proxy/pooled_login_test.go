@@ -1,0 +1,103 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/auth"
+)
+
+// scramProxy starts txlane checking txlane_scram's password itself (its
+// verifier read from the server into an auth file), with pool options o.
+func scramProxy(t *testing.T, o proxy.PoolOptions) (p *testProxy, dsn string) {
+	t.Helper()
+	role := pgtest.PasswordRoles()[1]
+	verifier := scalar(t, directConn(t), "SELECT rolpassword FROM pg_authid WHERE rolname = "+quote(role.User))
+	f, err := auth.ParseFile("users.txt", fmt.Appendf(nil, "%q %q\n", role.User, verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = startProxy(t, func(opts *proxy.Options) {
+		opts.Auth = proxy.AuthOptions{Type: auth.MethodSCRAM, File: f}
+		opts.Pool = o
+	})
+	u, _ := url.Parse(p.DSN(t, ""))
+	u.User = url.UserPassword(role.User, role.Password)
+	q := u.Query()
+	q.Set("application_name", uniqueName("pooled"))
+	u.RawQuery = q.Encode()
+	return p, u.String()
+}
+
+// TestSessionModeBackendsOutliveClients: with logins txlane checks itself, a
+// client that leaves hands its backend back to the pool after
+// server_reset_query (DISCARD ALL); the next login of that (database, user)
+// reuses it, finding nothing of the previous client's session.
+func TestSessionModeBackendsOutliveClients(t *testing.T) {
+	_, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolSession, Size: 2})
+	ctx := context.Background()
+	var pids []string
+	for i := 0; i < 4; i++ {
+		c, err := pgconn.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, scalar(t, c, "SELECT pg_backend_pid()"))
+		if got := scalar(t, c, "SELECT current_setting('statement_timeout') || '|' || count(*) FROM pg_prepared_statements"); got != "0|0" {
+			t.Fatalf("login %d found the previous session's state: %s", i, got)
+		}
+		if got := scalar(t, c, "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()"); got != "0" {
+			t.Fatalf("login %d found %s temporary relations", i, got)
+		}
+		exec(t, c, "SET statement_timeout = '42s'; PREPARE leftover AS SELECT 1; CREATE TEMP TABLE leftover_t (x int)")
+		c.Close(ctx)
+		// The reset runs after the client left: wait until the pool has the
+		// backend back before the next login.
+		waitFor(t, func() bool { return idleInPool(t, pids[i]) }, "the backend to be back in the pool")
+	}
+	for i := 1; i < len(pids); i++ {
+		if pids[i] != pids[0] {
+			t.Fatalf("logins ran on backends %v: want one reused", pids)
+		}
+	}
+}
+
+// idleInPool reports whether backend pid is idle after DISCARD ALL.
+func idleInPool(t *testing.T, pid string) bool {
+	return scalar(t, directConn(t), "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid+" AND state = 'idle' AND query = 'DISCARD ALL'") == "1"
+}
+
+// TestTransactionModeWithVerifiers: logins txlane checks itself take no
+// backend of their own; the pool opens up to pool_size backends with the
+// clients' pass-through credentials and shares them.
+func TestTransactionModeWithVerifiers(t *testing.T) {
+	_, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2})
+	ctx := context.Background()
+	app, _ := url.Parse(dsn)
+	name := app.Query().Get("application_name")
+	var conns []*pgconn.PgConn
+	for i := 0; i < 8; i++ {
+		c, err := pgconn.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		conns = append(conns, c)
+	}
+	for round := 0; round < 3; round++ {
+		for i, c := range conns {
+			if got := scalar(t, c, "SELECT session_user"); got != "txlane_scram" {
+				t.Fatalf("client %d runs as %s", i, got)
+			}
+		}
+	}
+	if got := backendCount(t, name); got != "1" && got != "2" {
+		t.Fatalf("%s backends for 8 clients, want at most pool_size 2", got)
+	}
+}
