@@ -99,6 +99,14 @@ type Config struct {
 	// (per database, user and startup parameters) keeps. At least 1.
 	// Default 20.
 	PoolSize int
+	// MinPoolSize (`min_pool_size`) is how many backends a pool keeps open
+	// once txlane can open them itself (after a login it checked; see
+	// auth_type). At least 0. Default 0.
+	MinPoolSize int
+	// ServerResetQuery (`server_reset_query`) wipes a session-mode client's
+	// server session before its backend goes back to the pool. Default
+	// DISCARD ALL.
+	ServerResetQuery string
 	// ServerIdleTimeout (`server_idle_timeout`) closes a pooled backend idle
 	// this long. Positive. Default 10m.
 	ServerIdleTimeout time.Duration

@@ -196,6 +196,8 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"idle_in_transaction_timeout":   {"10s", "10s"},
 		"shutdown_timeout":              {"1h", "1h"},
 		"pool_mode":                     {"transaction", "transaction"},
+		"min_pool_size":                 {"2", "2"},
+		"server_reset_query":            {"RESET ALL", "RESET ALL"},
 		"pool_size":                     {"5", "5"},
 		"server_idle_timeout":           {"90s", "1m30s"},
 		"server_lifetime":               {"2h", "2h"},
@@ -324,7 +326,7 @@ policy: {escape: allow}
 	}
 	for _, k := range Keys() {
 		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key",
-			"pool_mode", "pool_size", "server_idle_timeout", "server_lifetime", "pool_overrides",
+			"pool_mode", "pool_size", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
 			"auth_type", "auth_user", "auth_query", "auth_dbname"}, k.Name) {
 			t.Errorf("key %s reloads %s", k.Name, k.Reload)
 		}

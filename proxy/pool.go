@@ -43,6 +43,9 @@ type PoolOptions struct {
 	// 1h) closes one this old when it is next idle in the pool.
 	ServerIdleTimeout time.Duration
 	ServerLifetime    time.Duration
+	// MinSize is min_pool_size: a pool that can open backends by itself
+	// (after a login txlane checked) keeps at least this many (default 0).
+	MinSize int
 	// ServerResetQuery (server_reset_query, default DISCARD ALL) wipes a
 	// session-mode client's session before its backend goes back to the
 	// pool.
@@ -271,10 +274,12 @@ func (p *serverPool) drop(c *primaryConn) {
 	p.leaveLocked(c)
 }
 
-// reap closes the backends idle longer than server_idle_timeout or older
-// than server_lifetime.
+// reap closes the backends idle longer than server_idle_timeout or
+// older than server_lifetime, and opens one when the pool can and is
+// below min_pool_size.
 func (p *serverPool) reap(now time.Time) {
 	o := p.opts()
+	defer p.fill(o.MinSize)
 	p.mu.Lock()
 	var closing []*primaryConn
 	p.idle = slices.DeleteFunc(p.idle, func(c *primaryConn) bool {
@@ -290,6 +295,32 @@ func (p *serverPool) reap(now time.Time) {
 	for _, c := range closing {
 		c.conn.Close()
 	}
+}
+
+// fill opens one backend into the idle list if the pool can open backends
+// and has fewer than min (one per call: the reaper calls it each second).
+func (p *serverPool) fill(min int) {
+	p.mu.Lock()
+	dial := p.dial
+	if dial == nil || p.total >= min || p.total >= p.size {
+		p.mu.Unlock()
+		return
+	}
+	p.total++
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := dial(ctx)
+	if err != nil {
+		p.mu.Lock()
+		p.total--
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	c.pooled = pooled{pool: p, created: time.Now()}
+	p.mu.Unlock()
+	p.put(c)
 }
 
 // PoolStats is one pool as SHOW POOLS prints it (PgBouncer's columns).

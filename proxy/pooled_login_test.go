@@ -101,3 +101,16 @@ func TestTransactionModeWithVerifiers(t *testing.T) {
 		t.Fatalf("%s backends for 8 clients, want at most pool_size 2", got)
 	}
 }
+
+// TestMinPoolSize: once a login gave the pool credentials, the pool opens
+// backends by itself up to min_pool_size.
+func TestMinPoolSize(t *testing.T) {
+	_, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 5, MinSize: 3})
+	u, _ := url.Parse(dsn)
+	c, err := pgconn.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	waitFor(t, func() bool { return backendCount(t, u.Query().Get("application_name")) == "3" }, "min_pool_size backends")
+}

@@ -60,7 +60,7 @@ type session struct {
 	proto   *wire.Negotiation // the protocol version and options of the login (protocol.go)
 	// pc is the client's backend on the primary lane: set at login; in
 	// transaction mode nil while the client holds none (see attach, idle).
-	pc   atomic.Pointer[primaryConn]
+	pc atomic.Pointer[primaryConn]
 	// pool is where the client's backends come from and go back to
 	// (transaction mode; session mode after a login txlane checked);
 	// txMode: pool_mode transaction.
