@@ -282,7 +282,7 @@ func (s *Server) handle(raw net.Conn) {
 		id:      id,
 		client:  hello.Conn,
 		cr:      wire.NewReader[wire.Frontend](hello.BR, live.MaxMessageSize),
-		out:     clientWriter{w: bufio.NewWriterSize(hello.Conn, wire.WriteBufSize)},
+		out:     clientWriter{w: bufio.NewWriterSize(hello.Conn, wire.ClientWriteBufSize)},
 		startup: hello.Startup,
 		proto:   hello.Proto,
 		log: log.With(zap.String("user", hello.Startup.Parameters["user"]),

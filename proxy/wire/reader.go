@@ -20,6 +20,14 @@ const (
 	WriteBufSize = 64 * 1024
 )
 
+// Buffer sizes of a client connection, in bytes: smaller, since a pooler
+// keeps thousands of idle clients (a client's requests are small; a large
+// answer streams through the write buffer in several writes).
+const (
+	ClientReadBufSize  = 8 * 1024
+	ClientWriteBufSize = 16 * 1024
+)
+
 // MessageTooLongError reports a message whose declared body length (N bytes)
 // exceeds the reader's cap (Max bytes). The stream cannot be resynchronised
 // after it.

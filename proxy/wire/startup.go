@@ -51,7 +51,7 @@ type Hello struct {
 // the StartupMessage or CancelRequest: SSL and GSSAPI negotiation included.
 // The caller sets the login deadline on raw.
 func ReadHello(raw net.Conn, tlsConfig *tls.Config) (*Hello, error) {
-	h := &Hello{Conn: raw, BR: bufio.NewReaderSize(raw, ReadBufSize)}
+	h := &Hello{Conn: raw, BR: bufio.NewReaderSize(raw, ClientReadBufSize)}
 	for {
 		code, body, err := readStartupPacket(h.BR)
 		if err != nil {
@@ -85,7 +85,7 @@ func ReadHello(raw net.Conn, tlsConfig *tls.Config) (*Hello, error) {
 				return nil, handshakeErr("TLS handshake: %v", err)
 			}
 			h.Conn, h.TLS = tc, true
-			h.BR = bufio.NewReaderSize(tc, ReadBufSize)
+			h.BR = bufio.NewReaderSize(tc, ClientReadBufSize)
 		case codeCancelRequest:
 			msg := &pgproto3.CancelRequest{}
 			if err := msg.Decode(body); err != nil {
