@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/router"
 	"github.com/txlane/txlane/proxy/wire"
 )
 
@@ -95,10 +96,23 @@ func (s *session) moveState(p *primaryConn) error {
 // equal). session_authorization goes first and role second: each resets
 // what follows it.
 func stateDiffSQL(have, want *sessionSettings) string {
-	var resets, sets []string
+	var resets, sets, prepares []string
 	for _, name := range orderedSettings(have) {
 		if _, ok := want.get(name); !ok {
 			resets = append(resets, "RESET "+quoteGUC(name))
+		}
+	}
+	// SQL-level prepared statements: what the backend holds and the client
+	// has not (or holds otherwise) goes; what the client has comes, after
+	// the settings (a PREPARE resolves names with the search_path).
+	for _, name := range sortedKeys(have.preparedMap()) {
+		if want.preparedMap()[name] != have.preparedMap()[name] {
+			resets = append(resets, "DEALLOCATE "+quoteIdent(name))
+		}
+	}
+	for _, name := range sortedKeys(want.preparedMap()) {
+		if text := want.preparedMap()[name]; have.preparedMap()[name] != text {
+			prepares = append(prepares, text)
 		}
 	}
 	for _, name := range orderedSettings(want) {
@@ -108,24 +122,41 @@ func stateDiffSQL(have, want *sessionSettings) string {
 		}
 		sets = append(sets, "pg_catalog.set_config("+quoteLiteral(name)+", "+quoteLiteral(v)+", false)")
 	}
-	if len(resets) == 0 && len(sets) == 0 {
-		return ""
-	}
-	sql := strings.Join(resets, "; ")
 	if len(sets) > 0 {
-		if sql != "" {
-			sql += "; "
-		}
-		sql += "SELECT " + strings.Join(sets, ", ")
+		resets = append(resets, "SELECT "+strings.Join(sets, ", "))
 	}
-	return sql
+	return strings.Join(append(resets, prepares...), "; ")
 }
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// quoteIdent quotes an identifier.
+func quoteIdent(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
 // sessionSettings are a server session's settings that differ from those its
 // login gave it: pg_settings rows of source 'session', and role and
 // session_authorization when set. nil is none. Never modified once made.
 type sessionSettings struct {
 	values map[string]string
+	// prepared are the session's SQL-level prepared statements: name (as
+	// the server stores it) → the PREPARE statement that defines it.
+	prepared map[string]string
+}
+
+// preparedMap returns ss's prepared statements (nil for none).
+func (ss *sessionSettings) preparedMap() map[string]string {
+	if ss == nil {
+		return nil
+	}
+	return ss.prepared
 }
 
 func (ss *sessionSettings) get(name string) (string, bool) {
@@ -164,11 +195,28 @@ func orderedSettings(ss *sessionSettings) []string {
 	return names
 }
 
-// parseSessionSettings reads the settings columns of pinCheckSQL: a JSON
-// array of [name, setting] pairs (NULL for none), the role and the session
-// user; login is the user the backend logged in as.
-func parseSessionSettings(pairs, role, auth, customs []byte, login string) (*sessionSettings, error) {
+// parseSessionSettings reads the state columns of pinCheckSQL: the SQL
+// prepared statements (a JSON array of [name, query string]), the settings
+// (a JSON array of [name, setting] pairs; NULL for none), the role, the
+// session user and the custom settings; login is the user the backend
+// logged in as. errUnmovablePrepare says a prepared statement's PREPARE
+// could not be found in its query string.
+func parseSessionSettings(prepared, pairs, role, auth, customs []byte, login string) (*sessionSettings, error) {
 	ss := &sessionSettings{values: map[string]string{}}
+	if prepared != nil {
+		var list [][2]string
+		if err := json.Unmarshal(prepared, &list); err != nil {
+			return nil, err
+		}
+		ss.prepared = map[string]string{}
+		for _, np := range list {
+			text, ok := router.PrepareText(np[1], np[0])
+			if !ok {
+				return nil, errUnmovablePrepare
+			}
+			ss.prepared[np[0]] = text
+		}
+	}
 	for _, js := range [][]byte{pairs, customs} {
 		if js == nil {
 			continue
@@ -187,11 +235,15 @@ func parseSessionSettings(pairs, role, auth, customs []byte, login string) (*ses
 	if a := string(auth); a != login {
 		ss.values["session_authorization"] = a
 	}
-	if len(ss.values) == 0 {
+	if len(ss.values) == 0 && len(ss.prepared) == 0 {
 		return nil, nil
 	}
 	return ss, nil
 }
+
+// errUnmovablePrepare: a SQL-level prepared statement whose PREPARE txlane
+// cannot find in the query string the server reports for it.
+var errUnmovablePrepare = errors.New("a prepared statement's PREPARE could not be recovered")
 
 // query runs sql on the client's primary connection as txlane's own query
 // (see primaryConn.query).
@@ -422,7 +474,7 @@ const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (SELE
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
-	`EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
+	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
 	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session'), ` +
 	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
 
@@ -443,9 +495,10 @@ func customsSQL(names []string) string {
 
 // pinReasons name, in pinCheckSQL's column order, what keeps a client on
 // its backend in transaction mode (SHOW CLIENTS pinned, and the pins metric).
-// The columns after them are the session's settings, which move with the
-// client instead (see moveState).
-var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor", "sql_prepare"}
+// The columns after them are the session's SQL prepared statements and
+// settings, which move with the client instead (see moveState); a prepared
+// statement that cannot move pins it (sql_prepare).
+var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"}
 
 // pinChecked records the server's answer to pinCheckSQL for the statements
 // up to gen (in relay, before the connection is looked at again).
@@ -454,12 +507,14 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen uint64) {
 	n := len(pinReasons)
 	var ss *sessionSettings
 	var err error
-	if q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == n+4 {
+	if q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == n+5 {
 		row := q.rows[0]
-		ss, err = parseSessionSettings(row[n], row[n+1], row[n+2], row[n+3], s.startup.Parameters["user"])
+		ss, err = parseSessionSettings(row[n], row[n+1], row[n+2], row[n+3], row[n+4], s.startup.Parameters["user"])
 	}
 	switch {
-	case q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != n+4 || err != nil:
+	case errors.Is(err, errUnmovablePrepare):
+		why = append(why, "sql_prepare")
+	case q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != n+5 || err != nil:
 		// Unknown: stay pinned (fail safe).
 		why = append(why, "unknown")
 	default:

@@ -134,7 +134,6 @@ func TestTxPoolPins(t *testing.T) {
 		{"temp_table", "CREATE TEMP TABLE pin_tmp (x int)", "DROP TABLE pin_tmp"},
 		{"advisory_lock", "SELECT pg_advisory_lock(4242)", "SELECT pg_advisory_unlock(4242)"},
 		{"listen", "LISTEN pin_channel", "UNLISTEN pin_channel"},
-		{"sql_prepare", "PREPARE pin_p AS SELECT 1", "DEALLOCATE pin_p"},
 		{"set_config", "SELECT set_config('my.hidden', '1', false)", "RESET ALL"},
 		{"hold_cursor", "DECLARE pin_c CURSOR WITH HOLD FOR SELECT 1", "CLOSE pin_c"},
 	}
@@ -319,4 +318,33 @@ func TestTxPoolOverrides(t *testing.T) {
 		t.Fatalf("session-mode clients share backend %s", ps1)
 	}
 	exec(t, a1, "SELECT 1")
+}
+
+func TestTxPoolSQLPreparedStatementsFollowTheClient(t *testing.T) {
+	p := startTxPool(t, 1)
+	a, b := p.connect(t), p.connect(t)
+	// One backend for both: a's SQL-level prepared statements run wherever
+	// a runs, and b never sees them.
+	exec(t, a, "SELECT 1; PREPARE add_one(int) AS SELECT $1 + 1; SET search_path = pg_catalog")
+	exec(t, a, `PREPARE "Quoted" AS SELECT 'a;b'`)
+	for i := 0; i < 3; i++ {
+		if got := scalar(t, b, "SELECT count(*) FROM pg_prepared_statements"); got != "0" {
+			t.Fatalf("b sees %s prepared statements", got)
+		}
+		if got := scalar(t, a, "EXECUTE add_one(41)"); got != "42" {
+			t.Fatalf("a's EXECUTE: %s", got)
+		}
+		if got := scalar(t, a, `EXECUTE "Quoted"`); got != "a;b" {
+			t.Fatalf("a's EXECUTE \"Quoted\": %s", got)
+		}
+		wantCode(t, execErr(b, "EXECUTE add_one(1)"), "26000")
+	}
+	if pa, pb := scalar(t, a, "SELECT pg_backend_pid()"), scalar(t, b, "SELECT pg_backend_pid()"); pa != pb {
+		t.Fatalf("a pinned to its backend (%s, b on %s): want its statements moved", pa, pb)
+	}
+	exec(t, a, "DEALLOCATE add_one")
+	wantCode(t, execErr(a, "EXECUTE add_one(1)"), "26000")
+	if n := p.Server.Metrics().Pins("sql_prepare"); n != 0 {
+		t.Fatalf("SQL prepared statements counted as pins: %v", n)
+	}
 }

@@ -1,0 +1,28 @@
+package router
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// PrepareText returns the SQL-level PREPARE statement that defines
+// prepared statement name within query, the query string that created it
+// (pg_prepared_statements.statement holds the client's whole query string,
+// which may hold other statements too). name is as the server stores it
+// (folded unless it was quoted). ok is false when query holds no such
+// PREPARE, or cannot be split.
+func PrepareText(query, name string) (text string, ok bool) {
+	parts, err := pg.SplitWithParser(query, true)
+	if err != nil {
+		return "", false
+	}
+	for _, part := range parts {
+		tree, err := pg.Parse(part)
+		if err != nil || len(tree.Stmts) != 1 {
+			continue
+		}
+		if ps := tree.Stmts[0].GetStmt().GetPrepareStmt(); ps != nil && ps.Name == name {
+			text, ok = part, true // the last definition in the string is the one in force
+		}
+	}
+	return text, ok
+}
