@@ -61,7 +61,7 @@ func NewMetrics() *Metrics {
 		}, []string{"lane"}),
 		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_pins_total",
-			Help: "Clients pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, set, load, unknown).",
+			Help: "Clients pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, load, set_config, unknown).",
 		}, []string{"reason"}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_timeouts_total",

@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
-	"github.com/txlane/txlane/router"
 	"github.com/txlane/txlane/proxy/wire"
+	"github.com/txlane/txlane/router"
 )
 
 // attach returns the client's primary connection with its write right
