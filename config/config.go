@@ -63,6 +63,12 @@ type Config struct {
 	// means the database the client asks for. Default "".
 	AuthDBName string
 
+	// UnixSocketDir (`unix_socket_dir`) is a directory where txlane also
+	// listens on a Unix-domain socket named as PostgreSQL names its own,
+	// .s.PGSQL.PORT with listen's port, so that `psql -h DIR -p PORT`
+	// reaches txlane. Empty: no socket. Default "".
+	UnixSocketDir string
+
 	// MaxClientConn (`max_client_conn`) is the most client connections txlane
 	// accepts at once; beyond it new clients are refused with SQLSTATE 53300
 	// (too_many_connections). At least 1. Default 1000.

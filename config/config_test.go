@@ -81,7 +81,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"log.level", "log.format",
 		"tls.cert", "tls.key",
 		"auth_type", "auth_file", "auth_user", "auth_query", "auth_dbname",
-		"max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",
+		"unix_socket_dir", "max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",
 		"idle_in_transaction_timeout", "shutdown_timeout",
 		"pool_mode", "pool_size", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
 	}

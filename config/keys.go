@@ -93,6 +93,8 @@ var keyTable = []Key{
 	{Name: "auth_dbname", Reload: Restart,
 		v: str(func(c *Config) *string { return &c.AuthDBName }, "")},
 
+	{Name: "unix_socket_dir", Reload: Restart,
+		v: str(func(c *Config) *string { return &c.UnixSocketDir }, "")},
 	{Name: "max_client_conn", Reload: Live,
 		v: integer(func(c *Config) *int { return &c.MaxClientConn }, 1000, atLeast(1))},
 	{Name: "max_message_size", Reload: Live,

@@ -189,6 +189,7 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"auth_user":                     {"txlane_auth", "txlane_auth"},
 		"auth_query":                    {"'SELECT u, p FROM f($1)'", "SELECT u, p FROM f($1)"},
 		"auth_dbname":                   {"postgres", "postgres"},
+		"unix_socket_dir":               {"/run/txlane", "/run/txlane"},
 		"max_client_conn":               {"7", "7"},
 		"max_message_size":              {"1MB", "1MiB"},
 		"client_login_timeout":          {"61s", "1m1s"},
@@ -325,7 +326,7 @@ policy: {escape: allow}
 		t.Error("Apply modified its arguments")
 	}
 	for _, k := range Keys() {
-		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key",
+		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key", "unix_socket_dir",
 			"pool_mode", "pool_size", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
 			"auth_type", "auth_user", "auth_query", "auth_dbname"}, k.Name) {
 			t.Errorf("key %s reloads %s", k.Name, k.Reload)

@@ -52,6 +52,36 @@ func TestOperations(t *testing.T) {
 	t.Run("second signal", func(t *testing.T) { testSecondSignal(t, bin, dsn) })
 	t.Run("idle in transaction", func(t *testing.T) { testIdleInTransaction(t, bin, dsn) })
 	t.Run("explain and SHOW POLICY", func(t *testing.T) { testExplainAndPolicy(t, bin, dsn) })
+	t.Run("unix socket", func(t *testing.T) { testUnixSocket(t, bin, dsn) })
+}
+
+// testUnixSocket: with unix_socket_dir, psql -h DIR -p PORT reaches txlane
+// (and through it the server); the socket goes when txlane stops.
+func testUnixSocket(t *testing.T, bin, dsn string) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startTxlane(t, bin, dsn, "unix_socket_dir: "+dir+"\n")
+	_, port, _ := net.SplitHostPort(p.listen)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("psql", "-X", "-At", "-h", dir, "-p", port, "-U", u.User.Username(), "-d", strings.TrimPrefix(u.Path, "/"),
+		"-c", "SELECT 'via ' || coalesce(inet_client_addr()::text, 'local')").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "via 127.0.0.1") {
+		t.Fatalf("psql over the socket: %v: %s", err, out)
+	}
+	socket := filepath.Join(dir, ".s.PGSQL."+port)
+	if _, err := os.Stat(socket); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	<-p.exited
+	if _, err := os.Stat(socket); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left behind: %v", err)
+	}
 }
 
 // proc is one running txlane process.

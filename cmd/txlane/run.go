@@ -56,6 +56,14 @@ func run(cfg *config.Config, src config.Sources, path string, log *zap.Logger, l
 		srv.Close()
 		return err
 	}
+	var uln net.Listener
+	if cfg.UnixSocketDir != "" {
+		if uln, err = listenUnix(cfg.UnixSocketDir, ln.Addr()); err != nil {
+			ln.Close()
+			srv.Close()
+			return err
+		}
+	}
 	var admin *adminHTTP
 	if cfg.Admin.Listen != "" {
 		if admin, err = startAdminHTTP(cfg.Admin.Listen, srv, opts.Primary, cfg.Admin.Pprof, log); err != nil {
@@ -70,8 +78,12 @@ func run(cfg *config.Config, src config.Sources, path string, log *zap.Logger, l
 	}
 	defer r.close()
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if uln != nil {
+		go func() { serveErr <- srv.Serve(uln) }()
+		log.Info("txlane listening on a Unix-domain socket", zap.String("socket", uln.Addr().String()))
+	}
 	log.Info("txlane listening", zap.String("listen", ln.Addr().String()), zap.String("config", path),
 		zap.String("admin", cfg.Admin.Listen))
 
