@@ -115,7 +115,7 @@ func (a consoleAPI) Clients() []console.Client {
 	for i, c := range list {
 		out[i] = console.Client{ID: c.ID, Addr: c.Addr, User: c.User, Database: c.Database,
 			ApplicationName: c.ApplicationName, State: byte(c.State), Active: c.Active, Held: c.Held,
-			Since: c.Since, Units: c.Units, Pinned: c.Pinned}
+			Since: c.Since, Units: c.Units, Pinned: c.Pinned, ServerPID: c.ServerPID}
 	}
 	return out
 }
@@ -125,10 +125,19 @@ func (a consoleAPI) Pools() []console.Pool {
 	out := make([]console.Pool, len(list))
 	for i, p := range list {
 		v := p.Vector
-		out[i] = console.Pool{Database: p.Database, VectorTotal: v.Total, VectorIdle: v.Idle,
-			VectorAcquired: v.Acquired, VectorWaiting: v.Waiting, VectorMax: v.Max,
-			PrimaryConns: p.PrimaryConns, PrimaryActive: p.PrimaryActive,
-			PoolMode: string(p.PoolMode), ClWaiting: p.ClWaiting, SvActive: p.SvActive, SvIdle: p.SvIdle}
+		out[i] = console.Pool{Database: p.Database, User: p.User, PoolMode: string(p.PoolMode),
+			ClActive: p.ClActive, ClWaiting: p.ClWaiting, SvActive: p.SvActive, SvIdle: p.SvIdle, SvUsed: p.SvUsed,
+			MaxWait: p.MaxWait, VectorTotal: v.Total, VectorIdle: v.Idle, VectorAcquired: v.Acquired,
+			VectorWaiting: v.Waiting, VectorMax: v.Max}
+	}
+	return out
+}
+
+func (a consoleAPI) Servers() []console.Server {
+	list := a.s.ServerList()
+	out := make([]console.Server, len(list))
+	for i, s := range list {
+		out[i] = console.Server(s)
 	}
 	return out
 }

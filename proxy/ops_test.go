@@ -363,8 +363,8 @@ func TestAdminConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	for rows.Next() {
-		var id, addr, user, db, app, state, activity, since, units, pinned string
-		if err := rows.Scan(&id, &addr, &user, &db, &app, &state, &activity, &since, &units, &pinned); err != nil {
+		var id, addr, user, db, app, state, activity, since, units, pinned, serverPID string
+		if err := rows.Scan(&id, &addr, &user, &db, &app, &state, &activity, &since, &units, &pinned, &serverPID); err != nil {
 			t.Fatal(err)
 		}
 		n++

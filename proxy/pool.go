@@ -141,9 +141,25 @@ type serverPool struct {
 	dial    func(context.Context) (*primaryConn, error)
 	idle    []*primaryConn // most recently used last
 	total   int            // backends that belong to the pool: idle or serving a client
-	waiters []chan *primaryConn
+	waiters []waiter
+	// resetting counts backends running server_reset_query (SHOW POOLS
+	// sv_used).
+	resetting int
 	// stats (guarded by mu)
 	waitTotal time.Duration
+}
+
+// waiter is a client waiting for a backend.
+type waiter struct {
+	ch    chan *primaryConn
+	since time.Time
+}
+
+// resetStarted counts backends being reset (n = 1) or done (n = -1).
+func (p *serverPool) resetStarted(n int) {
+	p.mu.Lock()
+	p.resetting += n
+	p.mu.Unlock()
 }
 
 // pooled is what a pool records of a backend; guarded by the pool's mu.
@@ -212,7 +228,7 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 		return nil, errPoolEmpty
 	}
 	ch := make(chan *primaryConn, 1)
-	p.waiters = append(p.waiters, ch)
+	p.waiters = append(p.waiters, waiter{ch: ch, since: start})
 	p.mu.Unlock()
 	select {
 	case c := <-ch:
@@ -222,7 +238,7 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 		return c, nil
 	case <-ctx.Done():
 		p.mu.Lock()
-		if i := slices.Index(p.waiters, ch); i >= 0 {
+		if i := slices.IndexFunc(p.waiters, func(w waiter) bool { return w.ch == ch }); i >= 0 {
 			p.waiters = slices.Delete(p.waiters, i, i+1)
 			p.mu.Unlock()
 			return nil, ctx.Err()
@@ -253,10 +269,10 @@ func (p *serverPool) put(c *primaryConn) {
 		return
 	}
 	if len(p.waiters) > 0 {
-		ch := p.waiters[0]
+		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		p.mu.Unlock()
-		ch <- c
+		w.ch <- c
 		return
 	}
 	c.pooled.inPool, c.pooled.idleSince = true, time.Now()
@@ -323,22 +339,25 @@ func (p *serverPool) fill(min int) {
 	p.put(c)
 }
 
-// PoolStats is one pool as SHOW POOLS prints it (PgBouncer's columns).
+// PoolStats is what one serverPool holds and who waits for it.
 type PoolStats struct {
 	Database, User string
-	// ClWaiting counts clients waiting for a backend; SvActive backends
-	// serving a client, SvIdle backends idle in the pool.
-	ClWaiting, SvActive, SvIdle int
-	// MaxWait is the total time clients waited for a backend (seconds).
-	MaxWait  float64
-	PoolMode PoolMode
+	// ClWaiting counts clients waiting for a backend; SvIdle backends idle
+	// in the pool; SvUsed backends being reset.
+	ClWaiting, SvIdle, SvUsed int
+	// MaxWait is how long the oldest waiting client has waited.
+	MaxWait time.Duration
 }
 
 func (p *serverPool) stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PoolStats{Database: p.key.database, User: p.key.user, ClWaiting: len(p.waiters),
-		SvActive: p.total - len(p.idle), SvIdle: len(p.idle), MaxWait: p.waitTotal.Seconds(), PoolMode: p.opts().Mode}
+	st := PoolStats{Database: p.key.database, User: p.key.user, ClWaiting: len(p.waiters),
+		SvIdle: len(p.idle), SvUsed: p.resetting}
+	if len(p.waiters) > 0 {
+		st.MaxWait = time.Since(p.waiters[0].since)
+	}
+	return st
 }
 
 // idleOwner owns a backend idle in its pool: nothing it says reaches a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -61,6 +62,20 @@ type primaryConn struct {
 	// settings are the session settings the backend holds beyond its
 	// login's (transaction mode; changed only by its owner, holding wsem).
 	settings *sessionSettings
+	// connected is when the backend logged in; lastRequest (Unix
+	// nanoseconds) when it was last given a request (SHOW SERVERS).
+	connected   time.Time
+	lastRequest atomic.Int64
+}
+
+// describe is the backend as SHOW SERVERS lists it.
+func (p *primaryConn) describe(user, database, state string, link uint64) ServerInfo {
+	info := ServerInfo{User: user, Database: database, State: state, Addr: p.target.Addr, PID: p.target.PID,
+		ConnectTime: p.connected, Link: link}
+	if t := p.lastRequest.Load(); t != 0 {
+		info.RequestTime = time.Unix(0, t)
+	}
+	return info
 }
 
 // primaryOwner is what a primaryConn needs of the session it serves. relay
@@ -96,7 +111,7 @@ type heldStmts struct {
 }
 
 func newPrimaryConn(b backend, owner primaryOwner) *primaryConn {
-	p := &primaryConn{backend: b, wsem: make(chan struct{}, 1), gone: make(chan struct{})}
+	p := &primaryConn{backend: b, wsem: make(chan struct{}, 1), gone: make(chan struct{}), connected: time.Now()}
 	p.mu.owner = owner
 	p.held.named = make(map[string]stmtKey)
 	p.held.content = newStmtLRU(maxLaneStatements)
@@ -218,6 +233,7 @@ func (p *primaryConn) release() {
 
 // push queues req, whose messages are about to be written.
 func (p *primaryConn) push(req *request) {
+	p.lastRequest.Store(time.Now().UnixNano())
 	p.mu.Lock()
 	p.mu.pending = append(p.mu.pending, req)
 	p.mu.Unlock()

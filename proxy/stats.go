@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -28,6 +29,9 @@ type ClientInfo struct {
 	// Pinned says what keeps the client on its backend in transaction
 	// mode (comma-separated pin reasons; "" for nothing).
 	Pinned string
+	// ServerPID is the process ID of the backend serving the client (0 for
+	// none: in transaction mode, between transactions).
+	ServerPID uint32
 }
 
 // ClientList describes the logged-in clients, ordered by ID.
@@ -55,67 +59,116 @@ func (s *Server) ClientList() []ClientInfo {
 			Since:           e.since,
 			Units:           held[sess.id],
 			Pinned:          sess.pinnedBy(),
+			ServerPID:       sess.serverPID(),
 		})
 	}
 	return out
 }
 
-// PoolInfo describes one database's backends, as SHOW POOLS lists it.
+// PoolInfo describes the primary backends of one (database, user), as SHOW
+// POOLS lists them, with PgBouncer's columns, and the database's vector-lane
+// pool.
 type PoolInfo struct {
-	Database string
+	Database, User string
+	PoolMode       PoolMode
+	// ClActive counts clients holding a backend; ClWaiting clients waiting
+	// for one.
+	ClActive, ClWaiting int
+	// SvActive counts backends serving a client; SvIdle backends idle in
+	// the pool; SvUsed backends being reset (server_reset_query) before
+	// they go back.
+	SvActive, SvIdle, SvUsed int
+	// MaxWait is how long the oldest waiting client has waited.
+	MaxWait time.Duration
 	// Vector is the database's vector-lane pool (zero if never used).
 	Vector PoolStat
-	// PrimaryConns counts primary-lane connections: one per client.
-	PrimaryConns int
-	// PrimaryActive counts those running a request.
-	PrimaryActive int
-	// PoolMode is pool_mode; in transaction mode ClWaiting counts clients
-	// waiting for a backend, SvActive backends serving a client and SvIdle
-	// backends idle in the pool (PgBouncer's SHOW POOLS columns).
-	PoolMode                    PoolMode
-	ClWaiting, SvActive, SvIdle int
 }
 
-// Pools describes the backends of each database in use, ordered by name.
+// Pools describes the primary backends of each (database, user) in use,
+// ordered by database then user.
 func (s *Server) Pools() []PoolInfo {
-	byDB := map[string]*PoolInfo{}
-	get := func(db string) *PoolInfo {
-		p := byDB[db]
+	type key struct{ db, user string }
+	by := map[key]*PoolInfo{}
+	get := func(db, user string) *PoolInfo {
+		p := by[key{db, user}]
 		if p == nil {
-			p = &PoolInfo{Database: db}
-			byDB[db] = p
+			mode, _ := s.opts.Pool.For(db, user)
+			p = &PoolInfo{Database: db, User: user, PoolMode: mode}
+			by[key{db, user}] = p
 		}
 		return p
 	}
-	if s.lanes != nil {
-		for _, st := range s.lanes.stats() {
-			get(st.Database).Vector = st
-		}
-	}
 	for _, c := range s.ClientList() {
-		p := get(c.Database)
-		if mode, _ := s.opts.Pool.For(c.Database, c.User); mode == PoolSession {
-			p.PrimaryConns++
-		}
-		if c.Active {
-			p.PrimaryActive++
+		p := get(c.Database, c.User)
+		if c.ServerPID != 0 {
+			p.ClActive++
+			p.SvActive++
 		}
 	}
 	for _, st := range s.primaryPools() {
-		p := get(st.Database)
+		p := get(st.Database, st.User)
 		p.ClWaiting += st.ClWaiting
-		p.SvActive += st.SvActive
 		p.SvIdle += st.SvIdle
-		p.PrimaryConns += st.SvActive + st.SvIdle
+		p.SvUsed += st.SvUsed
+		p.MaxWait = max(p.MaxWait, st.MaxWait)
 	}
-	for _, p := range byDB {
-		p.PoolMode, _ = s.opts.Pool.For(p.Database, "")
+	vector := map[string]PoolStat{}
+	if s.lanes != nil {
+		for _, st := range s.lanes.stats() {
+			vector[st.Database] = st
+		}
 	}
-	out := make([]PoolInfo, 0, len(byDB))
-	for _, p := range byDB {
+	out := make([]PoolInfo, 0, len(by))
+	for _, p := range by {
+		p.Vector = vector[p.Database]
 		out = append(out, *p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Database < out[j].Database })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Database != out[j].Database {
+			return out[i].Database < out[j].Database
+		}
+		return out[i].User < out[j].User
+	})
+	return out
+}
+
+// ServerInfo describes one primary backend, as SHOW SERVERS lists it.
+type ServerInfo struct {
+	User, Database string
+	// State is active (serving a client), idle (in its pool) or used (being
+	// reset before it goes back).
+	State string
+	// Addr is the server's address; PID the backend's process ID.
+	Addr string
+	PID  uint32
+	// ConnectTime is when the backend logged in; RequestTime when it was
+	// last given a request.
+	ConnectTime, RequestTime time.Time
+	// Link is the client it serves (0 for none).
+	Link uint64
+}
+
+// ServerList describes the primary backends: those serving clients, then
+// those idle or being reset in the pools.
+func (s *Server) ServerList() []ServerInfo {
+	var out []ServerInfo
+	for _, e := range s.entries() {
+		sess := e.sess
+		if p := sess.pc.Load(); p != nil {
+			out = append(out, p.describe(sess.startup.Parameters["user"], sess.database(), "active", sess.id))
+		}
+	}
+	for _, pl := range s.poolList() {
+		pl.mu.Lock()
+		idle, used := slices.Clone(pl.idle), pl.resetting
+		pl.mu.Unlock()
+		for _, c := range idle {
+			out = append(out, c.describe(pl.key.user, pl.key.database, "idle", 0))
+		}
+		for i := 0; i < used; i++ {
+			out = append(out, ServerInfo{User: pl.key.user, Database: pl.key.database, State: "used"})
+		}
+	}
 	return out
 }
 

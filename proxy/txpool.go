@@ -390,7 +390,9 @@ func (s *session) resetForPool(p *primaryConn) bool {
 	// Nothing of the reset reaches the client, which is leaving.
 	p.setOwner(&idleOwner{c: p})
 	pool := p.pooled.pool
+	pool.resetStarted(1)
 	q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
+		pool.resetStarted(-1)
 		if q.err != nil {
 			s.log.Warn("server_reset_query failed; closing the backend", zap.String("error", q.err.Message))
 			p.conn.Close()
@@ -401,6 +403,7 @@ func (s *session) resetForPool(p *primaryConn) bool {
 		pool.put(p)
 	}}
 	if err := p.send(q, s.srv.opts.Pool.ServerResetQuery); err != nil {
+		pool.resetStarted(-1)
 		p.conn.Close()
 	}
 	return true
@@ -540,6 +543,14 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen uint64) {
 		}
 	}
 	s.cleanGen.Store(gen)
+}
+
+// serverPID is the process ID of the backend serving the client (0 for none).
+func (s *session) serverPID() uint32 {
+	if p := s.pc.Load(); p != nil {
+		return p.target.PID
+	}
+	return 0
 }
 
 // pinnedBy is what pins the client to its backend ("" for nothing).

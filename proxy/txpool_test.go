@@ -348,3 +348,41 @@ func TestTxPoolSQLPreparedStatementsFollowTheClient(t *testing.T) {
 		t.Fatalf("SQL prepared statements counted as pins: %v", n)
 	}
 }
+
+func TestTxPoolInspection(t *testing.T) {
+	p := startTxPool(t, 1)
+	a, b := p.connect(t), p.connect(t)
+	exec(t, a, "BEGIN")
+	pid := scalar(t, a, "SELECT pg_backend_pid()")
+	done := make(chan error, 1)
+	go func() { done <- b.Exec(context.Background(), "SELECT 1").Close() }()
+	var pool proxy.PoolInfo
+	waitFor(t, func() bool {
+		for _, pl := range p.Server.Pools() {
+			if pl.User == "postgres" {
+				pool = pl
+			}
+		}
+		return pool.ClWaiting == 1
+	}, "b to wait for the backend")
+	if pool.ClActive != 1 || pool.SvActive != 1 || pool.SvIdle != 0 || pool.PoolMode != proxy.PoolTransaction || pool.MaxWait <= 0 {
+		t.Fatalf("SHOW POOLS row %+v", pool)
+	}
+	servers := p.Server.ServerList()
+	if len(servers) != 1 || servers[0].State != "active" || fmt.Sprint(servers[0].PID) != pid || servers[0].Link == 0 {
+		t.Fatalf("SHOW SERVERS %+v, want a's backend %s active", servers, pid)
+	}
+	for _, c := range p.Server.ClientList() {
+		if c.ID == servers[0].Link && fmt.Sprint(c.ServerPID) != pid {
+			t.Fatalf("SHOW CLIENTS: a served by %d, want %s", c.ServerPID, pid)
+		}
+	}
+	exec(t, a, "COMMIT")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		s := p.Server.ServerList()
+		return len(s) == 1 && s[0].State == "idle" && s[0].Link == 0
+	}, "the backend to be idle in the pool")
+}

@@ -38,6 +38,7 @@
 //	cache.go      the sharded two-generation statement cache
 //	units.go      ExtractUnits (sqlcommenter unit keys, traceparent),
 //	              Fingerprint
+//	prepare.go    PrepareText: a PREPARE within a client's query string
 //	explain.go    Explanation: what `txlane explain` prints
 //
 // Goroutines: none; a Classifier is safe for concurrent use. Locks: each

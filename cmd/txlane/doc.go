@@ -17,6 +17,7 @@
 //	run.go       run: load the file, start the proxy and the admin endpoint,
 //	             stop on a signal
 //	serve.go     the proxy's Options and policy from a Config
+//	unix.go      the Unix-domain socket listener (unix_socket_dir)
 //	reload.go    file watch, SIGHUP, RELOAD: parse, validate, swap
 //	http.go      the admin endpoint: /metrics, /healthz, /readyz
 //	check.go     txlane check

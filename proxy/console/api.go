@@ -19,9 +19,11 @@ type Proxy interface {
 	// Clients describes the logged-in clients (console connections
 	// excluded), ordered by ID.
 	Clients() []Client
-	// Pools describes the backends of each database in use, ordered by
-	// database name.
+	// Pools describes the primary backends of each (database, user) in
+	// use, ordered by database then user.
 	Pools() []Pool
+	// Servers describes the primary backends.
+	Servers() []Server
 	// Routes returns the requests routed so far, per (lane, reason),
 	// ordered by lane then reason.
 	Routes() []Route
@@ -71,22 +73,31 @@ type Client struct {
 	Since           time.Time
 	Units           int    // units of work held
 	Pinned          string // what keeps it on its backend (pool_mode transaction)
+	ServerPID       uint32 // the backend serving it (0: none)
 }
 
-// Pool is one database's backends, as SHOW POOLS lists it.
+// Pool is the primary backends of one (database, user), as SHOW POOLS
+// lists them (PgBouncer's columns), and its database's vector-lane pool.
 type Pool struct {
-	Database string
+	Database, User string
+	PoolMode       string
+	// Clients holding a backend, and waiting for one.
+	ClActive, ClWaiting int
+	// Backends serving a client, idle in the pool, being reset.
+	SvActive, SvIdle, SvUsed int
+	// MaxWait is how long the oldest waiting client has waited.
+	MaxWait time.Duration
 	// The database's vector-lane pool: connections open, idle, acquired,
 	// acquires in progress, and the size limit (all 0 if never used).
 	VectorTotal, VectorIdle, VectorAcquired, VectorWaiting, VectorMax int
-	// PrimaryConns counts primary-lane connections (one per client),
-	// PrimaryActive those running a request.
-	PrimaryConns, PrimaryActive int
-	// PoolMode is pool_mode; in transaction mode ClWaiting counts clients
-	// waiting for a backend, SvActive and SvIdle backends serving a client
-	// and idle in the pools.
-	PoolMode                    string
-	ClWaiting, SvActive, SvIdle int
+}
+
+// Server is one primary backend, as SHOW SERVERS lists it.
+type Server struct {
+	User, Database, State, Addr string
+	PID                         uint32
+	ConnectTime, RequestTime    time.Time
+	Link                        uint64 // the client it serves (0: none)
 }
 
 // Route is how many requests went to one lane for one reason.

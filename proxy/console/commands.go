@@ -96,11 +96,14 @@ var (
 func init() {
 	commands = []*command{
 		{name: "SHOW CLIENTS", run: rows(showClients),
-			columns: []string{"id", "addr", "user", "database", "application_name", "state", "activity", "connected_since", "units_of_work", "pinned"},
-			help:    "logged-in clients: address, user, database, application_name, transaction state (I/T/E), activity (idle/active/held), units of work held, what pins the client to its backend (pool_mode transaction)"},
+			columns: []string{"id", "addr", "user", "database", "application_name", "state", "activity", "connected_since", "units_of_work", "pinned", "remote_pid"},
+			help:    "logged-in clients: address, user, database, application_name, transaction state (I/T/E), activity (idle/active/held), units of work held, what pins the client to its backend (pool_mode transaction), the backend serving it"},
 		{name: "SHOW POOLS", run: rows(showPools),
-			columns: []string{"database", "vector_total", "vector_idle", "vector_acquired", "vector_waiting", "vector_max", "primary_conns", "primary_active", "pool_mode", "cl_waiting", "sv_active", "sv_idle"},
-			help:    "per database: vector-lane pool connections (total, idle, acquired, waiting, max), primary connections, pool_mode, and in transaction mode clients waiting for a backend and backends serving clients or idle"},
+			columns: []string{"database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "maxwait", "maxwait_us", "pool_mode", "vector_total", "vector_idle", "vector_acquired", "vector_waiting", "vector_max"},
+			help:    "per database and user (PgBouncer's columns): clients holding and waiting for a backend, backends serving, idle, being reset, the oldest wait, pool_mode; the database's vector-lane pool (total, idle, acquired, waiting, max)"},
+		{name: "SHOW SERVERS", run: rows(showServers),
+			columns: []string{"type", "user", "database", "state", "addr", "port", "connect_time", "request_time", "remote_pid", "link"},
+			help:    "primary backends: user, database, state (active, idle, used), server address, login and last request times, backend pid, the client served"},
 		{name: "SHOW STATS", run: rows(showStats),
 			columns: []string{"lane", "reason", "requests"},
 			help:    "requests routed, by lane and reason"},

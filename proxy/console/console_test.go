@@ -26,13 +26,17 @@ var since = time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.FixedZone("x", 3600))
 
 func (p *stubProxy) Clients() []Client {
 	return []Client{
-		{ID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", State: 'T', Active: true, Since: since, Units: 2, Pinned: "temp_table"},
+		{ID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", State: 'T', Active: true, Since: since, Units: 2, Pinned: "temp_table", ServerPID: 4242},
 		{ID: 2, Addr: "127.0.0.1:5001", User: "u", Database: "d", State: 'I', Active: true, Held: true, Since: since},
 	}
 }
 func (p *stubProxy) Pools() []Pool {
-	return []Pool{{Database: "d", VectorTotal: 3, VectorIdle: 1, VectorAcquired: 2, VectorWaiting: 4, VectorMax: 8, PrimaryConns: 5, PrimaryActive: 6,
-		PoolMode: "transaction", ClWaiting: 7, SvActive: 9, SvIdle: 10}}
+	return []Pool{{Database: "d", User: "u", VectorTotal: 3, VectorIdle: 1, VectorAcquired: 2, VectorWaiting: 4, VectorMax: 8,
+		PoolMode: "transaction", ClActive: 5, ClWaiting: 7, SvActive: 9, SvIdle: 10, SvUsed: 1, MaxWait: 2*time.Second + 500*time.Microsecond}}
+}
+func (p *stubProxy) Servers() []Server {
+	return []Server{{User: "u", Database: "d", State: "active", Addr: "127.0.0.1:5432", PID: 4242, ConnectTime: since, RequestTime: since, Link: 1},
+		{User: "u", Database: "d", State: "used"}}
 }
 func (p *stubProxy) Routes() []Route {
 	return []Route{{Lane: "vector", Reason: "vector_read_idle", Requests: 7}}
@@ -166,14 +170,17 @@ func TestServeProtocol(t *testing.T) {
 		"S client_encoding=UTF8", "S DateStyle=ISO", "S integer_datetimes=on", "S standard_conforming_strings=on",
 		"S application_name=app", "K", "Z I")
 
-	w.send(&pgproto3.Query{String: "SHOW CLIENTS; show pools; SHOW STATS; SHOW UNITS"})
+	w.send(&pgproto3.Query{String: "SHOW CLIENTS; show pools; SHOW SERVERS; SHOW STATS; SHOW UNITS"})
 	w.expect("SHOW",
-		"T id,addr,user,database,application_name,state,activity,connected_since,units_of_work,pinned",
-		"D 1|127.0.0.1:5000|u|d|a|T|active|2026-01-02 02:04:05.006Z|2|temp_table",
-		"D 2|127.0.0.1:5001|u|d||I|held|2026-01-02 02:04:05.006Z|0|",
+		"T id,addr,user,database,application_name,state,activity,connected_since,units_of_work,pinned,remote_pid",
+		"D 1|127.0.0.1:5000|u|d|a|T|active|2026-01-02 02:04:05.006Z|2|temp_table|4242",
+		"D 2|127.0.0.1:5001|u|d||I|held|2026-01-02 02:04:05.006Z|0||",
 		"C SHOW",
-		"T database,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max,primary_conns,primary_active,pool_mode,cl_waiting,sv_active,sv_idle",
-		"D d|3|1|2|4|8|5|6|transaction|7|9|10", "C SHOW",
+		"T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_used,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max",
+		"D d|u|5|7|9|10|1|2|500|transaction|3|1|2|4|8", "C SHOW",
+		"T type,user,database,state,addr,port,connect_time,request_time,remote_pid,link",
+		"D S|u|d|active|127.0.0.1|5432|2026-01-02 02:04:05.006Z|2026-01-02 02:04:05.006Z|4242|1",
+		"D S|u|d|used||||||", "C SHOW",
 		"T lane,reason,requests", "D vector|vector_read_idle|7", "C SHOW",
 		"T unit,client_id,addr,user,database,application_name,since,failed",
 		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true", "C SHOW",
@@ -199,8 +206,8 @@ func TestServeProtocol(t *testing.T) {
 		&pgproto3.Parse{Query: "SET x = 1"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Bind{}, &pgproto3.Execute{},
 		&pgproto3.Close{ObjectType: 'S', Name: "p"}, &pgproto3.Bind{PreparedStatement: "p"}, &pgproto3.Execute{},
 		&pgproto3.Sync{})
-	pools := "T database,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max,primary_conns,primary_active,pool_mode,cl_waiting,sv_active,sv_idle"
-	w.expect("extended", "1", "t", pools, "2", pools, "D d|3|1|2|4|8|5|6|transaction|7|9|10", "C SHOW",
+	pools := "T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_used,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max"
+	w.expect("extended", "1", "t", pools, "2", pools, "D d|u|5|7|9|10|1|2|500|transaction|3|1|2|4|8", "C SHOW",
 		"1", "t", "n", "2", "C SET", "3", "E ERROR 26000 ", "Z I")
 
 	w.send(&pgproto3.Query{String: "EXPLAIN SELECT 1; SELECT 2"})

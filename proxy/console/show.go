@@ -1,6 +1,7 @@
 package console
 
 import (
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -23,7 +24,7 @@ func showClients(p Proxy) [][]string {
 			activity = "active"
 		}
 		rows = append(rows, []string{strconv.FormatUint(c.ID, 10), c.Addr, c.User, c.Database,
-			c.ApplicationName, string(rune(c.State)), activity, timestamp(c.Since), strconv.Itoa(c.Units), c.Pinned})
+			c.ApplicationName, string(rune(c.State)), activity, timestamp(c.Since), strconv.Itoa(c.Units), c.Pinned, pidText(c.ServerPID)})
 	}
 	return rows
 }
@@ -31,10 +32,36 @@ func showClients(p Proxy) [][]string {
 func showPools(p Proxy) [][]string {
 	var rows [][]string
 	for _, pl := range p.Pools() {
-		rows = append(rows, []string{pl.Database, strconv.Itoa(pl.VectorTotal), strconv.Itoa(pl.VectorIdle),
-			strconv.Itoa(pl.VectorAcquired), strconv.Itoa(pl.VectorWaiting), strconv.Itoa(pl.VectorMax),
-			strconv.Itoa(pl.PrimaryConns), strconv.Itoa(pl.PrimaryActive),
-			pl.PoolMode, strconv.Itoa(pl.ClWaiting), strconv.Itoa(pl.SvActive), strconv.Itoa(pl.SvIdle)})
+		rows = append(rows, []string{pl.Database, pl.User, strconv.Itoa(pl.ClActive), strconv.Itoa(pl.ClWaiting),
+			strconv.Itoa(pl.SvActive), strconv.Itoa(pl.SvIdle), strconv.Itoa(pl.SvUsed),
+			strconv.Itoa(int(pl.MaxWait / time.Second)), strconv.Itoa(int(pl.MaxWait % time.Second / time.Microsecond)), pl.PoolMode,
+			strconv.Itoa(pl.VectorTotal), strconv.Itoa(pl.VectorIdle), strconv.Itoa(pl.VectorAcquired),
+			strconv.Itoa(pl.VectorWaiting), strconv.Itoa(pl.VectorMax)})
+	}
+	return rows
+}
+
+func showServers(p Proxy) [][]string {
+	var rows [][]string
+	for _, s := range p.Servers() {
+		host, port, err := net.SplitHostPort(s.Addr)
+		if err != nil {
+			host = s.Addr // a Unix-domain socket
+		}
+		link, pid, connect, request := "", "", "", ""
+		if s.Link != 0 {
+			link = strconv.FormatUint(s.Link, 10)
+		}
+		if s.PID != 0 {
+			pid = strconv.FormatUint(uint64(s.PID), 10)
+		}
+		if !s.ConnectTime.IsZero() {
+			connect = timestamp(s.ConnectTime)
+		}
+		if !s.RequestTime.IsZero() {
+			request = timestamp(s.RequestTime)
+		}
+		rows = append(rows, []string{"S", s.User, s.Database, s.State, host, port, connect, request, pid, link})
 	}
 	return rows
 }
@@ -103,4 +130,12 @@ func showHelp(Proxy) [][]string {
 		rows[i] = []string{c.usage(), c.help}
 	}
 	return rows
+}
+
+// pidText is a backend process ID, or "" for none.
+func pidText(pid uint32) string {
+	if pid == 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(pid), 10)
 }
