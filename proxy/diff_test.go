@@ -37,3 +37,20 @@ func TestDifferentialVectorLane(t *testing.T) {
 	})
 	difftest.RunDir(t, p.Direct, p.DSN(t, ""), "testdata/scenarios", 8)
 }
+
+// TestDifferentialTransactionMode runs the same scenarios through txlane in
+// pool_mode transaction, several scenarios sharing two backends, with the
+// vector lane on: every client must still see what PostgreSQL itself
+// answers.
+func TestDifferentialTransactionMode(t *testing.T) {
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2}
+		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second}
+		o.Discover = true
+		o.DiscoverInterval = 50 * time.Millisecond
+	})
+	difftest.RunDirExcept(t, p.Direct, p.DSN(t, ""), "testdata/scenarios", 8, map[string]string{
+		"termination": "a backend terminated while its client holds none is replaced, and the client does not notice " +
+			"(TestTxPoolBackendTerminatedWhileIdle)",
+	})
+}

@@ -171,12 +171,51 @@ type pooled struct {
 	left      bool // no longer counted in total
 }
 
-// leaveLocked stops counting c in the pool, once. p.mu must be held.
+// leaveLocked stops counting c in the pool, once, and sees to the clients
+// waiting: a new backend is opened for them if the pool can; if the pool
+// is empty and cannot, they are told at once (errPoolEmpty) rather than
+// left to wait for a release that will not come. p.mu must be held.
 func (p *serverPool) leaveLocked(c *primaryConn) {
-	if !c.pooled.left {
-		c.pooled.left = true
-		p.total--
+	if c.pooled.left {
+		return
 	}
+	c.pooled.left = true
+	p.total--
+	switch {
+	case len(p.waiters) == 0:
+	case p.dial != nil && p.total < p.size:
+		p.total++
+		dial := p.dial
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := dial(ctx)
+			p.mu.Lock()
+			if err != nil {
+				p.total--
+				p.failWaitersLocked()
+				p.mu.Unlock()
+				return
+			}
+			c.pooled = pooled{pool: p, created: time.Now()}
+			p.mu.Unlock()
+			p.put(c)
+		}()
+	default:
+		p.failWaitersLocked()
+	}
+}
+
+// failWaitersLocked tells the waiting clients that no backend will come,
+// when the pool has none. p.mu must be held.
+func (p *serverPool) failWaitersLocked() {
+	if p.total > 0 {
+		return
+	}
+	for _, w := range p.waiters {
+		close(w.ch)
+	}
+	p.waiters = nil
 }
 
 // adopt makes c, a backend a login made, one of the pool's: it reports
@@ -232,6 +271,9 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 	p.mu.Unlock()
 	select {
 	case c := <-ch:
+		if c == nil {
+			return nil, errPoolEmpty // closed by failWaitersLocked
+		}
 		p.mu.Lock()
 		p.waitTotal += time.Since(start)
 		p.mu.Unlock()
@@ -245,7 +287,9 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 		}
 		p.mu.Unlock()
 		// Handed a backend as the wait ended: give it back.
-		p.put(<-ch)
+		if c := <-ch; c != nil {
+			p.put(c)
+		}
 		return nil, ctx.Err()
 	}
 }

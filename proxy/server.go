@@ -357,9 +357,6 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	if running == nil {
 		return // the client holds no backend: nothing runs
 	}
-	sess.mu.Lock()
-	sess.mu.canceled = running
-	sess.mu.Unlock()
 	target := *running
 	if err := wire.SendCancel(ctx, target); err != nil {
 		log.Warn("forwarding cancel request failed", zap.Error(err))

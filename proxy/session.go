@@ -137,9 +137,8 @@ type session struct {
 	mu struct {
 		sync.Mutex
 		// running is the backend executing the client's current request: the
-		// target of the client's cancel requests; canceled the last one a
-		// cancel was forwarded to (transaction mode: see detach).
-		running, canceled *wire.CancelTarget
+		// target of the client's cancel requests.
+		running *wire.CancelTarget
 		// tx is what routing knows of the client's transaction, updated as
 		// primary requests complete (see requestDone).
 		tx policy.TxState

@@ -304,20 +304,19 @@ func (s *session) detach(p *primaryConn) {
 		p.release()
 		return
 	}
-	// NOTE: cancelMu waits for a cancel being forwarded to p. PostgreSQL
-	// may act on a cancel after it has answered it, so a backend that was
-	// sent one may still be cancelled later: it is closed, not handed to
-	// another client.
+	// NOTE: cancelMu waits for a cancel being forwarded to p. SendCancel
+	// returns once the server has closed the cancel connection, that is once
+	// the postmaster's child has signalled the backend; a signal that finds
+	// the backend idle is discarded (PostgreSQL ignores a cancel while it
+	// reads a command). So a cancel of this client never reaches the next.
 	s.cancelMu.Lock()
 	s.mu.Lock()
 	s.mu.running = nil
-	canceled := s.mu.canceled == &p.target
-	s.mu.canceled = nil
 	s.mu.Unlock()
 	s.cancelMu.Unlock()
 	p.setOwner(&idleOwner{c: p})
 	p.release()
-	if p.pooled.pool == nil || canceled {
+	if p.pooled.pool == nil {
 		p.conn.Close()
 		return
 	}
@@ -369,8 +368,8 @@ func (s *session) leavePrimary(err error) {
 
 // resetForPool hands p, the backend of a session-mode client leaving, back
 // to its pool after server_reset_query (DISCARD ALL) has wiped the
-// session; it reports false when p cannot go back (busy, in a transaction,
-// or sent a cancel), leaving it to the caller to close.
+// session; it reports false when p cannot go back (busy or in a
+// transaction), leaving it to the caller to close.
 func (s *session) resetForPool(p *primaryConn) bool {
 	select {
 	case p.wsem <- struct{}{}:
@@ -379,11 +378,10 @@ func (s *session) resetForPool(p *primaryConn) bool {
 	}
 	s.cancelMu.Lock()
 	s.mu.Lock()
-	canceled := s.mu.canceled == &p.target
 	s.mu.running = nil
 	s.mu.Unlock()
 	s.cancelMu.Unlock()
-	if canceled || !p.usable() || p.inFlight() > 0 || p.TxStatus() != TxIdle || !s.pc.CompareAndSwap(p, nil) {
+	if !p.usable() || p.inFlight() > 0 || p.TxStatus() != TxIdle || !s.pc.CompareAndSwap(p, nil) {
 		p.release()
 		return false
 	}
