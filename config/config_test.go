@@ -434,6 +434,18 @@ func TestErrors(t *testing.T) {
 			`t.yaml:2:12: auth_file: has no effect with auth_type server (txlane then relays logins and reads no secret)`,
 			`t.yaml:3:12: auth_user: has no effect with auth_type server (txlane then relays logins and reads no secret)`,
 		}},
+		{"a misspelt auth_type says only that", p + "auth_type: scram\nauth_user: a\n", []string{
+			`t.yaml:2:12: auth_type: invalid value "scram" (allowed: server, scram-sha-256, md5, trust)`,
+		}},
+		{"min_pool_size above pool_size", p + "pool_size: 5\nmin_pool_size: 50\n", []string{
+			`t.yaml:3:16: min_pool_size: 50 is more than pool_size (5)`,
+		}},
+		{"pool override with a misspelt mode", p + "pool_overrides: [{database: x, pool_mode: sesion}]\n", []string{
+			`t.yaml:2:43: pool_overrides[0].pool_mode: invalid value "sesion" (allowed: session, transaction)`,
+		}},
+		{"pool override that sets nothing", p + "pool_overrides: [{database: x}]\n", []string{
+			`t.yaml:2:18: pool_overrides[0]: sets neither "pool_mode" nor "pool_size"`,
+		}},
 		{"empty auth_query", p + "auth_type: md5\nauth_file: u.txt\nauth_query: \"\"\n", []string{
 			`t.yaml:4:13: auth_query: must not be empty`,
 		}},

@@ -113,7 +113,7 @@ var keyTable = []Key{
 	{Name: "pool_size", Reload: Restart,
 		v: integer(func(c *Config) *int { return &c.PoolSize }, 20, atLeast(1))},
 	{Name: "min_pool_size", Reload: Restart,
-		v: integer(func(c *Config) *int { return &c.MinPoolSize }, 0, atLeast(0))},
+		v: integer(func(c *Config) *int { return &c.MinPoolSize }, 0, atLeast(0), notAbovePoolSize)},
 	{Name: "server_reset_query", Reload: Restart,
 		v: str(func(c *Config) *string { return &c.ServerResetQuery }, "DISCARD ALL", notEmpty)},
 	{Name: "server_idle_timeout", Reload: Restart,
@@ -447,10 +447,17 @@ func adminListen(ck checker, p, v string, c *Config) {
 	}
 }
 
+// notAbovePoolSize refuses a min_pool_size a pool could never reach.
+func notAbovePoolSize(ck checker, p string, v int, c *Config) {
+	if v > c.PoolSize {
+		ck.problem(p, "%d is more than pool_size (%d)", v, c.PoolSize)
+	}
+}
+
 // onlyWithAuthType refuses a secret source that auth_type server would
 // ignore (it relays logins and reads no secret).
 func onlyWithAuthType(ck checker, p, v string, c *Config) {
-	if v != "" && c.AuthType == AuthServer {
+	if v != "" && c.AuthType == AuthServer && !ck.d.bad["auth_type"] {
 		ck.problem(p, "has no effect with auth_type server (txlane then relays logins and reads no secret)")
 	}
 }
@@ -602,7 +609,7 @@ func poolOverrideItems(ck checker, p string, v []PoolOverride, _ *Config) {
 		if o.Database == "" && o.User == "" {
 			d.errorf(item, "%s: needs \"database\" or \"user\"", ip)
 		}
-		if o.PoolMode == "" && o.PoolSize == 0 {
+		if o.PoolMode == "" && o.PoolSize == 0 && !d.bad[ip+".pool_mode"] && !d.bad[ip+".pool_size"] {
 			d.errorf(item, "%s: sets neither \"pool_mode\" nor \"pool_size\"", ip)
 		}
 		if _, ok := d.at[ip+".pool_size"]; ok && o.PoolSize < 1 {

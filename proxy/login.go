@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -234,6 +235,9 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	})
 	p, err := s.backendFrom(ctx, pool)
 	if err != nil {
+		// NOTE: the wait may have used up the login's deadline, which also
+		// bounds writes to the client: the refusal gets a moment of its own.
+		s.client.SetWriteDeadline(time.Now().Add(time.Second))
 		var pe *wire.Error
 		if errors.As(err, &pe) {
 			return nil, s.fail(pe)

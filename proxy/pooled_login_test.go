@@ -2,9 +2,11 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -113,4 +115,37 @@ func TestMinPoolSize(t *testing.T) {
 	}
 	defer c.Close(context.Background())
 	waitFor(t, func() bool { return backendCount(t, u.Query().Get("application_name")) == "3" }, "min_pool_size backends")
+}
+
+// TestSessionModePoolFull: in session mode pool_size caps a pool's
+// sessions; a login that finds no backend free within client_login_timeout
+// is refused with a message (57P03), not just closed.
+func TestSessionModePoolFull(t *testing.T) {
+	p, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolSession, Size: 1})
+	p.Server.Close() // restarted below with a short login timeout
+	role := pgtest.PasswordRoles()[1]
+	verifier := scalar(t, directConn(t), "SELECT rolpassword FROM pg_authid WHERE rolname = "+quote(role.User))
+	f, err := auth.ParseFile("users.txt", fmt.Appendf(nil, "%q %q\n", role.User, verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = startProxy(t, func(o *proxy.Options) {
+		o.Auth = proxy.AuthOptions{Type: auth.MethodSCRAM, File: f}
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolSession, Size: 1}
+		o.ClientLoginTimeout = time.Second
+	})
+	u, _ := url.Parse(dsn)
+	pu, _ := url.Parse(p.DSN(t, ""))
+	u.Host = pu.Host
+	ctx := context.Background()
+	first, err := pgconn.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(ctx)
+	_, err = pgconn.Connect(ctx, u.String())
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != proxy.CodeCannotConnectNow {
+		t.Fatalf("second login with the pool full: %v, want FATAL 57P03", err)
+	}
 }

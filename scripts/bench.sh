@@ -171,11 +171,14 @@ trap 'exit 143' TERM
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on, below
+# the kernel's range for outgoing connections (net.ipv4.ip_local_port_range,
+# 32768-60999 by default): a port in that range may be taken by an outgoing
+# connection between the check and the bind.
 free_port() {
 	local p i
 	for ((i = 0; i < 200; i++)); do
-		p=$((30000 + RANDOM % 20000))
+		p=$((20000 + RANDOM % 12000))
 		port_in_use "$p" || {
 			echo "$p"
 			return 0

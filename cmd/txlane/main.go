@@ -64,6 +64,9 @@ func dispatchExplain(args []string, stdout, stderr io.Writer) int {
 // dispatch runs the command named by args[0], or run when args is empty or
 // starts with a flag, and returns the exit code.
 func dispatch(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		return versionCommand(nil, stdout, stderr)
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return runCommand(args, stdout, stderr)
 	}
