@@ -36,7 +36,12 @@ func serveOn(t *testing.T, opts Options) (*Server, string) {
 // onlySession returns the dialer of the one session srv serves.
 func onlySession(t *testing.T, srv *Server) *session {
 	t.Helper()
+	// NOTE: a session is registered just after the client got its
+	// ReadyForQuery: give it a moment.
 	entries := srv.entries()
+	for deadline := time.Now().Add(2 * time.Second); len(entries) == 0 && time.Now().Before(deadline); entries = srv.entries() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if len(entries) != 1 {
 		t.Fatalf("%d sessions, want 1", len(entries))
 	}

@@ -41,6 +41,10 @@ func TestTxPoolSoak(t *testing.T) {
 	pgtest.Exec(t, "CREATE TABLE "+table+" (client int, n int); GRANT ALL ON "+table+" TO "+pgtest.AppRole)
 	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+table) })
 	u, _ := url.Parse(p.DSN(t, pgtest.AppRole))
+	app := uniqueName("soak")
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
 	dsn := u.String()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -164,7 +168,7 @@ func TestTxPoolSoak(t *testing.T) {
 		}
 	}
 	// What served them: at most pool_size backends of txlane_app.
-	if n, _ := strconv.Atoi(scalar(t, direct, "SELECT count(*) FROM pg_stat_activity WHERE usename = "+quote(pgtest.AppRole)+" AND backend_type = 'client backend'")); n > 8 {
+	if n, _ := strconv.Atoi(backendCount(t, app)); n > 8 || n == 0 {
 		t.Fatalf("%d backends served the clients, want at most pool_size 8", n)
 	}
 }
