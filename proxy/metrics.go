@@ -33,6 +33,16 @@ type Metrics struct {
 	// laneDiscards counts vector-lane connections closed because a read
 	// left their session other than txlane believes it, by reason.
 	laneDiscards *prometheus.CounterVec
+	// transactions counts transactions that ended, by lane, outcome
+	// (commit, rollback) and block (explicit, implicit): see
+	// metrics_tx.go.
+	transactions *prometheus.CounterVec
+	// errors counts the ErrorResponses servers sent to clients, by lane and
+	// SQLSTATE class; deadlocks those of SQLSTATE 40P01, by lane.
+	serverErrors *prometheus.CounterVec
+	deadlocks    *prometheus.CounterVec
+	// poolWait is how long clients waited for a backend of a pool, by lane.
+	poolWait     *prometheus.HistogramVec
 	reloads      prometheus.Counter
 	reloadErrors prometheus.Counter
 	reloadOK     prometheus.Gauge
@@ -57,7 +67,24 @@ func NewMetrics() *Metrics {
 		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "txlane_request_duration_seconds",
 			Help:    "Time from sending a request to a backend to its ReadyForQuery, by lane.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 500µs .. 16s
+			Buckets: latencyBuckets,
+		}, []string{"lane"}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_transactions_total",
+			Help: "Transactions that ended, by lane, outcome (commit, rollback; a COMMIT of a failed transaction is a rollback) and block (explicit: BEGIN ... COMMIT/ROLLBACK; implicit: a request outside a transaction block).",
+		}, []string{"lane", "outcome", "block"}),
+		serverErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_errors_total",
+			Help: "ErrorResponses the PostgreSQL servers sent to clients, by lane and SQLSTATE class (the code's first two characters; XX when the code is missing or malformed).",
+		}, []string{"lane", "class"}),
+		deadlocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_deadlocks_total",
+			Help: "ErrorResponses with SQLSTATE 40P01 (deadlock_detected) the servers sent to clients, by lane; also counted in txlane_errors_total{class=\"40\"}.",
+		}, []string{"lane"}),
+		poolWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "txlane_pool_wait_seconds",
+			Help:    "Time a client waited for a backend of its pool, by lane (vector: a read-pool connection; primary: a pooled backend, in pool_mode transaction for each transaction, and for a login txlane checked).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
 		}, []string{"lane"}),
 		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_pins_total",
@@ -89,13 +116,29 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	m.reloadOK.Set(1)
+	// NOTE: series that alerts watch for any increase exist from the start:
+	// increase() sees nothing in a series' first sample.
+	for _, lane := range []string{lanePrimary, laneVector} {
+		m.deadlocks.WithLabelValues(lane)
+		for _, outcome := range []string{outcomeCommit, outcomeRollback} {
+			for _, block := range []string{blockExplicit, blockImplicit} {
+				m.transactions.WithLabelValues(lane, outcome, block)
+			}
+		}
+	}
 	return m
 }
+
+// latencyBuckets are the bounds of txlane_request_duration_seconds: 1-2-5
+// steps from 500µs to 20s, so that thresholds such as 20 ms are bucket
+// bounds and a quantile alert at them is exact.
+var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20}
 
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.escapes, m.acquireWait, m.requestSeconds,
-		m.timeouts, m.pins, m.refusedWrites, m.laneDiscards, m.reloads, m.reloadErrors, m.reloadOK} {
+		m.timeouts, m.pins, m.refusedWrites, m.laneDiscards, m.transactions, m.serverErrors, m.deadlocks, m.poolWait,
+		m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -130,9 +173,19 @@ func (m *Metrics) ReloadCounts() (ok, failed float64) {
 	return counterValue(m.reloads), counterValue(m.reloadErrors)
 }
 
-// observeAcquire records how long a request waited for a backend of lane.
+// observeAcquire records how long a request waited for a backend of lane;
+// for the vector lane, a wait for a backend of its pool too.
 func (m *Metrics) observeAcquire(lane string, d time.Duration) {
 	m.acquireWait.WithLabelValues(lane).Observe(d.Seconds())
+	if lane == laneVector {
+		m.observePoolWait(lane, d)
+	}
+}
+
+// observePoolWait records how long a client waited for a backend of a pool
+// of lane.
+func (m *Metrics) observePoolWait(lane string, d time.Duration) {
+	m.poolWait.WithLabelValues(lane).Observe(d.Seconds())
 }
 
 // observeRequest records how long a request took on lane.

@@ -398,6 +398,7 @@ func (p *primaryConn) forward(out *clientWriter, typ wire.Backend) (fatal bool, 
 		var body []byte
 		if body, err = p.r.Body(); err == nil {
 			fatal = wire.IsFatal(body)
+			p.serverError(body)
 			wire.WriteRaw(out.w, typ, wire.WithSQLState(body))
 		}
 	default:
@@ -442,6 +443,7 @@ func (p *primaryConn) guestReply(req *request, typ wire.Backend) error {
 		return err
 	}
 	if typ == wire.ErrorResponse {
+		p.serverError(body)
 		body = wire.WithSQLState(body)
 	}
 	g.out.mu.Lock()

@@ -174,6 +174,9 @@ type request struct {
 	extended, copyIn bool
 	// sent is when the request was first sent (statement latency).
 	sent time.Time
+	// failedAt is 1 + len(replies.done) when the server's ErrorResponse came
+	// (0: none); see txEnds.
+	failedAt int
 }
 
 // TxStatus returns the client's transaction status.
@@ -202,6 +205,7 @@ func (s *session) ownerOut() *clientWriter { return &s.out }
 func (s *session) requestDone(req *request, status TxStatus, last bool) {
 	ddl := false
 	s.mu.Lock()
+	s.srv.metrics.primaryRequestDone(s.mu.tx.Status, req, status)
 	if req != nil {
 		for _, st := range req.replies.done {
 			s.mu.tx.Apply(st)

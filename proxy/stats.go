@@ -199,8 +199,12 @@ func (s *Server) Policy() PolicyInfo {
 //	txlane_clients                       client connections open (admin console included)
 //	txlane_backends{lane,state}          backend connections by lane and state (active, idle, waiting)
 //	txlane_paused                        1 while PAUSE is in force
+//	txlane_pool_*                        per pool: see poolCollector
 func (s *Server) Register(reg prometheus.Registerer) error {
 	if err := s.metrics.Register(reg); err != nil {
+		return err
+	}
+	if err := reg.Register(&poolCollector{s: s}); err != nil {
 		return err
 	}
 	return reg.Register(&stateCollector{s: s})

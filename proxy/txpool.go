@@ -34,7 +34,7 @@ func (s *session) attach() (*primaryConn, error) {
 			return nil, errPrimaryGone
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.srv.live().QueryWaitTimeout)
-		p, err := s.pool.get(ctx)
+		p, err := s.poolGet(ctx, s.pool)
 		cancel()
 		if errors.Is(err, errPoolEmpty) {
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
@@ -413,7 +413,7 @@ func (s *session) resetForPool(p *primaryConn) bool {
 // first. Its owner swallows what it says until the caller hands it on.
 func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryConn, error) {
 	for {
-		p, err := pool.get(ctx)
+		p, err := s.poolGet(ctx, pool)
 		if errors.Is(err, errPoolEmpty) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 				Message: "no server connection became free for this login",

@@ -414,6 +414,7 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			if clientErr != nil {
 				return broken, clientErr
 			}
+			s.srv.metrics.laneReadDone(failed)
 			status := s.TxStatus()
 			if failed && status == TxActive {
 				if err := s.poisonPrimary(); err != nil {
@@ -467,7 +468,8 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 				}
 				return true, s.laneLostMidway(err)
 			}
-			if code := wire.ErrorCode(body); laneRefusalCodes[code] {
+			code := wire.ErrorCode(body)
+			if laneRefusalCodes[code] {
 				ref := &laneRefusal{code: code, exec: executed}
 				if !forwarded {
 					// Nothing reached the client: the statement runs again on
@@ -480,6 +482,7 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 				// would have if it failed. Nothing was written.
 				s.laneRefused(ref, refusedError)
 			}
+			s.srv.metrics.serverError(laneVector, code)
 			failed = true
 			forwarded = true
 			s.out.mu.Lock()

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Pool gauges, read from the pools when scraped. A pool is, per lane:
+//
+//	primary  the backends clients share (pool_mode transaction, and
+//	         session-mode pools of logins txlane checks: see pool.go), per
+//	         database and user; pools of the same database and user that
+//	         differ in startup parameters are summed. Session-mode clients
+//	         with relayed logins (auth_type server) have backends of their
+//	         own, in no pool: see txlane_backends.
+//	vector   the read pool of a database; user is the read pool's login.
+//
+// Utilization is txlane_pool_backends{state="active"} divided by
+// txlane_pool_max_backends.
+var (
+	descPoolBackends = prometheus.NewDesc("txlane_pool_backends",
+		"Backends of a pool by state: active (serving a client, or being opened for one) or idle, by lane, database and user.",
+		[]string{"lane", "database", "user", "state"}, nil)
+	descPoolMax = prometheus.NewDesc("txlane_pool_max_backends",
+		"Most backends a pool may have: pool_size (primary) or read_pool.max_conns (vector), by lane, database and user.",
+		[]string{"lane", "database", "user"}, nil)
+	descPoolWaiting = prometheus.NewDesc("txlane_pool_clients_waiting",
+		"Clients waiting for a backend of a pool now, by lane, database and user.",
+		[]string{"lane", "database", "user"}, nil)
+)
+
+// poolCollector reads the pool gauges from a Server when scraped.
+type poolCollector struct{ s *Server }
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPoolBackends
+	ch <- descPoolMax
+	ch <- descPoolWaiting
+}
+
+// poolGauges is one row of the pool gauges.
+type poolGauges struct {
+	lane, database, user       string
+	active, idle, max, waiting int
+}
+
+// poolGauges returns the pools' gauges, ordered by lane, database and user.
+func (s *Server) poolGauges() []poolGauges {
+	byKey := map[[3]string]*poolGauges{}
+	row := func(lane, db, user string) *poolGauges {
+		k := [3]string{lane, db, user}
+		g := byKey[k]
+		if g == nil {
+			g = &poolGauges{lane: lane, database: db, user: user}
+			byKey[k] = g
+		}
+		return g
+	}
+	for _, p := range s.poolList() {
+		st := p.stats()
+		g := row(lanePrimary, st.Database, st.User)
+		g.active += st.SvActive
+		g.idle += st.SvIdle
+		g.waiting += st.ClWaiting
+		g.max += p.size
+	}
+	if s.lanes != nil {
+		user := ""
+		if cfg := s.lanes.opts.Config; cfg != nil {
+			user = cfg.User
+		}
+		for _, st := range s.lanes.stats() {
+			g := row(laneVector, st.Database, user)
+			g.active += st.Total - st.Idle
+			g.idle += st.Idle
+			g.waiting += st.Waiting
+			g.max += st.Max
+		}
+	}
+	out := make([]poolGauges, 0, len(byKey))
+	for _, g := range byKey {
+		out = append(out, *g)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.lane != b.lane {
+			return a.lane < b.lane
+		}
+		if a.database != b.database {
+			return a.database < b.database
+		}
+		return a.user < b.user
+	})
+	return out
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, g := range c.s.poolGauges() {
+		ch <- prometheus.MustNewConstMetric(descPoolBackends, prometheus.GaugeValue, float64(g.active), g.lane, g.database, g.user, "active")
+		ch <- prometheus.MustNewConstMetric(descPoolBackends, prometheus.GaugeValue, float64(g.idle), g.lane, g.database, g.user, "idle")
+		ch <- prometheus.MustNewConstMetric(descPoolMax, prometheus.GaugeValue, float64(g.max), g.lane, g.database, g.user)
+		ch <- prometheus.MustNewConstMetric(descPoolWaiting, prometheus.GaugeValue, float64(g.waiting), g.lane, g.database, g.user)
+	}
+}
+
+// poolGet takes a backend from pool (see serverPool.get) and records how
+// long the client waited for it (txlane_pool_wait_seconds{lane="primary"});
+// a pool with no backend at all, which fails at once, is no wait.
+func (s *session) poolGet(ctx context.Context, pool *serverPool) (*primaryConn, error) {
+	start := time.Now()
+	p, err := pool.get(ctx)
+	if !errors.Is(err, errPoolEmpty) {
+		s.srv.metrics.observePoolWait(lanePrimary, time.Since(start))
+	}
+	return p, err
+}
