@@ -5,7 +5,9 @@
 //     scripts/examples.sh installed its npm packages; it needs node and npm, and fails
 //     without them unless TXLANE_SKIP_NODE=1;
 //   - examples/go-semantic-cache (pgx + pgvector-go), built with go build;
-//   - examples/psql, the walkthrough of its README.md, statement by statement through psql.
+//   - examples/psql, the walkthrough of its README.md, statement by statement through psql;
+//   - examples/monitoring, whose alert rules and dashboard queries must name only metrics,
+//     labels and values a running txlane exposes (monitoring_test.go).
 //
 // Each example gets a database of its own (CREATE DATABASE, dropped at the end) and one
 // txlane process per policy.escape it is run with. txlane is built from ./cmd/txlane, or

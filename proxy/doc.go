@@ -42,6 +42,8 @@
 //	                 PAUSE gate, timeouts, graceful stop, live options
 //	stats.go, metrics.go
 //	                 Prometheus collectors and counters
+//	metrics_tx.go    transactions ended (txEnds) and server errors per lane
+//	metrics_pool.go  pool gauges per lane, database and user; pool waits
 //	console.go, console_login.go, peer_*.go
 //	                 the admin console's API and who may log in to it
 //	errors.go        SQLSTATEs of the public API
