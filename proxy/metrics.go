@@ -37,6 +37,9 @@ type Metrics struct {
 	// (commit, rollback) and block (explicit, implicit): see
 	// metrics_tx.go.
 	transactions *prometheus.CounterVec
+	// txCounters are transactions' series, resolved once: [lane: primary,
+	// vector][commit][explicit].
+	txCounters [2][2][2]prometheus.Counter
 	// errors counts the ErrorResponses servers sent to clients, by lane and
 	// SQLSTATE class; deadlocks those of SQLSTATE 40P01, by lane.
 	serverErrors *prometheus.CounterVec
@@ -118,11 +121,11 @@ func NewMetrics() *Metrics {
 	m.reloadOK.Set(1)
 	// NOTE: series that alerts watch for any increase exist from the start:
 	// increase() sees nothing in a series' first sample.
-	for _, lane := range []string{lanePrimary, laneVector} {
+	for i, lane := range []string{lanePrimary, laneVector} {
 		m.deadlocks.WithLabelValues(lane)
-		for _, outcome := range []string{outcomeCommit, outcomeRollback} {
-			for _, block := range []string{blockExplicit, blockImplicit} {
-				m.transactions.WithLabelValues(lane, outcome, block)
+		for j, outcome := range []string{outcomeRollback, outcomeCommit} {
+			for k, block := range []string{blockImplicit, blockExplicit} {
+				m.txCounters[i][j][k] = m.transactions.WithLabelValues(lane, outcome, block)
 			}
 		}
 	}

@@ -61,13 +61,12 @@ const codeDeadlock = "40P01"
 // txEnd is one transaction a request ended.
 type txEnd struct{ explicit, commit bool }
 
-// txEnds returns the transactions a request ended, in order. prev is the
-// transaction status before the request (0: idle), done the statements the
-// server reported complete, failedAt one more than the number of done
-// statements that completed before the server's ErrorResponse (0: none),
-// status the status of the ReadyForQuery that ended the request.
-func txEnds(prev policy.TxStatus, done []*policy.Statement, failedAt int, status TxStatus) []txEnd {
-	var ends []txEnd
+// txEnds appends to ends the transactions a request ended, in order. prev
+// is the transaction status before the request (0: idle), done the
+// statements the server reported complete, failedAt one more than the number
+// of done statements that completed before the server's ErrorResponse (0:
+// none), status the status of the ReadyForQuery that ended the request.
+func txEnds(ends []txEnd, prev policy.TxStatus, done []*policy.Statement, failedAt int, status TxStatus) []txEnd {
 	state := prev
 	if state == 0 {
 		state = policy.TxIdle
@@ -172,7 +171,8 @@ func (m *Metrics) primaryRequestDone(prev policy.TxStatus, req *request, status 
 	if req == nil || req.internal != nil {
 		return
 	}
-	for _, e := range txEnds(prev, req.replies.done, req.failedAt, status) {
+	var buf [2]txEnd
+	for _, e := range txEnds(buf[:0], prev, req.replies.done, req.failedAt, status) {
 		m.transactionEnded(lanePrimary, e)
 	}
 }
@@ -184,14 +184,18 @@ func (m *Metrics) laneReadDone(failed bool) {
 }
 
 func (m *Metrics) transactionEnded(lane string, e txEnd) {
-	outcome, block := outcomeRollback, blockImplicit
-	if e.commit {
-		outcome = outcomeCommit
+	i := 0
+	if lane == laneVector {
+		i = 1
 	}
-	if e.explicit {
-		block = blockExplicit
+	m.txCounters[i][b2i(e.commit)][b2i(e.explicit)].Inc()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
 	}
-	m.transactions.WithLabelValues(lane, outcome, block).Inc()
+	return 0
 }
 
 // serverError counts an ErrorResponse with SQLSTATE code that a server of

@@ -65,7 +65,7 @@ func TestTxEnds(t *testing.T) {
 			for _, sql := range c.done {
 				done = append(done, cl.Classify(sql))
 			}
-			if got := txEnds(c.prev, done, c.failedAt, c.status); !reflect.DeepEqual(got, c.want) {
+			if got := txEnds(nil, c.prev, done, c.failedAt, c.status); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("txEnds(%q, %q, failedAt %d, %q) = %+v, want %+v", string(rune(c.prev)), c.done, c.failedAt, string(rune(c.status)), got, c.want)
 			}
 		})
@@ -91,5 +91,31 @@ func TestSQLStateClass(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", name, c.got, c.want)
 		}
+	}
+}
+
+// BenchmarkTransactionMetrics is what counting transactions costs the relay
+// per request (primaryRequestDone), for an autocommit statement and for
+// the COMMIT of a block. Needs no PostgreSQL:
+// go test -run '^$' -bench TransactionMetrics -benchmem ./proxy
+func BenchmarkTransactionMetrics(b *testing.B) {
+	cl := router.NewClassifier(router.Config{})
+	m := NewMetrics()
+	for _, bc := range []struct {
+		name string
+		prev policy.TxStatus
+		sql  string
+	}{
+		{"autocommit", policy.TxIdle, "SELECT abalance FROM pgbench_accounts WHERE aid = $1"},
+		{"commit", policy.TxInBlock, "COMMIT"},
+	} {
+		req := &request{}
+		req.replies.done = []*policy.Statement{cl.Classify(bc.sql)}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				m.primaryRequestDone(bc.prev, req, TxIdle)
+			}
+		})
 	}
 }
