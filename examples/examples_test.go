@@ -157,15 +157,19 @@ log:
 // test failed.
 func startTxlane(t *testing.T, bin, escape string) *proxyProcess {
 	t.Helper()
+	return startTxlaneWith(t, bin, "escape: "+escape, func(addr string) string { return writeConfig(t, addr, escape) })
+}
+
+// startTxlaneWith runs bin with the configuration file config writes for a free port, and
+// waits until it accepts connections there (three attempts: the port may be taken
+// meanwhile). It is stopped at the end of the test; its output, under name, is logged when
+// the test failed.
+func startTxlaneWith(t *testing.T, bin, name string, config func(addr string) (path string)) *proxyProcess {
+	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		p := &proxyProcess{addr: addr, config: writeConfig(t, addr, escape), out: &testbin.SyncBuffer{}}
+		addr := testbin.FreeAddr(t)
+		p := &proxyProcess{addr: addr, config: config(addr), out: &testbin.SyncBuffer{}}
 		cmd := exec.Command(bin, "--config", p.config)
 		cmd.Stdout = p.out
 		cmd.Stderr = p.out
@@ -184,7 +188,7 @@ func startTxlane(t *testing.T, bin, escape string) *proxyProcess {
 					<-exited
 				}
 				if t.Failed() {
-					t.Logf("txlane (escape: %s) output:\n%s", escape, tail(p.out.String(), 60))
+					t.Logf("txlane (%s) output:\n%s", name, tail(p.out.String(), 60))
 				}
 			})
 			return p

@@ -7,13 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,8 +182,11 @@ GRANT ALL ON docs, notes TO PUBLIC`)
 	// The superuser's clients pool transactions and read on the vector lane
 	// (whose login is the superuser too); txlane_app's keep a session.
 	admin := pgtest.Config(t)
-	addr, adminAddr := testbin.FreeAddr(t), testbin.FreeAddr(t)
-	cfg := fmt.Sprintf(`listen: %s
+	var adminAddr string
+	proc := startTxlaneWith(t, bin, "monitoring", func(addr string) string {
+		adminAddr = testbin.FreeAddr(t)
+		path := filepath.Join(t.TempDir(), "txlane.yaml")
+		cfg := fmt.Sprintf(`listen: %s
 primary: %s
 pool_mode: transaction
 pool_size: 2
@@ -194,14 +196,15 @@ read_pool: {max_conns: 2}
 policy: {vector_tables: [docs]}
 admin: {listen: %s}
 `, addr, strconv.Quote(pgtest.DSN(t)), pgtest.AppRole, adminAddr)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	})
 	metricsURL := "http://" + adminAddr + "/metrics"
-	runTxlane(t, bin, cfg, addr)
 
-	through := func(user string) string {
-		return clientURL(t, strings.Split(addr, ":")[0], port(t, addr), user, "", db)
-	}
-	pooled := connectURL(t, through(admin.User))
-	session := connectURL(t, through(pgtest.AppRole))
+	pooled := connectURL(t, proc.URL(admin.User, db))
+	session := connectURL(t, proc.URL(pgtest.AppRole, db))
 	read := "SELECT id FROM docs ORDER BY embedding <-> '[1,0,0]' LIMIT 1"
 	for _, step := range []struct {
 		c    *pgconn.PgConn
@@ -243,7 +246,7 @@ admin: {listen: %s}
 			for key, text := range r.annotations {
 				for _, m := range labelRef.FindAllStringSubmatch(text, -1) {
 					if !out[m[1]] {
-						t.Errorf("alert %s: annotation %s uses $labels.%s, which its expression drops (keeps %v)", r.name, key, m[1], sortedKeys(out))
+						t.Errorf("alert %s: annotation %s uses $labels.%s, which its expression drops (keeps %v)", r.name, key, m[1], slices.Sorted(maps.Keys(out)))
 					}
 				}
 			}
@@ -358,7 +361,7 @@ func checkQuery(t *testing.T, where string, expr parser.Expr, exposed exposition
 			case !ok:
 				t.Errorf("%s: %s has no label %s", where, vs.Name, m.Name)
 			case m.Type == labels.MatchEqual && !values[m.Value]:
-				t.Errorf("%s: no series %s{%s=%q} in /metrics (values: %v)", where, vs.Name, m.Name, m.Value, sortedKeys(values))
+				t.Errorf("%s: no series %s{%s=%q} in /metrics (values: %v)", where, vs.Name, m.Name, m.Value, slices.Sorted(maps.Keys(values)))
 			}
 		}
 	}
@@ -423,15 +426,6 @@ func outputLabels(expr parser.Expr) (labels map[string]bool, ok bool) {
 		return outputLabels(e.RHS)
 	}
 	return nil, false
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // dashboardQuery is one PromQL query of the dashboard.
@@ -572,50 +566,6 @@ func loadDashboard(t *testing.T) []dashboardQuery {
 		t.Errorf("%s: only %d queries", dashboardFile, len(out))
 	}
 	return out
-}
-
-// runTxlane starts bin with the configuration cfg and waits until it
-// accepts clients on addr; it is stopped at the end of the test.
-func runTxlane(t *testing.T, bin, cfg, addr string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "txlane.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := &testbin.SyncBuffer{}
-	cmd := exec.Command(bin, "--config", path)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("txlane output:\n%s", tail(out.String(), 60))
-		}
-	})
-	if err := waitListening(addr, exited); err != nil {
-		t.Fatalf("%v\n%s", err, tail(out.String(), 30))
-	}
-}
-
-// port is the port of host:port addr.
-func port(t *testing.T, addr string) uint16 {
-	t.Helper()
-	_, p, _ := strings.Cut(addr, ":")
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uint16(n)
 }
 
 // connectURL connects to url; the connection is closed at the end of the

@@ -1,9 +1,10 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,15 +86,8 @@ func (s *Server) poolGauges() []poolGauges {
 	for _, g := range byKey {
 		out = append(out, *g)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.lane != b.lane {
-			return a.lane < b.lane
-		}
-		if a.database != b.database {
-			return a.database < b.database
-		}
-		return a.user < b.user
+	slices.SortFunc(out, func(a, b poolGauges) int {
+		return cmp.Or(cmp.Compare(a.lane, b.lane), cmp.Compare(a.database, b.database), cmp.Compare(a.user, b.user))
 	})
 	return out
 }

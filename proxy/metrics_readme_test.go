@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -49,19 +48,7 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	if err := (&Server{metrics: NewMetrics()}).Register(rec); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	i := strings.Index(readme, "| metric | type | what |")
-	if i < 0 {
-		t.Fatal("README has no table of metrics")
-	}
-	table := readme[i:]
-	if end := strings.Index(table, "\n\n"); end >= 0 {
-		table = table[:end]
-	}
+	table := readmeTable(t, "| metric | type | what |")
 	row := regexp.MustCompile("(?m)^\\| `(txlane_[a-z_]+)(?:\\{([a-z_,]*)\\})?` \\|")
 	listed := map[string]bool{}
 	for _, m := range row.FindAllStringSubmatch(table, -1) {

@@ -11,19 +11,7 @@ import (
 // TestREADMEListsEveryReason: every routing reason that labels
 // txlane_requests_total is in the README's table of reasons.
 func TestREADMEListsEveryReason(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	i := strings.Index(readme, "| reason | lane | why |")
-	if i < 0 {
-		t.Fatal("README has no table of reasons")
-	}
-	table := readme[i:]
-	if end := strings.Index(table, "\n\n"); end >= 0 {
-		table = table[:end]
-	}
+	table := readmeTable(t, "| reason | lane | why |")
 	var names []string
 	for _, r := range policy.AllReasons() {
 		names = append(names, r.String())
@@ -33,4 +21,24 @@ func TestREADMEListsEveryReason(t *testing.T) {
 			t.Errorf("reason %s is missing from the README's table of reasons", n)
 		}
 	}
+}
+
+// readmeTable returns the README's table whose header row is header, up
+// to the blank line after it.
+func readmeTable(t *testing.T, header string) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, header)
+	if i < 0 {
+		t.Fatalf("README has no table %q", header)
+	}
+	table := readme[i:]
+	if end := strings.Index(table, "\n\n"); end >= 0 {
+		table = table[:end]
+	}
+	return table
 }
