@@ -21,10 +21,11 @@ import (
 //	vector   the read pool of a database; user is the read pool's login.
 //
 // Utilization is txlane_pool_backends{state="active"} divided by
-// txlane_pool_max_backends.
+// txlane_pool_max_backends; state "used" (PgBouncer's sv_used: a backend
+// being reset) is brief and not counted as busy.
 var (
 	descPoolBackends = prometheus.NewDesc("txlane_pool_backends",
-		"Backends of a pool by state: active (serving a client, or being opened for one) or idle, by lane, database and user.",
+		"Backends of a pool by state: active (serving a client, or being opened for one), idle, or used (being reset by server_reset_query before it goes back), by lane, database and user.",
 		[]string{"lane", "database", "user", "state"}, nil)
 	descPoolMax = prometheus.NewDesc("txlane_pool_max_backends",
 		"Most backends a pool may have: pool_size (primary) or read_pool.max_conns (vector), by lane, database and user.",
@@ -45,8 +46,8 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // poolGauges is one row of the pool gauges.
 type poolGauges struct {
-	lane, database, user       string
-	active, idle, max, waiting int
+	lane, database, user             string
+	active, idle, used, max, waiting int
 }
 
 // poolGauges returns the pools' gauges, ordered by lane, database and user.
@@ -62,12 +63,16 @@ func (s *Server) poolGauges() []poolGauges {
 		return g
 	}
 	for _, p := range s.poolList() {
-		st := p.stats()
-		g := row(lanePrimary, st.Database, st.User)
-		g.active += st.SvActive
-		g.idle += st.SvIdle
-		g.waiting += st.ClWaiting
+		p.mu.Lock()
+		g := row(lanePrimary, p.key.database, p.key.user)
+		// total counts the backends serving a client, being opened for
+		// one, idle or being reset.
+		g.active += p.total - len(p.idle) - p.resetting
+		g.idle += len(p.idle)
+		g.used += p.resetting
+		g.waiting += len(p.waiters)
 		g.max += p.size
+		p.mu.Unlock()
 	}
 	if s.lanes != nil {
 		user := ""
@@ -96,6 +101,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, g := range c.s.poolGauges() {
 		ch <- prometheus.MustNewConstMetric(descPoolBackends, prometheus.GaugeValue, float64(g.active), g.lane, g.database, g.user, "active")
 		ch <- prometheus.MustNewConstMetric(descPoolBackends, prometheus.GaugeValue, float64(g.idle), g.lane, g.database, g.user, "idle")
+		ch <- prometheus.MustNewConstMetric(descPoolBackends, prometheus.GaugeValue, float64(g.used), g.lane, g.database, g.user, "used")
 		ch <- prometheus.MustNewConstMetric(descPoolMax, prometheus.GaugeValue, float64(g.max), g.lane, g.database, g.user)
 		ch <- prometheus.MustNewConstMetric(descPoolWaiting, prometheus.GaugeValue, float64(g.waiting), g.lane, g.database, g.user)
 	}
