@@ -243,6 +243,7 @@ func TestPoolMetrics(t *testing.T) {
 		pool("txlane_pool_max_backends", "primary"):                                                     1,
 		pool("txlane_pool_backends", "primary", "active"):                                               0,
 		pool("txlane_pool_backends", "primary", "idle"):                                                 1,
+		pool("txlane_pool_backends", "primary", "used"):                                                 0,
 		pool("txlane_pool_clients_waiting", "primary"):                                                  0,
 		pool("txlane_pool_max_backends", "vector"):                                                      4,
 		pool("txlane_pool_backends", "vector", "active"):                                                0,
