@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — txlane against PostgreSQL direct and PgBouncer, measured with pgbench.
 #
-# Usage: bash scripts/bench.sh [SCENARIO...]        (default: select mixed storm)
+# Usage: bash scripts/bench.sh [SCENARIO...]        (default: select mixed churn storm)
 #
 # Builds bin/txlane, starts a throwaway PostgreSQL with pgvector (scripts/pg.sh), PgBouncer from
 # the distribution's package and txlane with its default configuration, all on 127.0.0.1, and
@@ -17,6 +17,10 @@
 #           sqlcommenter traceparent comment fresh per transaction, as OpenTelemetry writes
 #           them; with -M extended and prepared it carries none (pgbench would turn the
 #           comment's variables into parameters the server cannot type).
+#   churn   pgbench -S -C (a new connection per transaction, as serverless functions and PHP
+#           do), BENCH_CHURN_CLIENTS clients, -M simple: what a login costs. PgBouncer and txlane
+#           both check logins themselves here (auth_type trust, an auth file naming postgres), so
+#           that a login can be served from a pooled backend.
 #   storm   the vector lane's purpose: pgbench's TPC-B-like OLTP script at a fixed rate
 #           (BENCH_STORM_RATE transactions/s over BENCH_STORM_OLTP_CLIENTS clients), alone and
 #           then beside a storm of exact nearest-neighbour queries on bench_docs from
@@ -42,7 +46,8 @@
 #   BENCH_THREADS [2]           pgbench -j (at most the client count)
 #   BENCH_SCALE [10]            pgbench -i -s
 #   BENCH_TX_POOL_SIZE [20]     server connections per pool in transaction mode (PgBouncer's
-#                               default_pool_size; txlane's too if it accepts the key)
+#                               default_pool_size, txlane's pool_size)
+#   BENCH_CHURN_CLIENTS [4]     clients of the churn scenario
 #   BENCH_ITEMS [2000]          rows of bench_items (vector(32), mixed)
 #   BENCH_STORM_SECONDS [2 x BENCH_SECONDS], BENCH_STORM_RATE [100], BENCH_STORM_OLTP_CLIENTS [4],
 #   BENCH_STORM_CLIENTS [16], BENCH_STORM_LANE_CONNS [2], BENCH_STORM_ROWS [20000]
@@ -64,6 +69,7 @@ QUERY_MODES=${BENCH_QUERY_MODES:-simple extended prepared}
 THREADS=${BENCH_THREADS:-2}
 SCALE=${BENCH_SCALE:-10}
 TX_POOL_SIZE=${BENCH_TX_POOL_SIZE:-20}
+CHURN_CLIENTS=${BENCH_CHURN_CLIENTS:-4}
 ITEMS=${BENCH_ITEMS:-2000}
 STORM_SECS=${BENCH_STORM_SECONDS:-$((2 * SECS))}
 STORM_RATE=${BENCH_STORM_RATE:-100}
@@ -72,7 +78,7 @@ STORM_CLIENTS=${BENCH_STORM_CLIENTS:-16}
 STORM_LANE_CONNS=${BENCH_STORM_LANE_CONNS:-2}
 STORM_ROWS=${BENCH_STORM_ROWS:-20000}
 KEEP=${BENCH_KEEP:-0}
-SCENARIOS=${*:-select mixed storm}
+SCENARIOS=${*:-select mixed churn storm}
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
 die() {
@@ -87,7 +93,7 @@ done
 for c in $CLIENTS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "BENCH_CLIENTS: '$c' is not a client count"; done
 for m in $POOL_MODES; do [[ $m == session || $m == transaction ]] || die "BENCH_POOL_MODES: unknown mode '$m'"; done
 for m in $QUERY_MODES; do [[ $m =~ ^(simple|extended|prepared)$ ]] || die "BENCH_QUERY_MODES: unknown mode '$m'"; done
-for s in $SCENARIOS; do [[ $s =~ ^(select|mixed|storm)$ ]] || die "unknown scenario '$s' (select, mixed, storm)"; done
+for s in $SCENARIOS; do [[ $s =~ ^(select|mixed|churn|storm)$ ]] || die "unknown scenario '$s' (select, mixed, churn, storm)"; done
 
 as_root() {
 	if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else die "root is needed to run: $*"; fi
@@ -283,8 +289,15 @@ start_txlane() {
 	}
 }
 
-log "starting txlane (default configuration)"
-start_txlane txlane-session ""
+# Both txlane instances check logins themselves, as PgBouncer does here (auth_type trust): a login
+# can then be served from a pooled backend. The session-mode pool is as large as PgBouncer's.
+printf '"postgres" "unused: auth_type trust"\n' >"$work/txlane-users.txt"
+tx_auth="auth_type: trust
+auth_file: $work/txlane-users.txt
+"
+log "starting txlane (session mode, auth_type trust)"
+start_txlane txlane-session "${tx_auth}pool_size: $((max_clients + 10))
+"
 tx_port=$started_port tx_pid=$started_pid
 
 # txlane's transaction pool mode, when this build has it (PgBouncer's key names): its pool as
@@ -296,15 +309,15 @@ probe() {
 	bin/txlane check --config "$work/probe.yaml" >/dev/null 2>&1
 }
 if [[ " $POOL_MODES " == *" transaction "* ]]; then
-	for c in $'pool_mode: transaction\ndefault_pool_size: '"$TX_POOL_SIZE"$'\n' $'pool_mode: transaction\n'; do
+	for c in $'pool_mode: transaction\npool_size: '"$TX_POOL_SIZE"$'\n' $'pool_mode: transaction\n'; do
 		if probe "$c"; then
 			txt_conf=$c
 			break
 		fi
 	done
 	if [[ -n $txt_conf ]]; then
-		log "starting txlane (pool_mode: transaction)"
-		start_txlane txlane-transaction "$txt_conf"
+		log "starting txlane (pool_mode: transaction, auth_type trust)"
+		start_txlane txlane-transaction "$tx_auth$txt_conf"
 		txt_port=$started_port txt_pid=$started_pid
 	else
 		log "txlane check refuses pool_mode: transaction: its transaction-mode rows are n/a"
@@ -412,14 +425,17 @@ target_conn() {
 # throughput SCENARIO runs the select or mixed scenario over every mode and client count.
 throughput() {
 	local scen=$1 qmode clients pmode target pid conn args na direct_tps pgb_tps n=0
+	local qmodes=$QUERY_MODES clist=$CLIENTS
+	if [[ $scen == churn ]]; then qmodes=simple clist=$CHURN_CLIENTS; fi
 	echo
 	echo "== $scen: $SECS s per point"
 	header
-	for qmode in $QUERY_MODES; do
-		for clients in $CLIENTS; do
+	for qmode in $qmodes; do
+		for clients in $clist; do
 			args=(-M "$qmode" -c "$clients" -j "$((clients < THREADS ? clients : THREADS))" -T "$SECS")
 			case $scen in
 			select) args+=(-S) ;;
+			churn) args+=(-S -C) ;;
 			mixed)
 				if [[ $qmode == simple ]]; then args+=(-f "$work/mixed-traceparent.sql"); else args+=(-f "$work/mixed.sql"); fi
 				;;
@@ -495,7 +511,7 @@ query_wait_timeout: 10m
 echo "$(bin/txlane version 2>/dev/null | head -n 1) | PgBouncer $pgb_version | $(psql_direct -At -c 'SHOW server_version') | $(nproc) CPUs | $(date -u +%FT%TZ)"
 for s in $SCENARIOS; do
 	case $s in
-	select | mixed) throughput "$s" ;;
+	select | mixed | churn) throughput "$s" ;;
 	storm) storm ;;
 	esac
 done
