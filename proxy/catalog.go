@@ -72,7 +72,20 @@ func (s *Server) routingFor(database string) *routing {
 		}
 	} else if time.Since(time.Unix(0, last)) > live.DiscoverInterval && dr.refreshMu.TryLock() {
 		dr.refreshMu.Unlock()
-		go s.refreshRouting(database, dr)
+		// NOTE: counted in s.wg, so that Close waits for it (and nothing
+		// of it runs, or logs, after Close returns).
+		s.mu.Lock()
+		closed := s.mu.closed
+		if !closed {
+			s.wg.Add(1)
+		}
+		s.mu.Unlock()
+		if !closed {
+			go func() {
+				defer s.wg.Done()
+				s.refreshRouting(database, dr)
+			}()
+		}
 	}
 	return dr.cur.Load()
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/txlane/txlane/internal/difftest"
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/auth"
 )
 
 // TestDifferential runs every scenario in testdata/scenarios directly against PostgreSQL
@@ -39,12 +40,21 @@ func TestDifferentialVectorLane(t *testing.T) {
 }
 
 // TestDifferentialTransactionMode runs the same scenarios through txlane in
-// pool_mode transaction, several scenarios sharing two backends, with the
+// pool_mode transaction, several scenarios sharing six backends, with the
 // vector lane on: every client must still see what PostgreSQL itself
-// answers.
+// answers. txlane checks the logins itself (auth_type trust), so that the
+// pool can replace the backends scenarios end (a relayed login's pool only
+// grows through logins).
 func TestDifferentialTransactionMode(t *testing.T) {
+	f, err := auth.ParseFile("users.txt", []byte(`"postgres" "unused: the server trusts this role"`+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := startProxy(t, func(o *proxy.Options) {
-		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2}
+		o.Auth = proxy.AuthOptions{Type: auth.MethodTrust, File: f}
+		// NOTE: scenarios that pin a backend (LISTEN, temporary tables) hold
+		// it for seconds: six backends for the eight scenarios at a time.
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 6}
 		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 4, AcquireTimeout: 2 * time.Second}
 		o.Discover = true
 		o.DiscoverInterval = 50 * time.Millisecond
