@@ -336,6 +336,88 @@ func TestPrismaDrizzle(t *testing.T) {
 	}
 }
 
+// TestPrismaDrizzleBackends runs the Prisma + Drizzle example (two pools of
+// five connections each) in both pool modes and reports the most backends
+// its two pools used at once on the server; in transaction mode with
+// pool_size 2 (a pool per application_name: prisma and drizzle) at most four.
+func TestPrismaDrizzleBackends(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("TXLANE_SKIP_NODE") == "1" {
+		t.Skip("TXLANE_SKIP_NODE=1")
+	}
+	install := exec.Command("bash", "scripts/examples.sh")
+	install.Dir = testbin.Root(t)
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("bash scripts/examples.sh: %v\n%s", err, out)
+	}
+	direct, db := database(t, "prisma_drizzle_pool")
+	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "setup.sql"))
+	bin := testbin.Txlane(t)
+	user := pgtest.Config(t).User
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			p := startTxlaneWith(t, bin, "pool_mode "+mode, func(addr string) string {
+				path := writeConfig(t, addr, "reject")
+				f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// txlane checks the logins (trust: the test cluster trusts its
+				// user), so that a login takes no backend of its own.
+				users := filepath.Join(t.TempDir(), "users.txt")
+				if err := os.WriteFile(users, []byte(strconv.Quote(user)+` "unused"`+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				// In session mode pool_size caps a pool's sessions: the
+				// example's five per pool must fit.
+				size := 2
+				if mode == "session" {
+					size = 10
+				}
+				fmt.Fprintf(f, "pool_mode: %s\npool_size: %d\nauth_type: trust\nauth_file: %s\n", mode, size, users)
+				f.Close()
+				return path
+			})
+			// Sample the server's backends of the two pools while the app runs.
+			stop := make(chan struct{})
+			peak := make(chan int, 1)
+			go func() {
+				ctx := context.Background()
+				conn, err := pgconn.ConnectConfig(ctx, pgtest.Config(t))
+				if err != nil {
+					peak <- -1
+					return
+				}
+				defer conn.Close(ctx)
+				most := 0
+				for {
+					select {
+					case <-stop:
+						peak <- most
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					rs, err := conn.Exec(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = '"+db+"' AND application_name IN ('prisma', 'drizzle')").ReadAll()
+					if err == nil {
+						n, _ := strconv.Atoi(string(rs[0].Rows[0][0]))
+						most = max(most, n)
+					}
+				}
+			}()
+			cmd := exec.Command("node", "main.mjs")
+			cmd.Dir = filepath.Join(testbin.Root(t), "examples", "prisma-drizzle")
+			cmd.Env = append(os.Environ(), "DATABASE_URL="+p.URL(user, db), "TXLANE_ESCAPE=reject", "SCENARIO_TIMEOUT_MS=30000")
+			runApp(t, "reject", cmd)
+			close(stop)
+			most := <-peak
+			t.Logf("pool_mode %s: at most %d backends served the two pools of five", mode, most)
+			if mode == "transaction" && (most < 1 || most > 4) {
+				t.Fatalf("%d backends at once in transaction mode, want 1 to 4 (pool_size 2 per pool)", most)
+			}
+		})
+	}
+}
+
 func TestGoSemanticCache(t *testing.T) {
 	t.Parallel()
 	direct, db := database(t, "go_semantic_cache")

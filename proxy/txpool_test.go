@@ -450,3 +450,34 @@ func TestTxPoolBackendTerminatedWhileIdle(t *testing.T) {
 		t.Fatalf("b: %s", got)
 	}
 }
+
+// TestTxPoolUnitsOfWork: in transaction mode a unit is held by the
+// holder's transaction on the backend it runs on, from the request that
+// begins it (taken while the client held no backend): an escaping write is
+// rejected, or rerouted into that transaction and gone with its rollback.
+func TestTxPoolUnitsOfWork(t *testing.T) {
+	for _, escape := range []string{"reject", "reroute"} {
+		t.Run(escape, func(t *testing.T) {
+			bed := startUnitProxy(t, escape, func(o *proxy.Options) {
+				o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2}
+			})
+			holder, other := bed.connect(t), bed.connect(t)
+			exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+			err := execErr(other, bed.insert("u1", "other"))
+			if escape == "reject" {
+				wantCode(t, err, proxy.CodeEscapedWrite)
+			} else if err != nil {
+				t.Fatalf("rerouted write: %v", err)
+			}
+			exec(t, holder, "ROLLBACK")
+			if got := bed.count(t, "true"); got != "0" {
+				t.Fatalf("%s rows after the holder rolled back", got)
+			}
+			// The unit is free: the write runs on its own now.
+			exec(t, other, bed.insert("u1", "other"))
+			if got := bed.count(t, "who = 'other'"); got != "1" {
+				t.Fatalf("%s rows of the free write", got)
+			}
+		})
+	}
+}

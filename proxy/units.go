@@ -82,7 +82,7 @@ func (s *Server) Units() []UnitHolder {
 
 func (h *unitHold) describe() UnitHolder {
 	d := h.who
-	d.Failed = h.primary.TxStatus() == TxFailed
+	d.Failed = h.primary != nil && h.primary.TxStatus() == TxFailed
 	return d
 }
 
@@ -253,6 +253,17 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	// elsewhere cannot commit while this one may still roll back. A single
 	// autocommit statement commits or fails alone: it holds nothing.
 	if !idle || begins || pl.statements() > 1 && !pl.sentEarly {
+		if s.pc.Load() == nil {
+			// Transaction mode, between transactions: the hold is the
+			// transaction's on the backend it runs on, which is taken now
+			// (a rerouted write needs it; idle keeps it while units are
+			// held).
+			p, err := s.attach()
+			if err != nil {
+				return false, nil, err
+			}
+			p.release()
+		}
 		for _, u := range units {
 			s.srv.units.hold(u, s)
 		}
@@ -387,6 +398,9 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	stmts := pl.stmts(0)
 	host := h.primary
 	desc := h.describe()
+	if host == nil {
+		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
+	}
 	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
 	defer deadline.Stop()
 
