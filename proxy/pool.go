@@ -413,7 +413,7 @@ var discardOut = &clientWriter{w: bufio.NewWriter(io.Discard)}
 func (o *idleOwner) ownerOut() *clientWriter              { return discardOut }
 func (o *idleOwner) requestDone(*request, TxStatus, bool) {}
 func (o *idleOwner) parameterChanged()                    {}
-func (o *idleOwner) guestArriving()                       {}
+func (o *idleOwner) guestArriving(*request)               {}
 func (o *idleOwner) idle(*primaryConn)                    {}
 func (o *idleOwner) primaryLost(err error, _ bool) error {
 	o.c.conn.Close()

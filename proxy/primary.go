@@ -90,9 +90,9 @@ type primaryOwner interface {
 	requestDone(req *request, status TxStatus, last bool)
 	// parameterChanged says the server reported a ParameterStatus.
 	parameterChanged()
-	// guestArriving says a request of another session is about to run in
-	// the owner's server session (and may change its settings).
-	guestArriving()
+	// guestArriving says req, a request of another session, is about to
+	// run in the owner's server session (and may change its settings).
+	guestArriving(req *request)
 	// idle says the connection is idle outside a transaction block with
 	// nothing in flight (after the ReadyForQuery went to the client).
 	idle(p *primaryConn)
@@ -625,7 +625,7 @@ func (p *primaryConn) runWhenIdle(timeout <-chan time.Time, still func() bool, r
 	bw := bufio.NewWriter(&buf)
 	build(bw, &p.held)
 	bw.Flush()
-	p.owner().guestArriving()
+	p.owner().guestArriving(req)
 	p.push(req)
 	p.w.Write(buf.Bytes())
 	err := p.w.Flush()

@@ -232,7 +232,12 @@ func (s *session) parameterChanged() { s.snapDirty.Store(true) }
 
 // guestArriving marks the snapshot stale: a rerouted write may change the
 // session's settings or temporary relations (primaryOwner).
-func (s *session) guestArriving() { s.snapDirty.Store(true) }
+func (s *session) guestArriving(req *request) {
+	s.snapDirty.Store(true)
+	for _, st := range req.stmts {
+		s.notePin(st)
+	}
+}
 
 // dropStmt forgets the client's statement name, on the client's side and on
 // its primary's.
@@ -813,24 +818,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 // noteEffects records what statement st, sent to the primary, may do to the
 // state txlane mirrors.
 func (s *session) noteEffects(st *policy.Statement) {
-	if s.txMode && mayPin(st) {
-		eachPart(st, func(p *policy.Statement) {
-			switch {
-			case p.Command == "LOAD":
-				s.loaded.Store(true)
-			case p.Discard == policy.DiscardAll || p.Class == policy.Session && slices.ContainsFunc(p.Settings, func(x policy.Setting) bool { return x.ResetAll }):
-				// Every custom setting is gone.
-				s.hiddenCustoms.Store(false)
-			case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
-				p.Flags&policy.FlagSQLPrepare == 0:
-				// A function, DO or CALL may have set a custom setting by
-				// a name txlane does not see (pg_settings does not list
-				// them): the client keeps its backend (pin "set_config").
-				s.hiddenCustoms.Store(true)
-			}
-		})
-		s.dirtyGen.Add(1)
-	}
+	s.notePin(st)
 	switch {
 	case st.Class == policy.Session, st.Class == policy.TxControl, st.Class == policy.Unknown,
 		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -95,6 +96,11 @@ func (s *session) moveState(p *primaryConn) error {
 // settings are have into one whose settings are want ("" when they are
 // equal). session_authorization goes first and role second: each resets
 // what follows it.
+//
+// NOTE: setting or resetting session_authorization also sets the role back
+// to none (PostgreSQL's SetSessionAuthorization; current_setting('role')
+// then reads none), so when session_authorization changes, a role the client
+// has is set again even if the backend had the same one.
 func stateDiffSQL(have, want *sessionSettings) string {
 	var resets, sets, prepares []string
 	for _, name := range orderedSettings(have) {
@@ -115,9 +121,12 @@ func stateDiffSQL(have, want *sessionSettings) string {
 			prepares = append(prepares, text)
 		}
 	}
+	ha, hok := have.get("session_authorization")
+	wa, wok := want.get("session_authorization")
+	authChanged := hok != wok || ha != wa
 	for _, name := range orderedSettings(want) {
 		v, _ := want.get(name)
-		if hv, ok := have.get(name); ok && hv == v {
+		if hv, ok := have.get(name); ok && hv == v && !(authChanged && name == "role") {
 			continue
 		}
 		sets = append(sets, "pg_catalog.set_config("+quoteLiteral(name)+", "+quoteLiteral(v)+", false)")
@@ -244,6 +253,36 @@ func parseSessionSettings(prepared, pairs, role, auth, customs []byte, login str
 // errUnmovablePrepare: a SQL-level prepared statement whose PREPARE txlane
 // cannot find in the query string the server reports for it.
 var errUnmovablePrepare = errors.New("a prepared statement's PREPARE could not be recovered")
+
+// holderBackend returns the backend the transaction holding u (hold h)
+// runs on: the holder's primary connection. In transaction mode a client
+// takes a unit at the check that precedes its request, before the request
+// takes a backend, so the holder may have none yet (or be about to take
+// another than the one it had): this waits, polling, until it has one,
+// the hold is gone (errGuestNotWelcome) or timeout fires (errGuestWaited).
+func (r *unitRegistry) holderBackend(u string, h *unitHold, timeout <-chan time.Time) (*primaryConn, error) {
+	for {
+		if r.holderOf(u) != h {
+			return nil, errGuestNotWelcome
+		}
+		if p := h.sess.pc.Load(); p != nil {
+			return p, nil
+		}
+		select {
+		case <-timeout:
+			return nil, errGuestWaited
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// holdsOn reports whether hold h still holds u and its holder's backend is
+// p. Asked with p's wsem held (runWhenIdle), the answer stays true until
+// wsem is released: a client takes and gives back a backend holding its
+// wsem (attach, detach), and keeps it while it holds a unit.
+func (r *unitRegistry) holdsOn(u string, h *unitHold, p *primaryConn) bool {
+	return r.holderOf(u) == h && h.sess.pc.Load() == p
+}
 
 // query runs sql on the client's primary connection as txlane's own query
 // (see primaryConn.query).
@@ -438,6 +477,35 @@ func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryCo
 	}
 }
 
+// notePin records what st, sent to the client's backend (by the client, or
+// by another client's write rerouted into its transaction), may leave in
+// the server session that a pool must not move (transaction mode; see
+// mayPin). Safe to call from any goroutine.
+func (s *session) notePin(st *policy.Statement) {
+	if !s.txMode || !mayPin(st) {
+		return
+	}
+	eachPart(st, func(p *policy.Statement) {
+		switch {
+		case p.Command == "LOAD":
+			s.loaded.Store(true)
+		case p.Discard == policy.DiscardAll || p.Class == policy.Session && slices.ContainsFunc(p.Settings, func(x policy.Setting) bool { return x.ResetAll }):
+			// Every custom setting is gone.
+			s.hiddenCustoms.Store(false)
+		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
+			p.Flags&policy.FlagSQLPrepare == 0,
+			len(p.Hidden) > 0 || p.Flags&(policy.FlagReachesUnknown|policy.FlagReadsUnknown) != 0:
+			// A function, DO or CALL, or code the text hides (a trigger,
+			// a rule, a default, a function behind a view), may have set
+			// a custom setting by a name txlane does not see (pg_settings
+			// does not list them): the client keeps its backend (pin
+			// "set_config").
+			s.hiddenCustoms.Store(true)
+		}
+	})
+	s.dirtyGen.Add(1)
+}
+
 // mayPin reports whether st may leave state in the server session that
 // another backend would not have: temporary relations, session advisory
 // locks, LISTEN, cursors WITH HOLD, SQL-level prepared statements, session
@@ -471,7 +539,13 @@ func mayPin(st *policy.Statement) bool {
 // pinCheckSQL asks the server what in the session would not follow the
 // client to another backend (one boolean per reason in pinReasons' order),
 // and the session's settings (see parseSessionSettings).
-const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()), ` +
+//
+// NOTE: temporary objects are read from pg_depend, where every object made
+// in the session's temporary schema records its dependency on that schema:
+// functions, types, operators, collations, text search configurations… as
+// well as relations (pg_class alone misses all but relations).
+const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND (EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) ` +
+	`OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid = pg_catalog.pg_my_temp_schema())), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +

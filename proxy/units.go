@@ -47,11 +47,11 @@ type unitRegistry struct {
 type unitHold struct {
 	unit string
 	sess *session // the holder, as an identity only
-	// who describes the holder as it was when it took the unit; primary is
-	// the connection its transaction runs on (rerouted writes go there).
-	who     UnitHolder
-	primary *primaryConn
-	since   time.Time
+	// who describes the holder as it was when it took the unit. The
+	// connection its transaction runs on (rerouted writes go there) is the
+	// holder's primary connection of the moment (see holderBackend).
+	who   UnitHolder
+	since time.Time
 	// rerouted lists tables written by writes rerouted into the holder's
 	// transaction (reroutedUnknown: some write named none); guarded by the
 	// registry's mu.
@@ -82,7 +82,7 @@ func (s *Server) Units() []UnitHolder {
 
 func (h *unitHold) describe() UnitHolder {
 	d := h.who
-	d.Failed = h.primary != nil && h.primary.TxStatus() == TxFailed
+	d.Failed = h.sess.TxStatus() == TxFailed
 	return d
 }
 
@@ -122,7 +122,7 @@ func (r *unitRegistry) hold(u string, s *session) *unitHold {
 		return h
 	}
 	now := time.Now()
-	h := &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), primary: s.pc.Load(), since: now}
+	h := &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), since: now}
 	r.holders[u] = h
 	s.unitsHeld.Add(1)
 	return h
@@ -396,20 +396,19 @@ func rerouteGoneError(u string, h UnitHolder, why string) *wire.Error {
 func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	pl := &s.plans.cur
 	stmts := pl.stmts(0)
-	host := h.primary
 	desc := h.describe()
-	if host == nil {
-		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
-	}
 	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
 	defer deadline.Stop()
 
 	req := &request{stmts: stmts, extended: b.sql == "",
 		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{})}}
-	still := func() bool { return s.srv.units.holderOf(u) == h }
-	err := host.runWhenIdle(deadline.C, still, req, func(w *bufio.Writer, held *heldStmts) {
-		s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies)
-	})
+	host, err := s.srv.units.holderBackend(u, h, deadline.C)
+	if err == nil {
+		still := func() bool { return s.srv.units.holdsOn(u, h, host) }
+		err = host.runWhenIdle(deadline.C, still, req, func(w *bufio.Writer, held *heldStmts) {
+			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies)
+		})
+	}
 	switch {
 	case errors.Is(err, errGuestWaited):
 		return s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
