@@ -40,7 +40,8 @@ type PoolOptions struct {
 	Size int
 	// ServerIdleTimeout (server_idle_timeout, default 10m) closes a backend
 	// idle in the pool this long; ServerLifetime (server_lifetime, default
-	// 1h) closes one this old when it is next idle in the pool.
+	// 1h) closes one this old when it is next idle in the pool. Both close
+	// only backends beyond the number of the pool's clients.
 	ServerIdleTimeout time.Duration
 	ServerLifetime    time.Duration
 	// MinSize is min_pool_size: a pool that can open backends by itself
@@ -145,6 +146,13 @@ type serverPool struct {
 	// resetting counts backends running server_reset_query (SHOW POOLS
 	// sv_used).
 	resetting int
+	// clients counts the clients of the pool (join to leave).
+	// NOTE: a pool that cannot open a backend (dial unset: its backends
+	// come from relayed logins) closes an idle or old one only while it
+	// keeps as many as it has clients: closing one the clients may need
+	// would leave them waiting, and closing the last one would end them all
+	// (errPoolEmpty).
+	clients int
 	// stats (guarded by mu)
 	waitTotal time.Duration
 }
@@ -232,6 +240,24 @@ func (p *serverPool) adopt(c *primaryConn) bool {
 	return true
 }
 
+// join counts a client of the pool; leave stops counting it.
+func (p *serverPool) join() {
+	p.mu.Lock()
+	p.clients++
+	p.mu.Unlock()
+}
+
+func (p *serverPool) leave() {
+	p.mu.Lock()
+	p.clients--
+	p.mu.Unlock()
+}
+
+// spareLocked reports whether the pool may close one of its backends that
+// is idle and old: one that can open backends may; one that cannot keeps at
+// least as many as it has clients. p.mu must be held.
+func (p *serverPool) spareLocked() bool { return p.dial != nil || p.total > p.clients }
+
 // get returns a backend idle in the pool, waiting until ctx is done for one
 // to be released. The backend's owner is the pool's until the caller sets
 // its own.
@@ -306,7 +332,7 @@ func (p *serverPool) setDial(dial func(context.Context) (*primaryConn, error)) {
 func (p *serverPool) put(c *primaryConn) {
 	c.setOwner(&idleOwner{c: c})
 	p.mu.Lock()
-	if !c.usable() || time.Since(c.pooled.created) > p.opts().ServerLifetime {
+	if !c.usable() || time.Since(c.pooled.created) > p.opts().ServerLifetime && p.spareLocked() {
 		p.leaveLocked(c)
 		p.mu.Unlock()
 		c.conn.Close()
@@ -344,12 +370,13 @@ func (p *serverPool) reap(now time.Time) {
 	var closing []*primaryConn
 	p.idle = slices.DeleteFunc(p.idle, func(c *primaryConn) bool {
 		old := now.Sub(c.pooled.idleSince) > o.ServerIdleTimeout || now.Sub(c.pooled.created) > o.ServerLifetime
-		if old {
-			c.pooled.inPool = false
-			p.leaveLocked(c)
-			closing = append(closing, c)
+		if !old || !p.spareLocked() {
+			return false
 		}
-		return old
+		c.pooled.inPool = false
+		p.leaveLocked(c)
+		closing = append(closing, c)
+		return true
 	})
 	p.mu.Unlock()
 	for _, c := range closing {

@@ -380,7 +380,8 @@ func (s *session) serve() {
 			s.pool = s.srv.poolFor(s.startup.Parameters)
 			s.pool.adopt(p)
 		}
-		s.idle(p) // the login's backend is free until the first request
+		s.pool.join() // leavePrimary leaves
+		s.idle(p)     // the login's backend is free until the first request
 	}
 
 	err := s.clientLoop()

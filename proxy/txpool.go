@@ -368,6 +368,9 @@ func (s *session) detach(p *primaryConn) {
 // (server_reset_query) and then goes back; any other is closed, its running
 // statement cancelled first so that its locks go now.
 func (s *session) leavePrimary(err error) {
+	if s.txMode && s.pool != nil {
+		s.pool.leave()
+	}
 	p := s.pc.Load()
 	if p == nil {
 		return

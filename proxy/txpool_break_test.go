@@ -263,3 +263,52 @@ func TestTxPoolBreakHiddenCustomSetting(t *testing.T) {
 		})
 	}
 }
+
+// server_idle_timeout and server_lifetime close idle backends; txlane cannot
+// open new ones (a login makes each), so closing them all leaves the
+// clients still connected with no backend at all.
+func TestTxPoolBreakReapLeavesClientsWithoutBackend(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts proxy.PoolOptions
+	}{
+		{"server_idle_timeout", proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2, ServerIdleTimeout: 100 * time.Millisecond}},
+		{"server_lifetime", proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2, ServerLifetime: 100 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, func(o *proxy.Options) { o.Pool = tc.opts })
+			a, b := p.connect(t), p.connect(t)
+			exec(t, a, "SELECT 1")
+			exec(t, b, "SELECT 1")
+			time.Sleep(2500 * time.Millisecond) // the reaper runs once a second
+			for _, c := range []*pgconn.PgConn{a, b} {
+				if err := execErr(c, "SELECT 1"); err != nil {
+					t.Fatalf("a connected client after %s: %v", tc.name, err)
+				}
+			}
+		})
+	}
+	// Backends beyond the clients' number still close.
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 3, ServerIdleTimeout: 100 * time.Millisecond}
+	})
+	app := uniqueName("brk_reap")
+	var conns []*pgconn.PgConn
+	for i := 0; i < 3; i++ {
+		c, err := pgconn.Connect(context.Background(), p.DSN(t, "")+"&application_name="+app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	if got := backendCount(t, app); got != "3" {
+		t.Fatalf("%s backends for 3 logins", got)
+	}
+	conns[1].Close(context.Background())
+	conns[2].Close(context.Background())
+	waitFor(t, func() bool { return backendCount(t, app) == "1" }, "idle backends beyond the one client to close")
+	if err := execErr(conns[0], "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	conns[0].Close(context.Background())
+}
