@@ -348,9 +348,14 @@ func (s *session) detach(p *primaryConn) {
 	// the postmaster's child has signalled the backend; a signal that finds
 	// the backend idle is discarded (PostgreSQL ignores a cancel while it
 	// reads a command). So a cancel of this client never reaches the next.
+	// The client may have taken another backend meanwhile (pc is nil from
+	// the swap above, and a cancel being forwarded holds cancelMu): its
+	// cancel target is then that backend's, not to be cleared.
 	s.cancelMu.Lock()
 	s.mu.Lock()
-	s.mu.running = nil
+	if s.mu.running == &p.target {
+		s.mu.running = nil
+	}
 	s.mu.Unlock()
 	s.cancelMu.Unlock()
 	p.setOwner(&idleOwner{c: p})
