@@ -370,8 +370,11 @@ func (s *session) detach(p *primaryConn) {
 // leavePrimary ends the client's use of its primary connection when the
 // client leaves: a backend idle outside a transaction with nothing pinning
 // it goes back to the pool (transaction mode), or in session mode is reset
-// (server_reset_query) and then goes back; any other is closed, its running
-// statement cancelled first so that its locks go now.
+// (server_reset_query) and then goes back. In transaction mode so does one
+// with nothing in flight once ROLLBACK and DISCARD ALL have made it a fresh
+// session again (resetLeft: the pool may not be able to open a backend to
+// replace it). Any other is closed, its running statement cancelled first so
+// that its locks go now.
 func (s *session) leavePrimary(err error) {
 	if s.txMode && s.pool != nil {
 		s.pool.leave()
@@ -388,7 +391,8 @@ func (s *session) leavePrimary(err error) {
 		select {
 		case p.wsem <- struct{}{}:
 			r := s.pin.Load()
-			if p.usable() && p.inFlight() == 0 && p.TxStatus() == TxIdle && s.dirtyGen.Load() == s.cleanGen.Load() && (r == nil || *r == "") {
+			clean := p.TxStatus() == TxIdle && s.dirtyGen.Load() == s.cleanGen.Load() && (r == nil || *r == "")
+			if p.usable() && p.inFlight() == 0 && (clean || s.resetLeft(p)) {
 				s.detach(p)
 				return
 			}
@@ -483,6 +487,31 @@ func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryCo
 		p.conn.Close() // its state is unknown: try another
 		pool.drop(p)
 	}
+}
+
+// resetLeft makes p, the backend of a client that left with nothing in
+// flight but inside a transaction or with session state, a fresh session:
+// ROLLBACK, then DISCARD ALL (PostgreSQL's reset of everything a session
+// holds: cursors, settings, role and session authorization, prepared
+// statements, LISTEN, advisory locks, temporary objects, sequences' state).
+// The caller holds p's wsem. It reports false when p cannot be reset (the
+// client ran LOAD, which nothing undoes; the server refused or did not
+// answer): p is then to be closed.
+func (s *session) resetLeft(p *primaryConn) bool {
+	if s.loaded.Load() {
+		return false
+	}
+	// Nothing of the answers may reach the client that left.
+	p.setOwner(&idleOwner{c: p})
+	for _, sql := range []string{"ROLLBACK", "DISCARD ALL"} {
+		q, err := p.queryKeep(sql, true)
+		if err != nil || q.err != nil || p.TxStatus() != TxIdle {
+			return false
+		}
+	}
+	p.settings = nil
+	p.held.drop("", true)
+	return true
 }
 
 // notePin records what st, sent to the client's backend (by the client, or
