@@ -76,10 +76,10 @@ type session struct {
 	// settings are the client's session settings as the server last
 	// reported them (transaction mode; nil: those of its login).
 	settings atomic.Pointer[sessionSettings]
-	// customList is customs, sorted, for the relay goroutine; hiddenCustoms
-	// says a statement may have set custom settings by names not in it.
-	customList    atomic.Pointer[[]string]
-	hiddenCustoms atomic.Bool
+	// customList is customs, sorted, for the relay goroutine; hidden tracks
+	// statements that may have set custom settings by names not in it.
+	customList atomic.Pointer[[]string]
+	hidden     hiddenCustoms
 	// dialer opens more backends for the client's (database, user) (login.go).
 	dialer *backendDialer
 
@@ -433,17 +433,8 @@ func (s *session) clientLoop() error {
 			return errClientTerminated
 		case wire.CopyData, wire.CopyDone, wire.CopyFail:
 			// COPY FROM STDIN runs on the primary lane only: stream it there.
-			p := s.pc.Load()
-			if p == nil {
-				return s.cr.Skip() // no COPY in progress: the server would ignore it too
-			}
-			if err := s.cr.Forward(p.w); err != nil {
+			if err := s.forwardCopy(); err != nil {
 				return err
-			}
-			if !s.cr.Buffered() {
-				if err := p.w.Flush(); err != nil {
-					return err
-				}
 			}
 			continue
 		}

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -284,6 +287,43 @@ func (r *unitRegistry) holdsOn(u string, h *unitHold, p *primaryConn) bool {
 	return r.holderOf(u) == h && h.sess.pc.Load() == p
 }
 
+// forwardCopy streams a CopyData, CopyDone or CopyFail message of the
+// client to its backend, or drops it when no request is in flight there:
+// no COPY is in progress, and the server would ignore it too (PostgreSQL
+// accepts and ignores these messages outside COPY, which pgconn relies on:
+// it sends COPY data without waiting for CopyInResponse, so a COPY that
+// fails at once is followed by data).
+//
+// NOTE: in transaction mode a backend with nothing in flight may be given
+// back to the pool, and to another client, at any moment; the write right
+// (wsem) keeps it this client's while the message is written. A client
+// sending a request in parts holds it already (s.open).
+func (s *session) forwardCopy() error {
+	p := s.pc.Load()
+	if p == nil {
+		return s.cr.Skip()
+	}
+	if s.open == nil {
+		p.acquire()
+		defer func() {
+			p.release()
+			// The relay may have found the backend idle while we held
+			// wsem, and left it to us.
+			s.idle(p)
+		}()
+		if s.pc.Load() != p || p.inFlight() == 0 {
+			return s.cr.Skip()
+		}
+	}
+	if err := s.cr.Forward(p.w); err != nil {
+		return err
+	}
+	if !s.cr.Buffered() {
+		return p.w.Flush()
+	}
+	return nil
+}
+
 // query runs sql on the client's primary connection as txlane's own query
 // (see primaryConn.query).
 func (s *session) query(sql string) (*internalQuery, error) {
@@ -322,8 +362,10 @@ func (s *session) idle(p *primaryConn) {
 		return
 	}
 	if gen := s.dirtyGen.Load(); gen != s.cleanGen.Load() {
-		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) { s.pinChecked(p, q, gen) }}
-		if err := p.send(q, pinCheckSQL+customsSQL(*s.customList.Load())); err != nil {
+		setters := s.hidden.sent.Load()
+		canary := s.hidden.pending(setters)
+		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) { s.pinChecked(p, q, gen, setters, canary) }}
+		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
 		return // its ReadyForQuery calls idle again
@@ -526,9 +568,6 @@ func (s *session) notePin(st *policy.Statement) {
 		switch {
 		case p.Command == "LOAD":
 			s.loaded.Store(true)
-		case p.Discard == policy.DiscardAll || p.Class == policy.Session && slices.ContainsFunc(p.Settings, func(x policy.Setting) bool { return x.ResetAll }):
-			// Every custom setting is gone.
-			s.hiddenCustoms.Store(false)
 		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
 			p.Flags&policy.FlagSQLPrepare == 0,
 			len(p.Hidden) > 0 || p.Flags&(policy.FlagReachesUnknown|policy.FlagReadsUnknown) != 0:
@@ -537,7 +576,7 @@ func (s *session) notePin(st *policy.Statement) {
 			// a custom setting by a name txlane does not see (pg_settings
 			// does not list them): the client keeps its backend (pin
 			// "set_config").
-			s.hiddenCustoms.Store(true)
+			s.hidden.sent.Add(1)
 		}
 	})
 	s.dirtyGen.Add(1)
@@ -612,21 +651,91 @@ func customsSQL(names []string) string {
 // statement that cannot move pins it (sql_prepare).
 var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"}
 
-// pinChecked records the server's answer to pinCheckSQL for the statements
-// up to gen (in relay, before the connection is looked at again).
-func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen uint64) {
+// pinCheckQuery is the pin check for a client whose custom settings are
+// customs: pinCheckSQL, the customs' values, the canary (see
+// hiddenCustoms), and with setCanary a second statement that sets the
+// canary after it has been read.
+func pinCheckQuery(customs []string, setCanary bool) string {
+	sql := pinCheckSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
+	if setCanary {
+		sql += "; SELECT pg_catalog.set_config(" + quoteLiteral(canaryName) + ", '1', false)"
+	}
+	return sql
+}
+
+// hiddenCustoms tracks the statements of a client that may have set custom
+// settings under names txlane cannot see (a function, DO, CALL, a trigger):
+// pg_settings does not list custom settings and nothing else names them, so
+// such a client keeps its backend (pin "set_config") until they are gone.
+//
+// NOTE: whether they are gone is asked of the server, not inferred from the
+// statements sent: a RESET ALL or DISCARD ALL may fail, or be rolled back
+// with its transaction. While setters may have left values, each pin check
+// sets a canary, a custom setting of a name no client knows (canaryName),
+// after reading it. A canary found reset by a later check proves that the
+// setters that ran before it was set are gone: only RESET ALL and DISCARD
+// ALL reset a setting without naming it.
+type hiddenCustoms struct {
+	// sent counts the setters sent (notePin, from any goroutine).
+	sent atomic.Uint64
+	mu   sync.Mutex
+	// cleared: the setters up to this count are known gone. canary: the
+	// setters up to this count had run when the canary was last set (0:
+	// never set).
+	cleared, canary uint64
+}
+
+// pending reports whether setters up to sent may have left values: the
+// pin check must set the canary.
+func (h *hiddenCustoms) pending(sent uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return sent > h.cleared
+}
+
+// checked records a pin check's answer for the setters up to sent: gone says
+// the check found the canary reset, set that the check set it afresh. It
+// reports whether setters may still have left values.
+func (h *hiddenCustoms) checked(sent uint64, gone, set bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if gone {
+		h.cleared = max(h.cleared, h.canary)
+	}
+	if set {
+		h.canary = sent
+	}
+	return sent > h.cleared
+}
+
+// canaryName is the custom setting hiddenCustoms sets: random per process,
+// so that no client can reset it by name.
+var canaryName = func() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "txlane.pin_" + hex.EncodeToString(b)
+}()
+
+// pinChecked records the server's answer to the pin check (pinCheckQuery)
+// for the statements up to gen, and for the setters of hidden custom
+// settings up to setters, canary saying whether it set the canary (in
+// relay, before the connection is looked at again).
+func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint64, canary bool) {
 	var why []string
 	n := len(pinReasons)
 	var ss *sessionSettings
 	var err error
-	if q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == n+5 {
+	ok := q.err == nil && len(q.rows) >= 1 && len(q.rows[0]) == n+6
+	hidden := s.hidden.pending(setters)
+	if ok {
 		row := q.rows[0]
 		ss, err = parseSessionSettings(row[n], row[n+1], row[n+2], row[n+3], row[n+4], s.startup.Parameters["user"])
+		hidden = s.hidden.checked(setters, len(row[n+5]) == 0, canary)
 	}
 	switch {
 	case errors.Is(err, errUnmovablePrepare):
 		why = append(why, "sql_prepare")
-	case q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != n+5 || err != nil:
+	case !ok || err != nil:
 		// Unknown: stay pinned (fail safe).
 		why = append(why, "unknown")
 	default:
@@ -642,7 +751,7 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen uint64) {
 	if s.loaded.Load() {
 		why = append(why, "load")
 	}
-	if s.hiddenCustoms.Load() {
+	if hidden {
 		why = append(why, "set_config")
 	}
 	r := strings.Join(why, ",")

@@ -429,3 +429,57 @@ func TestTxPoolBreakVanishMidStatementDrainsThePool(t *testing.T) {
 		t.Fatalf("b after a left with a statement running: %v", err)
 	}
 }
+
+// A custom setting set under a name txlane cannot see pins its client
+// until a reset that really took effect: a DISCARD ALL refused in a failed
+// transaction, or a RESET ALL rolled back, leaves the setting in place.
+func TestTxPoolBreakHiddenCustomResetThatDidNotHappen(t *testing.T) {
+	cases := []struct{ name, reset string }{
+		{"discard all in a failed transaction", "BEGIN; SELECT 1/0"},
+		{"reset all rolled back", "BEGIN; RESET ALL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startTxPoolWait(t, 1, false)
+			a, b := p.connect(t), p.connect(t)
+			exec(t, a, "SELECT set_config('brk.hidden', 'a-secret', false)")
+			execErr(a, tc.reset)
+			execErr(a, "DISCARD ALL") // refused in a failed transaction
+			exec(t, a, "ROLLBACK")
+			if got := scalar(t, a, "SELECT current_setting('brk.hidden', true)"); got != "a-secret" {
+				t.Fatalf("a's setting: %q (the reset did take effect: the test is wrong)", got)
+			}
+			wantOwnValue(t, b, "SELECT coalesce(current_setting('brk.hidden', true), '')", "")
+		})
+	}
+	t.Run("reset that did happen", func(t *testing.T) {
+		p := startTxPoolWait(t, 1, false)
+		a, b := p.connect(t), p.connect(t)
+		exec(t, a, "SELECT set_config('brk.hidden', 'a-secret', false)")
+		exec(t, a, "RESET ALL")
+		// a is pooled again: b runs on the backend.
+		if got := scalar(t, b, "SELECT coalesce(current_setting('brk.hidden', true), '')"); got != "" {
+			t.Fatalf("b reads %q", got)
+		}
+	})
+}
+
+// pgconn sends COPY data right behind the COPY query, without waiting for
+// CopyInResponse; when the COPY fails at once, the server ignores the data
+// that follows. Through a pool the data must not reach the backend once it
+// serves another client, and the client that sent it must stay usable.
+func TestTxPoolBreakCopyDataAfterFailedCopy(t *testing.T) {
+	p := startTxPool(t, 1)
+	a, b := p.connect(t), p.connect(t)
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if _, err := a.CopyFrom(ctx, strings.NewReader(strings.Repeat("1\n", 1000)), "COPY brk_no_such_table FROM STDIN"); sqlstate(err) != "42P01" {
+			t.Fatalf("round %d: COPY into a missing table: %v", i, err)
+		}
+		for _, c := range []*pgconn.PgConn{a, b} {
+			if got := scalar(t, c, "SELECT 1"); got != "1" {
+				t.Fatal(got)
+			}
+		}
+	}
+}
