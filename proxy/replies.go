@@ -34,6 +34,10 @@ type sentMsg struct {
 	// far; failed: the Query met an error, so its later parts did not run.
 	parts  int
 	failed bool
+	// injected names the statement of a Parse or Close txlane injected to
+	// prepare the backend, recorded as done when sent: if the server fails
+	// or skips it, what the backend holds under the name is unknown.
+	injected *string
 }
 
 // regChange is the effect of a successful Parse or Close of a statement on
@@ -129,6 +133,9 @@ func (t *replyTracker) reply(typ wire.Backend) (hide bool) {
 		// get no reply and change nothing.
 		t.describedParams = false
 		for t.pos < len(t.sent) && t.sent[t.pos].typ != wire.Sync {
+			if n := t.sent[t.pos].injected; n != nil && t.held != nil {
+				t.held.set(*n, unknownStmt)
+			}
 			t.pos++
 		}
 		return false

@@ -667,17 +667,19 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		// NOTE: what an injected message does is recorded now, not when the
 		// server confirms it: the client may pipeline more requests that rely
 		// on it before the reply arrives. These statements ran before, so
-		// they are expected to succeed.
+		// they are expected to succeed; if the server fails or skips one
+		// (a failed transaction refuses a Parse), the tracker marks the name
+		// unknown on the backend (injected).
 		if has && (st == nil || k != st.key) {
 			// Stale, or gone for the client: close it, so that the server
 			// answers as it would have.
 			out = wire.AppendCloseStatement(out, name)
-			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
+			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true, injected: &name})
 			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
 			out = wire.AppendParse(out, name, st.sql, st.paramOIDs)
-			sent = append(sent, sentMsg{typ: wire.Parse, hidden: true})
+			sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, injected: &name})
 			(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
 		}
 	}
@@ -686,6 +688,13 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		for _, name := range sqlStatementRefs(st.stmt) {
 			ensure(name)
 		}
+	}
+	if len(sent) > 0 && b.sql != "" {
+		// NOTE: after an error in extended-protocol messages the server
+		// ignores everything up to a Sync, a Query too: without this Sync a
+		// failed Parse above would leave the Query unanswered.
+		out = wire.AppendSync(out)
+		sent = append(sent, sentMsg{typ: wire.Sync, hidden: true})
 	}
 	for _, st := range steps {
 		s.noteEffects(st.stmt)

@@ -788,3 +788,8 @@ func quoteGUC(name string) string {
 	}
 	return strings.Join(parts, ".")
 }
+
+// unknownStmt is what a backend holds under a name when txlane cannot tell
+// (an injected Parse or Close the server failed or skipped): it matches no
+// statement, so the next use closes the name and prepares it again.
+const unknownStmt stmtKey = "\x00unknown"

@@ -483,3 +483,61 @@ func TestTxPoolBreakCopyDataAfterFailedCopy(t *testing.T) {
 		}
 	}
 }
+
+// A client's prepared statement that a backend lacks is prepared there
+// again, hidden, before it runs. When that Parse fails (here: the client's
+// transaction has failed, so the server refuses it), the backend still
+// lacks the statement, and the client's next use must prepare it again.
+func TestTxPoolBreakInjectedParseThatFailed(t *testing.T) {
+	p := startTxPool(t, 2)
+	ctx := context.Background()
+	a, b := p.connect(t), p.connect(t)
+	if _, err := a.Prepare(ctx, "brk_s", "SELECT 40 + $1::int", nil); err != nil {
+		t.Fatal(err)
+	}
+	// b keeps the backend a prepared on busy, so a runs on the other.
+	pa := scalar(t, a, "SELECT pg_backend_pid()")
+	exec(t, b, "BEGIN")
+	if pb := scalar(t, b, "SELECT pg_backend_pid()"); pb != pa {
+		exec(t, b, "ROLLBACK")
+		t.Skipf("b got backend %s, not a's %s: the pool's order changed", pb, pa)
+	}
+	execErr(a, "BEGIN; SELECT 1/0")
+	if r := a.ExecPrepared(ctx, "brk_s", [][]byte{[]byte("2")}, nil, nil).Read(); sqlstate(r.Err) != "25P02" {
+		t.Fatalf("in a failed transaction: %v, want 25P02", r.Err)
+	}
+	exec(t, a, "ROLLBACK")
+	r := a.ExecPrepared(ctx, "brk_s", [][]byte{[]byte("2")}, nil, nil).Read()
+	if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "42" {
+		t.Fatalf("after the failed transaction: %v %q", r.Err, r.Rows)
+	}
+	exec(t, b, "ROLLBACK")
+}
+
+// SQL EXECUTE of a protocol-level statement the backend lacks: txlane
+// prepares it first, hidden, before the Query. When that Parse fails, the
+// server ignores everything up to a Sync, the Query included: the client
+// must still get its answer (here the failed transaction's 25P02).
+func TestTxPoolBreakInjectedParseBeforeQuery(t *testing.T) {
+	p := startTxPool(t, 2)
+	ctx := context.Background()
+	a, b := p.connect(t), p.connect(t)
+	if _, err := a.Prepare(ctx, "brk_q", "SELECT 40 + $1::int", nil); err != nil {
+		t.Fatal(err)
+	}
+	pa := scalar(t, a, "SELECT pg_backend_pid()")
+	exec(t, b, "BEGIN")
+	if pb := scalar(t, b, "SELECT pg_backend_pid()"); pb != pa {
+		exec(t, b, "ROLLBACK")
+		t.Skipf("b got backend %s, not a's %s: the pool's order changed", pb, pa)
+	}
+	execErr(a, "BEGIN; SELECT 1/0")
+	if err := execErr(a, "EXECUTE brk_q(2)"); sqlstate(err) != "25P02" {
+		t.Fatalf("EXECUTE in a failed transaction: %v, want 25P02", err)
+	}
+	exec(t, a, "ROLLBACK")
+	if got := scalar(t, a, "EXECUTE brk_q(2)"); got != "42" {
+		t.Fatalf("EXECUTE after the failed transaction: %q", got)
+	}
+	exec(t, b, "ROLLBACK")
+}

@@ -29,6 +29,12 @@ func AppendParse(dst []byte, name, query string, paramOIDs []uint32) []byte {
 	return out
 }
 
+// AppendSync appends a Sync.
+func AppendSync(dst []byte) []byte {
+	out, _ := (&pgproto3.Sync{}).Encode(dst)
+	return out
+}
+
 // AppendCloseStatement appends a Close of prepared statement name.
 func AppendCloseStatement(dst []byte, name string) []byte {
 	out, _ := (&pgproto3.Close{ObjectType: ObjectStatement, Name: name}).Encode(dst)
