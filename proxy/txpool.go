@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
@@ -389,7 +390,9 @@ func (s *session) detach(p *primaryConn) {
 	// returns once the server has closed the cancel connection, that is once
 	// the postmaster's child has signalled the backend; a signal that finds
 	// the backend idle is discarded (PostgreSQL ignores a cancel while it
-	// reads a command). So a cancel of this client never reaches the next.
+	// reads a command). So a cancel of this client never reaches the next
+	// (PgBouncer's rule too: a server is not reused until the cancel request
+	// it was sent has completed).
 	// The client may have taken another backend meanwhile (pc is nil from
 	// the swap above, and a cancel being forwarded holds cancelMu): its
 	// cancel target is then that backend's, not to be cleared.
@@ -428,19 +431,25 @@ func (s *session) leavePrimary(err error) {
 	if !s.txMode && s.pool != nil && p.pooled.pool != nil && !errors.Is(err, errPrimaryGone) && s.resetForPool(p) {
 		return
 	}
-	if s.txMode && p.pooled.pool != nil && !errors.Is(err, errPrimaryGone) {
+	if s.txMode && s.pool != nil {
 		s.srv.units.releaseAll(s)
-		select {
-		case p.wsem <- struct{}{}:
+		if !s.ownForLeave(p) {
+			return // given back to the pool meanwhile
+		}
+		// Holding wsem with pc p: p is this client's until detached.
+		keep := p.pooled.pool != nil && !errors.Is(err, errPrimaryGone) && p.usable()
+		if keep && p.inFlight() > 0 {
+			keep = s.settle(p)
+		}
+		if keep {
 			r := s.pin.Load()
 			clean := p.TxStatus() == TxIdle && s.dirtyGen.Load() == s.cleanGen.Load() && (r == nil || *r == "")
-			if p.usable() && p.inFlight() == 0 && (clean || s.resetLeft(p)) {
+			if clean || s.resetLeft(p) {
 				s.detach(p)
 				return
 			}
-			p.release()
-		default:
 		}
+		// wsem stays held: nothing may be written to p any more.
 	}
 	if p.inFlight() > 0 && !errors.Is(err, errClientTerminated) {
 		// NOTE: closing the socket alone does not stop a running statement
@@ -496,6 +505,125 @@ func (s *session) resetForPool(p *primaryConn) bool {
 	if err := p.send(q, s.srv.opts.Pool.ServerResetQuery); err != nil {
 		pool.resetStarted(-1)
 		p.conn.Close()
+	}
+	return true
+}
+
+// ownForLeave takes p's wsem for a client that leaves, and reports whether
+// p is still the client's (false: the relay gave it back meanwhile, and
+// wsem is not held). A client that leaves mid-request (after a Flush) holds
+// wsem already. Queries of txlane's own in flight (a pin check) are waited
+// for, up to internalQueryTimeout, so that they do not cost the backend.
+//
+// NOTE: the relay may be giving p back at this very moment (idle, detach);
+// whoever holds wsem while pc is p owns p, so leavePrimary must not close p
+// without it (a backend handed to another client would be closed under it).
+func (s *session) ownForLeave(p *primaryConn) bool {
+	deadline := time.After(internalQueryTimeout)
+	for {
+		if s.open == nil {
+			p.acquire()
+		}
+		if s.pc.Load() != p {
+			p.release()
+			return false
+		}
+		if s.open != nil || p.inFlight() == 0 || !p.internalOnly() {
+			return true
+		}
+		changed := p.nextChange()
+		p.release()
+		select {
+		case <-changed:
+		case <-p.gone:
+		case <-deadline:
+			p.acquire()
+			if s.pc.Load() != p {
+				p.release()
+				return false
+			}
+			return true
+		}
+	}
+}
+
+// settleTimeout bounds how long a client that left waits for the request it
+// left in flight to end (settle).
+const settleTimeout = 5 * time.Second
+
+// settle ends the request a client that left had in flight on p, whose
+// wsem the caller holds, and reports whether p is idle afterwards (then to
+// be reset and pooled rather than closed): the answers go nowhere, a
+// request sent in part gets its Sync, a COPY FROM STDIN a CopyFail, and a
+// running statement a cancel (forwarded and taken by the server before p
+// can go to another client, as for a client's own cancel: see detach).
+func (s *session) settle(p *primaryConn) bool {
+	p.setOwner(&idleOwner{c: p})
+	copyIn, copyExtended := false, false
+	p.mu.Lock()
+	for _, r := range p.mu.pending {
+		if r.copyIn {
+			copyIn, copyExtended = true, r.extended
+		}
+	}
+	p.mu.Unlock()
+	var out []byte
+	if copyIn {
+		out, _ = (&pgproto3.CopyFail{Message: "the client left"}).Encode(out)
+	}
+	if s.open != nil && !copyIn {
+		// NOTE: a Sync alone would commit what the request sent in part
+		// has done (its implicit transaction); PostgreSQL rolls it back
+		// when the client vanishes. An Execute of a portal that does not
+		// exist fails it first (34000): the server skips to the Sync and
+		// rolls back.
+		out, _ = (&pgproto3.Execute{Portal: "txlane: the client left"}).Encode(out)
+	}
+	if s.open != nil || copyExtended {
+		// A request sent in part needs its Sync. After the CopyFail's error
+		// a COPY of the extended protocol waits for a Sync too (one the
+		// client sent during the COPY was ignored): this Sync's
+		// ReadyForQuery ends that request. A simple-protocol COPY is ended
+		// by the CopyFail alone: a Sync would get a ReadyForQuery no request
+		// waits for.
+		out = wire.AppendSync(out)
+	}
+	if len(out) > 0 {
+		p.w.Write(out)
+		if err := p.w.Flush(); err != nil {
+			return false
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := wire.SendCancel(ctx, p.target); err != nil {
+		return false
+	}
+	for p.inFlight() > 0 {
+		changed := p.nextChange()
+		if p.inFlight() == 0 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-p.gone:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return p.usable()
+}
+
+// internalOnly reports whether every request in flight on p is a query of
+// txlane's own.
+func (p *primaryConn) internalOnly() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.mu.pending {
+		if r.internal == nil {
+			return false
+		}
 	}
 	return true
 }
