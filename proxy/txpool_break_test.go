@@ -415,7 +415,6 @@ func TestTxPoolBreakVanishResetsTheBackend(t *testing.T) {
 	}
 }
 
-
 // A custom setting set under a name txlane cannot see pins its client
 // until a reset that really took effect: a DISCARD ALL refused in a failed
 // transaction, or a RESET ALL rolled back, leaves the setting in place.
