@@ -86,8 +86,22 @@ func (s *session) moveState(p *primaryConn) error {
 	if err != nil {
 		s.log.Warn("could not move the session's settings to a pooled backend", zap.Error(err))
 		s.pc.Store(nil)
+		s.mu.Lock()
+		if s.mu.running == &p.target {
+			s.mu.running = nil
+		}
+		s.mu.Unlock()
+		// NOTE: nothing of p's end may reach the client, which gets the
+		// error below. A statement the server refused changed nothing (it
+		// ran as one implicit transaction): p goes back to the pool as it
+		// was.
+		p.setOwner(&idleOwner{c: p})
 		p.release()
-		p.conn.Close()
+		if q != nil && p.usable() && p.inFlight() == 0 && p.TxStatus() == TxIdle {
+			p.pooled.pool.put(p)
+		} else {
+			p.conn.Close()
+		}
 		return &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
 			Message: "txlane could not restore this session's settings on a server connection",
 			Detail:  err.Error()}
@@ -98,23 +112,27 @@ func (s *session) moveState(p *primaryConn) error {
 
 // stateDiffSQL is the statement that turns a backend whose session
 // settings are have into one whose settings are want ("" when they are
-// equal). session_authorization goes first and role second: each resets
-// what follows it.
+// equal).
 //
-// NOTE: setting or resetting session_authorization also sets the role back
-// to none (PostgreSQL's SetSessionAuthorization; current_setting('role')
-// then reads none), so when session_authorization changes, a role the client
-// has is set again even if the backend had the same one.
+// NOTE: the settings other than the identity (session_authorization, role)
+// are changed as the login user, and the identity is set last: a setting
+// the client changed while privileged (a superuser-only one) and then took
+// a lesser role could not be set under that role. Setting or resetting
+// session_authorization sets the role back to none (PostgreSQL's
+// SetSessionAuthorization), so the role is set after it, and again
+// whenever the identity was touched.
 func stateDiffSQL(have, want *sessionSettings) string {
+	identity := func(n string) bool { return n == "session_authorization" || n == "role" }
 	var resets, sets, prepares []string
 	for _, name := range orderedSettings(have) {
-		if _, ok := want.get(name); !ok {
+		if _, ok := want.get(name); !ok && !identity(name) {
 			resets = append(resets, "RESET "+quoteGUC(name))
 		}
 	}
 	// SQL-level prepared statements: what the backend holds and the client
-	// has not (or holds otherwise) goes; what the client has comes, after
-	// the settings (a PREPARE resolves names with the search_path).
+	// has not (or holds otherwise) goes; what the client has comes, last
+	// (a PREPARE resolves names with the search_path, whose "$user" is the
+	// current user's).
 	for _, name := range sortedKeys(have.preparedMap()) {
 		if want.preparedMap()[name] != have.preparedMap()[name] {
 			resets = append(resets, "DEALLOCATE "+quoteIdent(name))
@@ -125,20 +143,52 @@ func stateDiffSQL(have, want *sessionSettings) string {
 			prepares = append(prepares, text)
 		}
 	}
-	ha, hok := have.get("session_authorization")
-	wa, wok := want.get("session_authorization")
-	authChanged := hok != wok || ha != wa
 	for _, name := range orderedSettings(want) {
 		v, _ := want.get(name)
-		if hv, ok := have.get(name); ok && hv == v && !(authChanged && name == "role") {
+		if hv, ok := have.get(name); identity(name) || ok && hv == v {
 			continue
 		}
-		sets = append(sets, "pg_catalog.set_config("+quoteLiteral(name)+", "+quoteLiteral(v)+", false)")
+		sets = append(sets, setConfig(name, v))
 	}
+	same := func(n string) bool {
+		hv, hok := have.get(n)
+		wv, wok := want.get(n)
+		return hok == wok && hv == wv
+	}
+	_, hasAuth := have.get("session_authorization")
+	_, hasRole := have.get("role")
+	touch := !same("session_authorization") || !same("role") || (len(resets)+len(sets) > 0 && (hasAuth || hasRole))
+	var stmts []string
+	if touch {
+		// Back to the login user (RESET SESSION AUTHORIZATION resets the
+		// role too).
+		switch {
+		case hasAuth:
+			stmts = append(stmts, "RESET session_authorization")
+		case hasRole:
+			stmts = append(stmts, "RESET role")
+		}
+	}
+	stmts = append(stmts, resets...)
 	if len(sets) > 0 {
-		resets = append(resets, "SELECT "+strings.Join(sets, ", "))
+		stmts = append(stmts, "SELECT "+strings.Join(sets, ", "))
 	}
-	return strings.Join(append(resets, prepares...), "; ")
+	if touch {
+		var ids []string
+		for _, n := range []string{"session_authorization", "role"} {
+			if v, ok := want.get(n); ok {
+				ids = append(ids, setConfig(n, v))
+			}
+		}
+		if len(ids) > 0 {
+			stmts = append(stmts, "SELECT "+strings.Join(ids, ", "))
+		}
+	}
+	return strings.Join(append(stmts, prepares...), "; ")
+}
+
+func setConfig(name, value string) string {
+	return "pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false)"
 }
 
 // sortedKeys returns the keys of m in order.

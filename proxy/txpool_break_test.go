@@ -636,3 +636,52 @@ func TestTxPoolBreakCancelUnderLoad(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// A superuser client that changed a superuser-only setting and then took a
+// less privileged role: moving its settings to another backend must set
+// the setting while still privileged, and the role last.
+func TestTxPoolBreakPrivilegedSettingUnderRole(t *testing.T) {
+	p := startTxPool(t, 1)
+	a, b := p.connect(t), p.connect(t)
+	exec(t, a, "SET log_min_duration_statement = 4321; SET ROLE "+pgtest.AppRole)
+	for i := 0; i < 3; i++ {
+		if got := scalar(t, b, "SELECT current_setting('log_min_duration_statement') || '/' || current_user"); got != "-1/postgres" {
+			t.Fatalf("b: %s", got)
+		}
+		if got := scalar(t, a, "SELECT current_setting('log_min_duration_statement') || '/' || current_user"); got != "4321ms/"+pgtest.AppRole {
+			t.Fatalf("a: %s", got)
+		}
+	}
+}
+
+// When the server refuses to give a client its settings on another backend
+// (here: the role it had set was revoked meanwhile), the client gets txlane's
+// FATAL saying so, and the backend, unchanged by the refused statement, stays
+// in the pool for the others.
+func TestTxPoolBreakSettingsRefused(t *testing.T) {
+	role := uniqueName("brk_role")
+	pgtest.Exec(t, "CREATE ROLE "+role+"; GRANT "+role+" TO "+pgtest.AppRole)
+	t.Cleanup(func() { pgtest.Exec(t, "DROP ROLE IF EXISTS "+role) })
+	p := startTxPool(t, 1)
+	ctx := context.Background()
+	conn := func() *pgconn.PgConn {
+		c, err := pgconn.Connect(ctx, p.DSN(t, pgtest.AppRole))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	a, b := conn(), conn()
+	exec(t, a, "SET ROLE "+role)
+	pid := scalar(t, b, "SELECT pg_backend_pid()") // b has the backend, role reset
+	pgtest.Exec(t, "REVOKE "+role+" FROM "+pgtest.AppRole)
+	err := execErr(a, "SELECT current_user")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != proxy.CodeConnectionFailure || !strings.Contains(pe.Message, "could not restore") {
+		t.Fatalf("a, whose role cannot be restored: %v", err)
+	}
+	if got := scalar(t, b, "SELECT pg_backend_pid() || '/' || current_user"); got != pid+"/"+pgtest.AppRole {
+		t.Fatalf("b: %s, want %s/%s (the same backend, still in the pool)", got, pid, pgtest.AppRole)
+	}
+}

@@ -63,7 +63,7 @@ func diffSeed(t *testing.T) int64 {
 // client's own.
 const probeSQL = `SELECT current_setting('search_path'), current_setting('statement_timeout'), current_setting('DateStyle'),
  current_setting('work_mem'), current_setting('TimeZone'), current_setting('default_transaction_isolation'),
- current_setting('transaction_isolation'), current_setting('extra_float_digits'),
+ current_setting('transaction_isolation'), current_setting('extra_float_digits'), current_setting('log_min_duration_statement'),
  coalesce(current_setting('brk.a', true), ''), coalesce(current_setting('brk.b', true), ''),
  current_user, session_user, current_setting('role'),
  (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_prepared_statements WHERE from_sql),
@@ -91,6 +91,7 @@ func diffOps() []diffOp {
 		fixed("set work_mem", "SET work_mem = '9MB'"),
 		fixed("set TimeZone", "SET TIME ZONE 'Asia/Tokyo'"),
 		fixed("set extra_float_digits", "SET extra_float_digits = 1"),
+		fixed("set superuser-only", "SET log_min_duration_statement = 4321"),
 		fixed("set custom", "SET brk.a = 'v1'"),
 		perClient("set custom per client", "SET brk.a = 'c{i}'"),
 		perClient("set_config custom", "SELECT set_config('brk.b', 'c{i}', false)"),
