@@ -62,6 +62,9 @@ type primaryConn struct {
 	// settings are the session settings the backend holds beyond its
 	// login's (transaction mode; changed only by its owner, holding wsem).
 	settings *sessionSettings
+	// unchecked: the backend has not been idle in transaction mode yet
+	// (see session.idle).
+	unchecked atomic.Bool
 	// connected is when the backend logged in; lastRequest (Unix
 	// nanoseconds) when it was last given a request (SHOW SERVERS).
 	connected   time.Time
@@ -112,6 +115,7 @@ type heldStmts struct {
 
 func newPrimaryConn(b backend, owner primaryOwner) *primaryConn {
 	p := &primaryConn{backend: b, wsem: make(chan struct{}, 1), gone: make(chan struct{}), connected: time.Now()}
+	p.unchecked.Store(true)
 	p.mu.owner = owner
 	p.held.named = make(map[string]stmtKey)
 	p.held.content = newStmtLRU(maxLaneStatements)

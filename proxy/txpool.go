@@ -79,7 +79,7 @@ func (s *session) moveState(p *primaryConn) error {
 	if sql == "" {
 		return nil
 	}
-	q, err := p.queryKeep(sql, true)
+	q, err := p.queryKeep(protectSQL+sql, true)
 	if err == nil && q.err != nil {
 		err = errors.New(q.err.Message)
 	}
@@ -298,9 +298,6 @@ func parseSessionSettings(prepared, pairs, role, auth, customs []byte, login str
 	if a := string(auth); a != login {
 		ss.values["session_authorization"] = a
 	}
-	if len(ss.values) == 0 && len(ss.prepared) == 0 {
-		return nil, nil
-	}
 	return ss, nil
 }
 
@@ -411,6 +408,12 @@ func (s *session) idle(p *primaryConn) {
 	if p.inFlight() > 0 || p.TxStatus() != TxIdle || s.unitsHeld.Load() > 0 || s.pc.Load() != p {
 		p.release()
 		return
+	}
+	if p.unchecked.Swap(false) {
+		// A backend's first time idle: checked as after a statement that
+		// may pin (see pinCheckQuery: a role or database default of
+		// idle_session_timeout must not end it while idle in the pool).
+		s.dirtyGen.Add(1)
 	}
 	if gen := s.dirtyGen.Load(); gen != s.cleanGen.Load() {
 		setters := s.hidden.sent.Load()
@@ -723,7 +726,7 @@ func (s *session) resetLeft(p *primaryConn) bool {
 	}
 	// Nothing of the answers may reach the client that left.
 	p.setOwner(&idleOwner{c: p})
-	for _, sql := range []string{"ROLLBACK", "DISCARD ALL"} {
+	for _, sql := range []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_timeout = 0", "DISCARD ALL"} {
 		q, err := p.queryKeep(sql, true)
 		if err != nil || q.err != nil || p.TxStatus() != TxIdle {
 			return false
@@ -804,7 +807,7 @@ const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND (EXISTS (SEL
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
 	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
-	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session'), ` +
+	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN ('statement_timeout', 'lock_timeout', 'idle_session_timeout')), ` +
 	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
 
 // customsSQL is the last column of the pin check: the client's custom
@@ -830,16 +833,32 @@ func customsSQL(names []string) string {
 var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"}
 
 // pinCheckQuery is the pin check for a client whose custom settings are
-// customs: pinCheckSQL, the customs' values, the canary (see
-// hiddenCustoms), and with setCanary a second statement that sets the
-// canary after it has been read.
+// customs, as one Query: the client's statement_timeout and lock_timeout
+// (first, read with a statement too short for them to cut); then, under
+// protectSQL, pinCheckSQL with the customs' values and the canary (see
+// hiddenCustoms), idle_session_timeout off (see below), and with setCanary
+// a statement that sets the canary after it has been read.
+//
+// NOTE: idle_session_timeout does not hold on a pooled backend: PostgreSQL
+// would end a backend idle in the pool, which a pool that cannot open
+// backends cannot replace. The pin check turns it off on the client's
+// backend (on every backend's first time idle, too: a role or database
+// default) and it does not move.
 func pinCheckQuery(customs []string, setCanary bool) string {
-	sql := pinCheckSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
+	sql := "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('lock_timeout'); " + protectSQL +
+		"SET idle_session_timeout = 0; " +
+		pinCheckSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
 	if setCanary {
 		sql += "; SELECT pg_catalog.set_config(" + quoteLiteral(canaryName) + ", '1', false)"
 	}
 	return sql
 }
+
+// protectSQL starts a query of txlane's own that is sent as one Query (one
+// implicit transaction): a client's statement_timeout or lock_timeout, in
+// force on its backend, must not cut it (a pin check cut short would pin
+// the client for good).
+const protectSQL = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; "
 
 // hiddenCustoms tracks the statements of a client that may have set custom
 // settings under names txlane cannot see (a function, DO, CALL, a trigger):
@@ -903,12 +922,18 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 	n := len(pinReasons)
 	var ss *sessionSettings
 	var err error
-	ok := q.err == nil && len(q.rows) >= 1 && len(q.rows[0]) == n+6
+	ok := q.err == nil && len(q.rows) >= 2 && len(q.rows[0]) == 2 && len(q.rows[1]) == n+6
 	hidden := s.hidden.pending(setters)
 	if ok {
-		row := q.rows[0]
+		row := q.rows[1]
 		ss, err = parseSessionSettings(row[n], row[n+1], row[n+2], row[n+3], row[n+4], s.startup.Parameters["user"])
 		hidden = s.hidden.checked(setters, len(row[n+5]) == 0, canary)
+	}
+	if ss != nil {
+		// Read before protectSQL changed them; they move whatever their
+		// source (a value equal to the login's moves as a no-op).
+		ss.values["statement_timeout"] = string(q.rows[0][0])
+		ss.values["lock_timeout"] = string(q.rows[0][1])
 	}
 	switch {
 	case errors.Is(err, errUnmovablePrepare):
@@ -917,7 +942,7 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 		// Unknown: stay pinned (fail safe).
 		why = append(why, "unknown")
 	default:
-		for i, v := range q.rows[0][:n] {
+		for i, v := range q.rows[1][:n] {
 			if string(v) == "t" {
 				why = append(why, pinReasons[i])
 			}

@@ -685,3 +685,60 @@ func TestTxPoolBreakSettingsRefused(t *testing.T) {
 		t.Fatalf("b: %s, want %s/%s (the same backend, still in the pool)", got, pid, pgtest.AppRole)
 	}
 }
+
+// A client's own statement_timeout (or lock_timeout, or
+// idle_in_transaction_session_timeout) must not cut txlane's own queries on
+// its backend: the pin check, moving settings, resetting a backend.
+func TestTxPoolBreakClientTimeoutsAndTxlaneQueries(t *testing.T) {
+	p := startTxPoolWait(t, 1, false)
+	a, b := p.connect(t), p.connect(t)
+	exec(t, a, "SET statement_timeout = '1ms'; SET work_mem = '5MB'")
+	for i := 0; i < 20; i++ {
+		if got := scalar(t, b, "SELECT current_setting('statement_timeout') || '/' || current_setting('work_mem')"); got != "0/4MB" {
+			t.Fatalf("b: %s", got)
+		}
+		exec(t, b, "SET work_mem = '6MB'")
+		if got := scalar(t, a, "SELECT current_setting('statement_timeout') || '/' || current_setting('work_mem')"); got != "1ms/5MB" {
+			t.Fatalf("a: %s", got)
+		}
+		exec(t, b, "RESET work_mem")
+	}
+	if got := pinnedReasons(p); strings.Trim(got, ";") != "" {
+		t.Fatalf("pinned: %q", got)
+	}
+}
+
+// idle_session_timeout, set by a client or as a role default, would make
+// PostgreSQL end backends idle in the pool, which txlane cannot replace.
+func TestTxPoolBreakIdleSessionTimeout(t *testing.T) {
+	role := uniqueName("brk_idle")
+	pgtest.Exec(t, "CREATE ROLE "+role+" LOGIN; ALTER ROLE "+role+" SET idle_session_timeout = '300ms'")
+	t.Cleanup(func() { pgtest.Exec(t, "DROP OWNED BY "+role+"; DROP ROLE IF EXISTS "+role) })
+	for _, tc := range []struct{ name, user, set string }{
+		{"set by a client", "", "SET idle_session_timeout = '300ms'"},
+		{"role default", role, "SELECT 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startTxPool(t, 2)
+			ctx := context.Background()
+			var conns []*pgconn.PgConn
+			for i := 0; i < 2; i++ {
+				c, err := pgconn.Connect(ctx, p.DSN(t, tc.user))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close(ctx) })
+				conns = append(conns, c)
+			}
+			for _, c := range conns {
+				exec(t, c, tc.set)
+			}
+			time.Sleep(time.Second) // past the timeout, everything idle
+			for i, c := range conns {
+				if err := execErr(c, "SELECT 1"); err != nil {
+					t.Fatalf("client %d after a second idle: %v", i, err)
+				}
+			}
+		})
+	}
+}
