@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/proxy"
 )
 
 // pgx's own test suite, run through txlane.
@@ -75,12 +76,16 @@ func TestPgxSuite(t *testing.T) {
 	for _, s := range pgxSuiteSkips {
 		skip = append(skip, s.test)
 	}
-	runPgxSuite(t, pgxSuitePackages, "", "^("+strings.Join(skip, "|")+")$")
+	runPgxSuite(t, nil, pgxSuitePackages, "", "^("+strings.Join(skip, "|")+")$")
 }
 
-// runPgxSuite runs `go test -run run -skip skip pkgs` against txlane and
-// reports every failed pgx test by name with its output.
-func runPgxSuite(t *testing.T, pkgs []string, run, skip string) {
+// pgxSuiteWatch, when set, runs beside the suite (a diagnostic hook).
+var pgxSuiteWatch func(t *testing.T, p *testProxy) (stop func())
+
+// runPgxSuite runs `go test -run run -skip skip pkgs` against txlane
+// (options adjusted by mutate, if not nil) and reports every failed pgx test
+// by name with its output.
+func runPgxSuite(t *testing.T, mutate func(*proxy.Options), pkgs []string, run, skip string) {
 	goCmd := goCommand(t)
 	dir := pgxSourceDir(t, goCmd)
 	if _, err := os.Stat(filepath.Join(dir, "conn_test.go")); err != nil {
@@ -92,7 +97,11 @@ func runPgxSuite(t *testing.T, pkgs []string, run, skip string) {
 	}
 
 	db := pgxSuiteDatabase(t)
-	p := startProxy(t, nil)
+	p := startProxy(t, mutate)
+	if pgxSuiteWatch != nil {
+		stop := pgxSuiteWatch(t, p)
+		defer stop()
+	}
 	through := func(user, password string) string {
 		u, err := url.Parse(p.DSN(t, user))
 		if err != nil {

@@ -742,3 +742,30 @@ func TestTxPoolBreakIdleSessionTimeout(t *testing.T) {
 		})
 	}
 }
+
+// A client waiting for a backend that sends a cancel: PostgreSQL would
+// cancel its statement; the request should end with 57014 rather than run
+// once a backend comes free (PgBouncer cancels waiting clients too).
+func TestTxPoolBreakCancelWhileWaitingForBackend(t *testing.T) {
+	t.Skip("known: forwardCancel ignores a cancel when the client holds no backend; a client waiting in attach (pool.get) is not cancelled (see the report)")
+	p := startTxPool(t, 1)
+	ctx := context.Background()
+	a, b := p.connect(t), p.connect(t)
+	exec(t, a, "BEGIN")
+	waited := make(chan error, 1)
+	go func() { waited <- execErr(b, "SELECT 1") }()
+	waitFor(t, func() bool {
+		for _, pi := range p.Server.Pools() {
+			if pi.ClWaiting == 1 {
+				return true
+			}
+		}
+		return false
+	}, "b to wait for the only backend")
+	b.CancelRequest(ctx)
+	time.Sleep(300 * time.Millisecond)
+	exec(t, a, "COMMIT")
+	if err := <-waited; sqlstate(err) != "57014" {
+		t.Fatalf("b, cancelled while waiting for a backend: %v, want 57014", err)
+	}
+}
