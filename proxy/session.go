@@ -187,10 +187,11 @@ func (s *session) TxStatus() TxStatus {
 	return TxIdle
 }
 
-// inFlight reports how many requests the primary has not answered yet.
+// inFlight reports how many requests of the client the primary has not
+// answered yet (txlane's own queries there do not count).
 func (s *session) inFlight() int {
 	if p := s.pc.Load(); p != nil {
-		return p.inFlight()
+		return p.requestsInFlight()
 	}
 	return 0
 }

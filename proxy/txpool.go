@@ -409,10 +409,11 @@ func (s *session) idle(p *primaryConn) {
 		p.release()
 		return
 	}
-	if p.unchecked.Swap(false) {
-		// A backend's first time idle: checked as after a statement that
-		// may pin (see pinCheckQuery: a role or database default of
-		// idle_session_timeout must not end it while idle in the pool).
+	if p.pooled.pool != nil && p.unchecked.Swap(false) {
+		// A pooled backend's first time idle: checked as after a statement
+		// that may pin (see pinCheckQuery: a role or database default of
+		// idle_session_timeout must not end it while idle in the pool). One
+		// the pool did not take is closed at detach.
 		s.dirtyGen.Add(1)
 	}
 	if gen := s.dirtyGen.Load(); gen != s.cleanGen.Load() {
@@ -666,6 +667,22 @@ func (s *session) settle(p *primaryConn) bool {
 		}
 	}
 	return p.usable()
+}
+
+// requestsInFlight counts the requests in flight on p other than txlane's
+// own queries (a pin check, moving settings): those change nothing of the
+// client's, so a client whose backend runs one is still idle for planning,
+// units of work and PAUSE.
+func (p *primaryConn) requestsInFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, r := range p.mu.pending {
+		if r.internal == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // internalOnly reports whether every request in flight on p is a query of

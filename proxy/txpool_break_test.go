@@ -769,3 +769,23 @@ func TestTxPoolBreakCancelWhileWaitingForBackend(t *testing.T) {
 		t.Fatalf("b, cancelled while waiting for a backend: %v, want 57014", err)
 	}
 }
+
+// A pin check in flight (after a statement that may pin) is txlane's own
+// query: the client is still idle, and its next request is treated as one
+// from an idle client (here a write of a held unit, rerouted rather than
+// refused as coming from "a transaction of its own").
+func TestTxPoolBreakPinCheckInFlightIsIdle(t *testing.T) {
+	b := startTxPoolEscape(t, 2, "reroute")
+	h := b.hold(t)
+	other := b.connect(t)
+	for i := 0; i < 10; i++ {
+		exec(t, other, "SET work_mem = '5MB'") // a pin check follows
+		if err := escapeErr(other, b.ins("u1", "other")+" /*unit='u1'*/"); err != nil {
+			t.Fatalf("round %d: rerouted write right after a SET: %v", i, err)
+		}
+	}
+	exec(t, h, "ROLLBACK")
+	if n := b.count(t, "unit = 'u1'"); n != "0" {
+		t.Fatalf("%s rows of u1 after the holder rolled back", n)
+	}
+}
