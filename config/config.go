@@ -114,12 +114,12 @@ type Config struct {
 	// DISCARD ALL.
 	ServerResetQuery string
 	// ServerIdleTimeout (`server_idle_timeout`) closes a pooled backend idle
-	// this long, while the pool has more backends than clients. Positive.
-	// Default 10m.
+	// this long (a pool that cannot open backends: while it has more
+	// backends than clients). Positive. Default 10m.
 	ServerIdleTimeout time.Duration
 	// ServerLifetime (`server_lifetime`) closes a pooled backend this old
-	// when it is next idle, while the pool has more backends than clients.
-	// Positive. Default 1h.
+	// when it is next idle (a pool that cannot open backends: while it has
+	// more backends than clients). Positive. Default 1h.
 	ServerLifetime time.Duration
 	// PoolOverrides (`pool_overrides`) set pool_mode or pool_size for some
 	// databases or users (as PgBouncer's [databases] and [users] sections):

@@ -40,8 +40,8 @@ type PoolOptions struct {
 	Size int
 	// ServerIdleTimeout (server_idle_timeout, default 10m) closes a backend
 	// idle in the pool this long; ServerLifetime (server_lifetime, default
-	// 1h) closes one this old when it is next idle in the pool. Both close
-	// only backends beyond the number of the pool's clients.
+	// 1h) closes one this old when it is next idle in the pool. A pool that
+	// cannot open backends closes only those beyond its clients' number.
 	ServerIdleTimeout time.Duration
 	ServerLifetime    time.Duration
 	// MinSize is min_pool_size: a pool that can open backends by itself
