@@ -306,25 +306,19 @@ func parseSessionSettings(prepared, pairs, role, auth, customs []byte, login str
 var errUnmovablePrepare = errors.New("a prepared statement's PREPARE could not be recovered")
 
 // holderBackend returns the backend the transaction holding u (hold h)
-// runs on: the holder's primary connection. In transaction mode a client
-// takes a unit at the check that precedes its request, before the request
-// takes a backend, so the holder may have none yet (or be about to take
-// another than the one it had): this waits, polling, until it has one,
-// the hold is gone (errGuestNotWelcome) or timeout fires (errGuestWaited).
-func (r *unitRegistry) holderBackend(u string, h *unitHold, timeout <-chan time.Time) (*primaryConn, error) {
-	for {
-		if r.holderOf(u) != h {
-			return nil, errGuestNotWelcome
-		}
-		if p := h.sess.pc.Load(); p != nil {
-			return p, nil
-		}
-		select {
-		case <-timeout:
-			return nil, errGuestWaited
-		case <-time.After(2 * time.Millisecond):
-		}
+// runs on: the holder's primary connection. A client takes a unit only
+// once it holds a backend (checkUnits attaches one first in transaction
+// mode) and keeps that backend while it holds a unit (idle), so a holder
+// without one is leaving (errPrimaryGone); a hold that is gone gives
+// errGuestNotWelcome.
+func (r *unitRegistry) holderBackend(u string, h *unitHold) (*primaryConn, error) {
+	if r.holderOf(u) != h {
+		return nil, errGuestNotWelcome
 	}
+	if p := h.sess.pc.Load(); p != nil {
+		return p, nil
+	}
+	return nil, errPrimaryGone
 }
 
 // holdsOn reports whether hold h still holds u and its holder's backend is

@@ -402,7 +402,7 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 
 	req := &request{stmts: stmts, extended: b.sql == "",
 		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{})}}
-	host, err := s.srv.units.holderBackend(u, h, deadline.C)
+	host, err := s.srv.units.holderBackend(u, h)
 	if err == nil {
 		still := func() bool { return s.srv.units.holdsOn(u, h, host) }
 		err = host.runWhenIdle(deadline.C, still, req, func(w *bufio.Writer, held *heldStmts) {
