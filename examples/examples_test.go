@@ -30,6 +30,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,6 +302,35 @@ func runApp(t *testing.T, escape string, cmd *exec.Cmd) {
 
 var escapes = []string{"reject", "reroute", "allow"}
 
+// installNode runs scripts/examples.sh (npm ci) once for the tests that
+// need the Node example: two npm ci at once in one directory collide.
+func installNode(t *testing.T) {
+	t.Helper()
+	nodeInstall.Do(func() {
+		cmd := exec.Command("bash", "scripts/examples.sh")
+		cmd.Dir = testbin.Root(t)
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		nodeInstall.out, nodeInstall.took = string(out), time.Since(start)
+		if err != nil {
+			nodeInstall.err = fmt.Errorf("bash scripts/examples.sh: %v\n%s", err, out)
+		}
+	})
+	if nodeInstall.err != nil {
+		t.Fatal(nodeInstall.err)
+	}
+	if nodeInstall.out != "" {
+		t.Logf("scripts/examples.sh (%v):\n%s", nodeInstall.took.Round(time.Millisecond), tail(nodeInstall.out, 10))
+	}
+}
+
+var nodeInstall struct {
+	sync.Once
+	out  string
+	took time.Duration
+	err  error
+}
+
 func TestPrismaDrizzle(t *testing.T) {
 	t.Parallel()
 	if os.Getenv("TXLANE_SKIP_NODE") == "1" {
@@ -312,14 +342,7 @@ func TestPrismaDrizzle(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(testbin.Root(t), "examples", "prisma-drizzle")
-	install := exec.Command("bash", "scripts/examples.sh")
-	install.Dir = testbin.Root(t)
-	start := time.Now()
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("bash scripts/examples.sh: %v\n%s", err, out)
-	} else if len(out) > 0 {
-		t.Logf("scripts/examples.sh (%v):\n%s", time.Since(start).Round(time.Millisecond), tail(string(out), 10))
-	}
+	installNode(t)
 
 	direct, db := database(t, "prisma_drizzle")
 	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "setup.sql"))
@@ -345,11 +368,7 @@ func TestPrismaDrizzleBackends(t *testing.T) {
 	if os.Getenv("TXLANE_SKIP_NODE") == "1" {
 		t.Skip("TXLANE_SKIP_NODE=1")
 	}
-	install := exec.Command("bash", "scripts/examples.sh")
-	install.Dir = testbin.Root(t)
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("bash scripts/examples.sh: %v\n%s", err, out)
-	}
+	installNode(t)
 	direct, db := database(t, "prisma_drizzle_pool")
 	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "setup.sql"))
 	bin := testbin.Txlane(t)

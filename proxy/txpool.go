@@ -822,8 +822,10 @@ const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND (EXISTS (SEL
 	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
 
 // customsSQL is the last column of the pin check: the client's custom
-// (dotted) settings that have a value, as a JSON array of [name, value]
-// pairs (NULL for none). pg_settings does not list custom settings.
+// (dotted) settings that exist in its session, as a JSON array of [name,
+// value] pairs (NULL for none). One reset to ” counts: PostgreSQL keeps it
+// as a placeholder, and a backend without it would call the name
+// unrecognized (SHOW). pg_settings does not list custom settings.
 func customsSQL(names []string) string {
 	if len(names) == 0 {
 		return ", NULL"
@@ -833,7 +835,7 @@ func customsSQL(names []string) string {
 		vals[i] = "(" + quoteLiteral(n) + ")"
 	}
 	return `, (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n, v) ORDER BY n) FROM ` +
-		`(SELECT n, pg_catalog.current_setting(n, true) AS v FROM (VALUES ` + strings.Join(vals, ", ") + `) AS c(n)) AS s WHERE v <> '')`
+		`(SELECT n, pg_catalog.current_setting(n, true) AS v FROM (VALUES ` + strings.Join(vals, ", ") + `) AS c(n)) AS s WHERE v IS NOT NULL)`
 }
 
 // pinReasons name, in pinCheckSQL's column order, what keeps a client on
