@@ -214,7 +214,7 @@ var (
 	descClients = prometheus.NewDesc("txlane_clients",
 		"Client connections open, admin console included.", nil, nil)
 	descBackends = prometheus.NewDesc("txlane_backends",
-		"Backend connections by lane and state. vector: the read pools (active = acquired, idle, waiting = acquires in progress); primary: the clients' own connections (active = running a request, idle, waiting = requests held by PAUSE).",
+		"Backend connections by lane and state. vector: the read pools (active = acquired, idle, waiting = acquires in progress); primary: backends serving a client (active = running a request, else idle), idle in a transaction-mode pool (idle) or being reset (active), and waiting = requests held by PAUSE.",
 		[]string{"lane", "state"}, nil)
 	descPaused = prometheus.NewDesc("txlane_paused",
 		"1 while PAUSE is in force on the admin console.", nil, nil)
@@ -240,12 +240,21 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			vWaiting += st.Waiting
 		}
 	}
+	// Primary backends: those serving a client (active while it runs a
+	// request), and in transaction mode those idle or being reset in the
+	// pools. A client that holds none counts nowhere.
 	for _, cl := range s.ClientList() {
-		if cl.Active {
+		switch {
+		case cl.ServerPID == 0:
+		case cl.Active:
 			pActive++
-		} else {
+		default:
 			pIdle++
 		}
+	}
+	for _, st := range s.primaryPools() {
+		pIdle += st.SvIdle
+		pActive += st.SvUsed
 	}
 	for _, m := range []struct {
 		lane, state string

@@ -481,3 +481,18 @@ func TestTxPoolUnitsOfWork(t *testing.T) {
 		})
 	}
 }
+
+// TestTxPoolBackendsGauge: txlane_backends{lane="primary"} counts backends,
+// not clients: three idle clients over one pooled backend are one idle
+// backend.
+func TestTxPoolBackendsGauge(t *testing.T) {
+	p := startTxPool(t, 1)
+	for i := 0; i < 3; i++ {
+		exec(t, p.connect(t), "SELECT 1")
+	}
+	waitFor(t, func() bool {
+		m := scrape(t, p.Server)
+		return m[series("txlane_backends", "lane", "primary", "state", "idle")] == 1 &&
+			m[series("txlane_backends", "lane", "primary", "state", "active")] == 0
+	}, "one idle primary backend for three idle clients")
+}
