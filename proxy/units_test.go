@@ -377,11 +377,7 @@ func TestUnitsReroute(t *testing.T) {
 		bed := startUnitProxy(t, "reroute", nil)
 		holder := bed.connect(t)
 		ctx := context.Background()
-		pc, err := pgx.Connect(ctx, bed.DSN(t, ""))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close(ctx)
+		pc := pgxConnect(t, bed.DSN(t, ""))
 		ins := "INSERT INTO " + bed.table + " (unit, who) VALUES ($1, $2) /*unit='u1'*/"
 		for round := 0; round < 2; round++ {
 			exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
