@@ -7,7 +7,6 @@ import (
 	"github.com/txlane/txlane/internal/difftest"
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
-	"github.com/txlane/txlane/proxy/auth"
 )
 
 // TestDifferential runs every scenario in testdata/scenarios directly against PostgreSQL
@@ -46,12 +45,8 @@ func TestDifferentialVectorLane(t *testing.T) {
 // pool can replace the backends scenarios end (a relayed login's pool only
 // grows through logins).
 func TestDifferentialTransactionMode(t *testing.T) {
-	f, err := auth.ParseFile("users.txt", []byte(`"postgres" "unused: the server trusts this role"`+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := startProxy(t, func(o *proxy.Options) {
-		o.Auth = proxy.AuthOptions{Type: auth.MethodTrust, File: f}
+		o.Auth = trustAuth(t, "postgres")
 		// NOTE: scenarios that pin a backend (LISTEN, temporary tables) hold
 		// it for seconds: six backends for the eight scenarios at a time.
 		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 6}

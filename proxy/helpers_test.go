@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/auth"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -114,4 +116,16 @@ func scalar(tb testing.TB, conn *pgconn.PgConn, sql string) string {
 // uniqueName returns a name for a table or role private to one test.
 func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1_000_000_000)
+}
+
+// trustAuth makes txlane check logins itself (auth_type trust) for user,
+// whom the test cluster trusts: logins then take pooled backends, and a
+// pool can open backends by itself.
+func trustAuth(tb testing.TB, user string) proxy.AuthOptions {
+	tb.Helper()
+	f, err := auth.ParseFile("users.txt", []byte(strconv.Quote(user)+` "unused: the server trusts this role"`+"\n"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return proxy.AuthOptions{Type: auth.MethodTrust, File: f}
 }

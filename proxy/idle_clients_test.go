@@ -15,7 +15,6 @@ import (
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
-	"github.com/txlane/txlane/proxy/auth"
 )
 
 // TestManyIdleClients: in transaction mode, with logins txlane checks
@@ -42,12 +41,8 @@ func TestManyIdleClients(t *testing.T) {
 			t.Skipf("cannot raise the open-file limit to %d: %v", lim.Cur, err)
 		}
 	}
-	f, err := auth.ParseFile("users.txt", []byte(`"`+pgtest.AppRole+`" "unused: the server trusts this role"`+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := startProxy(t, func(o *proxy.Options) {
-		o.Auth = proxy.AuthOptions{Type: auth.MethodTrust, File: f}
+		o.Auth = trustAuth(t, pgtest.AppRole)
 		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2}
 		o.MaxClientConn = n + 10
 	})

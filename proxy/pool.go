@@ -154,7 +154,6 @@ type serverPool struct {
 	// (errPoolEmpty).
 	clients int
 	// stats (guarded by mu)
-	waitTotal time.Duration
 }
 
 // waiter is a client waiting for a backend.
@@ -300,9 +299,6 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 		if c == nil {
 			return nil, errPoolEmpty // closed by failWaitersLocked
 		}
-		p.mu.Lock()
-		p.waitTotal += time.Since(start)
-		p.mu.Unlock()
 		return c, nil
 	case <-ctx.Done():
 		p.mu.Lock()

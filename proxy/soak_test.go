@@ -15,7 +15,6 @@ import (
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
-	"github.com/txlane/txlane/proxy/auth"
 )
 
 // TestTxPoolSoak: many clients over a small transaction-mode pool, each
@@ -27,12 +26,8 @@ import (
 // TXLANE_TEST_SOAK_ROUNDS rounds (default 6).
 func TestTxPoolSoak(t *testing.T) {
 	clients, rounds := envInt(t, "TXLANE_TEST_SOAK_CLIENTS", 500), envInt(t, "TXLANE_TEST_SOAK_ROUNDS", 6)
-	f, err := auth.ParseFile("users.txt", []byte(`"`+pgtest.AppRole+`" "unused: the server trusts this role"`+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := startProxy(t, func(o *proxy.Options) {
-		o.Auth = proxy.AuthOptions{Type: auth.MethodTrust, File: f}
+		o.Auth = trustAuth(t, pgtest.AppRole)
 		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 8}
 		o.MaxClientConn = clients + 10
 		o.QueryWaitTimeout = 2 * time.Minute

@@ -1000,7 +1000,7 @@ func (s *session) pinnedBy() string {
 func quoteGUC(name string) string {
 	parts := strings.Split(name, ".")
 	for i, p := range parts {
-		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+		parts[i] = quoteIdent(p)
 	}
 	return strings.Join(parts, ".")
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
-	"github.com/txlane/txlane/proxy/auth"
 )
 
 // startTxPool starts txlane in pool_mode transaction with pool_size size.
@@ -394,12 +393,8 @@ func TestTxPoolInspection(t *testing.T) {
 // (the server's 57P01) and nobody else, and a pool that can open backends
 // (logins txlane checks) replaces it for the clients waiting.
 func TestTxPoolBackendTerminatedWhileIdle(t *testing.T) {
-	f, err := auth.ParseFile("users.txt", []byte(`"`+pgtest.AppRole+`" "unused: the server trusts this role"`+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := startProxy(t, func(o *proxy.Options) {
-		o.Auth = proxy.AuthOptions{Type: auth.MethodTrust, File: f}
+		o.Auth = trustAuth(t, pgtest.AppRole)
 		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
 	})
 	connect := func() *pgconn.PgConn {
@@ -441,7 +436,7 @@ func TestTxPoolBackendTerminatedWhileIdle(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return p.Server.Pools()[0].ClWaiting == 1 }, "b to wait")
 	exec(t, direct, "SELECT pg_terminate_backend("+pid+")")
-	err = a.Exec(context.Background(), "SELECT 1").Close()
+	err := a.Exec(context.Background(), "SELECT 1").Close()
 	var pe *pgconn.PgError
 	if err == nil || errors.As(err, &pe) && pe.Code != "57P01" {
 		t.Fatalf("client whose backend died mid-transaction: %v, want FATAL 57P01", err)
