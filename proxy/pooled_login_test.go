@@ -17,7 +17,7 @@ import (
 
 // scramProxy starts txlane checking txlane_scram's password itself (its
 // verifier read from the server into an auth file), with pool options o.
-func scramProxy(t *testing.T, o proxy.PoolOptions) (p *testProxy, dsn string) {
+func scramProxy(t *testing.T, o proxy.PoolOptions, mutate ...func(*proxy.Options)) (p *testProxy, dsn string) {
 	t.Helper()
 	role := pgtest.PasswordRoles()[1]
 	verifier := scalar(t, directConn(t), "SELECT rolpassword FROM pg_authid WHERE rolname = "+quote(role.User))
@@ -28,6 +28,9 @@ func scramProxy(t *testing.T, o proxy.PoolOptions) (p *testProxy, dsn string) {
 	p = startProxy(t, func(opts *proxy.Options) {
 		opts.Auth = proxy.AuthOptions{Type: auth.MethodSCRAM, File: f}
 		opts.Pool = o
+		for _, m := range mutate {
+			m(opts)
+		}
 	})
 	u, _ := url.Parse(p.DSN(t, ""))
 	u.User = url.UserPassword(role.User, role.Password)
@@ -121,29 +124,15 @@ func TestMinPoolSize(t *testing.T) {
 // sessions; a login that finds no backend free within client_login_timeout
 // is refused with a message (57P03), not just closed.
 func TestSessionModePoolFull(t *testing.T) {
-	p, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolSession, Size: 1})
-	p.Server.Close() // restarted below with a short login timeout
-	role := pgtest.PasswordRoles()[1]
-	verifier := scalar(t, directConn(t), "SELECT rolpassword FROM pg_authid WHERE rolname = "+quote(role.User))
-	f, err := auth.ParseFile("users.txt", fmt.Appendf(nil, "%q %q\n", role.User, verifier))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p = startProxy(t, func(o *proxy.Options) {
-		o.Auth = proxy.AuthOptions{Type: auth.MethodSCRAM, File: f}
-		o.Pool = proxy.PoolOptions{Mode: proxy.PoolSession, Size: 1}
-		o.ClientLoginTimeout = time.Second
-	})
-	u, _ := url.Parse(dsn)
-	pu, _ := url.Parse(p.DSN(t, ""))
-	u.Host = pu.Host
+	_, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolSession, Size: 1},
+		func(o *proxy.Options) { o.ClientLoginTimeout = time.Second })
 	ctx := context.Background()
-	first, err := pgconn.Connect(ctx, u.String())
+	first, err := pgconn.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close(ctx)
-	_, err = pgconn.Connect(ctx, u.String())
+	_, err = pgconn.Connect(ctx, dsn)
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != proxy.CodeCannotConnectNow {
 		t.Fatalf("second login with the pool full: %v, want FATAL 57P03", err)
