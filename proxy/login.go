@@ -228,7 +228,7 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 			return nil, err
 		}
 		p := newPrimaryConn(*b, nil)
-		p.setOwner(&idleOwner{c: p})
+		p.setIdle()
 		p.loggedIn(res.TxStatus, res.Params)
 		go p.relay()
 		return p, nil

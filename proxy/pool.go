@@ -263,16 +263,9 @@ func (p *serverPool) spareLocked() bool { return p.dial != nil || p.total > p.cl
 func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 	start := time.Now()
 	p.mu.Lock()
-	for len(p.idle) > 0 {
-		c := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		c.pooled.inPool = false
-		if c.usable() {
-			p.mu.Unlock()
-			return c, nil
-		}
-		p.leaveLocked(c)
-		go c.conn.Close()
+	if c := p.takeIdleLocked(); c != nil {
+		p.mu.Unlock()
+		return c, nil
 	}
 	if dial := p.dial; dial != nil && p.total < p.size {
 		p.total++ // reserved while it opens
@@ -316,6 +309,30 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 	}
 }
 
+// tryGet returns one of the pool's idle backends, or nil when none is idle:
+// get without a wait, for the common case of a pool with room.
+func (p *serverPool) tryGet() *primaryConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.takeIdleLocked()
+}
+
+// takeIdleLocked takes the most recently used idle backend that is still
+// usable, closing the dead ones it meets; nil if there is none.
+func (p *serverPool) takeIdleLocked() *primaryConn {
+	for len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		c.pooled.inPool = false
+		if c.usable() {
+			return c
+		}
+		p.leaveLocked(c)
+		go c.conn.Close()
+	}
+	return nil
+}
+
 // setDial sets how the pool opens backends by itself.
 func (p *serverPool) setDial(dial func(context.Context) (*primaryConn, error)) {
 	p.mu.Lock()
@@ -326,7 +343,7 @@ func (p *serverPool) setDial(dial func(context.Context) (*primaryConn, error)) {
 // put returns c, idle outside a transaction block with nothing pinning it,
 // to the pool: to the longest waiting client, or to the idle list.
 func (p *serverPool) put(c *primaryConn) {
-	c.setOwner(&idleOwner{c: c})
+	c.setIdle()
 	p.mu.Lock()
 	if !c.usable() || time.Since(c.pooled.created) > p.opts().ServerLifetime && p.spareLocked() {
 		p.leaveLocked(c)

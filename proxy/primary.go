@@ -69,6 +69,9 @@ type primaryConn struct {
 	// nanoseconds) when it was last given a request (SHOW SERVERS).
 	connected   time.Time
 	lastRequest atomic.Int64
+	// idler owns the connection whenever it is idle in its pool (one per
+	// connection, so that pooling it again allocates nothing).
+	idler idleOwner
 }
 
 // describe is the backend as SHOW SERVERS lists it.
@@ -120,6 +123,7 @@ func newPrimaryConn(b backend, owner primaryOwner) *primaryConn {
 	p.held.named = make(map[string]stmtKey)
 	p.held.content = newStmtLRU(maxLaneStatements)
 	p.mu.params = map[string]string{}
+	p.idler.c = p
 	return p
 }
 
@@ -173,6 +177,10 @@ func (p *primaryConn) setOwner(o primaryOwner) {
 	p.mu.owner = o
 	p.mu.Unlock()
 }
+
+// setIdle hands the connection to its idle owner: nobody's, idle in a pool
+// or about to be.
+func (p *primaryConn) setIdle() { p.setOwner(&p.idler) }
 
 // usable reports whether relay still reads the connection.
 func (p *primaryConn) usable() bool {
@@ -644,10 +652,13 @@ func (p *primaryConn) runWhenIdle(timeout <-chan time.Time, still func() bool, r
 
 // track records messages of req just written (or about to be) and the
 // statements they execute; extended marks req complete, ended by a Sync.
+// sent becomes req's: the caller must not touch it afterwards.
 func (p *primaryConn) track(req *request, sent []sentMsg, stmts []*policy.Statement, extended bool) {
 	p.mu.Lock()
-	for _, sm := range sent {
-		req.replies.add(sm)
+	if len(req.replies.sent) == 0 {
+		req.replies.sent = sent // the caller's to give: it keeps no reference
+	} else {
+		req.replies.sent = append(req.replies.sent, sent...)
 	}
 	req.stmts = append(req.stmts, stmts...)
 	req.extended = req.extended || extended

@@ -653,16 +653,17 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	steps := pl.steps[pl.sent:]
 	pl.sent = len(pl.steps)
 
-	var sent []sentMsg
+	// sent is handed to the reply tracker (track), which keeps it.
+	sent := make([]sentMsg, 0, len(b.msgs)+1)
 	out := s.scratch[:0]
 	// settled holds the names whose state on the primary this request has
-	// already made right (or changed itself).
-	settled := map[string]bool{}
+	// already made right (or changed itself): a few per request at most.
+	var settled []string
 	ensure := func(name string) {
-		if settled[name] {
+		if slices.Contains(settled, name) {
 			return
 		}
-		settled[name] = true
+		settled = append(settled, name)
 		st := s.reg.get(name)
 		k, has := p.held.has(name)
 		// NOTE: what an injected message does is recorded now, not when the
@@ -718,7 +719,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 				// the new one fails.
 				s.dropStmt("")
 			}
-			settled[m.name] = true
+			settled = append(settled, m.name)
 			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held}
 		case m.typ == wire.Bind:
 			ensure(m.name)
@@ -726,7 +727,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		case m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			ensure(m.name)
 		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
-			settled[m.name] = true
+			settled = append(settled, m.name)
 			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: &p.held}
 		case m.typ == wire.Close:
 			sm.portal = &portalChange{p: s.plans, name: m.portal, drop: true}

@@ -38,9 +38,7 @@ func (s *session) attach() (*primaryConn, error) {
 		if s.pool == nil {
 			return nil, errPrimaryGone
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.srv.live().QueryWaitTimeout)
-		p, err := s.poolGet(ctx, s.pool)
-		cancel()
+		p, err := s.poolGet(context.Background(), s.pool, s.srv.live().QueryWaitTimeout)
 		if errors.Is(err, errPoolEmpty) {
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
 				Message: "no server connection left in this pool",
@@ -95,7 +93,7 @@ func (s *session) moveState(p *primaryConn) error {
 		// error below. A statement the server refused changed nothing (it
 		// ran as one implicit transaction): p goes back to the pool as it
 		// was.
-		p.setOwner(&idleOwner{c: p})
+		p.setIdle()
 		p.release()
 		if q != nil && p.usable() && p.inFlight() == 0 && p.TxStatus() == TxIdle {
 			p.pooled.pool.put(p)
@@ -122,6 +120,9 @@ func (s *session) moveState(p *primaryConn) error {
 // SetSessionAuthorization), so the role is set after it, and again
 // whenever the identity was touched.
 func stateDiffSQL(have, want *sessionSettings) string {
+	if have == want {
+		return "" // the backend last served this client, or both are the login's
+	}
 	identity := func(n string) bool { return n == "session_authorization" || n == "role" }
 	var resets, sets, prepares []string
 	for _, name := range orderedSettings(have) {
@@ -451,7 +452,7 @@ func (s *session) detach(p *primaryConn) {
 	}
 	s.mu.Unlock()
 	s.cancelMu.Unlock()
-	p.setOwner(&idleOwner{c: p})
+	p.setIdle()
 	p.release()
 	if p.pooled.pool == nil {
 		p.conn.Close()
@@ -536,7 +537,7 @@ func (s *session) resetForPool(p *primaryConn) bool {
 		return false
 	}
 	// Nothing of the reset reaches the client, which is leaving.
-	p.setOwner(&idleOwner{c: p})
+	p.setIdle()
 	pool := p.pooled.pool
 	pool.resetStarted(1)
 	q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
@@ -606,7 +607,7 @@ const settleTimeout = 5 * time.Second
 // running statement a cancel (forwarded and taken by the server before p
 // can go to another client, as for a client's own cancel: see detach).
 func (s *session) settle(p *primaryConn) bool {
-	p.setOwner(&idleOwner{c: p})
+	p.setIdle()
 	copyIn, copyExtended := false, false
 	p.mu.Lock()
 	for _, r := range p.mu.pending {
@@ -698,7 +699,7 @@ func (p *primaryConn) internalOnly() bool {
 // first. Its owner swallows what it says until the caller hands it on.
 func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryConn, error) {
 	for {
-		p, err := s.poolGet(ctx, pool)
+		p, err := s.poolGet(ctx, pool, 0)
 		if errors.Is(err, errPoolEmpty) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 				Message: "no server connection became free for this login",
@@ -736,7 +737,7 @@ func (s *session) resetLeft(p *primaryConn) bool {
 		return false
 	}
 	// Nothing of the answers may reach the client that left.
-	p.setOwner(&idleOwner{c: p})
+	p.setIdle()
 	for _, sql := range []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_timeout = 0", "DISCARD ALL"} {
 		q, err := p.queryKeep(sql, true)
 		if err != nil || q.err != nil || p.TxStatus() != TxIdle {

@@ -209,9 +209,10 @@ for c in $CLIENTS; do
 	if ((c > max_clients)); then max_clients=$c; fi
 done
 if ((STORM_OLTP_CLIENTS + STORM_CLIENTS > max_clients)); then max_clients=$((STORM_OLTP_CLIENTS + STORM_CLIENTS)); fi
-# PgBouncer keeps its idle server connections while txlane opens its own: room for both.
+# PgBouncer keeps its idle server connections while txlane opens its own (session pools as large
+# as the client count in both, beside direct clients): room for all of them.
 log "starting PostgreSQL"
-dsn=$(TXLANE_PG_OWNER_PID=$$ TXLANE_PG_MAX_CONNECTIONS=$((2 * max_clients + 60)) bash scripts/pg.sh start "$work/pg")
+dsn=$(TXLANE_PG_OWNER_PID=$$ TXLANE_PG_MAX_CONNECTIONS=$((3 * max_clients + 100)) bash scripts/pg.sh start "$work/pg")
 pgport=$(sed -n 's|^postgres://[^@]*@127\.0\.0\.1:\([0-9]*\)/.*|\1|p' <<<"$dsn")
 [[ -n $pgport ]] || die "cannot read the port of $dsn"
 direct="postgres://postgres@127.0.0.1:$pgport/bench?sslmode=disable"
