@@ -47,15 +47,26 @@ type dbRouting struct {
 // use and refreshing it in the background when it is older than the
 // discover interval.
 func (s *Server) routingFor(database string) *routing {
+	return s.currentRouting(database, s.dbRoutingFor(database))
+}
+
+// dbRoutingFor returns database's routing state, making it at first use.
+// It stays the database's for the server's life (sessions may keep it).
+func (s *Server) dbRoutingFor(database string) *dbRouting {
 	s.routeMu.Lock()
+	defer s.routeMu.Unlock()
 	dr := s.dbRoutes[database]
 	if dr == nil {
 		dr = &dbRouting{}
 		dr.cur.Store(s.baseRouting())
 		s.dbRoutes[database] = dr
 	}
-	s.routeMu.Unlock()
+	return dr
+}
 
+// currentRouting returns dr's snapshot (the routing state of database),
+// as routingFor does.
+func (s *Server) currentRouting(database string, dr *dbRouting) *routing {
 	live := s.live()
 	if s.lanes == nil || !live.Discover {
 		return dr.cur.Load()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,14 @@ type Metrics struct {
 	// txCounters are transactions' series, resolved once: [lane: primary,
 	// vector][commit][explicit].
 	txCounters [2][2][2]prometheus.Counter
+	// byLane holds the per-lane series of the per-request histograms,
+	// resolved once (WithLabelValues hashes and locks on every call).
+	byLane [2]struct{ request, poolWait, acquire prometheus.Observer }
+	// routes caches the requests counter's series by (lane, reason).
+	routes struct {
+		sync.RWMutex
+		m map[[2]string]prometheus.Counter
+	}
 	// errors counts the ErrorResponses servers sent to clients, by lane and
 	// SQLSTATE class; deadlocks those of SQLSTATE 40P01, by lane.
 	serverErrors *prometheus.CounterVec
@@ -121,8 +130,12 @@ func NewMetrics() *Metrics {
 	m.reloadOK.Set(1)
 	// NOTE: series that alerts watch for any increase exist from the start:
 	// increase() sees nothing in a series' first sample.
+	m.routes.m = map[[2]string]prometheus.Counter{}
 	for i, lane := range []string{lanePrimary, laneVector} {
 		m.deadlocks.WithLabelValues(lane)
+		m.byLane[i].request = m.requestSeconds.WithLabelValues(lane)
+		m.byLane[i].poolWait = m.poolWait.WithLabelValues(lane)
+		m.byLane[i].acquire = m.acquireWait.WithLabelValues(lane)
 		for j, outcome := range []string{outcomeRollback, outcomeCommit} {
 			for k, block := range []string{blockImplicit, blockExplicit} {
 				m.txCounters[i][j][k] = m.transactions.WithLabelValues(lane, outcome, block)
@@ -179,7 +192,7 @@ func (m *Metrics) ReloadCounts() (ok, failed float64) {
 // observeAcquire records how long a request waited for a backend of lane;
 // for the vector lane, a wait for a backend of its pool too.
 func (m *Metrics) observeAcquire(lane string, d time.Duration) {
-	m.acquireWait.WithLabelValues(lane).Observe(d.Seconds())
+	m.laneSeries(lane, m.acquireWait, func(i int) prometheus.Observer { return m.byLane[i].acquire }).Observe(d.Seconds())
 	if lane == laneVector {
 		m.observePoolWait(lane, d)
 	}
@@ -188,12 +201,24 @@ func (m *Metrics) observeAcquire(lane string, d time.Duration) {
 // observePoolWait records how long a client waited for a backend of a pool
 // of lane.
 func (m *Metrics) observePoolWait(lane string, d time.Duration) {
-	m.poolWait.WithLabelValues(lane).Observe(d.Seconds())
+	m.laneSeries(lane, m.poolWait, func(i int) prometheus.Observer { return m.byLane[i].poolWait }).Observe(d.Seconds())
 }
 
 // observeRequest records how long a request took on lane.
 func (m *Metrics) observeRequest(lane string, d time.Duration) {
-	m.requestSeconds.WithLabelValues(lane).Observe(d.Seconds())
+	m.laneSeries(lane, m.requestSeconds, func(i int) prometheus.Observer { return m.byLane[i].request }).Observe(d.Seconds())
+}
+
+// laneSeries returns vec's series for lane: from byLane (through of) for
+// the primary and vector lanes, else resolved now.
+func (m *Metrics) laneSeries(lane string, vec *prometheus.HistogramVec, of func(int) prometheus.Observer) prometheus.Observer {
+	switch lane {
+	case lanePrimary:
+		return of(0)
+	case laneVector:
+		return of(1)
+	}
+	return vec.WithLabelValues(lane)
 }
 
 // pinned counts a client pinned for reason.
@@ -255,7 +280,17 @@ func counterValue(c prometheus.Counter) float64 {
 
 // route counts one request routed to lane for reason.
 func (m *Metrics) route(lane, reason string) {
-	m.requests.WithLabelValues(lane, reason).Inc()
+	key := [2]string{lane, reason}
+	m.routes.RLock()
+	c := m.routes.m[key]
+	m.routes.RUnlock()
+	if c == nil {
+		c = m.requests.WithLabelValues(lane, reason)
+		m.routes.Lock()
+		m.routes.m[key] = c
+		m.routes.Unlock()
+	}
+	c.Inc()
 }
 
 // Routed returns how many requests went to lane for reason.

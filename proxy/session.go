@@ -86,6 +86,10 @@ type session struct {
 	keyPID    uint32 // BackendKeyData txlane gave the client
 	keySecret []byte
 
+	// dbRouting is the routing state of the client's database (see
+	// routing).
+	dbRouting atomic.Pointer[dbRouting]
+
 	stopping atomic.Bool // set when serve tears the session down: relay stays quiet
 
 	// ops is the server's registry entry (ops.go); set before serve.

@@ -717,7 +717,13 @@ func (s *session) customSettings() []string {
 
 // routing returns the session's routing snapshot.
 func (s *session) routing() *routing {
-	return s.srv.routingFor(s.database())
+	dr := s.dbRouting.Load()
+	if dr == nil {
+		// Looked up once (the map's lock is global), always the same.
+		dr = s.srv.dbRoutingFor(s.database())
+		s.dbRouting.Store(dr)
+	}
+	return s.srv.currentRouting(s.database(), dr)
 }
 
 // database is the database the client logged in to.
