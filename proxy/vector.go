@@ -50,7 +50,9 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	// temp_table, which a fresh search_path or list of temporary relations
 	// may turn.
 	d := decide()
-	if d.Lane != policy.Vector && d.Reason != policy.ReasonNotVectorRead && d.Reason != policy.ReasonTempTable {
+	if d.Lane != policy.Vector && (d.Reason != policy.ReasonNotVectorRead || !mayReadVector(stmts, rt.rules)) && d.Reason != policy.ReasonTempTable {
+		// Final: no search_path makes these reads vector reads, so the
+		// session's settings need no fresh read (a round trip).
 		s.routed(d.Lane, d.Reason)
 		return false, nil
 	}
@@ -724,6 +726,32 @@ func (s *session) routing() *routing {
 		s.dbRouting.Store(dr)
 	}
 	return s.srv.currentRouting(s.database(), dr)
+}
+
+// mayReadVector reports whether some read of stmts names a vector table
+// under some search_path (policy.Rules.MayBeVector): only then can a fresh
+// search_path turn a read that is not a vector read into one.
+func mayReadVector(stmts []*policy.Statement, rules *policy.Rules) bool {
+	for _, st := range stmts {
+		if mayReadVectorStmt(st, rules) {
+			return true
+		}
+	}
+	return false
+}
+
+func mayReadVectorStmt(st *policy.Statement, rules *policy.Rules) bool {
+	for _, t := range st.Reads {
+		if rules.MayBeVector(t) {
+			return true
+		}
+	}
+	for i := range st.Parts {
+		if mayReadVectorStmt(&st.Parts[i], rules) {
+			return true
+		}
+	}
+	return false
 }
 
 // database is the database the client logged in to.
