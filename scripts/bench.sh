@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — txlane against PostgreSQL direct and PgBouncer, measured with pgbench.
 #
-# Usage: bash scripts/bench.sh [SCENARIO...]        (default: select mixed churn storm)
+# Usage: bash scripts/bench.sh [SCENARIO...]        (default: select mixed churn storm floor)
 #
 # Builds bin/txlane, starts a throwaway PostgreSQL with pgvector (scripts/pg.sh), PgBouncer from
 # the distribution's package and txlane with its default configuration, all on 127.0.0.1, and
@@ -29,6 +29,13 @@
 #           waits for a connection rather than falling back to the primary). It prints the
 #           OLTP latency with and without the storm and the ratio of the p99s, with txlane's
 #           CPU seconds over the OLTP run (the storm's share included) and the storm's queries/s.
+#   floor   what the Go runtime costs a proxy: pgbench -S (BENCH_QUERY_MODES, the client counts
+#           of BENCH_CLIENTS up to 32) through the two byte relays of bench/relayfloor (a
+#           client's bytes to its own server connection and back, nothing looked at: one on the
+#           standard net package with a goroutine per direction, as txlane; one on gnet's epoll
+#           event loop), PgBouncer and txlane, all in session mode. The relays' cpu_us/tx is
+#           the least any Go proxy of that shape pays per transaction. Builds bench/relayfloor
+#           (its own module, so that txlane does not depend on gnet).
 #
 # Columns: tps (pgbench's, without connection set-up); p50 and p99 latency in ms, from
 # pgbench's per-transaction log (with a rate, from each transaction's scheduled start);
@@ -78,7 +85,7 @@ STORM_CLIENTS=${BENCH_STORM_CLIENTS:-16}
 STORM_LANE_CONNS=${BENCH_STORM_LANE_CONNS:-2}
 STORM_ROWS=${BENCH_STORM_ROWS:-20000}
 KEEP=${BENCH_KEEP:-0}
-SCENARIOS=${*:-select mixed churn storm}
+SCENARIOS=${*:-select mixed churn storm floor}
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
 die() {
@@ -93,7 +100,7 @@ done
 for c in $CLIENTS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "BENCH_CLIENTS: '$c' is not a client count"; done
 for m in $POOL_MODES; do [[ $m == session || $m == transaction ]] || die "BENCH_POOL_MODES: unknown mode '$m'"; done
 for m in $QUERY_MODES; do [[ $m =~ ^(simple|extended|prepared)$ ]] || die "BENCH_QUERY_MODES: unknown mode '$m'"; done
-for s in $SCENARIOS; do [[ $s =~ ^(select|mixed|churn|storm)$ ]] || die "unknown scenario '$s' (select, mixed, churn, storm)"; done
+for s in $SCENARIOS; do [[ $s =~ ^(select|mixed|churn|storm|floor)$ ]] || die "unknown scenario '$s' (select, mixed, churn, storm, floor)"; done
 
 as_root() {
 	if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else die "root is needed to run: $*"; fi
@@ -509,10 +516,52 @@ query_wait_timeout: 10m
 		"txlane $(ratio "${p99s[txlane-storm]}" "${p99s[txlane-alone]}")"
 }
 
+# floor runs pgbench -S through the two relays of bench/relayfloor, PgBouncer and txlane, all in
+# session mode, at the client counts of CLIENTS up to 32.
+floor() {
+	local mode port qmode clients target pid conn args pgb_tps n=0
+	local -A relay_port relay_pid
+	(cd bench/relayfloor && go build -o "$work/relayfloor" .) || die "could not build bench/relayfloor"
+	for mode in std gnet; do
+		port=$(free_port)
+		"$work/relayfloor" -mode "$mode" -listen "127.0.0.1:$port" -server "127.0.0.1:$pgport" >"$work/relay-$mode.log" 2>&1 &
+		relay_pid[$mode]=$! relay_port[$mode]=$port
+		pids+=("$!")
+		wait_port "$port" "$!" || {
+			cat "$work/relay-$mode.log" >&2
+			die "relayfloor -mode $mode did not start"
+		}
+	done
+	echo
+	echo "== floor: $SECS s per point, session mode; relay-std and relay-gnet relay bytes and look at none"
+	header
+	for qmode in $QUERY_MODES; do
+		for clients in $CLIENTS; do
+			((clients <= 32)) || continue
+			args=(-S -M "$qmode" -c "$clients" -j "$((clients < THREADS ? clients : THREADS))" -T "$SECS")
+			n=$((n + 1))
+			pgb_tps=-
+			for target in pgbouncer relay-std relay-gnet txlane; do
+				case $target in
+				relay-*)
+					mode=${target#relay-}
+					pid=${relay_pid[$mode]} conn="postgres://postgres@127.0.0.1:${relay_port[$mode]}/bench?sslmode=disable"
+					;;
+				*) read -r pid conn < <(target_conn "$target" session) ;;
+				esac
+				run_pgbench "$work/floor-$n-$target" "$pid" "$conn" "${args[@]}"
+				[[ $target == pgbouncer ]] && pgb_tps=$tps
+				row floor session "$qmode" "$clients" "$target" "$tps" "$p50" "$p99" "$(ratio "$tps" "$pgb_tps")" - "$cpu"
+			done
+		done
+	done
+}
+
 echo "$(bin/txlane version 2>/dev/null | head -n 1) | PgBouncer $pgb_version | $(psql_direct -At -c 'SHOW server_version') | $(nproc) CPUs | $(date -u +%FT%TZ)"
 for s in $SCENARIOS; do
 	case $s in
 	select | mixed | churn) throughput "$s" ;;
 	storm) storm ;;
+	floor) floor ;;
 	esac
 done
