@@ -131,6 +131,9 @@ type session struct {
 
 	// cancelMu is held while a cancel request of the client is forwarded.
 	cancelMu sync.Mutex
+	// wait is the client's wait for a pooled backend, which its cancel
+	// requests end (txwait.go).
+	wait poolWait
 	// unitsHeld counts the units this session holds in the registry.
 	unitsHeld atomic.Int32
 
@@ -550,8 +553,9 @@ func (s *session) primaryBound() (policy.Reason, bool) {
 }
 
 // dispatch sends the rest of the current request, now complete, to its lane.
-func (s *session) dispatch() error {
+func (s *session) dispatch() (err error) {
 	defer s.cur.reset()
+	defer func() { err = s.answerCanceledWait(err) }()
 	pl := &s.plans.cur
 	if s.open != nil {
 		// Partly sent already: the rest follows it to the primary.
@@ -593,8 +597,14 @@ func (s *session) dispatch() error {
 // sendEarly sends the part of the current request that has arrived to the
 // primary before its Sync, for reason (the first part's reason holds for the
 // whole request).
-func (s *session) sendEarly(reason policy.Reason) error {
+func (s *session) sendEarly(reason policy.Reason) (err error) {
 	pl := &s.plans.cur
+	defer func() {
+		if errors.Is(err, errWaitCanceled) {
+			s.cur.reset()
+			err = s.answerCanceledWait(err)
+		}
+	}()
 	if s.open == nil {
 		if done, err := s.srv.admit(s); done {
 			if err == nil {

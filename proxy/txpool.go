@@ -38,9 +38,16 @@ func (s *session) attach() (*primaryConn, error) {
 		if s.pool == nil {
 			return nil, errPrimaryGone
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.srv.live().QueryWaitTimeout)
+		// A CancelRequest of the client ends the wait (txwait.go).
+		ctx, stop := s.wait.begin(s.srv.live().QueryWaitTimeout)
 		p, err := s.poolGet(ctx, s.pool)
-		cancel()
+		if err != nil && canceled(ctx) {
+			stop()
+			return nil, errWaitCanceled
+		}
+		if err != nil {
+			stop()
+		}
 		if errors.Is(err, errPoolEmpty) {
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeConnectionFailure,
 				Message: "no server connection left in this pool",
@@ -57,11 +64,27 @@ func (s *session) attach() (*primaryConn, error) {
 		p.setOwner(s)
 		p.acquire()
 		s.pc.Store(p)
-		s.mu.Lock()
-		s.mu.running = &p.target
-		s.mu.Unlock()
 		if err := s.moveState(p); err != nil {
+			stop()
 			return nil, err
+		}
+		// NOTE: p becomes the target of the client's cancels only now, once
+		// txlane's own statements there are done (a cancel must not cut
+		// moveState's). A cancel that came meanwhile ended the wait: p goes
+		// back unused. cancelMu makes this one step for forwardCancel.
+		s.cancelMu.Lock()
+		gave := canceled(ctx)
+		if !gave {
+			s.mu.Lock()
+			s.mu.running = &p.target
+			s.mu.Unlock()
+		}
+		s.wait.end()
+		s.cancelMu.Unlock()
+		stop()
+		if gave {
+			s.detach(p)
+			return nil, errWaitCanceled
 		}
 		return p, nil
 	}
@@ -86,11 +109,6 @@ func (s *session) moveState(p *primaryConn) error {
 	if err != nil {
 		s.log.Warn("could not move the session's settings to a pooled backend", zap.Error(err))
 		s.pc.Store(nil)
-		s.mu.Lock()
-		if s.mu.running == &p.target {
-			s.mu.running = nil
-		}
-		s.mu.Unlock()
 		// NOTE: nothing of p's end may reach the client, which gets the
 		// error below. A statement the server refused changed nothing (it
 		// ran as one implicit transaction): p goes back to the pool as it

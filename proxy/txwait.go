@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/txlane/txlane/proxy/wire"
+)
+
+// poolWait lets a CancelRequest end a client's wait for a pooled backend
+// (transaction mode, attach). To the client the request it sent is running:
+// PostgreSQL cancels a running statement at a CancelRequest, and a request
+// that waits in txlane for a backend is that statement, not yet begun. The
+// request then fails with ERROR 57014 "canceling statement due to user
+// request", as PostgreSQL's would, before anything of it reached a server,
+// and the connection stays usable.
+//
+// The wait lasts from the moment attach asks its pool for a backend until
+// the backend is the target of the client's cancels (session.mu.running),
+// after its session settings were moved there: a cancel in between ends the
+// wait, and a backend already taken goes back to the pool unused. Both ends
+// are decided under session.cancelMu, which forwardCancel holds throughout,
+// so a cancel is either forwarded to the backend or ends the wait, never
+// lost between the two.
+type poolWait struct {
+	mu sync.Mutex
+	// cancel ends the current wait (nil while the client does not wait).
+	cancel context.CancelCauseFunc
+}
+
+// errCancelRequest is the cause of a wait ended by a CancelRequest.
+var errCancelRequest = errors.New("canceled by the client's cancel request")
+
+// errWaitCanceled: a CancelRequest ended the client's wait for a backend;
+// the request is answered with ERROR 57014 (answerCanceledWait).
+var errWaitCanceled = errors.New("the wait for a pooled backend was canceled by the client")
+
+// begin starts a wait of at most timeout; the context ends with it, or at
+// the client's cancel (cause errCancelRequest). stop releases it.
+func (w *poolWait) begin(timeout time.Duration) (ctx context.Context, stop func()) {
+	parent, cancel := context.WithCancelCause(context.Background())
+	ctx, cancelTimeout := context.WithTimeout(parent, timeout)
+	w.mu.Lock()
+	w.cancel = cancel
+	w.mu.Unlock()
+	return ctx, func() {
+		w.end()
+		cancelTimeout()
+		cancel(nil)
+	}
+}
+
+// end stops taking cancels for the current wait.
+func (w *poolWait) end() {
+	w.mu.Lock()
+	w.cancel = nil
+	w.mu.Unlock()
+}
+
+// cancelWait ends the client's wait for a backend, if it waits (called by
+// forwardCancel, holding the session's cancelMu, when no backend runs the
+// client's request).
+func (w *poolWait) cancelWait() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancel != nil {
+		w.cancel(errCancelRequest)
+	}
+}
+
+// canceled reports whether ctx, a wait's context, was ended by the client's
+// cancel.
+func canceled(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errCancelRequest) }
+
+// answerCanceledWait answers the current request with ERROR 57014 when err
+// says a CancelRequest ended its wait for a backend: the client holds no
+// backend, so it is idle outside a transaction block ('I'). synced says the
+// request is complete (its Sync or Query came); otherwise its remaining
+// messages are dropped up to its Sync, which gets the ReadyForQuery. Any
+// other err is returned as it is.
+func (s *session) answerCanceledWait(err error) error {
+	if !errors.Is(err, errWaitCanceled) {
+		return err
+	}
+	s.log.Debug("a cancel request ended the wait for a pooled backend")
+	return s.refuseAtBoundary(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
+		Message: "canceling statement due to user request"})
+}
