@@ -830,6 +830,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 // noteEffects records what statement st, sent to the primary, may do to the
 // state txlane mirrors.
 func (s *session) noteEffects(st *policy.Statement) {
+	s.noteSetConfig(st)
 	s.notePin(st)
 	switch {
 	case st.Class == policy.Session, st.Class == policy.TxControl, st.Class == policy.Unknown,

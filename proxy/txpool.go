@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -779,7 +780,7 @@ func (s *session) notePin(st *policy.Statement) {
 		case p.Command == "LOAD":
 			s.loaded.Store(true)
 		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
-			p.Flags&policy.FlagSQLPrepare == 0,
+			p.Flags&policy.FlagSQLPrepare == 0 && !s.settingsSeen(p),
 			len(p.Hidden) > 0 || p.Flags&(policy.FlagReachesUnknown|policy.FlagReadsUnknown) != 0:
 			// A function, DO or CALL, or code the text hides (a trigger,
 			// a rule, a default, a function behind a view), may have set
@@ -790,6 +791,44 @@ func (s *session) notePin(st *policy.Statement) {
 		}
 	})
 	s.dirtyGen.Add(1)
+}
+
+// noteSetConfig adds the custom settings that set_config calls with a
+// constant name in st set (policy.Statement.SetConfig) to the client's
+// customs, which the pin check reads and moves with the client as it does
+// those SET set (client goroutine, before notePin).
+func (s *session) noteSetConfig(st *policy.Statement) {
+	added := false
+	eachPart(st, func(p *policy.Statement) {
+		for _, name := range p.SetConfig {
+			if strings.Contains(name, ".") && !s.customs[name] {
+				s.customs[name] = true
+				added = true
+			}
+		}
+	})
+	if added {
+		list := s.customSettings()
+		s.customList.Store(&list)
+	}
+}
+
+// settingsSeen reports whether every session setting p may change is one
+// the pin check reads: p's changes are all set_config calls with constant
+// names (policy.Statement.SetConfig), of settings pg_settings lists or of
+// custom settings among the client's customs. A rerouted write's
+// set_config of a name the holder never set is not seen.
+func (s *session) settingsSeen(p *policy.Statement) bool {
+	if len(p.SetConfig) == 0 {
+		return false
+	}
+	customs := *s.customList.Load()
+	for _, name := range p.SetConfig {
+		if _, ok := slices.BinarySearch(customs, name); strings.Contains(name, ".") && !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // mayPin reports whether st may leave state in the server session that

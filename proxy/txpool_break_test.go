@@ -427,7 +427,7 @@ func TestTxPoolBreakHiddenCustomResetThatDidNotHappen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startTxPoolWait(t, 1, false)
 			a, b := p.connect(t), p.connect(t)
-			exec(t, a, "SELECT set_config('brk.hidden', 'a-secret', false)")
+			exec(t, a, "SELECT set_config('brk.' || 'hidden', 'a-secret', false)") // a name txlane cannot see
 			execErr(a, tc.reset)
 			execErr(a, "DISCARD ALL") // refused in a failed transaction
 			exec(t, a, "ROLLBACK")
@@ -440,7 +440,7 @@ func TestTxPoolBreakHiddenCustomResetThatDidNotHappen(t *testing.T) {
 	t.Run("reset that did happen", func(t *testing.T) {
 		p := startTxPoolWait(t, 1, false)
 		a, b := p.connect(t), p.connect(t)
-		exec(t, a, "SELECT set_config('brk.hidden', 'a-secret', false)")
+		exec(t, a, "SELECT set_config('brk.' || 'hidden', 'a-secret', false)") // a name txlane cannot see
 		exec(t, a, "RESET ALL")
 		// a is pooled again: b runs on the backend.
 		if got := scalar(t, b, "SELECT coalesce(current_setting('brk.hidden', true), '')"); got != "" {
