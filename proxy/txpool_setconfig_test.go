@@ -41,3 +41,24 @@ func TestTxPoolSetConfigMoves(t *testing.T) {
 		t.Fatalf("SHOW CLIENTS pinned %q, want set_config", got)
 	}
 }
+
+// What txlane cannot attribute to a statement counts as code that may have
+// set custom settings under names it cannot see, even the Execute of a
+// portal whose Bind named a statement that does not exist (26000: nothing
+// ran, but txlane does not predict the server's answer): the client keeps
+// its backend until a RESET ALL.
+func TestTxPoolUnattributablePins(t *testing.T) {
+	p := startTxPoolWait(t, 1, false)
+	a, b := p.connect(t), p.connect(t)
+	r := newPrepConn(t, a).run(exec1("nosuch")...)
+	wantErrCode(t, "Bind of a statement that does not exist", r, "26000", `prepared statement "nosuch" does not exist`)
+	wantNotOnBackendOf(t, b, "SELECT 1", "an Execute txlane cannot attribute")
+	if got := pinnedReasons(p); !strings.Contains(got, "set_config") {
+		t.Fatalf("SHOW CLIENTS pinned %q, want set_config", got)
+	}
+	exec(t, a, "RESET ALL")
+	// b was closed (query_wait_timeout); the next client runs.
+	if got := scalar(t, p.connect(t), "SELECT 'c runs'"); got != "c runs" {
+		t.Fatal(got)
+	}
+}
