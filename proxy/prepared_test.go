@@ -997,7 +997,9 @@ func testPreparedDescribeAcrossLanes(t *testing.T, pool proxy.PoolOptions) {
 // session's settings must be re-read before the execute and the fresh
 // settings send it to the primary: the primary must still hold the unnamed
 // statement the client prepared there.
-func TestPreparedUnnamedAcrossSnapshotRefresh(t *testing.T) { inPoolModes(t, testPreparedUnnamedAcrossSnapshotRefresh) }
+func TestPreparedUnnamedAcrossSnapshotRefresh(t *testing.T) {
+	inPoolModes(t, testPreparedUnnamedAcrossSnapshotRefresh)
+}
 
 func testPreparedUnnamedAcrossSnapshotRefresh(t *testing.T, pool proxy.PoolOptions) {
 	t.Run("default_transaction_isolation", func(t *testing.T) {
@@ -1035,7 +1037,9 @@ func testPreparedUnnamedAcrossSnapshotRefresh(t *testing.T, pool proxy.PoolOptio
 // TestPreparedPipelineAlternatingLanes sends 50 units in one pgconn pipeline
 // (a Sync per unit), alternating vector reads and primary work: every result
 // arrives, in order, as a direct connection returns them.
-func TestPreparedPipelineAlternatingLanes(t *testing.T) { inPoolModes(t, testPreparedPipelineAlternatingLanes) }
+func TestPreparedPipelineAlternatingLanes(t *testing.T) {
+	inPoolModes(t, testPreparedPipelineAlternatingLanes)
+}
 
 func testPreparedPipelineAlternatingLanes(t *testing.T, pool proxy.PoolOptions) {
 	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 2; o.Pool = pool })
