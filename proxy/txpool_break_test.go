@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -775,28 +776,22 @@ func TestTxPoolBreakCancelWhileWaitingForBackend(t *testing.T) {
 			if err := fe.Flush(); err != nil {
 				return err
 			}
+			// The error comes before the Sync; the Sync then gets the
+			// ReadyForQuery.
 			b.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
-			defer b.Conn().SetReadDeadline(time.Time{})
-			var got error
-			for {
-				msg, err := fe.Receive()
-				if err != nil {
-					return err
-				}
-				switch m := msg.(type) {
-				case *pgproto3.ErrorResponse:
-					got = pgconn.ErrorResponseToPgError(m)
-					fe.Send(&pgproto3.Sync{})
-					if err := fe.Flush(); err != nil {
-						return err
-					}
-				case *pgproto3.ReadyForQuery:
-					if m.TxStatus != 'I' {
-						return errors.New("ReadyForQuery " + string(m.TxStatus))
-					}
-					return got
-				}
+			msg, err := fe.Receive()
+			b.Conn().SetReadDeadline(time.Time{})
+			if err != nil {
+				return err
 			}
+			m, ok := msg.(*pgproto3.ErrorResponse)
+			if !ok {
+				return fmt.Errorf("%T before the Sync, want ErrorResponse", msg)
+			}
+			if err := rawRequest(b, &pgproto3.Sync{}); err != nil || b.TxStatus() != 'I' {
+				return fmt.Errorf("the Sync after the error: %v, status %c", err, b.TxStatus())
+			}
+			return pgconn.ErrorResponseToPgError(m)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -806,14 +801,7 @@ func TestTxPoolBreakCancelWhileWaitingForBackend(t *testing.T) {
 			exec(t, a, "BEGIN; INSERT INTO "+tbl+" VALUES (1)")
 			waited := make(chan error, 1)
 			go func() { waited <- tc.run(b) }()
-			waitFor(t, func() bool {
-				for _, pi := range p.Server.Pools() {
-					if pi.ClWaiting == 1 {
-						return true
-					}
-				}
-				return false
-			}, "b to wait for the only backend")
+			waitFor(t, func() bool { return p.Server.Pools()[0].ClWaiting == 1 }, "b to wait for the only backend")
 			if err := b.CancelRequest(ctx); err != nil {
 				t.Fatal(err)
 			}

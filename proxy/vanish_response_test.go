@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -49,16 +48,7 @@ func TestVanishMidResponse(t *testing.T) {
 			})
 			app := uniqueName("vanish_app")
 			dsn := p.DSN(t, "") + "&application_name=" + app
-			connect := func() *pgconn.PgConn {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				c, err := pgconn.Connect(ctx, dsn)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close(context.Background()) })
-				return c
-			}
+			connect := func() *pgconn.PgConn { return connectDSN(t, dsn) }
 			other := connect() // keeps the pool's clients above zero
 			a := connect()
 			exec(t, a, "BEGIN; INSERT INTO "+tbl+" VALUES (1)")
