@@ -348,14 +348,38 @@ func TestPrismaDrizzle(t *testing.T) {
 	execFile(t, direct, filepath.Join(testbin.Root(t), "examples", "setup.sql"))
 	bin := testbin.Txlane(t)
 	user := pgtest.Config(t).User
-	for _, escape := range escapes {
-		t.Run(escape, func(t *testing.T) {
-			p := startTxlane(t, bin, escape)
-			cmd := exec.Command("node", "main.mjs")
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "DATABASE_URL="+p.URL(user, db), "TXLANE_ESCAPE="+escape, "SCENARIO_TIMEOUT_MS=30000")
-			runApp(t, escape, cmd)
-		})
+	// In transaction mode with pool_size 2 the example's two pools of five
+	// connections (a txlane pool each: application_name prisma and drizzle)
+	// share two backends each; logins are relayed, as by default.
+	for _, mode := range []string{"session", "transaction"} {
+		for _, escape := range escapes {
+			t.Run(mode+"/"+escape, func(t *testing.T) {
+				p := startTxlaneWith(t, bin, "pool_mode "+mode+", escape "+escape, func(addr string) string {
+					path := writeConfig(t, addr, escape)
+					if mode == "transaction" {
+						appendConfig(t, path, "pool_mode: transaction\npool_size: 2\n")
+					}
+					return path
+				})
+				cmd := exec.Command("node", "main.mjs")
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "DATABASE_URL="+p.URL(user, db), "TXLANE_ESCAPE="+escape, "SCENARIO_TIMEOUT_MS=30000")
+				runApp(t, escape, cmd)
+			})
+		}
+	}
+}
+
+// appendConfig appends text (YAML keys) to the configuration file at path.
+func appendConfig(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -377,10 +401,6 @@ func TestPrismaDrizzleBackends(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			p := startTxlaneWith(t, bin, "pool_mode "+mode, func(addr string) string {
 				path := writeConfig(t, addr, "reject")
-				f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
 				// txlane checks the logins (trust: the test cluster trusts its
 				// user), so that a login takes no backend of its own.
 				users := filepath.Join(t.TempDir(), "users.txt")
@@ -393,8 +413,7 @@ func TestPrismaDrizzleBackends(t *testing.T) {
 				if mode == "session" {
 					size = 10
 				}
-				fmt.Fprintf(f, "pool_mode: %s\npool_size: %d\nauth_type: trust\nauth_file: %s\n", mode, size, users)
-				f.Close()
+				appendConfig(t, path, fmt.Sprintf("pool_mode: %s\npool_size: %d\nauth_type: trust\nauth_file: %s\n", mode, size, users))
 				return path
 			})
 			// Sample the server's backends of the two pools while the app runs.

@@ -424,6 +424,14 @@ type Statement struct {
 	// Settings lists SET/RESET changes in order (for several statements, the
 	// parts' settings concatenated).
 	Settings []Setting
+	// SetConfig names (in lower case, as PostgreSQL compares setting names)
+	// the settings that calls of pg_catalog.set_config with a constant name
+	// may change, when those calls are all that may change the session's
+	// settings (the statement carries FlagMayChangeSession); empty when
+	// anything else may too (another function, a name that is not a
+	// constant, DO, CALL, hidden code). Several statements keep theirs in
+	// their Parts.
+	SetConfig []string
 	// Deallocate is set for DEALLOCATE.
 	Deallocate *Deallocate
 	// Discard is set for DISCARD.

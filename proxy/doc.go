@@ -22,6 +22,7 @@
 //	                 share in transaction mode, waiting, reaping
 //	txpool.go        a session in transaction mode: attach, idle/detach,
 //	                 what pins it (asked of the server)
+//	txwait.go        a cancel request ends a client's wait for a backend
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages

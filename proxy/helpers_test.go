@@ -80,11 +80,17 @@ func (p *testProxy) DSN(tb testing.TB, user string) string {
 // connect opens a pgconn connection through the proxy.
 func (p *testProxy) connect(tb testing.TB) *pgconn.PgConn {
 	tb.Helper()
+	return connectDSN(tb, p.DSN(tb, ""))
+}
+
+// connectDSN opens a pgconn connection to dsn, closed at the end of the test.
+func connectDSN(tb testing.TB, dsn string) *pgconn.PgConn {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, p.DSN(tb, ""))
+	conn, err := pgconn.Connect(ctx, dsn)
 	if err != nil {
-		tb.Fatalf("connect through proxy: %v", err)
+		tb.Fatalf("connect to %s: %v", dsn, err)
 	}
 	tb.Cleanup(func() { conn.Close(context.Background()) })
 	return conn

@@ -107,22 +107,26 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// poolGet takes a backend from pool (see serverPool.get), waiting until ctx
-// ends or, if wait > 0, for at most wait, and records how long the client waited for it
-// (txlane_pool_wait_seconds{lane="primary"}); a pool with no backend at
-// all, which fails at once, is no wait. An idle backend is taken without a
-// timer (the common case, on every transaction in pool_mode transaction).
-func (s *session) poolGet(ctx context.Context, pool *serverPool, wait time.Duration) (*primaryConn, error) {
+// poolGet takes a backend from pool (see serverPool.get) for a request,
+// waiting for at most wait, or until the client's CancelRequest ends w; it
+// records how long the client waited (txlane_pool_wait_seconds
+// {lane="primary"}). A pool with no backend at all, which fails at once, is
+// no wait. An idle backend is taken without a context or timer (the common
+// case: every transaction in pool_mode transaction).
+func (s *session) poolGet(w *poolWait, pool *serverPool, wait time.Duration) (*primaryConn, error) {
 	if p := pool.tryGet(); p != nil {
 		s.srv.metrics.observePoolWait(lanePrimary, 0)
 		return p, nil
 	}
+	ctx, stop := w.block(wait)
+	defer stop()
+	return s.poolGetCtx(ctx, pool)
+}
+
+// poolGetCtx takes a backend from pool, waiting until ctx ends, and
+// records the wait as poolGet does.
+func (s *session) poolGetCtx(ctx context.Context, pool *serverPool) (*primaryConn, error) {
 	start := time.Now()
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
 	p, err := pool.get(ctx)
 	if !errors.Is(err, errPoolEmpty) {
 		s.srv.metrics.observePoolWait(lanePrimary, time.Since(start))

@@ -83,8 +83,10 @@ func wantPgError(tb testing.TB, err error, code string) *pgconn.PgError {
 // TestPgxQueryExecModes runs the same typed round trip in every pgx query mode through
 // txlane: simple protocol (values inlined client-side), extended without and with Describe,
 // and the statement and description caches.
-func TestPgxQueryExecModes(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxQueryExecModes(t *testing.T) { inPgxPoolModes(t, testPgxQueryExecModes) }
+
+func testPgxQueryExecModes(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, ""))
 	ctx := testCtx(t)
 	if _, err := conn.Exec(ctx, "SET TimeZone = 'UTC'"); err != nil {
@@ -144,8 +146,10 @@ func TestPgxQueryExecModes(t *testing.T) {
 
 // TestPgxStatementCache runs one query many times in pgx's default mode: pgx prepares it
 // once and then only binds it, so the server holds exactly one prepared statement for it.
-func TestPgxStatementCache(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxStatementCache(t *testing.T) { inPgxPoolModes(t, testPgxStatementCache) }
+
+func testPgxStatementCache(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, ""))
 	ctx := testCtx(t)
 	const sql = "SELECT $1::int4 * 3 /* statement cache */"
@@ -215,8 +219,10 @@ func runBatch(t *testing.T, dsn, table string) []batchOutcome {
 // TestPgxBatch sends 100 queries in one batch with a failure in the middle: results before
 // it succeed, the rest report its error, and the batch's implicit transaction rolls back
 // the inserts queued before it. The outcome must be the same directly and through txlane.
-func TestPgxBatch(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxBatch(t *testing.T) { inPgxPoolModes(t, testPgxBatch) }
+
+func testPgxBatch(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	admin := pgxConnect(t, p.Direct)
 	table := uniqueName("pgx_batch")
 	mustExec(t, admin, "CREATE TABLE "+table+" (id int PRIMARY KEY)")
@@ -251,8 +257,10 @@ func TestPgxBatch(t *testing.T) {
 
 // TestPgconnPipelineError drives a pgconn pipeline through txlane with an error in the
 // middle segment: the segment's later requests are skipped, the next segment runs.
-func TestPgconnPipelineError(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgconnPipelineError(t *testing.T) { inPgxPoolModes(t, testPgconnPipelineError) }
+
+func testPgconnPipelineError(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, "")).PgConn()
 	ctx := testCtx(t)
 	table := uniqueName("pgx_pipe")
@@ -341,8 +349,10 @@ func TestPgconnPipelineError(t *testing.T) {
 
 // TestPgxCopy copies 10,000 rows in with CopyFrom and out with COPY TO STDOUT, checking
 // every byte.
-func TestPgxCopy(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxCopy(t *testing.T) { inPgxPoolModes(t, testPgxCopy) }
+
+func testPgxCopy(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, ""))
 	ctx := testCtx(t)
 	table := uniqueName("pgx_copy")
@@ -399,8 +409,10 @@ func TestPgxCopy(t *testing.T) {
 
 // TestPgxCancel lets a context expire during pg_sleep(10): pgx sends a CancelRequest
 // through txlane, the server answers 57014 at once, and the connection stays usable.
-func TestPgxCancel(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxCancel(t *testing.T) { inPgxPoolModes(t, testPgxCancel) }
+
+func testPgxCancel(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, ""))
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -427,8 +439,10 @@ func TestPgxCancel(t *testing.T) {
 
 // TestPgxCancelWhileStreaming cancels a query while its rows stream through txlane: the
 // rows received so far are delivered, then 57014, and the connection stays usable.
-func TestPgxCancelWhileStreaming(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxCancelWhileStreaming(t *testing.T) { inPgxPoolModes(t, testPgxCancelWhileStreaming) }
+
+func testPgxCancelWhileStreaming(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, ""))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -467,7 +481,11 @@ func TestPgxCancelWhileStreaming(t *testing.T) {
 // TestPgxCancelReachesOnlyItsBackend runs pg_sleep on two proxied connections and cancels
 // one: it fails with 57014 at once, the other sleeps to the end and succeeds.
 func TestPgxCancelReachesOnlyItsBackend(t *testing.T) {
-	p := startProxy(t, nil)
+	inPgxPoolModes(t, testPgxCancelReachesOnlyItsBackend)
+}
+
+func testPgxCancelReachesOnlyItsBackend(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	dsn := p.DSN(t, "")
 	victim := pgxConnect(t, dsn)
 	bystander := pgxConnect(t, dsn)
@@ -516,8 +534,10 @@ func TestPgxCancelReachesOnlyItsBackend(t *testing.T) {
 }
 
 // TestPgxListenNotify sends a notification from one proxied connection to another.
-func TestPgxListenNotify(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxListenNotify(t *testing.T) { inPgxPoolModes(t, testPgxListenNotify) }
+
+func testPgxListenNotify(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	dsn := p.DSN(t, "")
 	listener := pgxConnect(t, dsn)
 	sender := pgxConnect(t, dsn)
@@ -546,8 +566,10 @@ func TestPgxListenNotify(t *testing.T) {
 }
 
 // TestPgxLargeResult reads 100,000 rows in both protocols and checks their sum.
-func TestPgxLargeResult(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxLargeResult(t *testing.T) { inPgxPoolModes(t, testPgxLargeResult) }
+
+func testPgxLargeResult(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, ""))
 	ctx := testCtx(t)
 	const n = 100_000
@@ -587,8 +609,10 @@ func TestPgxLargeResult(t *testing.T) {
 }
 
 // TestPgxLargeValues round-trips 5 MB text and bytea values as parameters and results.
-func TestPgxLargeValues(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxLargeValues(t *testing.T) { inPgxPoolModes(t, testPgxLargeValues) }
+
+func testPgxLargeValues(t *testing.T, pool proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = pool })
 	conn := pgxConnect(t, p.DSN(t, ""))
 	ctx := testCtx(t)
 	const size = 5 << 20
@@ -631,8 +655,10 @@ func TestPgxLargeValues(t *testing.T) {
 
 // TestPgxPool runs 10 goroutines × 200 queries on a pgxpool of 4 connections through
 // txlane, so connections are shared and waited for.
-func TestPgxPool(t *testing.T) {
-	p := startProxy(t, nil)
+func TestPgxPool(t *testing.T) { inPgxPoolModes(t, testPgxPool) }
+
+func testPgxPool(t *testing.T, poolOpts proxy.PoolOptions) {
+	p := startProxy(t, func(o *proxy.Options) { o.Pool = poolOpts })
 	cfg, err := pgxpool.ParseConfig(p.DSN(t, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -864,5 +890,14 @@ INSERT INTO %[1]s VALUES (1, '[1,0,0]')`, vec))
 			}
 			exec(t, conn, "ROLLBACK")
 		})
+	}
+}
+
+// inPgxPoolModes runs a pgx test in session mode and in transaction mode
+// with pool_size 2: the tests' connections (one to four) share two
+// backends, and a test's two concurrent statements each get one.
+func inPgxPoolModes(t *testing.T, test func(t *testing.T, pool proxy.PoolOptions)) {
+	for _, pool := range []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.PoolTransaction, Size: 2}} {
+		t.Run(string(pool.Mode), func(t *testing.T) { test(t, pool) })
 	}
 }

@@ -17,19 +17,25 @@ var pgxSuiteTxSkips = []struct{ test, why string }{
 }
 
 // TestPgxSuiteTransactionMode runs pgx's suite through txlane in pool_mode
-// transaction: pool_size TXLANE_PGX_POOL_SIZE (default 50, about what the
-// suite runs at once). About 2.5 minutes on two cores, so it runs only with
-// TXLANE_PGX_TX=1. With a pool much smaller than the suite's concurrency,
-// tests that pin a backend (temporary tables, LISTEN) or keep a transaction
-// open while they wait for a second connection hold every backend, and the
-// others wait up to query_wait_timeout (TestRowsColumnTypeLength and
-// TestCancelRequestContextWatcherHandler's stress cases fail that way at 4);
-// every 5s the clients holding backends while others wait are logged.
+// transaction, with pool_size 10 (TXLANE_PGX_POOL_SIZE sets another): the
+// suite's clients (four packages, -parallel=8; about 20 at once) run each
+// transaction on whichever backend of their pool is free, and a login's own
+// backend beyond pool_size is closed once its client is idle (pools are per
+// database, user and startup parameters, so the suite has several). About
+// 30 s on two cores once pgx's test packages are built (TestPgxSuite builds
+// them too), so it runs in make test; it skips with -short, as TestPgxSuite
+// does. With a pool much smaller than the suite's concurrency, tests that
+// pin a backend (temporary tables, LISTEN) or keep a transaction open while
+// they wait for a second connection hold every backend, and the others wait
+// up to query_wait_timeout (TestRowsColumnTypeLength and
+// TestCancelRequestContextWatcherHandler's stress cases fail that way at 4;
+// 8 passed four runs in a row); every 5s the clients holding backends while
+// others wait are logged.
 func TestPgxSuiteTransactionMode(t *testing.T) {
-	if os.Getenv("TXLANE_PGX_TX") == "" {
-		t.Skip("about 2.5 minutes: set TXLANE_PGX_TX=1")
+	if testing.Short() {
+		t.Skip("pgx's suite takes about 30 s (-short)")
 	}
-	size := 50
+	size := 10
 	if n, err := strconv.Atoi(os.Getenv("TXLANE_PGX_POOL_SIZE")); err == nil {
 		size = n
 	}
@@ -48,20 +54,27 @@ func TestPgxSuiteTransactionMode(t *testing.T) {
 }
 
 // watchHeldBackends logs, every 5s while clients wait for a backend, the
-// clients that hold one between requests (in a transaction, or pinned).
+// clients that hold one between requests (in a transaction, or pinned). At
+// stop it logs the most clients connected at once and the most primary
+// backends (sampled every 100ms).
 func watchHeldBackends(t *testing.T, p *testProxy) (stop func()) {
-	done := make(chan struct{})
+	done, finished := make(chan struct{}), make(chan struct{})
+	mostClients, mostBackends := 0, 0
 	go func() {
-		tk := time.NewTicker(5 * time.Second)
+		defer close(finished)
+		tk := time.NewTicker(100 * time.Millisecond)
 		defer tk.Stop()
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-done:
 				return
 			case <-tk.C:
 			}
+			mostClients = max(mostClients, len(p.Server.ClientList()))
+			backends := 0
 			for _, pi := range p.Server.Pools() {
-				if pi.ClWaiting == 0 {
+				backends += pi.SvActive + pi.SvIdle + pi.SvUsed
+				if pi.ClWaiting == 0 || n%50 != 0 {
 					continue
 				}
 				var held []string
@@ -72,7 +85,12 @@ func watchHeldBackends(t *testing.T, p *testProxy) (stop func()) {
 				}
 				t.Logf("%s: %d waiting, %d active, %d idle; holding: %s", pi.Database, pi.ClWaiting, pi.SvActive, pi.SvIdle, strings.Join(held, " "))
 			}
+			mostBackends = max(mostBackends, backends)
 		}
 	}()
-	return func() { close(done) }
+	return func() {
+		close(done)
+		<-finished
+		t.Logf("at most %d clients at once, at most %d primary backends", mostClients, mostBackends)
+	}
 }

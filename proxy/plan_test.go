@@ -140,7 +140,7 @@ func TestEscapeRerouteFlushedRefused(t *testing.T) {
 // F: a Parse before a pipelined DEALLOCATE ALL is deallocated too.
 func TestPlanRegistryFollowsPipeline(t *testing.T) {
 	bed := startVectorProxy(t, nil)
-	tw := newPrepTwins(t, bed).open(t)
+	tw := newPrepTwins(t, bed, proxy.PoolSession).open(t)
 	q := "SELECT pg_backend_pid(), id FROM " + bed.table + " WHERE id = $1"
 	tw.step("parse then DEALLOCATE ALL in one request",
 		pParse("s3", q), pParse("", "DEALLOCATE ALL"), pBind(""), pExecute(), pSync())

@@ -207,16 +207,26 @@ func pQuery(sql string) *pgproto3.Query { return &pgproto3.Query{String: sql} }
 type prepTwins struct {
 	bed    *vectorBed
 	schema string
+	mode   proxy.PoolMode
 }
 
-func newPrepTwins(t *testing.T, bed *vectorBed) *prepTwins {
+// inPoolModes runs test in each of clientModes: session, and transaction
+// with pool_size 1, where twins get a second client on the one backend
+// (prepTwin.other).
+func inPoolModes(t *testing.T, test func(t *testing.T, pool proxy.PoolOptions)) {
+	for _, m := range clientModes {
+		t.Run(m.name, func(t *testing.T) { test(t, m.opts) })
+	}
+}
+
+func newPrepTwins(t *testing.T, bed *vectorBed, mode proxy.PoolMode) *prepTwins {
 	t.Helper()
 	schema := uniqueName("direct")
 	pgtest.Exec(t, fmt.Sprintf(`CREATE SCHEMA %[1]s;
 CREATE TABLE %[1]s.%[2]s (LIKE public.%[2]s INCLUDING ALL);
 INSERT INTO %[1]s.%[2]s SELECT * FROM public.%[2]s`, schema, bed.table))
 	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
-	return &prepTwins{bed: bed, schema: schema}
+	return &prepTwins{bed: bed, schema: schema, mode: mode}
 }
 
 // prepTwin is one proxied connection and one direct connection.
@@ -225,6 +235,13 @@ type prepTwin struct {
 	px, dx  *prepConn
 	pconn   *pgconn.PgConn
 	primary string // the proxied connection's primary backend pid
+	// other, in transaction mode, is a second proxied client on the pool's
+	// one backend (primary): after each step that leaves the twin idle it
+	// prepares statements of its own under the names the step prepared,
+	// and an unnamed one, with a search_path and TimeZone of its own (see
+	// interfere).
+	other *prepConn
+	srv   *proxy.Server
 }
 
 func (tw *prepTwins) open(t *testing.T) *prepTwin {
@@ -232,7 +249,16 @@ func (tw *prepTwins) open(t *testing.T) *prepTwin {
 	pc := tw.bed.connect(t)
 	dc := directConn(t)
 	exec(t, dc, "SET search_path = "+tw.schema+", public")
-	return &prepTwin{t: t, px: newPrepConn(t, pc), dx: newPrepConn(t, dc), pconn: pc, primary: backendPID(t, pc)}
+	twin := &prepTwin{t: t, px: newPrepConn(t, pc), dx: newPrepConn(t, dc), pconn: pc, primary: backendPID(t, pc)}
+	if tw.mode == proxy.PoolTransaction {
+		oc := tw.bed.connect(t)
+		exec(t, oc, "SET search_path = pg_catalog; SET TimeZone = 'Pacific/Chatham'")
+		if pid := backendPID(t, oc); pid != twin.primary {
+			t.Fatalf("pool_size 1, but the two clients ran on backends %s and %s", twin.primary, pid)
+		}
+		twin.other, twin.srv = newPrepConn(t, oc), tw.bed.Server
+	}
+	return twin
 }
 
 // step runs one or more units on both connections and fails the test when
@@ -245,7 +271,55 @@ func (tw *prepTwin) step(what string, msgs ...pgproto3.FrontendMessage) *prepRep
 	if p.transcript() != d.transcript() {
 		tw.t.Fatalf("%s: the proxied client saw\n%s\n\nPostgreSQL answers directly\n%s", what, indent(p.transcript()), indent(d.transcript()))
 	}
+	if tw.other != nil && p.status == 'I' && !tw.pinned() {
+		tw.interfere(msgs)
+	}
 	return p
+}
+
+// pinned reports whether a client of the twin's proxy is pinned to its
+// backend (then the other client would wait for it). The replays pin the
+// twin where they Bind a statement that does not exist, as some check the
+// server's error: txlane cannot attribute the Execute that follows (see the
+// README's pinning rules).
+// It waits for the pin check that follows a step to end: until each client
+// holds no backend or is pinned.
+func (tw *prepTwin) pinned() bool {
+	tw.t.Helper()
+	pinned := false
+	waitFor(tw.t, func() bool {
+		pinned = false
+		for _, ci := range tw.srv.ClientList() {
+			if ci.ServerPID != 0 && ci.Pinned == "" {
+				return false
+			}
+			pinned = pinned || ci.Pinned != ""
+		}
+		return true
+	}, "the twin's pin check")
+	return pinned
+}
+
+// interfere has the other client (transaction mode) use the twin's backend
+// between two of its steps: a statement of its own under each name msgs
+// prepared (closed first: the other client's names are its own), and an
+// unnamed one, run under its own search_path (pg_catalog: were it left on
+// the backend, the twin's unqualified table would not resolve) and
+// TimeZone. The twin must see none of it.
+func (tw *prepTwin) interfere(msgs []pgproto3.FrontendMessage) {
+	tw.t.Helper()
+	var out []pgproto3.FrontendMessage
+	for _, m := range msgs {
+		if p, ok := m.(*pgproto3.Parse); ok && p.Name != "" {
+			out = append(out, pCloseS(p.Name), pParse(p.Name, "SELECT 'other' AS pid, current_setting('TimeZone') AS tz"), pDescribeS(p.Name))
+		}
+	}
+	out = append(out, pParse("", "SELECT 'other' AS pid, current_setting('search_path') AS sp, current_setting('TimeZone') AS tz"),
+		pBind(""), pExecute(), pSync())
+	r := tw.other.run(out...)
+	if len(r.errs) > 0 || r.values() != "pg_catalog,Pacific/Chatham" {
+		tw.t.Fatalf("the other client on the twin's backend:\n%s", indent(r.String()))
+	}
 }
 
 // simple runs sql with the simple protocol on both connections.
@@ -343,9 +417,11 @@ func lanePreparedCount(t *testing.T, c *pgconn.PgConn, table, primary string) (n
 // then Bind/Describe/Execute/Sync of it in later units (the vector lane must
 // prepare it on demand), inside a transaction that wrote the table (the
 // primary, which holds it), and idle again (the lane).
-func TestPreparedStatementCache(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-	tw := newPrepTwins(t, bed).open(t)
+func TestPreparedStatementCache(t *testing.T) { inPoolModes(t, testPreparedStatementCache) }
+
+func testPreparedStatementCache(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+	tw := newPrepTwins(t, bed, pool.Mode).open(t)
 	q := prepRead(bed.table)
 	const name = "stmtcache_0123456789abcdef"
 
@@ -390,8 +466,10 @@ func TestPreparedStatementCache(t *testing.T) {
 // TestPreparedPgxModes runs the same vector query 20 times through pgx in each
 // query exec mode: the results must be those of a direct connection, and the
 // executes must run on the vector lane (and on the primary after a write).
-func TestPreparedPgxModes(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 2 })
+func TestPreparedPgxModes(t *testing.T) { inPoolModes(t, testPreparedPgxModes) }
+
+func testPreparedPgxModes(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 2; o.Pool = pool })
 	const sqlFmt = "SELECT pg_backend_pid(), id, note FROM %s WHERE id <= $2 ORDER BY embedding <-> $1::vector, id"
 	q := fmt.Sprintf(sqlFmt, bed.table)
 	type row struct {
@@ -479,9 +557,11 @@ func TestPreparedPgxModes(t *testing.T) {
 
 // TestPreparedNodePostgresUnnamed replays node-postgres: an unnamed Parse +
 // Bind + Describe + Execute + Sync for every query, with $1 parameters.
-func TestPreparedNodePostgresUnnamed(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-	tw := newPrepTwins(t, bed).open(t)
+func TestPreparedNodePostgresUnnamed(t *testing.T) { inPoolModes(t, testPreparedNodePostgresUnnamed) }
+
+func testPreparedNodePostgresUnnamed(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+	tw := newPrepTwins(t, bed, pool.Mode).open(t)
 	q := prepRead(bed.table)
 	byID := "SELECT pg_backend_pid() AS pid, id, note, embedding::text FROM " + bed.table + " WHERE id = $1"
 	for i := 0; i < 10; i++ {
@@ -511,9 +591,11 @@ func TestPreparedNodePostgresUnnamed(t *testing.T) {
 // statements first; from the 5th execution a named statement S_1, parsed in
 // the same batch as a BEGIN (which keeps the batch on the primary); later
 // executions of S_1 outside the transaction may run on the lane.
-func TestPreparedJDBCStyle(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-	tw := newPrepTwins(t, bed).open(t)
+func TestPreparedJDBCStyle(t *testing.T) { inPoolModes(t, testPreparedJDBCStyle) }
+
+func testPreparedJDBCStyle(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+	tw := newPrepTwins(t, bed, pool.Mode).open(t)
 	q := prepRead(bed.table)
 	for i := 1; i <= 4; i++ {
 		r := tw.step(fmt.Sprintf("unnamed execution %d", i), unnamed1(q, prepVec, "2")...)
@@ -552,10 +634,12 @@ func TestPreparedJDBCStyle(t *testing.T) {
 // TestPreparedPsycopgStyle replays psycopg 3: a query is prepared as _pg3_0
 // after prepare_threshold executions; a DDL statement makes psycopg send
 // DEALLOCATE ALL, and the name is then prepared again for other SQL.
-func TestPreparedPsycopgStyle(t *testing.T) {
+func TestPreparedPsycopgStyle(t *testing.T) { inPoolModes(t, testPreparedPsycopgStyle) }
+
+func testPreparedPsycopgStyle(t *testing.T, pool proxy.PoolOptions) {
 	t.Run("different SQL after DDL", func(t *testing.T) {
-		bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-		tw := newPrepTwins(t, bed).open(t)
+		bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+		tw := newPrepTwins(t, bed, pool.Mode).open(t)
 		q := prepRead(bed.table)
 		psycopgCycle(t, tw, bed.table, q, q)
 		// The new SQL sees the new column: on the lane, and on the primary.
@@ -575,8 +659,8 @@ func TestPreparedPsycopgStyle(t *testing.T) {
 	t.Run("same SQL text after DDL", func(t *testing.T) {
 		// SELECT * changes its result type with the new column: PostgreSQL
 		// plans the re-prepared statement afresh; so must the lane.
-		bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-		tw := newPrepTwins(t, bed).open(t)
+		bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+		tw := newPrepTwins(t, bed, pool.Mode).open(t)
 		q := "SELECT pg_backend_pid() AS pid, * FROM " + bed.table + " ORDER BY embedding <-> $1 LIMIT $2"
 		psycopgCycle(t, tw, bed.table, q, q)
 	})
@@ -620,8 +704,10 @@ func psycopgCycle(t *testing.T, tw *prepTwin, table, q, q2 string) {
 // statement name. 300 distinct statements through one lane connection: the
 // proxy keeps at most 256 per lane connection, evicts, and still executes
 // each correctly, also when an evicted statement is used again.
-func TestPreparedUniqueNames(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
+func TestPreparedUniqueNames(t *testing.T) { inPoolModes(t, testPreparedUniqueNames) }
+
+func testPreparedUniqueNames(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
 	c := bed.connect(t)
 	pc := newPrepConn(t, c)
 	primary := backendPID(t, c)
@@ -671,8 +757,10 @@ func TestPreparedUniqueNames(t *testing.T) {
 // TestPreparedSameNameTwoClients: two clients prepare the same name for
 // different SQL and both run it on the one lane connection: names must not
 // collide there, for named and for unnamed statements.
-func TestPreparedSameNameTwoClients(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
+func TestPreparedSameNameTwoClients(t *testing.T) { inPoolModes(t, testPreparedSameNameTwoClients) }
+
+func testPreparedSameNameTwoClients(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
 	a, b := bed.connect(t), bed.connect(t)
 	pa, pb := newPrepConn(t, a), newPrepConn(t, b)
 	primA, primB := backendPID(t, a), backendPID(t, b)
@@ -721,9 +809,11 @@ func TestPreparedSameNameTwoClients(t *testing.T) {
 // DEALLOCATE of it, a Bind (or Describe) of the name fails with SQLSTATE 26000
 // exactly as directly, wherever the statement was prepared; the name can then
 // be prepared again for other SQL.
-func TestPreparedCloseAndDeallocate(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-	twins := newPrepTwins(t, bed)
+func TestPreparedCloseAndDeallocate(t *testing.T) { inPoolModes(t, testPreparedCloseAndDeallocate) }
+
+func testPreparedCloseAndDeallocate(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+	twins := newPrepTwins(t, bed, pool.Mode)
 	q := prepRead(bed.table)
 	q2 := "SELECT pg_backend_pid() AS pid, id, upper(note) FROM " + bed.table + " ORDER BY embedding <-> $1 LIMIT $2"
 	prepares := map[string]func(tw *prepTwin, name string){
@@ -783,9 +873,11 @@ func TestPreparedCloseAndDeallocate(t *testing.T) {
 
 // TestPreparedParseErrors: a Parse that fails in a unit bound for the vector
 // lane gives the client what PostgreSQL gives, and leaves the session usable.
-func TestPreparedParseErrors(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-	twins := newPrepTwins(t, bed)
+func TestPreparedParseErrors(t *testing.T) { inPoolModes(t, testPreparedParseErrors) }
+
+func testPreparedParseErrors(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+	twins := newPrepTwins(t, bed, pool.Mode)
 	tb := bed.table
 	good := prepRead(tb)
 	badColumn := "SELECT pg_backend_pid() AS pid, nosuch FROM " + tb + " ORDER BY embedding <-> $1"
@@ -868,9 +960,11 @@ func TestPreparedParseErrors(t *testing.T) {
 // TestPreparedDescribeAcrossLanes: a statement prepared (and described) on the
 // vector lane is described and executed on the primary inside a write
 // transaction, and on the lane again afterwards.
-func TestPreparedDescribeAcrossLanes(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
-	tw := newPrepTwins(t, bed).open(t)
+func TestPreparedDescribeAcrossLanes(t *testing.T) { inPoolModes(t, testPreparedDescribeAcrossLanes) }
+
+func testPreparedDescribeAcrossLanes(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1; o.Pool = pool })
+	tw := newPrepTwins(t, bed, pool.Mode).open(t)
 	q := prepRead(bed.table)
 	for _, name := range []string{"d1", ""} {
 		r := tw.step("prepare and describe on the lane", pParse(name, q), pDescribeS(name), pBind(name, prepVec, "2"), pDescribeP(), pExecute(), pSync())
@@ -904,9 +998,13 @@ func TestPreparedDescribeAcrossLanes(t *testing.T) {
 // settings send it to the primary: the primary must still hold the unnamed
 // statement the client prepared there.
 func TestPreparedUnnamedAcrossSnapshotRefresh(t *testing.T) {
+	inPoolModes(t, testPreparedUnnamedAcrossSnapshotRefresh)
+}
+
+func testPreparedUnnamedAcrossSnapshotRefresh(t *testing.T, pool proxy.PoolOptions) {
 	t.Run("default_transaction_isolation", func(t *testing.T) {
-		bed := startVectorProxy(t, nil)
-		tw := newPrepTwins(t, bed).open(t)
+		bed := startVectorProxy(t, func(o *proxy.Options) { o.Pool = pool })
+		tw := newPrepTwins(t, bed, pool.Mode).open(t)
 		q := prepRead(bed.table)
 		tw.simple("SET default_transaction_isolation = 'serializable'")
 		tw.simple("BEGIN")
@@ -921,8 +1019,8 @@ func TestPreparedUnnamedAcrossSnapshotRefresh(t *testing.T) {
 		// primary before the next unit that might be offloaded; the read
 		// below is no vector read, so it stays on the primary.
 		t.Run("non-vector read after "+dirty, func(t *testing.T) {
-			bed := startVectorProxy(t, nil)
-			tw := newPrepTwins(t, bed).open(t)
+			bed := startVectorProxy(t, func(o *proxy.Options) { o.Pool = pool })
+			tw := newPrepTwins(t, bed, pool.Mode).open(t)
 			tw.simple(dirty)
 			q := "SELECT pg_backend_pid() AS pid, $1::int + 1 AS next"
 			tw.step("Parse unnamed + Describe", pParse("", q), pDescribeS(""), pSync())
@@ -940,7 +1038,11 @@ func TestPreparedUnnamedAcrossSnapshotRefresh(t *testing.T) {
 // (a Sync per unit), alternating vector reads and primary work: every result
 // arrives, in order, as a direct connection returns them.
 func TestPreparedPipelineAlternatingLanes(t *testing.T) {
-	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 2 })
+	inPoolModes(t, testPreparedPipelineAlternatingLanes)
+}
+
+func testPreparedPipelineAlternatingLanes(t *testing.T, pool proxy.PoolOptions) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 2; o.Pool = pool })
 	side := uniqueName("pipe_side")
 	pgtest.Exec(t, "CREATE TABLE "+side+" (v int); GRANT ALL ON "+side+" TO PUBLIC")
 	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+side) })

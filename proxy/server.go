@@ -355,7 +355,10 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	running := sess.mu.running
 	sess.mu.Unlock()
 	if running == nil {
-		return // the client holds no backend: nothing runs
+		// No backend runs the client's request: one may wait for a backend
+		// (transaction mode), and that wait ends (txwait.go).
+		sess.wait.cancelWait()
+		return
 	}
 	target := *running
 	if err := wire.SendCancel(ctx, target); err != nil {

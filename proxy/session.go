@@ -135,6 +135,9 @@ type session struct {
 
 	// cancelMu is held while a cancel request of the client is forwarded.
 	cancelMu sync.Mutex
+	// wait is the client's wait for a pooled backend, which its cancel
+	// requests end (txwait.go).
+	wait poolWait
 	// unitsHeld counts the units this session holds in the registry.
 	unitsHeld atomic.Int32
 
@@ -554,8 +557,9 @@ func (s *session) primaryBound() (policy.Reason, bool) {
 }
 
 // dispatch sends the rest of the current request, now complete, to its lane.
-func (s *session) dispatch() error {
+func (s *session) dispatch() (err error) {
 	defer s.cur.reset()
+	defer func() { err = s.answerCanceledWait(err) }()
 	pl := &s.plans.cur
 	if s.open != nil {
 		// Partly sent already: the rest follows it to the primary.
@@ -597,8 +601,14 @@ func (s *session) dispatch() error {
 // sendEarly sends the part of the current request that has arrived to the
 // primary before its Sync, for reason (the first part's reason holds for the
 // whole request).
-func (s *session) sendEarly(reason policy.Reason) error {
+func (s *session) sendEarly(reason policy.Reason) (err error) {
 	pl := &s.plans.cur
+	defer func() {
+		if errors.Is(err, errWaitCanceled) {
+			s.cur.reset()
+			err = s.answerCanceledWait(err)
+		}
+	}()
 	if s.open == nil {
 		if done, err := s.srv.admit(s); done {
 			if err == nil {
@@ -825,6 +835,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 // noteEffects records what statement st, sent to the primary, may do to the
 // state txlane mirrors.
 func (s *session) noteEffects(st *policy.Statement) {
+	s.noteSetConfig(st)
 	s.notePin(st)
 	switch {
 	case st.Class == policy.Session, st.Class == policy.TxControl, st.Class == policy.Unknown,

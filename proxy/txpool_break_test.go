@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -131,7 +132,7 @@ func TestTxPoolBreakStableFunctionSession(t *testing.T) {
 // (policy.discover_vector_tables off, or no vector lane), look like plain
 // reads; what they do to the session is never asked of the server.
 func TestTxPoolBreakInvisibleFunctionSession(t *testing.T) {
-	t.Skip("known: mayPin relies on the classifier; an IMMUTABLE function, or any function without a catalog, may call set_config/pg_advisory_lock unseen (see the report)")
+	t.Skip("known limit (README: What the pin check does not see): mayPin relies on the classifier, which does not look into an IMMUTABLE function with an opaque body, nor, without a catalog, into any function; a pin check after every transaction that runs such code would catch this but costs about 4 ms of server time each (tps fell about tenfold in pgbench)")
 	for _, tc := range []struct {
 		name, vol string
 		catalog   bool
@@ -254,7 +255,7 @@ func TestTxPoolBreakHiddenCustomSetting(t *testing.T) {
 	for _, catalog := range []bool{true, false} {
 		t.Run(map[bool]string{true: "catalog", false: "no_catalog"}[catalog], func(t *testing.T) {
 			if !catalog {
-				t.Skip("known: without a catalog the trigger is invisible (no Hidden, no flag): nothing says the session may have changed (see TestTxPoolBreakInvisibleFunctionSession)")
+				t.Skip("known limit (README: What the pin check does not see): without a catalog the trigger is invisible (no Hidden, no flag), and a custom setting set under a name txlane never sees can be found by no pin check; see TestTxPoolBreakInvisibleFunctionSession")
 			}
 			p := startTxPoolWait(t, 1, catalog)
 			a, b := p.connect(t), p.connect(t)
@@ -427,7 +428,7 @@ func TestTxPoolBreakHiddenCustomResetThatDidNotHappen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startTxPoolWait(t, 1, false)
 			a, b := p.connect(t), p.connect(t)
-			exec(t, a, "SELECT set_config('brk.hidden', 'a-secret', false)")
+			exec(t, a, "SELECT set_config('brk.' || 'hidden', 'a-secret', false)") // a name txlane cannot see
 			execErr(a, tc.reset)
 			execErr(a, "DISCARD ALL") // refused in a failed transaction
 			exec(t, a, "ROLLBACK")
@@ -440,7 +441,7 @@ func TestTxPoolBreakHiddenCustomResetThatDidNotHappen(t *testing.T) {
 	t.Run("reset that did happen", func(t *testing.T) {
 		p := startTxPoolWait(t, 1, false)
 		a, b := p.connect(t), p.connect(t)
-		exec(t, a, "SELECT set_config('brk.hidden', 'a-secret', false)")
+		exec(t, a, "SELECT set_config('brk.' || 'hidden', 'a-secret', false)") // a name txlane cannot see
 		exec(t, a, "RESET ALL")
 		// a is pooled again: b runs on the backend.
 		if got := scalar(t, b, "SELECT coalesce(current_setting('brk.hidden', true), '')"); got != "" {
@@ -744,29 +745,91 @@ func TestTxPoolBreakIdleSessionTimeout(t *testing.T) {
 }
 
 // A client waiting for a backend that sends a cancel: PostgreSQL would
-// cancel its statement; the request should end with 57014 rather than run
-// once a backend comes free (PgBouncer cancels waiting clients too).
+// cancel its statement; the request ends with 57014 rather than run once a
+// backend comes free, and the connection stays usable. The request may be
+// a simple Query, an extended
+// one up to its Sync, or one sent up to a Flush (its Sync comes after the
+// error). The holder's transaction is not touched, and the backend is not
+// lost: the pool still has one, and serves both clients afterwards.
 func TestTxPoolBreakCancelWhileWaitingForBackend(t *testing.T) {
-	t.Skip("known: forwardCancel ignores a cancel when the client holds no backend; a client waiting in attach (pool.get) is not cancelled (see the report)")
-	p := startTxPool(t, 1)
-	ctx := context.Background()
-	a, b := p.connect(t), p.connect(t)
-	exec(t, a, "BEGIN")
-	waited := make(chan error, 1)
-	go func() { waited <- execErr(b, "SELECT 1") }()
-	waitFor(t, func() bool {
-		for _, pi := range p.Server.Pools() {
-			if pi.ClWaiting == 1 {
-				return true
+	tbl := uniqueName("brk_waitcancel")
+	pgtest.Exec(t, "CREATE TABLE "+tbl+" (x int); GRANT ALL ON "+tbl+" TO PUBLIC")
+	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+tbl) })
+	ins := "INSERT INTO " + tbl + " VALUES (2)"
+	for _, tc := range []struct {
+		name string
+		run  func(b *pgconn.PgConn) error
+	}{
+		{"simple", func(b *pgconn.PgConn) error { return execErr(b, ins) }},
+		{"extended", func(b *pgconn.PgConn) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return b.ExecParams(ctx, ins, nil, nil, nil, nil).Read().Err
+		}},
+		{"flushed part", func(b *pgconn.PgConn) error {
+			// Parse, Bind, Execute, Flush: sent on at once, the Sync later.
+			fe := b.Frontend()
+			fe.Send(&pgproto3.Parse{Query: ins})
+			fe.Send(&pgproto3.Bind{})
+			fe.Send(&pgproto3.Execute{})
+			fe.Send(&pgproto3.Flush{})
+			if err := fe.Flush(); err != nil {
+				return err
 			}
-		}
-		return false
-	}, "b to wait for the only backend")
-	b.CancelRequest(ctx)
-	time.Sleep(300 * time.Millisecond)
-	exec(t, a, "COMMIT")
-	if err := <-waited; sqlstate(err) != "57014" {
-		t.Fatalf("b, cancelled while waiting for a backend: %v, want 57014", err)
+			// The error comes before the Sync; the Sync then gets the
+			// ReadyForQuery.
+			b.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
+			msg, err := fe.Receive()
+			b.Conn().SetReadDeadline(time.Time{})
+			if err != nil {
+				return err
+			}
+			m, ok := msg.(*pgproto3.ErrorResponse)
+			if !ok {
+				return fmt.Errorf("%T before the Sync, want ErrorResponse", msg)
+			}
+			if err := rawRequest(b, &pgproto3.Sync{}); err != nil || b.TxStatus() != 'I' {
+				return fmt.Errorf("the Sync after the error: %v, status %c", err, b.TxStatus())
+			}
+			return pgconn.ErrorResponseToPgError(m)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startTxPool(t, 1)
+			ctx := context.Background()
+			a, b := p.connect(t), p.connect(t)
+			exec(t, a, "BEGIN; INSERT INTO "+tbl+" VALUES (1)")
+			waited := make(chan error, 1)
+			go func() { waited <- tc.run(b) }()
+			waitFor(t, func() bool { return p.Server.Pools()[0].ClWaiting == 1 }, "b to wait for the only backend")
+			if err := b.CancelRequest(ctx); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-waited:
+				if sqlstate(err) != "57014" || !strings.Contains(err.Error(), "canceling statement due to user request") {
+					t.Fatalf("b, cancelled while waiting for a backend: %v, want 57014 canceling statement due to user request", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("b's request still waits for a backend after its cancel")
+			}
+			if pi := p.Server.Pools(); len(pi) != 1 || pi[0].ClWaiting != 0 {
+				t.Fatalf("after the cancel: pools %+v, want no client waiting", pi)
+			}
+			// The holder's transaction goes on untouched, and then both run on
+			// the pool's one backend: b's cancelled insert never ran.
+			if got := scalar(t, a, "SELECT count(*) FROM "+tbl); got != "1" {
+				t.Fatalf("a's transaction sees %s rows, want its own 1", got)
+			}
+			exec(t, a, "COMMIT")
+			if got := scalar(t, b, "SELECT string_agg(x::text, ',') FROM "+tbl); got != "1" {
+				t.Fatalf("b sees rows %s after its cancelled insert, want 1", got)
+			}
+			exec(t, b, "DELETE FROM "+tbl)
+			if pa, pb := scalar(t, a, "SELECT pg_backend_pid()"), scalar(t, b, "SELECT pg_backend_pid()"); pa != pb {
+				t.Fatalf("a on backend %s, b on %s: pool_size 1 but two backends", pa, pb)
+			}
+		})
 	}
 }
 

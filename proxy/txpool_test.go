@@ -134,7 +134,7 @@ func TestTxPoolPins(t *testing.T) {
 		{"temp_table", "CREATE TEMP TABLE pin_tmp (x int)", "DROP TABLE pin_tmp"},
 		{"advisory_lock", "SELECT pg_advisory_lock(4242)", "SELECT pg_advisory_unlock(4242)"},
 		{"listen", "LISTEN pin_channel", "UNLISTEN pin_channel"},
-		{"set_config", "SELECT set_config('my.hidden', '1', false)", "RESET ALL"},
+		{"set_config", "SELECT set_config('my.' || 'hidden', '1', false)", "RESET ALL"}, // a name txlane cannot see
 		{"hold_cursor", "DECLARE pin_c CURSOR WITH HOLD FOR SELECT 1", "CLOSE pin_c"},
 	}
 	for _, tc := range cases {

@@ -657,6 +657,9 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	sql, names := snapshotQuery(s.customSettings())
 	q, err := s.query(sql)
 	if err != nil {
+		// Not read (a cancel may have ended the wait for a backend, and
+		// the session carries on): still to be read.
+		s.snapDirty.Store(true)
 		return nil, err
 	}
 	if q.err != nil {
@@ -670,6 +673,7 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	if snap.tempSchema {
 		tq, err := s.query(tempRelationsSQL)
 		if err != nil {
+			s.snapDirty.Store(true)
 			return nil, err
 		}
 		if tq.err != nil {

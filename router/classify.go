@@ -375,6 +375,14 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 		w.applyHidden()
 	}
 
+	if len(w.setConfig) > 0 {
+		// The session changes of set_config calls with constant names are
+		// named, unless anything else may change the session too.
+		if (st.Flags|w.flags)&policy.FlagMayChangeSession == 0 {
+			st.SetConfig = w.setConfig
+		}
+		w.flags |= policy.FlagMayChangeSession
+	}
 	st.Flags |= w.flags
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp

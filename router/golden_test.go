@@ -84,6 +84,7 @@ type classifyWant struct {
 	Flags      []string           `json:"flags,omitempty"`
 	Tx         *ExplainTx         `json:"tx,omitempty"`
 	Settings   []policy.Setting   `json:"settings,omitempty"`
+	SetConfig  []string           `json:"set_config,omitempty"`
 	Deallocate *policy.Deallocate `json:"deallocate,omitempty"`
 	Discard    string             `json:"discard,omitempty"`
 	Prepare    string             `json:"prepare,omitempty"`
@@ -97,6 +98,7 @@ func wantOf(st *policy.Statement) *classifyWant {
 		Command:    st.Command,
 		Flags:      st.Flags.Names(),
 		Settings:   st.Settings,
+		SetConfig:  st.SetConfig,
 		Deallocate: st.Deallocate,
 		Discard:    st.Discard.String(),
 		Prepare:    st.PrepareName,

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -51,6 +53,10 @@ type walker struct {
 	readsReached  []policy.Table
 	writesReached []policy.Table
 	hidden        []string
+	// setConfig are the setting names of set_config calls with a constant
+	// name (lower case), whose session effect is not in flags (see
+	// policy.Statement.SetConfig).
+	setConfig []string
 }
 
 // visit dispatches on the concrete node type.
@@ -402,6 +408,17 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	}
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
+	if name == "set_config" && (schema == "" || schema == "pg_catalog") && len(n.Args) > 0 {
+		// NOTE: an unqualified set_config is pg_catalog's unless the
+		// search_path puts a schema holding another set_config(text, text,
+		// boolean) before pg_catalog, which nothing else in txlane guards
+		// against either.
+		if s, ok := constString(n.Args[0]); ok {
+			w.setConfig = append(w.setConfig, strings.ToLower(s))
+			w.constDep = true
+			e &^= effSession
+		}
+	}
 	w.flags |= flagsOf(e)
 	for _, t := range h.reads {
 		w.readsReached = policy.AppendTable(w.readsReached, t)

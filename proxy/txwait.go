@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/txlane/txlane/proxy/wire"
+)
+
+// poolWait lets a CancelRequest end a client's wait for a pooled backend
+// (transaction mode, attach). To the client the request it sent is running:
+// PostgreSQL cancels a running statement at a CancelRequest, and a request
+// that waits in txlane for a backend is that statement, not yet begun. The
+// request then fails with ERROR 57014 "canceling statement due to user
+// request", as PostgreSQL's would, before anything of it reached a server,
+// and the connection stays usable.
+//
+// The wait lasts from the moment attach asks its pool for a backend until
+// the backend is the target of the client's cancels (session.mu.running),
+// after its session settings were moved there: a cancel in between ends the
+// wait, and a backend already taken goes back to the pool unused. Both ends
+// are decided under session.cancelMu, which forwardCancel holds throughout,
+// so a cancel is either forwarded to the backend or ends the wait, never
+// lost between the two.
+type poolWait struct {
+	mu sync.Mutex
+	// active: the client waits (begin to end).
+	active bool
+	// gotCancel: a CancelRequest came during the current wait.
+	gotCancel bool
+	// cancel ends the current block in the pool (nil while attach does not
+	// block there: a backend idle in the pool is taken without a context).
+	cancel context.CancelCauseFunc
+}
+
+// errCancelRequest is the cause of a wait ended by a CancelRequest.
+var errCancelRequest = errors.New("canceled by the client's cancel request")
+
+// errWaitCanceled: a CancelRequest ended the client's wait for a backend;
+// the request is answered with ERROR 57014 (answerCanceledWait).
+var errWaitCanceled = errors.New("the wait for a pooled backend was canceled by the client")
+
+// begin starts a wait: from here to end, a CancelRequest ends it.
+func (w *poolWait) begin() {
+	w.mu.Lock()
+	w.active, w.gotCancel, w.cancel = true, false, nil
+	w.mu.Unlock()
+}
+
+// block returns the context of a block in the pool of at most timeout; it
+// ends with the timeout or at the client's cancel (cause errCancelRequest),
+// at once if one came already. stop releases it.
+func (w *poolWait) block(timeout time.Duration) (ctx context.Context, stop func()) {
+	parent, cancel := context.WithCancelCause(context.Background())
+	ctx, cancelTimeout := context.WithTimeout(parent, timeout)
+	w.mu.Lock()
+	if w.gotCancel {
+		cancel(errCancelRequest)
+	}
+	w.cancel = cancel
+	w.mu.Unlock()
+	return ctx, func() {
+		w.mu.Lock()
+		w.cancel = nil
+		w.mu.Unlock()
+		cancelTimeout()
+		cancel(nil)
+	}
+}
+
+// end stops taking cancels for the current wait.
+func (w *poolWait) end() {
+	w.mu.Lock()
+	w.active, w.cancel = false, nil
+	w.mu.Unlock()
+}
+
+// cancelWait ends the client's wait for a backend, if it waits (called by
+// forwardCancel, holding the session's cancelMu, when no backend runs the
+// client's request).
+func (w *poolWait) cancelWait() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.active {
+		return
+	}
+	w.gotCancel = true
+	if w.cancel != nil {
+		w.cancel(errCancelRequest)
+	}
+}
+
+// canceled reports whether a CancelRequest came during the current wait.
+func (w *poolWait) canceled() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gotCancel
+}
+
+// answerCanceledWait answers the current request with ERROR 57014 when err
+// says a CancelRequest ended its wait for a backend: the client holds no
+// backend, so it is idle outside a transaction block ('I'). synced says the
+// request is complete (its Sync or Query came); otherwise its remaining
+// messages are dropped up to its Sync, which gets the ReadyForQuery. Any
+// other err is returned as it is.
+func (s *session) answerCanceledWait(err error) error {
+	if !errors.Is(err, errWaitCanceled) {
+		return err
+	}
+	s.log.Debug("a cancel request ended the wait for a pooled backend")
+	return s.refuseAtBoundary(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
+		Message: "canceling statement due to user request"})
+}
