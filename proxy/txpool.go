@@ -102,7 +102,18 @@ func (s *session) moveState(p *primaryConn) error {
 	if sql == "" {
 		return nil
 	}
-	q, err := p.queryKeep(protectSQL+sql, true)
+	var q *internalQuery
+	var err error
+	// NOTE: the backend's own statement_timeout (the previous client's) runs
+	// until protectSQL's first statement has turned it off: a short one may
+	// cancel that statement on a busy machine (57014; the client's own
+	// cancels do not reach p before attach returns). A few more tries.
+	for try := 0; ; try++ {
+		q, err = p.queryKeep(protectSQL+sql, true)
+		if err != nil || q.err == nil || q.err.Code != CodeQueryCanceled || try == 3 {
+			break
+		}
+	}
 	if err == nil && q.err != nil {
 		err = errors.New(q.err.Message)
 	}
