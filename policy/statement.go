@@ -432,6 +432,13 @@ type Statement struct {
 	// constant, DO, CALL, hidden code). Several statements keep theirs in
 	// their Parts.
 	SetConfig []string
+	// SetConfigLocal: the statement calls pg_catalog.set_config with a
+	// constant name and a constant is_local true, and those calls are all
+	// that may write or change settings (FlagWritingFunction and
+	// FlagMayChangeSession come from them alone): what it changes lasts
+	// until its transaction ends ("set_config", PostgreSQL's "System
+	// Administration Functions"), like SET LOCAL.
+	SetConfigLocal bool
 	// Deallocate is set for DEALLOCATE.
 	Deallocate *Deallocate
 	// Discard is set for DISCARD.

@@ -28,6 +28,9 @@ type Metrics struct {
 	// pins counts clients pinned to their backend in transaction mode, by
 	// reason (see pinReasons).
 	pins *prometheus.CounterVec
+	// pinChecks counts the reads of a client's session state back from its
+	// backend (the pin check, transaction mode).
+	pinChecks prometheus.Counter
 	// refusedWrites counts writes hidden in reads that the vector lane's
 	// read-only transactions refused, by outcome (rerun, error).
 	refusedWrites *prometheus.CounterVec
@@ -98,6 +101,10 @@ func NewMetrics() *Metrics {
 			Help:    "Time a client waited for a backend of its pool, by lane (vector: a read-pool connection; primary: a pooled backend, in pool_mode transaction for each transaction, and for a login txlane checked).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
 		}, []string{"lane"}),
+		pinChecks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "txlane_pin_checks_total",
+			Help: "Reads of a client's session state back from its backend in pool_mode transaction (one query each), after a transaction that may have changed it.",
+		}),
 		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_pins_total",
 			Help: "Clients pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, load, set_config, unknown).",
@@ -153,7 +160,7 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.escapes, m.acquireWait, m.requestSeconds,
-		m.timeouts, m.pins, m.refusedWrites, m.laneDiscards, m.transactions, m.serverErrors, m.deadlocks, m.poolWait,
+		m.timeouts, m.pins, m.pinChecks, m.refusedWrites, m.laneDiscards, m.transactions, m.serverErrors, m.deadlocks, m.poolWait,
 		m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -220,6 +227,10 @@ func (m *Metrics) laneSeries(lane string, vec *prometheus.HistogramVec, of func(
 	}
 	return vec.WithLabelValues(lane)
 }
+
+// PinChecks returns how many times clients' session state was read back
+// from their backends (txlane_pin_checks_total).
+func (m *Metrics) PinChecks() float64 { return counterValue(m.pinChecks) }
 
 // pinned counts a client pinned for reason.
 func (m *Metrics) pinned(reason string) { m.pins.WithLabelValues(reason).Inc() }

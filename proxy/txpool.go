@@ -445,6 +445,7 @@ func (s *session) idle(p *primaryConn) {
 	if gen := s.dirtyGen.Load(); gen != s.cleanGen.Load() {
 		setters := s.hidden.sent.Load()
 		canary := s.hidden.pending(setters)
+		s.srv.metrics.pinChecks.Inc()
 		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) { s.pinChecked(p, q, gen, setters, canary) }}
 		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
@@ -793,7 +794,7 @@ func (s *session) notePin(st *policy.Statement) {
 		case p.Command == "LOAD":
 			s.loaded.Store(true)
 		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
-			p.Flags&policy.FlagSQLPrepare == 0 && !s.settingsSeen(p),
+			p.Flags&policy.FlagSQLPrepare == 0 && !p.SetConfigLocal && !s.settingsSeen(p),
 			len(p.Hidden) > 0 || p.Flags&(policy.FlagReachesUnknown|policy.FlagReadsUnknown) != 0:
 			// A function, DO or CALL, or code the text hides (a trigger,
 			// a rule, a default, a function behind a view), may have set
@@ -861,10 +862,16 @@ func mayPin(st *policy.Statement) bool {
 		policy.FlagSQLPrepare | policy.FlagMayChangeSession | policy.FlagUnproven
 	pin := false
 	eachPart(st, func(p *policy.Statement) {
+		f := p.Flags
+		if p.SetConfigLocal {
+			// Transaction-local set_config calls wrote and changed what
+			// these flags say: nothing that outlives the transaction.
+			f &^= policy.FlagWritingFunction | policy.FlagMayChangeSession
+		}
 		// NOTE: a statement that reaches hidden objects (triggers, rules,
 		// functions behind views) or creates anything may change the
 		// session in ways the text does not show: ask the server.
-		if p.Flags&(flags|policy.FlagSelectInto) != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
+		if f&(flags|policy.FlagSelectInto) != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
 			len(p.Hidden) > 0 || strings.HasPrefix(p.Command, "CREATE") {
 			pin = true
 		}

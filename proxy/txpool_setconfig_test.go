@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,51 @@ func TestTxPoolUnattributablePins(t *testing.T) {
 	// b was closed (query_wait_timeout); the next client runs.
 	if got := scalar(t, p.connect(t), "SELECT 'c runs'"); got != "c runs" {
 		t.Fatal(got)
+	}
+}
+
+// set_config(name, value, true) with a constant name and true lasts for its
+// transaction, as SET LOCAL (the per-transaction tenant of row-level
+// security): it neither pins the client nor costs a read of the session's
+// state, and nothing of it reaches the next client of the backend.
+func TestTxPoolSetConfigLocal(t *testing.T) {
+	p := startTxPoolWait(t, 1, false)
+	a, b := p.connect(t), p.connect(t)
+	exec(t, a, "SELECT 1") // the pooled backend's first idle is checked once
+	exec(t, b, "SELECT 1")
+	before := p.Server.Metrics().PinChecks()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 10; i++ {
+		tenant := fmt.Sprintf("t%d", i)
+		exec(t, a, "BEGIN")
+		if err := a.ExecParams(ctx, "SELECT set_config('app.tenant', $1, true)", [][]byte{[]byte(tenant)}, nil, nil, nil).Read().Err; err != nil {
+			t.Fatal(err)
+		}
+		if got := scalar(t, a, "SELECT current_setting('app.tenant')"); got != tenant {
+			t.Fatalf("a in its transaction: %q, want %q", got, tenant)
+		}
+		exec(t, a, "COMMIT")
+		exec(t, a, "SELECT set_config('app.tenant', 'auto', 'on')") // its own implicit transaction
+		if got := scalar(t, b, "SELECT coalesce(current_setting('app.tenant', true), '')"); got != "" {
+			t.Fatalf("b sees a's transaction-local setting: %q", got)
+		}
+	}
+	if got := p.Server.Metrics().PinChecks() - before; got != 0 {
+		t.Fatalf("%v pin checks after transaction-local set_config calls, want none", got)
+	}
+	if got := pinnedReasons(p); strings.Trim(got, ";") != "" {
+		t.Fatalf("pinned %q after transaction-local set_config calls", got)
+	}
+	// A session-level one is read back (and moves with a).
+	exec(t, a, "SELECT set_config('app.tenant', 'kept', false)")
+	if got := scalar(t, b, "SELECT coalesce(current_setting('app.tenant', true), '')"); got != "" {
+		t.Fatalf("b sees a's setting: %q", got)
+	}
+	if got := scalar(t, a, "SELECT current_setting('app.tenant')"); got != "kept" {
+		t.Fatalf("a: %q, want kept", got)
+	}
+	if p.Server.Metrics().PinChecks() == before {
+		t.Fatal("no pin check after a session-level set_config")
 	}
 }

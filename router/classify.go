@@ -375,14 +375,22 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 		w.applyHidden()
 	}
 
+	// The flags of everything but transaction-local set_config calls.
+	others := st.Flags | w.flags
+	if w.localSetConfig {
+		const their = policy.FlagWritingFunction | policy.FlagMayChangeSession
+		st.SetConfigLocal = len(w.setConfig) == 0 && others&their == 0
+	}
 	if len(w.setConfig) > 0 {
 		// The session changes of set_config calls with constant names are
-		// named, unless anything else may change the session too.
-		if (st.Flags|w.flags)&policy.FlagMayChangeSession == 0 {
+		// named, unless anything else may change the session too (local
+		// calls change nothing past the transaction).
+		if others&policy.FlagMayChangeSession == 0 {
 			st.SetConfig = w.setConfig
 		}
 		w.flags |= policy.FlagMayChangeSession
 	}
+	w.flags |= w.localFlags
 	st.Flags |= w.flags
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp

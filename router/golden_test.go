@@ -85,6 +85,7 @@ type classifyWant struct {
 	Tx         *ExplainTx         `json:"tx,omitempty"`
 	Settings   []policy.Setting   `json:"settings,omitempty"`
 	SetConfig  []string           `json:"set_config,omitempty"`
+	SetLocal   bool               `json:"set_config_local,omitempty"`
 	Deallocate *policy.Deallocate `json:"deallocate,omitempty"`
 	Discard    string             `json:"discard,omitempty"`
 	Prepare    string             `json:"prepare,omitempty"`
@@ -99,6 +100,7 @@ func wantOf(st *policy.Statement) *classifyWant {
 		Flags:      st.Flags.Names(),
 		Settings:   st.Settings,
 		SetConfig:  st.SetConfig,
+		SetLocal:   st.SetConfigLocal,
 		Deallocate: st.Deallocate,
 		Discard:    st.Discard.String(),
 		Prepare:    st.PrepareName,

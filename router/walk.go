@@ -57,6 +57,12 @@ type walker struct {
 	// name (lower case), whose session effect is not in flags (see
 	// policy.Statement.SetConfig).
 	setConfig []string
+	// localSetConfig: a set_config call with a constant name and a
+	// constant is_local true was seen; localFlags are its flags, kept
+	// apart from flags until the statement is complete (see
+	// policy.Statement.SetConfigLocal).
+	localSetConfig bool
+	localFlags     policy.Flags
 }
 
 // visit dispatches on the concrete node type.
@@ -414,8 +420,14 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 		// boolean) before pg_catalog, which nothing else in txlane guards
 		// against either.
 		if s, ok := constString(n.Args[0]); ok {
-			w.setConfig = append(w.setConfig, strings.ToLower(s))
 			w.constDep = true
+			if len(n.Args) == 3 && constTrue(n.Args[2]) {
+				// Transaction-local: as SET LOCAL.
+				w.localSetConfig = true
+				w.localFlags |= flagsOf(e)
+				return
+			}
+			w.setConfig = append(w.setConfig, strings.ToLower(s))
 			e &^= effSession
 		}
 	}
@@ -467,6 +479,35 @@ func qualifiedName(names []*pg.Node) (schema, name string) {
 }
 
 // constString returns the string value of a constant, looking through casts.
+// constTrue reports whether n is a constant that PostgreSQL reads as the
+// boolean true (true, or a string such as 'on'; "Boolean Type").
+func constTrue(n *pg.Node) bool {
+	for n != nil {
+		if tc := n.GetTypeCast(); tc != nil {
+			n = tc.Arg
+			continue
+		}
+		c := n.GetAConst()
+		if c == nil {
+			return false
+		}
+		if b := c.GetBoolval(); b != nil {
+			return b.Boolval
+		}
+		if s := c.GetSval(); s != nil {
+			switch strings.ToLower(strings.TrimSpace(s.Sval)) {
+			case "t", "tr", "tru", "true", "y", "ye", "yes", "on", "1":
+				return true
+			}
+		}
+		if i := c.GetIval(); i != nil && !c.Isnull {
+			return i.Ival == 1
+		}
+		return false
+	}
+	return false
+}
+
 func constString(n *pg.Node) (string, bool) {
 	for n != nil {
 		if tc := n.GetTypeCast(); tc != nil {
