@@ -482,6 +482,11 @@ func testReload(t *testing.T, bin, dsn string) {
 	if logs := p.logs.String(); !strings.Contains(logs, "apply only after a restart") || !strings.Contains(logs, `"listen"`) {
 		t.Fatalf("the listen change was not reported as needing a restart:\n%s", logs)
 	}
+	// Nothing else changed: said so, not "changed: []".
+	if logs := p.logs.String(); !strings.Contains(logs, "configuration reloaded; no key that applies live changed") ||
+		strings.Contains(logs, `"changed": []`) {
+		t.Fatalf("a reload that changed only a restart key is not reported as changing no live key:\n%s", logs)
+	}
 	// SHOW POLICY shows the value in force, the old one.
 	if out := p.mustPsql("admin", "SHOW POLICY"); !strings.Contains("\n"+out, "\nlisten|"+oldListen+"|file\n") {
 		t.Fatalf("SHOW POLICY after the listen edit lacks the listen in force (%s):\n%s", oldListen, out)
