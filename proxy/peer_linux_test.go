@@ -40,21 +40,7 @@ func littleEndian() bool { return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 
 
 // TestPeerUID finds the owner of a loopback connection's client socket.
 func TestPeerUID(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	server := acceptedConn(t, "tcp", "127.0.0.1:0")
 	uid, err := peerUID(server)
 	if err != nil {
 		t.Fatal(err)
@@ -72,21 +58,7 @@ func TestPeerUID(t *testing.T) {
 // "unix". (A client of another uid is refused end to end: testUnixSocket in
 // cmd/txlane.)
 func TestPeerUIDUnix(t *testing.T) {
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	server := acceptedConn(t, "unix", filepath.Join(t.TempDir(), "s"))
 	for _, c := range []net.Conn{server, tls.Server(server, &tls.Config{})} {
 		uid, err := peerUID(c)
 		if err != nil {
@@ -99,4 +71,26 @@ func TestPeerUIDUnix(t *testing.T) {
 			t.Errorf("%T: addr %q, want unix", c, a)
 		}
 	}
+}
+
+// acceptedConn listens on network and address, connects to it and returns
+// the accepted (server) end; everything is closed after the test.
+func acceptedConn(t *testing.T, network, address string) net.Conn {
+	t.Helper()
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	client, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server
 }
