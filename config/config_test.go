@@ -89,7 +89,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		t.Errorf("example keys:\n got %q\nwant %q", got, want)
 	}
 
-	// A Makefile substitutes the DSN with sed: one primary: line, and the
+	// The Makefile's run substitutes the DSN with sed: one primary: line, and the
 	// listen address written literally.
 	var primaryLines int
 	for _, line := range strings.Split(string(data), "\n") {
@@ -102,6 +102,10 @@ func TestExampleHasEveryKey(t *testing.T) {
 	}
 	if !strings.Contains(string(data), "\nlisten: 127.0.0.1:6432\n") {
 		t.Errorf("example lacks the line listen: 127.0.0.1:6432")
+	}
+	// It gives read_pool.dsn the lane's login (txlane_reader) on the one line `  dsn: ""`.
+	if n := strings.Count(string(data), "\n  dsn: \"\"\n"); n != 1 {
+		t.Errorf("example has %d lines `  dsn: \"\"`, want 1 (read_pool.dsn)", n)
 	}
 }
 

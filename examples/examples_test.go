@@ -482,8 +482,9 @@ func TestGoSemanticCache(t *testing.T) {
 //	```text              the expected output of the block before it
 //
 // Expected lines are matched in order against the actual output, each line as a pattern in
-// which … stands for any text; actual lines in between are allowed. Blocks without a tag
-// are not run.
+// which … stands for any text; every actual line must be matched, except where an expected
+// line is … alone, which stands for any number of lines (an abbreviation the page marks).
+// Blank lines are ignored. Blocks without a tag are not run.
 
 type walkBlock struct {
 	tag, body, want string
@@ -524,33 +525,50 @@ func walkthrough(t *testing.T, path string) []walkBlock {
 // psqlPrefix is what non-interactive psql puts before its messages.
 var psqlPrefix = regexp.MustCompile(`^psql:[^:]*:[0-9]+: `)
 
-// matchLines checks that every want line matches a line of got, in order. Trailing blanks
-// and psql's "psql:<stdin>:N: " prefix are ignored.
+// matchLines checks that the lines of got are those of want, in order: each want line is a
+// pattern in which … stands for any text, and a want line that is … alone matches any number
+// of got lines. Blank lines, trailing blanks and psql's "psql:<stdin>:N: " prefix are ignored.
 func matchLines(got, want string) error {
-	gl := strings.Split(got, "\n")
-	for k := range gl {
-		gl[k] = strings.TrimRight(psqlPrefix.ReplaceAllString(gl[k], ""), " ")
+	var gl []string
+	for _, l := range strings.Split(got, "\n") {
+		if l = strings.TrimRight(psqlPrefix.ReplaceAllString(l, ""), " "); l != "" {
+			gl = append(gl, l)
+		}
 	}
-	i := 0
+	var wl []string
 	for _, w := range strings.Split(want, "\n") {
-		w = strings.TrimRight(w, " ")
-		if w == "" {
-			continue
+		if w = strings.TrimRight(w, " "); w != "" {
+			wl = append(wl, w)
 		}
-		parts := strings.Split(w, "…")
-		for k := range parts {
-			parts[k] = regexp.QuoteMeta(parts[k])
-		}
-		re := regexp.MustCompile("^" + strings.Join(parts, ".*") + "$")
-		for i < len(gl) && !re.MatchString(gl[i]) {
-			i++
-		}
-		if i == len(gl) {
-			return fmt.Errorf("no line matching %q (in order)", w)
-		}
-		i++
+	}
+	if !matchFrom(gl, wl) {
+		return fmt.Errorf("the output is not the expected one (a line alone … marks lines left out)")
 	}
 	return nil
+}
+
+// matchFrom reports whether got matches want (see matchLines).
+func matchFrom(got, want []string) bool {
+	if len(want) == 0 {
+		return len(got) == 0
+	}
+	if strings.TrimSpace(want[0]) == "…" {
+		for i := 0; i <= len(got); i++ {
+			if matchFrom(got[i:], want[1:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(got) == 0 {
+		return false
+	}
+	parts := strings.Split(want[0], "…")
+	for k := range parts {
+		parts[k] = regexp.QuoteMeta(parts[k])
+	}
+	re := regexp.MustCompile("^" + strings.Join(parts, ".*") + "$")
+	return re.MatchString(got[0]) && matchFrom(got[1:], want[1:])
 }
 
 // psqlSession is an interactive psql fed through a pipe.
@@ -639,24 +657,45 @@ func TestPsqlWalkthrough(t *testing.T) {
 	if len(blocks) < 8 {
 		t.Fatalf("%s: found %d tagged blocks, want the whole walkthrough", readme, len(blocks))
 	}
-	_, db := database(t, "psql")
+	// As after `make run`: the sessions are txlane_app (no superuser), which may create
+	// tables, and the vector lane logs in as a NOSUPERUSER NOINHERIT role granted it
+	// (txlane_reader there, one of the test's own here).
+	dsn0, db := database(t, "psql")
+	reader := fmt.Sprintf("txlane_ex_reader_%08x", rand.Uint32())
+	pgtest.Exec(t, "CREATE ROLE "+reader+" LOGIN NOSUPERUSER NOINHERIT; GRANT "+pgtest.AppRole+" TO "+reader)
+	t.Cleanup(func() { pgtest.Exec(t, "DROP ROLE IF EXISTS "+reader) })
+	execSQL(t, dsn0, "CREATE EXTENSION IF NOT EXISTS vector; GRANT CREATE ON SCHEMA public TO "+pgtest.AppRole)
+	admin := pgtest.Config(t)
+	readerDSN := clientURL(t, admin.Host, admin.Port, reader, "", db)
 	bin := testbin.Txlane(t)
-	p := startTxlane(t, bin, "reject")
-	dsn := p.URL(pgtest.Config(t).User, db)
+	p := startTxlaneWith(t, bin, "escape: reject", func(addr string) string {
+		path := writeConfig(t, addr, "reject")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = []byte(strings.Replace(string(data), "read_pool:\n", "read_pool:\n  dsn: "+strconv.Quote(readerDSN)+"\n", 1))
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	})
+	dsn := p.URL(pgtest.AppRole, db)
 	sessions := map[string]*psqlSession{
 		"session-a": startPsql(t, dsn, "session-a"),
 		"session-b": startPsql(t, dsn, "session-b"),
 	}
-	// The walkthrough's commands name examples/txlane.yaml; the test's own configuration
-	// (same policy, another port) stands in for it.
-	explainArgs := regexp.MustCompile(`^(?:bin/)?txlane explain (?:--config \S+ )?(.*)$`)
+	// The walkthrough's commands name .tmp/txlane.yaml, the configuration make run wrote
+	// (examples/txlane.yaml names a server that is not there, which --discover would reach);
+	// the test's own configuration (same policy, another port) stands in for it.
+	explainArgs := regexp.MustCompile(`^bin/txlane explain --config \.tmp/txlane\.yaml (.*)$`)
 	for _, b := range blocks {
 		var got string
 		switch b.tag {
 		case "explain":
 			m := explainArgs.FindStringSubmatch(strings.TrimSpace(b.body))
 			if m == nil {
-				t.Fatalf("README.md:%d: want `txlane explain [--config FILE] ...`, got %q", b.line, b.body)
+				t.Fatalf("README.md:%d: want `bin/txlane explain --config .tmp/txlane.yaml ...`, got %q", b.line, b.body)
 			}
 			cmd := exec.Command("bash", "-c", `exec "$0" explain --config "$1" `+m[1], bin, p.config)
 			out, err := cmd.CombinedOutput()

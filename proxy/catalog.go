@@ -43,13 +43,6 @@ type dbRouting struct {
 	}
 }
 
-// routingFor returns the routing snapshot of database, loading it on first
-// use and refreshing it in the background when it is older than the
-// discover interval.
-func (s *Server) routingFor(database string) *routing {
-	return s.currentRouting(database, s.dbRoutingFor(database))
-}
-
 // dbRoutingFor returns database's routing state, making it at first use.
 // It stays the database's for the server's life (sessions may keep it).
 func (s *Server) dbRoutingFor(database string) *dbRouting {
@@ -65,7 +58,8 @@ func (s *Server) dbRoutingFor(database string) *dbRouting {
 }
 
 // currentRouting returns dr's snapshot (the routing state of database),
-// as routingFor does.
+// loading it on first use and refreshing it in the background when it is
+// older than the discover interval.
 func (s *Server) currentRouting(database string, dr *dbRouting) *routing {
 	live := s.live()
 	if s.lanes == nil || !live.Discover {

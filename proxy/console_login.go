@@ -67,7 +67,7 @@ func checkConsolePeer(hello *wire.Hello) *wire.Error {
 			Detail:  detail,
 			Hint:    "Connect from the same host as the same OS user, or list admin users in admin.users."}
 	}
-	uid, err := peerUID(hello.Conn.LocalAddr(), hello.Conn.RemoteAddr())
+	uid, err := peerUID(hello.Conn)
 	if err != nil {
 		return refuse(err.Error())
 	}

@@ -23,6 +23,7 @@
 //	txpool.go        a session in transaction mode: attach, idle/detach,
 //	                 what pins it (asked of the server)
 //	txwait.go        a cancel request ends a client's wait for a backend
+//	pins.go          which pin reasons are new (txlane_pins_total)
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages
@@ -45,8 +46,9 @@
 //	                 Prometheus collectors and counters
 //	metrics_tx.go    transactions ended (txEnds) and server errors per lane
 //	metrics_pool.go  pool gauges per lane, database and user; pool waits
-//	console.go, console_login.go, peer_*.go
-//	                 the admin console's API and who may log in to it
+//	console.go, console_login.go, peer.go, peer_*.go
+//	                 the admin console's API and who may log in to it (the
+//	                 peer's uid: SO_PEERCRED, /proc/net/tcp); a client's addr
 //	errors.go        SQLSTATEs of the public API
 //
 // Goroutines: the accept loop (Server.Serve); per client, the session's own

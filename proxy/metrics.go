@@ -76,7 +76,7 @@ func NewMetrics() *Metrics {
 		}, []string{"action", "table"}),
 		acquireWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "txlane_pool_acquire_wait_seconds",
-			Help:    "Time a request waited for a backend connection, by lane (vector: the read pool; primary: held at dispatch by PAUSE).",
+			Help:    "Time a request waited for a backend connection, by lane (vector: each read-pool acquire; primary: each request PAUSE held at dispatch, observed when released).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
 		}, []string{"lane"}),
 		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -107,7 +107,7 @@ func NewMetrics() *Metrics {
 		}),
 		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_pins_total",
-			Help: "Clients pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, load, set_config, unknown).",
+			Help: "Clients becoming pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, load, set_config, unknown): once each time a reason joins a client's pins.",
 		}, []string{"reason"}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_timeouts_total",
@@ -196,8 +196,9 @@ func (m *Metrics) ReloadCounts() (ok, failed float64) {
 	return counterValue(m.reloads), counterValue(m.reloadErrors)
 }
 
-// observeAcquire records how long a request waited for a backend of lane;
-// for the vector lane, a wait for a backend of its pool too.
+// observeAcquire records how long a request waited for a backend of lane:
+// every acquire of the vector lane (also a wait for a backend of its pool),
+// on the primary lane a request PAUSE held (admit).
 func (m *Metrics) observeAcquire(lane string, d time.Duration) {
 	m.laneSeries(lane, m.acquireWait, func(i int) prometheus.Observer { return m.byLane[i].acquire }).Observe(d.Seconds())
 	if lane == laneVector {
@@ -232,7 +233,7 @@ func (m *Metrics) laneSeries(lane string, vec *prometheus.HistogramVec, of func(
 // from their backends (txlane_pin_checks_total).
 func (m *Metrics) PinChecks() float64 { return counterValue(m.pinChecks) }
 
-// pinned counts a client pinned for reason.
+// pinned counts a client becoming pinned for reason (see newPins).
 func (m *Metrics) pinned(reason string) { m.pins.WithLabelValues(reason).Inc() }
 
 // Pins returns how many times clients were pinned for reason.

@@ -214,7 +214,11 @@ func (s *Server) admit(sess *session) (done bool, err error) {
 		}
 		e.mu.busy = true
 		e.mu.Unlock()
-		s.metrics.observeAcquire("primary", time.Since(start))
+		if held {
+			// Only requests PAUSE held: txlane_pool_acquire_wait_seconds{lane="primary"}
+			// is the time held, not an observation per request.
+			s.metrics.observeAcquire("primary", time.Since(start))
+		}
 		return false, nil
 	}
 }

@@ -272,6 +272,10 @@ func TestPauseResume(t *testing.T) {
 		t.Fatalf("held request failed after %s, before query_wait_timeout", d)
 	}
 
+	// txlane_pool_acquire_wait_seconds{lane="primary"} observes the requests PAUSE
+	// held, released by RESUME, and no other.
+	waits := series("txlane_pool_acquire_wait_seconds_count", "lane", "primary")
+	before := scrape(t, bed.Server)[waits]
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var got string
@@ -284,6 +288,10 @@ func TestPauseResume(t *testing.T) {
 	wg.Wait()
 	if got != "7" {
 		t.Fatalf("after RESUME: %q", got)
+	}
+	exec(t, held, "SELECT 8")
+	if n := scrape(t, bed.Server)[waits] - before; n != 1 {
+		t.Fatalf("%s went up by %v for one held request and one not held, want 1", waits, n)
 	}
 }
 

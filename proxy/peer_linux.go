@@ -12,16 +12,49 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
-// peerUID returns the uid owning the client end of a TCP connection whose
+// peerUID returns the uid of the client at the other end of conn (a client
+// connection as txlane accepted it, TLS-wrapped or not): for a Unix-domain
+// socket the uid the kernel recorded when the client connected
+// (SO_PEERCRED, unix(7); PgBouncer and PostgreSQL's peer authentication use
+// the same), for TCP the owner of the client's socket (tcpPeerUID).
+func peerUID(conn net.Conn) (int, error) {
+	if u, ok := socketConn(conn).(*net.UnixConn); ok {
+		return unixPeerUID(u)
+	}
+	return tcpPeerUID(conn.LocalAddr(), conn.RemoteAddr())
+}
+
+// unixPeerUID returns the uid of the process that connected to c, from
+// SO_PEERCRED.
+func unixPeerUID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED: %w", credErr)
+	}
+	return int(cred.Uid), nil
+}
+
+// tcpPeerUID returns the uid owning the client end of a TCP connection whose
 // local and remote addresses (as txlane sees them) are given.
 //
 // It looks the client's socket up in /proc/net/tcp and /proc/net/tcp6: the
 // entry whose local address is txlane's remote address and whose remote
 // address is txlane's local address. Only a socket of this host (and
 // network namespace) can be found, so a remote client is never identified.
-func peerUID(local, remote net.Addr) (int, error) {
+func tcpPeerUID(local, remote net.Addr) (int, error) {
 	l, ok1 := local.(*net.TCPAddr)
 	r, ok2 := remote.(*net.TCPAddr)
 	if !ok1 || !ok2 {

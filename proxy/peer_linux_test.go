@@ -3,9 +3,11 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -38,29 +40,57 @@ func littleEndian() bool { return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 
 
 // TestPeerUID finds the owner of a loopback connection's client socket.
 func TestPeerUID(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	uid, err := peerUID(server.LocalAddr(), server.RemoteAddr())
+	server := acceptedConn(t, "tcp", "127.0.0.1:0")
+	uid, err := peerUID(server)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if uid != os.Getuid() {
 		t.Fatalf("uid %d, want %d", uid, os.Getuid())
 	}
-	if _, err := peerUID(server.LocalAddr(), &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}); err == nil {
+	if _, err := tcpPeerUID(server.LocalAddr(), &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 9}); err == nil {
 		t.Fatal("found a socket for an address that is not connected")
 	}
+}
+
+// TestPeerUIDUnix finds the uid of the process at the other end of a Unix
+// socket (SO_PEERCRED), plain and under TLS, and shows such a client as
+// "unix". (A client of another uid is refused end to end: testUnixSocket in
+// cmd/txlane.)
+func TestPeerUIDUnix(t *testing.T) {
+	server := acceptedConn(t, "unix", filepath.Join(t.TempDir(), "s"))
+	for _, c := range []net.Conn{server, tls.Server(server, &tls.Config{})} {
+		uid, err := peerUID(c)
+		if err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+		if uid != os.Getuid() {
+			t.Fatalf("%T: uid %d, want %d", c, uid, os.Getuid())
+		}
+		if a := clientAddr(c); a != "unix" {
+			t.Errorf("%T: addr %q, want unix", c, a)
+		}
+	}
+}
+
+// acceptedConn listens on network and address, connects to it and returns
+// the accepted (server) end; everything is closed after the test.
+func acceptedConn(t *testing.T, network, address string) net.Conn {
+	t.Helper()
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	client, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server
 }

@@ -8,6 +8,6 @@ import (
 )
 
 // peerUID is only implemented on Linux: elsewhere admin.users must be set.
-func peerUID(local, remote net.Addr) (int, error) {
-	return 0, errors.New("the owner of a TCP client socket can only be found on Linux; set admin.users")
+func peerUID(conn net.Conn) (int, error) {
+	return 0, errors.New("the owner of a client socket can only be found on Linux; set admin.users")
 }

@@ -260,7 +260,7 @@ func (s *Server) handle(raw net.Conn) {
 	defer s.clients.Add(-1)
 
 	id := s.nextID.Add(1)
-	log := s.log.With(zap.Uint64("client", id), zap.Stringer("addr", raw.RemoteAddr()))
+	log := s.log.With(zap.Uint64("client", id), zap.String("addr", clientAddr(raw)))
 	live := s.live() // the limits in force when the client arrived
 	raw.SetDeadline(time.Now().Add(live.ClientLoginTimeout))
 

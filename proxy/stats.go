@@ -49,7 +49,7 @@ func (s *Server) ClientList() []ClientInfo {
 		e.mu.Unlock()
 		out = append(out, ClientInfo{
 			ID:              sess.id,
-			Addr:            sess.client.RemoteAddr().String(),
+			Addr:            clientAddr(sess.client),
 			User:            sess.startup.Parameters["user"],
 			Database:        sess.database(),
 			ApplicationName: sess.startup.Parameters["application_name"],

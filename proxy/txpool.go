@@ -1055,10 +1055,8 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 		why = append(why, "set_config")
 	}
 	r := strings.Join(why, ",")
-	if old := s.pin.Swap(&r); r != "" && (old == nil || *old != r) {
-		for _, w := range why {
-			s.srv.metrics.pinned(w)
-		}
+	for _, w := range newPins(s.pin.Swap(&r), why) {
+		s.srv.metrics.pinned(w)
 	}
 	s.cleanGen.Store(gen)
 }

@@ -181,6 +181,44 @@ func TestTxPoolPins(t *testing.T) {
 	}
 }
 
+// TestTxPoolPinsCountNewReasons: txlane_pins_total counts a client becoming
+// pinned for a reason, not each change of its set of reasons: an advisory
+// lock, then LISTEN on the same client, then a second lock, count one
+// advisory_lock and one listen; releasing everything and locking again
+// counts a second advisory_lock.
+func TestTxPoolPinsCountNewReasons(t *testing.T) {
+	p := startTxPool(t, 2)
+	m := p.Server.Metrics()
+	lock0, listen0 := m.Pins("advisory_lock"), m.Pins("listen")
+	c := p.connect(t)
+	pinned := func() string {
+		for _, ci := range p.Server.ClientList() {
+			if ci.Pinned != "" {
+				return ci.Pinned
+			}
+		}
+		return ""
+	}
+	exec(t, c, "SELECT pg_advisory_lock(9)")
+	exec(t, c, "LISTEN pins_count")
+	exec(t, c, "SELECT pg_advisory_lock(10)")
+	exec(t, c, "SELECT 1")
+	if got := pinned(); got != "advisory_lock,listen" {
+		t.Fatalf("pinned %q, want advisory_lock,listen", got)
+	}
+	if l, n := m.Pins("advisory_lock")-lock0, m.Pins("listen")-listen0; l != 1 || n != 1 {
+		t.Fatalf("pins counted advisory_lock +%v, listen +%v; want +1 each", l, n)
+	}
+	exec(t, c, "SELECT pg_advisory_unlock_all()")
+	exec(t, c, "UNLISTEN *")
+	waitFor(t, func() bool { return pinned() == "" }, "the pins to go")
+	exec(t, c, "SELECT pg_advisory_lock(9)")
+	exec(t, c, "SELECT pg_advisory_unlock(9)")
+	if l := m.Pins("advisory_lock") - lock0; l != 2 {
+		t.Fatalf("pinned again after it was unpinned: advisory_lock +%v, want +2", l)
+	}
+}
+
 func TestTxPoolSettingsFollowTheClient(t *testing.T) {
 	p := startTxPool(t, 1)
 	a, b := p.connect(t), p.connect(t)

@@ -91,7 +91,7 @@ func (s *session) holderDesc(u string, t time.Time) UnitHolder {
 	return UnitHolder{
 		Unit:            u,
 		ClientID:        s.id,
-		ClientAddr:      s.client.RemoteAddr().String(),
+		ClientAddr:      clientAddr(s.client),
 		ApplicationName: s.startup.Parameters["application_name"],
 		User:            s.startup.Parameters["user"],
 		Database:        s.database(),

@@ -9,6 +9,8 @@
 #                             password (see below)
 #   scripts/pg.sh stop DIR    stop the cluster in DIR (if running) and remove DIR
 #   scripts/pg.sh dsn DIR     print the DSN of the cluster in DIR
+#   scripts/pg.sh reader-dsn DIR
+#                             print the DSN of the cluster's vector-lane login, txlane_reader
 #
 # stdout carries only the DSN (start, dsn); everything else goes to stderr.
 #
@@ -20,6 +22,12 @@
 # methods: txlane_md5/md5pass (md5), txlane_scram/scrampass (scram-sha-256) and
 # txlane_password/plainpass (password). txlane_app logs in without a password. The database
 # txlane_test and template1 have the vector extension.
+#
+# txlane_reader is a login for txlane's vector lane (read_pool.dsn) as README's "The read pool's
+# user" prescribes: NOSUPERUSER NOINHERIT, nothing of its own, granted the client roles above
+# (txlane_app and the three password roles) so that the lane can take their role with SET ROLE.
+# `make run` gives it to txlane. The lane serves only clients that are not superusers with it, so
+# the superuser postgres reads on the primary.
 #
 # A start-tls cluster is what managed PostgreSQL services look like: ssl = on with a fresh
 # self-signed certificate (openssl, installed if missing; a copy for clients is DIR/root.crt,
@@ -60,6 +68,7 @@ usage: pg.sh install
        pg.sh start-tls DIR
        pg.sh stop DIR
        pg.sh dsn DIR
+       pg.sh reader-dsn DIR
 EOF
 	exit 2
 }
@@ -455,6 +464,8 @@ CREATE ROLE txlane_scram LOGIN PASSWORD 'scrampass';
 CREATE ROLE txlane_password LOGIN PASSWORD 'plainpass';
 CREATE ROLE txlane_app LOGIN;
 GRANT ALL ON DATABASE txlane_test TO txlane_md5, txlane_scram, txlane_password, txlane_app;
+CREATE ROLE txlane_reader LOGIN NOSUPERUSER NOINHERIT NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+GRANT txlane_app, txlane_md5, txlane_scram, txlane_password TO txlane_reader;
 EOF
 	"${psql[@]}" -d txlane_test >&2 <<'EOF'
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -477,6 +488,7 @@ EOF
 		printf 'postgres://postgres:txlane-tls@127.0.0.1:%s/txlane_test?sslmode=verify-full&sslrootcert=%s\n' "$port" "$dir/root.crt" >"$dir/dsn"
 	else
 		printf 'postgres://postgres@127.0.0.1:%s/txlane_test?sslmode=disable\n' "$port" >"$dir/dsn"
+		printf 'postgres://txlane_reader@127.0.0.1:%s/txlane_test?sslmode=disable\n' "$port" >"$dir/reader-dsn"
 	fi
 	if [[ -n ${TXLANE_PG_OWNER_PID:-} ]]; then
 		# Detached and with no inherited descriptors: callers wait for EOF on our stdout.
@@ -524,6 +536,13 @@ cmd_dsn() {
 	cat "$1/dsn"
 }
 
+# cmd_reader_dsn prints the DSN of txlane_reader (a start-tls cluster has none: that login has
+# no password for its hostssl scram-sha-256 line).
+cmd_reader_dsn() {
+	[[ -f $1/reader-dsn ]] || die "no reader DSN in $1 (a cluster made by an older pg.sh, or by start-tls): pg.sh stop $1, then pg.sh start $1"
+	cat "$1/reader-dsn"
+}
+
 main() {
 	(($#)) || usage
 	local cmd=$1
@@ -536,6 +555,10 @@ main() {
 	start | stop | dsn)
 		if (($# != 1)) || [[ -z $1 ]]; then usage; fi
 		"cmd_$cmd" "$1"
+		;;
+	reader-dsn)
+		if (($# != 1)) || [[ -z $1 ]]; then usage; fi
+		cmd_reader_dsn "$1"
 		;;
 	start-tls)
 		if (($# != 1)) || [[ -z $1 ]]; then usage; fi

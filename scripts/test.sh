@@ -27,18 +27,8 @@ command -v go >/dev/null 2>&1 || {
 	exit 1
 }
 
-# Packages use cgo (pg_query_go): without a C compiler Go turns cgo off and they do not build.
-cc=$(go env CC)
-if ! command -v "${cc%% *}" >/dev/null 2>&1; then
-	if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-		echo "test.sh: installing a C compiler for cgo" >&2
-		apt-get update -qq >&2
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >&2
-	else
-		echo "test.sh: no C compiler ($cc) for cgo: install gcc" >&2
-		exit 1
-	fi
-fi
+# Packages use cgo (pg_query_go): a C compiler must be there.
+bash scripts/cc.sh
 
 # Real psycopg 3 and pgjdbc clients run through txlane in proxy/clients_test.go (Debian's
 # packages: psycopg for the system python3, pgjdbc with a JRE).

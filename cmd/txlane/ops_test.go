@@ -56,9 +56,17 @@ func TestOperations(t *testing.T) {
 }
 
 // testUnixSocket: with unix_socket_dir, psql -h DIR -p PORT reaches txlane
-// (and through it the server); the socket goes when txlane stops.
+// (and through it the server); the admin console takes the same OS user
+// over the socket (SO_PEERCRED) and shows its clients as "unix", as
+// PgBouncer does, and refuses another OS user (when the test runs as root,
+// psql runs as nobody); the socket goes when txlane stops.
 func testUnixSocket(t *testing.T, bin, dsn string) {
-	dir := t.TempDir()
+	// Not t.TempDir: its parent is private to this user, and nobody must reach the socket.
+	dir, err := os.MkdirTemp("", "txlane-sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +81,49 @@ func testUnixSocket(t *testing.T, bin, dsn string) {
 	if err != nil || !strings.HasPrefix(string(out), "via 127.0.0.1") {
 		t.Fatalf("psql over the socket: %v: %s", err, out)
 	}
+
+	// A client held open over the socket, and the console over the socket as this OS user.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	held, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s dbname=%s application_name=over-unix",
+		dir, port, u.User.Username(), strings.TrimPrefix(u.Path, "/")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(context.Background())
+	console := func(cred *syscall.Credential) (string, error) {
+		cmd := exec.Command("psql", "-X", "-At", "-h", dir, "-p", port, "-d", "txlane", "-U", "whoever", "-c", "SHOW CLIENTS")
+		cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=5")
+		cmd.Dir = "/"
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+			cmd.Env = append(cmd.Env, "HOME=/")
+		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out2, err := console(nil)
+	if err != nil {
+		t.Fatalf("admin console over the socket as the same OS user: %v\n%s", err, out2)
+	}
+	if !regexp.MustCompile(`(?m)^[0-9]+\|unix\|[^|]*\|[^|]*\|over-unix\|`).MatchString(out2) {
+		t.Errorf("SHOW CLIENTS does not show the Unix client's addr as unix:\n%s", out2)
+	}
+	if os.Getuid() != 0 {
+		t.Log("not root: cannot run a client as another OS user")
+	} else {
+		out3, err := console(&syscall.Credential{Uid: 65534, Gid: 65534})
+		if err == nil || !strings.Contains(out3, "accepts only local connections from the operating-system user running txlane") ||
+			!strings.Contains(out3, "uid 65534") {
+			t.Errorf("admin console over the socket as uid 65534: %v\n%s", err, out3)
+		}
+	}
+
 	socket := filepath.Join(dir, ".s.PGSQL."+port)
 	if _, err := os.Stat(socket); err != nil {
 		t.Fatal(err)
 	}
+	held.Close(context.Background())
 	p.cmd.Process.Signal(os.Interrupt)
 	<-p.exited
 	if _, err := os.Stat(socket); !errors.Is(err, os.ErrNotExist) {
@@ -434,6 +481,11 @@ func testReload(t *testing.T, bin, dsn string) {
 	p.waitFor(5*time.Second, "the listen edit to be seen", func() bool { return p.metric("txlane_config_reloads_total") == 5 })
 	if logs := p.logs.String(); !strings.Contains(logs, "apply only after a restart") || !strings.Contains(logs, `"listen"`) {
 		t.Fatalf("the listen change was not reported as needing a restart:\n%s", logs)
+	}
+	// Nothing else changed: said so, not "changed: []".
+	if logs := p.logs.String(); !strings.Contains(logs, "configuration reloaded; no key that applies live changed") ||
+		strings.Contains(logs, `"changed": []`) {
+		t.Fatalf("a reload that changed only a restart key is not reported as changing no live key:\n%s", logs)
 	}
 	// SHOW POLICY shows the value in force, the old one.
 	if out := p.mustPsql("admin", "SHOW POLICY"); !strings.Contains("\n"+out, "\nlisten|"+oldListen+"|file\n") {

@@ -111,6 +111,11 @@ func (r *reloader) reload(trigger string, force bool) error {
 		log.Warn("configuration keys changed that apply only after a restart; their old values stay in force",
 			zap.Strings("keys", next.Restart))
 	}
+	if len(next.Live) == 0 {
+		// Still a reload: auth_file is read again at every one.
+		log.Info("configuration reloaded; no key that applies live changed")
+		return nil
+	}
 	log.Info("configuration reloaded", zap.Strings("changed", next.Live))
 	return nil
 }
