@@ -180,6 +180,15 @@ func stateDiffSQL(have, want *sessionSettings) string {
 		if hv, ok := have.get(name); identity(name) || ok && hv == v {
 			continue
 		}
+		if v == "" && strings.Contains(name, ".") {
+			// NOTE: a custom setting reads '' where the client's backend
+			// had only a placeholder (set and reset, or never loaded). RESET
+			// makes the same placeholder on a backend without one, and the
+			// default on one where an extension defines the name (where ''
+			// may be no valid value: ivfflat.probes is an integer).
+			resets = append(resets, "RESET "+quoteGUC(name))
+			continue
+		}
 		sets = append(sets, setConfig(name, v))
 	}
 	same := func(n string) bool {

@@ -109,3 +109,23 @@ func TestTxPoolSetConfigLocal(t *testing.T) {
 		t.Fatal("no pin check after a session-level set_config")
 	}
 }
+
+// A custom setting the client set and reset where it was only a placeholder
+// reads '' there; moved onto a backend where an extension defines the name
+// ('' is no valid ivfflat.probes, an integer) it must become the default,
+// not fail the client (FATAL 08006 "could not restore").
+func TestTxPoolPlaceholderMovesOntoExtension(t *testing.T) {
+	p := startTxPoolWait(t, 1, false)
+	a, b := p.connect(t), p.connect(t)
+	if scalar(t, a, "SELECT count(*) FROM pg_settings WHERE name = 'ivfflat.probes'") != "0" {
+		t.Skip("the pooled backend has pgvector's library loaded already")
+	}
+	exec(t, a, "SET ivfflat.probes = 3; RESET ivfflat.probes")
+	if got := scalar(t, a, "SELECT current_setting('ivfflat.probes')"); got != "" {
+		t.Fatalf("a's placeholder reads %q, want ''", got)
+	}
+	exec(t, b, "SELECT '[1,2]'::vector") // loads pgvector on the one backend
+	if got := scalar(t, a, "SELECT current_setting('ivfflat.probes')"); got != "1" {
+		t.Fatalf("a: ivfflat.probes %q, want pgvector's default 1", got)
+	}
+}
