@@ -111,8 +111,8 @@ func TestTxPoolSetConfigLocal(t *testing.T) {
 }
 
 // A custom setting the client set and reset where it was only a placeholder
-// reads '' there; moved onto a backend where an extension defines the name
-// ('' is no valid ivfflat.probes, an integer) it must become the default,
+// reads ” there; moved onto a backend where an extension defines the name
+// (” is no valid ivfflat.probes, an integer) it must become the default,
 // not fail the client (FATAL 08006 "could not restore").
 func TestTxPoolPlaceholderMovesOntoExtension(t *testing.T) {
 	p := startTxPoolWait(t, 1, false)
