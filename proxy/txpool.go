@@ -916,7 +916,7 @@ const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND (EXISTS (SEL
 
 // customsSQL is the last column of the pin check: the client's custom
 // (dotted) settings that exist in its session, as a JSON array of [name,
-// value] pairs (NULL for none). One reset to ” counts: PostgreSQL keeps it
+// value] pairs (NULL for none). One reset to an empty string counts: PostgreSQL keeps it
 // as a placeholder, and a backend without it would call the name
 // unrecognized (SHOW). pg_settings does not list custom settings.
 func customsSQL(names []string) string {

@@ -111,9 +111,10 @@ func TestTxPoolSetConfigLocal(t *testing.T) {
 }
 
 // A custom setting the client set and reset where it was only a placeholder
-// reads ” there; moved onto a backend where an extension defines the name
-// (” is no valid ivfflat.probes, an integer) it must become the default,
-// not fail the client (FATAL 08006 "could not restore").
+// reads as an empty string there; moved onto a backend where an extension
+// defines the name (an empty string is no valid ivfflat.probes, an integer)
+// it must become the default, not fail the client (FATAL 08006 "could not
+// restore").
 func TestTxPoolPlaceholderMovesOntoExtension(t *testing.T) {
 	p := startTxPoolWait(t, 1, false)
 	a, b := p.connect(t), p.connect(t)
