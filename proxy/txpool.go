@@ -399,7 +399,7 @@ func (s *session) idle(p *primaryConn) {
 	default:
 		return // the client is sending a request: not idle
 	}
-	if p.inFlight() > 0 || p.TxStatus() != TxIdle || s.unitsHeld.Load() > 0 || s.pc.Load() != p {
+	if p.inFlight() > 0 || p.TxStatus() != TxIdle || s.unitsHeld.Load() > 0 || s.shared.pending.Load() > 0 || s.pc.Load() != p {
 		p.release()
 		return
 	}
@@ -491,7 +491,7 @@ func (s *session) leavePrimary(err error) {
 		}
 		if keep {
 			r := s.pin.Load()
-			clean := p.TxStatus() == TxIdle && s.dirtyGen.Load() == s.cleanGen.Load() && (r == nil || *r == "")
+			clean := p.TxStatus() == TxIdle && s.dirtyGen.Load() == s.cleanGen.Load() && (r == nil || *r == "") && s.shared.pending.Load() == 0
 			if clean || s.resetLeft(p) {
 				s.detach(p)
 				return
