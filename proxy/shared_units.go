@@ -486,8 +486,17 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 	where := " AND l.objid IN (" + strings.Join(lits, ", ") + ") AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()" +
 		" AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
 	q, _, err := s.sharedQuery(func(TxStatus, int) string { return holdersSQL(where) })
-	if err != nil || q == nil || q.err != nil {
+	if err != nil {
 		return err
+	}
+	if q == nil || q.err != nil {
+		// NOTE: the locks are held, by whom is not known: fail safe, they
+		// count as held by an unknown transaction.
+		s.log.Warn("shared units: the holders of units could not be read", zap.String("error", errText(q)))
+		for k, u := range byKey {
+			holders[u] = UnitHolder{Unit: u, Key: k}
+		}
+		return nil
 	}
 	for _, h := range parseHolders(q.rows) {
 		if u, ok := byKey[h.Key]; ok {
@@ -506,10 +515,10 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 // database, the start of the holder's transaction (Unix seconds; NULL when
 // pg_stat_activity does not show it to the asking role) and its state.
 func holdersSQL(where string) string {
-	return fmt.Sprintf(`SELECT l.objid::pg_catalog.int8, pg_catalog.coalesce(l.pid, 0), `+
-		`pg_catalog.coalesce((SELECT m.objid::pg_catalog.int8 FROM pg_catalog.pg_locks m WHERE m.pid = l.pid AND m.locktype = 'advisory' AND m.classid = %[2]d AND m.objsubid = 2 AND m.granted LIMIT 1), 0), `+
-		`pg_catalog.coalesce(a.application_name, ''), pg_catalog.coalesce(a.usename, ''), pg_catalog.coalesce(d.datname, ''), `+
-		`pg_catalog.extract(epoch FROM a.xact_start), pg_catalog.coalesce(a.state, '') `+
+	return fmt.Sprintf(`SELECT l.objid::pg_catalog.int8, COALESCE(l.pid, 0), `+
+		`COALESCE((SELECT m.objid::pg_catalog.int8 FROM pg_catalog.pg_locks m WHERE m.pid = l.pid AND m.locktype = 'advisory' AND m.classid = %[2]d AND m.objsubid = 2 AND m.granted LIMIT 1), 0), `+
+		`COALESCE(a.application_name, ''), COALESCE(a.usename, ''), COALESCE(d.datname, ''), `+
+		`EXTRACT(epoch FROM a.xact_start), COALESCE(a.state, '') `+
 		`FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid LEFT JOIN pg_catalog.pg_database d ON d.oid = l.database `+
 		`WHERE l.locktype = 'advisory' AND l.classid = %[1]d AND l.objsubid = 2 AND l.mode = 'ExclusiveLock' AND l.granted%[3]s `+
 		`ORDER BY 1, 2`, unitLockSpace, instanceLockSpace, where)
@@ -525,7 +534,7 @@ func parseHolders(rows [][][]byte) []UnitHolder {
 		key, _ := strconv.ParseUint(string(r[0]), 10, 32)
 		pid, _ := strconv.ParseUint(string(r[1]), 10, 32)
 		inst, _ := strconv.Atoi(string(r[2]))
-		h := UnitHolder{Key: uint32(key), BackendPID: uint32(pid), Instance: inst,
+		h := UnitHolder{Key: uint32(key), BackendPID: uint32(pid), Instance: inst, Prepared: pid == 0,
 			ApplicationName: string(r[3]), User: string(r[4]), Database: string(r[5]),
 			Failed: string(r[7]) == "idle in transaction (aborted)"}
 		if secs, err := strconv.ParseFloat(string(r[6]), 64); err == nil {
@@ -614,23 +623,48 @@ func (s *session) sharedDone(req *request, status TxStatus, last bool) {
 		clear(l.need)
 		l.savepoints = nil
 	}
-	idleNow := last && req != nil && req.internal == nil && !l.settling
+	due := last && req != nil && req.internal == nil && !l.settling && len(l.sess)+len(l.need) > 0
+	l.settling = l.settling || due
 	l.mu.Unlock()
-	if idleNow {
-		s.settleLocks(status)
+	if !due {
+		return
 	}
+	if p := s.pc.Load(); p != nil {
+		// NOTE: not in relay: the client goroutine may hold the write
+		// right still (it gives it back after the request's last byte, and
+		// the answer may come first).
+		go s.settleLocks(p)
+		return
+	}
+	s.doneSettling()
 }
 
-// settleLocks brings the session's locks in line with its transaction, after a
-// request of the client's (relay): outside a transaction block its
-// session-level locks go; at the top level of a transaction block they
+func (s *session) doneSettling() {
+	s.shared.mu.Lock()
+	s.shared.settling = false
+	s.shared.mu.Unlock()
+}
+
+// settleLocks brings the session's locks in line with its transaction,
+// once the client has nothing in flight on p: outside a transaction block
+// its session-level locks go; at the top level of a transaction block they
 // become transaction-level ones, and the locks of units taken without one
-// are taken. It runs only when it can take the write right at once (the
-// client is not sending): otherwise the next request's answer calls it
-// again, and the locks are held a little longer (never shorter).
-func (s *session) settleLocks(status TxStatus) {
+// are taken. If the client sends a request meanwhile, that request's answer
+// settles instead: the locks are held a little longer, never shorter.
+func (s *session) settleLocks(p *primaryConn) {
+	select {
+	case p.wsem <- struct{}{}:
+	case <-p.gone:
+		s.doneSettling()
+		return
+	}
+	if s.pc.Load() != p || p.inFlight() > 0 {
+		p.release()
+		s.doneSettling()
+		return
+	}
+	status := p.TxStatus()
 	l := &s.shared
-	inst := s.srv.shared.instance
 	l.mu.Lock()
 	var conv, need []string
 	inSavepoint := len(l.savepoints) > 0
@@ -642,28 +676,13 @@ func (s *session) settleLocks(status TxStatus) {
 	case status == TxActive:
 		need = sortedSet(l.need) // taken at session level, kept
 	}
-	if len(conv)+len(need) == 0 {
-		l.mu.Unlock()
-		return
-	}
-	p := s.pc.Load()
-	if p == nil {
-		l.mu.Unlock()
-		return
-	}
-	select {
-	case p.wsem <- struct{}{}:
-	default:
-		l.mu.Unlock()
-		return // the client is sending: its next answer settles
-	}
-	if s.pc.Load() != p || p.inFlight() > 0 {
-		l.mu.Unlock()
-		p.release()
-		return
-	}
-	l.settling = true
 	l.mu.Unlock()
+	if len(conv)+len(need) == 0 {
+		p.release()
+		s.doneSettling()
+		return
+	}
+	inst := s.srv.shared.instance
 	sql := settleSQL(s.srv.shared.keys(conv), s.srv.shared.keys(need), inst, status, inSavepoint)
 	if status == TxIdle {
 		sql = protectSQL + sql
@@ -673,10 +692,8 @@ func (s *session) settleLocks(status TxStatus) {
 	q := &internalQuery{done: make(chan struct{})}
 	q.then = func(q *internalQuery) { s.settled(p, q, status, inSavepoint, conv, need) }
 	if err := p.write(q, sql); err != nil {
-		l.mu.Lock()
-		l.settling = false
-		l.mu.Unlock()
 		p.release()
+		s.doneSettling()
 	}
 }
 
@@ -698,8 +715,9 @@ func settleSQL(conv, need []uint32, instance int, status TxStatus, inSavepoint b
 	return "SELECT " + strings.Join(cols, ", ")
 }
 
-// settled records settleLocks' answer (relay), and gives the write right back;
-// a settleLocks query that failed inside a transaction block is rolled back first.
+// settled records settleLocks' answer (relay), and gives the write right
+// back; a settleLocks query that failed inside a transaction block is
+// rolled back first.
 func (s *session) settled(p *primaryConn, q *internalQuery, status TxStatus, inSavepoint bool, conv, need []string) {
 	l := &s.shared
 	l.mu.Lock()
@@ -757,8 +775,11 @@ func uncheckedError(u, table string) *wire.Error {
 
 // remoteText describes a holder found through its lock.
 func (h UnitHolder) remoteText() string {
-	if h.BackendPID == 0 {
+	switch {
+	case h.Prepared:
 		return "a prepared transaction (PREPARE TRANSACTION) that has not been committed or rolled back"
+	case h.BackendPID == 0:
+		return "a transaction txlane could not look up (pg_locks could not be read)"
 	}
 	who := "another txlane instance"
 	if h.Instance != 0 {

@@ -35,9 +35,12 @@ type UnitHolder struct {
 	// Key is the unit's advisory lock key (unitKey); Instance the holder's
 	// instance_id; BackendPID the process ID of the backend running its
 	// transaction.
-	Key             uint32
-	Instance        int
-	BackendPID      uint32
+	Key        uint32
+	Instance   int
+	BackendPID uint32
+	// Prepared: the holder is a prepared transaction (PREPARE TRANSACTION
+	// keeps its locks until COMMIT PREPARED or ROLLBACK PREPARED).
+	Prepared        bool
 	ClientID        uint64
 	ClientAddr      string
 	ApplicationName string
