@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand"
 	"net"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // instanceBed is several txlane instances (IDs 1..n, each the others'
@@ -430,4 +433,156 @@ func TestSharedUnitsTransactionPool(t *testing.T) {
 		}
 		exec(t, writer, bed.insert("tp9", "writer"))
 	})
+}
+
+// sendCancel sends a CancelRequest for (pid, secret) to addr, marked as
+// forwarded by another instance with forwarded, and waits for addr to
+// close the connection.
+func sendCancel(t *testing.T, addr string, pid uint32, secret []byte, forwarded bool) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(wire.EncodeCancel(pid, secret, forwarded)); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, conn)
+}
+
+// running starts sql on conn and returns a channel that gets its error.
+func running(conn *pgconn.PgConn, sql string) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- execErr(conn, sql) }()
+	return done
+}
+
+// TestInstancesCancel: a CancelRequest reaches the backend of the client
+// whose key it carries whichever instance it is sent to, and no other
+// client's; a cancel another instance forwarded is never forwarded again.
+func TestInstancesCancel(t *testing.T) {
+	bed := startInstances(t, 3, "reject", nil)
+	for id := 1; id <= 3; id++ {
+		c := bed.connect(t, id, "")
+		if got := int(c.PID() >> 21); got != id {
+			t.Fatalf("instance %d's key carries instance %d (pid %d)", id, got, c.PID())
+		}
+	}
+	for target := 1; target <= 3; target++ {
+		for via := 1; via <= 3; via++ {
+			t.Run(fmt.Sprintf("client of %d, cancel sent to %d", target, via), func(t *testing.T) {
+				victim := bed.connect(t, target, "victim")
+				bystander := bed.connect(t, target%3+1, "bystander")
+				slow := running(victim, "SELECT pg_sleep(10)")
+				other := running(bystander, "SELECT pg_sleep(0.5)")
+				time.Sleep(100 * time.Millisecond) // both running
+				sendCancel(t, bed.inst[via-1].Addr, victim.PID(), victim.SecretKey(), false)
+				select {
+				case err := <-slow:
+					wantCode(t, err, "57014")
+				case <-time.After(5 * time.Second):
+					t.Fatal("the cancel did not reach the victim's backend")
+				}
+				if err := <-other; err != nil {
+					t.Fatalf("bystander's statement: %v", err)
+				}
+			})
+		}
+	}
+	t.Run("forwarded only once", func(t *testing.T) {
+		victim := bed.connect(t, 3, "victim")
+		slow := running(victim, "SELECT pg_sleep(1)")
+		time.Sleep(100 * time.Millisecond)
+		before := bed.inst[1].Server.Metrics().Cancels("dropped")
+		// As if instance 1 had forwarded it to instance 2 by mistake:
+		// instance 2 drops it rather than pass it on to instance 3.
+		sendCancel(t, bed.inst[1].Addr, victim.PID(), victim.SecretKey(), true)
+		if err := <-slow; err != nil {
+			t.Fatalf("a cancel forwarded to the wrong instance reached the backend: %v", err)
+		}
+		if n := bed.inst[1].Server.Metrics().Cancels("dropped") - before; n != 1 {
+			t.Errorf("instance 2 dropped %v cancels, want 1", n)
+		}
+		// A key of an instance nobody knows is dropped too.
+		sendCancel(t, bed.inst[0].Addr, 9<<21|1, victim.SecretKey(), false)
+		if n := bed.inst[0].Server.Metrics().Cancels("dropped"); n != 1 {
+			t.Errorf("instance 1 dropped %v cancels, want 1", n)
+		}
+		if n := bed.inst[0].Server.Metrics().Cancels("peer"); n < 2 {
+			t.Errorf("instance 1 forwarded %v cancels to peers, want 2 (one to each)", n)
+		}
+	})
+}
+
+// TestSharedUnitsShowUnits: SHOW UNITS lists the units held on every
+// instance, from pg_locks, marking this instance's own (local).
+func TestSharedUnitsShowUnits(t *testing.T) {
+	bed := startInstances(t, 3, "reject", func(_ int, o *proxy.Options) { o.AdminUsers = []string{pgtest.AppRole} })
+	h1 := bed.connect(t, 1, "h1")
+	h2 := bed.connect(t, 2, "h2")
+	exec(t, h1, "BEGIN; "+bed.insert("s1", "h1"))
+	exec(t, h2, "BEGIN; "+bed.insert("s2", "h2"))
+	pid2 := scalar(t, h2, "SELECT pg_backend_pid()")
+	// Instance 1 saw unit s2 once (a refused write): it can name it.
+	wantCode(t, execErr(bed.connect(t, 1, "w"), bed.insert("s2", "w")), proxy.CodeEscapedWrite)
+	exec(t, bed.connect(t, 3, "h3"), "BEGIN; "+bed.insert("s3", "h3")+"; COMMIT")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	admin, err := pgconn.Connect(ctx, bed.inst[0].adminDSN(t, pgtest.AppRole))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	res := exec(t, admin, "SHOW UNITS")
+	cols := map[string]int{}
+	for i, f := range res[0].FieldDescriptions {
+		cols[f.Name] = i
+	}
+	got := map[string][]string{}
+	for _, r := range res[0].Rows {
+		row := make([]string, len(r))
+		for i, v := range r {
+			row[i] = string(v)
+		}
+		got[row[cols["unit"]]] = row
+	}
+	if len(got) != 2 {
+		t.Fatalf("SHOW UNITS on instance 1: %q, want s1 and s2", got)
+	}
+	s1, s2 := got["s1"], got["s2"]
+	if s1 == nil || s1[cols["local"]] != "true" || s1[cols["instance"]] != "1" || s1[cols["application_name"]] != "h1" || s1[cols["client_id"]] == "" {
+		t.Errorf("s1 (held here): %q", s1)
+	}
+	if s2 == nil || s2[cols["local"]] != "false" || s2[cols["instance"]] != "2" || s2[cols["remote_pid"]] != pid2 || s2[cols["application_name"]] != "h2" || s2[cols["client_id"]] != "" {
+		t.Errorf("s2 (held on instance 2): %q", s2)
+	}
+	// Instance 3 never saw s1 or s2: it lists them by key.
+	units, err := bed.inst[2].Server.SharedUnits(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(units) != 2 || units[0].Unit != "" || units[0].Local {
+		t.Fatalf("instance 3's units: %+v", units)
+	}
+	exec(t, h1, "ROLLBACK")
+	exec(t, h2, "ROLLBACK")
+}
+
+// TestSharedUnitsRandomized is TestUnitsRandomized with its workers spread
+// over three instances: each unit's holder and writer on random instances,
+// checked against the model (a writer on the holder's instance gets the
+// local rules; on another it is refused, reroute or not).
+func TestSharedUnitsRandomized(t *testing.T) {
+	for _, escape := range []string{"reject", "reroute"} {
+		t.Run(escape, func(t *testing.T) {
+			bed := startInstances(t, 3, escape, nil)
+			runUnitModel(t, escape, bed.table, func(rng *rand.Rand) (string, string, bool) {
+				h, w := rng.Intn(3), rng.Intn(3)
+				return bed.inst[h].DSN(t, ""), bed.inst[w].DSN(t, ""), h == w
+			})
+		})
+	}
 }
