@@ -586,3 +586,86 @@ func TestSharedUnitsRandomized(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedUnitsTransactionStart: a unit on BEGIN holds it from there (the
+// lock is taken before the block opens); txlane's lock calls never take
+// the transaction's snapshot before the client sets its isolation level.
+func TestSharedUnitsTransactionStart(t *testing.T) {
+	bed := startInstances(t, 2, "reject", nil)
+	writer := bed.connect(t, 2, "writer")
+	cases := []struct {
+		name  string
+		steps []string
+	}{
+		{"unit on BEGIN", []string{"BEGIN /*unit='UNIT'*/", "held", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE /*unit='UNIT'*/", "INSERT", "held"}},
+		{"unit set first", []string{"BEGIN", "SET LOCAL txlane.unit = 'UNIT'", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", "INSERT", "held"}},
+		// The one case where the lock follows the statement (a window of one
+		// round trip, README): inside the block, before its snapshot.
+		{"isolation and the statement in one request", []string{"BEGIN", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; INSERT", "held soon"}},
+		{"all in one request", []string{"BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; INSERT", "held"}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			unit := fmt.Sprintf("ts%d", i)
+			holder := bed.connect(t, 1, "holder")
+			for _, st := range c.steps {
+				st = strings.ReplaceAll(strings.ReplaceAll(st, "INSERT", bed.insert(unit, "holder")), "UNIT", unit)
+				switch st {
+				case "held":
+					wantCode(t, execErr(writer, bed.insert(unit, "writer")), proxy.CodeEscapedWrite)
+					continue
+				case "held soon":
+					deadline := time.Now().Add(5 * time.Second)
+					for execErr(writer, "DELETE FROM "+bed.table+" WHERE false /*unit='"+unit+"'*/") == nil {
+						if time.Now().After(deadline) {
+							t.Fatal("the unit's lock was not taken after the request")
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+					continue
+				}
+				exec(t, holder, st)
+			}
+			if got := scalar(t, holder, "SHOW transaction_isolation"); got != "serializable" {
+				t.Errorf("isolation %q, want serializable", got)
+			}
+			exec(t, holder, "COMMIT")
+			waitFree(t, writer, bed.insert(unit, "writer"))
+			if got := bed.count(t, "unit = '"+unit+"' AND who = 'holder'"); got != "1" {
+				t.Errorf("%s of the holder's rows committed, want 1", got)
+			}
+		})
+	}
+}
+
+// TestSharedUnitsPartlySent: a write whose unit first appears in a part of
+// a request sent after an earlier part (a Flush before Sync) is refused:
+// the unit's lock could not be taken before the earlier part ran, and
+// without it the write might escape another instance's transaction.
+func TestSharedUnitsPartlySent(t *testing.T) {
+	bed := startInstances(t, 2, "reject", nil)
+	c := bed.connect(t, 1, "pipeline")
+	err := rawRequest(c, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{},
+		&pgproto3.Parse{Query: bed.insert("p1", "late")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	pgErr := wantHeldElsewhereCode(t, err)
+	if !strings.Contains(pgErr.Message, "could not be checked") {
+		t.Errorf("message %q", pgErr.Message)
+	}
+	// The unit in the first part: checked before anything is sent.
+	if err := rawRequest(c, &pgproto3.Parse{Query: bed.insert("p2", "early")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{},
+		&pgproto3.Parse{Query: bed.insert("p2", "early")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := bed.count(t, "true"); got != "2" {
+		t.Fatalf("%s rows, want the two of p2", got)
+	}
+}
+
+func wantHeldElsewhereCode(t *testing.T, err error) *pgconn.PgError {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != proxy.CodeEscapedWrite {
+		t.Fatalf("got %v, want SQLSTATE %s", err, proxy.CodeEscapedWrite)
+	}
+	return pgErr
+}

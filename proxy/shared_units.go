@@ -133,6 +133,11 @@ type sharedLocks struct {
 	// savepoints are the open transaction's savepoints, oldest first, as
 	// the statements the server completed left them.
 	savepoints []string
+	// worked: the open transaction ran a statement that does work (see
+	// doesWork), which took its snapshot: a lock call of txlane's (a
+	// SELECT, which takes one) may run in it without changing when that
+	// happens (SET TRANSACTION ISOLATION LEVEL must come before it).
+	worked bool
 	// settling: a settleLocks query is in flight.
 	settling bool
 	// pending counts sess, for idle's look without mu.
@@ -144,6 +149,13 @@ func (l *sharedLocks) holds(u string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.xact[u] || l.sess[u]
+}
+
+// hasWorked reports worked.
+func (l *sharedLocks) hasWorked() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.worked
 }
 
 // depth is the number of savepoints open in the transaction.
@@ -202,6 +214,7 @@ func setKey(m map[string]bool, k string) map[string]bool {
 func (l *sharedLocks) completed(stmts []*policy.Statement) {
 	for _, st := range stmts {
 		eachPart(st, func(p *policy.Statement) {
+			l.worked = l.worked || p.Class != policy.TxControl && p.Class != policy.Session
 			switch p.Tx.Kind {
 			case policy.TxSavepoint:
 				l.savepoints = append(l.savepoints, p.Tx.Savepoint)
@@ -218,7 +231,7 @@ func (l *sharedLocks) completed(stmts []*policy.Statement) {
 					}
 				}
 			case policy.TxCommit, policy.TxRollback, policy.TxPrepareTransaction:
-				l.savepoints = nil
+				l.savepoints, l.worked = nil, false
 				if p.Tx.Chain {
 					for u := range l.xact {
 						l.need = setKey(l.need, u)
@@ -244,6 +257,22 @@ func doesWork(steps []planStep) bool {
 		}
 	}
 	return false
+}
+
+// setsTx reports whether steps set the characteristics of the open
+// transaction (SET TRANSACTION, SET transaction_isolation and the like),
+// which must come before its first snapshot.
+func setsTx(steps []planStep) bool {
+	sets := false
+	for _, st := range steps {
+		eachPart(st.stmt, func(p *policy.Statement) {
+			sets = sets || p.Tx.Kind == policy.TxSetTransaction
+			for _, set := range p.Settings {
+				sets = sets || strings.HasPrefix(set.Name, "transaction_")
+			}
+		})
+	}
+	return sets
 }
 
 // endsTx reports whether steps end a transaction (COMMIT, ROLLBACK, PREPARE
@@ -273,7 +302,7 @@ func endsTx(steps []planStep) (ends, prepares bool) {
 // the units held elsewhere (the session does not hold those), or the
 // request's outcome when a write carries one of them: the escape action
 // for a holder on another instance (never a reroute).
-func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []string, holds bool, firstWrite int, whole bool) (remote map[string]bool, handled bool, rej *rejection, err error) {
+func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []string, idle, holds bool, firstWrite int, whole bool) (remote map[string]bool, handled bool, rej *rejection, err error) {
 	steps := pl.steps[from:]
 	work := doesWork(steps)
 	ends, prepares := endsTx(steps)
@@ -284,9 +313,14 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 			probe = append(probe, u)
 		case h != nil && h.sess != s:
 			// A local holder with its lock: the local rules apply.
-		case holds && work && (ends && !prepares || !s.shared.holds(u)):
-			// NOTE: a request that ends its transaction and does more work
-			// needs a lock that outlives the end (session level).
+		case (holds || pl.sentEarly) && (work || idle) && (ends && !prepares || !s.shared.holds(u)):
+			// NOTE: inside a transaction block the lock is taken before the
+			// first statement that does work (a lock call takes a
+			// snapshot); before one, from the statement that opens it (the
+			// call is its own transaction then). A request that ends its
+			// transaction and does more work needs a lock that outlives the
+			// end (session level). A request sent in parts takes it in its
+			// first: a later part cannot (see below).
 			lock = append(lock, u)
 		case !holds && firstWrite >= 0 && h == nil:
 			probe = append(probe, u)
@@ -312,7 +346,7 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 	}
 	var taken []string
 	if len(lock) > 0 {
-		if taken, err = s.sharedLock(lock, ends && !prepares, holders); err != nil {
+		if taken, err = s.sharedLock(lock, ends && !prepares, setsTx(steps), holders); err != nil {
 			return nil, false, nil, err
 		}
 	}
@@ -370,13 +404,16 @@ func (s *session) sharedProbe(units []string, holders map[string]UnitHolder) err
 // held elsewhere, and returns the units whose session-level locks it took.
 // A lock it cannot take for another reason (the transaction has failed,
 // the call failed) is left to settleLocks.
-func (s *session) sharedLock(units []string, session bool, holders map[string]UnitHolder) (taken []string, err error) {
+func (s *session) sharedLock(units []string, session, setsTx bool, holders map[string]UnitHolder) (taken []string, err error) {
 	inst := s.srv.shared.instance
 	todo := units
 	for attempt := 0; attempt < 3 && len(todo) > 0; attempt++ {
 		keys := s.srv.shared.keys(todo)
 		useSession := session
 		q, status, err := s.sharedQuery(func(status TxStatus, depth int) string {
+			if status == TxActive && setsTx && !s.shared.hasWorked() {
+				return "" // the request sets its transaction's isolation first: settled after it
+			}
 			useSession = session || status == TxIdle || depth > 0
 			return lockSQL(keys, inst, useSession)
 		})
@@ -384,9 +421,11 @@ func (s *session) sharedLock(units []string, session bool, holders map[string]Un
 			return taken, err
 		}
 		if q == nil || q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != len(keys) {
-			if status != TxFailed {
+			if q != nil {
 				s.log.Warn("shared units: lock call failed; the unit is held on this instance only until settled (settleLocks)", zap.String("status", string(rune(status))), zap.String("error", errText(q)))
 			}
+			// Nothing ran (a failed transaction, or one whose isolation
+			// is set first), or the call failed: settled after the request.
 			s.shared.markNeed(todo)
 			return taken, nil
 		}
@@ -575,6 +614,9 @@ func (s *session) sharedQuery(build func(status TxStatus, depth int) string) (*i
 	defer p.release()
 	status := p.TxStatus()
 	sql := build(status, s.shared.depth())
+	if sql == "" {
+		return nil, status, nil
+	}
 	switch status {
 	case TxIdle:
 		sql = protectSQL + sql
@@ -621,7 +663,7 @@ func (s *session) sharedDone(req *request, status TxStatus, last bool) {
 	if status == TxIdle {
 		clear(l.xact)
 		clear(l.need)
-		l.savepoints = nil
+		l.savepoints, l.worked = nil, false
 	}
 	due := last && req != nil && req.internal == nil && !l.settling && len(l.sess)+len(l.need) > 0
 	l.settling = l.settling || due
@@ -671,9 +713,13 @@ func (s *session) settleLocks(p *primaryConn) {
 	switch {
 	case status == TxIdle:
 		conv = sortedSet(l.sess)
-	case status == TxActive && !inSavepoint:
+	case status != TxActive || !l.worked:
+		// Failed: nothing runs. Before the transaction's first snapshot a
+		// SELECT of txlane's would take it: after its first statement that
+		// does work.
+	case !inSavepoint:
 		conv, need = sortedSet(l.sess), sortedSet(l.need)
-	case status == TxActive:
+	default:
 		need = sortedSet(l.need) // taken at session level, kept
 	}
 	l.mu.Unlock()

@@ -288,7 +288,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		var handled bool
 		var rej *rejection
 		var err error
-		if remote, handled, rej, err = s.sharedCheck(pl, from, units, deferred, holds, firstWrite, final && idle); handled || rej != nil || err != nil {
+		if remote, handled, rej, err = s.sharedCheck(pl, from, units, deferred, idle, holds, firstWrite, final && idle); handled || rej != nil || err != nil {
 			return handled, rej, err
 		}
 		for _, u := range deferred {
