@@ -153,7 +153,9 @@ const MaxInstanceID = 1023
 type Peer struct {
 	// ID (`id`) is its instance_id. Required.
 	ID int
-	// Addr (`addr`) is the host:port its clients connect to. Required.
+	// Addr (`addr`) reaches it alone: the host:port its clients connect
+	// to, or the path of its Unix-domain socket (DIR/.s.PGSQL.PORT, for
+	// instances that share one port with listen_reuseport). Required.
 	Addr string
 }
 

@@ -675,7 +675,7 @@ func peerItems(ck checker, p string, v []Peer, c *Config) {
 		}
 		if _, ok := d.at[ip+".addr"]; !ok {
 			d.errorf(item, "%s: missing key \"addr\"", ip)
-		} else {
+		} else if !strings.HasPrefix(o.Addr, "/") { // else a Unix-domain socket's path
 			d.address(ck.problem, ip+".addr", o.Addr)
 		}
 	})

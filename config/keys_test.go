@@ -206,7 +206,7 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"listen_reuseport":              {"true", "true"},
 		"policy.shared_units":           {"true", "true"},
 		"instance_id":                   {"2", "2"},
-		"peers":                         {"[{id: 1, addr: '10.0.0.1:6432'}, {id: 3, addr: 'txlane-3:6432'}]", "[{id: 1, addr: 10.0.0.1:6432}, {id: 3, addr: txlane-3:6432}]"},
+		"peers":                         {"[{id: 1, addr: '10.0.0.1:6432'}, {id: 3, addr: 'txlane-3:6432'}, {id: 4, addr: /run/t4/.s.PGSQL.6432}]", "[{id: 1, addr: 10.0.0.1:6432}, {id: 3, addr: txlane-3:6432}, {id: 4, addr: /run/t4/.s.PGSQL.6432}]"},
 	}
 	var b strings.Builder
 	section := ""

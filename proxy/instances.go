@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,8 +34,10 @@ type InstanceOptions struct {
 	SharedUnits bool
 }
 
-// Peer is another txlane instance: its instance_id and the host:port its
-// clients connect to.
+// Peer is another txlane instance: its instance_id and an address that
+// reaches it alone: the host:port its clients connect to, or the path of
+// its Unix-domain socket (instances sharing one port with SO_REUSEPORT are
+// told apart by their sockets, as PgBouncer's peers are).
 type Peer struct {
 	ID   int
 	Addr string
@@ -57,6 +60,9 @@ func (o *InstanceOptions) check() error {
 			return fmt.Errorf("instance ID %d is listed twice (peers and this instance's own)", p.ID)
 		}
 		seen[p.ID] = true
+		if strings.HasPrefix(p.Addr, "/") {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(p.Addr); err != nil {
 			return fmt.Errorf("peer %d: address %q: %v", p.ID, p.Addr, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,10 +134,15 @@ func TestInstances(t *testing.T) {
 	t.Run("listen_reuseport", func(t *testing.T) { testReuseport(t, bin, dsn) })
 }
 
-// cancelVia sends the CancelRequest of c's key to addr.
+// cancelVia sends the CancelRequest of c's key to addr (host:port, or
+// unix:PATH).
 func cancelVia(t *testing.T, addr string, c *pgconn.PgConn) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	network := "tcp"
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, addr = "unix", path
+	}
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,26 +163,66 @@ func detail(err error) string {
 }
 
 // testReuseport: two processes listen on one address and port, and the
-// kernel gives both clients; without listen_reuseport a third cannot.
+// kernel gives both clients; each names the other by its Unix-domain socket
+// in peers, so that a cancel sent to the shared port reaches its client
+// whichever process the kernel hands it to. Without listen_reuseport the
+// port cannot be shared.
 func testReuseport(t *testing.T, bin, dsn string) {
 	addr := testbin.FreeAddr(t)
-	a := startTxlaneOn(t, bin, dsn, addr, "listen_reuseport: true\ninstance_id: 1\n")
-	b := startTxlaneOn(t, bin, dsn, addr, "listen_reuseport: true\ninstance_id: 2\n")
+	_, port, _ := net.SplitHostPort(addr)
+	dirs := []string{t.TempDir(), t.TempDir()}
+	var procs []*proc
+	for i := range dirs {
+		peer := filepath.Join(dirs[1-i], ".s.PGSQL."+port)
+		procs = append(procs, startTxlaneOn(t, bin, dsn, addr, fmt.Sprintf(
+			"listen_reuseport: true\nunix_socket_dir: %s\ninstance_id: %d\npeers: [{id: %d, addr: %s}]\n", dirs[i], i+1, 2-i, peer)))
+	}
+	var victims []*pgconn.PgConn
 	for i := 0; i < 40; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := pgconn.Connect(ctx, a.clientDSN("spread"))
+		c, err := pgconn.Connect(ctx, procs[0].clientDSN("spread"))
+		cancel()
 		if err != nil {
-			cancel()
 			t.Fatal(err)
 		}
-		c.Exec(ctx, "SELECT 1").ReadAll()
-		c.Close(ctx)
-		cancel()
+		t.Cleanup(func() { c.Close(context.Background()) })
+		if _, err := runSQL(c, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		victims = append(victims, c)
 	}
-	na := a.metric(`txlane_requests_total{lane="primary",reason="not_vector_read"}`)
-	nb := b.metric(`txlane_requests_total{lane="primary",reason="not_vector_read"}`)
-	if na == 0 || nb == 0 || na+nb < 40 {
-		t.Errorf("requests served: %v by one process, %v by the other; want both to serve (40 in all)", na, nb)
+	var served [2]float64
+	for i, p := range procs {
+		served[i] = p.metric(`txlane_requests_total{lane="primary",reason="not_vector_read"}`)
+	}
+	if served[0] == 0 || served[1] == 0 || served[0]+served[1] < 40 {
+		t.Errorf("requests served: %v; want both processes to serve (40 in all)", served)
+	}
+	// Cancels to the shared port: the kernel picks a process, which passes
+	// the cancel on to its peer when the client is the peer's. The first
+	// goes to the other process's own socket: forwarded for certain.
+	for i, c := range victims[:6] {
+		slow := make(chan error, 1)
+		go func() { _, err := runSQL(c, "SELECT pg_sleep(10)"); slow <- err }()
+		time.Sleep(100 * time.Millisecond)
+		if i == 0 {
+			other := 2 - int(c.PID()>>21) // 0-based index of the process the key does not name
+			cancelVia(t, "unix:"+filepath.Join(dirs[other], ".s.PGSQL."+port), c)
+			if n := procs[other].metric(`txlane_cancel_requests_total{outcome="peer"}`); n != 1 {
+				t.Errorf("the other process forwarded %v cancels to its peer, want 1", n)
+			}
+		} else {
+			cancelVia(t, addr, c)
+		}
+		select {
+		case err := <-slow:
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "57014" {
+				t.Fatalf("cancel %d: %v, want 57014", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("cancel %d sent to the shared port did not reach its client (instance %d)", i, c.PID()>>21)
+		}
 	}
 	// Without SO_REUSEPORT the address is taken.
 	if ln, err := listenTCP(addr, false); err == nil {

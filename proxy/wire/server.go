@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -106,13 +107,17 @@ func SendCancel(ctx context.Context, t CancelTarget) error {
 }
 
 // ForwardCancel sends a client's CancelRequest (pid, secret) to another
-// txlane instance at addr (host:port), marked as forwarded so that the
-// instance never forwards it again (see Hello.Forwarded). It returns once
-// that instance has closed the connection, that is once it has dealt with
-// the request.
+// txlane instance at addr (host:port, or the path of a Unix-domain socket),
+// marked as forwarded so that the instance never forwards it again (see
+// Hello.Forwarded). It returns once that instance has closed the
+// connection, that is once it has dealt with the request.
 func ForwardCancel(ctx context.Context, addr string, pid uint32, secret []byte) error {
+	network := "tcp"
+	if strings.HasPrefix(addr, "/") {
+		network = "unix"
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return err
 	}
