@@ -421,7 +421,7 @@ func runUnitModel(t *testing.T, escape, table string, pick func(*rand.Rand) (hol
 	}
 	const workers, unitsPerWorker = 4, 12
 	var mu sync.Mutex
-	want := map[string]int{} // who -> rows that must exist
+	want := map[string]int{}            // who -> rows that must exist
 	var elsewhere, writes, rerouted int // units with the writer on another instance; the writers' writes, those let through
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {

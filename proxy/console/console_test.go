@@ -185,7 +185,7 @@ func TestServeProtocol(t *testing.T) {
 		"T lane,reason,requests", "D vector|vector_read_idle|7", "C SHOW",
 		"T unit,client_id,addr,user,database,application_name,since,failed,local,instance,remote_pid,unit_key",
 		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true|true|1|4242|7",
-		"D ||||u|d|b||false|false|2|4343|8", "C SHOW",
+		"D |||u|d|b||false|false|2|4343|8", "C SHOW",
 		"Z I")
 
 	w.send(&pgproto3.Query{String: "SHOW POLICY; SHOW NOTHING; PAUSE"})
@@ -227,6 +227,14 @@ func TestServeProtocol(t *testing.T) {
 	p.reloadErr = nil
 	w.send(&pgproto3.Query{String: "RELOAD"})
 	w.expect("RELOAD", "C RELOAD", "Z I")
+
+	p.unitsErr = errors.New("connection refused")
+	w.send(&pgproto3.Query{String: "SHOW UNITS"})
+	w.expect("SHOW UNITS without the other instances' units: a warning, then this instance's", "N WARNING",
+		"T unit,client_id,addr,user,database,application_name,since,failed,local,instance,remote_pid,unit_key",
+		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true|true|1|4242|7",
+		"D |||u|d|b||false|false|2|4343|8", "C SHOW", "Z I")
+	p.unitsErr = nil
 
 	p.pauseErr = context.DeadlineExceeded
 	w.send(&pgproto3.Query{String: "PAUSE"})
