@@ -350,11 +350,12 @@ func TestSharedUnitsBeginInRequest(t *testing.T) {
 
 // TestSharedUnitsFailedLockCall: a lock call the server refuses (here its
 // role may not execute the lock functions) leaves the client's transaction
-// as it was: the statement runs, the transaction commits.
+// as it was: the statement runs, the transaction commits. A write outside a
+// transaction whose unit's lock cannot be checked is refused (fail safe).
 func TestSharedUnitsFailedLockCall(t *testing.T) {
 	bed := startInstances(t, 2, "reject", nil)
 	role := uniqueName("nolock")
-	fns := "pg_catalog.pg_try_advisory_xact_lock(integer, integer), pg_catalog.pg_try_advisory_lock(integer, integer)"
+	fns := "pg_catalog.pg_try_advisory_xact_lock(integer, integer), pg_catalog.pg_try_advisory_lock(integer, integer), pg_catalog.pg_try_advisory_xact_lock_shared(integer, integer)"
 	pgtest.Exec(t, "CREATE ROLE "+role+" LOGIN; GRANT USAGE ON SEQUENCE "+bed.table+"_id_seq TO "+role+"; REVOKE EXECUTE ON FUNCTION "+fns+" FROM PUBLIC")
 	t.Cleanup(func() {
 		pgtest.Exec(t, "GRANT EXECUTE ON FUNCTION "+fns+" TO PUBLIC; DROP OWNED BY "+role+"; DROP ROLE IF EXISTS "+role)
@@ -375,6 +376,10 @@ func TestSharedUnitsFailedLockCall(t *testing.T) {
 	exec(t, holder, "COMMIT")
 	exec(t, holder, "BEGIN; "+bed.insert("f2", "holder")) // before the block: at session level
 	exec(t, holder, "COMMIT")
+	pgErr := wantHeldElsewhereCode(t, execErr(holder, bed.insert("f3", "holder")))
+	if !strings.Contains(pgErr.Detail, "could not rule out") {
+		t.Errorf("detail %q", pgErr.Detail)
+	}
 	if got := bed.count(t, "who = 'holder'"); got != "3" {
 		t.Fatalf("%s rows committed, want 3", got)
 	}

@@ -382,11 +382,17 @@ func (s *session) sharedProbe(units []string, holders map[string]UnitHolder) err
 		cols[i] = fmt.Sprintf("pg_catalog.pg_try_advisory_xact_lock_shared(%d, %d)", unitLockSpace, int32(k))
 	}
 	q, status, err := s.sharedQuery(func(TxStatus, int) string { return "SELECT " + strings.Join(cols, ", ") })
-	if err != nil || q == nil || q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != len(keys) {
-		if err == nil && q != nil {
-			s.log.Warn("shared units: check failed; the write is checked against this instance's units only", zap.String("status", string(rune(status))), zap.String("error", errText(q)))
+	if err != nil || q == nil {
+		return err // nothing ran: a failed transaction refuses the write itself
+	}
+	if q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != len(keys) {
+		// NOTE: fail safe: a unit whose lock could not be checked counts
+		// as held, by a transaction txlane cannot name.
+		s.log.Warn("shared units: a unit's lock could not be checked; the write is refused", zap.String("status", string(rune(status))), zap.String("error", errText(q)))
+		for i, u := range units {
+			holders[u] = UnitHolder{Unit: u, Key: keys[i]}
 		}
-		return err
+		return nil
 	}
 	var held []string
 	for i, v := range q.rows[0] {
@@ -712,15 +718,15 @@ func (s *session) settleLocks(p *primaryConn) {
 	inSavepoint := len(l.savepoints) > 0
 	switch {
 	case status == TxIdle:
-		conv = sortedSet(l.sess)
+		conv = sortedKeys(l.sess)
 	case status != TxActive || !l.worked:
 		// Failed: nothing runs. Before the transaction's first snapshot a
 		// SELECT of txlane's would take it: after its first statement that
 		// does work.
 	case !inSavepoint:
-		conv, need = sortedSet(l.sess), sortedSet(l.need)
+		conv, need = sortedKeys(l.sess), sortedKeys(l.need)
 	default:
-		need = sortedSet(l.need) // taken at session level, kept
+		need = sortedKeys(l.need) // taken at session level, kept
 	}
 	l.mu.Unlock()
 	if len(conv)+len(need) == 0 {
@@ -800,15 +806,6 @@ func (s *session) settled(p *primaryConn, q *internalQuery, status TxStatus, inS
 	p.release()
 }
 
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // uncheckedError refuses a write carrying unit u whose lock could not be
 // taken first because part of its request had been sent already.
 func uncheckedError(u, table string) *wire.Error {
@@ -825,7 +822,7 @@ func (h UnitHolder) remoteText() string {
 	case h.Prepared:
 		return "a prepared transaction (PREPARE TRANSACTION) that has not been committed or rolled back"
 	case h.BackendPID == 0:
-		return "a transaction txlane could not look up (pg_locks could not be read)"
+		return "a transaction txlane could not rule out or name: the unit's lock, or pg_locks, could not be read (see txlane's log)"
 	}
 	who := "another txlane instance"
 	if h.Instance != 0 {
