@@ -127,6 +127,9 @@ func TestInstances(t *testing.T) {
 	if got := direct(t, dsn, "SELECT count(*) FROM "+table+" WHERE v = 'holder'"); got != "0" {
 		t.Errorf("%s of the killed instance's rows committed", got)
 	}
+	if got := direct(t, dsn, "SELECT count(*) FROM "+table+" WHERE v = 'writer'"); got != "0" {
+		t.Errorf("%s rows of refused writes", got)
+	}
 	if out := procs[2].mustPsql("", "SHOW UNITS"); strings.TrimSpace(out) != "" {
 		t.Errorf("SHOW UNITS after the holder's instance died: %q", out)
 	}
