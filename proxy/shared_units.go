@@ -138,8 +138,9 @@ type sharedLocks struct {
 	// SELECT, which takes one) may run in it without changing when that
 	// happens (SET TRANSACTION ISOLATION LEVEL must come before it).
 	worked bool
-	// settling: a settleLocks query is in flight.
-	settling bool
+	// settling: a settleLocks goroutine is under way; again: an answer
+	// came meanwhile, so it looks once more before it ends.
+	settling, again bool
 	// pending counts sess, for idle's look without mu.
 	pending atomic.Int32
 }
@@ -606,16 +607,13 @@ func (s *session) sharedQuery(build func(status TxStatus, depth int) string) (*i
 		if p, err = s.attach(); err != nil {
 			return nil, 0, err
 		}
-		if p.inFlight() == 0 {
-			break
-		}
-		changed := p.nextChange()
-		p.release()
-		select {
-		case <-changed:
-		case <-p.gone:
+		if !p.drained(true) {
 			return nil, 0, errPrimaryGone
 		}
+		if s.pc.Load() == p {
+			break
+		}
+		p.release() // given back to the pool while it drained
 	}
 	defer p.release()
 	status := p.TxStatus()
@@ -645,6 +643,35 @@ func (s *session) sharedQuery(build func(status TxStatus, depth int) string) (*i
 	return q, status, nil
 }
 
+// drained takes p's write right once nothing is in flight on p (the
+// requests sent before, and their answers, are done); false if p closed
+// first. held says the caller holds the write right already.
+//
+// NOTE: the next change is taken before the look at what is in flight, so
+// that an answer between the two is not missed (as in runWhenIdle).
+func (p *primaryConn) drained(held bool) bool {
+	for {
+		if !held {
+			select {
+			case p.wsem <- struct{}{}:
+			case <-p.gone:
+				return false
+			}
+		}
+		changed := p.nextChange()
+		if p.inFlight() == 0 {
+			return true
+		}
+		p.release()
+		held = false
+		select {
+		case <-changed:
+		case <-p.gone:
+			return false
+		}
+	}
+}
+
 // sharedRescueSQL undoes a lock call that failed inside the client's
 // transaction block: the transaction is as it was before the call.
 const sharedRescueSQL = "ROLLBACK TO SAVEPOINT " + sharedSavepoint + "; RELEASE SAVEPOINT " + sharedSavepoint
@@ -671,7 +698,12 @@ func (s *session) sharedDone(req *request, status TxStatus, last bool) {
 		clear(l.need)
 		l.savepoints, l.worked = nil, false
 	}
-	due := last && req != nil && req.internal == nil && !l.settling && len(l.sess)+len(l.need) > 0
+	due := last && req != nil && req.internal == nil && len(l.sess)+len(l.need) > 0
+	if due && l.settling {
+		// NOTE: the settling under way looks again before it ends: it may
+		// have looked before this answer came.
+		l.again, due = true, false
+	}
 	l.settling = l.settling || due
 	l.mu.Unlock()
 	if !due {
@@ -681,16 +713,27 @@ func (s *session) sharedDone(req *request, status TxStatus, last bool) {
 		// NOTE: not in relay: the client goroutine may hold the write
 		// right still (it gives it back after the request's last byte, and
 		// the answer may come first).
-		go s.settleLocks(p)
+		go func() {
+			for s.settleLocks(p) {
+			}
+		}()
 		return
 	}
 	s.doneSettling()
 }
 
-func (s *session) doneSettling() {
-	s.shared.mu.Lock()
-	s.shared.settling = false
-	s.shared.mu.Unlock()
+// doneSettling ends a settling, unless an answer came meanwhile that asks
+// for another look (again): then it reports true.
+func (s *session) doneSettling() (again bool) {
+	l := &s.shared
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.again {
+		l.again = false
+		return true
+	}
+	l.settling = false
+	return false
 }
 
 // settleLocks brings the session's locks in line with its transaction,
@@ -698,18 +741,17 @@ func (s *session) doneSettling() {
 // its session-level locks go; at the top level of a transaction block they
 // become transaction-level ones, and the locks of units taken without one
 // are taken. If the client sends a request meanwhile, that request's answer
-// settles instead: the locks are held a little longer, never shorter.
-func (s *session) settleLocks(p *primaryConn) {
-	select {
-	case p.wsem <- struct{}{}:
-	case <-p.gone:
+// settles instead: the locks are held a little longer, never shorter. It
+// reports whether to look again (see doneSettling).
+func (s *session) settleLocks(p *primaryConn) (again bool) {
+	if !p.drained(false) {
 		s.doneSettling()
-		return
+		return false
 	}
-	if s.pc.Load() != p || p.inFlight() > 0 {
+	if s.pc.Load() != p {
+		again = s.doneSettling()
 		p.release()
-		s.doneSettling()
-		return
+		return again
 	}
 	status := p.TxStatus()
 	l := &s.shared
@@ -730,9 +772,9 @@ func (s *session) settleLocks(p *primaryConn) {
 	}
 	l.mu.Unlock()
 	if len(conv)+len(need) == 0 {
+		again = s.doneSettling()
 		p.release()
-		s.doneSettling()
-		return
+		return again
 	}
 	inst := s.srv.shared.instance
 	sql := settleSQL(s.srv.shared.keys(conv), s.srv.shared.keys(need), inst, status, inSavepoint)
@@ -741,12 +783,23 @@ func (s *session) settleLocks(p *primaryConn) {
 	} else {
 		sql = "SAVEPOINT " + sharedSavepoint + "; " + sql + "; RELEASE SAVEPOINT " + sharedSavepoint
 	}
-	q := &internalQuery{done: make(chan struct{})}
-	q.then = func(q *internalQuery) { s.settled(p, q, status, inSavepoint, conv, need) }
-	if err := p.write(q, sql); err != nil {
-		p.release()
-		s.doneSettling()
+	q, err := p.queryKeep(sql, true)
+	switch {
+	case err != nil:
+	case q.err != nil:
+		s.log.Debug("shared units: settling locks failed; kept until the next answer", zap.String("error", errText(q)))
+		if status == TxActive {
+			p.queryKeep(sharedRescueSQL, true)
+		}
+	default:
+		s.settled(q.rows, status, inSavepoint, conv, need)
 	}
+	again = s.doneSettling()
+	p.release()
+	// The relay may have found the backend idle while this held the write
+	// right, and left it to us (transaction mode: back to the pool).
+	s.idle(p)
+	return again
 }
 
 // settleSQL is settleLocks' SELECT: for each key of conv, outside a transaction
@@ -767,43 +820,31 @@ func settleSQL(conv, need []uint32, instance int, status TxStatus, inSavepoint b
 	return "SELECT " + strings.Join(cols, ", ")
 }
 
-// settled records settleLocks' answer (relay), and gives the write right
-// back; a settleLocks query that failed inside a transaction block is
-// rolled back first.
-func (s *session) settled(p *primaryConn, q *internalQuery, status TxStatus, inSavepoint bool, conv, need []string) {
+// settled records settleLocks' answer: the row of settleSQL.
+func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, conv, need []string) {
+	if len(rows) != 1 {
+		return
+	}
+	row := rows[0]
 	l := &s.shared
 	l.mu.Lock()
-	if q.err == nil && len(q.rows) == 1 {
-		row := q.rows[0]
-		for _, u := range conv {
-			l.setSess(u, false)
-			if status == TxActive {
+	defer l.mu.Unlock()
+	for _, u := range conv {
+		l.setSess(u, false)
+		if status == TxActive {
+			l.xact = setKey(l.xact, u)
+		}
+	}
+	for i, u := range need {
+		delete(l.need, u)
+		if j := len(row) - len(need) + i; j >= 0 && string(row[j]) == "t" {
+			if inSavepoint {
+				l.setSess(u, true)
+			} else {
 				l.xact = setKey(l.xact, u)
 			}
 		}
-		for i, u := range need {
-			delete(l.need, u)
-			if j := len(row) - len(need) + i; j >= 0 && string(row[j]) == "t" {
-				if inSavepoint {
-					l.setSess(u, true)
-				} else {
-					l.xact = setKey(l.xact, u)
-				}
-			}
-		}
 	}
-	l.settling = false
-	l.mu.Unlock()
-	if q.err != nil {
-		s.log.Debug("shared units: settling locks failed; kept until the next answer", zap.String("error", errText(q)))
-		if status == TxActive {
-			r := &internalQuery{done: make(chan struct{}), then: func(*internalQuery) { p.release() }}
-			if err := p.write(r, sharedRescueSQL); err == nil {
-				return
-			}
-		}
-	}
-	p.release()
 }
 
 // uncheckedError refuses a write carrying unit u whose lock could not be
