@@ -16,6 +16,11 @@ type Config struct {
 	// PostgreSQL connections on. Default 127.0.0.1:6432.
 	Listen string
 
+	// ListenReuseport (`listen_reuseport`) opens Listen with SO_REUSEPORT,
+	// so that several txlane processes on one host share its port (the
+	// kernel spreads new connections over them). Default false.
+	ListenReuseport bool
+
 	// Primary (`primary`) is the libpq connection string of the primary, as a
 	// URL (postgres://...) or key=value DSN. It supplies the host, port, TLS
 	// settings and connection defaults; each client's own user and database
@@ -126,6 +131,32 @@ type Config struct {
 	// for each setting the first entry that matches the client and sets it
 	// wins. Default [].
 	PoolOverrides []PoolOverride
+
+	// InstanceID (`instance_id`) is this txlane instance's number among
+	// the instances serving one database, 1 to MaxInstanceID, as
+	// PgBouncer's peer_id: the process IDs of the BackendKeyData it hands
+	// clients carry it, so that any instance can tell where a CancelRequest
+	// belongs. 0: a standalone instance. Default 0.
+	InstanceID int
+
+	// Peers (`peers`) are the other instances: a CancelRequest for a client
+	// of one of them is forwarded to it, once. Default [].
+	Peers []Peer
+}
+
+// MaxInstanceID is the largest instance_id: the ID sits in bits 21 to 30 of
+// the process IDs txlane hands out (proxy.MaxInstanceID; a test keeps the
+// two equal).
+const MaxInstanceID = 1023
+
+// Peer is one entry of peers: another txlane instance.
+type Peer struct {
+	// ID (`id`) is its instance_id. Required.
+	ID int
+	// Addr (`addr`) reaches it alone: the host:port its clients connect
+	// to, or the path of its Unix-domain socket (DIR/.s.PGSQL.PORT, for
+	// instances that share one port with listen_reuseport). Required.
+	Addr string
 }
 
 // PoolOverride is one entry of pool_overrides.
@@ -222,6 +253,11 @@ type Policy struct {
 	// rerouted write waits for the holder's backend to become idle. Positive.
 	// Default 5s.
 	RerouteWaitTimeout time.Duration
+
+	// SharedUnits (`policy.shared_units`) shares units of work with every
+	// txlane instance serving the database, through PostgreSQL advisory
+	// locks on the holders' backends. Needs instance_id. Default false.
+	SharedUnits bool
 
 	// WritingFunctions (`policy.writing_functions`) lists extra functions,
 	// optionally schema-qualified, whose calls are treated as writes.

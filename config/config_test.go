@@ -71,12 +71,12 @@ func TestExampleHasEveryKey(t *testing.T) {
 	}
 	walk("", doc.Content[0])
 	want := []string{
-		"listen", "primary",
+		"listen", "listen_reuseport", "primary",
 		"read_pool.dsn", "read_pool.max_conns", "read_pool.min_idle", "read_pool.acquire_timeout",
 		"read_pool.max_lifetime", "read_pool.health_check_period", "read_pool.on_unavailable",
 		"policy.vector_tables", "policy.discover_vector_tables", "policy.discover_interval",
 		"policy.after_write", "policy.escape", "policy.escape_overrides", "policy.unit_comment_keys",
-		"policy.reroute_wait_timeout", "policy.writing_functions", "policy.read_only_functions",
+		"policy.reroute_wait_timeout", "policy.shared_units", "policy.writing_functions", "policy.read_only_functions",
 		"admin.listen", "admin.users", "admin.pprof",
 		"log.level", "log.format",
 		"tls.cert", "tls.key",
@@ -84,6 +84,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"unix_socket_dir", "max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",
 		"idle_in_transaction_timeout", "shutdown_timeout",
 		"pool_mode", "pool_size", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
+		"instance_id", "peers",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("example keys:\n got %q\nwant %q", got, want)
@@ -449,6 +450,22 @@ func TestErrors(t *testing.T) {
 		}},
 		{"pool override that sets nothing", p + "pool_overrides: [{database: x}]\n", []string{
 			`t.yaml:2:18: pool_overrides[0]: sets neither "pool_mode" nor "pool_size"`,
+		}},
+		{"instance_id out of range", p + "instance_id: 1024\n", []string{
+			`t.yaml:2:14: instance_id: must be from 0 (a standalone instance) to 1023, got 1024`,
+		}},
+		{"shared units without instance_id", p + "policy: {shared_units: true}\n", []string{
+			`t.yaml:2:24: policy.shared_units: needs instance_id (1 to 1023, each instance its own): a unit's holder is named by its instance`,
+		}},
+		{"peers without instance_id", p + "peers: [{id: 2, addr: \"h:6432\"}]\n", []string{
+			`t.yaml:2:8: peers: needs instance_id: a CancelRequest is forwarded by the instance its key carries`,
+		}},
+		{"bad peers", p + "instance_id: 1\npeers:\n  - {id: 1, addr: \"h:6432\"}\n  - {id: 2, addr: nohost}\n  - {id: 2, addr: \"h:1\"}\n  - {addr: \"h:2\"}\n  - {id: 0, addr: \"h:3\"}\n", []string{
+			`t.yaml:4:10: peers[0].id: instance 1 is instance_id already`,
+			`t.yaml:5:19: peers[1].addr: invalid address "nohost": missing port in address (want host:port, such as 127.0.0.1:6432)`,
+			`t.yaml:6:10: peers[2].id: instance 2 is peers[1] already`,
+			`t.yaml:7:5: peers[3]: missing key "id"`,
+			`t.yaml:8:10: peers[4].id: must be from 1 to 1023, got 0`,
 		}},
 		{"empty auth_query", p + "auth_type: md5\nauth_file: u.txt\nauth_query: \"\"\n", []string{
 			`t.yaml:4:13: auth_query: must not be empty`,

@@ -26,6 +26,8 @@ import (
 var keyTable = []Key{
 	{Name: "listen", Reload: Restart,
 		v: str(func(c *Config) *string { return &c.Listen }, "127.0.0.1:6432", address)},
+	{Name: "listen_reuseport", Reload: Restart,
+		v: boolean(func(c *Config) *bool { return &c.ListenReuseport }, false)},
 	{Name: "primary", Reload: Restart, Required: "the connection string of the primary",
 		v: dsn(func(c *Config) *string { return &c.Primary }, notEmpty)},
 
@@ -60,6 +62,8 @@ var keyTable = []Key{
 		v: list(func(c *Config) *[]string { return &c.Policy.UnitCommentKeys }, []string{"unit"}, each(commentKey))},
 	{Name: "policy.reroute_wait_timeout", Reload: Live,
 		v: duration(func(c *Config) *time.Duration { return &c.Policy.RerouteWaitTimeout }, 5*time.Second, positive)},
+	{Name: "policy.shared_units", Reload: Restart,
+		v: boolean(func(c *Config) *bool { return &c.Policy.SharedUnits }, false, needsInstanceID)},
 	{Name: "policy.writing_functions", Reload: Live,
 		v: list(func(c *Config) *[]string { return &c.Policy.WritingFunctions }, []string{}, each(funcName))},
 	{Name: "policy.read_only_functions", Reload: Live,
@@ -122,6 +126,11 @@ var keyTable = []Key{
 		v: duration(func(c *Config) *time.Duration { return &c.ServerLifetime }, time.Hour, positive)},
 	{Name: "pool_overrides", Reload: Restart,
 		v: poolOverrides(func(c *Config) *[]PoolOverride { return &c.PoolOverrides })},
+
+	{Name: "instance_id", Reload: Restart,
+		v: integer(func(c *Config) *int { return &c.InstanceID }, 0, instanceID)},
+	{Name: "peers", Reload: Restart,
+		v: peers(func(c *Config) *[]Peer { return &c.Peers })},
 }
 
 // Reload says what a reload does when a key's value changes.
@@ -399,6 +408,18 @@ func poolOverrides(get func(*Config) *[]PoolOverride) value {
 		}}
 }
 
+func peers(get func(*Config) *[]Peer) value {
+	return &field[[]Peer]{get: get, def: []Peer{}, clone: slices.Clone[[]Peer],
+		parse: (*decoder).peers, equals: slices.Equal[[]Peer], checks: []check[[]Peer]{peerItems},
+		format: func(ps []Peer) string {
+			items := make([]string, len(ps))
+			for i, p := range ps {
+				items[i] = "{id: " + strconv.Itoa(p.ID) + ", addr: " + p.Addr + "}"
+			}
+			return formatList(items)
+		}}
+}
+
 func identity(s string) string { return s }
 
 func formatList(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
@@ -614,6 +635,48 @@ func poolOverrideItems(ck checker, p string, v []PoolOverride, _ *Config) {
 		}
 		if _, ok := d.at[ip+".pool_size"]; ok && o.PoolSize < 1 {
 			ck.problem(ip+".pool_size", "must be at least 1")
+		}
+	})
+}
+
+// instanceID keeps instance_id within what the process IDs of cancel keys
+// can carry.
+func instanceID(ck checker, p string, v int, _ *Config) {
+	if v < 0 || v > MaxInstanceID {
+		ck.problem(p, "must be from 0 (a standalone instance) to %d, got %d", MaxInstanceID, v)
+	}
+}
+
+// needsInstanceID: shared units name a holder's instance by its ID.
+func needsInstanceID(ck checker, p string, v bool, c *Config) {
+	if v && c.InstanceID == 0 && !ck.d.bad["instance_id"] {
+		ck.problem(p, "needs instance_id (1 to %d, each instance its own): a unit's holder is named by its instance", MaxInstanceID)
+	}
+}
+
+func peerItems(ck checker, p string, v []Peer, c *Config) {
+	d := ck.d
+	if len(v) > 0 && c.InstanceID == 0 && !d.bad["instance_id"] {
+		ck.problem(p, "needs instance_id: a CancelRequest is forwarded by the instance its key carries")
+	}
+	seen := map[int]string{}
+	if c.InstanceID != 0 {
+		seen[c.InstanceID] = "instance_id"
+	}
+	items(ck, p, v, func(ip string, item *yaml.Node, o Peer) {
+		if _, ok := d.at[ip+".id"]; !ok {
+			d.errorf(item, "%s: missing key \"id\"", ip)
+		} else if o.ID < 1 || o.ID > MaxInstanceID {
+			ck.problem(ip+".id", "must be from 1 to %d, got %d", MaxInstanceID, o.ID)
+		} else if where, dup := seen[o.ID]; dup {
+			ck.problem(ip+".id", "instance %d is %s already", o.ID, where)
+		} else {
+			seen[o.ID] = ip
+		}
+		if _, ok := d.at[ip+".addr"]; !ok {
+			d.errorf(item, "%s: missing key \"addr\"", ip)
+		} else if !strings.HasPrefix(o.Addr, "/") { // else a Unix-domain socket's path
+			d.address(ck.problem, ip+".addr", o.Addr)
 		}
 	})
 }

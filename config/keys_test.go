@@ -203,6 +203,10 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"server_idle_timeout":           {"90s", "1m30s"},
 		"server_lifetime":               {"2h", "2h"},
 		"pool_overrides":                {"[{database: a, pool_mode: session}, {user: b, pool_size: 3}]", "[{database: a, pool_mode: session}, {user: b, pool_size: 3}]"},
+		"listen_reuseport":              {"true", "true"},
+		"policy.shared_units":           {"true", "true"},
+		"instance_id":                   {"2", "2"},
+		"peers":                         {"[{id: 1, addr: '10.0.0.1:6432'}, {id: 3, addr: 'txlane-3:6432'}, {id: 4, addr: /run/t4/.s.PGSQL.6432}]", "[{id: 1, addr: 10.0.0.1:6432}, {id: 3, addr: txlane-3:6432}, {id: 4, addr: /run/t4/.s.PGSQL.6432}]"},
 	}
 	var b strings.Builder
 	section := ""
@@ -328,7 +332,7 @@ policy: {escape: allow}
 	for _, k := range Keys() {
 		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key", "unix_socket_dir",
 			"pool_mode", "pool_size", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
-			"auth_type", "auth_user", "auth_query", "auth_dbname"}, k.Name) {
+			"auth_type", "auth_user", "auth_query", "auth_dbname", "listen_reuseport", "policy.shared_units", "instance_id", "peers"}, k.Name) {
 			t.Errorf("key %s reloads %s", k.Name, k.Reload)
 		}
 	}
@@ -481,7 +485,7 @@ func TestRulesConfigMapsEveryPolicyKey(t *testing.T) {
 
 	// Keys of the policy section that are not routing rules: the proxy
 	// takes them as options of its own.
-	notRules := []string{"policy.discover_vector_tables", "policy.discover_interval", "policy.reroute_wait_timeout"}
+	notRules := []string{"policy.discover_vector_tables", "policy.discover_interval", "policy.reroute_wait_timeout", "policy.shared_units"}
 	def := Default().RulesConfig()
 	full := c
 	for _, k := range Keys() {

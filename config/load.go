@@ -497,6 +497,18 @@ func (d *decoder) poolOverrides(p string, n *yaml.Node) ([]PoolOverride, bool) {
 	})
 }
 
+// peers decodes peers: a list of {id, addr}.
+func (d *decoder) peers(p string, n *yaml.Node) ([]Peer, bool) {
+	return listOf(d, p, n, func(ip string, n *yaml.Node) Peer {
+		var o Peer
+		d.mapping(ip, n, []entry{
+			{"id", into(d, &o.ID, (*decoder).int)},
+			{"addr", into(d, &o.Addr, (*decoder).str)},
+		})
+		return o
+	})
+}
+
 // expand replaces ${NAME}, ${NAME:-default} and $${ in the value of scalar n.
 // Problems are reported at the reference's own column when the scalar is
 // written plainly or single-quoted on one line, else at the scalar.

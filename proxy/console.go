@@ -151,14 +151,15 @@ func (a consoleAPI) Routes() []console.Route {
 	return out
 }
 
-func (a consoleAPI) Units() []console.Unit {
-	list := a.s.Units()
+func (a consoleAPI) Units(ctx context.Context) ([]console.Unit, error) {
+	list, err := a.s.SharedUnits(ctx)
 	out := make([]console.Unit, len(list))
 	for i, u := range list {
-		out[i] = console.Unit{Unit: u.Unit, ClientID: u.ClientID, Addr: u.ClientAddr, User: u.User,
-			Database: u.Database, ApplicationName: u.ApplicationName, Since: u.Since, Failed: u.Failed}
+		out[i] = console.Unit{Unit: u.Unit, Local: u.Local, ClientID: u.ClientID, Addr: u.ClientAddr, User: u.User,
+			Database: u.Database, ApplicationName: u.ApplicationName, Since: u.Since, Failed: u.Failed,
+			Instance: u.Instance, BackendPID: u.BackendPID, Key: u.Key}
 	}
-	return out
+	return out, err
 }
 
 func (a consoleAPI) Policy() console.Policy {

@@ -39,7 +39,14 @@
 //	reached.go       tables a rerouted write reached
 //	catalog.go       per-database routing snapshots and catalog refresh
 //	backend.go       a server connection (socket, reader, writer, cancel target)
-//	cancel.go        txlane's own BackendKeyData → session
+//	cancel.go        txlane's own BackendKeyData → session; the instance ID
+//	                 in its process IDs
+//	instances.go     InstanceOptions: several instances serving one
+//	                 database; a CancelRequest for another instance's client
+//	                 forwarded to it, once
+//	shared_units.go  units of work shared by the instances through
+//	                 PostgreSQL advisory locks (policy.shared_units): taking,
+//	                 checking and settling the locks, holders from pg_locks
 //	ops.go, ops_options.go, shutdown.go, reload.go
 //	                 PAUSE gate, timeouts, graceful stop, live options
 //	stats.go, metrics.go
@@ -58,7 +65,9 @@
 // per lane pool, a maintenance goroutine; per database, a catalog refresh
 // when due; one reaper for the transaction-mode pools (pool.go); the
 // idle-in-transaction and shutdown timers (ops.go); with auth_user set, the
-// auth_query connections' reaper (proxy/auth).
+// auth_query connections' reaper (proxy/auth); with shared units, a short
+// goroutine per settling of a session's locks after a request
+// (shared_units.go, settleLocks).
 //
 // Lock order (a lock may be taken while holding those to its left):
 //
@@ -66,7 +75,7 @@
 //	session.out.mu → primaryConn.mu, session.mu (one at a time)
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
-//	heldStmts.mu, serverPool.mu: each taken alone
+//	heldStmts.mu, serverPool.mu, sharedLocks.mu, sharedUnits.mu: each taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

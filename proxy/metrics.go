@@ -57,7 +57,9 @@ type Metrics struct {
 	serverErrors *prometheus.CounterVec
 	deadlocks    *prometheus.CounterVec
 	// poolWait is how long clients waited for a backend of a pool, by lane.
-	poolWait     *prometheus.HistogramVec
+	poolWait *prometheus.HistogramVec
+	// cancels counts CancelRequests by outcome (backend, peer, dropped).
+	cancels      *prometheus.CounterVec
 	reloads      prometheus.Counter
 	reloadErrors prometheus.Counter
 	reloadOK     prometheus.Gauge
@@ -121,6 +123,10 @@ func NewMetrics() *Metrics {
 			Name: "txlane_lane_connections_discarded_total",
 			Help: "Vector-lane connections closed instead of reused because a read left their session other than txlane set it, by reason: role, settings, prepared_statements, reported_setting, notification, transaction, check_failed.",
 		}, []string{"reason"}),
+		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_cancel_requests_total",
+			Help: "CancelRequests received, by outcome: backend (a key of this instance's, passed on to the backend running that client's request), peer (a key of another instance's, forwarded to it), dropped (an unknown key or instance, or a forwarded request for another instance).",
+		}, []string{"outcome"}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "txlane_config_reloads_total",
 			Help: "Configuration reloads applied.",
@@ -161,7 +167,7 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.escapes, m.acquireWait, m.requestSeconds,
 		m.timeouts, m.pins, m.pinChecks, m.refusedWrites, m.laneDiscards, m.transactions, m.serverErrors, m.deadlocks, m.poolWait,
-		m.reloads, m.reloadErrors, m.reloadOK} {
+		m.cancels, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -177,6 +183,15 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 // units of work; that is bounded by the schema, never by parameter values.
 func (m *Metrics) Escape(action, table string) {
 	m.escapes.WithLabelValues(action, table).Inc()
+}
+
+// cancel counts one CancelRequest by outcome (backend, peer, dropped).
+func (m *Metrics) cancel(outcome string) { m.cancels.WithLabelValues(outcome).Inc() }
+
+// Cancels returns how many CancelRequests had outcome (backend, peer,
+// dropped: txlane_cancel_requests_total).
+func (m *Metrics) Cancels(outcome string) float64 {
+	return labeledValue(m.cancels, outcome)
 }
 
 // Reloaded counts one configuration reload attempt: a success when err is

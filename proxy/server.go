@@ -70,6 +70,9 @@ type Options struct {
 	// Auth says who authenticates clients (login.go); the zero value
 	// relays every login to the server.
 	Auth AuthOptions
+	// Instances make txlane one of several instances serving one database
+	// (instances.go); the zero value is a standalone instance.
+	Instances InstanceOptions
 }
 
 func (o *Options) setDefaults() {
@@ -121,6 +124,9 @@ type Server struct {
 
 	// units maps units of work to the sessions holding them.
 	units *unitRegistry
+	// shared, with policy.shared_units, is what this instance knows of
+	// the units held through PostgreSQL (shared_units.go); nil otherwise.
+	shared *sharedUnits
 
 	// pools are the primary backends clients share in transaction mode.
 	pools struct {
@@ -155,8 +161,14 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: policy: %w", err)
 	}
-	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys(), metrics: opts.Metrics,
+	if err := opts.Instances.check(); err != nil {
+		return nil, fmt.Errorf("proxy: instances: %w", err)
+	}
+	s := &Server{opts: opts, log: opts.Logger, keys: newCancelKeys(opts.Instances.ID), metrics: opts.Metrics,
 		dbRoutes: make(map[string]*dbRouting), units: newUnitRegistry()}
+	if opts.Instances.SharedUnits {
+		s.shared = newSharedUnits(opts.Instances.ID)
+	}
 	s.policy.Store(&policyState{cfg: opts.Rules, rules: rules})
 	s.auth = newAuthState(&opts)
 	if opts.ReadPool.Config != nil {
@@ -270,7 +282,7 @@ func (s *Server) handle(raw net.Conn) {
 		return
 	}
 	if hello.Cancel != nil {
-		s.forwardCancel(log, hello.Cancel.ProcessID, hello.Cancel.SecretKey)
+		s.cancel(log, hello.Cancel.ProcessID, hello.Cancel.SecretKey, hello.Forwarded)
 		return
 	}
 	if isAdminStartup(hello.Startup) {
@@ -341,9 +353,11 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	sess := s.keys.lookup(pid, secret)
 	if sess == nil {
 		log.Info("cancel request with unknown key ignored")
+		s.metrics.cancel("dropped")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.metrics.cancel("backend")
+	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
 	// NOTE: cancelMu is held until the server has taken the cancel, and a
 	// session takes it before it hands a borrowed backend back (see

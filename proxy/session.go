@@ -140,6 +140,9 @@ type session struct {
 	wait poolWait
 	// unitsHeld counts the units this session holds in the registry.
 	unitsHeld atomic.Int32
+	// shared are its backend's advisory locks on units (policy
+	// shared_units; shared_units.go).
+	shared sharedLocks
 
 	mu struct {
 		sync.Mutex
@@ -231,6 +234,9 @@ func (s *session) requestDone(req *request, status TxStatus, last bool) {
 	s.srv.requestDone(s, req)
 	if status == TxIdle && last {
 		s.srv.units.releaseAll(s)
+	}
+	if s.srv.shared != nil {
+		s.sharedDone(req, status, last)
 	}
 }
 

@@ -233,7 +233,7 @@ func setConfig(name, value string) string {
 }
 
 // sortedKeys returns the keys of m in order.
-func sortedKeys(m map[string]string) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -440,7 +440,7 @@ func (s *session) idle(p *primaryConn) {
 	default:
 		return // the client is sending a request: not idle
 	}
-	if p.inFlight() > 0 || p.TxStatus() != TxIdle || s.unitsHeld.Load() > 0 || s.pc.Load() != p {
+	if p.inFlight() > 0 || p.TxStatus() != TxIdle || s.unitsHeld.Load() > 0 || s.shared.pending.Load() > 0 || s.pc.Load() != p {
 		p.release()
 		return
 	}
@@ -533,7 +533,7 @@ func (s *session) leavePrimary(err error) {
 		}
 		if keep {
 			r := s.pin.Load()
-			clean := p.TxStatus() == TxIdle && s.dirtyGen.Load() == s.cleanGen.Load() && (r == nil || *r == "")
+			clean := p.TxStatus() == TxIdle && s.dirtyGen.Load() == s.cleanGen.Load() && (r == nil || *r == "") && s.shared.pending.Load() == 0
 			if clean || s.resetLeft(p) {
 				s.detach(p)
 				return

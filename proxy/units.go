@@ -24,13 +24,31 @@ const CodeEscapedWrite = "25L01"
 // UnitHolder describes a connection that holds a unit of work: it has an
 // open transaction whose statements carried the request.
 type UnitHolder struct {
-	Unit            string
+	// Unit is the unit's name ("" for a unit another instance holds that
+	// this one has not seen: pg_locks shows only its Key).
+	Unit string
+	// Local: a client of this instance holds it (ClientID, ClientAddr
+	// describe the client). Otherwise the holder was found through its
+	// advisory lock (policy.shared_units): Instance and BackendPID say
+	// where (BackendPID 0: a prepared transaction).
+	Local bool
+	// Key is the unit's advisory lock key (unitKey); Instance the holder's
+	// instance_id; BackendPID the process ID of the backend running its
+	// transaction.
+	Key        uint32
+	Instance   int
+	BackendPID uint32
+	// Prepared: the holder is a prepared transaction (PREPARE TRANSACTION
+	// keeps its locks until COMMIT PREPARED or ROLLBACK PREPARED).
+	Prepared        bool
 	ClientID        uint64
 	ClientAddr      string
 	ApplicationName string
 	User            string
 	Database        string
-	// Since is when the holder's transaction first carried the request.
+	// Since is when the holder's transaction first carried the request
+	// (for a holder on another instance: when its transaction began, if
+	// pg_stat_activity shows it).
 	Since time.Time
 	// Failed is true when the holder's transaction is in the failed state (E).
 	Failed bool
@@ -83,6 +101,7 @@ func (s *Server) Units() []UnitHolder {
 func (h *unitHold) describe() UnitHolder {
 	d := h.who
 	d.Failed = h.sess.TxStatus() == TxFailed
+	d.BackendPID = h.sess.serverPID()
 	return d
 }
 
@@ -90,6 +109,9 @@ func (h *unitHold) describe() UnitHolder {
 func (s *session) holderDesc(u string, t time.Time) UnitHolder {
 	return UnitHolder{
 		Unit:            u,
+		Local:           true,
+		Key:             unitKey(u),
+		Instance:        s.srv.opts.Instances.ID,
 		ClientID:        s.id,
 		ClientAddr:      clientAddr(s.client),
 		ApplicationName: s.startup.Parameters["application_name"],
@@ -233,14 +255,22 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	if len(units) == 0 {
 		return false, nil, nil
 	}
+	// deferred: units another session here holds without a lock of
+	// policy.shared_units (yet) that this request writes: whether another
+	// instance holds them is asked first (sharedCheck).
+	var deferred []string
 	for _, u := range units {
 		h := s.srv.units.holderOf(u)
 		if h == nil || h.sess == s {
 			continue
 		}
+		if s.srv.shared != nil && firstWrite >= 0 && !h.sess.shared.holds(u) {
+			deferred = append(deferred, u)
+			continue
+		}
 		switch {
 		case firstWrite >= 0:
-			return s.escape(final && idle, firstWrite, u, h)
+			return s.escape(final && idle, firstWrite, u, h.describe(), h)
 		case final && idle && s.srv.units.followsReroute(h, reads):
 			// Read-your-writes across connections: the tables were written
 			// inside the holder's transaction, so the read runs there too.
@@ -252,7 +282,22 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	// holds its units until its ReadyForQuery, so that a write of the unit
 	// elsewhere cannot commit while this one may still roll back. A single
 	// autocommit statement commits or fails alone: it holds nothing.
-	if !idle || begins || pl.statements() > 1 && !pl.sentEarly {
+	holds := !idle || begins || pl.statements() > 1 && !pl.sentEarly
+	var remote map[string]bool // units held on another instance
+	if s.srv.shared != nil {
+		var handled bool
+		var rej *rejection
+		var err error
+		if remote, handled, rej, err = s.sharedCheck(pl, from, units, deferred, idle, holds, firstWrite, final && idle); handled || rej != nil || err != nil {
+			return handled, rej, err
+		}
+		for _, u := range deferred {
+			if h := s.srv.units.holderOf(u); h != nil && h.sess != s {
+				return s.escape(final && idle, firstWrite, u, h.describe(), h)
+			}
+		}
+	}
+	if holds {
 		if s.pc.Load() == nil {
 			// Transaction mode, between transactions: the hold is the
 			// transaction's on the backend it runs on, which is taken now
@@ -265,7 +310,9 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			p.release()
 		}
 		for _, u := range units {
-			s.srv.units.hold(u, s)
+			if !remote[u] {
+				s.srv.units.hold(u, s)
+			}
 		}
 	}
 	return false, nil, nil
@@ -299,10 +346,12 @@ func (s *session) freshUnits() error {
 }
 
 // escape applies the escape action to the current request, whose step
-// carries unit u held by h and writes. whole says the request may still be
+// carries unit u held by holder and writes: a client of this instance (h),
+// or with h nil a transaction found through its lock (policy.shared_units),
+// which cannot be rerouted into. whole says the request may still be
 // rerouted whole (it is complete, nothing of it was sent, and the writer is
 // idle).
-func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *rejection, error) {
+func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *unitHold) (bool, *rejection, error) {
 	pl := &s.plans.cur
 	rules := s.routing().rules
 	tables := writtenTables(pl.stmts(0))
@@ -311,10 +360,13 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 	if len(tables) > 0 {
 		table = tables[0].String()
 	}
-	holder := h.describe()
 	log := s.log.With(zap.String("unit", u), zap.String("table", table), zap.String("action", action.String()),
-		zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())),
-		zap.Uint64("holder_client", holder.ClientID), zap.String("holder_addr", holder.ClientAddr))
+		zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())))
+	if holder.Local {
+		log = log.With(zap.Uint64("holder_client", holder.ClientID), zap.String("holder_addr", holder.ClientAddr))
+	} else {
+		log = log.With(zap.Int("holder_instance", holder.Instance), zap.Uint32("holder_pid", holder.BackendPID))
+	}
 	// NOTE: the escape is counted by what happens to it: a reroute the
 	// writer's request cannot take counts as a rejection.
 	refuse := func(why string) (bool, *rejection, error) {
@@ -331,6 +383,9 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 		return false, nil, nil
 	case policy.EscapeReroute:
 		switch {
+		case h == nil:
+			log.Warn("write not rerouted: the holder is on another txlane instance")
+			return refuse("The holder is a client of another txlane instance: a write is rerouted only into a transaction of a client of the same instance.")
 		case pl.sentEarly:
 			log.Warn("write not rerouted: the request was already partly sent")
 			return refuse("Part of the request had already gone to this connection's own backend (a Flush before Sync, or a very large request), so it cannot move to the holder's.")
@@ -360,15 +415,22 @@ func (s *session) escape(whole bool, step int, u string, h *unitHold) (bool, *re
 // escape action in force (a reroute that could not be made gets a hint of
 // its own).
 func escapeError(u, table string, h UnitHolder, action policy.EscapeAction, why string) *wire.Error {
-	detail := fmt.Sprintf("Unit %q is held by client %d at %s (application_name %q, user %q) in a transaction open since %s. "+
-		"A write from another connection would commit outside that transaction and survive its rollback; nothing was written.",
+	detail := fmt.Sprintf("Unit %q is held by client %d at %s (application_name %q, user %q) in a transaction open since %s. ",
 		u, h.ClientID, h.ClientAddr, h.ApplicationName, h.User, h.Since.UTC().Format(time.RFC3339Nano))
+	if !h.Local {
+		detail = fmt.Sprintf("Unit %q is held by %s. ", u, h.remoteText())
+	}
+	detail += "A write from another connection would commit outside that transaction and survive its rollback; nothing was written."
 	if why != "" {
 		detail += " " + why
 	}
 	hint := "Run the write inside the holder's transaction (the same pool or connection), give it a unit of its own, " +
 		"or set policy.escape (or an escape_overrides entry for this table) to reroute."
-	if action == policy.EscapeReroute {
+	switch {
+	case !h.Local:
+		hint = "Run the write inside the holder's transaction (through the holder's txlane instance), give it a unit of its own, " +
+			"or retry once that transaction has ended; escape: reroute works only within one txlane instance."
+	case action == policy.EscapeReroute:
 		hint = "Send the write as one request from a connection outside a transaction (no Flush before Sync, no named portal), " +
 			"run it inside the holder's transaction, or give it a unit of its own."
 	}

@@ -402,108 +402,136 @@ func TestUnitsRandomized(t *testing.T) {
 	for _, escape := range []string{"reject", "reroute"} {
 		t.Run(escape, func(t *testing.T) {
 			bed := startUnitProxy(t, escape, nil)
-			const workers, unitsPerWorker = 4, 12
-			var mu sync.Mutex
-			want := map[string]int{} // who -> rows that must exist
-			var wg sync.WaitGroup
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func(w int) {
-					defer wg.Done()
-					rng := rand.New(rand.NewSource(int64(w) + 1))
-					for i := 0; i < unitsPerWorker; i++ {
-						unit := fmt.Sprintf("w%d-u%d", w, i)
-						holder, err := pgconn.Connect(context.Background(), bed.DSN(t, ""))
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						writer, err := pgconn.Connect(context.Background(), bed.DSN(t, ""))
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						hrows := 1 + rng.Intn(3)
-						execErr(holder, "BEGIN")
-						for r := 0; r < hrows; r++ {
-							// Any shape holds the unit (a named portal would
-							// outlive the statement in the holder's transaction).
-							shape := writeShapes[rng.Intn(len(writeShapes)-1)]
-							if err := shape.write(holder, bed.insert(unit, "holder-"+unit)); err != nil {
-								t.Errorf("holder %s insert: %v", shape.name, err)
-							}
-						}
-						wrows := rng.Intn(3)
-						accepted := 0
-						for r := 0; r < wrows; r++ {
-							shape := writeShapes[rng.Intn(len(writeShapes))]
-							err := shape.write(writer, bed.insert(unit, "writer-"+unit))
-							switch {
-							case escape == "reject" && err == nil:
-								t.Errorf("%s: escaping %s write accepted", unit, shape.name)
-							case escape == "reroute" && shape.whole && err != nil:
-								t.Errorf("%s: rerouted %s write failed: %v", unit, shape.name, err)
-							case escape == "reroute" && !shape.whole && err == nil:
-								t.Errorf("%s: a %s write was rerouted, though part of it had gone to its own backend", unit, shape.name)
-							case err != nil && !strings.Contains(err.Error(), proxy.CodeEscapedWrite):
-								t.Errorf("%s: %s write: %v, want %s", unit, shape.name, err, proxy.CodeEscapedWrite)
-							case err == nil:
-								accepted++
-							}
-						}
-						outcome := rng.Intn(3)
-						switch outcome {
-						case 0:
-							if err := execErr(holder, "COMMIT"); err != nil {
-								t.Errorf("commit: %v", err)
-							}
-							mu.Lock()
-							want["holder-"+unit] = hrows
-							want["writer-"+unit] = accepted
-							mu.Unlock()
-						case 1:
-							execErr(holder, "ROLLBACK")
-						case 2:
-							hj, _ := holder.Hijack()
-							hj.Conn.Close()
-						}
-						if outcome != 2 {
-							holder.Close(context.Background())
-						}
-						// A write with the unit after the holder is done runs on its own.
-						if outcome != 2 {
-							if err := execErr(writer, bed.insert(unit, "after-"+unit)); err != nil {
-								t.Errorf("%s: write after release: %v", unit, err)
-							}
-							mu.Lock()
-							want["after-"+unit] = 1
-							mu.Unlock()
-						}
-						writer.Close(context.Background())
-					}
-				}(w)
-			}
-			wg.Wait()
-			time.Sleep(300 * time.Millisecond) // vanished holders' backends roll back
-			res := exec(t, directConn(t), "SELECT who, count(*) FROM "+bed.table+" GROUP BY who")
-			got := map[string]int{}
-			for _, row := range res[0].Rows {
-				var n int
-				fmt.Sscan(string(row[1]), &n)
-				got[string(row[0])] = n
-			}
-			for who, n := range want {
-				if n > 0 && got[who] != n {
-					t.Errorf("%s: %d rows, want %d", who, got[who], n)
-				}
-			}
-			for who, n := range got {
-				if want[who] != n {
-					t.Errorf("%s: %d rows that should not have committed", who, n)
-				}
-			}
+			runUnitModel(t, escape, bed.table, func(*rand.Rand) (string, string, bool) {
+				return bed.DSN(t, ""), bed.DSN(t, ""), true
+			})
 		})
 	}
+}
+
+// runUnitModel runs units of work on table (uow: unit, who) from several
+// workers, each unit a holder's transaction with random writes of a
+// writer beside it and a random end, and checks the table against a
+// model of what must have committed. pick chooses the DSNs of a unit's
+// holder and writer; same says they reach the same txlane instance (a
+// write is rerouted only there, and refused from any other).
+func runUnitModel(t *testing.T, escape, table string, pick func(*rand.Rand) (holderDSN, writerDSN string, same bool)) {
+	insert := func(unit, who string) string {
+		return fmt.Sprintf("INSERT INTO %s (unit, who) VALUES ('%s', '%s') /*unit='%s'*/", table, unit, who, unit)
+	}
+	const workers, unitsPerWorker = 4, 12
+	var mu sync.Mutex
+	want := map[string]int{}            // who -> rows that must exist
+	var elsewhere, writes, rerouted int // units with the writer on another instance; the writers' writes, those let through
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(w) + 1))
+			for i := 0; i < unitsPerWorker; i++ {
+				unit := fmt.Sprintf("w%d-u%d", w, i)
+				hdsn, wdsn, same := pick(rng)
+				holder, err := pgconn.Connect(context.Background(), hdsn)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				writer, err := pgconn.Connect(context.Background(), wdsn)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				hrows := 1 + rng.Intn(3)
+				if !same {
+					mu.Lock()
+					elsewhere++
+					mu.Unlock()
+				}
+				execErr(holder, "BEGIN")
+				for r := 0; r < hrows; r++ {
+					// Any shape holds the unit (a named portal would
+					// outlive the statement in the holder's transaction).
+					shape := writeShapes[rng.Intn(len(writeShapes)-1)]
+					if err := shape.write(holder, insert(unit, "holder-"+unit)); err != nil {
+						t.Errorf("holder %s insert: %v", shape.name, err)
+					}
+				}
+				wrows := rng.Intn(3)
+				accepted := 0
+				for r := 0; r < wrows; r++ {
+					shape := writeShapes[rng.Intn(len(writeShapes))]
+					err := shape.write(writer, insert(unit, "writer-"+unit))
+					reroutes := escape == "reroute" && same
+					switch {
+					case !reroutes && err == nil:
+						t.Errorf("%s: escaping %s write accepted (same instance: %v)", unit, shape.name, same)
+					case reroutes && shape.whole && err != nil:
+						t.Errorf("%s: rerouted %s write failed: %v", unit, shape.name, err)
+					case reroutes && !shape.whole && err == nil:
+						t.Errorf("%s: a %s write was rerouted, though part of it had gone to its own backend", unit, shape.name)
+					case err != nil && !strings.Contains(err.Error(), proxy.CodeEscapedWrite):
+						t.Errorf("%s: %s write: %v, want %s", unit, shape.name, err, proxy.CodeEscapedWrite)
+					case err == nil:
+						accepted++
+					}
+				}
+				mu.Lock()
+				writes, rerouted = writes+wrows, rerouted+accepted
+				mu.Unlock()
+				outcome := rng.Intn(3)
+				switch outcome {
+				case 0:
+					if err := execErr(holder, "COMMIT"); err != nil {
+						t.Errorf("commit: %v", err)
+					}
+					mu.Lock()
+					want["holder-"+unit] = hrows
+					want["writer-"+unit] = accepted
+					mu.Unlock()
+				case 1:
+					execErr(holder, "ROLLBACK")
+				case 2:
+					hj, _ := holder.Hijack()
+					hj.Conn.Close()
+				}
+				if outcome != 2 {
+					holder.Close(context.Background())
+					// A write with the unit after the holder is done runs
+					// on its own, on any instance: the holder's lock went
+					// with its transaction.
+					if err := execErr(writer, insert(unit, "after-"+unit)); err != nil {
+						t.Errorf("%s: write after release: %v", unit, err)
+					}
+					mu.Lock()
+					want["after-"+unit] = 1
+					mu.Unlock()
+				}
+				writer.Close(context.Background())
+			}
+		}(w)
+	}
+	wg.Wait()
+	time.Sleep(300 * time.Millisecond) // vanished holders' backends roll back
+	res := exec(t, directConn(t), "SELECT who, count(*) FROM "+table+" GROUP BY who")
+	got := map[string]int{}
+	for _, row := range res[0].Rows {
+		var n int
+		fmt.Sscan(string(row[1]), &n)
+		got[string(row[0])] = n
+	}
+	for who, n := range want {
+		if n > 0 && got[who] != n {
+			t.Errorf("%s: %d rows, want %d", who, got[who], n)
+		}
+	}
+	for who, n := range got {
+		if want[who] != n {
+			t.Errorf("%s: %d rows that should not have committed", who, n)
+		}
+	}
+	t.Logf("%d units (%d with the writer on another instance than the holder), %d escaping writes (%d rerouted, the others refused), %d row groups committed as the model says",
+		workers*unitsPerWorker, elsewhere, writes, rerouted, len(got))
 }
 
 // writeShape is one way a client sends a write: whole says it reaches txlane

@@ -18,6 +18,7 @@
 //	             stop on a signal
 //	serve.go     the proxy's Options and policy from a Config
 //	unix.go      the Unix-domain socket listener (unix_socket_dir)
+//	reuseport.go the TCP listener, with SO_REUSEPORT (listen_reuseport)
 //	reload.go    file watch, SIGHUP, RELOAD: parse, validate, swap
 //	http.go      the admin endpoint: /metrics, /healthz, /readyz
 //	check.go     txlane check

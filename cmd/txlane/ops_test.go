@@ -159,8 +159,14 @@ func (p *proc) configText(extra string) string {
 // on it, waiting until it serves. adminUsers, if given, is admin.users.
 func startTxlane(t *testing.T, bin, dsn, extra string, adminUsers ...string) *proc {
 	t.Helper()
+	return startTxlaneOn(t, bin, dsn, testbin.FreeAddr(t), extra, adminUsers...)
+}
+
+// startTxlaneOn is startTxlane with listen as the client address.
+func startTxlaneOn(t *testing.T, bin, dsn, listen, extra string, adminUsers ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, dsn: dsn, config: filepath.Join(t.TempDir(), "txlane.yaml"),
-		listen: testbin.FreeAddr(t), admin: testbin.FreeAddr(t), logs: &testbin.SyncBuffer{}, exited: make(chan struct{})}
+		listen: listen, admin: testbin.FreeAddr(t), logs: &testbin.SyncBuffer{}, exited: make(chan struct{})}
 	if len(adminUsers) > 0 {
 		p.users = "[" + strings.Join(adminUsers, ", ") + "]"
 	}

@@ -51,7 +51,7 @@ func run(cfg *config.Config, src config.Sources, path string, log *zap.Logger, l
 	}
 	r.srv = srv
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listenTCP(cfg.Listen, cfg.ListenReuseport)
 	if err != nil {
 		srv.Close()
 		return err

@@ -66,7 +66,17 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 		Discover:           p.DiscoverVectorTables,
 		DiscoverInterval:   p.DiscoverInterval,
 		Pool:               poolOptions(cfg),
+		Instances:          instanceOptions(cfg),
 	}, nil
+}
+
+// instanceOptions maps instance_id, peers and policy.shared_units.
+func instanceOptions(cfg *config.Config) proxy.InstanceOptions {
+	o := proxy.InstanceOptions{ID: cfg.InstanceID, SharedUnits: cfg.Policy.SharedUnits}
+	for _, p := range cfg.Peers {
+		o.Peers = append(o.Peers, proxy.Peer{ID: p.ID, Addr: p.Addr})
+	}
+	return o
 }
 
 // poolOptions maps the pool keys of cfg to the proxy's.

@@ -27,8 +27,11 @@ type Proxy interface {
 	// Routes returns the requests routed so far, per (lane, reason),
 	// ordered by lane then reason.
 	Routes() []Route
-	// Units describes the units of work held, ordered by unit.
-	Units() []Unit
+	// Units describes the units of work held, ordered by unit: this
+	// instance's, and with shared units those of the other instances too
+	// (read from the server within ctx). On an error the units of this
+	// instance are still returned, and the error says what is missing.
+	Units(ctx context.Context) ([]Unit, error)
 	// Policy describes the configuration and routing rules in force.
 	Policy() Policy
 	// Paused reports whether PAUSE is in force.
@@ -108,7 +111,11 @@ type Route struct {
 
 // Unit is one unit of work held by a client, as SHOW UNITS lists it.
 type Unit struct {
-	Unit            string
+	// Unit is the unit's name; "" for one another instance holds that this
+	// one has not seen (Key names it).
+	Unit string
+	// Local: held by a client of this instance (ClientID, Addr).
+	Local           bool
 	ClientID        uint64
 	Addr            string
 	User, Database  string
@@ -116,6 +123,11 @@ type Unit struct {
 	Since           time.Time
 	// Failed: the holder's transaction has failed (status E).
 	Failed bool
+	// Instance is the holder's instance_id, BackendPID the backend running
+	// its transaction (0: none known), Key the unit's advisory lock key.
+	Instance   int
+	BackendPID uint32
+	Key        uint32
 }
 
 // Policy is the configuration and routing policy in force.

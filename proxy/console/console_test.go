@@ -18,8 +18,8 @@ import (
 // protocol and the rows can be checked exactly. (The console reaches the
 // real proxy and PostgreSQL in the proxy package's tests.)
 type stubProxy struct {
-	reloadErr, pauseErr error
-	paused              bool
+	reloadErr, pauseErr, unitsErr error
+	paused                        bool
 }
 
 var since = time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.FixedZone("x", 3600))
@@ -41,8 +41,9 @@ func (p *stubProxy) Servers() []Server {
 func (p *stubProxy) Routes() []Route {
 	return []Route{{Lane: "vector", Reason: "vector_read_idle", Requests: 7}}
 }
-func (p *stubProxy) Units() []Unit {
-	return []Unit{{Unit: "u1", ClientID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", Since: since, Failed: true}}
+func (p *stubProxy) Units(context.Context) ([]Unit, error) {
+	return []Unit{{Unit: "u1", Local: true, ClientID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", Since: since, Failed: true, Instance: 1, BackendPID: 4242, Key: 7},
+		{Instance: 2, BackendPID: 4343, Key: 8, User: "u", Database: "d", ApplicationName: "b"}}, p.unitsErr
 }
 func (p *stubProxy) Policy() Policy {
 	return Policy{Settings: []Setting{{Name: "listen", Value: "x", Source: "file"}}}
@@ -182,8 +183,9 @@ func TestServeProtocol(t *testing.T) {
 		"D S|u|d|active|127.0.0.1|5432|2026-01-02 02:04:05.006Z|2026-01-02 02:04:05.006Z|4242|1",
 		"D S|u|d|used||||||", "C SHOW",
 		"T lane,reason,requests", "D vector|vector_read_idle|7", "C SHOW",
-		"T unit,client_id,addr,user,database,application_name,since,failed",
-		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true", "C SHOW",
+		"T unit,client_id,addr,user,database,application_name,since,failed,local,instance,remote_pid,unit_key",
+		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true|true|1|4242|7",
+		"D |||u|d|b||false|false|2|4343|8", "C SHOW",
 		"Z I")
 
 	w.send(&pgproto3.Query{String: "SHOW POLICY; SHOW NOTHING; PAUSE"})
@@ -225,6 +227,14 @@ func TestServeProtocol(t *testing.T) {
 	p.reloadErr = nil
 	w.send(&pgproto3.Query{String: "RELOAD"})
 	w.expect("RELOAD", "C RELOAD", "Z I")
+
+	p.unitsErr = errors.New("connection refused")
+	w.send(&pgproto3.Query{String: "SHOW UNITS"})
+	w.expect("SHOW UNITS without the other instances' units: a warning, then this instance's", "N WARNING",
+		"T unit,client_id,addr,user,database,application_name,since,failed,local,instance,remote_pid,unit_key",
+		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true|true|1|4242|7",
+		"D |||u|d|b||false|false|2|4343|8", "C SHOW", "Z I")
+	p.unitsErr = nil
 
 	p.pauseErr = context.DeadlineExceeded
 	w.send(&pgproto3.Query{String: "PAUSE"})

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strconv"
@@ -114,13 +115,30 @@ func showPolicy(p Proxy) [][]string {
 	return append(rows, []string{"paused", strconv.FormatBool(p.Paused()), "admin console"})
 }
 
-func showUnits(p Proxy) [][]string {
-	var rows [][]string
-	for _, u := range p.Units() {
-		rows = append(rows, []string{u.Unit, strconv.FormatUint(u.ClientID, 10), u.Addr, u.User, u.Database,
-			u.ApplicationName, timestamp(u.Since), strconv.FormatBool(u.Failed)})
+// unitsTimeout bounds SHOW UNITS' reading of the other instances' units.
+const unitsTimeout = 5 * time.Second
+
+func showUnits(c *call, _ string) (*result, *Error) {
+	ctx, cancel := context.WithTimeout(context.Background(), unitsTimeout)
+	defer cancel()
+	units, err := c.p.Units(ctx)
+	res := &result{}
+	if err != nil {
+		res.notices = append(res.notices, "the units of other txlane instances could not be read: "+err.Error())
 	}
-	return rows
+	for _, u := range units {
+		client, since := "", ""
+		if u.Local {
+			client = strconv.FormatUint(u.ClientID, 10)
+		}
+		if !u.Since.IsZero() {
+			since = timestamp(u.Since)
+		}
+		res.rows = append(res.rows, []string{u.Unit, client, u.Addr, u.User, u.Database,
+			u.ApplicationName, since, strconv.FormatBool(u.Failed), strconv.FormatBool(u.Local),
+			strconv.Itoa(u.Instance), pidText(u.BackendPID), strconv.FormatUint(uint64(u.Key), 10)})
+	}
+	return res, nil
 }
 
 // showHelp lists the command table.

@@ -19,7 +19,8 @@
 //	login.go     RelayLogin and RelayAuth: the server's authentication
 //	             exchange relayed message by message, its order checked;
 //	             LoginResult, also what proxy/auth's own server login returns
-//	server.go    Dial (TLS as the DSN's sslmode says) and SendCancel
+//	server.go    Dial (TLS as the DSN's sslmode says), SendCancel and
+//	             ForwardCancel (to another txlane instance)
 //
 // Nothing here starts goroutines or holds locks: a Reader belongs to the
 // goroutine that reads its socket.

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // CancelTarget is what a CancelRequest for a backend needs.
@@ -103,18 +103,51 @@ func SendCancel(ctx context.Context, t CancelTarget) error {
 	if err != nil {
 		return err
 	}
+	return sendCancelOn(ctx, conn, EncodeCancel(t.PID, t.Secret, false))
+}
+
+// ForwardCancel sends a client's CancelRequest (pid, secret) to another
+// txlane instance at addr (host:port, or the path of a Unix-domain socket),
+// marked as forwarded so that the instance never forwards it again (see
+// Hello.Forwarded). It returns once that instance has closed the
+// connection, that is once it has dealt with the request.
+func ForwardCancel(ctx context.Context, addr string, pid uint32, secret []byte) error {
+	network := "tcp"
+	if strings.HasPrefix(addr, "/") {
+		network = "unix"
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return err
+	}
+	return sendCancelOn(ctx, conn, EncodeCancel(pid, secret, true))
+}
+
+// EncodeCancel is a CancelRequest packet for (pid, secret) (the secret is
+// 4 to 256 bytes); forwarded gives it txlane's own request code of a cancel
+// forwarded between instances.
+func EncodeCancel(pid uint32, secret []byte, forwarded bool) []byte {
+	code := uint32(codeCancelRequest)
+	if forwarded {
+		code = codeForwardedCancel
+	}
+	buf := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
+	buf = binary.BigEndian.AppendUint32(buf, code)
+	buf = binary.BigEndian.AppendUint32(buf, pid)
+	return append(buf, secret...)
+}
+
+// sendCancelOn writes the cancel packet buf on conn and waits for the peer
+// to close it, so that the cancel has been dealt with when it returns.
+func sendCancelOn(ctx context.Context, conn net.Conn, buf []byte) error {
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	buf, err := (&pgproto3.CancelRequest{ProcessID: t.PID, SecretKey: t.Secret}).Encode(nil)
-	if err != nil {
-		return err
-	}
 	if _, err := conn.Write(buf); err != nil {
 		return err
 	}
-	// Wait for the server to close, so the cancel has been processed when we return.
 	io.Copy(io.Discard, conn)
 	return nil
 }

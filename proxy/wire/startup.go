@@ -23,6 +23,11 @@ const (
 	codeCancelRequest = 80877102
 	codeSSLRequest    = 80877103
 	codeGSSENCRequest = 80877104
+	// codeForwardedCancel is txlane's own: a CancelRequest one txlane
+	// instance forwards to the instance that issued the key (see
+	// Hello.Forwarded). PostgreSQL defines no request code with this value
+	// (1234 in the high 16 bits, as its own codes, and 6432 below).
+	codeForwardedCancel = 1234<<16 | 6432
 )
 
 // errHandshake marks a client that broke the startup protocol. Such a client is
@@ -41,6 +46,9 @@ type Hello struct {
 	BR      *bufio.Reader // reads Conn; may hold bytes the client pipelined after startup
 	Startup *pgproto3.StartupMessage
 	Cancel  *pgproto3.CancelRequest // set instead of Startup for a cancel request
+	// Forwarded: Cancel came from another txlane instance, which forwarded
+	// it here (EncodeCancel with forwarded): it is never forwarded again.
+	Forwarded bool
 	// Proto is the protocol version and _pq_ options the client asked for
 	// (set with Startup, whose Parameters exclude the options).
 	Proto *Negotiation
@@ -92,6 +100,15 @@ func ReadHello(raw net.Conn, tlsConfig *tls.Config) (*Hello, error) {
 				return nil, handshakeErr("malformed CancelRequest: %v", err)
 			}
 			h.Cancel = msg
+			return h, nil
+		case codeForwardedCancel:
+			// The same layout as a CancelRequest: process ID, then a secret
+			// of 4 to 256 bytes.
+			if len(body) < 12 || len(body) > 8+256 {
+				return nil, handshakeErr("malformed forwarded CancelRequest: %d bytes", len(body))
+			}
+			h.Cancel = &pgproto3.CancelRequest{ProcessID: binary.BigEndian.Uint32(body[4:]), SecretKey: append([]byte(nil), body[8:]...)}
+			h.Forwarded = true
 			return h, nil
 		default:
 			if err := checkProtocolMajor(code); err != nil {
