@@ -89,6 +89,9 @@ type session struct {
 	// dbRouting is the routing state of the client's database (see
 	// routing).
 	dbRouting atomic.Pointer[dbRouting]
+	// pinRetries counts pin checks cancelled in a row (see idle); only the
+	// relay of the client's backend touches it, between its pin checks.
+	pinRetries int
 
 	stopping atomic.Bool // set when serve tears the session down: relay stays quiet
 

@@ -455,7 +455,18 @@ func (s *session) idle(p *primaryConn) {
 		setters := s.hidden.sent.Load()
 		canary := s.hidden.pending(setters)
 		s.srv.metrics.pinChecks.Inc()
-		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) { s.pinChecked(p, q, gen, setters, canary) }}
+		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
+			// NOTE: the backend's statement_timeout (the client's) runs until
+			// protectSQL's first statement turns it off, and may cancel it
+			// on a busy machine (57014): the next idle asks again, a few
+			// times, rather than pin the client for good ("unknown").
+			if q.err != nil && q.err.Code == CodeQueryCanceled && s.pinRetries < 3 {
+				s.pinRetries++
+				return
+			}
+			s.pinRetries = 0
+			s.pinChecked(p, q, gen, setters, canary)
+		}}
 		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
