@@ -42,8 +42,11 @@
 # ÷pgb and ÷direct, the tps ratio to PgBouncer in the same pool mode and to direct;
 # cpu_us/tx, the proxy process's CPU time (utime + stime of /proc/PID/stat, clock-tick
 # resolution) over the point, connection set-up included, divided by the transactions done.
-# n/a: txlane's transaction pool mode when `txlane check` refuses `pool_mode: transaction`, and
-# PgBouncer before 1.21 with -M prepared in transaction mode (it has no prepared statements there).
+# n/a: txlane's transaction pool mode when `txlane check` refuses `pool_mode: transaction`,
+# PgBouncer before 1.21 with -M prepared in transaction mode (it has no prepared statements there),
+# and mixed -M prepared in transaction mode with more clients than BENCH_TX_POOL_SIZE (pgbench
+# prepares synchronously at first use, blocking its thread's other clients, which may hold every
+# backend in their transactions: the load generator deadlocks).
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS [5]           seconds per point
@@ -459,6 +462,14 @@ throughput() {
 					read -r pid conn < <(target_conn "$target" "$pmode") || true
 					[[ -z ${conn:-} ]] && na="n/a"
 					if [[ $target == pgbouncer && $pmode == transaction && $qmode == prepared ]] && ((!pgb_prepared_tx)); then
+						na="n/a"
+					fi
+					# NOTE: pgbench -M prepared prepares each statement synchronously at
+					# its first use, blocking its thread: one client waiting there for a
+					# pooled backend stalls the thread's other clients, which may hold
+					# every backend inside their transactions (a deadlock of the load
+					# generator; a proxy pooling per transaction cannot prevent it).
+					if [[ $scen == mixed && $pmode == transaction && $qmode == prepared ]] && ((clients > TX_POOL_SIZE)); then
 						na="n/a"
 					fi
 					if [[ -n $na ]]; then
