@@ -154,3 +154,50 @@ func waitClientsGone(t *testing.T, srv *proxy.Server, conn *pgconn.PgConn) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSharedUnitsSessionUnit: a writer whose unit comes from its session
+// (options=-c txlane.unit=... at login, or set_config(..., false)) on an
+// instance where no client holds anything reads its unit before an
+// untagged write, which is then refused while another instance's client
+// holds the unit.
+func TestSharedUnitsSessionUnit(t *testing.T) {
+	bed := startInstances(t, 2, "reject", nil)
+	cases := []struct {
+		name, unit, options, set string // options: URL-escaped
+	}{
+		{"startup options", "u-opt", "-c%20txlane.unit%3Du-opt", ""},
+		{"set_config outside a transaction", "u-stale", "", "SELECT set_config('txlane.unit', 'u-stale', false)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			holder := bed.connect(t, 1, "holder")
+			exec(t, holder, "BEGIN")
+			exec(t, holder, bed.insert(c.unit, "holder"))
+			dsn := bed.inst[1].DSN(t, "") + "&application_name=writer"
+			if c.options != "" {
+				dsn += "&options=" + c.options // escaped
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			w, err := pgconn.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close(context.Background())
+			if c.set != "" {
+				exec(t, w, c.set)
+			}
+			if got := scalar(t, w, "SELECT current_setting('txlane.unit', true)"); got != c.unit {
+				t.Fatalf("writer's unit %q, want %q", got, c.unit)
+			}
+			untagged := fmt.Sprintf("INSERT INTO %s (unit, who) VALUES ('%s', 'escape')", bed.table, c.unit)
+			wantHeldElsewhereCode(t, execErr(w, untagged))
+			exec(t, holder, "ROLLBACK")
+			if got := bed.count(t, "unit = '"+c.unit+"'"); got != "0" {
+				t.Fatalf("%s rows of %s after the holder rolled back", got, c.unit)
+			}
+			// Free now: the same write runs.
+			exec(t, w, untagged)
+		})
+	}
+}
