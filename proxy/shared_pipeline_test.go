@@ -63,17 +63,7 @@ func pipelineResults(t *testing.T, conn *pgconn.PgConn, sqls ...string) []error 
 // 25L01, never waited for and never let through unchecked), in session and
 // transaction mode, and the session ends when its client closes.
 func TestSharedUnitsPipelined(t *testing.T) {
-	cfg, err := pgconn.ParseConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := cfg.User
-	bed := startInstances(t, 3, "reject", func(id int, o *proxy.Options) {
-		if id == 2 {
-			o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 2}
-			o.Auth = trustAuth(t, user)
-		}
-	})
+	bed := startInstances(t, 3, "reject", transactionPoolOn(t, 2, 2))
 	for _, id := range []int{1, 2} {
 		for i, first := range []string{"SELECT pg_sleep(0.3)", "SELECT 1"} {
 			t.Run(fmt.Sprintf("instance %d after %s", id, first), func(t *testing.T) {
@@ -199,5 +189,20 @@ func TestSharedUnitsSessionUnit(t *testing.T) {
 			// Free now: the same write runs.
 			exec(t, w, untagged)
 		})
+	}
+}
+
+// transactionPoolOn is a startInstances mutation: instance id runs
+// pool_mode transaction with pool_size size, logins checked by txlane.
+func transactionPoolOn(t *testing.T, id, size int) func(int, *proxy.Options) {
+	cfg, err := pgconn.ParseConfig(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(i int, o *proxy.Options) {
+		if i == id {
+			o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: size}
+			o.Auth = trustAuth(t, cfg.User)
+		}
 	}
 }
