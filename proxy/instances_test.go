@@ -397,17 +397,7 @@ func TestSharedUnitsFailedLockCall(t *testing.T) {
 // transaction is the backend serving it; the lock goes with the
 // transaction, before the backend serves another client.
 func TestSharedUnitsTransactionPool(t *testing.T) {
-	cfg, err := pgconn.ParseConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := cfg.User
-	bed := startInstances(t, 2, "reject", func(id int, o *proxy.Options) {
-		if id == 1 {
-			o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
-			o.Auth = trustAuth(t, user)
-		}
-	})
+	bed := startInstances(t, 2, "reject", transactionPoolOn(t, 1, 1))
 	holder := bed.connect(t, 1, "holder")
 	other := bed.connect(t, 1, "holder") // the same pool: same startup parameters
 	writer := bed.connect(t, 2, "writer")

@@ -330,12 +330,23 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 	if len(lock)+len(probe) == 0 {
 		return nil, false, nil, nil
 	}
-	if s.open != nil {
-		// Part of the request is at the server already: no query of
-		// txlane's may run before the rest.
+	// pipelined: requests of the client's sent before this one are in
+	// flight. A query of txlane's would have to wait for their answers,
+	// which may never come before the client reads (or sends) more: it is
+	// never waited for (a pipelined request must get its answers).
+	pipelined := s.open == nil && s.inFlight() > 0
+	if s.open != nil || pipelined {
+		// Part of the request, or a request before it, is at the server
+		// already: no query of txlane's may run before the rest. A write
+		// whose unit cannot be checked is refused (fail safe); the locks of
+		// other statements are taken once the answers are in (settleLocks).
 		s.shared.markNeed(lock)
-		if firstWrite >= 0 && len(lock) > 0 {
-			return nil, false, &rejection{step: firstWrite, err: uncheckedError(lock[0], describeTables(pl.stmts(0)))}, nil
+		unchecked := lock
+		if pipelined {
+			unchecked = slices.Concat(lock, probe)
+		}
+		if firstWrite >= 0 && len(unchecked) > 0 {
+			return nil, false, &rejection{step: firstWrite, err: uncheckedError(unchecked[0], describeTables(pl.stmts(0)), pipelined)}, nil
 		}
 		return nil, false, nil, nil
 	}
@@ -662,7 +673,15 @@ func (p *primaryConn) drained(held bool) bool {
 		if p.inFlight() == 0 {
 			return true
 		}
-		p.release()
+		// Requests still in flight may sit in the write buffer (a client's
+		// pipelined request waits there to coalesce with the next): out
+		// they go, or their answers never come.
+		p.w.Flush()
+		if held {
+			p.release() // the caller's write right: others may wait for it
+		} else {
+			<-p.wsem // nothing changed: no signal (a signal would wake this loop at once)
+		}
 		held = false
 		select {
 		case <-changed:
@@ -848,8 +867,17 @@ func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, co
 }
 
 // uncheckedError refuses a write carrying unit u whose lock could not be
-// taken first because part of its request had been sent already.
-func uncheckedError(u, table string) *wire.Error {
+// taken (or checked) first because part of its request had been sent
+// already, or, with pipelined, because the client's earlier requests were
+// still in flight (SQLSTATE 25L01).
+func uncheckedError(u, table string, pipelined bool) *wire.Error {
+	if pipelined {
+		return &wire.Error{Severity: "ERROR", Code: CodeEscapedWrite,
+			Message: fmt.Sprintf("write to %s could not be checked against the other txlane instances' holders of unit %q", table, u),
+			Detail: "policy.shared_units: the unit's lock is taken (or checked) on the connection's own backend before the write, and the client's earlier requests in this pipeline were still running there. " +
+				"Nothing was written.",
+			Hint: "Send the write once the answers of the earlier requests are in, or carry the unit (or SET LOCAL txlane.unit) in an earlier request of the transaction."}
+	}
 	return &wire.Error{Severity: "ERROR", Code: CodeEscapedWrite,
 		Message: fmt.Sprintf("write to %s could not be checked against the other txlane instances' holders of unit %q", table, u),
 		Detail: "policy.shared_units: the unit's lock is taken before the first statement that carries it, and part of this request had already gone to the server (a Flush before Sync, or more than 1 MiB). " +

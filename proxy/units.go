@@ -245,8 +245,10 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
 	}
 	// The session's units matter when another connection holds one, or when
-	// this request opens a transaction (explicit or implicit) that will.
-	if idle && (begins || pl.statements() > 1 || s.srv.units.any()) {
+	// this request opens a transaction (explicit or implicit) that will;
+	// with policy.shared_units, also for any write: its holder may be a
+	// client of another instance, which units.any() does not see.
+	if idle && (begins || pl.statements() > 1 || s.srv.units.any() || s.srv.shared != nil && firstWrite >= 0) {
 		if err := s.freshUnits(); err != nil {
 			return false, nil, err
 		}
