@@ -234,6 +234,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	pl := &s.plans.cur
 	from := pl.checked
 	pl.checked = len(pl.steps)
+	s.mergeUnitSeen()
 	idle := s.TxStatus() == TxIdle && s.inFlight() == 0 && s.open == nil
 	firstWrite, begins := -1, false
 	var reads []policy.Table
