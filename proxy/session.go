@@ -133,10 +133,6 @@ type session struct {
 	// the server's value first (see sessionUnits).
 	unitVals  []string
 	unitStale bool
-	// unitOpaque: the request being sent may set txlane.unit unseen; unitSeen
-	// the values read behind such requests (units_stale.go).
-	unitOpaque bool
-	unitSeen   unitSeen
 
 	// Shared between goroutines; each says how.
 
@@ -156,9 +152,6 @@ type session struct {
 		// running is the backend executing the client's current request: the
 		// target of the client's cancel requests.
 		running *wire.CancelTarget
-		// guest is the client's request rerouted onto another backend,
-		// while running is that backend's (cancel_gate.go).
-		guest *guestRun
 		// tx is what routing knows of the client's transaction, updated as
 		// primary requests complete (see requestDone).
 		tx policy.TxState
@@ -790,7 +783,6 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		err = w.Flush()
 	}
 	if synced {
-		s.readUnitBehind(p, pl.steps)
 		p.release()
 	}
 	return err
@@ -860,10 +852,8 @@ func (s *session) noteEffects(st *policy.Statement) {
 		mayChangeTemp(st):
 		s.snapDirty.Store(true)
 	}
-	if mayChangeUnit(st) {
-		// set_config, UPDATE pg_settings, a function, DISCARD: the unit may
-		// have changed, and is read behind the request (units_stale.go).
-		s.unitStale, s.unitOpaque = true, true
+	if st.Flags.Has(policy.FlagMayChangeSession) || st.Discard != policy.DiscardNone || st.Class == policy.Unknown {
+		s.unitStale = true // set_config, a function, DISCARD: the unit may have changed
 	}
 	for _, set := range st.Settings {
 		if set.Name == unitSetting || set.ResetAll {
