@@ -36,12 +36,10 @@
 //	refusal.go       reads the read-only lane refused as writes
 //	settings.go      session state mirrored on the lane (snapshot, applySQL)
 //	units.go         units of work: holders, checks, escape actions, reroute
-//	units_stale.go   a unit set where the text does not show it, read back
 //	reached.go       tables a rerouted write reached
 //	catalog.go       per-database routing snapshots and catalog refresh
 //	backend.go       a server connection (socket, reader, writer, cancel target)
 //	cancel.go        txlane's own BackendKeyData → session; the instance ID
-//	cancel_gate.go   a cancel reaches a backend only while its client's request runs
 //	                 in its process IDs
 //	instances.go     InstanceOptions: several instances serving one
 //	                 database; a CancelRequest for another instance's client
