@@ -40,6 +40,7 @@
 //	catalog.go       per-database routing snapshots and catalog refresh
 //	backend.go       a server connection (socket, reader, writer, cancel target)
 //	cancel.go        txlane's own BackendKeyData → session; the instance ID
+//	cancel_gate.go   a cancel reaches a backend only while its client's request runs
 //	                 in its process IDs
 //	instances.go     InstanceOptions: several instances serving one
 //	                 database; a CancelRequest for another instance's client

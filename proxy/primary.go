@@ -428,6 +428,11 @@ type guestRoute struct {
 	status func() TxStatus
 	// done is closed once the answer has been delivered.
 	done chan struct{}
+	// queued: the request is in the host's queue; canceled: its client's
+	// cancel came before, and it is never sent; onCancel ends its wait
+	// then. Guarded by the host's mu (cancel_gate.go).
+	queued, canceled bool
+	onCancel         func()
 }
 
 // guestReply forwards one message of the answer to a guest's request to the
@@ -581,6 +586,7 @@ var (
 	errGuestWaited     = errors.New("waited too long for the primary connection to be idle")
 	errGuestNotWelcome = errors.New("the request may no longer run there")
 	errGuestTxFailed   = errors.New("the transaction there has failed")
+	errGuestCanceled   = errors.New("the guest's client canceled the request")
 )
 
 // runWhenIdle runs req, a request of another session, inside the
@@ -594,7 +600,8 @@ var (
 //
 // It returns nil once the request is sent, or why it was not: errPrimaryGone,
 // errGuestWaited (timeout fired first), errGuestNotWelcome (still said no),
-// errGuestTxFailed (the transaction failed: status 'E').
+// errGuestTxFailed (the transaction failed: status 'E'), errGuestCanceled
+// (req's client canceled it before it was queued: see guestCancel).
 //
 // NOTE: taking wsem while nothing is in flight keeps p idle while the request
 // is written; the request then runs before anything the owner sends later,
@@ -638,7 +645,10 @@ func (p *primaryConn) runWhenIdle(timeout <-chan time.Time, still func() bool, r
 	build(bw, &p.held)
 	bw.Flush()
 	p.owner().guestArriving(req)
-	p.push(req)
+	if !p.pushGuest(req) {
+		p.release()
+		return errGuestCanceled
+	}
 	p.w.Write(buf.Bytes())
 	err := p.w.Flush()
 	// The guest's request replaced the server's unnamed statement.

@@ -299,6 +299,7 @@ type keyBackend struct {
 	secret   []byte
 	startups chan []byte                 // StartupMessage bodies, version word included
 	cancels  chan pgproto3.CancelRequest // as received
+	running  chan struct{}               // a statement that runs until cancelled arrived
 }
 
 func startKeyBackend(t *testing.T) *keyBackend {
@@ -309,7 +310,7 @@ func startKeyBackend(t *testing.T) *keyBackend {
 	}
 	t.Cleanup(func() { ln.Close() })
 	kb := &keyBackend{addr: ln.Addr().String(), pid: 4242, secret: bytes.Repeat([]byte{0xa5, 0x5a}, 16),
-		startups: make(chan []byte, 16), cancels: make(chan pgproto3.CancelRequest, 16)}
+		startups: make(chan []byte, 16), cancels: make(chan pgproto3.CancelRequest, 16), running: make(chan struct{}, 16)}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -355,8 +356,13 @@ func (kb *keyBackend) serve(c net.Conn) {
 		if _, err := io.ReadFull(r, n[:]); err != nil {
 			return
 		}
-		if _, err := r.Discard(int(binary.BigEndian.Uint32(n[:])) - 4); err != nil {
+		msg := make([]byte, int(binary.BigEndian.Uint32(n[:]))-4)
+		if _, err := io.ReadFull(r, msg); err != nil {
 			return
+		}
+		if typ == 'Q' && bytes.Contains(msg, []byte("pg_sleep")) {
+			kb.running <- struct{}{}
+			continue // a statement that runs until cancelled: no answer
 		}
 		if typ == 'Q' {
 			out, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")}).Encode(out[:0])
@@ -433,6 +439,15 @@ func TestProtocol32LongCancelKey(t *testing.T) {
 		t.Fatalf("query answered %v", reply)
 	}
 
+	// A cancel reaches the server only while the client's request runs there
+	// (PostgreSQL ignores one for a session that runs nothing).
+	q, _ = (&pgproto3.Query{String: "SELECT pg_sleep(60)"}).Encode(nil)
+	c.Write(q)
+	select {
+	case <-kb.running:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the query never reached the server")
+	}
 	wrong := bytes.Clone(key.SecretKey)
 	wrong[31] ^= 1
 	sendCancelRequest(t, p.Addr, key.ProcessID, wrong)

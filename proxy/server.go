@@ -365,13 +365,9 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 	// vector-lane connection after another client got it.
 	sess.cancelMu.Lock()
 	defer sess.cancelMu.Unlock()
-	sess.mu.Lock()
-	running := sess.mu.running
-	sess.mu.Unlock()
+	// Only a request of the client's own is canceled (cancel_gate.go).
+	running := sess.cancelTarget()
 	if running == nil {
-		// No backend runs the client's request: one may wait for a backend
-		// (transaction mode), and that wait ends (txwait.go).
-		sess.wait.cancelWait()
 		return
 	}
 	target := *running

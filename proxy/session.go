@@ -152,6 +152,9 @@ type session struct {
 		// running is the backend executing the client's current request: the
 		// target of the client's cancel requests.
 		running *wire.CancelTarget
+		// guest is the client's request rerouted onto another backend,
+		// while running is that backend's (cancel_gate.go).
+		guest *guestRun
 		// tx is what routing knows of the client's transaction, updated as
 		// primary requests complete (see requestDone).
 		tx policy.TxState

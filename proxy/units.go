@@ -461,19 +461,44 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	pl := &s.plans.cur
 	stmts := pl.stmts(0)
 	desc := h.describe()
-	deadline := time.NewTimer(s.srv.live().RerouteWaitTimeout)
+	// wake ends the wait for the holder's backend: closed at the deadline
+	// or at the client's cancel (guestCancel), whichever comes first.
+	wake := make(chan time.Time)
+	var wakeOnce sync.Once
+	stop := func() { wakeOnce.Do(func() { close(wake) }) }
+	deadline := time.AfterFunc(s.srv.live().RerouteWaitTimeout, stop)
 	defer deadline.Stop()
 
 	req := &request{stmts: stmts, extended: b.sql == "",
-		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{})}}
+		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{}), onCancel: stop}}
 	host, err := s.srv.units.holderBackend(u, h)
 	if err == nil {
+		// From here the client's cancels go to the holder's backend while
+		// the write runs there, and end its wait before (cancel_gate.go).
+		// A write canceled there fails the holder's transaction, as any
+		// failed statement of it would.
+		s.mu.Lock()
+		s.mu.running, s.mu.guest = &host.target, &guestRun{host: host, req: req}
+		s.mu.Unlock()
+		defer func() {
+			s.restorePrimary()
+			s.mu.Lock()
+			s.mu.guest = nil
+			s.mu.Unlock()
+		}()
 		still := func() bool { return s.srv.units.holdsOn(u, h, host) }
-		err = host.runWhenIdle(deadline.C, still, req, func(w *bufio.Writer, held *heldStmts) {
+		err = host.runWhenIdle(wake, still, req, func(w *bufio.Writer, held *heldStmts) {
 			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies)
 		})
 	}
+	if err != nil && host != nil && host.guestCanceled(req) {
+		err = errGuestCanceled
+	}
 	switch {
+	case errors.Is(err, errGuestCanceled):
+		return s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
+			Message: "canceling statement due to user request",
+			Detail:  fmt.Sprintf("The write waited to be rerouted into the transaction holding unit %q. Nothing was written.", u)})
 	case errors.Is(err, errGuestWaited):
 		return s.refuseUnit(&wire.Error{Severity: "ERROR", Code: CodeQueryCanceled,
 			Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
@@ -489,10 +514,6 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	if write {
 		s.srv.units.noteRerouted(h, reroutedTables(stmts))
 	}
-	s.mu.Lock()
-	s.mu.running = &host.target
-	s.mu.Unlock()
-	defer s.restorePrimary()
 	select {
 	case <-req.guest.done:
 		return nil
