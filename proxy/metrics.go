@@ -44,9 +44,9 @@ type Metrics struct {
 	// txCounters are transactions' series, resolved once: [lane: primary,
 	// vector][commit][explicit].
 	txCounters [2][2][2]prometheus.Counter
-	// byLane holds the per-lane series of the per-request histograms,
-	// resolved once (WithLabelValues hashes and locks on every call).
-	byLane [2]struct{ request, poolWait, acquire prometheus.Observer }
+	// requestHist, poolWaitHist and acquireHist are requestSeconds,
+	// poolWait and acquireWait with their lanes' series resolved once.
+	requestHist, poolWaitHist, acquireHist laneHist
 	// routes caches the requests counter's series by (lane, reason).
 	routes struct {
 		sync.RWMutex
@@ -144,11 +144,11 @@ func NewMetrics() *Metrics {
 	// NOTE: series that alerts watch for any increase exist from the start:
 	// increase() sees nothing in a series' first sample.
 	m.routes.m = map[[2]string]prometheus.Counter{}
+	m.requestHist = newLaneHist(m.requestSeconds)
+	m.poolWaitHist = newLaneHist(m.poolWait)
+	m.acquireHist = newLaneHist(m.acquireWait)
 	for i, lane := range []string{lanePrimary, laneVector} {
 		m.deadlocks.WithLabelValues(lane)
-		m.byLane[i].request = m.requestSeconds.WithLabelValues(lane)
-		m.byLane[i].poolWait = m.poolWait.WithLabelValues(lane)
-		m.byLane[i].acquire = m.acquireWait.WithLabelValues(lane)
 		for j, outcome := range []string{outcomeRollback, outcomeCommit} {
 			for k, block := range []string{blockImplicit, blockExplicit} {
 				m.txCounters[i][j][k] = m.transactions.WithLabelValues(lane, outcome, block)
@@ -215,7 +215,7 @@ func (m *Metrics) ReloadCounts() (ok, failed float64) {
 // every acquire of the vector lane (also a wait for a backend of its pool),
 // on the primary lane a request PAUSE held (admit).
 func (m *Metrics) observeAcquire(lane string, d time.Duration) {
-	m.laneSeries(lane, m.acquireWait, func(i int) prometheus.Observer { return m.byLane[i].acquire }).Observe(d.Seconds())
+	m.acquireHist.observe(lane, d)
 	if lane == laneVector {
 		m.observePoolWait(lane, d)
 	}
@@ -224,24 +224,36 @@ func (m *Metrics) observeAcquire(lane string, d time.Duration) {
 // observePoolWait records how long a client waited for a backend of a pool
 // of lane.
 func (m *Metrics) observePoolWait(lane string, d time.Duration) {
-	m.laneSeries(lane, m.poolWait, func(i int) prometheus.Observer { return m.byLane[i].poolWait }).Observe(d.Seconds())
+	m.poolWaitHist.observe(lane, d)
 }
 
 // observeRequest records how long a request took on lane.
 func (m *Metrics) observeRequest(lane string, d time.Duration) {
-	m.laneSeries(lane, m.requestSeconds, func(i int) prometheus.Observer { return m.byLane[i].request }).Observe(d.Seconds())
+	m.requestHist.observe(lane, d)
 }
 
-// laneSeries returns vec's series for lane: from byLane (through of) for
-// the primary and vector lanes, else resolved now.
-func (m *Metrics) laneSeries(lane string, vec *prometheus.HistogramVec, of func(int) prometheus.Observer) prometheus.Observer {
+// laneHist is a histogram vector by lane whose primary and vector series
+// are resolved once: WithLabelValues hashes and locks on every call, which
+// the per-request path would pay.
+type laneHist struct {
+	vec    *prometheus.HistogramVec
+	byLane [2]prometheus.Observer // primary, vector
+}
+
+func newLaneHist(vec *prometheus.HistogramVec) laneHist {
+	return laneHist{vec: vec, byLane: [2]prometheus.Observer{vec.WithLabelValues(lanePrimary), vec.WithLabelValues(laneVector)}}
+}
+
+// observe records d (seconds) in lane's series.
+func (h *laneHist) observe(lane string, d time.Duration) {
 	switch lane {
 	case lanePrimary:
-		return of(0)
+		h.byLane[0].Observe(d.Seconds())
 	case laneVector:
-		return of(1)
+		h.byLane[1].Observe(d.Seconds())
+	default:
+		h.vec.WithLabelValues(lane).Observe(d.Seconds())
 	}
-	return vec.WithLabelValues(lane)
 }
 
 // PinChecks returns how many times clients' session state was read back
