@@ -470,24 +470,44 @@ func TestTxPoolBreakCopyDataAfterFailedCopy(t *testing.T) {
 	}
 }
 
-// A client's prepared statement that a backend lacks is prepared there
-// again, hidden, before it runs. When that Parse fails (here: the client's
-// transaction has failed, so the server refuses it), the backend still
-// lacks the statement, and the client's next use must prepare it again.
-func TestTxPoolBreakInjectedParseThatFailed(t *testing.T) {
+// preparedElsewhere starts a transaction pool of two backends and two
+// clients: a prepares name (SELECT 40 + $1::int) on one backend, and b holds
+// that backend in an open transaction, so that a's next request runs on the
+// other, which lacks the statement. It skips the test when the pool hands
+// b the other backend.
+func preparedElsewhere(t *testing.T, name string) (a, b *pgconn.PgConn) {
+	t.Helper()
 	p := startTxPool(t, 2)
-	ctx := context.Background()
-	a, b := p.connect(t), p.connect(t)
-	if _, err := a.Prepare(ctx, "brk_s", "SELECT 40 + $1::int", nil); err != nil {
+	a, b = p.connect(t), p.connect(t)
+	if _, err := a.Prepare(context.Background(), name, "SELECT 40 + $1::int", nil); err != nil {
 		t.Fatal(err)
 	}
-	// b keeps the backend a prepared on busy, so a runs on the other.
 	pa := scalar(t, a, "SELECT pg_backend_pid()")
+	// The pool hands out the backend put back last (a's) once both are
+	// idle: a pooled backend's first idle runs a pin check, which would
+	// keep a's busy a moment longer.
+	waitFor(t, func() bool {
+		idle := 0
+		for _, ps := range p.Server.Pools() {
+			idle += ps.SvIdle
+		}
+		return idle == 2
+	}, "both backends idle in the pool")
 	exec(t, b, "BEGIN")
 	if pb := scalar(t, b, "SELECT pg_backend_pid()"); pb != pa {
 		exec(t, b, "ROLLBACK")
 		t.Skipf("b got backend %s, not a's %s: the pool's order changed", pb, pa)
 	}
+	return a, b
+}
+
+// A client's prepared statement that a backend lacks is prepared there
+// again, hidden, before it runs. When that Parse fails (here: the client's
+// transaction has failed, so the server refuses it), the backend still
+// lacks the statement, and the client's next use must prepare it again.
+func TestTxPoolBreakInjectedParseThatFailed(t *testing.T) {
+	ctx := context.Background()
+	a, b := preparedElsewhere(t, "brk_s")
 	execErr(a, "BEGIN; SELECT 1/0")
 	if r := a.ExecPrepared(ctx, "brk_s", [][]byte{[]byte("2")}, nil, nil).Read(); sqlstate(r.Err) != "25P02" {
 		t.Fatalf("in a failed transaction: %v, want 25P02", r.Err)
@@ -505,18 +525,7 @@ func TestTxPoolBreakInjectedParseThatFailed(t *testing.T) {
 // server ignores everything up to a Sync, the Query included: the client
 // must still get its answer (here the failed transaction's 25P02).
 func TestTxPoolBreakInjectedParseBeforeQuery(t *testing.T) {
-	p := startTxPool(t, 2)
-	ctx := context.Background()
-	a, b := p.connect(t), p.connect(t)
-	if _, err := a.Prepare(ctx, "brk_q", "SELECT 40 + $1::int", nil); err != nil {
-		t.Fatal(err)
-	}
-	pa := scalar(t, a, "SELECT pg_backend_pid()")
-	exec(t, b, "BEGIN")
-	if pb := scalar(t, b, "SELECT pg_backend_pid()"); pb != pa {
-		exec(t, b, "ROLLBACK")
-		t.Skipf("b got backend %s, not a's %s: the pool's order changed", pb, pa)
-	}
+	a, b := preparedElsewhere(t, "brk_q")
 	execErr(a, "BEGIN; SELECT 1/0")
 	if err := execErr(a, "EXECUTE brk_q(2)"); sqlstate(err) != "25P02" {
 		t.Fatalf("EXECUTE in a failed transaction: %v, want 25P02", err)
