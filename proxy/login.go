@@ -252,6 +252,7 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	for _, name := range slices.Sorted(maps.Keys(params)) {
 		wire.WriteMsg(w, &pgproto3.ParameterStatus{Name: name, Value: params[name]})
 	}
+	s.out.reported = maps.Clone(params)
 	wire.WriteMsg(w, &pgproto3.BackendKeyData{ProcessID: s.keyPID, SecretKey: s.keySecret})
 	wire.WriteMsg(w, &pgproto3.ReadyForQuery{TxStatus: byte(TxIdle)})
 	if err := w.Flush(); err != nil {

@@ -398,13 +398,17 @@ func (p *primaryConn) forward(out *clientWriter, typ wire.Backend) (fatal bool, 
 		var body []byte
 		if body, err = p.r.Body(); err == nil {
 			var ps pgproto3.ParameterStatus
+			told := true
 			if ps.Decode(body) == nil {
 				p.mu.Lock()
 				p.mu.params[ps.Name] = ps.Value
 				p.mu.Unlock()
+				told = !out.newParam(&ps)
 			}
 			p.owner().parameterChanged()
-			wire.WriteRaw(out.w, typ, body)
+			if !told {
+				wire.WriteRaw(out.w, typ, body)
+			}
 		}
 	case wire.ErrorResponse:
 		var body []byte

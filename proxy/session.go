@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -165,6 +166,28 @@ type session struct {
 type clientWriter struct {
 	mu sync.Mutex
 	w  *bufio.Writer
+	// reported holds the ParameterStatus values the client has been told,
+	// from its login on (nil until then). A server report of a value the
+	// client already has is not passed on: in transaction mode a backend
+	// reports a setting taking back the client's value after another
+	// client's (txlane's own set_config or RESET on attach), which is no
+	// change for this client. PostgreSQL itself reports only a value that
+	// differs from the last one it reported (protocol "Asynchronous
+	// Operations"), so a client of a session-mode backend misses nothing.
+	reported map[string]string
+}
+
+// newParam reports whether ParameterStatus ps tells the client something
+// new, and records it as told. The caller holds w.mu.
+func (w *clientWriter) newParam(ps *pgproto3.ParameterStatus) bool {
+	if w.reported == nil {
+		return true
+	}
+	if v, ok := w.reported[ps.Name]; ok && v == ps.Value {
+		return false
+	}
+	w.reported[ps.Name] = ps.Value
+	return true
 }
 
 // request describes how relay treats the answer to one request sent to the
@@ -355,6 +378,7 @@ func (s *session) login(ctx context.Context) error {
 		return err
 	}
 	s.dialer = &backendDialer{a: s.srv.auth}
+	s.out.reported = maps.Clone(res.Params)
 	b.loggedIn(res.TxStatus, res.Params)
 	go b.relay()
 	return nil
