@@ -289,6 +289,19 @@ func (s *TxState) applySetting(set *Setting, inBlock bool) {
 	}
 }
 
+// ServerDefaults records the session's default transaction characteristics
+// as the server shows them (current_setting of default_transaction_isolation,
+// _read_only, _deferrable), which a transaction that opens without naming
+// its own takes. Inside a block where a change of them is pending (SET
+// default_transaction_isolation …) the server shows that change, which
+// COMMIT keeps and ROLLBACK undoes: the defaults are left as they are.
+func (s *TxState) ServerDefaults(d TxDefaults) {
+	if s.hasPending {
+		return
+	}
+	s.Defaults = d
+}
+
 // setDefaults changes the session defaults now, or, inside a block, in
 // pending (a rollback undoes a SET made inside the block).
 func (s *TxState) setDefaults(inBlock bool, f func(*TxDefaults)) {

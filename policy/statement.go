@@ -448,6 +448,13 @@ type Statement struct {
 	// CursorName is the cursor (or portal) of DECLARE, FETCH, MOVE and CLOSE
 	// ("" for CLOSE ALL).
 	CursorName string
+	// CatalogChecked: a full catalog showed what the statement runs besides
+	// what it names (its views, policies, operators and casts; for a write,
+	// the triggers, rules, defaults and constraints of what it writes). With
+	// neither FlagReachesUnknown nor FlagUnproven its writes fire no user
+	// trigger, and every function it runs shows in Flags. False without a
+	// full catalog, and for statements other than DML, COPY and queries.
+	CatalogChecked bool
 	// Parts holds each statement of a multi-statement text (FlagMultiStatement).
 	Parts []Statement
 	// Reason explains Unknown: the parse error text.

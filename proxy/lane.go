@@ -74,6 +74,14 @@ type laneConn struct {
 	resetTo map[string]string
 	// base holds the tracked and watched settings' values at login.
 	base map[string]*string
+	// check caches expected() and its names as laneCheckSQL's parameter
+	// until settings or resetTo change (nil: to be computed).
+	check *checkExpect
+	// fitted is the id of the session snapshot the connection was last
+	// given (runOnLane), 0 for none: a read of the same snapshot needs no
+	// applyPlan. Its settings are then still that snapshot's: a read that
+	// changed them failed verify, and the connection was closed.
+	fitted uint64
 	// stmts holds the content-derived names of statements prepared here.
 	stmts *stmtLRU
 	// applyReady: laneApplyStmt is prepared here.

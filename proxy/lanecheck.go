@@ -126,6 +126,8 @@ const (
 type checkExpect struct {
 	names []string
 	want  []*string
+	// param is names as laneCheckSQL's parameter (a text[]).
+	param []byte
 }
 
 // expected says what laneCheckSQL must find on c: for each setting, the
@@ -133,8 +135,11 @@ type checkExpect struct {
 // the value the reset gave (c.resetTo), or else the value the connection
 // logged in with (c.base); the custom settings are those of c.settings and
 // c.resetTo that checkFixed lacks.
-func (c *laneConn) expected() checkExpect {
-	e := checkExpect{names: append([]string{}, checkFixed...)}
+func (c *laneConn) expected() *checkExpect {
+	if c.check != nil {
+		return c.check
+	}
+	e := &checkExpect{names: append([]string{}, checkFixed...)}
 	seen := map[string]bool{settingRole: true}
 	for _, n := range checkFixed {
 		seen[n] = true
@@ -159,6 +164,8 @@ func (c *laneConn) expected() checkExpect {
 			e.want = append(e.want, c.base[n])
 		}
 	}
+	e.param = textArray(e.names)
+	c.check = e
 	return e
 }
 
@@ -167,7 +174,7 @@ func (c *laneConn) expected() checkExpect {
 // unnamed statement does not hold it (simpleRead: the read was a simple
 // Query, which replaced it). It returns what the check must find, for
 // verify.
-func (c *laneConn) writeCheck(simpleRead bool) checkExpect {
+func (c *laneConn) writeCheck(simpleRead bool) *checkExpect {
 	if simpleRead {
 		c.checkReady = false
 	}
@@ -176,7 +183,7 @@ func (c *laneConn) writeCheck(simpleRead bool) checkExpect {
 	}
 	e := c.expected()
 	wire.WriteMsg(c.w, &pgproto3.Bind{
-		Parameters: [][]byte{textArray(e.names)},
+		Parameters: [][]byte{e.param},
 		// The settings' values come as a binary array: no quoting to undo.
 		ResultFormatCodes: []int16{0, 0, 0, 1, 0, 0},
 	})
@@ -189,7 +196,7 @@ func (c *laneConn) writeCheck(simpleRead bool) checkExpect {
 // set. It returns "" when the connection may go back to the pool, else the
 // reason to discard it (discard*) and a detail: for settings, the names that
 // differ (never values: they may be the client's data).
-func (c *laneConn) verify(e checkExpect) (reason, detail string) {
+func (c *laneConn) verify(e *checkExpect) (reason, detail string) {
 	var row [][]byte
 	err := c.readAnswer(func(values [][]byte) {
 		row = make([][]byte, len(values))
@@ -365,6 +372,7 @@ func (c *laneConn) apply(names []string, values []*string) error {
 		return err
 	}
 	c.applyReady = true
+	c.check = nil // settings and resetTo change below
 	if len(got) != len(names) {
 		return fmt.Errorf("applying %d settings: %d values back", len(names), len(got))
 	}

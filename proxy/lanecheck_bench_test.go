@@ -98,6 +98,7 @@ func BenchmarkLaneCheck(b *testing.B) {
 				}, func() error { return c.readAnswer(nil) })
 			})
 			c.settings["TimeZone"] = zones[i%2]
+			c.check = nil
 			wire.WriteMsg(c.w, &pgproto3.Close{ObjectType: wire.ObjectStatement, Name: "old_cleanup"})
 			wire.WriteMsg(c.w, &pgproto3.Sync{})
 			c.w.Flush()
@@ -110,7 +111,7 @@ func BenchmarkLaneCheck(b *testing.B) {
 			if simple {
 				name += "_reparsed" // behind a read sent as a simple Query
 			}
-			var expect checkExpect
+			var expect *checkExpect
 			b.Run(name, func(b *testing.B) {
 				measure(b, c, func() { expect = c.writeCheck(simple) }, func() error {
 					if reason, detail := c.verify(expect); reason != "" {

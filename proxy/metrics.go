@@ -31,6 +31,10 @@ type Metrics struct {
 	// pinChecks counts the reads of a client's session state back from its
 	// backend (the pin check, transaction mode).
 	pinChecks prometheus.Counter
+	// stateReads counts the reads of a client's session state before an
+	// offload (refreshSnapshot: settings, role, isolation, temporary
+	// relations).
+	stateReads prometheus.Counter
 	// refusedWrites counts writes hidden in reads that the vector lane's
 	// read-only transactions refused, by outcome (rerun, error).
 	refusedWrites *prometheus.CounterVec
@@ -107,6 +111,10 @@ func NewMetrics() *Metrics {
 			Name: "txlane_pin_checks_total",
 			Help: "Reads of a client's session state back from its backend in pool_mode transaction (one query each), after a transaction that may have changed it.",
 		}),
+		stateReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "txlane_lane_state_reads_total",
+			Help: "Reads of a client's session state from the primary before a read ran on the vector lane (one query, two with temporary relations), after a statement that may have changed it.",
+		}),
 		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_pins_total",
 			Help: "Clients becoming pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, load, set_config, unknown): once each time a reason joins a client's pins.",
@@ -166,7 +174,7 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.
 // Register adds the metrics to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.escapes, m.acquireWait, m.requestSeconds,
-		m.timeouts, m.pins, m.pinChecks, m.refusedWrites, m.laneDiscards, m.transactions, m.serverErrors, m.deadlocks, m.poolWait,
+		m.timeouts, m.pins, m.pinChecks, m.stateReads, m.refusedWrites, m.laneDiscards, m.transactions, m.serverErrors, m.deadlocks, m.poolWait,
 		m.cancels, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -259,6 +267,10 @@ func (h *laneHist) observe(lane string, d time.Duration) {
 // PinChecks returns how many times clients' session state was read back
 // from their backends (txlane_pin_checks_total).
 func (m *Metrics) PinChecks() float64 { return counterValue(m.pinChecks) }
+
+// LaneStateReads returns how many times clients' session state was read
+// from the primary before an offload (txlane_lane_state_reads_total).
+func (m *Metrics) LaneStateReads() float64 { return counterValue(m.stateReads) }
 
 // pinned counts a client becoming pinned for reason (see newPins).
 func (m *Metrics) pinned(reason string) { m.pins.WithLabelValues(reason).Inc() }

@@ -110,11 +110,11 @@ type session struct {
 	// (guarded by its own lock: relay applies confirmed replies to it).
 	reg *registry
 	// snapshot is the client's session state as last read from the primary;
-	// snapDirty (atomic: relay sets it on ParameterStatus too) says a
+	// snap.dirty (atomic: relay sets it on ParameterStatus too) says a
 	// statement may have changed it since: it is read again before the next
-	// offload.
+	// offload (snapstate.go).
 	snapshot   sessionSnapshot
-	snapDirty  atomic.Bool
+	snap       snapState
 	searchPath []string
 	// customs are the custom (dotted) settings the client has set, which the
 	// vector lane must mirror too.
@@ -271,12 +271,12 @@ func (s *session) requestDone(req *request, status TxStatus, last bool) {
 
 // parameterChanged marks the snapshot stale: the server reported a changed
 // setting (primaryOwner).
-func (s *session) parameterChanged() { s.snapDirty.Store(true) }
+func (s *session) parameterChanged() { s.snap.mark() }
 
 // guestArriving marks the snapshot stale: a rerouted write may change the
 // session's settings or temporary relations (primaryOwner).
 func (s *session) guestArriving(req *request) {
-	s.snapDirty.Store(true)
+	s.snap.mark()
 	for _, st := range req.stmts {
 		s.notePin(st)
 	}
@@ -402,7 +402,7 @@ func (s *session) serve() {
 	s.mu.running = &p.target
 	s.mu.Unlock()
 
-	s.snapDirty.Store(true)
+	s.snap.dirty.Store(true) // never read
 	s.customs = make(map[string]bool)
 	s.plans = newPlanner(s.reg, s.routing)
 	// options=-c txlane.unit=... sets a unit at login. (One set with ALTER
@@ -576,18 +576,8 @@ func (s *session) primaryBound() (policy.Reason, bool) {
 	s.mu.Lock()
 	d := policy.DecideBatch(&s.mu.tx, stmts, rt.rules, s.searchPath)
 	s.mu.Unlock()
-	if d.Lane == policy.Vector {
+	if d.Lane == policy.Vector || !s.primaryFinal(d, stmts, rt.rules) {
 		return 0, false
-	}
-	if d.Reason == policy.ReasonNotVectorRead && s.snapDirty.Load() {
-		// A fresh search_path may still make it a vector read.
-		for _, st := range stmts {
-			for _, t := range st.Reads {
-				if rt.rules.MayBeVector(t) {
-					return 0, false
-				}
-			}
-		}
 	}
 	return d.Reason, true
 }
@@ -873,12 +863,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 func (s *session) noteEffects(st *policy.Statement) {
 	s.noteSetConfig(st)
 	s.notePin(st)
-	switch {
-	case st.Class == policy.Session, st.Class == policy.TxControl, st.Class == policy.Unknown,
-		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone,
-		mayChangeTemp(st):
-		s.snapDirty.Store(true)
-	}
+	s.noteSnap(st)
 	if st.Flags.Has(policy.FlagMayChangeSession) || st.Discard != policy.DiscardNone || st.Class == policy.Unknown {
 		s.unitStale = true // set_config, a function, DISCARD: the unit may have changed
 	}

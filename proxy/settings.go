@@ -3,6 +3,7 @@ package proxy
 import (
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/txlane/txlane/policy"
 )
@@ -22,6 +23,9 @@ const settingRole = "role"
 // sessionSnapshot is what the vector lane needs to know of the client's
 // session, read from the primary in one query.
 type sessionSnapshot struct {
+	// id names this read among all sessions' (snapshotIDs; 0: never read),
+	// so that a lane connection knows whose settings it has (laneConn.fitted).
+	id uint64
 	// values maps a setting to its value; a custom setting the client's
 	// session does not define maps to nil.
 	values map[string]*string
@@ -38,12 +42,19 @@ type sessionSnapshot struct {
 	// tempSchema is set.
 	temp         []string
 	tempOverflow bool
+	// defaults are the session's default_transaction_isolation, _read_only
+	// and _deferrable (defaultsOK: read and understood).
+	defaults   policy.TxDefaults
+	defaultsOK bool
 	// superuser: the client's current role is a superuser (is_superuser).
 	// A lane connection logged in with superuser powers serves only such
 	// clients, and one without serves only other clients (see
 	// session.acquireLane).
 	superuser bool
 }
+
+// snapshotIDs numbers session snapshots, from 1.
+var snapshotIDs atomic.Uint64
 
 // maxSnapshotTemp bounds the temporary relations the snapshot lists. Past it
 // the session is presumed to shadow every unqualified name (see
@@ -66,7 +77,10 @@ const tempRelationsSQL = `SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.
 
 // Snapshot columns that are not settings.
 const (
-	colIsolation  = "transaction_isolation"
+	colIsolation = "transaction_isolation"
+	// colDefaults reads the session's default transaction characteristics,
+	// which a BEGIN that names none gives its transaction.
+	colDefaults   = "\x00defaults"
 	colTempSchema = "\x00temp schema" // not a setting name: no setting can collide with it
 	colSuperuser  = "\x00superuser"   // likewise
 )
@@ -75,8 +89,9 @@ const (
 // tracked settings and the given custom ones, and the names in column order.
 func snapshotQuery(custom []string) (sql string, names []string) {
 	var b strings.Builder
-	b.WriteString("SELECT current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() <> 0, current_setting('is_superuser')")
-	names = append(names, colIsolation, settingRole, colTempSchema, colSuperuser)
+	b.WriteString("SELECT current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() <> 0, current_setting('is_superuser'), " +
+		"concat_ws(',', current_setting('default_transaction_isolation'), current_setting('default_transaction_read_only'), current_setting('default_transaction_deferrable'))")
+	names = append(names, colIsolation, settingRole, colTempSchema, colSuperuser, colDefaults)
 	for _, n := range trackedSettings {
 		b.WriteString(", current_setting(")
 		b.WriteString(quoteLiteral(n))
@@ -110,6 +125,9 @@ func parseSnapshot(names []string, row [][]byte) sessionSnapshot {
 		case colSuperuser:
 			snap.superuser = string(row[i]) == "on"
 			continue
+		case colDefaults:
+			snap.defaults, snap.defaultsOK = parseDefaults(string(row[i]))
+			continue
 		}
 		if row[i] == nil {
 			snap.values[n] = nil
@@ -125,9 +143,11 @@ func parseSnapshot(names []string, row [][]byte) sessionSnapshot {
 // temporary relation of the session, so that the snapshot (which lists them)
 // must be read again before the next offload. Anything but a read or a plain
 // utility statement may: DDL (CREATE TEMP ..., DROP), CREATE TABLE AS and
-// SELECT INTO, DML (a trigger may), DO, CALL, EXECUTE, transaction control (a
-// rollback undoes a creation), and any statement calling a function the
-// classifier presumes to write or to change the session.
+// SELECT INTO, DML (a trigger may, unless the catalog showed it fires none),
+// DO, CALL, EXECUTE, and any statement
+// calling a function the classifier presumes to write or to change the
+// session. Transaction control does not itself (a rollback undoes a creation
+// only if the transaction made one, which marked it: snapState.txControl).
 //
 // NOTE: a read whose hidden user code (a function the classifier does not
 // know, without a catalog; one listed in policy.read_only_functions) creates
@@ -139,8 +159,14 @@ func mayChangeTemp(st *policy.Statement) bool {
 		return true
 	}
 	switch st.Class {
-	case policy.Read, policy.LockingRead, policy.Utility:
+	case policy.Read, policy.LockingRead, policy.Utility, policy.TxControl:
 		return false
+	case policy.Write:
+		// DML whose writes the catalog showed fire no user trigger, and
+		// that calls nothing presumed to write or change the session
+		// (checked above), runs no user code that could create one.
+		const unproven = policy.FlagReachesUnknown | policy.FlagUnproven | policy.FlagSelectInto
+		return !st.CatalogChecked || st.Flags&unproven != 0 || len(st.Temp) > 0
 	}
 	return true
 }
@@ -304,4 +330,19 @@ func startupCustomSettings(params map[string]string) []string {
 		}
 	}
 	return out
+}
+
+// parseDefaults parses the colDefaults column: the three default_transaction_*
+// values, comma-separated, as current_setting shows them ("read committed",
+// "off", "off").
+func parseDefaults(v string) (d policy.TxDefaults, ok bool) {
+	parts := strings.Split(v, ",")
+	if len(parts) != 3 {
+		return d, false
+	}
+	if d.Isolation, ok = policy.ParseIsolation(parts[0]); !ok {
+		return d, false
+	}
+	d.ReadOnly, d.Deferrable = parts[1] == "on", parts[2] == "on"
+	return d, true
 }

@@ -117,7 +117,7 @@ func TestMayChangeTemp(t *testing.T) {
 		{policy.Statement{Class: policy.Utility, Discard: policy.DiscardTemp}, true},
 		{policy.Statement{Class: policy.Write, Flags: policy.FlagWriteCommand}, true}, // a trigger may
 		{policy.Statement{Class: policy.DDL}, true},
-		{policy.Statement{Class: policy.TxControl}, true},
+		{policy.Statement{Class: policy.TxControl}, false}, // snapState.txControl
 		{policy.Statement{Class: policy.Unknown}, true},
 	} {
 		if got := mayChangeTemp(&c.st); got != c.want {

@@ -46,11 +46,8 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		defer s.mu.Unlock()
 		return policy.DecideBatch(&s.mu.tx, stmts, rt.rules, s.searchPath)
 	}
-	// A decision for the primary is final, except not_vector_read and
-	// temp_table, which a fresh search_path or list of temporary relations
-	// may turn.
 	d := decide()
-	if d.Lane != policy.Vector && (d.Reason != policy.ReasonNotVectorRead || !mayReadVector(stmts, rt.rules)) && d.Reason != policy.ReasonTempTable {
+	if d.Lane != policy.Vector && s.primaryFinal(d, stmts, rt.rules) {
 		// Final: no search_path makes these reads vector reads, so the
 		// session's settings need no fresh read (a round trip).
 		s.routed(d.Lane, d.Reason)
@@ -62,7 +59,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		s.routed(policy.Primary, policy.ReasonPipelined)
 		return false, nil
 	}
-	if s.snapDirty.Load() {
+	if s.snap.dirty.Load() {
 		serverErr, err := s.refreshSnapshot()
 		if err != nil {
 			return false, err
@@ -137,11 +134,26 @@ func (s *session) routed(lane policy.Lane, reason policy.Reason) {
 // c.discard says why and c is closed on release.
 func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	c.discard = ""
+	if c.fitted != s.snapshot.id {
+		if refused, err := s.fitLane(c); refused || err != nil {
+			return true, err
+		}
+	}
+	return s.readOnLane(c, b)
+}
+
+// fitLane gives lane connection c the client's settings and role (those of
+// s.snapshot that differ from what c has). An error wrapping errLaneRetry
+// means c is broken and the read may still run on the primary; refused, that
+// c cannot take them and the client got a refusal instead of its answer (err
+// is then what writing that returned).
+func (s *session) fitLane(c *laneConn) (refused bool, err error) {
+	c.fitted = 0
 	if names, values := applyPlan(c.settings, s.snapshot.values); names != nil {
 		if err := c.apply(names, values); err != nil {
 			var se *laneServerError
 			if !errors.As(err, &se) {
-				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
+				return false, fmt.Errorf("%w: %v", errLaneRetry, err)
 			}
 			// NOTE: the lane could not take the client's settings or role (a
 			// read-pool user not granted the client's role, say). Running the
@@ -153,6 +165,13 @@ func (s *session) runOnLane(c *laneConn, b *batch) (broken bool, err error) {
 				Hint:    "Grant the client's role to the read pool's user (GRANT role TO read_pool_user), or remove the table from the vector lane."})
 		}
 	}
+	c.fitted = s.snapshot.id
+	return false, nil
+}
+
+// readOnLane sends request b to lane connection c, which has the client's
+// settings, and relays the answer (see runOnLane).
+func (s *session) readOnLane(c *laneConn, b *batch) (broken bool, err error) {
 
 	w := c.w
 	var tr replyTracker
@@ -653,31 +672,33 @@ func (s *session) laneLostMidway(err error) error {
 func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err error) {
 	// NOTE: cleared before the read: a change reported while it runs marks
 	// the snapshot dirty again.
-	s.snapDirty.Store(false)
+	s.snap.dirty.Store(false)
+	s.srv.metrics.stateReads.Inc()
 	sql, names := snapshotQuery(s.customSettings())
 	q, err := s.query(sql)
 	if err != nil {
 		// Not read (a cancel may have ended the wait for a backend, and
 		// the session carries on): still to be read.
-		s.snapDirty.Store(true)
+		s.snap.dirty.Store(true)
 		return nil, err
 	}
 	if q.err != nil {
-		s.snapDirty.Store(true)
+		s.snap.dirty.Store(true)
 		return q.err, nil
 	}
 	if len(q.rows) != 1 {
 		return nil, fmt.Errorf("reading session settings from the primary: %d rows", len(q.rows))
 	}
 	snap := parseSnapshot(names, q.rows[0])
+	snap.id = snapshotIDs.Add(1)
 	if snap.tempSchema {
 		tq, err := s.query(tempRelationsSQL)
 		if err != nil {
-			s.snapDirty.Store(true)
+			s.snap.dirty.Store(true)
 			return nil, err
 		}
 		if tq.err != nil {
-			s.snapDirty.Store(true)
+			s.snap.dirty.Store(true)
 			return tq.err, nil
 		}
 		var list []byte
@@ -694,6 +715,12 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	s.mu.tx.SetTemp(s.snapshot.temp, s.snapshot.tempOverflow)
 	if iso, ok := policy.ParseIsolation(s.snapshot.isolation); ok && s.mu.tx.InBlock() {
 		s.mu.tx.Isolation = iso
+	}
+	if s.snapshot.defaultsOK {
+		// The next BEGIN's characteristics, without a read of its own
+		// (snapstate.go): a role's or database's default (ALTER ROLE … SET)
+		// is none of txlane's parsing.
+		s.mu.tx.ServerDefaults(s.snapshot.defaults)
 	}
 	s.mu.Unlock()
 	return nil, nil

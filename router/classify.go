@@ -373,6 +373,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	}
 	if hide {
 		w.applyHidden()
+		st.CatalogChecked = g.fr.snap.Objects()
 	}
 
 	// The flags of everything but transaction-local set_config calls.
