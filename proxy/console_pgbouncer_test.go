@@ -181,6 +181,8 @@ func TestConsolePausedClientWaits(t *testing.T) {
 	c := p.connect(t)
 	pid := scalar(t, c, "SELECT pg_backend_pid()")
 	exec(t, admin, "PAUSE")
+	// On a failure, the held request must end before the proxy stops.
+	t.Cleanup(func() { admin.Exec(context.Background(), "RESUME").Close() })
 	done := make(chan error, 1)
 	go func() { done <- c.Exec(context.Background(), "SELECT 'held'").Close() }()
 	var row, pool map[string]string
