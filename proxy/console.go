@@ -113,9 +113,13 @@ func (a consoleAPI) Clients() []console.Client {
 	list := a.s.ClientList()
 	out := make([]console.Client, len(list))
 	for i, c := range list {
+		var wait time.Duration
+		if !c.WaitSince.IsZero() {
+			wait = time.Since(c.WaitSince)
+		}
 		out[i] = console.Client{ID: c.ID, Addr: c.Addr, User: c.User, Database: c.Database,
-			ApplicationName: c.ApplicationName, State: byte(c.State), Active: c.Active, Held: c.Held,
-			Since: c.Since, Units: c.Units, Pinned: c.Pinned, ServerPID: c.ServerPID}
+			ApplicationName: c.ApplicationName, State: c.State, WaitingFor: c.WaitingFor, Wait: wait,
+			TxStatus: byte(c.TxStatus), Since: c.Since, Units: c.Units, Pinned: c.Pinned, ServerPID: c.ServerPID}
 	}
 	return out
 }
@@ -126,7 +130,7 @@ func (a consoleAPI) Pools() []console.Pool {
 	for i, p := range list {
 		v := p.Vector
 		out[i] = console.Pool{Database: p.Database, User: p.User, PoolMode: string(p.PoolMode),
-			ClActive: p.ClActive, ClWaiting: p.ClWaiting, SvActive: p.SvActive, SvIdle: p.SvIdle, SvUsed: p.SvUsed,
+			ClActive: p.ClActive, ClWaiting: p.ClWaiting, SvActive: p.SvActive, SvIdle: p.SvIdle, SvTested: p.SvTested,
 			MaxWait: p.MaxWait, VectorTotal: v.Total, VectorIdle: v.Idle, VectorAcquired: v.Acquired,
 			VectorWaiting: v.Waiting, VectorMax: v.Max}
 	}
@@ -172,6 +176,8 @@ func (a consoleAPI) Policy() console.Policy {
 }
 
 func (a consoleAPI) Paused() bool { return a.s.Paused() }
+
+func (a consoleAPI) Version() string { return "txlane " + a.s.opts.Version }
 
 func (a consoleAPI) Reload() error {
 	reload := a.s.live().OnReload

@@ -22,7 +22,8 @@
 //	                 share in transaction mode, waiting, reaping
 //	txpool.go        a session in transaction mode: attach, idle/detach,
 //	                 what pins it (asked of the server)
-//	txwait.go        a cancel request ends a client's wait for a backend
+//	txwait.go        a cancel request ends a client's wait for a backend;
+//	                 when that wait blocked (SHOW CLIENTS state waiting)
 //	pins.go          which pin reasons are new (txlane_pins_total)
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
@@ -51,7 +52,8 @@
 //	ops.go, ops_options.go, shutdown.go, reload.go
 //	                 PAUSE gate, timeouts, graceful stop, live options
 //	stats.go, metrics.go
-//	                 Prometheus collectors and counters
+//	                 what SHOW CLIENTS, POOLS and SERVERS list (client
+//	                 state, pools); Prometheus collectors and counters
 //	metrics_tx.go    transactions ended (txEnds) and server errors per lane
 //	metrics_pool.go  pool gauges per lane, database and user; pool waits
 //	console.go, console_login.go, peer.go, peer_*.go

@@ -21,8 +21,9 @@ import (
 //	vector   the read pool of a database; user is the read pool's login.
 //
 // Utilization is txlane_pool_backends{state="active"} divided by
-// txlane_pool_max_backends; state "used" (PgBouncer's sv_used: a backend
-// being reset) is brief and not counted as busy.
+// txlane_pool_max_backends; state "used" (a backend being reset by
+// server_reset_query: SHOW POOLS' sv_tested, as PgBouncer names it) is brief
+// and not counted as busy.
 var (
 	descPoolBackends = prometheus.NewDesc("txlane_pool_backends",
 		"Backends of a pool by state: active (serving a client, or being opened for one), idle, or used (being reset by server_reset_query before it goes back), by lane, database and user.",

@@ -54,8 +54,9 @@ type clientEntry struct {
 	// lastActive is when the session last finished a request (unix
 	// nanoseconds): the start of an idle period.
 	lastActive atomic.Int64
-	// held: a request of the session is waiting at the gate (PAUSE).
-	held atomic.Bool
+	// heldSince is when a request of the session began to wait at the gate
+	// (PAUSE), in unix nanoseconds; 0 while none waits there.
+	heldSince atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -167,7 +168,7 @@ func (s *Server) admit(sess *session) (done bool, err error) {
 	defer func() {
 		if held {
 			s.ops.held.Add(-1)
-			e.held.Store(false)
+			e.heldSince.Store(0)
 		}
 	}()
 	for {
@@ -190,7 +191,7 @@ func (s *Server) admit(sess *session) (done bool, err error) {
 			if !held {
 				held = true
 				s.ops.held.Add(1)
-				e.held.Store(true)
+				e.heldSince.Store(start.UnixNano())
 			}
 			wait := s.live().QueryWaitTimeout - time.Since(start)
 			if wait <= 0 {

@@ -73,14 +73,14 @@ func watchHeldBackends(t *testing.T, p *testProxy) (stop func()) {
 			mostClients = max(mostClients, len(p.Server.ClientList()))
 			backends := 0
 			for _, pi := range p.Server.Pools() {
-				backends += pi.SvActive + pi.SvIdle + pi.SvUsed
+				backends += pi.SvActive + pi.SvIdle + pi.SvTested
 				if pi.ClWaiting == 0 || n%50 != 0 {
 					continue
 				}
 				var held []string
 				for _, ci := range p.Server.ClientList() {
-					if ci.Pinned != "" || ci.State != proxy.TxIdle {
-						held = append(held, string(ci.State)+":"+ci.Pinned+":"+time.Since(ci.Since).Round(time.Second).String())
+					if ci.Pinned != "" || ci.TxStatus != proxy.TxIdle {
+						held = append(held, string(ci.TxStatus)+":"+ci.Pinned+":"+time.Since(ci.Since).Round(time.Second).String())
 					}
 				}
 				t.Logf("%s: %d waiting, %d active, %d idle; holding: %s", pi.Database, pi.ClWaiting, pi.SvActive, pi.SvIdle, strings.Join(held, " "))

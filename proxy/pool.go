@@ -144,7 +144,7 @@ type serverPool struct {
 	total   int            // backends that belong to the pool: idle or serving a client
 	waiters []waiter
 	// resetting counts backends running server_reset_query (SHOW POOLS
-	// sv_used).
+	// sv_tested).
 	resetting int
 	// clients counts the clients of the pool (join to leave).
 	// NOTE: a pool that cannot open a backend (dial unset: its backends
@@ -158,8 +158,7 @@ type serverPool struct {
 
 // waiter is a client waiting for a backend.
 type waiter struct {
-	ch    chan *primaryConn
-	since time.Time
+	ch chan *primaryConn
 }
 
 // resetStarted counts backends being reset (n = 1) or done (n = -1).
@@ -261,7 +260,6 @@ func (p *serverPool) spareLocked() bool { return p.dial != nil || p.total > p.cl
 // to be released. The backend's owner is the pool's until the caller sets
 // its own.
 func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
-	start := time.Now()
 	p.mu.Lock()
 	if c := p.takeIdleLocked(); c != nil {
 		p.mu.Unlock()
@@ -285,7 +283,7 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 		return nil, errPoolEmpty
 	}
 	ch := make(chan *primaryConn, 1)
-	p.waiters = append(p.waiters, waiter{ch: ch, since: start})
+	p.waiters = append(p.waiters, waiter{ch: ch})
 	p.mu.Unlock()
 	select {
 	case c := <-ch:
@@ -423,25 +421,19 @@ func (p *serverPool) fill(min int) {
 	p.put(c)
 }
 
-// PoolStats is what one serverPool holds and who waits for it.
+// PoolStats is what one serverPool holds. (Its waiting clients are read
+// from the sessions: ClientInfo.)
 type PoolStats struct {
 	Database, User string
-	// ClWaiting counts clients waiting for a backend; SvIdle backends idle
-	// in the pool; SvUsed backends being reset.
-	ClWaiting, SvIdle, SvUsed int
-	// MaxWait is how long the oldest waiting client has waited.
-	MaxWait time.Duration
+	// SvIdle counts backends idle in the pool; SvTested backends being
+	// reset.
+	SvIdle, SvTested int
 }
 
 func (p *serverPool) stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := PoolStats{Database: p.key.database, User: p.key.user, ClWaiting: len(p.waiters),
-		SvIdle: len(p.idle), SvUsed: p.resetting}
-	if len(p.waiters) > 0 {
-		st.MaxWait = time.Since(p.waiters[0].since)
-	}
-	return st
+	return PoolStats{Database: p.key.database, User: p.key.user, SvIdle: len(p.idle), SvTested: p.resetting}
 }
 
 // idleOwner owns a backend idle in its pool: nothing it says reaches a

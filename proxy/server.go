@@ -39,6 +39,10 @@ type Options struct {
 	ClientLoginTimeout time.Duration
 	// Logger receives the proxy's logs (default: no logs).
 	Logger *zap.Logger
+	// Version is txlane's release version, as `txlane version` prints it
+	// after "txlane " (default "dev", an unversioned build's); the admin
+	// console's SHOW VERSION shows "txlane " and it.
+	Version string
 
 	// ReadPool configures the vector lane; a nil ReadPool.Config disables it
 	// (every statement then runs on the primary lane).
@@ -89,6 +93,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Version == "" {
+		o.Version = "dev"
 	}
 	if o.RerouteWaitTimeout <= 0 {
 		o.RerouteWaitTimeout = 5 * time.Second

@@ -10,6 +10,31 @@ import (
 	"github.com/txlane/txlane/policy"
 )
 
+// Client states, as SHOW CLIENTS' state column shows them: PgBouncer's
+// values and meanings (its SHOW CLIENTS and cl_active / cl_waiting).
+const (
+	// ClientActive: the client holds a primary backend, or a request of
+	// it is being dispatched or answered (a read on the vector lane holds
+	// no primary backend in transaction mode).
+	ClientActive = "active"
+	// ClientIdle: the client holds no backend and has no request under way.
+	ClientIdle = "idle"
+	// ClientWaiting: a request of the client waits for a server before it
+	// can run: for a backend of its pool (transaction mode, pool_size
+	// reached), or held by PAUSE. SHOW POOLS counts it in cl_waiting.
+	ClientWaiting = "waiting"
+)
+
+// What a waiting client waits for (ClientInfo.WaitingFor).
+const (
+	// WaitingForServer: a backend of its pool (transaction mode: every
+	// backend serves a client and pool_size is reached, or one is being
+	// opened for it).
+	WaitingForServer = "server"
+	// WaitingForResume: the end of PAUSE (RESUME on the admin console).
+	WaitingForResume = "resume"
+)
+
 // ClientInfo describes one logged-in client, as SHOW CLIENTS lists it.
 type ClientInfo struct {
 	ID              uint64
@@ -17,13 +42,17 @@ type ClientInfo struct {
 	User            string
 	Database        string
 	ApplicationName string
-	// State is the transaction status: I, T or E.
-	State TxStatus
+	// State is ClientActive, ClientIdle or ClientWaiting.
+	State string
+	// WaitingFor is WaitingForServer or WaitingForResume while State is
+	// ClientWaiting, and "" otherwise; WaitSince is when that wait began.
+	WaitingFor string
+	WaitSince  time.Time
+	// TxStatus is the transaction status: I, T or E.
+	TxStatus TxStatus
 	// Active: a request of the client is being dispatched or answered.
 	Active bool
-	// Held: a request of the client is held by PAUSE.
-	Held  bool
-	Since time.Time
+	Since  time.Time
 	// Units is how many units of work the client holds.
 	Units int
 	// Pinned says what keeps the client on its backend in transaction
@@ -47,22 +76,41 @@ func (s *Server) ClientList() []ClientInfo {
 		e.mu.Lock()
 		busy := e.mu.busy
 		e.mu.Unlock()
-		out = append(out, ClientInfo{
+		c := ClientInfo{
 			ID:              sess.id,
 			Addr:            clientAddr(sess.client),
 			User:            sess.startup.Parameters["user"],
 			Database:        sess.database(),
 			ApplicationName: sess.startup.Parameters["application_name"],
-			State:           sess.TxStatus(),
+			TxStatus:        sess.TxStatus(),
 			Active:          busy || sess.inFlight() > 0,
-			Held:            e.held.Load(),
 			Since:           e.since,
 			Units:           held[sess.id],
 			Pinned:          sess.pinnedBy(),
 			ServerPID:       sess.serverPID(),
-		})
+		}
+		c.State, c.WaitingFor, c.WaitSince = clientState(e, c.Active || c.ServerPID != 0)
+		out = append(out, c)
 	}
 	return out
+}
+
+// clientState is the state SHOW CLIENTS shows for the client of e, and
+// what it waits for since when; linked says it holds a primary backend or
+// has a request under way. A wait comes first: a held request and one
+// blocked in its pool have not begun to run (a session-mode client held by
+// PAUSE keeps its backend meanwhile).
+func clientState(e *clientEntry, linked bool) (state, waitingFor string, since time.Time) {
+	if ns := e.heldSince.Load(); ns != 0 {
+		return ClientWaiting, WaitingForResume, time.Unix(0, ns)
+	}
+	if t, ok := e.sess.wait.blocked(); ok {
+		return ClientWaiting, WaitingForServer, t
+	}
+	if linked {
+		return ClientActive, "", time.Time{}
+	}
+	return ClientIdle, "", time.Time{}
 }
 
 // PoolInfo describes the primary backends of one (database, user), as SHOW
@@ -71,21 +119,25 @@ func (s *Server) ClientList() []ClientInfo {
 type PoolInfo struct {
 	Database, User string
 	PoolMode       PoolMode
-	// ClActive counts clients holding a backend; ClWaiting clients waiting
-	// for one.
+	// ClActive counts the clients that are not waiting (holding a backend
+	// or idle: PgBouncer's cl_active); ClWaiting those waiting for a
+	// server (ClientWaiting).
 	ClActive, ClWaiting int
 	// SvActive counts backends serving a client; SvIdle backends idle in
-	// the pool; SvUsed backends being reset (server_reset_query) before
-	// they go back.
-	SvActive, SvIdle, SvUsed int
+	// the pool; SvTested backends running server_reset_query before they
+	// go back (PgBouncer's sv_tested).
+	SvActive, SvIdle, SvTested int
 	// MaxWait is how long the oldest waiting client has waited.
 	MaxWait time.Duration
 	// Vector is the database's vector-lane pool (zero if never used).
 	Vector PoolStat
 }
 
-// Pools describes the primary backends of each (database, user) in use,
-// ordered by database then user.
+// Pools describes the primary backends of each (database, user) that has
+// clients or a pool (pools stay once made, with no clients and no
+// backends too, as PgBouncer's do), ordered by database then user. The
+// clients' counts and MaxWait are read from ClientList, so they agree with
+// SHOW CLIENTS' state column.
 func (s *Server) Pools() []PoolInfo {
 	type key struct{ db, user string }
 	by := map[key]*PoolInfo{}
@@ -98,19 +150,23 @@ func (s *Server) Pools() []PoolInfo {
 		}
 		return p
 	}
+	now := time.Now()
 	for _, c := range s.ClientList() {
 		p := get(c.Database, c.User)
-		if c.ServerPID != 0 {
+		if c.State == ClientWaiting {
+			p.ClWaiting++
+			p.MaxWait = max(p.MaxWait, now.Sub(c.WaitSince))
+		} else {
 			p.ClActive++
+		}
+		if c.ServerPID != 0 {
 			p.SvActive++
 		}
 	}
 	for _, st := range s.primaryPools() {
 		p := get(st.Database, st.User)
-		p.ClWaiting += st.ClWaiting
 		p.SvIdle += st.SvIdle
-		p.SvUsed += st.SvUsed
-		p.MaxWait = max(p.MaxWait, st.MaxWait)
+		p.SvTested += st.SvTested
 	}
 	vector := map[string]PoolStat{}
 	if s.lanes != nil {
@@ -135,8 +191,8 @@ func (s *Server) Pools() []PoolInfo {
 // ServerInfo describes one primary backend, as SHOW SERVERS lists it.
 type ServerInfo struct {
 	User, Database string
-	// State is active (serving a client), idle (in its pool) or used (being
-	// reset before it goes back).
+	// State is active (serving a client), idle (in its pool) or tested
+	// (running server_reset_query before it goes back), PgBouncer's names.
 	State string
 	// Addr is the server's address; PID the backend's process ID.
 	Addr string
@@ -166,7 +222,7 @@ func (s *Server) ServerList() []ServerInfo {
 			out = append(out, c.describe(pl.key.user, pl.key.database, "idle", 0))
 		}
 		for i := 0; i < used; i++ {
-			out = append(out, ServerInfo{User: pl.key.user, Database: pl.key.database, State: "used"})
+			out = append(out, ServerInfo{User: pl.key.user, Database: pl.key.database, State: "tested"})
 		}
 	}
 	return out
@@ -254,7 +310,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, st := range s.primaryPools() {
 		pIdle += st.SvIdle
-		pActive += st.SvUsed
+		pActive += st.SvTested
 	}
 	for _, m := range []struct {
 		lane, state string

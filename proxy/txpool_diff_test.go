@@ -312,7 +312,7 @@ func TestTxPoolDifferential(t *testing.T) {
 					// (the steps run one at a time): stay with it until it
 					// is free.
 					for _, ci := range p.Server.ClientList() {
-						if ci.Pinned != "" || ci.State != proxy.TxIdle {
+						if ci.Pinned != "" || ci.TxStatus != proxy.TxIdle {
 							i = clientIndex(t, p, through, ci.ID, i)
 						}
 					}
@@ -358,7 +358,7 @@ func TestTxPoolDifferential(t *testing.T) {
 // (pinned, or inside a transaction).
 func anyHolds(p *testProxy) bool {
 	for _, ci := range p.Server.ClientList() {
-		if ci.Pinned != "" || ci.State != proxy.TxIdle {
+		if ci.Pinned != "" || ci.TxStatus != proxy.TxIdle {
 			return true
 		}
 	}

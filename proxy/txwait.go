@@ -33,6 +33,11 @@ type poolWait struct {
 	// cancel ends the current block in the pool (nil while attach does not
 	// block there: a backend idle in the pool is taken without a context).
 	cancel context.CancelCauseFunc
+	// blockedSince is when the current block in the pool began (zero while
+	// there is none): the client waits for a server, PgBouncer's
+	// cl_waiting (SHOW CLIENTS state waiting, SHOW POOLS cl_waiting and
+	// maxwait read it through blocked).
+	blockedSince time.Time
 }
 
 // errCancelRequest is the cause of a wait ended by a CancelRequest.
@@ -59,15 +64,24 @@ func (w *poolWait) block(timeout time.Duration) (ctx context.Context, stop func(
 	if w.gotCancel {
 		cancel(errCancelRequest)
 	}
-	w.cancel = cancel
+	w.cancel, w.blockedSince = cancel, time.Now()
 	w.mu.Unlock()
 	return ctx, func() {
 		w.mu.Lock()
-		w.cancel = nil
+		w.cancel, w.blockedSince = nil, time.Time{}
 		w.mu.Unlock()
 		cancelTimeout()
 		cancel(nil)
 	}
+}
+
+// blocked returns when the client's current block in the pool began, and
+// false when it is not blocked there (it holds a backend, or took one idle
+// in the pool without waiting, or sent no request).
+func (w *poolWait) blocked() (since time.Time, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.blockedSince, !w.blockedSince.IsZero()
 }
 
 // end stops taking cancels for the current wait.

@@ -105,7 +105,7 @@ func readSome(t *testing.T, c net.Conn, n int64) {
 
 // wantPoolMatchesServer waits until the backends txlane counts for the
 // clients of application_name app match those the server runs for them:
-// SHOW POOLS' sv_active + sv_idle + sv_used, the txlane_pool_backends
+// SHOW POOLS' sv_active + sv_idle + sv_tested, the txlane_pool_backends
 // gauges (except for relayed session-mode logins, which have no pool), and
 // SHOW SERVERS; every one of them idle or serving a client outside a
 // transaction.
@@ -121,7 +121,7 @@ func wantPoolMatchesServer(t *testing.T, p *testProxy, direct *pgconn.PgConn, ap
 		shown := 0
 		for _, pi := range p.Server.Pools() {
 			if pi.Database == cfg.Database && pi.User == cfg.User {
-				shown += pi.SvActive + pi.SvIdle + pi.SvUsed
+				shown += pi.SvActive + pi.SvIdle + pi.SvTested
 			}
 		}
 		gauges := 0.0

@@ -170,6 +170,18 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// releaseVersion is txlane's release version: the one set at build time,
+// or the module version of a `go install module@version`, or "dev".
+func releaseVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
 // versionCommand prints the version, then the Go version and the versions of
 // the modules that shape txlane's behaviour, as far as the build records them.
 func versionCommand(args []string, stdout, stderr io.Writer) int {
@@ -177,12 +189,9 @@ func versionCommand(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, 0); !ok {
 		return code
 	}
-	v, goVersion := version, runtime.Version()
+	v, goVersion := releaseVersion(), runtime.Version()
 	var deps [][2]string
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version // installed with go install module@version
-		}
 		if bi.GoVersion != "" {
 			goVersion = bi.GoVersion
 		}

@@ -106,7 +106,7 @@ func testUnixSocket(t *testing.T, bin, dsn string) {
 	if err != nil {
 		t.Fatalf("admin console over the socket as the same OS user: %v\n%s", err, out2)
 	}
-	if !regexp.MustCompile(`(?m)^[0-9]+\|unix\|[^|]*\|[^|]*\|over-unix\|`).MatchString(out2) {
+	if !regexp.MustCompile(`(?m)^C\|[^|]*\|[^|]*\|[^|]*\|unix\|\|[^|]*\|[^|]*\|[^|]*\|[^|]*\|over-unix\|`).MatchString(out2) {
 		t.Errorf("SHOW CLIENTS does not show the Unix client's addr as unix:\n%s", out2)
 	}
 	if os.Getuid() != 0 {
@@ -502,7 +502,7 @@ func testReload(t *testing.T, bin, dsn string) {
 	if got := mustRun(t, client, "SELECT 41 + 1"); got != "42" {
 		t.Fatalf("client after the reloads: %s", got)
 	}
-	if out := p.mustPsql("admin", "SHOW CLIENTS"); !strings.Contains(out, "|ops-reload|I|") {
+	if out := p.mustPsql("admin", "SHOW CLIENTS"); !regexp.MustCompile(`\|ops-reload\|\d+\|I\|`).MatchString(out) {
 		t.Fatalf("SHOW CLIENTS lacks the client:\n%s", out)
 	}
 }
@@ -516,9 +516,20 @@ func testAdminConsole(t *testing.T, bin, dsn string) {
 	mustRun(t, c, "BEGIN")
 	mustRun(t, c, "SELECT count(*) FROM "+table)
 
+	// PgBouncer's columns first (a session-mode client is linked to its
+	// backend: active), then txlane's (transaction status T).
 	out := p.mustPsql("admin", "SHOW CLIENTS")
-	if !regexp.MustCompile(`(?m)^\d+\|127\.0\.0\.1:\d+\|[^|]+\|[^|]+\|ops-console\|T\|idle\|\d{4}-\d\d-\d\d [\d:.]+Z\|0\|\|\d+$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^C\|[^|]+\|[^|]+\|active\|127\.0\.0\.1\|\d+\|\d{4}-\d\d-\d\d [\d:.]+Z\|0\|0\|\d+\|ops-console\|\d+\|T\|\|0\|$`).MatchString(out) {
 		t.Fatalf("SHOW CLIENTS:\n%s", out)
+	}
+	// SHOW VERSION is what the binary says it is.
+	v, err := exec.Command(p.cmd.Path, "version").Output()
+	first, _, _ := strings.Cut(string(v), "\n")
+	if err != nil || !strings.HasPrefix(first, "txlane ") {
+		t.Fatalf("txlane version: %v: %s", err, v)
+	}
+	if out := p.mustPsql("admin", "SHOW VERSION"); out != first+"\n" {
+		t.Fatalf("SHOW VERSION %q, txlane version %q", out, first)
 	}
 	mustRun(t, c, "COMMIT")
 	db := direct(t, dsn, "SELECT current_database()")
@@ -532,7 +543,7 @@ func testAdminConsole(t *testing.T, bin, dsn string) {
 	if out := p.mustPsql("admin", "PAUSE", "SHOW POLICY", "RESUME"); !strings.Contains(out, "paused|true|") {
 		t.Fatalf("PAUSE then SHOW POLICY:\n%s", out)
 	}
-	out, err := p.psql("admin", "SELECT 1")
+	out, err = p.psql("admin", "SELECT 1")
 	if err == nil || !strings.Contains(out, "unsupported command") {
 		t.Fatalf("SELECT on the console: %v\n%s", err, out)
 	}

@@ -53,6 +53,7 @@ func proxyOptions(cfg *config.Config, log *zap.Logger) (proxy.Options, error) {
 		MaxMessageSize:     int(cfg.MaxMessageSize),
 		ClientLoginTimeout: cfg.ClientLoginTimeout,
 		Logger:             log,
+		Version:            releaseVersion(),
 		ReadPool: proxy.ReadPoolOptions{
 			Config:            readPool,
 			MaxConns:          cfg.ReadPool.MaxConns,

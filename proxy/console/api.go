@@ -36,6 +36,9 @@ type Proxy interface {
 	Policy() Policy
 	// Paused reports whether PAUSE is in force.
 	Paused() bool
+	// Version is txlane's version as the binary reports it ("txlane
+	// v1.2.3", the first line of `txlane version`).
+	Version() string
 
 	// Reload reads the configuration file again and applies it. It returns
 	// ErrNoReload when the proxy was not started from a file; any other
@@ -67,16 +70,24 @@ var ErrStopping = errors.New("txlane is shutting down")
 // Client is one logged-in client, as SHOW CLIENTS lists it.
 type Client struct {
 	ID              uint64
-	Addr            string // host:port of the client's socket
+	Addr            string // host:port of the client's socket, or "unix" (a Unix-domain socket)
 	User, Database  string
 	ApplicationName string
-	State           byte // transaction status: 'I', 'T' or 'E'
-	Active          bool // a request is being dispatched or answered
-	Held            bool // a request is held by PAUSE
-	Since           time.Time
-	Units           int    // units of work held
-	Pinned          string // what keeps it on its backend (pool_mode transaction)
-	ServerPID       uint32 // the backend serving it (0: none)
+	// State is PgBouncer's client state: "active" (it holds a primary
+	// backend, or a request of it is under way), "idle" (neither) or
+	// "waiting" (a request waits for a server: a pooled backend, or the
+	// end of PAUSE).
+	State string
+	// WaitingFor says what a waiting client waits for: "server" (a
+	// backend of its pool) or "resume" (held by PAUSE); "" when not
+	// waiting. Wait is how long it has waited (0 when not waiting).
+	WaitingFor string
+	Wait       time.Duration
+	TxStatus   byte      // transaction status: 'I', 'T' or 'E'
+	Since      time.Time // when it connected
+	Units      int       // units of work held
+	Pinned     string    // what keeps it on its backend (pool_mode transaction)
+	ServerPID  uint32    // the backend serving it (0: none)
 }
 
 // Pool is the primary backends of one (database, user), as SHOW POOLS
@@ -84,10 +95,12 @@ type Client struct {
 type Pool struct {
 	Database, User string
 	PoolMode       string
-	// Clients holding a backend, and waiting for one.
+	// Clients not waiting (holding a backend, or idle), and waiting for a
+	// server: the clients SHOW CLIENTS shows in those states.
 	ClActive, ClWaiting int
-	// Backends serving a client, idle in the pool, being reset.
-	SvActive, SvIdle, SvUsed int
+	// Backends serving a client, idle in the pool, running
+	// server_reset_query.
+	SvActive, SvIdle, SvTested int
 	// MaxWait is how long the oldest waiting client has waited.
 	MaxWait time.Duration
 	// The database's vector-lane pool: connections open, idle, acquired,

@@ -26,17 +26,18 @@ var since = time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.FixedZone("x", 3600))
 
 func (p *stubProxy) Clients() []Client {
 	return []Client{
-		{ID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", State: 'T', Active: true, Since: since, Units: 2, Pinned: "temp_table", ServerPID: 4242},
-		{ID: 2, Addr: "127.0.0.1:5001", User: "u", Database: "d", State: 'I', Active: true, Held: true, Since: since},
+		{ID: 1, Addr: "127.0.0.1:5000", User: "u", Database: "d", ApplicationName: "a", State: "active", TxStatus: 'T', Since: since, Units: 2, Pinned: "temp_table", ServerPID: 4242},
+		{ID: 2, Addr: "127.0.0.1:5001", User: "u", Database: "d", State: "waiting", WaitingFor: "resume", Wait: 3*time.Second + 7*time.Microsecond, TxStatus: 'I', Since: since},
+		{ID: 3, Addr: "unix", User: "u", Database: "d", State: "idle", TxStatus: 'I', Since: since},
 	}
 }
 func (p *stubProxy) Pools() []Pool {
 	return []Pool{{Database: "d", User: "u", VectorTotal: 3, VectorIdle: 1, VectorAcquired: 2, VectorWaiting: 4, VectorMax: 8,
-		PoolMode: "transaction", ClActive: 5, ClWaiting: 7, SvActive: 9, SvIdle: 10, SvUsed: 1, MaxWait: 2*time.Second + 500*time.Microsecond}}
+		PoolMode: "transaction", ClActive: 5, ClWaiting: 7, SvActive: 9, SvIdle: 10, SvTested: 1, MaxWait: 2*time.Second + 500*time.Microsecond}}
 }
 func (p *stubProxy) Servers() []Server {
 	return []Server{{User: "u", Database: "d", State: "active", Addr: "127.0.0.1:5432", PID: 4242, ConnectTime: since, RequestTime: since, Link: 1},
-		{User: "u", Database: "d", State: "used"}}
+		{User: "u", Database: "d", State: "tested"}}
 }
 func (p *stubProxy) Routes() []Route {
 	return []Route{{Lane: "vector", Reason: "vector_read_idle", Requests: 7}}
@@ -48,8 +49,9 @@ func (p *stubProxy) Units(context.Context) ([]Unit, error) {
 func (p *stubProxy) Policy() Policy {
 	return Policy{Settings: []Setting{{Name: "listen", Value: "x", Source: "file"}}}
 }
-func (p *stubProxy) Paused() bool  { return p.paused }
-func (p *stubProxy) Reload() error { return p.reloadErr }
+func (p *stubProxy) Paused() bool    { return p.paused }
+func (p *stubProxy) Version() string { return "txlane v0.0.0-stub" }
+func (p *stubProxy) Reload() error   { return p.reloadErr }
 func (p *stubProxy) Pause(ctx context.Context) error {
 	p.paused = true
 	if errors.Is(p.pauseErr, context.DeadlineExceeded) {
@@ -173,20 +175,24 @@ func TestServeProtocol(t *testing.T) {
 
 	w.send(&pgproto3.Query{String: "SHOW CLIENTS; show pools; SHOW SERVERS; SHOW STATS; SHOW UNITS"})
 	w.expect("SHOW",
-		"T id,addr,user,database,application_name,state,activity,connected_since,units_of_work,pinned,remote_pid",
-		"D 1|127.0.0.1:5000|u|d|a|T|active|2026-01-02 02:04:05.006Z|2|temp_table|4242",
-		"D 2|127.0.0.1:5001|u|d||I|held|2026-01-02 02:04:05.006Z|0||",
+		"T type,user,database,state,addr,port,connect_time,wait,wait_us,link,application_name,id,tx_status,waiting_for,units_of_work,pinned",
+		"D C|u|d|active|127.0.0.1|5000|2026-01-02 02:04:05.006Z|0|0|4242|a|1|T||2|temp_table",
+		"D C|u|d|waiting|127.0.0.1|5001|2026-01-02 02:04:05.006Z|3|7|||2|I|resume|0|",
+		"D C|u|d|idle|unix||2026-01-02 02:04:05.006Z|0|0|||3|I||0|",
 		"C SHOW",
-		"T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_used,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max",
+		"T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_tested,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max",
 		"D d|u|5|7|9|10|1|2|500|transaction|3|1|2|4|8", "C SHOW",
-		"T type,user,database,state,addr,port,connect_time,request_time,remote_pid,link",
-		"D S|u|d|active|127.0.0.1|5432|2026-01-02 02:04:05.006Z|2026-01-02 02:04:05.006Z|4242|1",
-		"D S|u|d|used||||||", "C SHOW",
+		"T type,user,database,state,addr,port,connect_time,request_time,link,remote_pid",
+		"D S|u|d|active|127.0.0.1|5432|2026-01-02 02:04:05.006Z|2026-01-02 02:04:05.006Z|1|4242",
+		"D S|u|d|tested||||||", "C SHOW",
 		"T lane,reason,requests", "D vector|vector_read_idle|7", "C SHOW",
 		"T unit,client_id,addr,user,database,application_name,since,failed,local,instance,remote_pid,unit_key",
 		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true|true|1|4242|7",
 		"D |||u|d|b||false|false|2|4343|8", "C SHOW",
 		"Z I")
+
+	w.send(&pgproto3.Query{String: "SHOW VERSION"})
+	w.expect("SHOW VERSION: one row, PgBouncer's column", "T version", "D txlane v0.0.0-stub", "C SHOW", "Z I")
 
 	w.send(&pgproto3.Query{String: "SHOW POLICY; SHOW NOTHING; PAUSE"})
 	w.expect("a Query stops at its first error",
@@ -208,7 +214,7 @@ func TestServeProtocol(t *testing.T) {
 		&pgproto3.Parse{Query: "SET x = 1"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Bind{}, &pgproto3.Execute{},
 		&pgproto3.Close{ObjectType: 'S', Name: "p"}, &pgproto3.Bind{PreparedStatement: "p"}, &pgproto3.Execute{},
 		&pgproto3.Sync{})
-	pools := "T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_used,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max"
+	pools := "T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_tested,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max"
 	w.expect("extended", "1", "t", pools, "2", pools, "D d|u|5|7|9|10|1|2|500|transaction|3|1|2|4|8", "C SHOW",
 		"1", "t", "n", "2", "C SET", "3", "E ERROR 26000 ", "Z I")
 

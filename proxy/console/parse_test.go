@@ -115,7 +115,7 @@ func TestCommandTable(t *testing.T) {
 			t.Errorf("%s NOTHING: %v, want 0A000", verb, e)
 		}
 	}
-	if got := itemHint("SHOW"); got != "SHOW CLIENTS, POOLS, SERVERS, STATS, POLICY, UNITS or HELP." {
+	if got := itemHint("SHOW"); got != "SHOW CLIENTS, POOLS, SERVERS, STATS, POLICY, UNITS, VERSION or HELP." {
 		t.Errorf("SHOW's hint: %q", got)
 	}
 }

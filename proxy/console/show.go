@@ -14,18 +14,30 @@ import (
 // timestamp formats a time as the console shows it: UTC, milliseconds.
 func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") }
 
+// seconds and micros split d as PgBouncer's wait, wait_us, maxwait and
+// maxwait_us columns do: whole seconds, and the microseconds beyond them.
+func seconds(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+func micros(d time.Duration) string {
+	return strconv.Itoa(int(d % time.Second / time.Microsecond))
+}
+
+// hostPort splits a socket address into SHOW CLIENTS' and SHOW SERVERS'
+// addr and port; a Unix-domain socket has no port.
+func hostPort(addr string) (host, port string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, ""
+	}
+	return host, port
+}
+
 func showClients(p Proxy) [][]string {
 	var rows [][]string
 	for _, c := range p.Clients() {
-		activity := "idle"
-		switch {
-		case c.Held:
-			activity = "held"
-		case c.Active:
-			activity = "active"
-		}
-		rows = append(rows, []string{strconv.FormatUint(c.ID, 10), c.Addr, c.User, c.Database,
-			c.ApplicationName, string(rune(c.State)), activity, timestamp(c.Since), strconv.Itoa(c.Units), c.Pinned, pidText(c.ServerPID)})
+		host, port := hostPort(c.Addr)
+		rows = append(rows, []string{"C", c.User, c.Database, c.State, host, port, timestamp(c.Since),
+			seconds(c.Wait), micros(c.Wait), pidText(c.ServerPID), c.ApplicationName, strconv.FormatUint(c.ID, 10),
+			string(rune(c.TxStatus)), c.WaitingFor, strconv.Itoa(c.Units), c.Pinned})
 	}
 	return rows
 }
@@ -34,8 +46,8 @@ func showPools(p Proxy) [][]string {
 	var rows [][]string
 	for _, pl := range p.Pools() {
 		rows = append(rows, []string{pl.Database, pl.User, strconv.Itoa(pl.ClActive), strconv.Itoa(pl.ClWaiting),
-			strconv.Itoa(pl.SvActive), strconv.Itoa(pl.SvIdle), strconv.Itoa(pl.SvUsed),
-			strconv.Itoa(int(pl.MaxWait / time.Second)), strconv.Itoa(int(pl.MaxWait % time.Second / time.Microsecond)), pl.PoolMode,
+			strconv.Itoa(pl.SvActive), strconv.Itoa(pl.SvIdle), strconv.Itoa(pl.SvTested),
+			seconds(pl.MaxWait), micros(pl.MaxWait), pl.PoolMode,
 			strconv.Itoa(pl.VectorTotal), strconv.Itoa(pl.VectorIdle), strconv.Itoa(pl.VectorAcquired),
 			strconv.Itoa(pl.VectorWaiting), strconv.Itoa(pl.VectorMax)})
 	}
@@ -45,16 +57,10 @@ func showPools(p Proxy) [][]string {
 func showServers(p Proxy) [][]string {
 	var rows [][]string
 	for _, s := range p.Servers() {
-		host, port, err := net.SplitHostPort(s.Addr)
-		if err != nil {
-			host = s.Addr // a Unix-domain socket
-		}
-		link, pid, connect, request := "", "", "", ""
+		host, port := hostPort(s.Addr)
+		link, connect, request := "", "", ""
 		if s.Link != 0 {
 			link = strconv.FormatUint(s.Link, 10)
-		}
-		if s.PID != 0 {
-			pid = strconv.FormatUint(uint64(s.PID), 10)
 		}
 		if !s.ConnectTime.IsZero() {
 			connect = timestamp(s.ConnectTime)
@@ -62,10 +68,12 @@ func showServers(p Proxy) [][]string {
 		if !s.RequestTime.IsZero() {
 			request = timestamp(s.RequestTime)
 		}
-		rows = append(rows, []string{"S", s.User, s.Database, s.State, host, port, connect, request, pid, link})
+		rows = append(rows, []string{"S", s.User, s.Database, s.State, host, port, connect, request, link, pidText(s.PID)})
 	}
 	return rows
 }
+
+func showVersion(p Proxy) [][]string { return [][]string{{p.Version()}} }
 
 func showStats(p Proxy) [][]string {
 	var rows [][]string
