@@ -107,10 +107,11 @@ func (s *session) moveState(p *primaryConn) error {
 	// NOTE: the backend's own statement_timeout (the previous client's) runs
 	// until protectSQL's first statement has turned it off: a short one may
 	// cancel that statement on a busy machine (57014; the client's own
-	// cancels do not reach p before attach returns). A few more tries.
-	for try := 0; ; try++ {
+	// cancels do not reach p before attach returns). More tries (see
+	// canceledTries).
+	for try := 1; ; try++ {
 		q, err = p.queryKeep(protectSQL+sql, true)
-		if err != nil || q.err == nil || q.err.Code != CodeQueryCanceled || try == 3 {
+		if err != nil || q.err == nil || q.err.Code != CodeQueryCanceled || try == canceledTries {
 			break
 		}
 	}
@@ -458,9 +459,10 @@ func (s *session) idle(p *primaryConn) {
 		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
 			// NOTE: the backend's statement_timeout (the client's) runs until
 			// protectSQL's first statement turns it off, and may cancel it
-			// on a busy machine (57014): the next idle asks again, a few
-			// times, rather than pin the client for good ("unknown").
-			if q.err != nil && q.err.Code == CodeQueryCanceled && s.pinRetries < 3 {
+			// on a busy machine (57014): the idle that its ReadyForQuery
+			// calls asks again at once, up to canceledTries times, rather
+			// than pin the client for good ("unknown").
+			if q.err != nil && q.err.Code == CodeQueryCanceled && s.pinRetries < canceledTries-1 {
 				s.pinRetries++
 				return
 			}
@@ -970,6 +972,14 @@ func pinCheckQuery(customs []string, setCanary bool) string {
 	}
 	return sql
 }
+
+// canceledTries bounds how many times txlane sends a query of its own that
+// the backend's statement_timeout cancelled before protectSQL turned it off.
+// Only its first statement is exposed, a few microseconds of work, so a try
+// fails only when the server process loses its CPU for longer than the
+// client's timeout (1 ms on a loaded machine: a CI run saw four in a row
+// fail); the tries follow each other at once.
+const canceledTries = 16
 
 // protectSQL starts a query of txlane's own that is sent as one Query (one
 // implicit transaction): a client's statement_timeout or lock_timeout, in
