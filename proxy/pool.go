@@ -107,11 +107,12 @@ type poolKey struct {
 }
 
 // startupKey is the canonical form of the startup parameters other than
-// user and database.
-func startupKey(params map[string]string) string {
+// user and database, and but for session mode (session) other than the
+// movable ones (movable.go).
+func startupKey(params map[string]string, session bool) string {
 	var parts []string
 	for k, v := range params {
-		if k == "user" || k == "database" {
+		if _, ok := movableName(k); k == "user" || k == "database" || ok && !session {
 			continue
 		}
 		parts = append(parts, k+"\x00"+v)
@@ -470,7 +471,8 @@ func (s *Server) poolFor(params map[string]string) *serverPool {
 	if db == "" {
 		db = params["user"]
 	}
-	k := poolKey{database: db, user: params["user"], startup: startupKey(params)}
+	mode, _ := s.opts.Pool.For(db, params["user"])
+	k := poolKey{database: db, user: params["user"], startup: startupKey(params, mode == PoolSession)}
 	s.pools.Lock()
 	defer s.pools.Unlock()
 	if s.pools.m == nil {

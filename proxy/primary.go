@@ -59,6 +59,9 @@ type primaryConn struct {
 
 	// held is what the server holds in its session's prepared statements.
 	held heldStmts
+	// login is the ParameterStatus values of its login: those RESET goes
+	// back to (movable.go). Never modified.
+	login map[string]string
 	// settings are the session settings the backend holds beyond its
 	// login's (transaction mode; changed only by its owner, holding wsem).
 	settings *sessionSettings
@@ -231,6 +234,7 @@ func (p *primaryConn) loggedIn(status byte, params map[string]string) {
 	p.mu.txStatus = TxStatus(status)
 	p.mu.params = params
 	p.mu.Unlock()
+	p.login = maps.Clone(params)
 }
 
 // acquire takes the right to write a request; release gives it up.
@@ -403,6 +407,7 @@ func (p *primaryConn) forward(out *clientWriter, typ wire.Backend) (fatal bool, 
 				p.mu.Lock()
 				p.mu.params[ps.Name] = ps.Value
 				p.mu.Unlock()
+				body = p.clientParam(&ps, body)
 				told = !out.newParam(&ps)
 			}
 			p.owner().parameterChanged()
@@ -523,7 +528,9 @@ func (p *primaryConn) internalReply(req *request, typ wire.Backend) error {
 		if q.then != nil {
 			q.then(q)
 		}
-	case wire.NotificationResponse, wire.ParameterStatus:
+	case wire.ParameterStatus:
+		return p.internalParam() // movable.go
+	case wire.NotificationResponse:
 		// Asynchronous: still the owner's client's.
 		_, err := p.forward(p.owner().ownerOut(), typ)
 		return err

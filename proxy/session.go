@@ -81,6 +81,11 @@ type session struct {
 	// statements that may have set custom settings by names not in it.
 	customList atomic.Pointer[[]string]
 	hidden     hiddenCustoms
+	// own are the client's login values of the movable parameters
+	// (transaction mode; nil otherwise), and resetSent says it sent a reset
+	// of one since its backend last had them (movable.go).
+	own       map[string]string
+	resetSent atomic.Bool
 	// dialer opens more backends for the client's (database, user) (login.go).
 	dialer *backendDialer
 
@@ -423,6 +428,7 @@ func (s *session) serve() {
 		if s.pool == nil { // a relayed login: its backend joins the pool
 			s.pool = s.srv.poolFor(s.startup.Parameters)
 			s.pool.adopt(p)
+			s.own = movableOf(p.login) // its login's, as its client was told
 		}
 		s.pool.join() // leavePrimary leaves
 		s.idle(p)     // the login's backend is free until the first request

@@ -99,9 +99,17 @@ func (s *session) attach() (*primaryConn, error) {
 func (s *session) moveState(p *primaryConn) error {
 	want := s.settings.Load()
 	sql := stateDiffSQL(p.settings, want)
+	if sets := s.movableSets(p, p.settings, want, sql != ""); sets != "" {
+		if sql != "" {
+			sql += "; "
+		}
+		sql += "SELECT " + sets
+	}
+	s.resetSent.Store(false)
 	if sql == "" {
 		return nil
 	}
+	moveQueries.Add(1)
 	var q *internalQuery
 	var err error
 	// NOTE: the backend's own statement_timeout (the previous client's) runs
@@ -472,6 +480,9 @@ func (s *session) idle(p *primaryConn) {
 		}
 		return // its ReadyForQuery calls idle again
 	}
+	if s.correctMovable(p) {
+		return // likewise
+	}
 	if r := s.pin.Load(); r != nil && *r != "" {
 		p.release()
 		return
@@ -809,6 +820,7 @@ func (s *session) notePin(st *policy.Statement) {
 	if !s.txMode || !mayPin(st) {
 		return
 	}
+	s.noteReset(st)
 	eachPart(st, func(p *policy.Statement) {
 		switch {
 		case p.Command == "LOAD":
