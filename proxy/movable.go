@@ -120,7 +120,10 @@ func (s *session) takeOwnValues(p *primaryConn, startup map[string]string) error
 	var sets []string
 	for k, v := range startup {
 		if m, ok := movableName(k); ok && p.currentParam(m) != v {
-			sets = append(sets, setConfig(m, v))
+			// NOTE: a login's value applies to the server's default (that of
+			// p's login), and a partial one combines with it (DateStyle
+			// 'SQL' keeps the default's order): back to it first.
+			sets = append(sets, setConfig(m, p.login[m]), setConfig(m, v))
 		}
 	}
 	for _, m := range movableParams {
@@ -259,4 +262,17 @@ func (p *primaryConn) internalParam() error {
 	wire.WriteRaw(out.w, wire.ParameterStatus, body)
 	out.mu.Unlock()
 	return nil
+}
+
+// dropOwnValues removes from ss, a client's session settings as the pin
+// check read them, the movable parameters whose value is the client's login
+// value: txlane set them on the backend (source 'session' there), and for
+// the client they are its login's. Two clients of equal login values then
+// have equal settings, and take each other's backend without a query.
+func (s *session) dropOwnValues(ss *sessionSettings) {
+	for m, v := range s.own {
+		if sv, ok := ss.values[m]; ok && sv == v {
+			delete(ss.values, m)
+		}
+	}
 }

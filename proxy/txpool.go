@@ -1063,6 +1063,7 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 		// source (a value equal to the login's moves as a no-op).
 		ss.values["statement_timeout"] = string(q.rows[0][0])
 		ss.values["lock_timeout"] = string(q.rows[0][1])
+		s.dropOwnValues(ss)
 	}
 	switch {
 	case errors.Is(err, errUnmovablePrepare):
