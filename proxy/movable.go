@@ -171,7 +171,7 @@ func (s *session) noteReset(st *policy.Statement) {
 // movable parameter that a reset of the client's took back to the backend's
 // login value, another client's, reads as the client's own login value,
 // which txlane gives the backend before the client next runs anything there
-// (correctMovable, moveState).
+// (resetFixSQL, moveState).
 func (p *primaryConn) clientParam(ps *pgproto3.ParameterStatus, body []byte) []byte {
 	s, ok := p.owner().(*session)
 	if !ok || s.own == nil || !s.resetSent.Load() {
@@ -188,24 +188,30 @@ func (p *primaryConn) clientParam(ps *pgproto3.ParameterStatus, body []byte) []b
 	return out[5:] // the body: past the type byte and length
 }
 
-// correctMovable sends, as a query of txlane's own, the set_config calls
-// that give p, which the client holds idle with wsem, its movable
-// parameters again after a reset of its own took them back to p's login
-// values; it reports whether it sent one (its ReadyForQuery calls idle
-// again).
-func (s *session) correctMovable(p *primaryConn) bool {
-	if !s.resetSent.Swap(false) {
-		return false
+// resetFixSQL is what the pin check ends with after the client sent a reset
+// of a movable parameter ("" otherwise, and when every value it may reset
+// to is the client's): each movable parameter that is at p's login value
+// (its source is not 'session': nothing SET it since a reset) and whose
+// login value is not the client's gets the client's login value. The pin
+// check has read the settings before it, so the client's settings do not
+// list these. It runs before the client's next statement there, unless the
+// client sent one before its backend was idle (README).
+func (s *session) resetFixSQL(p *primaryConn) string {
+	if s.own == nil || !s.resetSent.Swap(false) {
+		return ""
 	}
-	want := s.settings.Load()
-	sets := s.movableSets(p, nil, want, false)
-	if sets == "" {
-		return false
+	var vals []string
+	for _, m := range movableParams {
+		if v := s.own[m]; v != p.login[m] {
+			vals = append(vals, "("+quoteLiteral(m)+", "+quoteLiteral(v)+")")
+		}
+	}
+	if len(vals) == 0 {
+		return ""
 	}
 	moveQueries.Add(1)
-	// send releases wsem even when it fails (the relay then ends p).
-	p.send(&internalQuery{done: make(chan struct{})}, protectSQL+"SELECT "+sets)
-	return true
+	return "; SELECT pg_catalog.set_config(o.n, o.v, false) FROM (VALUES " + strings.Join(vals, ", ") +
+		") AS o(n, v) JOIN pg_catalog.pg_settings ON name = o.n WHERE source <> 'session'"
 }
 
 // poolDial returns the function a transaction-mode pool opens backends
@@ -238,7 +244,7 @@ func (s *session) txModeFor() bool {
 // internalParam records a ParameterStatus the server sent during a query of
 // txlane's own and passes it to the owner's client, unless it is of a
 // movable parameter: txlane changes those only to values the client has
-// already been told (moveState, correctMovable; a RESET in between may
+// already been told (moveState, resetFixSQL; a RESET in between may
 // show another client's).
 func (p *primaryConn) internalParam() error {
 	body, err := p.r.Body()

@@ -28,8 +28,10 @@ const (
 
 // PoolOptions configure the primary lane's pools. A pool is per (database,
 // user, startup parameters): backends made for different startup
-// parameters (application_name, options, client_encoding, …) are never
-// shared, so a client always finds the session defaults it asked for.
+// parameters (options, search_path, …) are never shared, so a client always
+// finds the session defaults it asked for. In transaction mode the movable
+// parameters (application_name, TimeZone, …: movable.go) do not count: they
+// move with the client.
 type PoolOptions struct {
 	// Mode is pool_mode (default session).
 	Mode PoolMode

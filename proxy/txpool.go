@@ -475,13 +475,10 @@ func (s *session) idle(p *primaryConn) {
 			s.pinRetries = 0
 			s.pinChecked(p, q, gen, setters, canary)
 		}}
-		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)); err != nil {
+		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)+s.resetFixSQL(p)); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
 		return // its ReadyForQuery calls idle again
-	}
-	if s.correctMovable(p) {
-		return // likewise
 	}
 	if r := s.pin.Load(); r != nil && *r != "" {
 		p.release()

@@ -156,6 +156,18 @@ func TestTxPoolStartupParameters(t *testing.T) {
 			exec(t, clients[0].conn, "RESET ALL")
 			exec(t, clients[1].conn, "RESET ALL")
 			check(3)
+
+			// A pinned client keeps its backend: a RESET there is undone
+			// before its next statement.
+			c := clients[0]
+			exec(t, c.conn, "CREATE TEMP TABLE sp_pin (i int)")
+			exec(t, c.conn, "SET application_name = 'other'")
+			exec(t, c.conn, "RESET application_name")
+			if got := scalar(t, c.conn, "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"); got != c.want["application_name"] {
+				t.Errorf("pinned, after RESET: application_name = %q, want %q", got, c.want["application_name"])
+			}
+			exec(t, c.conn, "DROP TABLE sp_pin")
+			check(4)
 		})
 	}
 }
