@@ -98,6 +98,8 @@ type session struct {
 	// pinRetries counts pin checks cancelled in a row (see idle); only the
 	// relay of the client's backend touches it, between its pin checks.
 	pinRetries int
+	// idleCalls counts calls of idle (see there).
+	idleCalls atomic.Uint64
 
 	stopping atomic.Bool // set when serve tears the session down: relay stays quiet
 

@@ -439,18 +439,46 @@ func (s *session) primaryGone() <-chan struct{} {
 // pool, unless it holds units of work or state that cannot move to another
 // backend pins it. What pins it is asked of the server (pinCheckSQL) when a
 // statement since the last answer may have changed it (mayPin).
+//
+// NOTE: idle runs in the relay (afterReady) and in other goroutines (the
+// client's after a request, serve after the login), and only the one that
+// takes wsem acts; one that finds wsem taken leaves the work to its holder.
+// When the holder is an idle call itself, it may have looked before the
+// other's reason arose: the answer to the request it saw in flight, or to
+// the pin check it just sent, can arrive and the relay's idle find wsem
+// taken before the holder releases it. Nobody would then give p back, and
+// the pool's other clients wait for it up to query_wait_timeout. So each
+// call counts itself before it tries wsem (idleCalls), and a holder goes
+// round again when a call came while it held wsem.
 func (s *session) idle(p *primaryConn) {
+	for {
+		n := s.idleCalls.Add(1)
+		if !s.idleOnce(p) || s.idleCalls.Load() == n {
+			return
+		}
+	}
+}
+
+// idleOnce is one round of idle; it reports whether it took wsem (and has
+// given it up, or p with it).
+func (s *session) idleOnce(p *primaryConn) bool {
 	if !s.txMode || s.pc.Load() != p {
-		return
+		return false
 	}
 	select {
 	case p.wsem <- struct{}{}:
 	default:
-		return // the client is sending a request: not idle
+		if testIdleHook != nil {
+			testIdleHook(s, true)
+		}
+		return false // the client is sending a request, or an idle call runs
 	}
 	if p.inFlight() > 0 || p.TxStatus() != TxIdle || s.unitsHeld.Load() > 0 || s.shared.pending.Load() > 0 || s.pc.Load() != p {
+		if testIdleHook != nil {
+			testIdleHook(s, false)
+		}
 		p.release()
-		return
+		return true
 	}
 	if p.pooled.pool != nil && p.unchecked.Swap(false) {
 		// A pooled backend's first time idle: checked as after a statement
@@ -478,14 +506,20 @@ func (s *session) idle(p *primaryConn) {
 		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)+s.resetFixSQL(p)); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
-		return // its ReadyForQuery calls idle again
+		return true // its ReadyForQuery calls idle again
 	}
 	if r := s.pin.Load(); r != nil && *r != "" {
 		p.release()
-		return
+		return true
 	}
 	s.detach(p)
+	return true
 }
+
+// testIdleHook, set by tests only, is called by idleOnce when it finds wsem
+// taken (busy), and when it holds wsem and found p busy, just before it
+// gives wsem up.
+var testIdleHook func(s *session, busy bool)
 
 // detach gives p, whose wsem the caller holds, back to the pool (or closes
 // it when it never joined the pool: a login's backend the full pool had no
