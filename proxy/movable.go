@@ -152,29 +152,31 @@ func (s *session) takeOwnValues(p *primaryConn, startup map[string]string) error
 
 // noteReset records that st resets a movable parameter (RESET, SET … TO
 // DEFAULT, RESET ALL, DISCARD ALL): the backend then goes back to its own
-// login value, which may be another client's (see clientParam).
+// login value, which may be another client's (see clientParam). Called
+// before st is written to the backend, with its wsem held.
 func (s *session) noteReset(st *policy.Statement) {
 	eachPart(st, func(p *policy.Statement) {
-		if p.Discard == policy.DiscardAll {
-			s.resetSent.Store(true)
-		}
+		reset := p.Discard == policy.DiscardAll
 		for _, set := range p.Settings {
 			if _, ok := movableName(set.Name); set.ResetAll || set.Reset && ok {
-				s.resetSent.Store(true)
+				reset = true
 			}
+		}
+		if reset {
+			s.resets.Add(1)
 		}
 	})
 }
 
 // clientParam is the ParameterStatus body the owner's client gets for ps,
-// which the server sent for a statement of the client (body as received): a
-// movable parameter that a reset of the client's took back to the backend's
-// login value, another client's, reads as the client's own login value,
-// which txlane gives the backend before the client next runs anything there
-// (resetFixSQL, moveState).
+// which the server sent for a statement of the client (body as received;
+// ps becomes what the client gets): a movable parameter that a reset of
+// the client's took back to the backend's login value, another client's,
+// reads as the client's own login value, which txlane gives the backend
+// before the client next runs anything there (resetFixSQL, moveState).
 func (p *primaryConn) clientParam(ps *pgproto3.ParameterStatus, body []byte) []byte {
 	s, ok := p.owner().(*session)
-	if !ok || s.own == nil || !s.resetSent.Load() {
+	if !ok || s.own == nil || s.resets.Load() == s.resetsFixed.Load() {
 		return body
 	}
 	m, ok := movableName(ps.Name)
@@ -185,20 +187,24 @@ func (p *primaryConn) clientParam(ps *pgproto3.ParameterStatus, body []byte) []b
 	if err != nil {
 		return body
 	}
+	ps.Value = s.own[m]
 	return out[5:] // the body: past the type byte and length
 }
 
 // resetFixSQL is what the pin check ends with after the client sent a reset
 // of a movable parameter ("" otherwise, and when every value it may reset
-// to is the client's): each movable parameter that is at p's login value
-// (its source is not 'session': nothing SET it since a reset) and whose
-// login value is not the client's gets the client's login value. The pin
-// check has read the settings before it, so the client's settings do not
-// list these. It runs before the client's next statement there, unless the
-// client sent one before its backend was idle (README).
-func (s *session) resetFixSQL(p *primaryConn) string {
-	if s.own == nil || !s.resetSent.Swap(false) {
-		return ""
+// to is the client's), and the count of resets it undoes (for resetsFixed,
+// once the pin check has succeeded: one cancelled, 57014, is sent again):
+// each movable parameter that is at p's login value (its source is not
+// 'session': nothing SET it since a reset) and whose login value is not the
+// client's gets the client's login value. The pin check has read the
+// settings before it, so the client's settings do not list these. It runs
+// before the client's next statement there, unless the client sent one
+// before its backend was idle (README). The caller holds p's wsem.
+func (s *session) resetFixSQL(p *primaryConn) (string, uint64) {
+	n := s.resets.Load()
+	if s.own == nil || n == s.resetsFixed.Load() {
+		return "", n
 	}
 	var vals []string
 	for _, m := range movableParams {
@@ -207,11 +213,11 @@ func (s *session) resetFixSQL(p *primaryConn) string {
 		}
 	}
 	if len(vals) == 0 {
-		return ""
+		return "", n
 	}
 	moveQueries.Add(1)
 	return "; SELECT pg_catalog.set_config(o.n, o.v, false) FROM (VALUES " + strings.Join(vals, ", ") +
-		") AS o(n, v) JOIN pg_catalog.pg_settings ON name = o.n WHERE source <> 'session'"
+		") AS o(n, v) JOIN pg_catalog.pg_settings ON name = o.n WHERE source <> 'session'", n
 }
 
 // poolDial returns the function a transaction-mode pool opens backends
@@ -239,35 +245,6 @@ func (s *session) poolDial(d *backendDialer, startup *pgproto3.StartupMessage) f
 func (s *session) txModeFor() bool {
 	mode, _ := s.srv.opts.Pool.For(s.database(), s.startup.Parameters["user"])
 	return mode == PoolTransaction
-}
-
-// internalParam records a ParameterStatus the server sent during a query of
-// txlane's own and passes it to the owner's client, unless it is of a
-// movable parameter: txlane changes those only to values the client has
-// already been told (moveState, resetFixSQL; a RESET in between may
-// show another client's).
-func (p *primaryConn) internalParam() error {
-	body, err := p.r.Body()
-	if err != nil {
-		return err
-	}
-	var ps pgproto3.ParameterStatus
-	if ps.Decode(body) != nil {
-		return nil
-	}
-	p.mu.Lock()
-	p.mu.params[ps.Name] = ps.Value
-	p.mu.Unlock()
-	if _, ok := movableName(ps.Name); ok {
-		return nil
-	}
-	o := p.owner()
-	o.parameterChanged()
-	out := o.ownerOut()
-	out.mu.Lock()
-	wire.WriteRaw(out.w, wire.ParameterStatus, body)
-	out.mu.Unlock()
-	return nil
 }
 
 // dropOwnValues removes from ss, a client's session settings as the pin

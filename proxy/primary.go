@@ -528,9 +528,7 @@ func (p *primaryConn) internalReply(req *request, typ wire.Backend) error {
 		if q.then != nil {
 			q.then(q)
 		}
-	case wire.ParameterStatus:
-		return p.internalParam() // movable.go
-	case wire.NotificationResponse:
+	case wire.NotificationResponse, wire.ParameterStatus:
 		// Asynchronous: still the owner's client's.
 		_, err := p.forward(p.owner().ownerOut(), typ)
 		return err

@@ -82,10 +82,11 @@ type session struct {
 	customList atomic.Pointer[[]string]
 	hidden     hiddenCustoms
 	// own are the client's login values of the movable parameters
-	// (transaction mode; nil otherwise), and resetSent says it sent a reset
-	// of one since its backend last had them (movable.go).
-	own       map[string]string
-	resetSent atomic.Bool
+	// (transaction mode; nil otherwise); resets counts its statements that
+	// reset one, and its backend has its values again after the first
+	// resetsFixed of them (movable.go).
+	own                 map[string]string
+	resets, resetsFixed atomic.Uint64
 	// dialer opens more backends for the client's (database, user) (login.go).
 	dialer *backendDialer
 

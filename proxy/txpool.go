@@ -105,7 +105,7 @@ func (s *session) moveState(p *primaryConn) error {
 		}
 		sql += "SELECT " + sets
 	}
-	s.resetSent.Store(false)
+	s.resetsFixed.Store(s.resets.Load()) // the values below are the client's
 	if sql == "" {
 		return nil
 	}
@@ -491,6 +491,7 @@ func (s *session) idleOnce(p *primaryConn) bool {
 		setters := s.hidden.sent.Load()
 		canary := s.hidden.pending(setters)
 		s.srv.metrics.pinChecks.Inc()
+		fix, resets := s.resetFixSQL(p)
 		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
 			// NOTE: the backend's statement_timeout (the client's) runs until
 			// protectSQL's first statement turns it off, and may cancel it
@@ -501,9 +502,12 @@ func (s *session) idleOnce(p *primaryConn) bool {
 				return
 			}
 			s.pinRetries = 0
+			if q.err == nil {
+				s.resetsFixed.Store(resets)
+			}
 			s.pinChecked(p, q, gen, setters, canary)
 		}}
-		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)+s.resetFixSQL(p)); err != nil {
+		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
 		return true // its ReadyForQuery calls idle again
