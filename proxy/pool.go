@@ -109,7 +109,7 @@ type poolKey struct {
 }
 
 // startupKey is the canonical form of the startup parameters other than
-// user and database, and but for session mode (session) other than the
+// user and database and, unless for session mode (session), other than the
 // movable ones (movable.go).
 func startupKey(params map[string]string, session bool) string {
 	var parts []string
