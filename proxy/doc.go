@@ -24,6 +24,8 @@
 //	                 what pins it (asked of the server)
 //	txwait.go        a cancel request ends a client's wait for a backend;
 //	                 when that wait blocked (SHOW CLIENTS state waiting)
+//	movable.go       startup parameters that move with a client (pool key,
+//	                 login values, set on attach, RESET)
 //	pins.go          which pin reasons are new (txlane_pins_total)
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent

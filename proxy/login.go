@@ -222,18 +222,14 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	// The client's backend comes from its pool: one a client left there
 	// (nothing forked), or a new login with the client's credentials.
 	pool := s.srv.poolFor(s.startup.Parameters)
-	pool.setDial(func(ctx context.Context) (*primaryConn, error) {
-		b, res, err := d.dial(ctx, startup)
-		if err != nil {
-			return nil, err
-		}
-		p := newPrimaryConn(*b, nil)
-		p.setIdle()
-		p.loggedIn(res.TxStatus, res.Params)
-		go p.relay()
-		return p, nil
-	})
+	pool.setDial(s.poolDial(d, startup))
 	p, err := s.backendFrom(ctx, pool)
+	if err == nil && s.txModeFor() {
+		// The pool's backends serve clients of other movable parameters.
+		if err = s.takeOwnValues(p, startup.Parameters); err != nil {
+			pool.put(p)
+		}
+	}
 	if err != nil {
 		// NOTE: the wait may have used up the login's deadline, which also
 		// bounds writes to the client: the refusal gets a moment of its own.

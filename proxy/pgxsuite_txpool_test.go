@@ -21,7 +21,7 @@ var pgxSuiteTxSkips = []struct{ test, why string }{
 // suite's clients (four packages, -parallel=8; about 20 at once) run each
 // transaction on whichever backend of their pool is free, and a login's own
 // backend beyond pool_size is closed once its client is idle (pools are per
-// database, user and startup parameters, so the suite has several). About
+// database, user and the startup parameters that cannot move). About
 // 30 s on two cores once pgx's test packages are built (TestPgxSuite builds
 // them too), so it runs in make test; it skips with -short, as TestPgxSuite
 // does. With a pool much smaller than the suite's concurrency, tests that

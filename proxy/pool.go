@@ -28,8 +28,10 @@ const (
 
 // PoolOptions configure the primary lane's pools. A pool is per (database,
 // user, startup parameters): backends made for different startup
-// parameters (application_name, options, client_encoding, …) are never
-// shared, so a client always finds the session defaults it asked for.
+// parameters (options, search_path, …) are never shared, so a client always
+// finds the session defaults it asked for. In transaction mode the movable
+// parameters (application_name, TimeZone, …: movable.go) do not count: they
+// move with the client.
 type PoolOptions struct {
 	// Mode is pool_mode (default session).
 	Mode PoolMode
@@ -107,11 +109,12 @@ type poolKey struct {
 }
 
 // startupKey is the canonical form of the startup parameters other than
-// user and database.
-func startupKey(params map[string]string) string {
+// user and database and, unless for session mode (session), other than the
+// movable ones (movable.go).
+func startupKey(params map[string]string, session bool) string {
 	var parts []string
 	for k, v := range params {
-		if k == "user" || k == "database" {
+		if _, ok := movableName(k); k == "user" || k == "database" || ok && !session {
 			continue
 		}
 		parts = append(parts, k+"\x00"+v)
@@ -462,7 +465,8 @@ func (s *Server) poolFor(params map[string]string) *serverPool {
 	if db == "" {
 		db = params["user"]
 	}
-	k := poolKey{database: db, user: params["user"], startup: startupKey(params)}
+	mode, _ := s.opts.Pool.For(db, params["user"])
+	k := poolKey{database: db, user: params["user"], startup: startupKey(params, mode == PoolSession)}
 	s.pools.Lock()
 	defer s.pools.Unlock()
 	if s.pools.m == nil {

@@ -59,6 +59,9 @@ type primaryConn struct {
 
 	// held is what the server holds in its session's prepared statements.
 	held heldStmts
+	// login is the ParameterStatus values of its login: those RESET goes
+	// back to (movable.go). Never modified.
+	login map[string]string
 	// settings are the session settings the backend holds beyond its
 	// login's (transaction mode; changed only by its owner, holding wsem).
 	settings *sessionSettings
@@ -231,6 +234,7 @@ func (p *primaryConn) loggedIn(status byte, params map[string]string) {
 	p.mu.txStatus = TxStatus(status)
 	p.mu.params = params
 	p.mu.Unlock()
+	p.login = maps.Clone(params)
 }
 
 // acquire takes the right to write a request; release gives it up.
@@ -403,6 +407,7 @@ func (p *primaryConn) forward(out *clientWriter, typ wire.Backend) (fatal bool, 
 				p.mu.Lock()
 				p.mu.params[ps.Name] = ps.Value
 				p.mu.Unlock()
+				body = p.clientParam(&ps, body)
 				told = !out.newParam(&ps)
 			}
 			p.owner().parameterChanged()

@@ -81,6 +81,12 @@ type session struct {
 	// statements that may have set custom settings by names not in it.
 	customList atomic.Pointer[[]string]
 	hidden     hiddenCustoms
+	// own are the client's login values of the movable parameters
+	// (transaction mode; nil otherwise); resets counts its statements that
+	// reset one, and its backend has its values again after the first
+	// resetsFixed of them (movable.go).
+	own                 map[string]string
+	resets, resetsFixed atomic.Uint64
 	// dialer opens more backends for the client's (database, user) (login.go).
 	dialer *backendDialer
 
@@ -93,6 +99,8 @@ type session struct {
 	// pinRetries counts pin checks cancelled in a row (see idle); only the
 	// relay of the client's backend touches it, between its pin checks.
 	pinRetries int
+	// idleCalls counts calls of idle (see there).
+	idleCalls atomic.Uint64
 
 	stopping atomic.Bool // set when serve tears the session down: relay stays quiet
 
@@ -423,6 +431,7 @@ func (s *session) serve() {
 		if s.pool == nil { // a relayed login: its backend joins the pool
 			s.pool = s.srv.poolFor(s.startup.Parameters)
 			s.pool.adopt(p)
+			s.own = movableOf(p.login) // its login's, as its client was told
 		}
 		s.pool.join() // leavePrimary leaves
 		s.idle(p)     // the login's backend is free until the first request

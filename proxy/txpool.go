@@ -99,9 +99,17 @@ func (s *session) attach() (*primaryConn, error) {
 func (s *session) moveState(p *primaryConn) error {
 	want := s.settings.Load()
 	sql := stateDiffSQL(p.settings, want)
+	if sets := s.movableSets(p, p.settings, want, sql != ""); sets != "" {
+		if sql != "" {
+			sql += "; "
+		}
+		sql += "SELECT " + sets
+	}
+	s.resetsFixed.Store(s.resets.Load()) // the values below are the client's
 	if sql == "" {
 		return nil
 	}
+	moveQueries.Add(1)
 	var q *internalQuery
 	var err error
 	// NOTE: the backend's own statement_timeout (the previous client's) runs
@@ -432,18 +440,46 @@ func (s *session) primaryGone() <-chan struct{} {
 // pool, unless it holds units of work or state that cannot move to another
 // backend pins it. What pins it is asked of the server (pinCheckSQL) when a
 // statement since the last answer may have changed it (mayPin).
+//
+// NOTE: idle runs in the relay (afterReady) and in other goroutines (the
+// client's after a request, serve after the login), and only the one that
+// takes wsem acts; one that finds wsem taken leaves the work to its holder.
+// When the holder is an idle call itself, it may have looked before the
+// other's reason arose: the answer to the request it saw in flight, or to
+// the pin check it just sent, can arrive and the relay's idle find wsem
+// taken before the holder releases it. Nobody would then give p back, and
+// the pool's other clients wait for it up to query_wait_timeout. So each
+// call counts itself before it tries wsem (idleCalls), and a holder goes
+// round again when a call came while it held wsem.
 func (s *session) idle(p *primaryConn) {
+	for {
+		n := s.idleCalls.Add(1)
+		if !s.idleOnce(p) || s.idleCalls.Load() == n {
+			return
+		}
+	}
+}
+
+// idleOnce is one round of idle; it reports whether it took wsem (and has
+// given it up, or p with it).
+func (s *session) idleOnce(p *primaryConn) bool {
 	if !s.txMode || s.pc.Load() != p {
-		return
+		return false
 	}
 	select {
 	case p.wsem <- struct{}{}:
 	default:
-		return // the client is sending a request: not idle
+		if testIdleHook != nil {
+			testIdleHook(s, true)
+		}
+		return false // the client is sending a request, or an idle call runs
 	}
 	if p.inFlight() > 0 || p.TxStatus() != TxIdle || s.unitsHeld.Load() > 0 || s.shared.pending.Load() > 0 || s.pc.Load() != p {
+		if testIdleHook != nil {
+			testIdleHook(s, false)
+		}
 		p.release()
-		return
+		return true
 	}
 	if p.pooled.pool != nil && p.unchecked.Swap(false) {
 		// A pooled backend's first time idle: checked as after a statement
@@ -456,6 +492,7 @@ func (s *session) idle(p *primaryConn) {
 		setters := s.hidden.sent.Load()
 		canary := s.hidden.pending(setters)
 		s.srv.metrics.pinChecks.Inc()
+		fix, resets := s.resetFixSQL(p)
 		q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
 			// NOTE: the backend's statement_timeout (the client's) runs until
 			// protectSQL's first statement turns it off, and may cancel it
@@ -467,19 +504,28 @@ func (s *session) idle(p *primaryConn) {
 				return
 			}
 			s.pinRetries = 0
+			if q.err == nil {
+				s.resetsFixed.Store(resets)
+			}
 			s.pinChecked(p, q, gen, setters, canary)
 		}}
-		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)); err != nil {
+		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
-		return // its ReadyForQuery calls idle again
+		return true // its ReadyForQuery calls idle again
 	}
 	if r := s.pin.Load(); r != nil && *r != "" {
 		p.release()
-		return
+		return true
 	}
 	s.detach(p)
+	return true
 }
+
+// testIdleHook, set by tests only, is called by idleOnce when it finds wsem
+// taken (busy), and when it holds wsem and found p busy, just before it
+// gives wsem up.
+var testIdleHook func(s *session, busy bool)
 
 // detach gives p, whose wsem the caller holds, back to the pool (or closes
 // it when it never joined the pool: a login's backend the full pool had no
@@ -811,6 +857,7 @@ func (s *session) notePin(st *policy.Statement) {
 	if !s.txMode || !mayPin(st) {
 		return
 	}
+	s.noteReset(st)
 	eachPart(st, func(p *policy.Statement) {
 		switch {
 		case p.Command == "LOAD":
@@ -1061,6 +1108,7 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 		// source (a value equal to the login's moves as a no-op).
 		ss.values["statement_timeout"] = string(q.rows[0][0])
 		ss.values["lock_timeout"] = string(q.rows[0][1])
+		s.dropOwnValues(ss)
 	}
 	switch {
 	case errors.Is(err, errUnmovablePrepare):
