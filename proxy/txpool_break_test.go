@@ -702,13 +702,29 @@ func TestTxPoolBreakSettingsRefused(t *testing.T) {
 func TestTxPoolBreakClientTimeoutsAndTxlaneQueries(t *testing.T) {
 	p := startTxPoolWait(t, 1, false)
 	a, b := p.connect(t), p.connect(t)
-	exec(t, a, "SET statement_timeout = '1ms'; SET work_mem = '5MB'")
+	exec(t, a, "SET work_mem = '5MB'; SET statement_timeout = '1ms'")
 	for i := 0; i < 20; i++ {
 		if got := scalar(t, b, "SELECT current_setting('statement_timeout') || '/' || current_setting('work_mem')"); got != "0/4MB" {
 			t.Fatalf("b: %s", got)
 		}
 		exec(t, b, "SET work_mem = '6MB'")
-		if got := scalar(t, a, "SELECT current_setting('statement_timeout') || '/' || current_setting('work_mem')"); got != "1ms/5MB" {
+		// a's own statement runs under its 1 ms timeout, which a loaded
+		// machine exceeds now and then, as it would without txlane: that
+		// 57014 is the server's answer to a, not a fault of txlane's.
+		var got string
+		for try := 0; ; try++ {
+			res, err := a.Exec(context.Background(), "SELECT current_setting('statement_timeout') || '/' || current_setting('work_mem')").ReadAll()
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "57014" && try < 20 {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("a: %v", err)
+			}
+			got = string(res[0].Rows[0][0])
+			break
+		}
+		if got != "1ms/5MB" {
 			t.Fatalf("a: %s", got)
 		}
 		exec(t, b, "RESET work_mem")
