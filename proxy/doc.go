@@ -38,6 +38,8 @@
 //	                 is what txlane set (laneCheckSQL), or is closed
 //	refusal.go       reads the read-only lane refused as writes
 //	settings.go      session state mirrored on the lane (snapshot, applySQL)
+//	snapstate.go     when the snapshot must be read again (transaction ends,
+//	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute
 //	reached.go       tables a rerouted write reached
 //	catalog.go       per-database routing snapshots and catalog refresh
