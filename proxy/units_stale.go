@@ -170,7 +170,7 @@ func endsLast(steps []planStep) bool {
 	return ends
 }
 
-// unitReadSQL reads the session's txlane.unit ('' when unset).
+// unitReadSQL reads the session's txlane.unit (” when unset).
 const unitReadSQL = "SELECT pg_catalog.current_setting('" + unitSetting + "', true)"
 
 // mergeUnitSeen adds the values read behind requests to unitVals (every
