@@ -363,7 +363,7 @@ func TestSharedUnitsBeginInRequest(t *testing.T) {
 func TestSharedUnitsFailedLockCall(t *testing.T) {
 	bed := startInstances(t, 2, "reject", nil)
 	role := uniqueName("nolock")
-	fns := "pg_catalog.pg_try_advisory_xact_lock(integer, integer), pg_catalog.pg_try_advisory_lock(integer, integer), pg_catalog.pg_try_advisory_xact_lock_shared(integer, integer)"
+	fns := "pg_catalog.pg_try_advisory_xact_lock(integer, integer), pg_catalog.pg_try_advisory_lock(integer, integer), pg_catalog.pg_try_advisory_xact_lock_shared(integer, integer), pg_catalog.pg_try_advisory_lock_shared(integer, integer)"
 	pgtest.Exec(t, "CREATE ROLE "+role+" LOGIN; GRANT USAGE ON SEQUENCE "+bed.table+"_id_seq TO "+role+"; REVOKE EXECUTE ON FUNCTION "+fns+" FROM PUBLIC")
 	t.Cleanup(func() {
 		pgtest.Exec(t, "GRANT EXECUTE ON FUNCTION "+fns+" TO PUBLIC; DROP OWNED BY "+role+"; DROP ROLE IF EXISTS "+role)

@@ -354,23 +354,27 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 		}
 		return false, nil, nil
 	}
+	// One query checks and locks (a lock of the backend's own never
+	// stands in the way of its check).
 	holders := map[string]UnitHolder{}
-	if len(probe) > 0 {
-		if err := s.sharedProbe(probe, setsTx(steps), holders); err != nil {
-			return false, nil, err
-		}
+	var taken []string
+	if len(lock) > 0 {
+		taken, err = s.sharedLock(lock, probe, ends && !prepares, setsTx(steps), holders)
+	} else {
+		err = s.sharedProbe(probe, setsTx(steps), holders)
+	}
+	if err != nil {
+		return false, nil, err
 	}
 	for _, u := range probe {
 		h, found := holders[u]
 		if !found || h.BackendPID != 0 && slices.Contains(s.srv.units.localPIDs(u, s), h.BackendPID) {
 			continue // free, or held only by clients of this instance: the local rules apply
 		}
+		// Refused: the session locks this request took go at once (its
+		// transaction-level ones stay with its transaction).
+		s.sharedUnlock(taken)
 		return s.escape(whole, firstWrite, u, h, nil)
-	}
-	if len(lock) > 0 {
-		if _, err = s.sharedLock(lock, ends && !prepares, setsTx(steps)); err != nil {
-			return false, nil, err
-		}
 	}
 	return false, nil, nil
 }
@@ -393,33 +397,48 @@ func (r *unitRegistry) localPIDs(u string, s *session) []uint32 {
 // must come before the transaction's first snapshot: before it, nothing is
 // asked (the README's "Windows").
 func (s *session) sharedProbe(units []string, setsTx bool, holders map[string]UnitHolder) error {
-	keys := s.srv.shared.keys(units)
-	cols := make([]string, len(keys))
-	for i, k := range keys {
-		cols[i] = fmt.Sprintf("CASE WHEN pg_catalog.pg_try_advisory_lock(%[1]d, %[2]d) THEN pg_catalog.pg_advisory_unlock(%[1]d, %[2]d) ELSE false END", unitLockSpace, int32(k))
-	}
 	q, status, err := s.sharedQuery(func(status TxStatus, _ int) string {
 		if status == TxActive && setsTx && !s.shared.hasWorked() {
 			return ""
 		}
-		return "SELECT " + strings.Join(cols, ", ")
+		return "SELECT " + probeCols(s.srv.shared.keys(units))
 	})
 	if err != nil || q == nil {
 		return err // nothing ran: a failed transaction refuses the write itself
 	}
-	if q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != len(keys) {
+	var row [][]byte
+	if q.err == nil && len(q.rows) == 1 {
+		row = q.rows[0]
+	}
+	return s.probed(units, row, status, q, holders)
+}
+
+// probeCols are the columns of a check of keys (see sharedProbe): true
+// where no other backend holds the key's lock.
+func probeCols(keys []uint32) string {
+	cols := make([]string, len(keys))
+	for i, k := range keys {
+		cols[i] = fmt.Sprintf("CASE WHEN pg_catalog.pg_try_advisory_lock(%[1]d, %[2]d) THEN pg_catalog.pg_advisory_unlock(%[1]d, %[2]d) ELSE false END", unitLockSpace, int32(k))
+	}
+	return strings.Join(cols, ", ")
+}
+
+// probed fills holders from a check's answer row (probeCols of units' keys;
+// nil when the check failed: q, status say why).
+func (s *session) probed(units []string, row [][]byte, status TxStatus, q *internalQuery, holders map[string]UnitHolder) error {
+	if len(row) < len(units) {
 		// NOTE: fail safe: a unit whose lock could not be checked counts
 		// as held, by a transaction txlane cannot name.
 		s.log.Warn("shared units: a unit's lock could not be checked; the write is refused", zap.String("status", string(rune(status))), zap.String("error", errText(q)))
-		for i, u := range units {
-			holders[u] = UnitHolder{Unit: u, Key: keys[i]}
+		for _, u := range units {
+			holders[u] = UnitHolder{Unit: u, Key: unitKey(u)}
 		}
 		return nil
 	}
 	var held []string
-	for i, v := range q.rows[0] {
-		if string(v) != "t" {
-			held = append(held, units[i])
+	for i, u := range units {
+		if string(row[i]) != "t" {
+			held = append(held, u)
 		}
 	}
 	return s.sharedHolders(held, holders)
@@ -428,10 +447,11 @@ func (s *session) sharedProbe(units []string, setsTx bool, holders map[string]Un
 // sharedLock takes the locks of units for the request about to be sent
 // (session-level ones with session, or where the transaction needs them:
 // see the file comment), retrying a unit whose lock another backend's
-// check held exclusively for a moment. It returns the units whose
+// check held exclusively for a moment. Its first query also checks probe
+// (see sharedProbe), filling holders. It returns the units whose
 // session-level locks it took. A lock it cannot take (the transaction has
 // failed, the call failed, or checks kept it) is left to settleLocks.
-func (s *session) sharedLock(units []string, session, setsTx bool) (taken []string, err error) {
+func (s *session) sharedLock(units, probe []string, session, setsTx bool, holders map[string]UnitHolder) (taken []string, err error) {
 	inst := s.srv.shared.instance
 	todo := units
 	for attempt := 0; attempt < 3 && len(todo) > 0; attempt++ {
@@ -442,12 +462,26 @@ func (s *session) sharedLock(units []string, session, setsTx bool) (taken []stri
 				return "" // the request sets its transaction's isolation first: settled after it
 			}
 			useSession = session || status == TxIdle || depth > 0
-			return lockSQL(keys, inst, useSession)
+			sql := lockSQL(keys, inst, useSession)
+			if len(probe) > 0 {
+				sql = "SELECT " + probeCols(s.srv.shared.keys(probe)) + ", " + strings.TrimPrefix(sql, "SELECT ")
+			}
+			return sql
 		})
 		if err != nil {
 			return taken, err
 		}
-		if q == nil || q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != len(keys) {
+		var row [][]byte
+		if q != nil && q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == len(probe)+len(keys) {
+			row = q.rows[0]
+		}
+		if len(probe) > 0 && q != nil {
+			if err := s.probed(probe, row, status, q, holders); err != nil {
+				return taken, err
+			}
+		}
+		probe = nil
+		if row == nil {
 			if q != nil {
 				s.log.Warn("shared units: lock call failed; the unit is held on this instance only until settled (settleLocks)", zap.String("status", string(rune(status))), zap.String("error", errText(q)))
 			}
@@ -456,8 +490,9 @@ func (s *session) sharedLock(units []string, session, setsTx bool) (taken []stri
 			s.shared.markNeed(todo)
 			return taken, nil
 		}
+		row = row[len(row)-len(keys):]
 		var again []string
-		for i, v := range q.rows[0] {
+		for i, v := range row {
 			if string(v) == "t" {
 				s.shared.got(todo[i], useSession)
 				if useSession {
