@@ -143,9 +143,10 @@ type session struct {
 	unitVals  []string
 	unitStale bool
 	// unitUnknown: unitVals may lack the unit (set unseen, not read back
-	// yet); unitOpaque, unitSeen, unitRead: the read of it behind a
-	// request (units_stale.go).
+	// yet); unitOpaque, unitGen, unitSeen, unitRead: the read of it behind
+	// a request (units_stale.go).
 	unitUnknown, unitOpaque bool
+	unitGen                 uint64
 	unitSeen                unitSeen
 	unitRead                chan struct{}
 

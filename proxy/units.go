@@ -69,9 +69,9 @@ type UnitHolder struct {
 type unitRegistry struct {
 	mu      sync.Mutex
 	holders map[string][]*unitHold // by unit, oldest first
-	// unknown: sessions that may hold a unit txlane does not know yet; the
-	// channel is closed once it is known (resolveUnknown).
-	unknown map[*session]chan struct{}
+	// unknown: sessions that may hold a unit txlane does not know yet
+	// (units_stale.go).
+	unknown map[*session]*unknownHold
 }
 
 // unitHold is one unit held by one session's transaction.
@@ -91,7 +91,7 @@ type unitHold struct {
 }
 
 func newUnitRegistry() *unitRegistry {
-	return &unitRegistry{holders: make(map[string][]*unitHold), unknown: make(map[*session]chan struct{})}
+	return &unitRegistry{holders: make(map[string][]*unitHold), unknown: make(map[*session]*unknownHold)}
 }
 
 // Units lists the units of work currently held, sorted by unit (a unit

@@ -37,7 +37,7 @@ func TestUnitsSeveralHolders(t *testing.T) {
 		}
 		exec(t, a, "COMMIT")
 		wantCode(t, execErr(c, bed.insert("two", "c")), proxy.CodeEscapedWrite) // b holds it still
-		exec(t, b, bed.insert("two", "b"))                                       // b holds it alone now
+		exec(t, b, bed.insert("two", "b"))                                      // b holds it alone now
 		exec(t, b, "ROLLBACK")
 		if got := bed.count(t, "who IN ('b', 'c')"); got != "0" {
 			t.Fatalf("%s rows of b and c after b rolled back, want 0", got)

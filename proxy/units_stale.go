@@ -76,7 +76,8 @@ func (s *session) noteOpaqueUnit(st *policy.Statement) {
 	}
 	s.unitStale, s.unitUnknown, s.unitOpaque = true, true, true
 	if !s.loneAutocommit() {
-		s.srv.units.markUnknown(s)
+		s.unitGen++
+		s.srv.units.markUnknown(s, s.unitGen)
 	}
 }
 
@@ -115,20 +116,23 @@ func (s *session) readUnitBehind(p *primaryConn, steps []planStep) {
 	}
 	q := &internalQuery{done: make(chan struct{})}
 	done := make(chan struct{})
+	gen := s.unitGen
 	q.then = func(q *internalQuery) {
-		s.unitReadBack(p, q)
+		s.unitReadBack(p, q, gen)
 		close(done)
 	}
 	s.unitRead = done
 	p.write(q, unitReadSQL)
 }
 
-// unitReadBack records the answer to readUnitBehind's read (relay).
-func (s *session) unitReadBack(p *primaryConn, q *internalQuery) {
+// unitReadBack records the answer to readUnitBehind's read (relay), queued
+// behind the requests up to the gen-th that may have set the unit unseen:
+// the unknown ends unless a later one has been sent since.
+func (s *session) unitReadBack(p *primaryConn, q *internalQuery, gen uint64) {
 	status := p.TxStatus()
 	if q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != 1 {
 		if status == TxIdle {
-			s.srv.units.resolveUnknown(s)
+			s.srv.units.resolveUnknown(s, gen)
 		}
 		return // a failed transaction: still unknown, read again behind the next request
 	}
@@ -150,7 +154,7 @@ func (s *session) unitReadBack(p *primaryConn, q *internalQuery) {
 	}
 	s.unitSeen.known = true
 	s.unitSeen.mu.Unlock()
-	s.srv.units.resolveUnknown(s)
+	s.srv.units.resolveUnknown(s, gen)
 }
 
 // endsLast reports whether the last transaction control of steps ends a
@@ -190,27 +194,40 @@ func (s *session) mergeUnitSeen() {
 	}
 }
 
-// markUnknown records that s may hold a unit txlane does not know yet.
-func (r *unitRegistry) markUnknown(s *session) {
+// unknownHold is a session's unknown unit: ended (done closed) once it is
+// known, as of the gen-th request of the session that may have set it.
+type unknownHold struct {
+	done chan struct{}
+	gen  uint64
+}
+
+// markUnknown records that s may hold a unit txlane does not know yet, as
+// of its gen-th request that may have set it.
+func (r *unitRegistry) markUnknown(s *session, gen uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.unknown[s]; !ok {
-		r.unknown[s] = make(chan struct{})
-		s.unitPending.Store(true)
+	if u, ok := r.unknown[s]; ok {
+		u.gen = gen
+		return
+	}
+	r.unknown[s] = &unknownHold{done: make(chan struct{}), gen: gen}
+	s.unitPending.Store(true)
+}
+
+// resolveUnknown records that s's unit is known as of its gen-th request
+// that may have set it: the unknown ends unless a later one was sent.
+func (r *unitRegistry) resolveUnknown(s *session, gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u, ok := r.unknown[s]; ok && u.gen == gen {
+		r.resolveLocked(s)
 	}
 }
 
-// resolveUnknown records that s's unit is known (or that its transaction
-// ended).
-func (r *unitRegistry) resolveUnknown(s *session) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.resolveLocked(s)
-}
-
+// resolveLocked ends s's unknown unit; r.mu must be held.
 func (r *unitRegistry) resolveLocked(s *session) {
-	if ch, ok := r.unknown[s]; ok {
-		close(ch)
+	if u, ok := r.unknown[s]; ok {
+		close(u.done)
 		delete(r.unknown, s)
 		s.unitPending.Store(false)
 	}
@@ -251,9 +268,9 @@ func (r *unitRegistry) waitUnknown(s *session, timeout <-chan time.Time) *sessio
 		r.mu.Lock()
 		var who *session
 		var ch chan struct{}
-		for o, c := range r.unknown {
+		for o, u := range r.unknown {
 			if o != s {
-				who, ch = o, c
+				who, ch = o, u.done
 				break
 			}
 		}
