@@ -307,16 +307,18 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	if len(units) == 0 {
 		return false, nil, nil
 	}
-	// deferred: units other sessions here hold without a lock of
-	// policy.shared_units (yet) that this request writes: whether another
-	// instance holds them is asked first (sharedCheck).
+	// deferred: units other sessions here hold that this request writes,
+	// with policy.shared_units: whether another instance's client holds
+	// them too is asked first (sharedCheck), and decides between the local
+	// rules and a refusal (a write is never rerouted into one holder's
+	// transaction while another instance's client holds the unit too).
 	var deferred []string
 	for _, u := range units {
 		others := s.srv.units.others(u, s)
 		if len(others) == 0 {
 			continue
 		}
-		if s.srv.shared != nil && firstWrite >= 0 && !anyLocked(others, u) {
+		if s.srv.shared != nil && firstWrite >= 0 {
 			deferred = append(deferred, u)
 			continue
 		}
@@ -474,17 +476,6 @@ func (s *session) escapeHolds(whole bool, step int, u string, others []*unitHold
 	d := others[0].describe()
 	d.Others = len(others) - 1
 	return s.escape(whole, step, u, d, others[0])
-}
-
-// anyLocked reports whether one of holds' sessions holds u's advisory lock
-// (policy.shared_units).
-func anyLocked(holds []*unitHold, u string) bool {
-	for _, h := range holds {
-		if h.sess.shared.holds(u) {
-			return true
-		}
-	}
-	return false
 }
 
 // escapeError is the error a rejected escaping write gets; action is the

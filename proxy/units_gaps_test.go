@@ -115,6 +115,29 @@ func TestSharedUnitsSeveralHolders(t *testing.T) {
 	})
 }
 
+// TestSharedUnitsRerouteCoHolder: with escape reroute, a write is not
+// rerouted into its instance's holder's transaction while a client of
+// another instance holds the unit too: joining the one would still escape
+// the other. It is refused, and runs once only the local holder is left.
+func TestSharedUnitsRerouteCoHolder(t *testing.T) {
+	bed := startInstances(t, 2, "reroute", nil)
+	local, remote, w := bed.connect(t, 1, "local"), bed.connect(t, 2, "remote"), bed.connect(t, 1, "writer")
+	exec(t, local, "BEGIN")
+	exec(t, local, bed.insert("co", "local"))
+	exec(t, remote, "BEGIN")
+	exec(t, remote, "SELECT count(*) FROM "+bed.table+" /*unit='co'*/")
+	pgErr := wantHeldElsewhereCode(t, execErr(w, bed.insert("co", "writer")))
+	if !strings.Contains(pgErr.Detail, "txlane instance 2") {
+		t.Errorf("detail %q does not name the holder on instance 2", pgErr.Detail)
+	}
+	exec(t, remote, "ROLLBACK")
+	exec(t, w, bed.insert("co", "writer")) // rerouted into local's transaction
+	exec(t, local, "ROLLBACK")
+	if got := bed.count(t, "unit = 'co'"); got != "0" {
+		t.Fatalf("%s rows after the local holder rolled back, want 0", got)
+	}
+}
+
 // collidingUnits returns two unit names whose advisory lock keys (the first
 // 32 bits of SHA-256) are equal.
 func collidingUnits() (string, string) {
