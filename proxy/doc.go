@@ -39,6 +39,8 @@
 //	refusal.go       reads the read-only lane refused as writes
 //	settings.go      session state mirrored on the lane (snapshot, applySQL)
 //	units.go         units of work: holders, checks, escape actions, reroute
+//	units_stale.go   units set unseen (set_config, a function): read back
+//	                 behind the request, held as unknown until then
 //	reached.go       tables a rerouted write reached
 //	catalog.go       per-database routing snapshots and catalog refresh
 //	backend.go       a server connection (socket, reader, writer, cancel target)

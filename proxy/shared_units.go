@@ -22,8 +22,9 @@ import (
 // Units of work shared by several txlane instances (policy.shared_units).
 //
 // The only state instances share is which transaction holds which unit,
-// and PostgreSQL keeps it: the holder's own backend holds an advisory lock
-// on the unit, taken before the first statement of the unit that does
+// and PostgreSQL keeps it: each holder's own backend holds a shared
+// advisory lock on the unit (several transactions may hold one unit),
+// taken before the first statement of the unit that does
 // work (anything but transaction control and SET) runs in its
 // transaction. PostgreSQL releases it when that transaction ends, when the
 // backend exits (its client, txlane, closed the connection or died: the
@@ -69,9 +70,12 @@ const (
 
 // unitKey is the second key of unit u's advisory lock: the first 32 bits
 // of SHA-256 of its name. Two units whose keys collide are one for the
-// locks: a write of one is refused while the other is held (never the
-// reverse); with n units held at once a given unit collides with one of
-// them with probability n/2^32.
+// locks: a write of one is refused while the other is held. Never the
+// reverse: every holder holds its key's lock, the check of a write is
+// exclusive, and holders found through a key are matched to this
+// instance's clients by unit name and backend (localPIDs), so a collision
+// can only make a holder count where it does not. With n units held at
+// once a given unit collides with one of them with probability n/2^32.
 func unitKey(u string) uint32 {
 	sum := sha256.Sum256([]byte(u))
 	return binary.BigEndian.Uint32(sum[:4])
