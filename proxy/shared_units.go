@@ -30,8 +30,10 @@ import (
 // backend exits (its client, txlane, closed the connection or died: the
 // server notices the closed socket) or, in transaction pooling, before the
 // backend can serve another client (the transaction has ended). Every
-// instance checks the lock before it lets a write carrying the unit
-// through, and names the holder from pg_locks and pg_stat_activity.
+// instance checks that no other backend holds the lock before it lets a
+// write carrying the unit through (an exclusive lock taken and dropped in
+// one SELECT: the backend's own lock is no obstacle), and names the holder
+// from pg_locks and pg_stat_activity.
 //
 // Keys (PostgreSQL manual, "Advisory Locks"; pg_locks): the two-int form,
 // key1 = unitLockSpace, key2 = unitKey(unit), which pg_locks shows as
