@@ -41,6 +41,8 @@
 //	snapstate.go     when the snapshot must be read again (transaction ends,
 //	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute
+//	units_stale.go   units set unseen (set_config, a function): read back
+//	                 behind the request, held as unknown until then
 //	reached.go       tables a rerouted write reached
 //	catalog.go       per-database routing snapshots and catalog refresh
 //	backend.go       a server connection (socket, reader, writer, cancel target)

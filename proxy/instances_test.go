@@ -192,10 +192,10 @@ func parsePID(t *testing.T, s string) uint32 {
 }
 
 // unitLocks counts the advisory locks of txlane's unit namespace that
-// backend pid holds (exclusive: the holder's), read directly.
+// backend pid holds (shared: a holder's), read directly.
 func unitLocks(t *testing.T, pid string) string {
 	t.Helper()
-	return scalar(t, directConn(t), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1954049134 AND objsubid = 2 AND mode = 'ExclusiveLock' AND granted AND pid = "+pid)
+	return scalar(t, directConn(t), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1954049134 AND objsubid = 2 AND mode = 'ShareLock' AND granted AND pid = "+pid)
 }
 
 // waitNoUnitLocks waits until backend pid holds no unit lock.
@@ -358,12 +358,12 @@ func TestSharedUnitsBeginInRequest(t *testing.T) {
 
 // TestSharedUnitsFailedLockCall: a lock call the server refuses (here its
 // role may not execute the lock functions) leaves the client's transaction
-// as it was: the statement runs, the transaction commits. A write outside a
-// transaction whose unit's lock cannot be checked is refused (fail safe).
+// as it was: the statement runs, the transaction commits. A write whose
+// unit's lock cannot be checked is refused (fail safe).
 func TestSharedUnitsFailedLockCall(t *testing.T) {
 	bed := startInstances(t, 2, "reject", nil)
 	role := uniqueName("nolock")
-	fns := "pg_catalog.pg_try_advisory_xact_lock(integer, integer), pg_catalog.pg_try_advisory_lock(integer, integer), pg_catalog.pg_try_advisory_xact_lock_shared(integer, integer)"
+	fns := "pg_catalog.pg_try_advisory_xact_lock(integer, integer), pg_catalog.pg_try_advisory_lock(integer, integer), pg_catalog.pg_try_advisory_xact_lock_shared(integer, integer), pg_catalog.pg_try_advisory_lock_shared(integer, integer)"
 	pgtest.Exec(t, "CREATE ROLE "+role+" LOGIN; GRANT USAGE ON SEQUENCE "+bed.table+"_id_seq TO "+role+"; REVOKE EXECUTE ON FUNCTION "+fns+" FROM PUBLIC")
 	t.Cleanup(func() {
 		pgtest.Exec(t, "GRANT EXECUTE ON FUNCTION "+fns+" TO PUBLIC; DROP OWNED BY "+role+"; DROP ROLE IF EXISTS "+role)
@@ -375,21 +375,27 @@ func TestSharedUnitsFailedLockCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close(context.Background())
+	read := "SELECT count(*) FROM " + bed.table + " /*unit='UNIT'*/"
 	exec(t, holder, "BEGIN")
-	exec(t, holder, bed.insert("f1", "holder")) // in a transaction: the lock call runs in a savepoint
+	exec(t, holder, strings.ReplaceAll(read, "UNIT", "f1")) // in a transaction: the lock call runs in a savepoint
 	if holder.TxStatus() != 'T' {
 		t.Fatalf("holder's transaction status %q after a failed lock call, want T", holder.TxStatus())
 	}
-	exec(t, holder, bed.insert("f1", "holder"))
+	exec(t, holder, strings.ReplaceAll(read, "UNIT", "f1"))
 	exec(t, holder, "COMMIT")
-	exec(t, holder, "BEGIN; "+bed.insert("f2", "holder")) // before the block: at session level
+	exec(t, holder, "BEGIN; "+strings.ReplaceAll(read, "UNIT", "f2")) // before the block: at session level
 	exec(t, holder, "COMMIT")
+	// A write is checked first (another backend may hold its unit too):
+	// when the check cannot run, it is refused, in a transaction or not.
 	pgErr := wantHeldElsewhereCode(t, execErr(holder, bed.insert("f3", "holder")))
 	if !strings.Contains(pgErr.Detail, "could not rule out") {
 		t.Errorf("detail %q", pgErr.Detail)
 	}
-	if got := bed.count(t, "who = 'holder'"); got != "3" {
-		t.Fatalf("%s rows committed, want 3", got)
+	exec(t, holder, "BEGIN")
+	wantHeldElsewhereCode(t, execErr(holder, bed.insert("f4", "holder")))
+	exec(t, holder, "ROLLBACK")
+	if got := bed.count(t, "who = 'holder'"); got != "0" {
+		t.Fatalf("%s rows committed, want 0", got)
 	}
 }
 

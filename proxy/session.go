@@ -142,6 +142,13 @@ type session struct {
 	// the server's value first (see sessionUnits).
 	unitVals  []string
 	unitStale bool
+	// unitUnknown: unitVals may lack the unit (set unseen, not read back
+	// yet); unitOpaque, unitGen, unitSeen, unitRead: the read of it behind
+	// a request (units_stale.go).
+	unitUnknown, unitOpaque bool
+	unitGen                 uint64
+	unitSeen                unitSeen
+	unitRead                chan struct{}
 
 	// Shared between goroutines; each says how.
 
@@ -150,6 +157,9 @@ type session struct {
 	// wait is the client's wait for a pooled backend, which its cancel
 	// requests end (txwait.go).
 	wait poolWait
+	// unitPending: the registry counts the session as holding an unknown
+	// unit (units_stale.go).
+	unitPending atomic.Bool
 	// unitsHeld counts the units this session holds in the registry.
 	unitsHeld atomic.Int32
 	// shared are its backend's advisory locks on units (policy
@@ -418,7 +428,7 @@ func (s *session) serve() {
 	// stale; see the README.)
 	for k, v := range s.startup.Parameters {
 		if k == unitSetting || strings.Contains(v, unitSetting) {
-			s.unitStale = true
+			s.unitStale, s.unitUnknown = true, true
 		}
 	}
 	for _, name := range startupCustomSettings(s.startup.Parameters) {
@@ -562,7 +572,7 @@ func (s *session) primaryBound() (policy.Reason, bool) {
 		return pl.early, true
 	}
 	for _, u := range s.unitsOfWork(pl) {
-		if h := s.srv.units.holderOf(u); h != nil && h.sess != s {
+		if len(s.srv.units.others(u, s)) > 0 {
 			// Keep it whole: at its Sync it may be rerouted into the
 			// holder's transaction.
 			return 0, false
@@ -809,6 +819,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		err = w.Flush()
 	}
 	if synced {
+		s.readUnitBehind(p, pl.steps)
 		p.release()
 	}
 	return err
@@ -873,9 +884,7 @@ func (s *session) noteEffects(st *policy.Statement) {
 	s.noteSetConfig(st)
 	s.notePin(st)
 	s.noteSnap(st)
-	if st.Flags.Has(policy.FlagMayChangeSession) || st.Discard != policy.DiscardNone || st.Class == policy.Unknown {
-		s.unitStale = true // set_config, a function, DISCARD: the unit may have changed
-	}
+	s.noteOpaqueUnit(st) // set_config, a function, DISCARD: the unit may have changed
 	for _, set := range st.Settings {
 		if set.Name == unitSetting || set.ResetAll {
 			v := unitValue(set)

@@ -22,21 +22,24 @@ import (
 // Units of work shared by several txlane instances (policy.shared_units).
 //
 // The only state instances share is which transaction holds which unit,
-// and PostgreSQL keeps it: the holder's own backend holds an advisory lock
-// on the unit, taken before the first statement of the unit that does
+// and PostgreSQL keeps it: each holder's own backend holds a shared
+// advisory lock on the unit (several transactions may hold one unit),
+// taken before the first statement of the unit that does
 // work (anything but transaction control and SET) runs in its
 // transaction. PostgreSQL releases it when that transaction ends, when the
 // backend exits (its client, txlane, closed the connection or died: the
 // server notices the closed socket) or, in transaction pooling, before the
 // backend can serve another client (the transaction has ended). Every
-// instance checks the lock before it lets a write carrying the unit
-// through, and names the holder from pg_locks and pg_stat_activity.
+// instance checks that no other backend holds the lock before it lets a
+// write carrying the unit through (an exclusive lock taken and dropped in
+// one SELECT: the backend's own lock is no obstacle), and names the holder
+// from pg_locks and pg_stat_activity.
 //
 // Keys (PostgreSQL manual, "Advisory Locks"; pg_locks): the two-int form,
 // key1 = unitLockSpace, key2 = unitKey(unit), which pg_locks shows as
 // classid = key1, objid = key2, objsubid = 2. An application's own
 // advisory locks meet these only if it uses the two-int form with key1 =
-// 1954053230; its one-bigint locks (objsubid 1) never do. Next to each unit
+// 1954049134; its one-bigint locks (objsubid 1) never do. Next to each unit
 // lock the holder takes a shared lock (instanceLockSpace, instance_id),
 // which names its instance in pg_locks.
 //
@@ -69,9 +72,12 @@ const (
 
 // unitKey is the second key of unit u's advisory lock: the first 32 bits
 // of SHA-256 of its name. Two units whose keys collide are one for the
-// locks: a write of one is refused while the other is held (never the
-// reverse); with n units held at once a given unit collides with one of
-// them with probability n/2^32.
+// locks: a write of one is refused while the other is held. Never the
+// reverse: every holder holds its key's lock, the check of a write is
+// exclusive, and holders found through a key are matched to this
+// instance's clients by unit name and backend (localPIDs), so a collision
+// can only make a holder count where it does not. With n units held at
+// once a given unit collides with one of them with probability n/2^32.
 func unitKey(u string) uint32 {
 	sum := sha256.Sum256([]byte(u))
 	return binary.BigEndian.Uint32(sum[:4])
@@ -294,27 +300,23 @@ func endsTx(steps []planStep) (ends, prepares bool) {
 
 // sharedCheck is the part of checkUnits that concerns other instances, for
 // the units of the current request (steps from on). holds says the request
-// holds its units (see checkUnits); deferred are units a session of this
-// instance holds without a lock that this request writes: whether another
+// holds its units (see checkUnits); deferred are units sessions of this
+// instance hold without a lock that this request writes: whether another
 // instance holds them decides between the local rules and a refusal.
 //
 // It takes the locks of the units the request will hold and does work
-// with, and checks those a write outside a transaction carries. It returns
-// the units held elsewhere (the session does not hold those), or the
-// request's outcome when a write carries one of them: the escape action
+// with, and, when the request writes, first checks that no other backend
+// holds a lock of its units (a holder's lock is shared: several
+// transactions may hold one unit). It returns the request's outcome when a
+// write carries a unit another instance's client holds: the escape action
 // for a holder on another instance (never a reroute).
-func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []string, idle, holds bool, firstWrite int, whole bool) (remote map[string]bool, handled bool, rej *rejection, err error) {
+func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []string, idle, holds bool, firstWrite int, whole bool) (handled bool, rej *rejection, err error) {
 	steps := pl.steps[from:]
 	work := doesWork(steps)
 	ends, prepares := endsTx(steps)
-	var lock, probe []string
+	var lock, probe, unchecked []string
 	for _, u := range units {
-		switch h := s.srv.units.holderOf(u); {
-		case slices.Contains(deferred, u):
-			probe = append(probe, u)
-		case h != nil && h.sess != s:
-			// A local holder with its lock: the local rules apply.
-		case (holds || pl.sentEarly) && (work || idle) && (ends && !prepares || !s.shared.holds(u)):
+		if (holds || pl.sentEarly) && (work || idle) && (ends && !prepares || !s.shared.holds(u)) {
 			// NOTE: inside a transaction block the lock is taken before the
 			// first statement that does work (a lock call takes a
 			// snapshot); before one, from the statement that opens it (the
@@ -323,12 +325,18 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 			// end (session level). A request sent in parts takes it in its
 			// first: a later part cannot (see below).
 			lock = append(lock, u)
-		case !holds && firstWrite >= 0 && h == nil:
+		}
+		if firstWrite >= 0 {
+			// Every write is checked: another backend may hold the unit
+			// beside this one.
 			probe = append(probe, u)
+			if !s.shared.holds(u) || slices.Contains(deferred, u) {
+				unchecked = append(unchecked, u)
+			}
 		}
 	}
 	if len(lock)+len(probe) == 0 {
-		return nil, false, nil, nil
+		return false, nil, nil
 	}
 	// pipelined: requests of the client's sent before this one are in
 	// flight. A query of txlane's would have to wait for their answers,
@@ -340,76 +348,103 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 		// already: no query of txlane's may run before the rest. A write
 		// whose unit cannot be checked is refused (fail safe); the locks of
 		// other statements are taken once the answers are in (settleLocks).
+		// NOTE: a unit whose lock the session holds already is taken as
+		// checked (the README's "Windows": another backend that began to
+		// hold it too since is not seen by such a write).
 		s.shared.markNeed(lock)
-		unchecked := lock
-		if pipelined {
-			unchecked = slices.Concat(lock, probe)
+		if !pipelined {
+			unchecked = slices.DeleteFunc(unchecked, func(u string) bool { return !slices.Contains(lock, u) && !slices.Contains(deferred, u) })
 		}
 		if firstWrite >= 0 && len(unchecked) > 0 {
-			return nil, false, &rejection{step: firstWrite, err: uncheckedError(unchecked[0], describeTables(pl.stmts(0)), pipelined)}, nil
+			return false, &rejection{step: firstWrite, err: uncheckedError(unchecked[0], describeTables(pl.stmts(0)), pipelined)}, nil
 		}
-		return nil, false, nil, nil
+		return false, nil, nil
 	}
+	// One query checks and locks (a lock of the backend's own never
+	// stands in the way of its check).
 	holders := map[string]UnitHolder{}
-	if len(probe) > 0 {
-		if err := s.sharedProbe(probe, holders); err != nil {
-			return nil, false, nil, err
-		}
-	}
 	var taken []string
 	if len(lock) > 0 {
-		if taken, err = s.sharedLock(lock, ends && !prepares, setsTx(steps), holders); err != nil {
-			return nil, false, nil, err
-		}
+		taken, err = s.sharedLock(lock, probe, ends && !prepares, setsTx(steps), holders)
+	} else {
+		err = s.sharedProbe(probe, setsTx(steps), holders)
 	}
-	remote = map[string]bool{}
-	for _, u := range units {
+	if err != nil {
+		return false, nil, err
+	}
+	for _, u := range probe {
 		h, found := holders[u]
-		if !found {
-			continue
+		if !found || h.BackendPID != 0 && slices.Contains(s.srv.units.localPIDs(u, s), h.BackendPID) {
+			continue // free, or held only by clients of this instance: the local rules apply
 		}
-		if local := s.srv.units.holderOf(u); local != nil && local.sess != s && h.BackendPID != 0 && h.BackendPID == local.sess.serverPID() {
-			continue // the lock is the local holder's own
-		}
-		remote[u] = true
-		if firstWrite >= 0 {
-			// Refused: the session locks this request took go at once (its
-			// transaction-level ones stay with its transaction).
-			s.sharedUnlock(taken)
-			handled, rej, err = s.escape(whole, firstWrite, u, h, nil)
-			return remote, handled, rej, err
-		}
+		// Refused: the session locks this request took go at once (its
+		// transaction-level ones stay with its transaction).
+		s.sharedUnlock(taken)
+		return s.escape(whole, firstWrite, u, h, nil)
 	}
-	return remote, false, nil, nil
+	return false, nil, nil
 }
 
-// sharedProbe asks whether another backend holds the locks of units (a
-// shared lock each, of the query's own transaction: it waits for nothing
-// and blocks no holder for longer than itself), and fills holders with the
-// holders of those held.
-func (s *session) sharedProbe(units []string, holders map[string]UnitHolder) error {
-	keys := s.srv.shared.keys(units)
-	cols := make([]string, len(keys))
-	for i, k := range keys {
-		cols[i] = fmt.Sprintf("pg_catalog.pg_try_advisory_xact_lock_shared(%d, %d)", unitLockSpace, int32(k))
+// localPIDs lists the backends of the other sessions holding u.
+func (r *unitRegistry) localPIDs(u string, s *session) []uint32 {
+	var pids []uint32
+	for _, h := range r.others(u, s) {
+		if pid := h.sess.serverPID(); pid != 0 {
+			pids = append(pids, pid)
+		}
 	}
-	q, status, err := s.sharedQuery(func(TxStatus, int) string { return "SELECT " + strings.Join(cols, ", ") })
+	return pids
+}
+
+// sharedProbe asks whether another backend holds the locks of units (an
+// exclusive session-level lock each, taken and dropped in one SELECT: it
+// waits for nothing and keeps nothing), and fills holders with the holders
+// of those held. setsTx: the request sets its transaction's isolation, which
+// must come before the transaction's first snapshot: before it, nothing is
+// asked (the README's "Windows").
+func (s *session) sharedProbe(units []string, setsTx bool, holders map[string]UnitHolder) error {
+	q, status, err := s.sharedQuery(func(status TxStatus, _ int) string {
+		if status == TxActive && setsTx && !s.shared.hasWorked() {
+			return ""
+		}
+		return "SELECT " + probeCols(s.srv.shared.keys(units))
+	})
 	if err != nil || q == nil {
 		return err // nothing ran: a failed transaction refuses the write itself
 	}
-	if q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != len(keys) {
+	var row [][]byte
+	if q.err == nil && len(q.rows) == 1 {
+		row = q.rows[0]
+	}
+	return s.probed(units, row, status, q, holders)
+}
+
+// probeCols are the columns of a check of keys (see sharedProbe): true
+// where no other backend holds the key's lock.
+func probeCols(keys []uint32) string {
+	cols := make([]string, len(keys))
+	for i, k := range keys {
+		cols[i] = fmt.Sprintf("CASE WHEN pg_catalog.pg_try_advisory_lock(%[1]d, %[2]d) THEN pg_catalog.pg_advisory_unlock(%[1]d, %[2]d) ELSE false END", unitLockSpace, int32(k))
+	}
+	return strings.Join(cols, ", ")
+}
+
+// probed fills holders from a check's answer row (probeCols of units' keys;
+// nil when the check failed: q, status say why).
+func (s *session) probed(units []string, row [][]byte, status TxStatus, q *internalQuery, holders map[string]UnitHolder) error {
+	if len(row) < len(units) {
 		// NOTE: fail safe: a unit whose lock could not be checked counts
 		// as held, by a transaction txlane cannot name.
 		s.log.Warn("shared units: a unit's lock could not be checked; the write is refused", zap.String("status", string(rune(status))), zap.String("error", errText(q)))
-		for i, u := range units {
-			holders[u] = UnitHolder{Unit: u, Key: keys[i]}
+		for _, u := range units {
+			holders[u] = UnitHolder{Unit: u, Key: unitKey(u)}
 		}
 		return nil
 	}
 	var held []string
-	for i, v := range q.rows[0] {
-		if string(v) != "t" {
-			held = append(held, units[i])
+	for i, u := range units {
+		if string(row[i]) != "t" {
+			held = append(held, u)
 		}
 	}
 	return s.sharedHolders(held, holders)
@@ -417,12 +452,12 @@ func (s *session) sharedProbe(units []string, holders map[string]UnitHolder) err
 
 // sharedLock takes the locks of units for the request about to be sent
 // (session-level ones with session, or where the transaction needs them:
-// see the file comment), retrying a unit whose lock another backend held
-// only for a moment (a check). It fills holders with the holders of units
-// held elsewhere, and returns the units whose session-level locks it took.
-// A lock it cannot take for another reason (the transaction has failed,
-// the call failed) is left to settleLocks.
-func (s *session) sharedLock(units []string, session, setsTx bool, holders map[string]UnitHolder) (taken []string, err error) {
+// see the file comment), retrying a unit whose lock another backend's
+// check held exclusively for a moment. Its first query also checks probe
+// (see sharedProbe), filling holders. It returns the units whose
+// session-level locks it took. A lock it cannot take (the transaction has
+// failed, the call failed, or checks kept it) is left to settleLocks.
+func (s *session) sharedLock(units, probe []string, session, setsTx bool, holders map[string]UnitHolder) (taken []string, err error) {
 	inst := s.srv.shared.instance
 	todo := units
 	for attempt := 0; attempt < 3 && len(todo) > 0; attempt++ {
@@ -433,12 +468,26 @@ func (s *session) sharedLock(units []string, session, setsTx bool, holders map[s
 				return "" // the request sets its transaction's isolation first: settled after it
 			}
 			useSession = session || status == TxIdle || depth > 0
-			return lockSQL(keys, inst, useSession)
+			sql := lockSQL(keys, inst, useSession)
+			if len(probe) > 0 {
+				sql = "SELECT " + probeCols(s.srv.shared.keys(probe)) + ", " + strings.TrimPrefix(sql, "SELECT ")
+			}
+			return sql
 		})
 		if err != nil {
 			return taken, err
 		}
-		if q == nil || q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != len(keys) {
+		var row [][]byte
+		if q != nil && q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == len(probe)+len(keys) {
+			row = q.rows[0]
+		}
+		if len(probe) > 0 && q != nil {
+			if err := s.probed(probe, row, status, q, holders); err != nil {
+				return taken, err
+			}
+		}
+		probe = nil
+		if row == nil {
 			if q != nil {
 				s.log.Warn("shared units: lock call failed; the unit is held on this instance only until settled (settleLocks)", zap.String("status", string(rune(status))), zap.String("error", errText(q)))
 			}
@@ -447,38 +496,32 @@ func (s *session) sharedLock(units []string, session, setsTx bool, holders map[s
 			s.shared.markNeed(todo)
 			return taken, nil
 		}
-		var held []string
-		for i, v := range q.rows[0] {
+		row = row[len(row)-len(keys):]
+		var again []string
+		for i, v := range row {
 			if string(v) == "t" {
 				s.shared.got(todo[i], useSession)
 				if useSession {
 					taken = append(taken, todo[i])
 				}
 			} else {
-				held = append(held, todo[i])
+				again = append(again, todo[i]) // a check held it a moment ago
 			}
 		}
-		if err := s.sharedHolders(held, holders); err != nil {
-			return taken, err
-		}
-		todo = todo[:0:0]
-		for _, u := range held {
-			if _, found := holders[u]; !found {
-				todo = append(todo, u) // held by a check a moment ago
-			}
-		}
+		todo = again
 	}
 	s.shared.markNeed(todo)
 	return taken, nil
 }
 
 // lockSQL is a SELECT of one boolean per key: whether the backend now
-// holds the unit's lock, taken unless another backend holds it; with it the
-// instance's marker, shared, at the same level (session or transaction).
+// holds the unit's lock, shared (other holders may hold it too; only a
+// check's exclusive lock of a moment keeps it); with it the instance's
+// marker, shared too, at the same level (session or transaction).
 func lockSQL(keys []uint32, instance int, session bool) string {
-	fn, marker := "pg_try_advisory_xact_lock", "pg_try_advisory_xact_lock_shared"
+	fn, marker := "pg_try_advisory_xact_lock_shared", "pg_try_advisory_xact_lock_shared"
 	if session {
-		fn, marker = "pg_try_advisory_lock", "pg_try_advisory_lock_shared"
+		fn, marker = "pg_try_advisory_lock_shared", "pg_try_advisory_lock_shared"
 	}
 	cols := make([]string, len(keys))
 	for i, k := range keys {
@@ -493,7 +536,7 @@ func lockSQL(keys []uint32, instance int, session bool) string {
 func unlockSQL(keys []uint32, instance int) string {
 	cols := make([]string, 0, 2*len(keys))
 	for _, k := range keys {
-		cols = append(cols, fmt.Sprintf("pg_catalog.pg_advisory_unlock(%d, %d)", unitLockSpace, int32(k)),
+		cols = append(cols, fmt.Sprintf("pg_catalog.pg_advisory_unlock_shared(%d, %d)", unitLockSpace, int32(k)),
 			fmt.Sprintf("pg_catalog.pg_advisory_unlock_shared(%d, %d)", instanceLockSpace, instance))
 	}
 	return "SELECT " + strings.Join(cols, ", ")
@@ -555,9 +598,13 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 		}
 		return nil
 	}
+	// NOTE: of several holders the one named is a client of another
+	// instance if there is one (those of this one fall under the local
+	// rules).
 	for _, h := range parseHolders(q.rows) {
 		if u, ok := byKey[h.Key]; ok {
-			if _, dup := holders[u]; !dup {
+			old, dup := holders[u]
+			if !dup || slices.Contains(s.srv.units.localPIDs(u, s), old.BackendPID) && !slices.Contains(s.srv.units.localPIDs(u, s), h.BackendPID) {
 				h.Unit = u
 				holders[u] = h
 			}
@@ -577,7 +624,7 @@ func holdersSQL(where string) string {
 		`COALESCE(a.application_name, ''), COALESCE(a.usename, ''), COALESCE(d.datname, ''), `+
 		`EXTRACT(epoch FROM a.xact_start), COALESCE(a.state, '') `+
 		`FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid LEFT JOIN pg_catalog.pg_database d ON d.oid = l.database `+
-		`WHERE l.locktype = 'advisory' AND l.classid = %[1]d AND l.objsubid = 2 AND l.mode = 'ExclusiveLock' AND l.granted%[3]s `+
+		`WHERE l.locktype = 'advisory' AND l.classid = %[1]d AND l.objsubid = 2 AND l.mode = 'ShareLock' AND l.granted%[3]s `+
 		`ORDER BY 1, 2`, unitLockSpace, instanceLockSpace, where)
 }
 
@@ -725,9 +772,31 @@ func (s *session) sharedDone(req *request, status TxStatus, last bool) {
 	}
 	l.settling = l.settling || due
 	l.mu.Unlock()
-	if !due {
-		return
+	if due {
+		s.startSettling()
 	}
+}
+
+// settleSoon settles the session's locks (see sharedDone) once nothing of
+// the client's is in flight on p, as sharedDone does after an answer: for
+// a unit txlane learnt of behind a request (units_stale.go).
+func (s *session) settleSoon() {
+	l := &s.shared
+	l.mu.Lock()
+	due := !l.settling
+	if !due {
+		l.again = true
+	}
+	l.settling = true
+	l.mu.Unlock()
+	if due {
+		s.startSettling()
+	}
+}
+
+// startSettling runs settleLocks until it needs no other look; the
+// caller has set settling.
+func (s *session) startSettling() {
 	if p := s.pc.Load(); p != nil {
 		// NOTE: not in relay: the client goroutine may hold the write
 		// right still (it gives it back after the request's last byte, and

@@ -362,7 +362,7 @@ var errUnmovablePrepare = errors.New("a prepared statement's PREPARE could not b
 // without one is leaving (errPrimaryGone); a hold that is gone gives
 // errGuestNotWelcome.
 func (r *unitRegistry) holderBackend(u string, h *unitHold) (*primaryConn, error) {
-	if r.holderOf(u) != h {
+	if !r.sole(u, h) {
 		return nil, errGuestNotWelcome
 	}
 	if p := h.sess.pc.Load(); p != nil {
@@ -371,12 +371,13 @@ func (r *unitRegistry) holderBackend(u string, h *unitHold) (*primaryConn, error
 	return nil, errPrimaryGone
 }
 
-// holdsOn reports whether hold h still holds u and its holder's backend is
-// p. Asked with p's wsem held (runWhenIdle), the answer stays true until
+// holdsOn reports whether hold h still holds u, alone (a write rerouted into
+// one holder's transaction would escape another's), and its holder's backend
+// is p. Asked with p's wsem held (runWhenIdle), the answer stays true until
 // wsem is released: a client takes and gives back a backend holding its
 // wsem (attach, detach), and keeps it while it holds a unit.
 func (r *unitRegistry) holdsOn(u string, h *unitHold, p *primaryConn) bool {
-	return r.holderOf(u) == h && h.sess.pc.Load() == p
+	return r.sole(u, h) && h.sess.pc.Load() == p
 }
 
 // forwardCopy streams a CopyData, CopyDone or CopyFail message of the

@@ -52,13 +52,26 @@ type UnitHolder struct {
 	Since time.Time
 	// Failed is true when the holder's transaction is in the failed state (E).
 	Failed bool
+	// Others counts the other transactions of this instance's clients that
+	// hold the unit too (in a 25L01 refusal: the holder named is the
+	// oldest).
+	Others int
 }
 
 // unitRegistry maps units of work to the sessions holding them. It is safe
 // for concurrent use; no lock is held across I/O.
+//
+// Several transactions may carry one unit at once (a read carrying it is
+// allowed while another holds it, and it holds the unit too from then on):
+// each is a holder, and a write of the unit from any other connection
+// escapes at least one of them. A session whose unit txlane has not read
+// back yet (units_stale.go) holds an unknown unit until it has.
 type unitRegistry struct {
 	mu      sync.Mutex
-	holders map[string]*unitHold // by unit
+	holders map[string][]*unitHold // by unit, oldest first
+	// unknown: sessions that may hold a unit txlane does not know yet
+	// (units_stale.go).
+	unknown map[*session]*unknownHold
 }
 
 // unitHold is one unit held by one session's transaction.
@@ -78,23 +91,29 @@ type unitHold struct {
 }
 
 func newUnitRegistry() *unitRegistry {
-	return &unitRegistry{holders: make(map[string]*unitHold)}
+	return &unitRegistry{holders: make(map[string][]*unitHold), unknown: make(map[*session]*unknownHold)}
 }
 
-// Units lists the units of work currently held, sorted by unit.
+// Units lists the units of work currently held, sorted by unit (a unit
+// several transactions hold is listed once per holder, oldest first).
 func (s *Server) Units() []UnitHolder {
 	r := s.units
 	r.mu.Lock()
-	holds := make([]*unitHold, 0, len(r.holders))
-	for _, h := range r.holders {
-		holds = append(holds, h)
+	var holds []*unitHold
+	for _, hs := range r.holders {
+		holds = append(holds, hs...)
 	}
 	r.mu.Unlock()
 	out := make([]UnitHolder, 0, len(holds))
 	for _, h := range holds {
 		out = append(out, h.describe())
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Unit < out[j].Unit })
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Unit != out[j].Unit {
+			return out[i].Unit < out[j].Unit
+		}
+		return out[i].Since.Before(out[j].Since)
+	})
 	return out
 }
 
@@ -121,46 +140,72 @@ func (s *session) holderDesc(u string, t time.Time) UnitHolder {
 	}
 }
 
-// any reports whether some connection holds a unit.
+// any reports whether some connection holds a unit (or may hold one txlane
+// does not know yet).
 func (r *unitRegistry) any() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.holders) > 0
+	return len(r.holders) > 0 || len(r.unknown) > 0
 }
 
-// holderOf returns the hold on unit u, or nil.
-func (r *unitRegistry) holderOf(u string) *unitHold {
+// others returns the holds on unit u of sessions other than s, oldest
+// first.
+func (r *unitRegistry) others(u string, s *session) []*unitHold {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.holders[u]
+	var out []*unitHold
+	for _, h := range r.holders[u] {
+		if h.sess != s {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
-// hold makes s the holder of u unless another session holds it. It reports
-// the hold in force afterwards.
-func (r *unitRegistry) hold(u string, s *session) *unitHold {
+// sole reports whether h is the only hold on u.
+func (r *unitRegistry) sole(u string, h *unitHold) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if h := r.holders[u]; h != nil {
-		return h
+	hs := r.holders[u]
+	return len(hs) == 1 && hs[0] == h
+}
+
+// hold makes s a holder of u (if it is not one already).
+func (r *unitRegistry) hold(u string, s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range r.holders[u] {
+		if h.sess == s {
+			return
+		}
 	}
 	now := time.Now()
-	h := &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), since: now}
-	r.holders[u] = h
+	r.holders[u] = append(r.holders[u], &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), since: now})
 	s.unitsHeld.Add(1)
-	return h
 }
 
-// releaseAll drops every unit s holds.
+// releaseAll drops every unit s holds, and its unknown one.
 func (r *unitRegistry) releaseAll(s *session) {
-	if s.unitsHeld.Load() == 0 {
+	if s.unitsHeld.Load() == 0 && !s.unitPending.Load() {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for u, h := range r.holders {
-		if h.sess == s {
+	r.resolveLocked(s)
+	for u, hs := range r.holders {
+		kept := hs[:0]
+		for _, h := range hs {
+			if h.sess == s {
+				s.unitsHeld.Add(-1)
+			} else {
+				kept = append(kept, h)
+			}
+		}
+		if len(kept) == 0 {
 			delete(r.holders, u)
-			s.unitsHeld.Add(-1)
+		} else {
+			clear(hs[len(kept):])
+			r.holders[u] = kept
 		}
 	}
 }
@@ -253,30 +298,41 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			return false, nil, err
 		}
 	}
+	s.mergeUnitSeen()
 	units := s.unitsOfWork(pl)
+	if rej := s.checkUnknown(firstWrite, units, idle); rej != nil {
+		return false, rej, nil
+	}
+	units = s.unitsOfWork(pl)
 	if len(units) == 0 {
 		return false, nil, nil
 	}
-	// deferred: units another session here holds without a lock of
-	// policy.shared_units (yet) that this request writes: whether another
-	// instance holds them is asked first (sharedCheck).
+	// deferred: units other sessions here hold that this request writes,
+	// with policy.shared_units: whether another instance's client holds
+	// them too is asked first (sharedCheck), and decides between the local
+	// rules and a refusal (a write is never rerouted into one holder's
+	// transaction while another instance's client holds the unit too).
 	var deferred []string
 	for _, u := range units {
-		h := s.srv.units.holderOf(u)
-		if h == nil || h.sess == s {
+		others := s.srv.units.others(u, s)
+		if len(others) == 0 {
 			continue
 		}
-		if s.srv.shared != nil && firstWrite >= 0 && !h.sess.shared.holds(u) {
+		if s.srv.shared != nil && firstWrite >= 0 {
 			deferred = append(deferred, u)
 			continue
 		}
 		switch {
 		case firstWrite >= 0:
-			return s.escape(final && idle, firstWrite, u, h.describe(), h)
-		case final && idle && s.srv.units.followsReroute(h, reads):
+			// NOTE: an allowed escape (allow, log) goes on to the other
+			// units: the writer holds them all, this one included.
+			if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
+				return handled, rej, err
+			}
+		case final && idle && len(others) == 1 && s.srv.units.followsReroute(others[0], reads):
 			// Read-your-writes across connections: the tables were written
 			// inside the holder's transaction, so the read runs there too.
-			return true, nil, s.reroute(&s.cur, u, h, false)
+			return true, nil, s.reroute(&s.cur, u, others[0], false)
 		}
 	}
 	// NOTE: several statements in one request outside a transaction block
@@ -285,17 +341,15 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	// elsewhere cannot commit while this one may still roll back. A single
 	// autocommit statement commits or fails alone: it holds nothing.
 	holds := !idle || begins || pl.statements() > 1 && !pl.sentEarly
-	var remote map[string]bool // units held on another instance
 	if s.srv.shared != nil {
-		var handled bool
-		var rej *rejection
-		var err error
-		if remote, handled, rej, err = s.sharedCheck(pl, from, units, deferred, idle, holds, firstWrite, final && idle); handled || rej != nil || err != nil {
+		if handled, rej, err := s.sharedCheck(pl, from, units, deferred, idle, holds, firstWrite, final && idle); handled || rej != nil || err != nil {
 			return handled, rej, err
 		}
 		for _, u := range deferred {
-			if h := s.srv.units.holderOf(u); h != nil && h.sess != s {
-				return s.escape(final && idle, firstWrite, u, h.describe(), h)
+			if others := s.srv.units.others(u, s); len(others) > 0 {
+				if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
+					return handled, rej, err
+				}
 			}
 		}
 	}
@@ -312,9 +366,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			p.release()
 		}
 		for _, u := range units {
-			if !remote[u] {
-				s.srv.units.hold(u, s)
-			}
+			s.srv.units.hold(u, s)
 		}
 	}
 	return false, nil, nil
@@ -339,7 +391,7 @@ func (s *session) freshUnits() error {
 		return nil // kept stale: every value seen still counts
 	}
 	v := string(q.rows[0][0])
-	s.unitStale = false
+	s.unitStale, s.unitUnknown = false, false
 	s.unitVals = s.unitVals[:0]
 	if v != "" {
 		s.unitVals = append(s.unitVals, v)
@@ -385,6 +437,9 @@ func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *u
 		return false, nil, nil
 	case policy.EscapeReroute:
 		switch {
+		case holder.Others > 0:
+			log.Warn("write not rerouted: several transactions hold the unit")
+			return refuse(fmt.Sprintf("%d other transactions hold the unit too: a write is rerouted only into the transaction of a unit's only holder.", holder.Others))
 		case h == nil:
 			log.Warn("write not rerouted: the holder is on another txlane instance")
 			return refuse("The holder is a client of another txlane instance: a write is rerouted only into a transaction of a client of the same instance.")
@@ -413,6 +468,16 @@ func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *u
 	}
 }
 
+// escapeHolds applies the escape action to the current request, whose step
+// carries unit u that the transactions of others hold (see escape). With
+// several holders the oldest is named, and the write is never rerouted:
+// joining one holder's transaction would still escape the others'.
+func (s *session) escapeHolds(whole bool, step int, u string, others []*unitHold) (bool, *rejection, error) {
+	d := others[0].describe()
+	d.Others = len(others) - 1
+	return s.escape(whole, step, u, d, others[0])
+}
+
 // escapeError is the error a rejected escaping write gets; action is the
 // escape action in force (a reroute that could not be made gets a hint of
 // its own).
@@ -421,6 +486,9 @@ func escapeError(u, table string, h UnitHolder, action policy.EscapeAction, why 
 		u, h.ClientID, h.ClientAddr, h.ApplicationName, h.User, h.Since.UTC().Format(time.RFC3339Nano))
 	if !h.Local {
 		detail = fmt.Sprintf("Unit %q is held by %s. ", u, h.remoteText())
+	}
+	if h.Others > 0 {
+		detail += fmt.Sprintf("%d other transactions hold it too. ", h.Others)
 	}
 	detail += "A write from another connection would commit outside that transaction and survive its rollback; nothing was written."
 	if why != "" {
