@@ -156,7 +156,9 @@ func (s *session) takeOwnValues(p *primaryConn, startup map[string]string) error
 // before st is written to the backend, with its wsem held.
 func (s *session) noteReset(st *policy.Statement) {
 	eachPart(st, func(p *policy.Statement) {
-		reset := p.Discard == policy.DiscardAll
+		// Code txlane cannot read (DO, CALL, a function or what a write
+		// fires) may RESET anything: counted as a reset.
+		reset := p.Discard == policy.DiscardAll || mayChangeUnseen(p)
 		for _, set := range p.Settings {
 			if _, ok := movableName(set.Name); set.ResetAll || set.Reset && ok {
 				reset = true

@@ -84,9 +84,22 @@ func (s *session) noteSnap(st *policy.Statement) {
 	switch {
 	case st.Class == policy.Session, st.Class == policy.Unknown,
 		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone,
-		mayChangeTemp(st):
+		mayChangeTemp(st), len(st.Hidden) > 0:
+		// Hidden: code the text does not show runs (a STABLE function
+		// with an opaque body may call set_config, or a volatile function
+		// that does anything), as mayPin counts it.
 		s.snap.mark()
 	case st.Class == policy.TxControl:
 		s.snap.txControl(st.Tx.Kind)
 	}
+}
+
+// mayChangeUnseen reports whether statement p (one statement, not several)
+// may change the session's settings in ways its text does not name: DO,
+// CALL, a function that may set a setting by a name that is not a constant,
+// code the catalog shows it runs besides (Hidden), or a statement the
+// classifier could not read.
+func mayChangeUnseen(p *policy.Statement) bool {
+	return p.Class == policy.Unknown || len(p.Hidden) > 0 ||
+		p.Flags.Has(policy.FlagMayChangeSession) && len(p.SetConfig) == 0 && !p.SetConfigLocal
 }

@@ -205,3 +205,26 @@ func TestTxPoolStartupParametersNoExtraQuery(t *testing.T) {
 		t.Errorf("%d queries moved settings for two changes of values, want 2", got)
 	}
 }
+
+// TestTxPoolStartupParametersResetUnseen: a RESET txlane cannot read (in a
+// DO block) gives the client its own login value too, once its backend is
+// idle, and tells it so. The DO block pins the client (it may have set
+// custom settings by names txlane cannot see), so the value is put back on
+// the backend it keeps.
+func TestTxPoolStartupParametersResetUnseen(t *testing.T) {
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
+		o.Auth = trustAuth(t, "postgres")
+	})
+	c := connectDSN(t, withParams(t, p.DSN(t, ""), map[string]string{"TimeZone": "Asia/Tokyo", "application_name": "unseen_reset"}))
+	exec(t, c, "SET TimeZone = 'Pacific/Auckland'; SET application_name = 'other'")
+	exec(t, c, "DO $$BEGIN RESET TimeZone; RESET application_name; END$$")
+	for i := 0; i < 2; i++ {
+		if got := scalar(t, c, "SELECT current_setting('TimeZone') || ' ' || current_setting('application_name')"); got != "Asia/Tokyo unseen_reset" {
+			t.Fatalf("after a RESET in a DO block: %q, want the login's values", got)
+		}
+	}
+	if tz, app := c.ParameterStatus("TimeZone"), c.ParameterStatus("application_name"); tz != "Asia/Tokyo" || app != "unseen_reset" {
+		t.Fatalf("the client was told TimeZone %q, application_name %q", tz, app)
+	}
+}

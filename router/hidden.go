@@ -480,7 +480,10 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 					continue
 				}
 				if u.Func.Name != "" {
-					if sub := e.call(u.Func.Schema, u.Func.Name); sub.eff&effUnknownWrites != 0 {
+					// NOTE: a STABLE function with an opaque body
+					// (effReadsUnknown) may call a volatile one, which may
+					// do anything; PostgreSQL does not stop it.
+					if sub := e.call(u.Func.Schema, u.Func.Name); sub.eff&(effUnknownWrites|effReadsUnknown) != 0 {
 						e.noteUnknown(name + " has " + u.Via + ", which calls " + sub.desc())
 						return
 					}
