@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,14 +111,25 @@ func TestTransactionModeWithVerifiers(t *testing.T) {
 // TestMinPoolSize: once a login gave the pool credentials, the pool opens
 // backends by itself up to min_pool_size.
 func TestMinPoolSize(t *testing.T) {
-	_, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 5, MinSize: 3})
-	u, _ := url.Parse(dsn)
+	p, dsn := scramProxy(t, proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 5, MinSize: 3})
 	c, err := pgconn.Connect(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	waitFor(t, func() bool { return backendCount(t, u.Query().Get("application_name")) == "3" }, "min_pool_size backends")
+	// The pool's backends, as the server lists them (in transaction mode a
+	// pooled backend logs in without the client's application_name, which
+	// moves with the client).
+	waitFor(t, func() bool {
+		var pids []string
+		for _, sv := range p.Server.ServerList() {
+			pids = append(pids, fmt.Sprint(sv.PID))
+		}
+		if len(pids) != 3 {
+			return false
+		}
+		return scalar(t, directConn(t), "SELECT count(*) FROM pg_stat_activity WHERE pid IN ("+strings.Join(pids, ",")+")") == "3"
+	}, "min_pool_size backends")
 }
 
 // TestSessionModePoolFull: in session mode pool_size caps a pool's
