@@ -404,10 +404,15 @@ func (s *session) acquireLane() (*puddle.Resource[*laneConn], error) {
 	switch {
 	case c.priv.superuser && !s.snapshot.superuser:
 		s.srv.lanes.release(res, false)
-		return nil, fmt.Errorf("the read pool's user %q is a superuser or a member of one, and the client's role is not: the lane serves it only superuser clients", c.login)
+		return nil, fmt.Errorf("%w: the read pool's user %q is a superuser or a member of one, and the client's role is not: the lane serves it only superuser clients", errLaneRole, c.login)
 	case !c.priv.superuser && s.snapshot.superuser:
 		s.srv.lanes.release(res, false)
-		return nil, fmt.Errorf("the client's role is a superuser, which the read pool's user %q cannot take", c.login)
+		return nil, fmt.Errorf("%w: the client's role is a superuser, which the read pool's user %q cannot take", errLaneRole, c.login)
 	}
 	return res, nil
 }
+
+// errLaneRole: the lane cannot serve the client's role, a matter of
+// configuration logged once per pool at its connections' login (lane.go),
+// not at each read.
+var errLaneRole = errors.New("vector lane does not serve this role")

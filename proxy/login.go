@@ -223,7 +223,15 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	// (nothing forked), or a new login with the client's credentials.
 	pool := s.srv.poolFor(s.startup.Parameters)
 	pool.setDial(s.poolDial(d, startup))
-	p, err := s.backendFrom(ctx, pool)
+	wctx := ctx
+	if s.txModeFor() {
+		// In transaction mode a login waits for a backend as a request
+		// does: up to query_wait_timeout (within the login's own deadline).
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, s.srv.live().QueryWaitTimeout)
+		defer cancel()
+	}
+	p, err := s.backendFrom(wctx, pool)
 	if err == nil && s.txModeFor() {
 		// The pool's backends serve clients of other movable parameters.
 		if err = s.takeOwnValues(p, startup.Parameters); err != nil {

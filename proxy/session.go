@@ -193,6 +193,9 @@ type clientWriter struct {
 	// differs from the last one it reported (protocol "Asynchronous
 	// Operations"), so a client of a session-mode backend misses nothing.
 	reported map[string]string
+	// appName is reported["application_name"] for SHOW CLIENTS, which must
+	// not wait for mu (held while a write to a slow client blocks).
+	appName atomic.Pointer[string]
 }
 
 // newParam reports whether ParameterStatus ps tells the client something
@@ -205,6 +208,10 @@ func (w *clientWriter) newParam(ps *pgproto3.ParameterStatus) bool {
 		return false
 	}
 	w.reported[ps.Name] = ps.Value
+	if ps.Name == "application_name" {
+		v := ps.Value
+		w.appName.Store(&v)
+	}
 	return true
 }
 

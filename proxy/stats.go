@@ -81,7 +81,7 @@ func (s *Server) ClientList() []ClientInfo {
 			Addr:            clientAddr(sess.client),
 			User:            sess.startup.Parameters["user"],
 			Database:        sess.database(),
-			ApplicationName: sess.startup.Parameters["application_name"],
+			ApplicationName: sess.applicationName(),
 			TxStatus:        sess.TxStatus(),
 			Active:          busy || sess.inFlight() > 0,
 			Since:           e.since,
@@ -326,4 +326,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		paused = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, paused)
+}
+
+// applicationName is the client's application_name as the server last
+// reported it to the client (a SET changes it), else as it logged in.
+func (s *session) applicationName() string {
+	if v := s.out.appName.Load(); v != nil {
+		return *v
+	}
+	return s.startup.Parameters["application_name"]
 }

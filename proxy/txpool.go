@@ -804,7 +804,7 @@ func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryCo
 		if errors.Is(err, errPoolEmpty) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
 				Message: "no server connection became free for this login",
-				Detail:  "Every server connection of the pool (pool_size) stayed busy.",
+				Detail:  "Every server connection of the pool (pool_size) stayed busy: for client_login_timeout, or in pool_mode transaction for query_wait_timeout.",
 				Hint:    "Raise pool_size in txlane's configuration."}
 		}
 		if err != nil {

@@ -90,7 +90,11 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 				tables = append(tables, t.String())
 			}
 		}
-		s.log.Warn("vector lane unavailable", zap.Error(err), zap.Bool("fallback_to_primary", fallback),
+		level := zap.WarnLevel
+		if errors.Is(err, errLaneRole) {
+			level = zap.DebugLevel // logged once per pool already
+		}
+		s.log.Log(level, "vector lane unavailable", zap.Error(err), zap.Bool("fallback_to_primary", fallback),
 			zap.Strings("tables", tables), zap.Strings("units_of_work", s.unitsOfWork(pl)),
 			zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())))
 		s.routed(fd.Lane, fd.Reason)
