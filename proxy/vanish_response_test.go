@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,7 +116,16 @@ func wantPoolMatchesServer(t *testing.T, p *testProxy, direct *pgconn.PgConn, ap
 	var why string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		res := exec(t, direct, "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') FROM pg_stat_activity WHERE application_name = "+quote(app))
+		// The server's backends of the pool: those txlane lists, and any
+		// other of the clients' application_name (a relayed login logs in
+		// with it; a transaction-mode pool's own logins leave it out, and
+		// it moves with the client).
+		pids := []string{"0"}
+		for _, sv := range p.Server.ServerList() {
+			pids = append(pids, fmt.Sprint(sv.PID))
+		}
+		res := exec(t, direct, "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') FROM pg_stat_activity WHERE application_name = "+quote(app)+
+			" OR pid IN ("+strings.Join(pids, ",")+")")
 		onServer, _ := strconv.Atoi(string(res[0].Rows[0][0]))
 		busy := string(res[0].Rows[0][1])
 		shown := 0
