@@ -41,6 +41,7 @@
 //	snapstate.go     when the snapshot must be read again (transaction ends,
 //	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute
+//	reroute_bar.go   where a request may not run in another client's transaction
 //	units_stale.go   units set unseen (set_config, a function): read back
 //	                 behind the request, held as unknown until then
 //	reached.go       tables a rerouted write reached

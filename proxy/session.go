@@ -99,6 +99,16 @@ type session struct {
 	// pinRetries counts pin checks cancelled in a row (see idle); only the
 	// relay of the client's backend touches it, between its pin checks.
 	pinRetries int
+	// ownState: the client may have session state of its own (see
+	// noteOwnState, rerouteBar).
+	ownState atomic.Bool
+	// txEnds counts the transaction ends (COMMIT, ROLLBACK, PREPARE
+	// TRANSACTION) the client has sent (see unitHold.txEnds).
+	txEnds atomic.Uint64
+	// setValues are the session-level settings the client has SET (name to
+	// value as written; never nil after serve starts), which a rerouted
+	// request must find the same on the holder's session (rerouteBar).
+	setValues atomic.Pointer[map[string]string]
 	// idleCalls counts calls of idle (see there).
 	idleCalls atomic.Uint64
 
@@ -428,6 +438,7 @@ func (s *session) serve() {
 	s.mu.Unlock()
 
 	s.snap.dirty.Store(true) // never read
+	s.setValues.Store(&map[string]string{})
 	s.customs = make(map[string]bool)
 	s.plans = newPlanner(s.reg, s.routing)
 	// options=-c txlane.unit=... sets a unit at login. (One set with ALTER
@@ -891,6 +902,7 @@ func (s *session) noteEffects(st *policy.Statement) {
 	s.noteSetConfig(st)
 	s.notePin(st)
 	s.noteSnap(st)
+	s.noteOwnState(st)
 	s.noteOpaqueUnit(st) // set_config, a function, DISCARD: the unit may have changed
 	for _, set := range st.Settings {
 		if set.Name == unitSetting || set.ResetAll {

@@ -314,7 +314,7 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 	steps := pl.steps[from:]
 	work := doesWork(steps)
 	ends, prepares := endsTx(steps)
-	var lock, probe, unchecked []string
+	var lock, probe, unchecked, later []string
 	for _, u := range units {
 		if (holds || pl.sentEarly) && (work || idle) && (ends && !prepares || !s.shared.holds(u)) {
 			// NOTE: inside a transaction block the lock is taken before the
@@ -325,6 +325,12 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 			// end (session level). A request sent in parts takes it in its
 			// first: a later part cannot (see below).
 			lock = append(lock, u)
+		} else if holds && !s.shared.holds(u) {
+			// A request inside a block that does no work (SET LOCAL,
+			// SAVEPOINT, SET TRANSACTION carrying the unit) holds it too:
+			// its lock is taken behind the first statement that does work
+			// (settleLocks), as for a pipelined request.
+			later = append(later, u)
 		}
 		if firstWrite >= 0 {
 			// Every write is checked: another backend may hold the unit
@@ -334,6 +340,9 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 				unchecked = append(unchecked, u)
 			}
 		}
+	}
+	if len(later) > 0 {
+		s.shared.markNeed(later)
 	}
 	if len(lock)+len(probe) == 0 {
 		return false, nil, nil

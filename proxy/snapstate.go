@@ -91,6 +91,10 @@ func (s *session) noteSnap(st *policy.Statement) {
 		s.snap.mark()
 	case st.Class == policy.TxControl:
 		s.snap.txControl(st.Tx.Kind)
+		switch st.Tx.Kind {
+		case policy.TxCommit, policy.TxRollback, policy.TxPrepareTransaction:
+			s.txEnds.Add(1) // see unitHold.txEnds
+		}
 	}
 }
 

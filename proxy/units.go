@@ -83,6 +83,11 @@ type unitHold struct {
 	// holder's primary connection of the moment (see holderBackend).
 	who   UnitHolder
 	since time.Time
+	// txEnds is the holder's session.txEnds when it took the unit: once
+	// the session has sent a transaction end since, the transaction it runs
+	// may be another (COMMIT; BEGIN in one request keeps the hold until the
+	// request ends), and nothing is rerouted into it (rerouteBar).
+	txEnds uint64
 	// rerouted lists tables written by writes rerouted into the holder's
 	// transaction (reroutedUnknown: some write named none); guarded by the
 	// registry's mu.
@@ -180,7 +185,7 @@ func (r *unitRegistry) hold(u string, s *session) {
 		}
 	}
 	now := time.Now()
-	r.holders[u] = append(r.holders[u], &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), since: now})
+	r.holders[u] = append(r.holders[u], &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), since: now, txEnds: s.txEnds.Load()})
 	s.unitsHeld.Add(1)
 }
 
@@ -329,7 +334,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
 				return handled, rej, err
 			}
-		case final && idle && len(others) == 1 && s.srv.units.followsReroute(others[0], reads):
+		case final && idle && len(others) == 1 && s.srv.units.followsReroute(others[0], reads) && s.rerouteBar(others[0]) == "":
 			// Read-your-writes across connections: the tables were written
 			// inside the holder's transaction, so the read runs there too.
 			return true, nil, s.reroute(&s.cur, u, others[0], false)
@@ -458,6 +463,10 @@ func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *u
 		case holder.Failed:
 			log.Warn("write not rerouted: the holder's transaction has failed")
 			return refuse("The holder's transaction has failed.")
+		}
+		if why := s.rerouteBar(h); why != "" {
+			log.Warn("write not rerouted", zap.String("why", why))
+			return refuse(why)
 		}
 		log.Info("write rerouted into the holder's transaction")
 		s.srv.metrics.Escape(action.String(), table)

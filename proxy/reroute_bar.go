@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"maps"
+
+	"github.com/txlane/txlane/policy"
+)
+
+// Why a request may not run inside another client's transaction (escape:
+// reroute, and reads that follow rerouted writes). A rerouted request runs on
+// the holder's backend: with the holder's login, role, settings, temporary
+// tables and SQL prepared statements, and inside its transaction. It moves
+// only where none of that can make it do other than on its own connection;
+// elsewhere the write is refused (25L01), which is fail-safe.
+
+// rerouteBar returns why the current request may not run in h's transaction
+// ("" when it may).
+func (s *session) rerouteBar(h *unitHold) string {
+	hs := h.sess
+	switch {
+	case hs.txEnds.Load() != h.txEnds:
+		return "The holder's client has ended the transaction that took the unit (a request that ends one and begins another keeps the hold until it ends)."
+	case hs.database() != s.database() || hs.startup.Parameters["user"] != s.startup.Parameters["user"]:
+		// It would run with the holder's privileges, in its database.
+		return "The holder is logged in as another user or to another database: a write is rerouted only between clients of the same user and database."
+	case startupKey(hs.startup.Parameters, false) != startupKey(s.startup.Parameters, false):
+		return "The holder logged in with other startup parameters (options, search_path, …), which the write would run under."
+	case s.ownState.Load() || hs.ownState.Load():
+		return "The writer or the holder has session state of its own (a role, temporary tables, SQL prepared statements or cursors, settings txlane cannot read from the statements), which the write would not find, or would find another's, on the holder's connection."
+	case !maps.Equal(*s.setValues.Load(), *hs.setValues.Load()):
+		return "The writer and the holder have set different session settings, which the write would not find on the holder's connection."
+	}
+	for _, st := range s.plans.cur.stmts(0) {
+		bar := ""
+		eachPart(st, func(p *policy.Statement) {
+			switch {
+			case p.Class == policy.TxControl:
+				bar = "The request has transaction control, which would act on the holder's transaction."
+			case p.Flags.Has(policy.FlagCopy):
+				bar = "The request is a COPY, whose data cannot move to the holder's connection."
+			case p.Class == policy.Session || p.Discard != policy.DiscardNone:
+				bar = "The request changes session state, which would change the holder's session."
+			}
+		})
+		if bar != "" {
+			return bar
+		}
+	}
+	return ""
+}
+
+// noteOwnState records that statement st, sent to the primary, may give the
+// session state of its own that a rerouted request would not find on another
+// client's connection (see rerouteBar). Sticky: what a session set stays
+// until it ends (RESET ALL is not tracked back). A SET of txlane.unit alone
+// does not count: it is what makes a holder.
+func (s *session) noteOwnState(st *policy.Statement) {
+	// A request of its own, outside a transaction block: it takes effect
+	// (a SET inside a block may be rolled back; DISCARD ALL cannot run in
+	// one and so does not fail there).
+	alone := len(st.Parts) == 0 && s.TxStatus() == TxIdle
+	if alone && st.Discard == policy.DiscardAll {
+		s.setValues.Store(&map[string]string{})
+		s.ownState.Store(false)
+		return
+	}
+	if s.ownState.Load() {
+		return
+	}
+	eachPart(st, func(p *policy.Statement) {
+		own := p.Class == policy.Unknown || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
+			p.Flags&(policy.FlagSQLPrepare|policy.FlagCursor|policy.FlagListen) != 0 ||
+			p.Flags.Has(policy.FlagMayChangeSession) && !onlyUnit(p.SetConfig) && !p.SetConfigLocal
+		vals := maps.Clone(*s.setValues.Load())
+		for _, set := range p.Settings {
+			switch {
+			case set.Name == unitSetting:
+			case set.Local || !alone || set.Name == "role" || set.Name == "session_authorization":
+				// In force for a transaction, possibly rolled back, or
+				// who the session is: not followed here.
+				own = true
+			case set.ResetAll:
+				clear(vals)
+			case set.Reset:
+				delete(vals, set.Name)
+			default:
+				vals[set.Name] = set.Value
+			}
+		}
+		s.setValues.Store(&vals)
+		if own {
+			s.ownState.Store(true)
+		}
+	})
+}
+
+// onlyUnit reports whether names, the settings set_config calls name, are
+// txlane.unit alone.
+func onlyUnit(names []string) bool {
+	if len(names) == 0 {
+		return false
+	}
+	set := map[string]bool{}
+	for _, n := range names {
+		set[n] = true
+	}
+	return maps.Equal(set, map[string]bool{unitSetting: true})
+}
