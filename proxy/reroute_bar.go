@@ -71,6 +71,13 @@ func (s *session) noteOwnState(st *policy.Statement) {
 		own := p.Class == policy.Unknown || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
 			p.Flags&(policy.FlagSQLPrepare|policy.FlagCursor|policy.FlagListen) != 0 ||
 			p.Flags.Has(policy.FlagMayChangeSession) && !onlyUnit(p.SetConfig) && !p.SetConfigLocal
+		if own {
+			s.ownState.Store(true)
+			return
+		}
+		if len(p.Settings) == 0 {
+			return
+		}
 		vals := maps.Clone(*s.setValues.Load())
 		for _, set := range p.Settings {
 			switch {
@@ -97,12 +104,10 @@ func (s *session) noteOwnState(st *policy.Statement) {
 // onlyUnit reports whether names, the settings set_config calls name, are
 // txlane.unit alone.
 func onlyUnit(names []string) bool {
-	if len(names) == 0 {
-		return false
-	}
-	set := map[string]bool{}
 	for _, n := range names {
-		set[n] = true
+		if n != unitSetting {
+			return false
+		}
 	}
-	return maps.Equal(set, map[string]bool{unitSetting: true})
+	return len(names) > 0
 }
