@@ -195,7 +195,12 @@ func parsePID(t *testing.T, s string) uint32 {
 // backend pid holds (shared: a holder's), read directly.
 func unitLocks(t *testing.T, pid string) string {
 	t.Helper()
-	return scalar(t, directConn(t), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1954049134 AND objsubid = 2 AND mode = 'ShareLock' AND granted AND pid = "+pid)
+	return scalar(t, directConn(t), unitLocksSQL(pid))
+}
+
+// unitLocksSQL counts the unit locks backend pid holds (see unitLocks).
+func unitLocksSQL(pid string) string {
+	return "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1954049134 AND objsubid = 2 AND mode = 'ShareLock' AND granted AND pid = " + pid
 }
 
 // waitNoUnitLocks waits until backend pid holds no unit lock.

@@ -58,8 +58,7 @@ func (s *session) noteOwnState(st *policy.Statement) {
 	// A request of its own, outside a transaction block: it takes effect
 	// (a SET inside a block may be rolled back; DISCARD ALL cannot run in
 	// one and so does not fail there).
-	alone := len(st.Parts) == 0 && s.TxStatus() == TxIdle
-	if alone && st.Discard == policy.DiscardAll {
+	if st.Discard == policy.DiscardAll && len(st.Parts) == 0 && s.TxStatus() == TxIdle {
 		s.setValues.Store(&map[string]string{})
 		s.ownState.Store(false)
 		return
@@ -78,6 +77,7 @@ func (s *session) noteOwnState(st *policy.Statement) {
 		if len(p.Settings) == 0 {
 			return
 		}
+		alone := len(st.Parts) == 0 && s.TxStatus() == TxIdle
 		vals := maps.Clone(*s.setValues.Load())
 		for _, set := range p.Settings {
 			switch {

@@ -125,7 +125,7 @@ func TestSharedUnitsCarriedByASet(t *testing.T) {
 			backend := scalar(t, holder, "SELECT pg_backend_pid()")
 			direct := directConn(t)
 			deadline := time.Now().Add(5 * time.Second)
-			for scalar(t, direct, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1954049134 AND mode = 'ShareLock' AND granted AND pid = "+backend) == "0" {
+			for scalar(t, direct, unitLocksSQL(backend)) == "0" {
 				if time.Now().After(deadline) {
 					t.Fatal("the holder's backend holds no lock of the unit 5s after its first write")
 				}
