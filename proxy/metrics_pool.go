@@ -112,16 +112,21 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 // waiting for at most wait, or until the client's CancelRequest ends w; it
 // records how long the client waited (txlane_pool_wait_seconds
 // {lane="primary"}). A pool with no backend at all, which fails at once, is
-// no wait. An idle backend is taken without a context or timer (the common
-// case: every transaction in pool_mode transaction).
+// no wait. An idle backend is taken without a timer (the common case:
+// every transaction in pool_mode transaction).
 func (s *session) poolGet(w *poolWait, pool *serverPool, wait time.Duration) (*primaryConn, error) {
 	if p := pool.tryGet(); p != nil {
 		s.srv.metrics.observePoolWait(lanePrimary, 0)
 		return p, nil
 	}
-	ctx, stop := w.block(wait)
-	defer stop()
-	return s.poolGetCtx(ctx, pool)
+	w.block(wait)
+	defer w.unblock()
+	start := time.Now()
+	p, err := pool.getWaiting(w)
+	if !errors.Is(err, errPoolEmpty) {
+		s.srv.metrics.observePoolWait(lanePrimary, time.Since(start))
+	}
+	return p, err
 }
 
 // poolGetCtx takes a backend from pool, waiting until ctx ends, and

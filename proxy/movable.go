@@ -95,13 +95,19 @@ func (s *session) movableSets(p *primaryConn, have, want *sessionSettings, reset
 		return ""
 	}
 	var sets []string
+	// NOTE: one hold of p.mu for all of them: this runs at every attach in
+	// transaction mode.
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, m := range movableParams {
 		if _, ok := want.get(m); ok {
 			continue // stateDiffSQL sets it, if it differs
 		}
-		cur := p.currentParam(m)
-		if _, ok := have.get(m); ok && reset {
-			cur = p.login[m]
+		cur := p.mu.params[m]
+		if reset {
+			if _, ok := have.get(m); ok {
+				cur = p.login[m]
+			}
 		}
 		if v := s.own[m]; v != cur {
 			sets = append(sets, setConfig(m, v))

@@ -263,6 +263,18 @@ func (p *serverPool) spareLocked() bool { return p.dial != nil || p.total > p.cl
 // to be released. The backend's owner is the pool's until the caller sets
 // its own.
 func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
+	return p.take(ctx, nil)
+}
+
+// getWaiting is get bounded by the client's current block in the pool (w,
+// between poolWait.block and unblock) rather than by a context: its timer
+// and cancel channel are the session's, so a wait allocates no context.
+func (p *serverPool) getWaiting(w *poolWait) (*primaryConn, error) {
+	return p.take(nil, w)
+}
+
+// take is get (w nil) and getWaiting (ctx nil).
+func (p *serverPool) take(ctx context.Context, w *poolWait) (*primaryConn, error) {
 	p.mu.Lock()
 	if c := p.takeIdleLocked(); c != nil {
 		p.mu.Unlock()
@@ -271,6 +283,11 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 	if dial := p.dial; dial != nil && p.total < p.size {
 		p.total++ // reserved while it opens
 		p.mu.Unlock()
+		if w != nil {
+			var stop func()
+			ctx, stop = w.dialContext()
+			defer stop()
+		}
 		c, err := dial(ctx)
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -288,26 +305,40 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 	ch := make(chan *primaryConn, 1)
 	p.waiters = append(p.waiters, waiter{ch: ch})
 	p.mu.Unlock()
+	// Nil channels never fire: ctx's or w's ends the wait.
+	var done, canceled <-chan struct{}
+	var timeout <-chan time.Time
+	if w != nil {
+		timeout, canceled = w.timer.C, w.cancelCh
+	} else {
+		done = ctx.Done()
+	}
+	var err error
 	select {
 	case c := <-ch:
 		if c == nil {
 			return nil, errPoolEmpty // closed by failWaitersLocked
 		}
 		return c, nil
-	case <-ctx.Done():
-		p.mu.Lock()
-		if i := slices.IndexFunc(p.waiters, func(w waiter) bool { return w.ch == ch }); i >= 0 {
-			p.waiters = slices.Delete(p.waiters, i, i+1)
-			p.mu.Unlock()
-			return nil, ctx.Err()
-		}
-		p.mu.Unlock()
-		// Handed a backend as the wait ended: give it back.
-		if c := <-ch; c != nil {
-			p.put(c)
-		}
-		return nil, ctx.Err()
+	case <-done:
+		err = ctx.Err()
+	case <-timeout:
+		err = context.DeadlineExceeded
+	case <-canceled:
+		err = context.Canceled
 	}
+	p.mu.Lock()
+	if i := slices.IndexFunc(p.waiters, func(w waiter) bool { return w.ch == ch }); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		p.mu.Unlock()
+		return nil, err
+	}
+	p.mu.Unlock()
+	// Handed a backend as the wait ended: give it back.
+	if c := <-ch; c != nil {
+		p.put(c)
+	}
+	return nil, err
 }
 
 // tryGet returns one of the pool's idle backends, or nil when none is idle:
