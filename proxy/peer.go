@@ -19,6 +19,11 @@ func clientAddr(c net.Conn) string {
 	return c.RemoteAddr().String()
 }
 
+// clientAddrOf formats clientAddr(c) when it is printed (a log field).
+type clientAddrOf struct{ c net.Conn }
+
+func (a clientAddrOf) String() string { return clientAddr(a.c) }
+
 // socketConn returns the socket under c: c itself, or the connection a TLS
 // session runs over.
 func socketConn(c net.Conn) net.Conn {

@@ -279,7 +279,11 @@ func (s *Server) handle(raw net.Conn) {
 	defer s.clients.Add(-1)
 
 	id := s.nextID.Add(1)
-	log := s.log.With(zap.Uint64("client", id), zap.String("addr", clientAddr(raw)))
+	// NOTE: WithLazy and a Stringer: a client's logger costs nothing until
+	// it logs (at the default level most clients never do); building it
+	// eagerly was about 4% of txlane's CPU under connection churn
+	// (pgbench -S -C).
+	log := s.log.WithLazy(zap.Uint64("client", id), zap.Stringer("addr", clientAddrOf{raw}))
 	live := s.live() // the limits in force when the client arrived
 	raw.SetDeadline(time.Now().Add(live.ClientLoginTimeout))
 
@@ -304,7 +308,7 @@ func (s *Server) handle(raw net.Conn) {
 		out:     clientWriter{w: bufio.NewWriterSize(hello.Conn, wire.ClientWriteBufSize)},
 		startup: hello.Startup,
 		proto:   hello.Proto,
-		log: log.With(zap.String("user", hello.Startup.Parameters["user"]),
+		log: log.WithLazy(zap.String("user", hello.Startup.Parameters["user"]),
 			zap.String("database", hello.Startup.Parameters["database"]),
 			zap.String("application_name", hello.Startup.Parameters["application_name"])),
 	}
