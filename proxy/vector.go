@@ -398,14 +398,17 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 	var refusal *laneRefusal // a refusal before anything was passed on
 	executed := 0            // Execute messages completed
 	sessionChanged := false
-	clientErr := error(nil) // the client went away: keep draining the lane
+	// NOTE: when a write to the client fails, the client is gone and the
+	// lane connection is given up at once (broken): draining the rest of
+	// the answer could mean reading gigabytes for nobody, and after a
+	// message forwarded in part the reader stands inside that message.
 	for {
 		typ, _, err := c.r.Next()
 		if err != nil {
 			if refusal != nil {
 				return true, refusal
 			}
-			if !forwarded && clientErr == nil {
+			if !forwarded {
 				// Nothing of the answer reached the client: the read can run
 				// on the primary instead.
 				return true, fmt.Errorf("%w: %v", errLaneRetry, err)
@@ -436,9 +439,6 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			if refusal != nil {
 				return broken, refusal
 			}
-			if clientErr != nil {
-				return broken, clientErr
-			}
 			s.srv.metrics.laneReadDone(failed)
 			status := s.TxStatus()
 			if failed && status == TxActive {
@@ -468,7 +468,7 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 		case wire.CommandComplete, wire.EmptyQueryResponse, wire.PortalSuspended:
 			executed++
 		}
-		if refusal != nil || clientErr != nil {
+		if refusal != nil {
 			if typ == wire.ErrorResponse {
 				failed = true
 			}
@@ -519,7 +519,7 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 			}
 			s.out.mu.Unlock()
 			if err != nil {
-				clientErr = err
+				return true, err
 			}
 			continue
 		}
@@ -535,8 +535,10 @@ func (s *session) relayLane(c *laneConn, b *batch, tr *replyTracker, names map[s
 		}
 		s.out.mu.Unlock()
 		if err != nil {
-			// Only the client side of forward can fail once the body is read.
-			clientErr = err
+			// NOTE: a failed Forward may also be the lane's side (the body
+			// arrives as it is forwarded): either way the lane connection
+			// goes, and the client, whose answer was cut, is closed.
+			return true, err
 		}
 	}
 }
