@@ -889,7 +889,11 @@ func sqlStatementRefs(st *policy.Statement) []string {
 		if p.Deallocate != nil && !p.Deallocate.All && p.Deallocate.Name != "" {
 			out = append(out, p.Deallocate.Name)
 		}
-		if p.PrepareName != "" && p.Command == "EXECUTE" {
+		// NOTE: PREPARE too: protocol-level and SQL-level statements share
+		// one namespace in the server's session, so another client's
+		// protocol statement left on a pooled backend under the name would
+		// make the PREPARE fail (42P05) where on its own backend it would not.
+		if p.PrepareName != "" && (p.Command == "EXECUTE" || p.Command == "PREPARE") {
 			out = append(out, p.PrepareName)
 		}
 	})

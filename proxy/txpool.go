@@ -99,6 +99,15 @@ func (s *session) attach() (*primaryConn, error) {
 func (s *session) moveState(p *primaryConn) error {
 	want := s.settings.Load()
 	sql := stateDiffSQL(p.settings, want)
+	clash := protocolClashes(p, p.settings, want)
+	if len(clash) > 0 {
+		// Before the PREPAREs: see protocolClashes.
+		dealloc := make([]string, len(clash))
+		for i, name := range clash {
+			dealloc[i] = "DEALLOCATE " + quoteIdent(name)
+		}
+		sql = strings.Join(dealloc, "; ") + "; " + sql
+	}
 	if sets := s.movableSets(p, p.settings, want, sql != ""); sets != "" {
 		if sql != "" {
 			sql += "; "
@@ -126,6 +135,14 @@ func (s *session) moveState(p *primaryConn) error {
 	if err == nil && q.err != nil {
 		err = errors.New(q.err.Message)
 	}
+	for _, name := range clash {
+		if err == nil {
+			p.held.forget(name)
+		} else {
+			// Gone or not: the next to need the name closes it first.
+			p.held.set(name, unknownStmt)
+		}
+	}
 	if err != nil {
 		s.log.Warn("could not move the session's settings to a pooled backend", zap.Error(err))
 		s.pc.Store(nil)
@@ -146,6 +163,27 @@ func (s *session) moveState(p *primaryConn) error {
 	}
 	p.settings = want
 	return nil
+}
+
+// protocolClashes returns the names of protocol-level statements p holds
+// (another client's, left there) under which the diff from have to want
+// PREPAREs one of the client's SQL-level statements. PostgreSQL keeps both
+// kinds in one namespace per session, so the PREPARE would fail (42P05) and
+// the client be closed; moveState DEALLOCATEs them first (DEALLOCATE drops a
+// protocol-level statement too), and their owners get them prepared again
+// where they next need them.
+func protocolClashes(p *primaryConn, have, want *sessionSettings) []string {
+	var out []string
+	for name, text := range want.preparedMap() {
+		if have.preparedMap()[name] == text {
+			continue
+		}
+		if _, ok := p.held.has(name); ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // stateDiffSQL is the statement that turns a backend whose session
