@@ -259,7 +259,7 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
+	s.waitSessions()
 	s.closePools()
 	s.stopOps()
 	s.auth.close()

@@ -62,6 +62,10 @@ type session struct {
 	// pc is the client's backend on the primary lane: set at login; in
 	// transaction mode nil while the client holds none (see attach, idle).
 	pc atomic.Pointer[primaryConn]
+	// lane is the vector-lane connection running a read of the client's,
+	// nil between reads (for Close to cut a read that does not end:
+	// abortServer).
+	lane atomic.Pointer[laneConn]
 	// pool is where the client's backends come from and go back to
 	// (transaction mode; session mode after a login txlane checked);
 	// txMode: pool_mode transaction.

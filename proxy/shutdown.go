@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/txlane/txlane/proxy/wire"
 )
 
 // shutdownPoll is how often a graceful stop and PAUSE look at the sessions.
@@ -124,4 +126,55 @@ func (s *Server) quiet() bool {
 		}
 	}
 	return true
+}
+
+// closeGrace is how long Close waits for its sessions to end once their
+// clients are closed, before it cancels what they still run on a server and
+// closes their server connections under them: a statement waiting for a
+// lock would otherwise hold the stop (shutdown_timeout, a second signal)
+// until it ends.
+const closeGrace = time.Second
+
+// waitSessions waits until every session has ended (Close), cutting those
+// still running after closeGrace (abortServer).
+func (s *Server) waitSessions() {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(closeGrace):
+	}
+	left := s.entries()
+	s.log.Warn("closing the server connections of sessions still running after their clients were closed", zap.Int("sessions", len(left)))
+	for _, e := range left {
+		go e.sess.abortServer()
+	}
+	<-done
+}
+
+// abortServer cancels the statement the session runs on a server (a
+// CancelRequest, as the client's own would be forwarded) and closes its
+// primary backend and the vector-lane connection of a read in progress,
+// which ends the session's reads of them. Only Close calls it, once the
+// session's client is closed: PostgreSQL rolls back what the closed
+// connections had open.
+func (sess *session) abortServer() {
+	sess.cancelMu.Lock()
+	running := sess.cancelTarget()
+	sess.cancelMu.Unlock()
+	if running != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+		wire.SendCancel(ctx, *running)
+		cancel()
+	}
+	if c := sess.lane.Load(); c != nil {
+		c.conn.Close()
+	}
+	if p := sess.pc.Load(); p != nil {
+		p.conn.Close()
+	}
 }

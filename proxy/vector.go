@@ -191,6 +191,8 @@ func (s *session) readOnLane(c *laneConn, b *batch) (broken bool, err error) {
 	s.mu.running = &c.target
 	s.mu.Unlock()
 	defer s.restorePrimary()
+	s.lane.Store(c)
+	defer s.lane.Store(nil)
 	broken, err = s.relayLane(c, b, &tr, names)
 	var refusal *laneRefusal
 	if errors.Is(err, errLaneRetry) || errors.As(err, &refusal) {
