@@ -128,11 +128,9 @@ func (a consoleAPI) Pools() []console.Pool {
 	list := a.s.Pools()
 	out := make([]console.Pool, len(list))
 	for i, p := range list {
-		v := p.Vector
-		out[i] = console.Pool{Database: p.Database, User: p.User, PoolMode: string(p.PoolMode),
+		out[i] = console.Pool{Database: p.Database, User: p.User, Lane: p.Lane, PoolMode: string(p.PoolMode),
 			ClActive: p.ClActive, ClWaiting: p.ClWaiting, SvActive: p.SvActive, SvIdle: p.SvIdle, SvTested: p.SvTested,
-			MaxWait: p.MaxWait, VectorTotal: v.Total, VectorIdle: v.Idle, VectorAcquired: v.Acquired,
-			VectorWaiting: v.Waiting, VectorMax: v.Max}
+			MaxWait: p.MaxWait, PoolSize: p.PoolSize}
 	}
 	return out
 }

@@ -47,9 +47,7 @@ func showPools(p Proxy) [][]string {
 	for _, pl := range p.Pools() {
 		rows = append(rows, []string{pl.Database, pl.User, strconv.Itoa(pl.ClActive), strconv.Itoa(pl.ClWaiting),
 			strconv.Itoa(pl.SvActive), strconv.Itoa(pl.SvIdle), strconv.Itoa(pl.SvTested),
-			seconds(pl.MaxWait), micros(pl.MaxWait), pl.PoolMode,
-			strconv.Itoa(pl.VectorTotal), strconv.Itoa(pl.VectorIdle), strconv.Itoa(pl.VectorAcquired),
-			strconv.Itoa(pl.VectorWaiting), strconv.Itoa(pl.VectorMax)})
+			seconds(pl.MaxWait), micros(pl.MaxWait), pl.PoolMode, pl.Lane, strconv.Itoa(pl.PoolSize)})
 	}
 	return rows
 }
@@ -68,7 +66,7 @@ func showServers(p Proxy) [][]string {
 		if !s.RequestTime.IsZero() {
 			request = timestamp(s.RequestTime)
 		}
-		rows = append(rows, []string{"S", s.User, s.Database, s.State, host, port, connect, request, link, pidText(s.PID)})
+		rows = append(rows, []string{"S", s.User, s.Database, s.State, host, port, connect, request, link, pidText(s.PID), s.Lane})
 	}
 	return rows
 }
