@@ -49,7 +49,8 @@ func (s *Server) serveAdmin(hello *wire.Hello, id uint64, log *zap.Logger) {
 	if err != nil {
 		return
 	}
-	if !s.addAdmin(hello.Conn) {
+	if !s.addAdmin(hello.Conn, adminClient{id: id, user: user, since: time.Now(),
+		applicationName: hello.Startup.Parameters["application_name"]}) {
 		wire.WriteError(w, shutdownError())
 		w.Flush()
 		return
@@ -68,13 +69,13 @@ func (s *Server) serveAdmin(hello *wire.Hello, id uint64, log *zap.Logger) {
 }
 
 // addAdmin registers a console connection; false when txlane is stopping.
-func (s *Server) addAdmin(c net.Conn) bool {
+func (s *Server) addAdmin(c net.Conn, a adminClient) bool {
 	s.ops.mu.Lock()
 	defer s.ops.mu.Unlock()
 	if s.ops.gate.Load().stopping {
 		return false
 	}
-	s.ops.mu.admins[c] = struct{}{}
+	s.ops.mu.admins[c] = a
 	return true
 }
 
@@ -110,7 +111,7 @@ type consoleAPI struct{ s *Server }
 var _ console.Proxy = consoleAPI{}
 
 func (a consoleAPI) Clients() []console.Client {
-	list := a.s.ClientList()
+	list := append(a.s.ClientList(), a.s.AdminClientList()...)
 	out := make([]console.Client, len(list))
 	for i, c := range list {
 		var wait time.Duration

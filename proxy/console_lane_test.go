@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"net/url"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func TestConsoleVectorLane(t *testing.T) {
 		t.Fatalf("SHOW SERVERS: no active primary-lane row for backend %s: %v", primaryPID, res[0])
 	}
 	c.Close(context.Background())
-	waitFor(t, func() bool { return len(consoleShow(t, admin, "SHOW CLIENTS")[0]) == 0 }, "the client to leave")
+	waitFor(t, func() bool { return len(proxyClients(consoleShow(t, admin, "SHOW CLIENTS")[0])) == 0 }, "the client to leave")
 
 	res = consoleShow(t, admin, "SHOW POOLS; SHOW SERVERS")
 	pool := laneRow(res[0], proxy.LaneVector, "database", db)
@@ -107,4 +108,69 @@ func TestConsoleVectorLane(t *testing.T) {
 		r := laneRow(consoleShow(t, admin, "SHOW SERVERS")[0], proxy.LaneVector, "remote_pid", lanePID)
 		return r != nil && r["state"] == "idle" && r["link"] == ""
 	}, "the lane connection to be idle and unlinked")
+}
+
+// TestConsoleListsItself: SHOW CLIENTS lists the admin console's own
+// connections, as PgBouncer lists its console's: database txlane, the
+// console user, state active, its address, application_name and an id of
+// its own, no backend; and SHOW POOLS a console row per user counting them
+// (pool_mode statement, PgBouncer's admin pool's). A console that leaves
+// is no longer listed.
+func TestConsoleListsItself(t *testing.T) {
+	p, admin := startConsoleProxy(t, nil)
+	c := p.connect(t)
+	u, err := url.Parse(p.adminDSN(t, pgtest.AppRole))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", "second-console")
+	u.RawQuery = q.Encode()
+	second := connectDSN(t, u.String())
+	clientPID := backendPID(t, c)
+
+	res := consoleShow(t, admin, "SHOW CLIENTS; SHOW POOLS")
+	consoles := clientRowsOf(res[0], proxy.AdminDatabase)
+	if len(consoles) != 2 {
+		t.Fatalf("SHOW CLIENTS: %v, want both console connections", res[0])
+	}
+	ids := map[string]bool{}
+	for _, r := range res[0] {
+		ids[r["id"]] = true
+	}
+	if len(ids) != len(res[0]) || len(res[0]) != 3 {
+		t.Fatalf("SHOW CLIENTS: %v, want 3 rows with distinct ids", res[0])
+	}
+	for _, r := range consoles {
+		if r["type"] != "C" || r["user"] != pgtest.AppRole || r["state"] != proxy.ClientActive || r["addr"] != "127.0.0.1" ||
+			r["port"] == "" || r["connect_time"] == "" || r["link"] != "" || r["tx_status"] != "I" || r["waiting_for"] != "" {
+			t.Fatalf("SHOW CLIENTS console row %v", r)
+		}
+	}
+	if clientRow(consoles, "application_name", "second-console") == nil {
+		t.Fatalf("SHOW CLIENTS: no console with application_name 'second-console': %v", consoles)
+	}
+	if r := clientRow(res[0], "link", clientPID); r == nil || r["database"] == proxy.AdminDatabase {
+		t.Fatalf("SHOW CLIENTS lacks the proxy's client: %v", res[0])
+	}
+	pool := laneRow(res[1], proxy.LaneConsole, "database", proxy.AdminDatabase)
+	if pool == nil || pool["user"] != pgtest.AppRole || pool["cl_active"] != "2" || pool["cl_waiting"] != "0" ||
+		pool["sv_active"] != "0" || pool["sv_idle"] != "0" || pool["pool_mode"] != "statement" {
+		t.Fatalf("SHOW POOLS: %v, want a console row with cl_active 2", res[1])
+	}
+
+	second.Close(context.Background())
+	waitFor(t, func() bool { return len(clientRowsOf(consoleShow(t, admin, "SHOW CLIENTS")[0], proxy.AdminDatabase)) == 1 },
+		"the second-console to leave SHOW CLIENTS")
+}
+
+// clientRowsOf picks SHOW CLIENTS' rows of database.
+func clientRowsOf(rows []map[string]string, database string) []map[string]string {
+	var out []map[string]string
+	for _, r := range rows {
+		if r["database"] == database {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -129,8 +129,8 @@ const (
 // lane's read pool of one database (Lane).
 type PoolInfo struct {
 	Database, User string
-	// Lane is LanePrimary or LaneVector. A vector pool's User is the read
-	// pool's login.
+	// Lane is LanePrimary, LaneVector or LaneConsole. A vector pool's
+	// User is the read pool's login.
 	Lane     string
 	PoolMode PoolMode
 	// ClActive counts the clients that are not waiting (holding a backend
@@ -152,8 +152,9 @@ type PoolInfo struct {
 
 // Pools describes the primary backends of each (database, user) that has
 // clients or a pool (pools stay once made, with no clients and no
-// backends too, as PgBouncer's do), and each database's vector-lane pool,
-// ordered by database, user and lane. The primary rows' clients' counts
+// backends too, as PgBouncer's do), each database's vector-lane pool and
+// the admin console's clients per user (console_clients.go), ordered by
+// database, user and lane. The primary rows' clients' counts
 // and MaxWait are read from ClientList, so they agree with SHOW CLIENTS'
 // state column.
 func (s *Server) Pools() []PoolInfo {
@@ -191,6 +192,7 @@ func (s *Server) Pools() []PoolInfo {
 		out = append(out, *p)
 	}
 	out = append(out, s.vectorPools()...)
+	out = append(out, s.consolePools()...)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		return cmp.Or(cmp.Compare(a.Database, b.Database), cmp.Compare(a.User, b.User), cmp.Compare(a.Lane, b.Lane)) < 0

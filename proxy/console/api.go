@@ -16,13 +16,15 @@ import (
 // Methods are called from the console connection's goroutine and must be
 // safe for concurrent use (several consoles may be connected).
 type Proxy interface {
-	// Clients describes the logged-in clients (console connections
-	// excluded), ordered by ID.
+	// Clients describes the logged-in clients, ordered by ID, then the
+	// console's own connections (database Database, state active, as
+	// PgBouncer lists its console's), ordered by ID.
 	Clients() []Client
-	// Pools describes the primary backends of each (database, user) in
-	// use, ordered by database then user.
+	// Pools describes the pools: the primary backends of each (database,
+	// user) in use, each database's vector-lane read pool, and the
+	// console's clients per user, ordered by database, user then lane.
 	Pools() []Pool
-	// Servers describes the primary backends.
+	// Servers describes the backends of both lanes.
 	Servers() []Server
 	// Routes returns the requests routed so far, per (lane, reason),
 	// ordered by lane then reason.
