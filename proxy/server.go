@@ -140,6 +140,7 @@ type Server struct {
 		sync.Mutex
 		m    map[poolKey]*serverPool
 		reap sync.Once
+		caps *connCaps // max_db_connections, max_user_connections (pool_caps.go)
 	}
 
 	clients atomic.Int64 // connections past accept, in any phase

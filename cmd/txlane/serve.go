@@ -83,6 +83,7 @@ func instanceOptions(cfg *config.Config) proxy.InstanceOptions {
 // poolOptions maps the pool keys of cfg to the proxy's.
 func poolOptions(cfg *config.Config) proxy.PoolOptions {
 	o := proxy.PoolOptions{Mode: proxy.PoolMode(cfg.PoolMode), Size: cfg.PoolSize, MinSize: cfg.MinPoolSize,
+		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections,
 		ServerResetQuery: cfg.ServerResetQuery, ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime}
 	for _, ov := range cfg.PoolOverrides {
 		o.Overrides = append(o.Overrides, proxy.PoolOverride{Database: ov.Database, User: ov.User,

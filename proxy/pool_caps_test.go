@@ -1,0 +1,111 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/proxy"
+	"github.com/txlane/txlane/proxy/auth"
+)
+
+// trustAuthUsers is trustAuth for several users.
+func trustAuthUsers(tb testing.TB, users ...string) proxy.AuthOptions {
+	tb.Helper()
+	var file strings.Builder
+	for _, u := range users {
+		file.WriteString(strconv.Quote(u) + ` "unused: the server trusts this role"` + "\n")
+	}
+	f, err := auth.ParseFile("users.txt", []byte(file.String()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return proxy.AuthOptions{Type: auth.MethodTrust, File: f}
+}
+
+// primaryBackends counts the primary-lane backends txlane lists.
+func primaryBackends(p *testProxy) int {
+	n := 0
+	for _, s := range p.Server.ServerList() {
+		if s.Lane == proxy.LanePrimary {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPoolCaps: max_user_connections and max_db_connections cap the
+// backends of all pools of a user (two pools: clients with different
+// startup parameters) and of a database (two pools: two users) at 1, with
+// pool_size 4 and transaction pooling. While a is inside a transaction, b's
+// request waits for a backend (SHOW CLIENTS: waiting) and txlane runs one
+// backend; when a commits, its idle backend is closed (on the server too)
+// to make room, and b runs on a new one. With a inside a transaction again,
+// b gets what a full pool_size gives: FATAL 08P01 query_wait_timeout.
+func TestPoolCaps(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		caps   func(*proxy.PoolOptions)
+		bUser  string
+		bExtra string // b's extra DSN parameters
+	}{
+		{"max_user_connections", func(o *proxy.PoolOptions) { o.MaxUserConnections = 1 }, pgtest.AppRole, "&search_path=public"},
+		{"max_db_connections", func(o *proxy.PoolOptions) { o.MaxDBConnections = 1 }, "postgres", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, func(o *proxy.Options) {
+				o.Auth = trustAuthUsers(t, pgtest.AppRole, "postgres")
+				o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 4}
+				tc.caps(&o.Pool)
+				o.QueryWaitTimeout = 2 * time.Second
+			})
+			a := connectDSN(t, p.DSN(t, pgtest.AppRole))
+			b := connectDSN(t, p.DSN(t, tc.bUser)+tc.bExtra)
+			exec(t, a, "BEGIN")
+			pidA := scalar(t, a, "SELECT pg_backend_pid()")
+			done := make(chan string, 1)
+			go func() {
+				res, err := b.Exec(context.Background(), "SELECT pg_backend_pid()").ReadAll()
+				if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+					done <- "error: " + errText(err) + " rows " + strconv.Itoa(len(res))
+					return
+				}
+				done <- string(res[0].Rows[0][0])
+			}()
+			waitFor(t, func() bool {
+				for _, c := range p.Server.ClientList() {
+					if c.User == tc.bUser && c.State == proxy.ClientWaiting && c.WaitingFor == proxy.WaitingForServer {
+						return true
+					}
+				}
+				return false
+			}, "b to wait for a backend")
+			if n := primaryBackends(p); n != 1 {
+				t.Fatalf("%d primary backends while b waits, want 1 (%s = 1): %+v", n, tc.name, p.Server.ServerList())
+			}
+			exec(t, a, "COMMIT")
+			pidB := <-done
+			if pidB == pidA || strings.HasPrefix(pidB, "error") {
+				t.Fatalf("b: %s (a's backend was %s), want a backend of its own", pidB, pidA)
+			}
+			waitGone(t, pidA, 5*time.Second)
+			if n := primaryBackends(p); n != 1 {
+				t.Fatalf("%d primary backends after b ran, want 1: %+v", n, p.Server.ServerList())
+			}
+
+			exec(t, a, "BEGIN; SELECT 1")
+			err := b.Exec(context.Background(), "SELECT 1").Close()
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != proxy.CodeProtocolViolation || !strings.Contains(pe.Message, "query_wait_timeout") {
+				t.Fatalf("b held back by %s: %v, want FATAL 08P01 query_wait_timeout", tc.name, err)
+			}
+			exec(t, a, "COMMIT")
+		})
+	}
+}
