@@ -83,7 +83,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"auth_type", "auth_file", "auth_user", "auth_query", "auth_dbname",
 		"unix_socket_dir", "max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",
 		"idle_in_transaction_timeout", "shutdown_timeout",
-		"pool_mode", "pool_size", "max_db_connections", "max_user_connections", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
+		"pool_mode", "pool_size", "max_db_connections", "max_user_connections", "ignore_startup_parameters", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
 		"instance_id", "peers",
 	}
 	if !reflect.DeepEqual(got, want) {

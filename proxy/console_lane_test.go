@@ -160,7 +160,9 @@ func TestConsoleListsItself(t *testing.T) {
 	}
 
 	second.Close(context.Background())
-	waitFor(t, func() bool { return len(clientRowsOf(consoleShow(t, admin, "SHOW CLIENTS")[0], proxy.AdminDatabase)) == 1 },
+	waitFor(t, func() bool {
+		return len(clientRowsOf(consoleShow(t, admin, "SHOW CLIENTS")[0], proxy.AdminDatabase)) == 1
+	},
 		"the second-console to leave SHOW CLIENTS")
 }
 

@@ -241,7 +241,7 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 			p.conns.remove(c)
 			c.close()
 		},
-		MaxSize:    int32(maxConns),
+		MaxSize: int32(maxConns),
 	})
 	if err != nil {
 		return nil, err

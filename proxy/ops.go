@@ -31,7 +31,7 @@ type opsState struct {
 
 	mu struct {
 		sync.Mutex
-		clients map[uint64]*clientEntry // by session id
+		clients map[uint64]*clientEntry  // by session id
 		admins  map[net.Conn]adminClient // admin console connections
 	}
 	stopOnce  sync.Once

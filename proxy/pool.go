@@ -57,6 +57,9 @@ type PoolOptions struct {
 	// (max_user_connections) cap the backends of all pools of one database
 	// and of one user (0, the default: no cap); see pool_caps.go.
 	MaxDBConnections, MaxUserConnections int
+	// IgnoreStartupParameters (ignore_startup_parameters) are dropped from
+	// every client's startup message (startup_ignore.go).
+	IgnoreStartupParameters []string
 	// Overrides replace Mode or Size for some databases or users: for each,
 	// the first entry that matches and sets it wins.
 	Overrides []PoolOverride

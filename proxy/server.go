@@ -301,6 +301,7 @@ func (s *Server) handle(raw net.Conn) {
 		s.serveAdmin(hello, id, log) // the admin console (admin.go)
 		return
 	}
+	dropIgnored(hello.Startup, s.opts.Pool.IgnoreStartupParameters)
 	sess := &session{
 		srv:     s,
 		id:      id,

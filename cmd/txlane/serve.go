@@ -84,7 +84,8 @@ func instanceOptions(cfg *config.Config) proxy.InstanceOptions {
 func poolOptions(cfg *config.Config) proxy.PoolOptions {
 	o := proxy.PoolOptions{Mode: proxy.PoolMode(cfg.PoolMode), Size: cfg.PoolSize, MinSize: cfg.MinPoolSize,
 		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections,
-		ServerResetQuery: cfg.ServerResetQuery, ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime}
+		IgnoreStartupParameters: cfg.IgnoreStartupParameters,
+		ServerResetQuery:        cfg.ServerResetQuery, ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime}
 	for _, ov := range cfg.PoolOverrides {
 		o.Overrides = append(o.Overrides, proxy.PoolOverride{Database: ov.Database, User: ov.User,
 			Mode: proxy.PoolMode(ov.PoolMode), Size: ov.PoolSize})
