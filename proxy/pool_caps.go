@@ -193,18 +193,14 @@ func (c *connCaps) evict(p *serverPool) {
 // growLocked reserves room for one more backend for a waiting client:
 // false when pool_size is reached or a cap holds it back (see take).
 // p.mu must be held.
-func (p *serverPool) growLocked() bool {
-	if p.total >= p.size || !p.caps.take(p, true) {
-		return false
-	}
-	p.total++
-	return true
-}
+func (p *serverPool) growLocked() bool { return p.reserveLocked(true) }
 
 // growQuietLocked is growLocked for no client in particular
 // (min_pool_size): a cap refuses it without blocking or evicting.
-func (p *serverPool) growQuietLocked() bool {
-	if p.total >= p.size || !p.caps.take(p, false) {
+func (p *serverPool) growQuietLocked() bool { return p.reserveLocked(false) }
+
+func (p *serverPool) reserveLocked(block bool) bool {
+	if p.total >= p.size || !p.caps.take(p, block) {
 		return false
 	}
 	p.total++

@@ -12,22 +12,7 @@ import (
 
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
-	"github.com/txlane/txlane/proxy/auth"
 )
-
-// trustAuthUsers is trustAuth for several users.
-func trustAuthUsers(tb testing.TB, users ...string) proxy.AuthOptions {
-	tb.Helper()
-	var file strings.Builder
-	for _, u := range users {
-		file.WriteString(strconv.Quote(u) + ` "unused: the server trusts this role"` + "\n")
-	}
-	f, err := auth.ParseFile("users.txt", []byte(file.String()))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return proxy.AuthOptions{Type: auth.MethodTrust, File: f}
-}
 
 // primaryBackends counts the primary-lane backends txlane lists.
 func primaryBackends(p *testProxy) int {
