@@ -380,12 +380,12 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 	defer cancel()
 	w := p.conns.waitStart()
 	res, err := p.Acquire(ctx)
-	p.conns.waitEnd(w)
+	end := p.conns.waitEnd(w)
 	if lp.metrics != nil {
-		lp.metrics.observeAcquire("vector", time.Since(w.start))
+		lp.metrics.observeAcquire("vector", end.Sub(w.start))
 	}
 	if err == nil {
-		res.Value().use.acquired()
+		res.Value().use.acquired(end)
 	}
 	return res, err
 }

@@ -27,9 +27,10 @@ type laneUse struct {
 	lastAcquire atomic.Int64
 }
 
-// acquired records an acquire (the client is set by linkTo).
-func (u *laneUse) acquired() {
-	u.lastAcquire.Store(time.Now().UnixNano())
+// acquired records an acquire that ended at now (the client is set by
+// linkTo).
+func (u *laneUse) acquired(now time.Time) {
+	u.lastAcquire.Store(now.UnixNano())
 	u.busy.Store(true)
 }
 
@@ -47,7 +48,9 @@ func (u *laneUse) released() {
 type laneConns struct {
 	mu    sync.Mutex
 	conns map[*laneConn]struct{}
-	waits map[uint64]time.Time
+	// waits are the acquires in progress, oldest first; few at a time (at
+	// most the sessions waiting for this database's lane).
+	waits []laneWait
 	next  uint64
 }
 
@@ -84,24 +87,25 @@ func (l *laneConns) list() []*laneConn {
 	return out
 }
 
-// waitStart records an acquire beginning now; waitEnd its end.
+// waitStart records an acquire beginning now; waitEnd its end, and
+// returns the time it ended.
 func (l *laneConns) waitStart() laneWait {
 	w := laneWait{start: time.Now()}
 	l.mu.Lock()
-	if l.waits == nil {
-		l.waits = map[uint64]time.Time{}
-	}
 	l.next++
 	w.id = l.next
-	l.waits[w.id] = w.start
+	l.waits = append(l.waits, w)
 	l.mu.Unlock()
 	return w
 }
 
-func (l *laneConns) waitEnd(w laneWait) {
+func (l *laneConns) waitEnd(w laneWait) time.Time {
 	l.mu.Lock()
-	delete(l.waits, w.id)
+	if i := slices.IndexFunc(l.waits, func(x laneWait) bool { return x.id == w.id }); i >= 0 {
+		l.waits = slices.Delete(l.waits, i, i+1)
+	}
 	l.mu.Unlock()
+	return time.Now()
 }
 
 // waiting counts the acquires in progress.
@@ -116,16 +120,10 @@ func (l *laneConns) waiting() int {
 func (l *laneConns) maxWait() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var oldest time.Time
-	for _, t := range l.waits {
-		if oldest.IsZero() || t.Before(oldest) {
-			oldest = t
-		}
-	}
-	if oldest.IsZero() {
+	if len(l.waits) == 0 {
 		return 0
 	}
-	return time.Since(oldest)
+	return time.Since(l.waits[0].start)
 }
 
 // servers describes the vector lane's connections, as SHOW SERVERS lists
