@@ -94,3 +94,76 @@ func TestPoolCaps(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolCapsSessionMode: in session mode with logins txlane checks
+// (pool_size caps the sessions of a pool), max_db_connections 1 makes a
+// second user's login wait while the first user's session holds the one
+// backend; when that client leaves, its backend is reset, goes idle in its
+// pool and is closed to make room, and the waiting login gets a backend of
+// its own.
+func TestPoolCapsSessionMode(t *testing.T) {
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Auth = trustAuthUsers(t, pgtest.AppRole, "postgres")
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolSession, Size: 4, MaxDBConnections: 1}
+	})
+	a := connectDSN(t, p.DSN(t, pgtest.AppRole))
+	pidA := backendPID(t, a)
+	type login struct {
+		pid string
+		err error
+	}
+	done := make(chan login, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		b, err := pgconn.Connect(ctx, p.DSN(t, "postgres"))
+		if err != nil {
+			done <- login{err: err}
+			return
+		}
+		t.Cleanup(func() { b.Close(context.Background()) })
+		res, err := b.Exec(ctx, "SELECT pg_backend_pid()").ReadAll()
+		if err == nil {
+			done <- login{pid: string(res[0].Rows[0][0])}
+			return
+		}
+		done <- login{err: err}
+	}()
+	db := pgtest.Config(t).Database
+	waiting := series("txlane_pool_clients_waiting", "database", db, "lane", "primary", "user", "postgres")
+	waitFor(t, func() bool { return scrape(t, p.Server)[waiting] == 1 }, "b's login to wait for a backend")
+	if n := primaryBackends(p); n != 1 {
+		t.Fatalf("%d primary backends while b waits, want 1", n)
+	}
+	a.Close(context.Background())
+	l := <-done
+	if l.err != nil || l.pid == pidA {
+		t.Fatalf("b after a left: %+v (a's backend %s), want a backend of its own", l, pidA)
+	}
+	waitGone(t, pidA, 5*time.Second)
+}
+
+// TestPoolCapsRelayedLogins: with auth_type server each login is checked
+// by the server on a backend of its own. Under max_user_connections 1 the
+// first login of a pool still makes that pool's backend (a pool without
+// one could not serve its clients), and a's and b's pools (different
+// startup parameters) both work; a third login, c, into a's pool is over
+// the cap: its backend is closed once the login is done, and c runs on
+// its pool's backend, a's.
+func TestPoolCapsRelayedLogins(t *testing.T) {
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 4, MaxUserConnections: 1}
+	})
+	a := connectDSN(t, p.DSN(t, pgtest.AppRole))
+	b := connectDSN(t, p.DSN(t, pgtest.AppRole)+"&search_path=public")
+	pidA, pidB := backendPID(t, a), backendPID(t, b)
+	if pidA == pidB {
+		t.Fatalf("a and b (two pools) on one backend %s", pidA)
+	}
+	app := uniqueName("capped_login")
+	c := connectDSN(t, p.DSN(t, pgtest.AppRole)+"&application_name="+app)
+	waitFor(t, func() bool { return backendCount(t, app) == "0" }, "c's login backend to close")
+	if pidC := backendPID(t, c); pidC != pidA {
+		t.Fatalf("c on backend %s, want its pool's, a's (%s)", pidC, pidA)
+	}
+}
