@@ -371,6 +371,8 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 			if lp.metrics != nil {
 				lp.metrics.observeAcquire("vector", 0)
 			}
+			// One clock read: SHOW SERVERS' request_time (laneuse.go).
+			res.Value().use.acquired(time.Now())
 			return res, nil
 		} else if !errors.Is(err, puddle.ErrNotAvailable) {
 			return nil, err
