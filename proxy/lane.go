@@ -371,8 +371,7 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 			if lp.metrics != nil {
 				lp.metrics.observeAcquire("vector", 0)
 			}
-			// One clock read: SHOW SERVERS' request_time (laneuse.go).
-			res.Value().use.acquired(time.Now())
+			res.Value().use.acquired()
 			return res, nil
 		} else if !errors.Is(err, puddle.ErrNotAvailable) {
 			return nil, err
@@ -387,7 +386,7 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 		lp.metrics.observeAcquire("vector", end.Sub(w.start))
 	}
 	if err == nil {
-		res.Value().use.acquired(end)
+		res.Value().use.acquired()
 	}
 	return res, err
 }

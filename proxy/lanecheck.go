@@ -409,7 +409,6 @@ func (s *session) acquireLane() (*puddle.Resource[*laneConn], error) {
 		s.srv.lanes.release(res, false)
 		return nil, fmt.Errorf("%w: the client's role is a superuser, which the read pool's user %q cannot take", errLaneRole, c.login)
 	}
-	c.use.linkTo(s.id)
 	return res, nil
 }
 

@@ -15,27 +15,28 @@ import (
 // start, for PgBouncer's maxwait.
 
 // laneUse is what is known of a lane connection's use. Written by the
-// session that acquired the connection, read by the console.
+// session that acquired the connection, read by the console. No clock is
+// read for it: a client's read is timed already (vector.go).
 type laneUse struct {
 	// busy: acquired (serving a read, or txlane's catalog read).
 	busy atomic.Bool
 	// link is the id of the client whose read the connection serves (0:
 	// none, or txlane's own query).
 	link atomic.Uint64
-	// lastAcquire is when the connection was last acquired (Unix
+	// lastRead is when the connection last began a client's read (Unix
 	// nanoseconds; 0: never).
-	lastAcquire atomic.Int64
+	lastRead atomic.Int64
 }
 
-// acquired records an acquire that ended at now (the client is set by
-// linkTo).
-func (u *laneUse) acquired(now time.Time) {
-	u.lastAcquire.Store(now.UnixNano())
-	u.busy.Store(true)
-}
+// acquired records an acquire.
+func (u *laneUse) acquired() { u.busy.Store(true) }
 
-// linkTo records the client whose read the acquired connection serves.
-func (u *laneUse) linkTo(client uint64) { u.link.Store(client) }
+// serve records the client whose read the acquired connection runs, from
+// at.
+func (u *laneUse) serve(client uint64, at time.Time) {
+	u.link.Store(client)
+	u.lastRead.Store(at.UnixNano())
+}
 
 // released records the connection's return to its pool (or its close).
 func (u *laneUse) released() {
@@ -146,7 +147,7 @@ func (lp *lanePools) servers() []ServerInfo {
 			if c.use.busy.Load() {
 				info.State = "active"
 			}
-			if t := c.use.lastAcquire.Load(); t != 0 {
+			if t := c.use.lastRead.Load(); t != 0 {
 				info.RequestTime = time.Unix(0, t)
 			}
 			out = append(out, info)

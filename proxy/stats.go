@@ -236,7 +236,8 @@ type ServerInfo struct {
 	Addr string
 	PID  uint32
 	// ConnectTime is when the backend logged in; RequestTime when it was
-	// last given a request (on the vector lane: last acquired).
+	// last given a request (on the vector lane: when it last began a
+	// client's read).
 	ConnectTime, RequestTime time.Time
 	// Link is the client it serves (0 for none; on the vector lane also
 	// while it runs txlane's own catalog read).
