@@ -110,6 +110,19 @@ type Config struct {
 	// (per database, user and startup parameters) keeps. At least 1.
 	// Default 20.
 	PoolSize int
+	// MaxDBConnections (`max_db_connections`) caps the backends of all the
+	// pools of one database together, PgBouncer's setting: clients wait as
+	// for pool_size. At least 0; 0 means no cap. Default 0.
+	MaxDBConnections int
+	// MaxUserConnections (`max_user_connections`) caps the backends of all
+	// the pools of one user together, as max_db_connections. Default 0.
+	MaxUserConnections int
+	// IgnoreStartupParameters (`ignore_startup_parameters`) lists startup
+	// parameters dropped from every client's startup message, PgBouncer's
+	// setting: neither the server nor the pool key sees them, so clients
+	// that differ only in them share a pool. Not user or database. Default
+	// [].
+	IgnoreStartupParameters []string
 	// MinPoolSize (`min_pool_size`) is how many backends a pool keeps open
 	// once txlane can open them itself (after a login it checked; see
 	// auth_type). At least 0. Default 0.

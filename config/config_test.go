@@ -83,7 +83,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 		"auth_type", "auth_file", "auth_user", "auth_query", "auth_dbname",
 		"unix_socket_dir", "max_client_conn", "max_message_size", "client_login_timeout", "query_wait_timeout",
 		"idle_in_transaction_timeout", "shutdown_timeout",
-		"pool_mode", "pool_size", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
+		"pool_mode", "pool_size", "max_db_connections", "max_user_connections", "ignore_startup_parameters", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
 		"instance_id", "peers",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -444,6 +444,11 @@ func TestErrors(t *testing.T) {
 		}},
 		{"min_pool_size above pool_size", p + "pool_size: 5\nmin_pool_size: 50\n", []string{
 			`t.yaml:3:16: min_pool_size: 50 is more than pool_size (5)`,
+		}},
+		{"ignore_startup_parameters naming what a login needs", p + "ignore_startup_parameters: [search_path, User, \"\"]\nmax_db_connections: -1\n", []string{
+			`t.yaml:2:42: ignore_startup_parameters[1]: "User" cannot be ignored`,
+			`t.yaml:2:48: ignore_startup_parameters[2]: must not be empty`,
+			`t.yaml:3:21: max_db_connections: must be at least 0, got -1`,
 		}},
 		{"pool override with a misspelt mode", p + "pool_overrides: [{database: x, pool_mode: sesion}]\n", []string{
 			`t.yaml:2:43: pool_overrides[0].pool_mode: invalid value "sesion" (allowed: session, transaction)`,

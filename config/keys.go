@@ -116,6 +116,12 @@ var keyTable = []Key{
 		v: enum(func(c *Config) *PoolMode { return &c.PoolMode }, PoolSession, poolModeValues)},
 	{Name: "pool_size", Reload: Restart,
 		v: integer(func(c *Config) *int { return &c.PoolSize }, 20, atLeast(1))},
+	{Name: "max_db_connections", Reload: Restart,
+		v: integer(func(c *Config) *int { return &c.MaxDBConnections }, 0, atLeast(0))},
+	{Name: "max_user_connections", Reload: Restart,
+		v: integer(func(c *Config) *int { return &c.MaxUserConnections }, 0, atLeast(0))},
+	{Name: "ignore_startup_parameters", Reload: Restart,
+		v: list(func(c *Config) *[]string { return &c.IgnoreStartupParameters }, []string{}, each(ignorableParameter))},
 	{Name: "min_pool_size", Reload: Restart,
 		v: integer(func(c *Config) *int { return &c.MinPoolSize }, 0, atLeast(0), notAbovePoolSize)},
 	{Name: "server_reset_query", Reload: Restart,
@@ -588,6 +594,17 @@ func funcName(ck checker, ip, s string) {
 func commentKey(ck checker, ip, s string) {
 	if !validCommentKey(s) {
 		ck.problem(ip, "invalid sqlcommenter key %q (want letters, digits, _ . - %%)", s)
+	}
+}
+
+// ignorableParameter refuses an empty name and the parameters a login
+// cannot do without.
+func ignorableParameter(ck checker, ip, s string) {
+	switch strings.ToLower(s) {
+	case "":
+		ck.problem(ip, "must not be empty")
+	case "user", "database":
+		ck.problem(ip, "%q cannot be ignored", s)
 	}
 }
 

@@ -198,6 +198,9 @@ func TestEveryKeyDecodes(t *testing.T) {
 		"shutdown_timeout":              {"1h", "1h"},
 		"pool_mode":                     {"transaction", "transaction"},
 		"min_pool_size":                 {"2", "2"},
+		"max_db_connections":            {"7", "7"},
+		"max_user_connections":          {"6", "6"},
+		"ignore_startup_parameters":     {"[extra_float_digits, search_path]", "[extra_float_digits, search_path]"},
 		"server_reset_query":            {"RESET ALL", "RESET ALL"},
 		"pool_size":                     {"5", "5"},
 		"server_idle_timeout":           {"90s", "1m30s"},
@@ -331,7 +334,7 @@ policy: {escape: allow}
 	}
 	for _, k := range Keys() {
 		if (k.Reload == Restart) != slices.Contains([]string{"listen", "primary", "read_pool.dsn", "admin.listen", "log.format", "tls.cert", "tls.key", "unix_socket_dir",
-			"pool_mode", "pool_size", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
+			"pool_mode", "pool_size", "max_db_connections", "max_user_connections", "ignore_startup_parameters", "min_pool_size", "server_reset_query", "server_idle_timeout", "server_lifetime", "pool_overrides",
 			"auth_type", "auth_user", "auth_query", "auth_dbname", "listen_reuseport", "policy.shared_units", "instance_id", "peers"}, k.Name) {
 			t.Errorf("key %s reloads %s", k.Name, k.Reload)
 		}

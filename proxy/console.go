@@ -49,7 +49,8 @@ func (s *Server) serveAdmin(hello *wire.Hello, id uint64, log *zap.Logger) {
 	if err != nil {
 		return
 	}
-	if !s.addAdmin(hello.Conn) {
+	if !s.addAdmin(hello.Conn, adminClient{id: id, user: user, since: time.Now(),
+		applicationName: hello.Startup.Parameters["application_name"]}) {
 		wire.WriteError(w, shutdownError())
 		w.Flush()
 		return
@@ -68,13 +69,13 @@ func (s *Server) serveAdmin(hello *wire.Hello, id uint64, log *zap.Logger) {
 }
 
 // addAdmin registers a console connection; false when txlane is stopping.
-func (s *Server) addAdmin(c net.Conn) bool {
+func (s *Server) addAdmin(c net.Conn, a adminClient) bool {
 	s.ops.mu.Lock()
 	defer s.ops.mu.Unlock()
 	if s.ops.gate.Load().stopping {
 		return false
 	}
-	s.ops.mu.admins[c] = struct{}{}
+	s.ops.mu.admins[c] = a
 	return true
 }
 
@@ -110,7 +111,7 @@ type consoleAPI struct{ s *Server }
 var _ console.Proxy = consoleAPI{}
 
 func (a consoleAPI) Clients() []console.Client {
-	list := a.s.ClientList()
+	list := append(a.s.ClientList(), a.s.AdminClientList()...)
 	out := make([]console.Client, len(list))
 	for i, c := range list {
 		var wait time.Duration
@@ -128,11 +129,9 @@ func (a consoleAPI) Pools() []console.Pool {
 	list := a.s.Pools()
 	out := make([]console.Pool, len(list))
 	for i, p := range list {
-		v := p.Vector
-		out[i] = console.Pool{Database: p.Database, User: p.User, PoolMode: string(p.PoolMode),
+		out[i] = console.Pool{Database: p.Database, User: p.User, Lane: p.Lane, PoolMode: string(p.PoolMode),
 			ClActive: p.ClActive, ClWaiting: p.ClWaiting, SvActive: p.SvActive, SvIdle: p.SvIdle, SvTested: p.SvTested,
-			MaxWait: p.MaxWait, VectorTotal: v.Total, VectorIdle: v.Idle, VectorAcquired: v.Acquired,
-			VectorWaiting: v.Waiting, VectorMax: v.Max}
+			MaxWait: p.MaxWait, PoolSize: p.PoolSize}
 	}
 	return out
 }

@@ -78,10 +78,22 @@ func clientRow(rows []map[string]string, key, value string) map[string]string {
 	return nil
 }
 
-// poolRow picks SHOW POOLS' row of database and user.
+// proxyClients drops the admin console's own connections from SHOW
+// CLIENTS' rows.
+func proxyClients(rows []map[string]string) []map[string]string {
+	var out []map[string]string
+	for _, r := range rows {
+		if r["database"] != proxy.AdminDatabase {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// poolRow picks SHOW POOLS' primary-lane row of database and user.
 func poolRow(rows []map[string]string, database, user string) map[string]string {
 	for _, r := range rows {
-		if r["database"] == database && r["user"] == user {
+		if r["database"] == database && r["user"] == user && r["lane"] == proxy.LanePrimary {
 			return r
 		}
 	}
@@ -114,8 +126,8 @@ func TestConsoleWaitingClient(t *testing.T) {
 		waiting = clientRow(clients, "state", proxy.ClientWaiting)
 		return waiting != nil
 	}, "b to show as waiting")
-	if len(clients) != 2 {
-		t.Fatalf("SHOW CLIENTS: %v, want a and b", clients)
+	if len(proxyClients(clients)) != 2 {
+		t.Fatalf("SHOW CLIENTS: %v, want a and b (and the console)", clients)
 	}
 	holder := clientRow(clients, "link", pid)
 	if holder == nil || holder["state"] != proxy.ClientActive || holder["tx_status"] != "T" || holder["waiting_for"] != "" ||
@@ -146,7 +158,7 @@ func TestConsoleWaitingClient(t *testing.T) {
 		pool = poolRow(res[0], waiting["database"], waiting["user"])
 		return pool != nil && pool["sv_idle"] == "1"
 	}, "the backend to go back to the pool")
-	for _, c := range consoleShow(t, admin, "SHOW CLIENTS")[0] {
+	for _, c := range proxyClients(consoleShow(t, admin, "SHOW CLIENTS")[0]) {
 		if c["state"] != proxy.ClientIdle || c["link"] != "" || c["waiting_for"] != "" {
 			t.Errorf("SHOW CLIENTS after the commit: %v, want idle", c)
 		}
@@ -157,7 +169,7 @@ func TestConsoleWaitingClient(t *testing.T) {
 
 	a.Close(context.Background())
 	b.Close(context.Background())
-	waitFor(t, func() bool { return len(consoleShow(t, admin, "SHOW CLIENTS")[0]) == 0 }, "a and b to leave")
+	waitFor(t, func() bool { return len(proxyClients(consoleShow(t, admin, "SHOW CLIENTS")[0])) == 0 }, "a and b to leave")
 	res := consoleShow(t, admin, "SHOW POOLS; SHOW SERVERS")
 	pool = poolRow(res[0], waiting["database"], waiting["user"])
 	if pool == nil {

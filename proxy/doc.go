@@ -20,6 +20,9 @@
 //	                 clients); runWhenIdle (a request of another session)
 //	pool.go          PoolMode, PoolOptions; serverPool: the backends clients
 //	                 share in transaction mode, waiting, reaping
+//	pool_caps.go     max_db_connections, max_user_connections: backends
+//	                 counted across pools, blocked pools, eviction
+//	startup_ignore.go ignore_startup_parameters: dropped at startup
 //	txpool.go        a session in transaction mode: attach, idle/detach,
 //	                 what pins it (asked of the server)
 //	txwait.go        a cancel request ends a client's wait for a backend;
@@ -34,6 +37,8 @@
 //	stmts.go         content-named statements on shared backends (LRU)
 //	vector.go        the vector lane: offload, shared-backend writer, relayLane
 //	lane.go          the read pools (puddle), lane connections, cleanup
+//	laneuse.go       each read pool's connections and waits, for SHOW
+//	                 SERVERS and SHOW POOLS
 //	lanecheck.go     after each read, the lane connection proves its session
 //	                 is what txlane set (laneCheckSQL), or is closed
 //	refusal.go       reads the read-only lane refused as writes
@@ -66,6 +71,7 @@
 //	console.go, console_login.go, peer.go, peer_*.go
 //	                 the admin console's API and who may log in to it (the
 //	                 peer's uid: SO_PEERCRED, /proc/net/tcp); a client's addr
+//	console_clients.go the console's own connections in SHOW CLIENTS, POOLS
 //	errors.go        SQLSTATEs of the public API
 //
 // Goroutines: the accept loop (Server.Serve); per client, the session's own
@@ -85,7 +91,8 @@
 //	session.out.mu → primaryConn.mu, session.mu (one at a time)
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
-//	heldStmts.mu, serverPool.mu, sharedLocks.mu, sharedUnits.mu: each taken alone
+//	serverPool.mu → connCaps.mu (pool_caps.go)
+//	heldStmts.mu, sharedLocks.mu, sharedUnits.mu, laneConns.mu: each taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,7 +130,17 @@ func uniqueName(prefix string) string {
 // pool can open backends by itself.
 func trustAuth(tb testing.TB, user string) proxy.AuthOptions {
 	tb.Helper()
-	f, err := auth.ParseFile("users.txt", []byte(strconv.Quote(user)+` "unused: the server trusts this role"`+"\n"))
+	return trustAuthUsers(tb, user)
+}
+
+// trustAuthUsers is trustAuth for several users.
+func trustAuthUsers(tb testing.TB, users ...string) proxy.AuthOptions {
+	tb.Helper()
+	var file strings.Builder
+	for _, u := range users {
+		file.WriteString(strconv.Quote(u) + ` "unused: the server trusts this role"` + "\n")
+	}
+	f, err := auth.ParseFile("users.txt", []byte(file.String()))
 	if err != nil {
 		tb.Fatal(err)
 	}

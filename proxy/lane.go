@@ -96,6 +96,8 @@ type laneConn struct {
 	// discard is why the connection must be closed after the current read
 	// instead of going back to the pool (a discard* reason), "" if it may.
 	discard string
+	// use is what SHOW SERVERS shows of the connection's use (laneuse.go).
+	use laneUse
 }
 
 // lanePools holds the vector lane's pools, one per database: the lane logs in
@@ -127,8 +129,10 @@ type lanePools struct {
 type lanePool struct {
 	*puddle.Pool[*laneConn]
 	maxConns int
-	waiting  atomic.Int64  // acquires in progress
 	retired  chan struct{} // closed when replaced or closed
+	// conns and waits list the pool's connections and its acquires in
+	// progress (laneuse.go: SHOW SERVERS and SHOW POOLS).
+	conns laneConns
 	// warned: the read pool user's privileges were logged (once per pool).
 	warned atomic.Bool
 }
@@ -225,13 +229,19 @@ func (lp *lanePools) newPool(database string) (*lanePool, error) {
 			ctx, cancel := context.WithTimeout(ctx, laneDialTimeout)
 			defer cancel()
 			c, err := dialLane(ctx, cfg)
-			if err == nil && p.warned.CompareAndSwap(false, true) {
-				lp.warnPrivileges(database, c)
+			if err == nil {
+				p.conns.add(c)
+				if p.warned.CompareAndSwap(false, true) {
+					lp.warnPrivileges(database, c)
+				}
 			}
 			return c, err
 		},
-		Destructor: func(c *laneConn) { c.close() },
-		MaxSize:    int32(maxConns),
+		Destructor: func(c *laneConn) {
+			p.conns.remove(c)
+			c.close()
+		},
+		MaxSize: int32(maxConns),
 	})
 	if err != nil {
 		return nil, err
@@ -361,6 +371,7 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 			if lp.metrics != nil {
 				lp.metrics.observeAcquire("vector", 0)
 			}
+			res.Value().use.acquired()
 			return res, nil
 		} else if !errors.Is(err, puddle.ErrNotAvailable) {
 			return nil, err
@@ -368,12 +379,14 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 	}
 	ctx, cancel := context.WithTimeout(ctx, lp.live().AcquireTimeout)
 	defer cancel()
-	p.waiting.Add(1)
-	start := time.Now()
+	w := p.conns.waitStart()
 	res, err := p.Acquire(ctx)
-	p.waiting.Add(-1)
+	end := p.conns.waitEnd(w)
 	if lp.metrics != nil {
-		lp.metrics.observeAcquire("vector", time.Since(start))
+		lp.metrics.observeAcquire("vector", end.Sub(w.start))
+	}
+	if err == nil {
+		res.Value().use.acquired()
 	}
 	return res, err
 }
@@ -382,6 +395,7 @@ func (lp *lanePools) acquire(ctx context.Context, database string) (*puddle.Reso
 // lifetime or its state is unknown (broken).
 func (lp *lanePools) release(res *puddle.Resource[*laneConn], broken bool) {
 	c := res.Value()
+	c.use.released()
 	if broken || c.tainted || c.discard != "" || time.Since(c.created) > lp.live().MaxLifetime {
 		res.Destroy()
 		return
@@ -497,8 +511,10 @@ func (lp *lanePools) close() {
 type PoolStat struct {
 	Database                        string
 	Total, Idle, Acquired, Creating int
-	// Max is the pool's size limit; Waiting the acquires in progress.
+	// Max is the pool's size limit; Waiting the acquires in progress,
+	// MaxWait how long the oldest of them has waited.
 	Max, Waiting                    int
+	MaxWait                         time.Duration
 	AcquireCount, EmptyAcquireCount int64
 	CanceledAcquireCount            int64
 	AcquireWait                     time.Duration
@@ -513,7 +529,7 @@ func (lp *lanePools) stats() []PoolStat {
 		out = append(out, PoolStat{
 			Database: db, Total: int(s.TotalResources()), Idle: int(s.IdleResources()),
 			Acquired: int(s.AcquiredResources()), Creating: int(s.ConstructingResources()),
-			Max: p.maxConns, Waiting: int(p.waiting.Load()),
+			Max: p.maxConns, Waiting: p.conns.waiting(), MaxWait: p.conns.maxWait(),
 			AcquireCount: s.AcquireCount(), EmptyAcquireCount: s.EmptyAcquireCount(),
 			CanceledAcquireCount: s.CanceledAcquireCount(), AcquireWait: s.EmptyAcquireWaitTime(),
 		})

@@ -31,8 +31,8 @@ type opsState struct {
 
 	mu struct {
 		sync.Mutex
-		clients map[uint64]*clientEntry // by session id
-		admins  map[net.Conn]struct{}   // admin console connections
+		clients map[uint64]*clientEntry  // by session id
+		admins  map[net.Conn]adminClient // admin console connections
 	}
 	stopOnce  sync.Once
 	stopSweep chan struct{}
@@ -87,7 +87,7 @@ func (s *Server) initOps() {
 	s.ops.live.Store(&live)
 	s.ops.gate.Store(&gateState{changed: make(chan struct{})})
 	s.ops.mu.clients = make(map[uint64]*clientEntry)
-	s.ops.mu.admins = make(map[net.Conn]struct{})
+	s.ops.mu.admins = make(map[net.Conn]adminClient)
 	s.ops.stopSweep = make(chan struct{})
 	s.ops.sweepDone = make(chan struct{})
 	if s.lanes != nil {

@@ -120,10 +120,18 @@ func TestReloadTakesEffectAtNextUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	scalar(t, conn, sql)
+	lanes := 0
 	for _, p := range bed.Pools() {
-		if p.Database != "" && p.Vector.Max != 0 && p.Vector.Max != 3 {
-			t.Errorf("pool %s max %d after resize, want 3", p.Database, p.Vector.Max)
+		if p.Lane != proxy.LaneVector {
+			continue
 		}
+		lanes++
+		if p.PoolSize != 3 {
+			t.Errorf("vector pool %s max %d after resize, want 3", p.Database, p.PoolSize)
+		}
+	}
+	if lanes == 0 {
+		t.Errorf("no vector-lane pool listed: %v", bed.Pools())
 	}
 }
 

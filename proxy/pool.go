@@ -53,6 +53,13 @@ type PoolOptions struct {
 	// session-mode client's session before its backend goes back to the
 	// pool.
 	ServerResetQuery string
+	// MaxDBConnections (max_db_connections) and MaxUserConnections
+	// (max_user_connections) cap the backends of all pools of one database
+	// and of one user (0, the default: no cap); see pool_caps.go.
+	MaxDBConnections, MaxUserConnections int
+	// IgnoreStartupParameters (ignore_startup_parameters) are dropped from
+	// every client's startup message (startup_ignore.go).
+	IgnoreStartupParameters []string
 	// Overrides replace Mode or Size for some databases or users: for each,
 	// the first entry that matches and sets it wins.
 	Overrides []PoolOverride
@@ -137,6 +144,8 @@ type serverPool struct {
 	key  poolKey
 	opts func() PoolOptions
 	size int // pool_size for key
+	// caps are max_db_connections and max_user_connections (nil: none).
+	caps *connCaps
 
 	mu sync.Mutex
 	// dial, when set, opens a backend for the pool without a client (with
@@ -189,30 +198,39 @@ func (p *serverPool) leaveLocked(c *primaryConn) {
 		return
 	}
 	c.pooled.left = true
-	p.total--
+	p.shrinkLocked()
 	switch {
 	case len(p.waiters) == 0:
+	case p.dial != nil && p.growLocked():
+		p.dialForWaiterLocked()
 	case p.dial != nil && p.total < p.size:
-		p.total++
-		dial := p.dial
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := dial(ctx)
-			p.mu.Lock()
-			if err != nil {
-				p.total--
-				p.failWaitersLocked()
-				p.mu.Unlock()
-				return
-			}
-			c.pooled = pooled{pool: p, created: time.Now()}
-			p.mu.Unlock()
-			p.put(c)
-		}()
+		// Held back by max_db_connections or max_user_connections: served
+		// when a backend of its database or user closes (pool_caps.go).
 	default:
 		p.failWaitersLocked()
 	}
+}
+
+// dialForWaiterLocked opens a backend, reserved in total, for the longest
+// waiting client; if it cannot, and the pool has no backend left, the
+// waiting clients are told at once. p.mu must be held.
+func (p *serverPool) dialForWaiterLocked() {
+	dial := p.dial
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := dial(ctx)
+		p.mu.Lock()
+		if err != nil {
+			p.shrinkLocked()
+			p.failWaitersLocked()
+			p.mu.Unlock()
+			return
+		}
+		c.pooled = pooled{pool: p, created: time.Now()}
+		p.mu.Unlock()
+		p.put(c)
+	}()
 }
 
 // failWaitersLocked tells the waiting clients that no backend will come,
@@ -233,10 +251,9 @@ func (p *serverPool) failWaitersLocked() {
 func (p *serverPool) adopt(c *primaryConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.total >= p.size {
+	if !p.adoptRoomLocked() {
 		return false
 	}
-	p.total++
 	c.pooled = pooled{pool: p, created: time.Now()}
 	return true
 }
@@ -280,8 +297,7 @@ func (p *serverPool) take(ctx context.Context, w *poolWait) (*primaryConn, error
 		p.mu.Unlock()
 		return c, nil
 	}
-	if dial := p.dial; dial != nil && p.total < p.size {
-		p.total++ // reserved while it opens
+	if dial := p.dial; dial != nil && p.growLocked() { // reserved while it opens
 		p.mu.Unlock()
 		if w != nil {
 			var stop func()
@@ -292,13 +308,13 @@ func (p *serverPool) take(ctx context.Context, w *poolWait) (*primaryConn, error
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if err != nil {
-			p.total--
+			p.shrinkLocked()
 			return nil, err
 		}
 		c.pooled = pooled{pool: p, created: time.Now()}
 		return c, nil
 	}
-	if p.total == 0 {
+	if p.total == 0 && !p.cappedLocked() {
 		p.mu.Unlock()
 		return nil, errPoolEmpty
 	}
@@ -393,6 +409,7 @@ func (p *serverPool) put(c *primaryConn) {
 	c.pooled.inPool, c.pooled.idleSince = true, time.Now()
 	p.idle = append(p.idle, c)
 	p.mu.Unlock()
+	p.caps.idled(p)
 }
 
 // drop forgets c, which failed or was closed.
@@ -434,18 +451,17 @@ func (p *serverPool) reap(now time.Time) {
 func (p *serverPool) fill(min int) {
 	p.mu.Lock()
 	dial := p.dial
-	if dial == nil || p.total >= min || p.total >= p.size {
+	if dial == nil || p.total >= min || !p.growQuietLocked() {
 		p.mu.Unlock()
 		return
 	}
-	p.total++
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := dial(ctx)
 	if err != nil {
 		p.mu.Lock()
-		p.total--
+		p.shrinkLocked()
 		p.mu.Unlock()
 		return
 	}
@@ -506,7 +522,7 @@ func (s *Server) poolFor(params map[string]string) *serverPool {
 	p := s.pools.m[k]
 	if p == nil {
 		_, size := s.opts.Pool.For(k.database, k.user)
-		p = &serverPool{key: k, opts: func() PoolOptions { return s.opts.Pool }, size: size}
+		p = &serverPool{key: k, opts: func() PoolOptions { return s.opts.Pool }, size: size, caps: s.connCapsLocked()}
 		s.pools.m[k] = p
 	}
 	s.pools.reap.Do(func() { go s.reapPools() })

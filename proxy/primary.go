@@ -79,7 +79,7 @@ type primaryConn struct {
 
 // describe is the backend as SHOW SERVERS lists it.
 func (p *primaryConn) describe(user, database, state string, link uint64) ServerInfo {
-	info := ServerInfo{User: user, Database: database, State: state, Addr: p.target.Addr, PID: p.target.PID,
+	info := ServerInfo{User: user, Database: database, Lane: LanePrimary, State: state, Addr: p.target.Addr, PID: p.target.PID,
 		ConnectTime: p.connected, Link: link}
 	if t := p.lastRequest.Load(); t != 0 {
 		info.RequestTime = time.Unix(0, t)

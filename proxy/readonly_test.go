@@ -459,7 +459,9 @@ func waitLaneReleased(t *testing.T, srv *proxy.Server) {
 	for {
 		acquired := 0
 		for _, p := range srv.Pools() {
-			acquired += p.Vector.Acquired
+			if p.Lane == proxy.LaneVector {
+				acquired += p.SvActive
+			}
 		}
 		if acquired == 0 {
 			return

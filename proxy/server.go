@@ -140,6 +140,7 @@ type Server struct {
 		sync.Mutex
 		m    map[poolKey]*serverPool
 		reap sync.Once
+		caps *connCaps // max_db_connections, max_user_connections (pool_caps.go)
 	}
 
 	clients atomic.Int64 // connections past accept, in any phase
@@ -300,6 +301,7 @@ func (s *Server) handle(raw net.Conn) {
 		s.serveAdmin(hello, id, log) // the admin console (admin.go)
 		return
 	}
+	dropIgnored(hello.Startup, s.opts.Pool.IgnoreStartupParameters)
 	sess := &session{
 		srv:     s,
 		id:      id,

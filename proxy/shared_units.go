@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/proxy/console"
 	"github.com/txlane/txlane/proxy/wire"
 )
 
@@ -977,7 +978,7 @@ func (h UnitHolder) remoteText() string {
 	}
 	text := fmt.Sprintf("a transaction of a client of %s (backend pid %d, application_name %q, user %q, database %q", who, h.BackendPID, h.ApplicationName, h.User, h.Database)
 	if !h.Since.IsZero() {
-		text += ", open since " + h.Since.UTC().Format(time.RFC3339Nano)
+		text += ", open since " + console.Timestamp(h.Since)
 	}
 	return text + ")"
 }

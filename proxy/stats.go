@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"slices"
 	"sort"
 	"time"
@@ -113,39 +114,57 @@ func clientState(e *clientEntry, linked bool) (state, waitingFor string, since t
 	return ClientIdle, "", time.Time{}
 }
 
-// PoolInfo describes the primary backends of one (database, user), as SHOW
-// POOLS lists them, with PgBouncer's columns, and the database's vector-lane
-// pool.
+// Lanes, as SHOW POOLS' and SHOW SERVERS' lane column names them.
+const (
+	// LanePrimary: the primary lane, the backends clients' requests run on
+	// (their own, or shared in a pool).
+	LanePrimary = lanePrimary
+	// LaneVector: the vector lane, the read pools (one per database) that
+	// serve pure reads of vector tables.
+	LaneVector = laneVector
+)
+
+// PoolInfo describes one pool, as SHOW POOLS lists it with PgBouncer's
+// columns: the primary backends of one (database, user), or the vector
+// lane's read pool of one database (Lane).
 type PoolInfo struct {
 	Database, User string
-	PoolMode       PoolMode
+	// Lane is LanePrimary, LaneVector or LaneConsole. A vector pool's
+	// User is the read pool's login.
+	Lane     string
+	PoolMode PoolMode
 	// ClActive counts the clients that are not waiting (holding a backend
 	// or idle: PgBouncer's cl_active); ClWaiting those waiting for a
-	// server (ClientWaiting).
+	// server (ClientWaiting). On the vector lane: the acquires holding a
+	// connection, and those waiting for one.
 	ClActive, ClWaiting int
 	// SvActive counts backends serving a client; SvIdle backends idle in
 	// the pool; SvTested backends running server_reset_query before they
-	// go back (PgBouncer's sv_tested).
+	// go back (PgBouncer's sv_tested; never on the vector lane).
 	SvActive, SvIdle, SvTested int
 	// MaxWait is how long the oldest waiting client has waited.
 	MaxWait time.Duration
-	// Vector is the database's vector-lane pool (zero if never used).
-	Vector PoolStat
+	// PoolSize is the most backends of the pool: pool_size for the
+	// database and user (per set of startup parameters that splits
+	// pools), read_pool.max_conns for a vector pool.
+	PoolSize int
 }
 
 // Pools describes the primary backends of each (database, user) that has
 // clients or a pool (pools stay once made, with no clients and no
-// backends too, as PgBouncer's do), ordered by database then user. The
-// clients' counts and MaxWait are read from ClientList, so they agree with
-// SHOW CLIENTS' state column.
+// backends too, as PgBouncer's do), each database's vector-lane pool and
+// the admin console's clients per user (console_clients.go), ordered by
+// database, user and lane. The primary rows' clients' counts
+// and MaxWait are read from ClientList, so they agree with SHOW CLIENTS'
+// state column.
 func (s *Server) Pools() []PoolInfo {
 	type key struct{ db, user string }
 	by := map[key]*PoolInfo{}
 	get := func(db, user string) *PoolInfo {
 		p := by[key{db, user}]
 		if p == nil {
-			mode, _ := s.opts.Pool.For(db, user)
-			p = &PoolInfo{Database: db, User: user, PoolMode: mode}
+			mode, size := s.opts.Pool.For(db, user)
+			p = &PoolInfo{Database: db, User: user, Lane: LanePrimary, PoolMode: mode, PoolSize: size}
 			by[key{db, user}] = p
 		}
 		return p
@@ -168,44 +187,65 @@ func (s *Server) Pools() []PoolInfo {
 		p.SvIdle += st.SvIdle
 		p.SvTested += st.SvTested
 	}
-	vector := map[string]PoolStat{}
-	if s.lanes != nil {
-		for _, st := range s.lanes.stats() {
-			vector[st.Database] = st
-		}
-	}
 	out := make([]PoolInfo, 0, len(by))
 	for _, p := range by {
-		p.Vector = vector[p.Database]
 		out = append(out, *p)
 	}
+	out = append(out, s.vectorPools()...)
+	out = append(out, s.consolePools()...)
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].Database != out[j].Database {
-			return out[i].Database < out[j].Database
-		}
-		return out[i].User < out[j].User
+		a, b := out[i], out[j]
+		return cmp.Or(cmp.Compare(a.Database, b.Database), cmp.Compare(a.User, b.User), cmp.Compare(a.Lane, b.Lane)) < 0
 	})
 	return out
 }
 
-// ServerInfo describes one primary backend, as SHOW SERVERS lists it.
+// vectorPools describes the vector lane's read pools as SHOW POOLS rows:
+// an acquire holding a connection is an active client of the pool (one
+// read, or txlane's catalog read), an acquire in progress a waiting one.
+// A lane connection is held for one read, a transaction of its own: the
+// pool mode is transaction.
+func (s *Server) vectorPools() []PoolInfo {
+	if s.lanes == nil {
+		return nil
+	}
+	user := ""
+	if cfg := s.lanes.opts.Config; cfg != nil {
+		user = cfg.User
+	}
+	var out []PoolInfo
+	for _, st := range s.lanes.stats() {
+		out = append(out, PoolInfo{Database: st.Database, User: user, Lane: LaneVector, PoolMode: PoolTransaction,
+			ClActive: st.Acquired, ClWaiting: st.Waiting, SvActive: st.Acquired, SvIdle: st.Idle,
+			MaxWait: st.MaxWait, PoolSize: st.Max})
+	}
+	return out
+}
+
+// ServerInfo describes one backend, as SHOW SERVERS lists it.
 type ServerInfo struct {
 	User, Database string
-	// State is active (serving a client), idle (in its pool) or tested
-	// (running server_reset_query before it goes back), PgBouncer's names.
+	// Lane is LanePrimary or LaneVector; a vector-lane connection's User
+	// is the read pool's login (its session_user).
+	Lane string
+	// State is active (serving a client; on the vector lane: acquired),
+	// idle (in its pool) or tested (running server_reset_query before it
+	// goes back), PgBouncer's names.
 	State string
 	// Addr is the server's address; PID the backend's process ID.
 	Addr string
 	PID  uint32
 	// ConnectTime is when the backend logged in; RequestTime when it was
-	// last given a request.
+	// last given a request (on the vector lane: when it last began a
+	// client's read).
 	ConnectTime, RequestTime time.Time
-	// Link is the client it serves (0 for none).
+	// Link is the client it serves (0 for none; on the vector lane also
+	// while it runs txlane's own catalog read).
 	Link uint64
 }
 
-// ServerList describes the primary backends: those serving clients, then
-// those idle or being reset in the pools.
+// ServerList describes the backends: the primary lane's serving clients,
+// then those idle or being reset in its pools, then the vector lane's.
 func (s *Server) ServerList() []ServerInfo {
 	var out []ServerInfo
 	for _, e := range s.entries() {
@@ -222,8 +262,11 @@ func (s *Server) ServerList() []ServerInfo {
 			out = append(out, c.describe(pl.key.user, pl.key.database, "idle", 0))
 		}
 		for i := 0; i < used; i++ {
-			out = append(out, ServerInfo{User: pl.key.user, Database: pl.key.database, State: "tested"})
+			out = append(out, ServerInfo{User: pl.key.user, Database: pl.key.database, Lane: LanePrimary, State: "tested"})
 		}
+	}
+	if s.lanes != nil {
+		out = append(out, s.lanes.servers()...)
 	}
 	return out
 }

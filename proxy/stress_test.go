@@ -145,7 +145,9 @@ func TestStress(t *testing.T) {
 	for {
 		busy := 0
 		for _, p := range bed.Server.Pools() {
-			busy += p.Vector.Acquired
+			if p.Lane == proxy.LaneVector {
+				busy += p.SvActive
+			}
 		}
 		if busy == 0 && len(bed.Server.Units()) == 0 {
 			break

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/policy"
+	"github.com/txlane/txlane/proxy/console"
 	"github.com/txlane/txlane/router"
 
 	"github.com/txlane/txlane/proxy/wire"
@@ -492,7 +493,7 @@ func (s *session) escapeHolds(whole bool, step int, u string, others []*unitHold
 // its own).
 func escapeError(u, table string, h UnitHolder, action policy.EscapeAction, why string) *wire.Error {
 	detail := fmt.Sprintf("Unit %q is held by client %d at %s (application_name %q, user %q) in a transaction open since %s. ",
-		u, h.ClientID, h.ClientAddr, h.ApplicationName, h.User, h.Since.UTC().Format(time.RFC3339Nano))
+		u, h.ClientID, h.ClientAddr, h.ApplicationName, h.User, console.Timestamp(h.Since))
 	if !h.Local {
 		detail = fmt.Sprintf("Unit %q is held by %s. ", u, h.remoteText())
 	}

@@ -108,6 +108,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 	}
 	s.routed(d.Lane, d.Reason)
 	start := time.Now()
+	res.Value().use.serve(s.id, start)
 	broken, err := s.runOnLane(res.Value(), b)
 	s.srv.metrics.observeRequest("vector", time.Since(start))
 	s.srv.lanes.release(res, broken)

@@ -83,7 +83,9 @@ func instanceOptions(cfg *config.Config) proxy.InstanceOptions {
 // poolOptions maps the pool keys of cfg to the proxy's.
 func poolOptions(cfg *config.Config) proxy.PoolOptions {
 	o := proxy.PoolOptions{Mode: proxy.PoolMode(cfg.PoolMode), Size: cfg.PoolSize, MinSize: cfg.MinPoolSize,
-		ServerResetQuery: cfg.ServerResetQuery, ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime}
+		MaxDBConnections: cfg.MaxDBConnections, MaxUserConnections: cfg.MaxUserConnections,
+		IgnoreStartupParameters: cfg.IgnoreStartupParameters,
+		ServerResetQuery:        cfg.ServerResetQuery, ServerIdleTimeout: cfg.ServerIdleTimeout, ServerLifetime: cfg.ServerLifetime}
 	for _, ov := range cfg.PoolOverrides {
 		o.Overrides = append(o.Overrides, proxy.PoolOverride{Database: ov.Database, User: ov.User,
 			Mode: proxy.PoolMode(ov.PoolMode), Size: ov.PoolSize})

@@ -16,13 +16,15 @@ import (
 // Methods are called from the console connection's goroutine and must be
 // safe for concurrent use (several consoles may be connected).
 type Proxy interface {
-	// Clients describes the logged-in clients (console connections
-	// excluded), ordered by ID.
+	// Clients describes the logged-in clients, ordered by ID, then the
+	// console's own connections (database Database, state active, as
+	// PgBouncer lists its console's), ordered by ID.
 	Clients() []Client
-	// Pools describes the primary backends of each (database, user) in
-	// use, ordered by database then user.
+	// Pools describes the pools: the primary backends of each (database,
+	// user) in use, each database's vector-lane read pool, and the
+	// console's clients per user, ordered by database, user then lane.
 	Pools() []Pool
-	// Servers describes the primary backends.
+	// Servers describes the backends of both lanes.
 	Servers() []Server
 	// Routes returns the requests routed so far, per (lane, reason),
 	// ordered by lane then reason.
@@ -90,30 +92,37 @@ type Client struct {
 	ServerPID  uint32    // the backend serving it (0: none)
 }
 
-// Pool is the primary backends of one (database, user), as SHOW POOLS
-// lists them (PgBouncer's columns), and its database's vector-lane pool.
+// Pool is one pool, as SHOW POOLS lists it (PgBouncer's columns): the
+// primary backends of one (database, user), or a database's vector-lane
+// read pool.
 type Pool struct {
 	Database, User string
-	PoolMode       string
+	// Lane is "primary" or "vector" (a read pool; User is its login).
+	Lane     string
+	PoolMode string
 	// Clients not waiting (holding a backend, or idle), and waiting for a
-	// server: the clients SHOW CLIENTS shows in those states.
+	// server: the clients SHOW CLIENTS shows in those states. On the
+	// vector lane: reads holding a connection, and reads waiting for one.
 	ClActive, ClWaiting int
 	// Backends serving a client, idle in the pool, running
 	// server_reset_query.
 	SvActive, SvIdle, SvTested int
 	// MaxWait is how long the oldest waiting client has waited.
 	MaxWait time.Duration
-	// The database's vector-lane pool: connections open, idle, acquired,
-	// acquires in progress, and the size limit (all 0 if never used).
-	VectorTotal, VectorIdle, VectorAcquired, VectorWaiting, VectorMax int
+	// PoolSize is the most backends of the pool (pool_size,
+	// read_pool.max_conns).
+	PoolSize int
 }
 
-// Server is one primary backend, as SHOW SERVERS lists it.
+// Server is one backend, as SHOW SERVERS lists it.
 type Server struct {
-	User, Database, State, Addr string
-	PID                         uint32
-	ConnectTime, RequestTime    time.Time
-	Link                        uint64 // the client it serves (0: none)
+	User, Database string
+	// Lane is "primary" or "vector" (a read pool's connection; User is
+	// the read pool's login).
+	Lane, State, Addr        string
+	PID                      uint32
+	ConnectTime, RequestTime time.Time
+	Link                     uint64 // the client it serves (0: none)
 }
 
 // Route is how many requests went to one lane for one reason.

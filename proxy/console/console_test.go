@@ -32,12 +32,15 @@ func (p *stubProxy) Clients() []Client {
 	}
 }
 func (p *stubProxy) Pools() []Pool {
-	return []Pool{{Database: "d", User: "u", VectorTotal: 3, VectorIdle: 1, VectorAcquired: 2, VectorWaiting: 4, VectorMax: 8,
-		PoolMode: "transaction", ClActive: 5, ClWaiting: 7, SvActive: 9, SvIdle: 10, SvTested: 1, MaxWait: 2*time.Second + 500*time.Microsecond}}
+	return []Pool{{Database: "d", User: "u", Lane: "primary", PoolSize: 20,
+		PoolMode: "transaction", ClActive: 5, ClWaiting: 7, SvActive: 9, SvIdle: 10, SvTested: 1, MaxWait: 2*time.Second + 500*time.Microsecond},
+		{Database: "d", User: "r", Lane: "vector", PoolSize: 8, PoolMode: "transaction", ClActive: 2, ClWaiting: 4, SvActive: 2, SvIdle: 1,
+			MaxWait: 3 * time.Microsecond}}
 }
 func (p *stubProxy) Servers() []Server {
-	return []Server{{User: "u", Database: "d", State: "active", Addr: "127.0.0.1:5432", PID: 4242, ConnectTime: since, RequestTime: since, Link: 1},
-		{User: "u", Database: "d", State: "tested"}}
+	return []Server{{User: "u", Database: "d", Lane: "primary", State: "active", Addr: "127.0.0.1:5432", PID: 4242, ConnectTime: since, RequestTime: since, Link: 1},
+		{User: "u", Database: "d", Lane: "primary", State: "tested"},
+		{User: "r", Database: "d", Lane: "vector", State: "idle", Addr: "127.0.0.1:5432", PID: 4343, ConnectTime: since}}
 }
 func (p *stubProxy) Routes() []Route {
 	return []Route{{Lane: "vector", Reason: "vector_read_idle", Requests: 7}}
@@ -180,11 +183,12 @@ func TestServeProtocol(t *testing.T) {
 		"D C|u|d|waiting|127.0.0.1|5001|2026-01-02 02:04:05.006Z|3|7|||2|I|resume|0|",
 		"D C|u|d|idle|unix||2026-01-02 02:04:05.006Z|0|0|||3|I||0|",
 		"C SHOW",
-		"T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_tested,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max",
-		"D d|u|5|7|9|10|1|2|500|transaction|3|1|2|4|8", "C SHOW",
-		"T type,user,database,state,addr,port,connect_time,request_time,link,remote_pid",
-		"D S|u|d|active|127.0.0.1|5432|2026-01-02 02:04:05.006Z|2026-01-02 02:04:05.006Z|1|4242",
-		"D S|u|d|tested||||||", "C SHOW",
+		"T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_tested,maxwait,maxwait_us,pool_mode,lane,pool_size",
+		"D d|u|5|7|9|10|1|2|500|transaction|primary|20", "D d|r|2|4|2|1|0|0|3|transaction|vector|8", "C SHOW",
+		"T type,user,database,state,addr,port,connect_time,request_time,link,remote_pid,lane",
+		"D S|u|d|active|127.0.0.1|5432|2026-01-02 02:04:05.006Z|2026-01-02 02:04:05.006Z|1|4242|primary",
+		"D S|u|d|tested|||||||primary",
+		"D S|r|d|idle|127.0.0.1|5432|2026-01-02 02:04:05.006Z|||4343|vector", "C SHOW",
 		"T lane,reason,requests", "D vector|vector_read_idle|7", "C SHOW",
 		"T unit,client_id,addr,user,database,application_name,since,failed,local,instance,remote_pid,unit_key",
 		"D u1|1|127.0.0.1:5000|u|d|a|2026-01-02 02:04:05.006Z|true|true|1|4242|7",
@@ -214,8 +218,9 @@ func TestServeProtocol(t *testing.T) {
 		&pgproto3.Parse{Query: "SET x = 1"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Bind{}, &pgproto3.Execute{},
 		&pgproto3.Close{ObjectType: 'S', Name: "p"}, &pgproto3.Bind{PreparedStatement: "p"}, &pgproto3.Execute{},
 		&pgproto3.Sync{})
-	pools := "T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_tested,maxwait,maxwait_us,pool_mode,vector_total,vector_idle,vector_acquired,vector_waiting,vector_max"
-	w.expect("extended", "1", "t", pools, "2", pools, "D d|u|5|7|9|10|1|2|500|transaction|3|1|2|4|8", "C SHOW",
+	pools := "T database,user,cl_active,cl_waiting,sv_active,sv_idle,sv_tested,maxwait,maxwait_us,pool_mode,lane,pool_size"
+	w.expect("extended", "1", "t", pools, "2", pools, "D d|u|5|7|9|10|1|2|500|transaction|primary|20",
+		"D d|r|2|4|2|1|0|0|3|transaction|vector|8", "C SHOW",
 		"1", "t", "n", "2", "C SET", "3", "E ERROR 26000 ", "Z I")
 
 	w.send(&pgproto3.Query{String: "EXPLAIN SELECT 1; SELECT 2"})

@@ -11,8 +11,11 @@ import (
 // The SHOW handlers: each turns the proxy's state into the rows of the
 // columns its table entry declares, in the same order.
 
-// timestamp formats a time as the console shows it: UTC, milliseconds.
-func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") }
+// Timestamp formats a time as the console shows it, and as txlane's
+// errors name one (the 25L01 detail's "open since"): UTC, to the
+// millisecond, "2006-01-02 15:04:05.000Z". One format, so that a time in an
+// error can be found in SHOW UNITS as written.
+func Timestamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") }
 
 // seconds and micros split d as PgBouncer's wait, wait_us, maxwait and
 // maxwait_us columns do: whole seconds, and the microseconds beyond them.
@@ -35,7 +38,7 @@ func showClients(p Proxy) [][]string {
 	var rows [][]string
 	for _, c := range p.Clients() {
 		host, port := hostPort(c.Addr)
-		rows = append(rows, []string{"C", c.User, c.Database, c.State, host, port, timestamp(c.Since),
+		rows = append(rows, []string{"C", c.User, c.Database, c.State, host, port, Timestamp(c.Since),
 			seconds(c.Wait), micros(c.Wait), pidText(c.ServerPID), c.ApplicationName, strconv.FormatUint(c.ID, 10),
 			string(rune(c.TxStatus)), c.WaitingFor, strconv.Itoa(c.Units), c.Pinned})
 	}
@@ -47,9 +50,7 @@ func showPools(p Proxy) [][]string {
 	for _, pl := range p.Pools() {
 		rows = append(rows, []string{pl.Database, pl.User, strconv.Itoa(pl.ClActive), strconv.Itoa(pl.ClWaiting),
 			strconv.Itoa(pl.SvActive), strconv.Itoa(pl.SvIdle), strconv.Itoa(pl.SvTested),
-			seconds(pl.MaxWait), micros(pl.MaxWait), pl.PoolMode,
-			strconv.Itoa(pl.VectorTotal), strconv.Itoa(pl.VectorIdle), strconv.Itoa(pl.VectorAcquired),
-			strconv.Itoa(pl.VectorWaiting), strconv.Itoa(pl.VectorMax)})
+			seconds(pl.MaxWait), micros(pl.MaxWait), pl.PoolMode, pl.Lane, strconv.Itoa(pl.PoolSize)})
 	}
 	return rows
 }
@@ -63,12 +64,12 @@ func showServers(p Proxy) [][]string {
 			link = strconv.FormatUint(s.Link, 10)
 		}
 		if !s.ConnectTime.IsZero() {
-			connect = timestamp(s.ConnectTime)
+			connect = Timestamp(s.ConnectTime)
 		}
 		if !s.RequestTime.IsZero() {
-			request = timestamp(s.RequestTime)
+			request = Timestamp(s.RequestTime)
 		}
-		rows = append(rows, []string{"S", s.User, s.Database, s.State, host, port, connect, request, link, pidText(s.PID)})
+		rows = append(rows, []string{"S", s.User, s.Database, s.State, host, port, connect, request, link, pidText(s.PID), s.Lane})
 	}
 	return rows
 }
@@ -140,7 +141,7 @@ func showUnits(c *call, _ string) (*result, *Error) {
 			client = strconv.FormatUint(u.ClientID, 10)
 		}
 		if !u.Since.IsZero() {
-			since = timestamp(u.Since)
+			since = Timestamp(u.Since)
 		}
 		res.rows = append(res.rows, []string{u.Unit, client, u.Addr, u.User, u.Database,
 			u.ApplicationName, since, strconv.FormatBool(u.Failed), strconv.FormatBool(u.Local),
