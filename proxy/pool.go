@@ -287,10 +287,11 @@ func (p *serverPool) get(ctx context.Context) (*primaryConn, error) {
 // between poolWait.block and unblock) rather than by a context: its timer
 // and cancel channel are the session's, so a wait allocates no context.
 func (p *serverPool) getWaiting(w *poolWait) (*primaryConn, error) {
-	return p.take(nil, w)
+	return p.take(context.Background(), w)
 }
 
-// take is get (w nil) and getWaiting (ctx nil).
+// take is get (w nil: ctx bounds the wait and a dial) and getWaiting (w
+// bounds the wait and gives a dial its context; ctx is not used).
 func (p *serverPool) take(ctx context.Context, w *poolWait) (*primaryConn, error) {
 	p.mu.Lock()
 	if c := p.takeIdleLocked(); c != nil {
