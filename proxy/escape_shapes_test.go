@@ -100,13 +100,15 @@ func (b *escapeBed) wantRejected(t *testing.T, what string, err error) {
 }
 
 // A holder's implicit transaction (one simple Query with several statements)
-// is an open transaction carrying u1, but txlane does not register the hold.
+// is an open transaction carrying u1: txlane registers the hold for it.
 func TestEscapeImplicitTxHolderSimpleQuery(t *testing.T) {
 	b := startEscapeBed(t, nil)
 	h := newPrepConn(t, b.connect(t))
 	// Holder: write u1, wait, then fail: the implicit transaction rolls back.
 	h.send(pQuery(b.ins("u1", "holder") + " /*unit='u1'*/; SELECT pg_sleep(1.5); SELECT 1/0"))
-	time.Sleep(400 * time.Millisecond)
+	// NOTE: a wait for the hold, not a fixed sleep: on a loaded machine the
+	// holder's request may reach txlane after the writer's.
+	waitFor(t, func() bool { return len(b.Units()) == 1 }, "the holder's request to hold u1")
 	w := b.connect(t)
 	err := escapeErr(w, b.ins("u1", "other")+" /*unit='u1'*/")
 	r := h.read(1)
@@ -123,7 +125,7 @@ func TestEscapeImplicitTxHolderExtendedBatch(t *testing.T) {
 	h.send(pParse("", b.ins("u1", "holder")+" /*unit='u1'*/"), pBind(""), pExecute(),
 		pParse("", "SELECT pg_sleep(1.5) /*unit='u1'*/"), pBind(""), pExecute(),
 		pParse("", "SELECT 1/0 /*unit='u1'*/"), pBind(""), pExecute(), pSync())
-	time.Sleep(400 * time.Millisecond)
+	waitFor(t, func() bool { return len(b.Units()) == 1 }, "the holder's request to hold u1")
 	w := b.connect(t)
 	err := escapeErr(w, b.ins("u1", "other")+" /*unit='u1'*/")
 	r := h.read(1)
