@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -184,7 +182,8 @@ func (e *dialError) Unwrap() error { return e.err }
 // relayed) and end the client's login as PostgreSQL does: AuthenticationOk,
 // the server's ParameterStatus values, txlane's own BackendKeyData,
 // ReadyForQuery. It returns the client's backend and its login, for the
-// session to keep. Refusals reach the client: 28P01 for any failed password
+// session to keep; nil in transaction mode when the pool's login cache
+// answered the login, without a backend (loginFromCache). Refusals reach the client: 28P01 for any failed password
 // (as PostgreSQL, for unknown users too), the server's own error when the
 // server refuses the login, 28000 when txlane's credentials cannot answer
 // the server, 57P03 when the secret cannot be looked up or the server not
@@ -222,7 +221,13 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	// The client's backend comes from its pool: one a client left there
 	// (nothing forked), or a new login with the client's credentials.
 	pool := s.srv.poolFor(s.startup.Parameters)
-	pool.setDial(s.poolDial(d, startup))
+	pool.setDial(pool.login.learning(s.poolDial(d, startup), startup.ProtocolVersion))
+	if s.txModeFor() {
+		// A login the pool's cache can answer takes no backend (logincache.go).
+		if done, err := s.loginFromCache(pool, startup); done || err != nil {
+			return nil, err
+		}
+	}
 	wctx := ctx
 	if s.txModeFor() {
 		// In transaction mode a login waits for a backend as a request
@@ -249,17 +254,11 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 		return nil, s.failBackendLogin(err, user)
 	}
 	s.pool = pool
-	s.keyPID, s.keySecret = s.srv.keys.register(s, len(p.target.Secret))
-	params := p.params()
-	w := s.out.w
-	wire.WriteMsg(w, &pgproto3.AuthenticationOk{})
-	for _, name := range slices.Sorted(maps.Keys(params)) {
-		wire.WriteMsg(w, &pgproto3.ParameterStatus{Name: name, Value: params[name]})
+	if s.txModeFor() {
+		pool.login.learn(p, startup.Parameters, startup.ProtocolVersion)
 	}
-	s.out.reported = maps.Clone(params)
-	wire.WriteMsg(w, &pgproto3.BackendKeyData{ProcessID: s.keyPID, SecretKey: s.keySecret})
-	wire.WriteMsg(w, &pgproto3.ReadyForQuery{TxStatus: byte(TxIdle)})
-	if err := w.Flush(); err != nil {
+	s.keyPID, s.keySecret = s.srv.keys.register(s, len(p.target.Secret))
+	if err := s.endLogin(p.params()); err != nil {
 		pool.put(p)
 		return nil, err
 	}
