@@ -183,11 +183,11 @@ func (e *dialError) Unwrap() error { return e.err }
 // the server's ParameterStatus values, txlane's own BackendKeyData,
 // ReadyForQuery. It returns the client's backend and its login, for the
 // session to keep; nil in transaction mode when the pool's login cache
-// answered the login, without a backend (loginFromCache). Refusals reach the client: 28P01 for any failed password
-// (as PostgreSQL, for unknown users too), the server's own error when the
-// server refuses the login, 28000 when txlane's credentials cannot answer
-// the server, 57P03 when the secret cannot be looked up or the server not
-// reached.
+// answered the login without a backend (loginFromCache). Refusals reach the
+// client: 28P01 for any failed password (as PostgreSQL, for unknown users
+// too), the server's own error when the server refuses the login, 28000
+// when txlane's credentials cannot answer the server, 57P03 when the secret
+// cannot be looked up or the server not reached.
 func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.StartupMessage) (*primaryConn, error) {
 	a := s.srv.auth
 	user, database := s.startup.Parameters["user"], s.startup.Parameters["database"]
@@ -221,7 +221,11 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	// The client's backend comes from its pool: one a client left there
 	// (nothing forked), or a new login with the client's credentials.
 	pool := s.srv.poolFor(s.startup.Parameters)
-	pool.setDial(pool.login.learning(s.poolDial(d, startup), startup.ProtocolVersion))
+	dial := s.poolDial(d, startup)
+	if s.txModeFor() {
+		dial = pool.login.learning(dial, startup.ProtocolVersion)
+	}
+	pool.setDial(dial)
 	if s.txModeFor() {
 		// A login the pool's cache can answer takes no backend (logincache.go).
 		if done, err := s.loginFromCache(pool, startup); done || err != nil {
@@ -282,17 +286,43 @@ func (s *session) failBackendLogin(err error, user string) error {
 		s.out.w.Flush()
 		s.out.mu.Unlock()
 		return err
-	case errors.As(err, &ce):
-		s.log.Warn("cannot log in to the server with the client's credentials", zap.Error(err))
-		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeInvalidAuthorization,
-			Message: fmt.Sprintf("txlane cannot log in to the PostgreSQL server as user %q", user), Detail: ce.Reason})
-	case errors.As(err, &de):
-		s.log.Warn("cannot reach the primary", zap.Error(err))
-		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
-			Message: "txlane cannot reach the PostgreSQL server", Hint: "Check that the server named by txlane's primary DSN is running."})
+	case errors.As(err, &ce), errors.As(err, &de):
+		return s.fail(s.backendLoginError(err, user))
 	}
 	s.log.Info("login failed", zap.Error(err))
 	return s.fail(wire.Fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))
+}
+
+// backendLoginError is the FATAL error a client gets for a failed login of
+// a backend opened for it (nil for any other err): the server's own refusal
+// (28000 a role that cannot log in, 3D000, 53300, …, a secret that changed
+// since txlane checked the client), 28000 when txlane's credentials cannot
+// answer the server, 57P03 when the server cannot be reached. In
+// transaction mode a client that logged in from the login cache meets these
+// at its first transaction, when its pool opens a backend.
+func (s *session) backendLoginError(err error, user string) *wire.Error {
+	var sle *wire.ServerLoginError
+	var ce *auth.CredentialsError
+	var de *dialError
+	switch {
+	case errors.As(err, &sle):
+		s.log.Info("login refused by server", zap.Error(err))
+		e := &wire.Error{Severity: "FATAL", Code: sle.Code, Message: sle.Message}
+		var er pgproto3.ErrorResponse
+		if er.Decode(sle.Body) == nil {
+			e.Detail, e.Hint = er.Detail, er.Hint
+		}
+		return e
+	case errors.As(err, &ce):
+		s.log.Warn("cannot log in to the server with the client's credentials", zap.Error(err))
+		return &wire.Error{Severity: "FATAL", Code: CodeInvalidAuthorization,
+			Message: fmt.Sprintf("txlane cannot log in to the PostgreSQL server as user %q", user), Detail: ce.Reason}
+	case errors.As(err, &de):
+		s.log.Warn("cannot reach the primary", zap.Error(err))
+		return &wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
+			Message: "txlane cannot reach the PostgreSQL server", Hint: "Check that the server named by txlane's primary DSN is running."}
+	}
+	return nil
 }
 
 // consoleCheckPassword authenticates an admin console user as

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -33,10 +32,10 @@ type loginCache struct {
 	mu sync.Mutex
 	// server are the ParameterStatus values of the parameters that do not
 	// move (server_version, is_superuser, default_transaction_read_only,
-	// …), as a backend of the pool had them when a login last took it, with
-	// no client's session state (backendFrom resets it). nil: no login has
-	// taken a backend yet, or a backend has since reported a value that
-	// differs (see reported).
+	// …), as a backend of the pool had them when the pool last opened one
+	// (its login's) or a login last took one (with no client's session
+	// state: backendFrom resets it). nil: no login has taken a backend yet,
+	// or a backend has since reported a value that differs (see reported).
 	server map[string]string
 	// login are the movable parameters' values of the pool's own logins:
 	// the values of a client that sends none of them (takeOwnValues).
@@ -162,14 +161,18 @@ func (c *loginCache) answer(startup map[string]string, proto uint32) (params, ow
 }
 
 // reported notes a ParameterStatus a backend of the pool sent after its
-// login. A non-movable value other than the cached one drops the cached
-// server values, and the next login takes a backend and caches that
-// backend's: a server restart or an ALTER SYSTEM and reload changed it, or
-// a client SET it (no report says which). Clients already in from the stale
-// values get the backend's at their first attach (firstAttach).
-// session_authorization and is_superuser change only with a client's SET
-// ROLE or SET SESSION AUTHORIZATION after login (an ALTER ROLE shows in new
-// logins only): theirs do not count.
+// login, for a parameter its client did not set (serverReported). A
+// non-movable value other than the cached one drops the cached server
+// values, and the next login takes a backend and caches that backend's: an
+// ALTER SYSTEM and reload (PostgreSQL reports the new value at the end of
+// each backend's next statement) or a promotion (in_hot_standby) changed
+// it. A client that logged in from the stale values is told the value of
+// the backend it runs on at its first attach (firstAttach, through
+// clientWriter.newParam: only what differs from what it was told), or when
+// that backend reports it during its request. session_authorization and
+// is_superuser change only with a client's SET ROLE or SET SESSION
+// AUTHORIZATION after login (an ALTER ROLE shows in new logins only):
+// theirs do not count.
 func (c *loginCache) reported(name, value string) {
 	if _, mov := movableName(name); mov || name == "session_authorization" || name == "is_superuser" {
 		return
@@ -301,24 +304,6 @@ func (s *session) firstAttach(p *primaryConn) {
 	if told {
 		s.out.w.Flush()
 	}
-}
-
-// serverRefusal returns the server's refusal of a backend login the pool
-// opened for a client, as a FATAL error for that client (nil for any other
-// err): a client that logged in from the login cache learns at its first
-// transaction that its role or database can no longer log in, with the
-// server's SQLSTATE and message (28000, 3D000, 53300, …).
-func serverRefusal(err error) *wire.Error {
-	var sle *wire.ServerLoginError
-	if !errors.As(err, &sle) {
-		return nil
-	}
-	e := &wire.Error{Severity: "FATAL", Code: sle.Code, Message: sle.Message}
-	var er pgproto3.ErrorResponse
-	if er.Decode(sle.Body) == nil {
-		e.Detail, e.Hint = er.Detail, er.Hint
-	}
-	return e
 }
 
 // Where a pool_mode transaction login txlane checked got its ParameterStatus

@@ -3,8 +3,13 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,6 +263,91 @@ func TestTxPoolLoginCacheRoleRefused(t *testing.T) {
 	if !errors.As(err, &got) || got.Severity != "FATAL" || got.Code != want.Code || got.Message != want.Message {
 		t.Errorf("first query of a NOLOGIN role logged in from the cache: %v; PostgreSQL refuses its login with %s %s %q", err, want.Severity, want.Code, want.Message)
 	}
+}
+
+// TestTxPoolLoginCacheServerGone: with the server out of reach, a login
+// the cache answers still gets in; its first query, for which the pool
+// must open a backend, ends it with 57P03 (txlane cannot reach the server),
+// not with a wait for query_wait_timeout.
+func TestTxPoolLoginCacheServerGone(t *testing.T) {
+	cfg := pgtest.Config(t)
+	fwd := newForwarder(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	u, err := url.Parse(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = fwd.addr
+	p := startProxyOn(t, u.String(), func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
+		o.Auth = trustAuth(t, cfg.User)
+		o.QueryWaitTimeout = time.Minute
+	})
+	connectDSN(t, p.DSN(t, "")).Close(context.Background())
+	fwd.close() // the server is out of reach; the pool's backend ends
+	waitFor(t, func() bool {
+		for _, pl := range p.Server.Pools() {
+			if pl.SvActive+pl.SvIdle+pl.SvTested > 0 {
+				return false
+			}
+		}
+		return true
+	}, "the pool's backend to end")
+	c := connectDSN(t, p.DSN(t, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Exec(ctx, "SELECT 1").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Severity != "FATAL" || pe.Code != proxy.CodeCannotConnectNow {
+		t.Fatalf("first query with the server out of reach: %v, want FATAL 57P03", err)
+	}
+}
+
+// forwarder passes TCP connections to a server until closed.
+type forwarder struct {
+	addr  string
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newForwarder(t *testing.T, server string) *forwarder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{addr: ln.Addr().String(), ln: ln}
+	t.Cleanup(f.close)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", server)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c, s)
+			f.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return f
+}
+
+// close stops accepting and ends every forwarded connection.
+func (f *forwarder) close() {
+	f.ln.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
 }
 
 // endBackends terminates role's backends and waits until p's pools hold

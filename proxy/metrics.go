@@ -140,7 +140,7 @@ func NewMetrics() *Metrics {
 		}, []string{"outcome"}),
 		poolLogins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_pool_logins_total",
-			Help: "Logins txlane checked itself in pool_mode transaction, by where their ParameterStatus values came from: cache (the pool's login cache, no backend taken) or backend (a pooled backend took part: the pool's first login, a value no backend has applied yet, or values the server changed since).",
+			Help: "Logins txlane checked itself in pool_mode transaction (the password accepted), by where their ParameterStatus values came from: cache (the pool's login cache, no backend taken) or backend (a pooled backend took part: the pool's first login, a value no backend has applied yet, or values the server changed since).",
 		}, []string{"from"}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "txlane_config_reloads_total",

@@ -55,8 +55,8 @@ func (s *session) attach() (*primaryConn, error) {
 				Detail:  "pool_mode is transaction and every server connection of this pool has closed.",
 				Hint:    "Reconnect: a new login opens a server connection for the pool."}
 		}
-		if e := serverRefusal(err); e != nil {
-			return nil, e
+		if e := s.backendLoginError(err, s.startup.Parameters["user"]); e != nil {
+			return nil, e // a backend the pool opened for the client failed to log in
 		}
 		if err != nil {
 			s.srv.metrics.timeout("query_wait")
