@@ -275,19 +275,16 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 // FATAL 28000 when txlane's credentials cannot answer the server, 57P03
 // otherwise.
 func (s *session) failBackendLogin(err error, user string) error {
-	var sle *wire.ServerLoginError
-	var ce *auth.CredentialsError
-	var de *dialError
-	switch {
-	case errors.As(err, &sle):
+	if sle := (*wire.ServerLoginError)(nil); errors.As(err, &sle) {
 		s.log.Info("login refused by server", zap.Error(err))
 		s.out.mu.Lock()
-		wire.WriteRaw(s.out.w, wire.ErrorResponse, sle.Body)
+		wire.WriteRaw(s.out.w, wire.ErrorResponse, sle.Body) // as sent, every field kept
 		s.out.w.Flush()
 		s.out.mu.Unlock()
 		return err
-	case errors.As(err, &ce), errors.As(err, &de):
-		return s.fail(s.backendLoginError(err, user))
+	}
+	if e := s.backendLoginError(err, user); e != nil {
+		return s.fail(e)
 	}
 	s.log.Info("login failed", zap.Error(err))
 	return s.fail(wire.Fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))

@@ -3,13 +3,10 @@ package proxy_test
 import (
 	"context"
 	"errors"
-	"io"
 	"maps"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +27,16 @@ func loginCacheProxy(t *testing.T, user string, mutate func(*proxy.Options)) *te
 			mutate(o)
 		}
 	})
+}
+
+// roleProxy creates a login role of its own for a test (dropped after it)
+// and a loginCacheProxy for it.
+func roleProxy(t *testing.T, prefix string) (string, *testProxy) {
+	t.Helper()
+	role := uniqueName(prefix)
+	pgtest.Exec(t, "CREATE ROLE "+role+" LOGIN")
+	t.Cleanup(func() { pgtest.Exec(t, "DROP ROLE IF EXISTS "+role) })
+	return role, loginCacheProxy(t, role, nil)
 }
 
 // loginStatus logs in to dsn and returns every ParameterStatus value the
@@ -184,10 +191,7 @@ func TestTxPoolLoginCacheInvalidValue(t *testing.T) {
 // client that logged in from the stale cache at its first attach, and the
 // logins after that one from the cache.
 func TestTxPoolLoginCacheServerChange(t *testing.T) {
-	role := uniqueName("lc_role")
-	pgtest.Exec(t, "CREATE ROLE "+role+" LOGIN")
-	t.Cleanup(func() { pgtest.Exec(t, "DROP ROLE IF EXISTS "+role) })
-	p := loginCacheProxy(t, role, nil)
+	role, p := roleProxy(t, "lc_role")
 	dsn := p.DSN(t, role)
 	a := connectDSN(t, dsn)
 	if got := a.ParameterStatus("default_transaction_read_only"); got != "off" {
@@ -242,10 +246,7 @@ func TestTxPoolLoginCacheServerChange(t *testing.T) {
 // gets in from the login cache; its first query, which needs a new backend,
 // ends it with the server's refusal (as a direct login is refused).
 func TestTxPoolLoginCacheRoleRefused(t *testing.T) {
-	role := uniqueName("lc_nologin")
-	pgtest.Exec(t, "CREATE ROLE "+role+" LOGIN")
-	t.Cleanup(func() { pgtest.Exec(t, "DROP ROLE IF EXISTS "+role) })
-	p := loginCacheProxy(t, role, nil)
+	role, p := roleProxy(t, "lc_nologin")
 	dsn := p.DSN(t, role)
 	connectDSN(t, dsn).Close(context.Background())
 	pgtest.Exec(t, "ALTER ROLE "+role+" NOLOGIN")
@@ -271,19 +272,16 @@ func TestTxPoolLoginCacheRoleRefused(t *testing.T) {
 // not with a wait for query_wait_timeout.
 func TestTxPoolLoginCacheServerGone(t *testing.T) {
 	cfg := pgtest.Config(t)
-	fwd := newForwarder(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	u, err := url.Parse(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = fwd.addr
-	p := startProxyOn(t, u.String(), func(o *proxy.Options) {
-		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
-		o.Auth = trustAuth(t, cfg.User)
+	cutter := newTCPCutter(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	p := loginCacheProxy(t, cfg.User, func(o *proxy.Options) {
+		c := o.Primary.Copy()
+		c.Host, c.Port, c.Fallbacks = "127.0.0.1", uint16(cutter.ln.Addr().(*net.TCPAddr).Port), nil
+		o.Primary = c
 		o.QueryWaitTimeout = time.Minute
 	})
 	connectDSN(t, p.DSN(t, "")).Close(context.Background())
-	fwd.close() // the server is out of reach; the pool's backend ends
+	cutter.ln.Close() // the server is out of reach; the pool's backend ends
+	cutter.cut()
 	waitFor(t, func() bool {
 		for _, pl := range p.Server.Pools() {
 			if pl.SvActive+pl.SvIdle+pl.SvTested > 0 {
@@ -295,59 +293,11 @@ func TestTxPoolLoginCacheServerGone(t *testing.T) {
 	c := connectDSN(t, p.DSN(t, ""))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = c.Exec(ctx, "SELECT 1").ReadAll()
+	_, err := c.Exec(ctx, "SELECT 1").ReadAll()
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Severity != "FATAL" || pe.Code != proxy.CodeCannotConnectNow {
 		t.Fatalf("first query with the server out of reach: %v, want FATAL 57P03", err)
 	}
-}
-
-// forwarder passes TCP connections to a server until closed.
-type forwarder struct {
-	addr  string
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newForwarder(t *testing.T, server string) *forwarder {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &forwarder{addr: ln.Addr().String(), ln: ln}
-	t.Cleanup(f.close)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", server)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			f.mu.Lock()
-			f.conns = append(f.conns, c, s)
-			f.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
-		}
-	}()
-	return f
-}
-
-// close stops accepting and ends every forwarded connection.
-func (f *forwarder) close() {
-	f.ln.Close()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.conns = nil
 }
 
 // endBackends terminates role's backends and waits until p's pools hold
