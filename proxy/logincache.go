@@ -282,7 +282,7 @@ func (s *session) endLogin(params map[string]string) error {
 // from those it was told, as it would have been told had it logged in on
 // p: the cache may have been stale (a reload or restart since), or p may
 // not have reported a change yet. Movable values are the client's own,
-// set on p by moveState. Called on the client's goroutine.
+// set on p by moveState. One call takes the flag (cachedLogin).
 func (s *session) firstAttach(p *primaryConn) {
 	if !s.cachedLogin.Load() || !s.cachedLogin.CompareAndSwap(true, false) {
 		return
