@@ -107,7 +107,7 @@ func NewMetrics() *Metrics {
 		}, []string{"lane"}),
 		poolWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "txlane_pool_wait_seconds",
-			Help:    "Time a client waited for a backend of its pool, by lane (vector: a read-pool connection; primary: a pooled backend, in pool_mode transaction for each transaction, and for a login txlane checked).",
+			Help:    "Time a client waited for a backend of its pool, by lane (vector: a read-pool connection; primary: a pooled backend, in pool_mode transaction for each transaction, and for a login txlane checked that the pool's login cache cannot answer; in session mode for a login txlane checked).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
 		}, []string{"lane"}),
 		pinChecks: prometheus.NewCounter(prometheus.CounterOpts{
