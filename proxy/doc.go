@@ -29,6 +29,8 @@
 //	                 when that wait blocked (SHOW CLIENTS state waiting)
 //	movable.go       startup parameters that move with a client (pool key,
 //	                 login values, set on attach, RESET)
+//	logincache.go    a pool's login cache: transaction-mode logins answered
+//	                 without a backend (server values, applied values)
 //	pins.go          which pin reasons are new (txlane_pins_total)
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
@@ -92,7 +94,7 @@
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
 //	serverPool.mu → connCaps.mu (pool_caps.go)
-//	heldStmts.mu, sharedLocks.mu, sharedUnits.mu, laneConns.mu: each taken alone
+//	heldStmts.mu, loginCache.mu, sharedLocks.mu, sharedUnits.mu, laneConns.mu: each taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -184,11 +182,12 @@ func (e *dialError) Unwrap() error { return e.err }
 // relayed) and end the client's login as PostgreSQL does: AuthenticationOk,
 // the server's ParameterStatus values, txlane's own BackendKeyData,
 // ReadyForQuery. It returns the client's backend and its login, for the
-// session to keep. Refusals reach the client: 28P01 for any failed password
-// (as PostgreSQL, for unknown users too), the server's own error when the
-// server refuses the login, 28000 when txlane's credentials cannot answer
-// the server, 57P03 when the secret cannot be looked up or the server not
-// reached.
+// session to keep; nil in transaction mode when the pool's login cache
+// answered the login without a backend (loginFromCache). Refusals reach the
+// client: 28P01 for any failed password (as PostgreSQL, for unknown users
+// too), the server's own error when the server refuses the login, 28000
+// when txlane's credentials cannot answer the server, 57P03 when the secret
+// cannot be looked up or the server not reached.
 func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.StartupMessage) (*primaryConn, error) {
 	a := s.srv.auth
 	user, database := s.startup.Parameters["user"], s.startup.Parameters["database"]
@@ -222,7 +221,17 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 	// The client's backend comes from its pool: one a client left there
 	// (nothing forked), or a new login with the client's credentials.
 	pool := s.srv.poolFor(s.startup.Parameters)
-	pool.setDial(s.poolDial(d, startup))
+	dial := s.poolDial(d, startup)
+	if s.txModeFor() {
+		dial = pool.login.learning(dial, startup.ProtocolVersion)
+	}
+	pool.setDial(dial)
+	if s.txModeFor() {
+		// A login the pool's cache can answer takes no backend (logincache.go).
+		if done, err := s.loginFromCache(pool, startup); done || err != nil {
+			return nil, err
+		}
+	}
 	wctx := ctx
 	if s.txModeFor() {
 		// In transaction mode a login waits for a backend as a request
@@ -249,17 +258,11 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 		return nil, s.failBackendLogin(err, user)
 	}
 	s.pool = pool
-	s.keyPID, s.keySecret = s.srv.keys.register(s, len(p.target.Secret))
-	params := p.params()
-	w := s.out.w
-	wire.WriteMsg(w, &pgproto3.AuthenticationOk{})
-	for _, name := range slices.Sorted(maps.Keys(params)) {
-		wire.WriteMsg(w, &pgproto3.ParameterStatus{Name: name, Value: params[name]})
+	if s.txModeFor() {
+		pool.login.learn(p, startup.Parameters, startup.ProtocolVersion)
 	}
-	s.out.reported = maps.Clone(params)
-	wire.WriteMsg(w, &pgproto3.BackendKeyData{ProcessID: s.keyPID, SecretKey: s.keySecret})
-	wire.WriteMsg(w, &pgproto3.ReadyForQuery{TxStatus: byte(TxIdle)})
-	if err := w.Flush(); err != nil {
+	s.keyPID, s.keySecret = s.srv.keys.register(s, len(p.target.Secret))
+	if err := s.endLogin(p.params()); err != nil {
 		pool.put(p)
 		return nil, err
 	}
@@ -272,28 +275,51 @@ func (s *session) loginAuthenticated(ctx context.Context, startup *pgproto3.Star
 // FATAL 28000 when txlane's credentials cannot answer the server, 57P03
 // otherwise.
 func (s *session) failBackendLogin(err error, user string) error {
+	if sle := (*wire.ServerLoginError)(nil); errors.As(err, &sle) {
+		s.log.Info("login refused by server", zap.Error(err))
+		s.out.mu.Lock()
+		wire.WriteRaw(s.out.w, wire.ErrorResponse, sle.Body) // as sent, every field kept
+		s.out.w.Flush()
+		s.out.mu.Unlock()
+		return err
+	}
+	if e := s.backendLoginError(err, user); e != nil {
+		return s.fail(e)
+	}
+	s.log.Info("login failed", zap.Error(err))
+	return s.fail(wire.Fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))
+}
+
+// backendLoginError is the FATAL error a client gets for a failed login of
+// a backend opened for it (nil for any other err): the server's own refusal
+// (28000 a role that cannot log in, 3D000, 53300, …, a secret that changed
+// since txlane checked the client), 28000 when txlane's credentials cannot
+// answer the server, 57P03 when the server cannot be reached. In
+// transaction mode a client that logged in from the login cache meets these
+// at its first transaction, when its pool opens a backend.
+func (s *session) backendLoginError(err error, user string) *wire.Error {
 	var sle *wire.ServerLoginError
 	var ce *auth.CredentialsError
 	var de *dialError
 	switch {
 	case errors.As(err, &sle):
 		s.log.Info("login refused by server", zap.Error(err))
-		s.out.mu.Lock()
-		wire.WriteRaw(s.out.w, wire.ErrorResponse, sle.Body)
-		s.out.w.Flush()
-		s.out.mu.Unlock()
-		return err
+		e := &wire.Error{Severity: "FATAL", Code: sle.Code, Message: sle.Message}
+		var er pgproto3.ErrorResponse
+		if er.Decode(sle.Body) == nil {
+			e.Detail, e.Hint = er.Detail, er.Hint
+		}
+		return e
 	case errors.As(err, &ce):
 		s.log.Warn("cannot log in to the server with the client's credentials", zap.Error(err))
-		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeInvalidAuthorization,
-			Message: fmt.Sprintf("txlane cannot log in to the PostgreSQL server as user %q", user), Detail: ce.Reason})
+		return &wire.Error{Severity: "FATAL", Code: CodeInvalidAuthorization,
+			Message: fmt.Sprintf("txlane cannot log in to the PostgreSQL server as user %q", user), Detail: ce.Reason}
 	case errors.As(err, &de):
 		s.log.Warn("cannot reach the primary", zap.Error(err))
-		return s.fail(&wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
-			Message: "txlane cannot reach the PostgreSQL server", Hint: "Check that the server named by txlane's primary DSN is running."})
+		return &wire.Error{Severity: "FATAL", Code: CodeCannotConnectNow,
+			Message: "txlane cannot reach the PostgreSQL server", Hint: "Check that the server named by txlane's primary DSN is running."}
 	}
-	s.log.Info("login failed", zap.Error(err))
-	return s.fail(wire.Fatalf(CodeCannotConnectNow, "login to the PostgreSQL server failed"))
+	return nil
 }
 
 // consoleCheckPassword authenticates an admin console user as

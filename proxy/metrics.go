@@ -63,7 +63,10 @@ type Metrics struct {
 	// poolWait is how long clients waited for a backend of a pool, by lane.
 	poolWait *prometheus.HistogramVec
 	// cancels counts CancelRequests by outcome (backend, peer, dropped).
-	cancels      *prometheus.CounterVec
+	cancels *prometheus.CounterVec
+	// poolLogins counts pool_mode transaction logins txlane checked, by
+	// where their ParameterStatus values came from (logincache.go).
+	poolLogins   *prometheus.CounterVec
 	reloads      prometheus.Counter
 	reloadErrors prometheus.Counter
 	reloadOK     prometheus.Gauge
@@ -104,7 +107,7 @@ func NewMetrics() *Metrics {
 		}, []string{"lane"}),
 		poolWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "txlane_pool_wait_seconds",
-			Help:    "Time a client waited for a backend of its pool, by lane (vector: a read-pool connection; primary: a pooled backend, in pool_mode transaction for each transaction, and for a login txlane checked).",
+			Help:    "Time a client waited for a backend of its pool, by lane (vector: a read-pool connection; primary: a pooled backend, in pool_mode transaction for each transaction, and for a login txlane checked that the pool's login cache cannot answer; in session mode for a login txlane checked).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
 		}, []string{"lane"}),
 		pinChecks: prometheus.NewCounter(prometheus.CounterOpts{
@@ -135,6 +138,10 @@ func NewMetrics() *Metrics {
 			Name: "txlane_cancel_requests_total",
 			Help: "CancelRequests received, by outcome: backend (a key of this instance's, passed on to the backend running that client's request), peer (a key of another instance's, forwarded to it), dropped (an unknown key or instance, or a forwarded request for another instance).",
 		}, []string{"outcome"}),
+		poolLogins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "txlane_pool_logins_total",
+			Help: "Logins txlane checked itself in pool_mode transaction (the password accepted), by where their ParameterStatus values came from: cache (the pool's login cache, no backend taken) or backend (a pooled backend took part: the pool's first login, a value no backend has applied yet, or values the server changed since).",
+		}, []string{"from"}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "txlane_config_reloads_total",
 			Help: "Configuration reloads applied.",
@@ -175,7 +182,7 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.requests, m.escapes, m.acquireWait, m.requestSeconds,
 		m.timeouts, m.pins, m.pinChecks, m.stateReads, m.refusedWrites, m.laneDiscards, m.transactions, m.serverErrors, m.deadlocks, m.poolWait,
-		m.cancels, m.reloads, m.reloadErrors, m.reloadOK} {
+		m.cancels, m.poolLogins, m.reloads, m.reloadErrors, m.reloadOK} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -271,6 +278,15 @@ func (m *Metrics) PinChecks() float64 { return counterValue(m.pinChecks) }
 // LaneStateReads returns how many times clients' session state was read
 // from the primary before an offload (txlane_lane_state_reads_total).
 func (m *Metrics) LaneStateReads() float64 { return counterValue(m.stateReads) }
+
+// poolLogin counts a pool_mode transaction login txlane checked, by where
+// its ParameterStatus values came from (loginFromCache, loginFromBackend).
+func (m *Metrics) poolLogin(from string) { m.poolLogins.WithLabelValues(from).Inc() }
+
+// PoolLogins returns how many pool_mode transaction logins txlane checked
+// got their ParameterStatus values from (cache or backend:
+// txlane_pool_logins_total).
+func (m *Metrics) PoolLogins(from string) float64 { return labeledValue(m.poolLogins, from) }
 
 // pinned counts a client becoming pinned for reason (see newPins).
 func (m *Metrics) pinned(reason string) { m.pins.WithLabelValues(reason).Inc() }

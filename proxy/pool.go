@@ -158,6 +158,9 @@ type serverPool struct {
 	// resetting counts backends running server_reset_query (SHOW POOLS
 	// sv_tested).
 	resetting int
+	// login answers logins without a backend (transaction mode;
+	// logincache.go).
+	login loginCache
 	// clients counts the clients of the pool (join to leave).
 	// NOTE: a pool that cannot open a backend (dial unset: its backends
 	// come from relayed logins) closes an idle or old one only while it

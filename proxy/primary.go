@@ -407,6 +407,7 @@ func (p *primaryConn) forward(out *clientWriter, typ wire.Backend) (fatal bool, 
 				p.mu.Lock()
 				p.mu.params[ps.Name] = ps.Value
 				p.mu.Unlock()
+				p.serverReported(&ps)
 				body = p.clientParam(&ps, body)
 				told = !out.newParam(&ps)
 			}

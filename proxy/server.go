@@ -329,7 +329,9 @@ func (s *Server) handle(raw net.Conn) {
 		return
 	}
 	hello.Conn.SetDeadline(time.Time{})
-	sess.pc.Load().conn.SetDeadline(time.Time{})
+	if p := sess.pc.Load(); p != nil { // nil: a login answered from the login cache
+		p.conn.SetDeadline(time.Time{})
+	}
 	sess.log.Debug("client logged in")
 	s.register(sess)
 	defer s.unregister(sess)

@@ -91,6 +91,9 @@ type session struct {
 	// resetsFixed of them (movable.go).
 	own                 map[string]string
 	resets, resetsFixed atomic.Uint64
+	// cachedLogin: the login was answered from the pool's login cache, and
+	// the client has not attached a backend since (firstAttach).
+	cachedLogin atomic.Bool
 	// dialer opens more backends for the client's (database, user) (login.go).
 	dialer *backendDialer
 
@@ -376,7 +379,7 @@ func (s *session) login(ctx context.Context) error {
 	if s.srv.auth.method.Terminates() {
 		// login.go: txlane checks the password itself, then logs in.
 		p, err := s.loginAuthenticated(ctx, startup)
-		if err != nil {
+		if err != nil || p == nil { // nil: answered from the login cache
 			return err
 		}
 		p.setOwner(s)
@@ -436,10 +439,12 @@ func (s *session) fail(e *wire.Error) error {
 // releases everything: a client that vanishes leaves no transaction open.
 func (s *session) serve() {
 	s.reg = newRegistry()
-	p := s.pc.Load()
-	s.mu.Lock()
-	s.mu.running = &p.target
-	s.mu.Unlock()
+	p := s.pc.Load() // nil after a login answered from the login cache
+	if p != nil {
+		s.mu.Lock()
+		s.mu.running = &p.target
+		s.mu.Unlock()
+	}
 
 	s.snap.dirty.Store(true) // never read
 	s.setValues.Store(&map[string]string{})
@@ -466,7 +471,9 @@ func (s *session) serve() {
 			s.own = movableOf(p.login) // its login's, as its client was told
 		}
 		s.pool.join() // leavePrimary leaves
-		s.idle(p)     // the login's backend is free until the first request
+		if p != nil {
+			s.idle(p) // the login's backend is free until the first request
+		}
 	}
 
 	err := s.clientLoop()

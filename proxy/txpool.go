@@ -55,6 +55,9 @@ func (s *session) attach() (*primaryConn, error) {
 				Detail:  "pool_mode is transaction and every server connection of this pool has closed.",
 				Hint:    "Reconnect: a new login opens a server connection for the pool."}
 		}
+		if e := s.backendLoginError(err, s.startup.Parameters["user"]); e != nil {
+			return nil, e // a backend the pool opened for the client failed to log in
+		}
 		if err != nil {
 			s.srv.metrics.timeout("query_wait")
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeProtocolViolation,
@@ -69,6 +72,7 @@ func (s *session) attach() (*primaryConn, error) {
 			s.wait.end()
 			return nil, err
 		}
+		s.firstAttach(p)
 		// NOTE: p becomes the target of the client's cancels only now, once
 		// txlane's own statements there are done (a cancel must not cut
 		// moveState's). A cancel that came meanwhile ended the wait: p goes
@@ -723,15 +727,18 @@ func (s *session) ownForLeave(p *primaryConn) bool {
 		p.release()
 		select {
 		case <-changed:
+			continue
 		case <-p.gone:
+			// Nothing will answer any more (and release signals a change
+			// at once: waiting for one would spin): the caller closes p.
 		case <-deadline:
-			p.acquire()
-			if s.pc.Load() != p {
-				p.release()
-				return false
-			}
-			return true
 		}
+		p.acquire()
+		if s.pc.Load() != p {
+			p.release()
+			return false
+		}
+		return true
 	}
 }
 

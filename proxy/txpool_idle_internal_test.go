@@ -97,3 +97,25 @@ func TestIdleCallNotLost(t *testing.T) {
 		t.Fatalf("the backend stayed with its idle client (pinned by %q): the relay's idle call was lost", s.pinnedBy())
 	}
 }
+
+// TestOwnForLeaveBackendGone: a client that leaves while a query of
+// txlane's own is in flight on its backend stops waiting for the answer
+// once the backend is gone (nothing will answer), rather than waiting, and
+// spinning, until internalQueryTimeout.
+func TestOwnForLeaveBackendGone(t *testing.T) {
+	p := newPrimaryConn(backend{}, nil)
+	p.mu.pending = []*request{{internal: &internalQuery{done: make(chan struct{})}}}
+	close(p.gone) // its relay has returned
+	s := &session{}
+	s.pc.Store(p)
+	done := make(chan bool, 1)
+	go func() { done <- s.ownForLeave(p) }()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("ownForLeave gave up a backend that is still the client's")
+		}
+	case <-time.After(internalQueryTimeout / 2):
+		t.Fatal("ownForLeave still waits for the answer of a backend that is gone")
+	}
+}

@@ -12,9 +12,10 @@ import (
 	"github.com/txlane/txlane/proxy"
 )
 
-// TestTxPoolLoginWait: in transaction mode a login txlane checks waits for a
-// backend as a request does, up to query_wait_timeout, not for the whole
-// client_login_timeout; it is then refused with 57P03.
+// TestTxPoolLoginWait: in transaction mode a login txlane checks that the
+// pool's login cache cannot answer (a movable value no backend has applied)
+// waits for a backend as a request does, up to query_wait_timeout, not for
+// the whole client_login_timeout; it is then refused with 57P03.
 func TestTxPoolLoginWait(t *testing.T) {
 	p := startProxy(t, func(o *proxy.Options) {
 		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
@@ -26,7 +27,11 @@ func TestTxPoolLoginWait(t *testing.T) {
 	exec(t, a, "BEGIN")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := pgconn.Connect(ctx, p.DSN(t, ""))
+	before := p.Metrics().PoolLogins("backend")
+	c, err := pgconn.Connect(ctx, withParams(t, p.DSN(t, ""), map[string]string{"TimeZone": "Asia/Kolkata"}))
+	if got := p.Metrics().PoolLogins("backend") - before; got != 1 {
+		t.Errorf("txlane_pool_logins_total{from=backend} grew by %v for a login of a new TimeZone, want 1", got)
+	}
 	if err == nil {
 		c.Close(ctx)
 		t.Fatal("a login got in while the only backend was in another client's transaction")
