@@ -29,6 +29,15 @@ func (s *session) rerouteBar(h *unitHold) string {
 		return "The writer or the holder has session state of its own (a role, temporary tables, SQL prepared statements or cursors, settings txlane cannot read from the statements), which the write would not find, or would find another's, on the holder's connection."
 	case !maps.Equal(*s.setValues.Load(), *hs.setValues.Load()):
 		return "The writer and the holder have set different session settings, which the write would not find on the holder's connection."
+	case s.cur.function():
+		return "The request is a fast-path function call, which cannot be wrapped in a savepoint of txlane's on the holder's connection."
+	case hs.plans.hasConfirmedPortal(guestPortal):
+		return "The holder has a portal named " + guestPortal + ", the name txlane runs a rerouted write under."
+	}
+	if s.cur.sql != "" && len(s.cur.msgs) == 1 {
+		if _, why := guestQueryParts(&s.cur, s.plans.cur.steps); why != "" {
+			return why
+		}
 	}
 	for _, st := range s.plans.cur.stmts(0) {
 		bar := ""

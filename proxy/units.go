@@ -546,8 +546,13 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	deadline := time.AfterFunc(s.srv.live().RerouteWaitTimeout, stop)
 	defer deadline.Stop()
 
-	req := &request{stmts: stmts, extended: b.sql == "",
-		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{}), onCancel: stop}}
+	// The request runs between a savepoint of txlane's own and its
+	// RELEASE, on a portal of txlane's own: its failure fails neither the
+	// holder's transaction nor its unnamed portal (guest_wrap.go).
+	pre, preMsgs := guestSavepoint()
+	req := &request{stmts: stmts, extended: true,
+		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{}), onCancel: stop,
+			pre: pre, keepWrite: true}}
 	host, err := s.srv.units.holderBackend(u, h)
 	if err == nil {
 		// From here the client's cancels go to the holder's backend while
@@ -565,7 +570,8 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 		}()
 		still := func() bool { return s.srv.units.holdsOn(u, h, host) }
 		err = host.runWhenIdle(wake, still, req, func(w *bufio.Writer, held *heldStmts) {
-			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies)
+			w.Write(preMsgs)
+			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies, true)
 		})
 	}
 	if err != nil && host != nil && host.guestCanceled(req) {
@@ -588,6 +594,9 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	case errors.Is(err, errPrimaryGone):
 		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
 	}
+	// The write right is ours until the answer is in and a failed write is
+	// undone.
+	defer s.rerouteCleanup(host)
 	if write {
 		s.srv.units.noteRerouted(h, reroutedTables(stmts))
 	}
