@@ -1,0 +1,196 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/txlane/txlane/proxy"
+)
+
+// rerouteWriters are the shapes a rerouted write comes in: a simple Query
+// of one statement, of several, and an extended-protocol request with a
+// bind parameter. Each inserts the row with id 1 (a unique key the holder
+// took first) for unit u1, who "other".
+var rerouteWriters = []struct {
+	name  string
+	write func(c *pgconn.PgConn, table string) error
+}{
+	{"simple Query", func(c *pgconn.PgConn, table string) error {
+		return execErr(c, fmt.Sprintf("INSERT INTO %s (id, unit, who) VALUES (1, 'u1', 'other') /*unit='u1'*/", table))
+	}},
+	{"simple Query of two statements", func(c *pgconn.PgConn, table string) error {
+		return execErr(c, fmt.Sprintf("INSERT INTO %[1]s (id, unit, who) VALUES (100, 'u1', 'other') /*unit='u1'*/; INSERT INTO %[1]s (id, unit, who) VALUES (1, 'u1', 'other') /*unit='u1'*/", table))
+	}},
+	{"extended", func(c *pgconn.PgConn, table string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return c.ExecParams(ctx, fmt.Sprintf("INSERT INTO %s (id, unit, who) VALUES ($1, 'u1', 'other') /*unit='u1'*/", table),
+			[][]byte{[]byte("1")}, nil, nil, nil).Read().Err
+	}},
+}
+
+// TestUnitsRerouteFailureIsTheWriters: a write rerouted into a holder's
+// transaction that fails fails the writer alone. The writer gets the
+// server's error (23505); the holder's transaction is as it was: its next
+// statement runs, its own savepoints (one with the name of txlane's own)
+// still roll back, and its COMMIT commits its rows and nothing of the write.
+func TestUnitsRerouteFailureIsTheWriters(t *testing.T) {
+	for _, pool := range []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.PoolTransaction, Size: 4}} {
+		for _, w := range rerouteWriters {
+			t.Run(string(pool.Mode)+"/"+w.name, func(t *testing.T) {
+				bed := startUnitProxy(t, "reroute", func(o *proxy.Options) { o.Pool = pool })
+				holder, writer := bed.connect(t), bed.connect(t)
+				exec(t, holder, "BEGIN")
+				exec(t, holder, fmt.Sprintf("INSERT INTO %s (id, unit, who) VALUES (1, 'u1', 'holder') /*unit='u1'*/", bed.table))
+				exec(t, holder, "SAVEPOINT txlane_reroute")
+				exec(t, holder, fmt.Sprintf("INSERT INTO %s (id, unit, who) VALUES (2, 'u1', 'undone') /*unit='u1'*/", bed.table))
+				exec(t, holder, "SAVEPOINT mine")
+				exec(t, holder, fmt.Sprintf("INSERT INTO %s (id, unit, who) VALUES (3, 'u1', 'undone') /*unit='u1'*/", bed.table))
+
+				wantCode(t, w.write(writer, bed.table), "23505")
+				if writer.TxStatus() != 'I' {
+					t.Fatalf("writer's status %q, want I", writer.TxStatus())
+				}
+				if got := scalar(t, holder, "SELECT count(*) FROM "+bed.table); got != "3" {
+					t.Fatalf("holder sees %s rows, want its 3", got)
+				}
+				exec(t, holder, "ROLLBACK TO SAVEPOINT mine")
+				exec(t, holder, "ROLLBACK TO SAVEPOINT txlane_reroute")
+				exec(t, holder, "RELEASE SAVEPOINT txlane_reroute")
+				exec(t, holder, "COMMIT")
+				if got := bed.count(t, "true"); got != "1" {
+					t.Fatalf("%s rows committed, want the holder's first", got)
+				}
+				if got := bed.count(t, "who = 'holder'"); got != "1" {
+					t.Fatalf("the holder's row: %s", got)
+				}
+			})
+		}
+	}
+	t.Run("a write that succeeds after one that failed", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", nil)
+		holder, writer := bed.connect(t), bed.connect(t)
+		exec(t, holder, "BEGIN; "+fmt.Sprintf("INSERT INTO %s (id, unit, who) VALUES (1, 'u1', 'holder') /*unit='u1'*/", bed.table))
+		wantCode(t, rerouteWriters[0].write(writer, bed.table), "23505")
+		exec(t, writer, fmt.Sprintf("INSERT INTO %s (id, unit, who) VALUES (5, 'u1', 'other') /*unit='u1'*/", bed.table))
+		exec(t, holder, "COMMIT")
+		if got := bed.count(t, "true"); got != "2" {
+			t.Fatalf("%s rows committed, want the holder's and the second write's", got)
+		}
+	})
+	t.Run("holder in a failed transaction", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", nil)
+		holder, writer := bed.connect(t), bed.connect(t)
+		exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+		wantCode(t, execErr(holder, "SELECT 1/0 /*unit='u1'*/"), "22012")
+		for _, w := range rerouteWriters {
+			err := w.write(writer, bed.table)
+			wantCode(t, err, proxy.CodeEscapedWrite)
+		}
+		exec(t, holder, "ROLLBACK")
+		if got := bed.count(t, "true"); got != "0" {
+			t.Fatalf("%s rows", got)
+		}
+	})
+}
+
+// rawRows sends msgs, one request ending in Sync, and returns the first
+// column of the DataRows of the answer and its first error.
+func rawRows(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) ([]string, error) {
+	t.Helper()
+	fe := c.Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c.Conn().SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer c.Conn().SetReadDeadline(time.Time{})
+	var rows []string
+	var first error
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			if first == nil {
+				first = &pgconn.PgError{Code: m.Code, Message: m.Message, Detail: m.Detail}
+			}
+		case *pgproto3.ReadyForQuery:
+			return rows, first
+		}
+	}
+}
+
+// suspendedPortal opens the holder's transaction on unit u1 and runs its
+// unnamed portal over sql (a query of several rows) for one row.
+func suspendedPortal(t *testing.T, bed *unitBed, holder *pgconn.PgConn, sql string) {
+	t.Helper()
+	exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+	rows, err := rawRows(t, holder, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{},
+		&pgproto3.Execute{MaxRows: 1}, &pgproto3.Sync{})
+	if err != nil || len(rows) != 1 || rows[0] != "1" {
+		t.Fatalf("first Execute: %q, %v", rows, err)
+	}
+}
+
+// nextRow executes the holder's unnamed portal for one more row: want.
+func nextRow(t *testing.T, holder *pgconn.PgConn, want string) {
+	t.Helper()
+	rows, err := rawRows(t, holder, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Sync{})
+	if err != nil || len(rows) != 1 || rows[0] != want {
+		t.Fatalf("next Execute of the holder's portal: %q, %v; want %s", rows, err, want)
+	}
+}
+
+// TestUnitsRerouteKeepsTheHoldersPortal: a holder that executes its unnamed
+// portal in parts gets its next row after a write was rerouted into its
+// transaction (succeeding or failing, simple Query or extended), and after
+// txlane's own query behind one of its requests (the read of txlane.unit
+// set unseen by set_config).
+func TestUnitsRerouteKeepsTheHoldersPortal(t *testing.T) {
+	for _, pool := range []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.PoolTransaction, Size: 4}} {
+		t.Run(string(pool.Mode), func(t *testing.T) {
+			bed := startUnitProxy(t, "reroute", func(o *proxy.Options) { o.Pool = pool })
+			holder, writer := bed.connect(t), bed.connect(t)
+			suspendedPortal(t, bed, holder, "SELECT g FROM generate_series(1, 9) g")
+			next := 2
+			for _, w := range rerouteWriters {
+				wantCode(t, w.write(writer, bed.table), "23505") // id 1 is the holder's
+				nextRow(t, holder, fmt.Sprint(next))
+				next++
+			}
+			exec(t, writer, bed.insert("u1", "other"))
+			nextRow(t, holder, fmt.Sprint(next))
+			next++
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := writer.ExecParams(ctx, "INSERT INTO "+bed.table+" (unit, who) VALUES ($1, 'other') /*unit='u1'*/",
+				[][]byte{[]byte("u1")}, nil, nil, nil).Read().Err; err != nil {
+				t.Fatal(err)
+			}
+			nextRow(t, holder, fmt.Sprint(next))
+			exec(t, holder, "COMMIT")
+			if got := bed.count(t, "who = 'other'"); got != "2" {
+				t.Fatalf("%s rerouted rows committed, want 2", got)
+			}
+		})
+	}
+	t.Run("txlane's read of a unit set unseen", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", nil)
+		holder := bed.connect(t)
+		suspendedPortal(t, bed, holder, "SELECT g FROM generate_series(1, 9) g, pg_catalog.set_config('txlane.unit', 'u1', true)")
+		nextRow(t, holder, "2")
+		exec(t, holder, "COMMIT")
+	})
+}
