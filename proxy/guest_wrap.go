@@ -61,10 +61,13 @@ const (
 )
 
 // appendRun appends the extended-protocol messages that run sql (one
-// statement) on portal through the unnamed statement, and close the portal:
-// Parse, Bind, Execute, Close. Results are in text format, as a simple
-// Query's.
+// statement) on portal through the unnamed statement: Close, Parse, Bind,
+// Execute, Close. Results are in text format, as a simple Query's. The
+// first Close drops the portal an earlier run left when its statement
+// failed (the server skipped the rest up to Sync); closing a portal that
+// does not exist is no error, in a failed transaction too.
 func appendRun(buf []byte, sql, portal string) []byte {
+	buf, _ = (&pgproto3.Close{ObjectType: wire.ObjectPortal, Name: portal}).Encode(buf)
 	buf = wire.AppendParse(buf, "", sql, nil)
 	buf, _ = (&pgproto3.Bind{DestinationPortal: portal}).Encode(buf)
 	buf, _ = (&pgproto3.Execute{Portal: portal}).Encode(buf)
@@ -167,7 +170,7 @@ func closeGuestPortal(w *bufio.Writer, tr *replyTracker) {
 func writeGuestEnd(w *bufio.Writer, tr *replyTracker) {
 	closeGuestPortal(w, tr)
 	w.Write(appendRun(nil, rerouteReleaseSQL, ownPortal))
-	for _, typ := range []wire.Frontend{wire.Parse, wire.Bind, wire.Execute, wire.Close} {
+	for _, typ := range []wire.Frontend{wire.Close, wire.Parse, wire.Bind, wire.Execute, wire.Close} {
 		m := sentMsg{typ: typ, hidden: true}
 		if typ == wire.Close {
 			m.kind = wire.ObjectPortal
