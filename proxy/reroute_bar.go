@@ -49,6 +49,14 @@ func (s *session) rerouteBar(h *unitHold) string {
 				bar = "The request is a COPY, whose data cannot move to the holder's connection."
 			case p.Class == policy.Session || p.Discard != policy.DiscardNone:
 				bar = "The request changes session state, which would change the holder's session."
+			case mayChangeUnit(p):
+				// NOTE: refused rather than read back: a value set there
+				// is the holder's session's, not the writer's (a session
+				// set_config outlives the holder's transaction and tags its
+				// later ones with the writer's unit), and the writer's own
+				// session would lack it. Reading it back would only tell
+				// txlane that the holder's session changed, not undo it.
+				bar = "The request may change session settings in a way its text does not show (set_config, a function, DO, CALL): on the holder's connection that would change the holder's session, its txlane.unit among them, and not the writer's."
 			}
 		})
 		if bar != "" {

@@ -194,3 +194,149 @@ func TestUnitsRerouteKeepsTheHoldersPortal(t *testing.T) {
 		exec(t, holder, "COMMIT")
 	})
 }
+
+// TestUnitsRerouteSetsNothingInTheHolder: a request that may change
+// session settings in a way its text does not show (set_config of
+// txlane.unit or of another setting, local or not, with a constant or a
+// bind parameter, a DO block) is not rerouted into a holder's transaction:
+// it would change the holder's session (its unit among it), not the
+// writer's. It is refused (25L01), nothing of it is written, and the
+// holder's txlane.unit and transaction are as they were.
+func TestUnitsRerouteSetsNothingInTheHolder(t *testing.T) {
+	bed := startUnitProxy(t, "reroute", nil)
+	ins := "INSERT INTO " + bed.table + " (unit, who) VALUES ('u1', 'other') /*unit='u1'*/"
+	cases := []struct {
+		name  string
+		write func(c *pgconn.PgConn) error
+	}{
+		{"set_config of the unit", func(c *pgconn.PgConn) error {
+			return execErr(c, "SELECT set_config('txlane.unit', 'u9', false) /*unit='u1'*/; "+ins)
+		}},
+		{"local set_config of the unit", func(c *pgconn.PgConn) error {
+			return execErr(c, "SELECT set_config('txlane.unit', 'u9', true) /*unit='u1'*/; "+ins)
+		}},
+		{"set_config of another setting", func(c *pgconn.PgConn) error {
+			return execErr(c, "SELECT set_config('search_path', 'pg_catalog', false) /*unit='u1'*/; "+ins)
+		}},
+		{"a DO block", func(c *pgconn.PgConn) error {
+			return execErr(c, "DO $$BEGIN PERFORM set_config('txlane.unit', 'u9', false); END$$ /*unit='u1'*/; "+ins)
+		}},
+		{"set_config of a bind parameter", func(c *pgconn.PgConn) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return c.ExecParams(ctx, "WITH s AS (SELECT set_config('txlane.unit', $1, false)) INSERT INTO "+bed.table+" (unit, who) SELECT 'u1', 'other' FROM s /*unit='u1'*/",
+				[][]byte{[]byte("u9")}, nil, nil, nil).Read().Err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			holder, writer := bed.connect(t), bed.connect(t)
+			exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+			wantCode(t, tc.write(writer), proxy.CodeEscapedWrite)
+			if holder.TxStatus() != 'T' {
+				t.Fatalf("the holder's status is %q, want T", holder.TxStatus())
+			}
+			if got := scalar(t, holder, "SELECT coalesce(current_setting('txlane.unit', true), '') || '/' || current_setting('search_path')"); got != "/\"$user\", public" {
+				t.Fatalf("the holder's txlane.unit/search_path: %q", got)
+			}
+			exec(t, holder, "COMMIT")
+			if got := bed.count(t, "who = 'other'"); got != "0" {
+				t.Fatalf("%s rows of the refused write", got)
+			}
+			pgtestExecDirect(t, "DELETE FROM "+bed.table)
+		})
+	}
+}
+
+// unitSetBeds are the set-ups TestUnitsSetInTheRequest runs in: one
+// instance without shared_units, and two with it (holder on instance 2,
+// writer on instance 1), in both pool modes. Each returns connect(id) and
+// the test table.
+func unitSetBeds(t *testing.T, shared bool, pool proxy.PoolOptions) (connect func(id int) *pgconn.PgConn, table string) {
+	if shared {
+		bed := startInstances(t, 2, "reject", func(_ int, o *proxy.Options) { o.Pool = pool })
+		return func(id int) *pgconn.PgConn { return bed.connect(t, id, "") }, bed.table
+	}
+	bed := startUnitProxy(t, "reject", func(o *proxy.Options) { o.Pool = pool })
+	return func(int) *pgconn.PgConn { return bed.connect(t) }, bed.table
+}
+
+// TestUnitsSetInTheRequest: a unit set inside the request that writes, by
+// set_config with a constant or a bind parameter, carries the request's
+// writes (refused while another transaction holds the unit; allowed for
+// another unit); set where txlane cannot read it before the write runs (a
+// DO block, a computed value), the writes after it are of an unknown unit
+// and are refused (25L01) while another transaction holds a unit, with or
+// without shared_units, in a simple Query and in a pipelined extended
+// request. Nothing refused is written.
+func TestUnitsSetInTheRequest(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		for _, pool := range []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.PoolTransaction, Size: 4}} {
+			t.Run(fmt.Sprintf("shared_units=%v/%s", shared, pool.Mode), func(t *testing.T) {
+				connect, table := unitSetBeds(t, shared, pool)
+				holder := connect(2)
+				exec(t, holder, "BEGIN")
+				exec(t, holder, "INSERT INTO "+table+" (unit, who) VALUES ('u4', 'holder') /*unit='u4'*/")
+				ins := func(who string) string {
+					return "INSERT INTO " + table + " (unit, who) VALUES ('u4', '" + who + "')"
+				}
+				pipelined := func(c *pgconn.PgConn, set string, args [][]byte, who string) error {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					p := c.StartPipeline(ctx)
+					p.SendQueryParams(set, args, nil, nil, nil)
+					p.SendQueryParams(ins(who), nil, nil, nil, nil)
+					p.Sync()
+					var first error
+					for {
+						r, err := p.GetResults()
+						if err != nil {
+							if first == nil {
+								first = err
+							}
+							continue
+						}
+						switch rr := r.(type) {
+						case *pgconn.ResultReader:
+							if _, err := rr.Close(); err != nil && first == nil {
+								first = err
+							}
+						case *pgconn.PipelineSync:
+							if err := p.Close(); err != nil {
+								t.Fatal(err)
+							}
+							return first
+						}
+					}
+				}
+				writer := connect(1)
+				// Read from the text: the unit held elsewhere.
+				wantCode(t, execErr(writer, "SELECT set_config('txlane.unit', 'u4', true); "+ins("simple")), proxy.CodeEscapedWrite)
+				wantCode(t, pipelined(writer, "SELECT set_config('txlane.unit', $1, true)", [][]byte{[]byte("u4")}, "param"), proxy.CodeEscapedWrite)
+				// Another unit: allowed.
+				if err := execErr(writer, "SELECT set_config('txlane.unit', 'u5', true); "+ins("other unit")); err != nil {
+					t.Fatalf("write of another unit: %v", err)
+				}
+				// Not readable before the write runs: refused.
+				wantCode(t, execErr(writer, "DO $$BEGIN PERFORM set_config('txlane.unit', 'u4', true); END$$; "+ins("do")), proxy.CodeEscapedWrite)
+				wantCode(t, execErr(writer, "SELECT set_config('txlane.unit', 'u' || 4, true); "+ins("computed")), proxy.CodeEscapedWrite)
+				wantCode(t, pipelined(writer, "SELECT set_config('txlane.unit', lower($1), true)", [][]byte{[]byte("U4")}, "computed param"), proxy.CodeEscapedWrite)
+				exec(t, holder, "COMMIT")
+				if got := scalar(t, directConn(t), "SELECT string_agg(who, ',' ORDER BY who) FROM "+table); got != "holder,other unit" {
+					t.Fatalf("rows: %s, want the holder's and the other unit's", got)
+				}
+				if !shared {
+					// Nobody holds a unit: the same request runs.
+					if err := execErr(writer, "DO $$BEGIN PERFORM set_config('txlane.unit', 'u4', true); END$$; "+ins("free")); err != nil {
+						t.Fatalf("with no unit held: %v", err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func pgtestExecDirect(t *testing.T, sql string) {
+	t.Helper()
+	exec(t, directConn(t), sql)
+}

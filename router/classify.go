@@ -393,6 +393,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	}
 	w.flags |= w.localFlags
 	st.Flags |= w.flags
+	st.ConfigCalls = w.configCalls
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden
