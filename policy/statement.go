@@ -458,6 +458,11 @@ type Statement struct {
 	// one the setting may take). Several statements keep theirs in their
 	// Parts.
 	ConfigCalls []ConfigCall `json:"config_calls,omitempty"`
+	// WritesSettingsOnly: what makes the statement a write is set_config
+	// calls with constant names alone: it writes settings of its own
+	// session (transactional, as every setting), no data. For the units of
+	// work it writes nothing; routing still counts it a write.
+	WritesSettingsOnly bool `json:"writes_settings_only,omitempty"`
 	// Deallocate is set for DEALLOCATE.
 	Deallocate *Deallocate
 	// Discard is set for DISCARD.

@@ -42,6 +42,12 @@
 //	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute
 //	reroute_bar.go   where a request may not run in another client's transaction
+//	guest_wrap.go    what runs in a client's transaction besides its own
+//	                 requests leaves it as it was: a rerouted write between a
+//	                 savepoint of txlane's and its release, on a portal of
+//	                 txlane's; txlane's own queries in extended form
+//	units_request.go a unit set inside the request that writes (set_config
+//	                 constants and bind parameters; unreadable setters)
 //	units_stale.go   units set unseen (set_config, a function): read back
 //	                 behind the request, held as unknown until then
 //	reached.go       tables a rerouted write reached

@@ -261,11 +261,25 @@ func beginsTx(st *policy.Statement) bool {
 }
 
 // isWrite reports whether st may write, for the units of work: what must
-// not escape a transaction. Besides what policy counts as a write, code the
-// catalog cannot see into (a STABLE function with an opaque body may call a
+// not escape a transaction (data: not a setting set_config sets). Besides
+// what policy counts as a write, code the catalog cannot see into (a STABLE function with an opaque body may call a
 // volatile one that writes; an unproven object) counts (fail safe).
 func isWrite(st *policy.Statement) bool {
-	return st.MayWrite() || st.Flags&(policy.FlagReadsUnknown|policy.FlagUnproven) != 0
+	if len(st.Parts) > 0 {
+		// Several statements: the whole's flags are the union of theirs.
+		for i := range st.Parts {
+			if isWrite(&st.Parts[i]) {
+				return true
+			}
+		}
+		return false
+	}
+	if st.Flags&(policy.FlagReadsUnknown|policy.FlagUnproven) != 0 {
+		return true
+	}
+	// A set_config writes a setting of the session's own, which cannot
+	// escape a transaction (settings are transactional).
+	return st.MayWrite() && !st.WritesSettingsOnly
 }
 
 // writtenTables returns the tables stmts write, or nil when some statement

@@ -64,8 +64,10 @@ type walker struct {
 	localSetConfig bool
 	localFlags     policy.Flags
 	// configCalls are the set_config calls with a constant name (see
-	// policy.Statement.ConfigCalls).
+	// policy.Statement.ConfigCalls); configFlags the flags of those that
+	// are not transaction-local (see policy.Statement.WritesSettingsOnly).
 	configCalls []policy.ConfigCall
+	configFlags policy.Flags
 }
 
 // visit dispatches on the concrete node type.
@@ -417,6 +419,7 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	}
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
+	configWrite := false
 	if name == "set_config" && (schema == "" || schema == "pg_catalog") && len(n.Args) > 0 {
 		// NOTE: an unqualified set_config is pg_catalog's unless the
 		// search_path puts a schema holding another set_config(text, text,
@@ -433,9 +436,16 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 			}
 			w.setConfig = append(w.setConfig, strings.ToLower(s))
 			e &^= effSession
+			configWrite = true
 		}
 	}
-	w.flags |= flagsOf(e)
+	if configWrite {
+		// What it writes is a setting: kept apart until the statement is
+		// complete (policy.Statement.WritesSettingsOnly).
+		w.configFlags |= flagsOf(e)
+	} else {
+		w.flags |= flagsOf(e)
+	}
 	for _, t := range h.reads {
 		w.readsReached = policy.AppendTable(w.readsReached, t)
 	}
