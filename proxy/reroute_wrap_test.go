@@ -340,3 +340,65 @@ func pgtestExecDirect(t *testing.T, sql string) {
 	t.Helper()
 	exec(t, directConn(t), sql)
 }
+
+// TestUnitsCheckThenWrite: a write of a unit nobody holds, sent outside a
+// transaction, is still running when another connection's transaction
+// begins to carry the unit: that transaction waits for the write to end
+// (it sees the write's row, committed before it took the unit), or, when
+// the write runs past reroute_wait_timeout, its request is refused (25L01)
+// and it holds nothing. In both pool modes.
+func TestUnitsCheckThenWrite(t *testing.T) {
+	for _, pool := range []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.PoolTransaction, Size: 4}} {
+		t.Run(string(pool.Mode)+"/waits", func(t *testing.T) {
+			bed := startUnitProxy(t, "reject", func(o *proxy.Options) { o.Pool = pool })
+			holder := bed.connect(t)
+			done := slowUnitWrite(t, bed, "0.5")
+			exec(t, holder, "BEGIN")
+			if got := scalar(t, holder, "SELECT count(*) FROM "+bed.table+" WHERE who = 'writer' /*unit='u6'*/"); got != "1" {
+				t.Fatalf("the transaction took the unit while the write ran: it sees %s of its rows", got)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			exec(t, holder, "COMMIT")
+		})
+		t.Run(string(pool.Mode)+"/past the bound", func(t *testing.T) {
+			bed := startUnitProxy(t, "reject", func(o *proxy.Options) {
+				o.Pool = pool
+				o.RerouteWaitTimeout = 100 * time.Millisecond
+			})
+			holder := bed.connect(t)
+			done := slowUnitWrite(t, bed, "1")
+			exec(t, holder, "BEGIN")
+			wantCode(t, execErr(holder, "SELECT count(*) FROM "+bed.table+" /*unit='u6'*/"), proxy.CodeEscapedWrite)
+			exec(t, holder, "ROLLBACK")
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := bed.count(t, "who = 'writer'"); got != "1" {
+				t.Fatalf("%s rows of the write, want 1", got)
+			}
+		})
+	}
+}
+
+// slowUnitWrite starts an autocommit write of unit u6 on a connection of
+// its own that sleeps sleep seconds before it inserts, and returns once
+// the server runs it.
+func slowUnitWrite(t *testing.T, bed *unitBed, sleep string) chan error {
+	t.Helper()
+	writer := bed.connect(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- execErr(writer, "INSERT INTO "+bed.table+" (unit, who) SELECT 'u6', 'writer' FROM pg_sleep("+sleep+") /*unit='u6'*/")
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	direct := directConn(t)
+	for scalar(t, direct, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO "+bed.table+"%pg_sleep%' AND state = 'active'") != "1" {
+		if time.Now().After(deadline) {
+			t.Fatal("the write did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return done
+}

@@ -72,6 +72,9 @@ type unitRegistry struct {
 	// unknown: sessions that may hold a unit txlane does not know yet
 	// (units_stale.go).
 	unknown map[*session]*unknownHold
+	// writing: sessions with writes in flight outside a transaction, of
+	// units nobody held when they were checked (units_inflight.go).
+	writing map[*session]*writeMark
 }
 
 // unitHold is one unit held by one session's transaction.
@@ -96,7 +99,8 @@ type unitHold struct {
 }
 
 func newUnitRegistry() *unitRegistry {
-	return &unitRegistry{holders: make(map[string][]*unitHold), unknown: make(map[*session]*unknownHold)}
+	return &unitRegistry{holders: make(map[string][]*unitHold), unknown: make(map[*session]*unknownHold),
+		writing: make(map[*session]*writeMark)}
 }
 
 // Units lists the units of work currently held, sorted by unit (a unit
@@ -179,24 +183,40 @@ func (r *unitRegistry) sole(u string, h *unitHold) bool {
 func (r *unitRegistry) hold(u string, s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.holdLocked(u, s)
+}
+
+// holds reports whether s holds u; r.mu must be held.
+func (r *unitRegistry) holdsLocked(u string, s *session) bool {
 	for _, h := range r.holders[u] {
 		if h.sess == s {
-			return
+			return true
 		}
+	}
+	return false
+}
+
+// holdLocked is hold with r.mu held.
+func (r *unitRegistry) holdLocked(u string, s *session) {
+	if r.holdsLocked(u, s) {
+		return
 	}
 	now := time.Now()
 	r.holders[u] = append(r.holders[u], &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), since: now, txEnds: s.txEnds.Load()})
 	s.unitsHeld.Add(1)
 }
 
-// releaseAll drops every unit s holds, and its unknown one.
+// releaseAll drops every unit s holds, its unknown one, and its writes in
+// flight (units_inflight.go): called when its backend is idle outside a
+// transaction with nothing in flight, and when it ends.
 func (r *unitRegistry) releaseAll(s *session) {
-	if s.unitsHeld.Load() == 0 && !s.unitPending.Load() {
+	if s.unitsHeld.Load() == 0 && !s.unitPending.Load() && !s.unitWriting.Load() {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resolveLocked(s)
+	r.unmarkLocked(s)
 	for u, hs := range r.holders {
 		kept := hs[:0]
 		for _, h := range hs {
@@ -299,6 +319,11 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	from := pl.checked
 	pl.checked = len(pl.steps)
 	idle := s.TxStatus() == TxIdle && s.inFlight() == 0 && s.open == nil
+	if idle && s.unitWriting.Load() {
+		// A write marked in flight that never went out (or whose answer
+		// came without the idle that ends the mark).
+		s.srv.units.unmark(s)
+	}
 	firstWrite, begins := -1, false
 	var reads []policy.Table
 	for i, st := range pl.steps[from:] {
@@ -335,6 +360,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	// rules and a refusal (a write is never rerouted into one holder's
 	// transaction while another instance's client holds the unit too).
 	var deferred []string
+	escaped := false // a write of a unit others hold was let through (allow, log)
 	for _, u := range units {
 		others := s.srv.units.others(u, s)
 		if len(others) == 0 {
@@ -348,6 +374,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		case firstWrite >= 0:
 			// NOTE: an allowed escape (allow, log) goes on to the other
 			// units: the writer holds them all, this one included.
+			escaped = true
 			if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
 				return handled, rej, err
 			}
@@ -369,6 +396,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		}
 		for _, u := range deferred {
 			if others := s.srv.units.others(u, s); len(others) > 0 {
+				escaped = true
 				if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
 					return handled, rej, err
 				}
@@ -387,8 +415,16 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			}
 			p.release()
 		}
-		for _, u := range units {
-			s.srv.units.hold(u, s)
+		// After the writes of its units in flight elsewhere.
+		if rej := s.takeHolds(units, from); rej != nil {
+			return false, rej, nil
+		}
+	} else if firstWrite >= 0 && !escaped {
+		// A write outside a transaction: marked in flight (a transaction
+		// beginning to hold its unit waits for it), unless a holder came
+		// since the look above.
+		if u, others := s.srv.units.markWriting(s, units); others != nil {
+			return s.escapeHolds(final && idle, firstWrite, u, others)
 		}
 	}
 	return false, nil, nil
