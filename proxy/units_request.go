@@ -20,8 +20,7 @@ import (
 // request (a unit too many only adds a check). A statement that may set it
 // in a way txlane cannot read before it runs (a DO block, CALL, a function,
 // set_config with a computed value or name, a bind parameter txlane cannot
-// decode) makes every write after it in the request, and its own writes,
-// of an unknown unit: refused (25L01) while any other connection holds a
+// decode) makes every write after it in the request of an unknown unit: refused (25L01) while any other connection holds a
 // unit, or may (policy.shared_units: a client of another instance), as a
 // write pipelined behind such a request is (checkUnknown).
 
@@ -185,27 +184,34 @@ func opaqueUnitSetter(part *policy.Statement) bool {
 	return false
 }
 
-// unitUnknownWrite returns the first step from from on that writes after
-// (or while) a statement before it in the request may have set txlane.unit
-// unseen (see the file comment), or -1.
+// unitUnknownWrite returns the first step from from on that writes after a
+// statement before it in the request may have set txlane.unit unseen (see
+// the file comment), or -1.
+//
+// NOTE: the setter's own writes are checked against the units known before
+// it, as a lone statement's always were: a function that sets txlane.unit
+// and then writes is not refused for it (README, Known gaps). Counting them
+// unknown would refuse every write through EXECUTE of an unknown
+// statement, CALL or a function txlane cannot see into whenever another
+// connection holds a unit.
 func unitUnknownWrite(steps []planStep, from int) int {
 	opaque := false
 	for i := range steps {
 		st := &steps[i]
-		opaque = opaque || st.unitUnread
 		at := -1
+		if opaque && st.runs != nil && isWrite(st.runs) {
+			at = i
+		}
 		eachPart(st.stmt, func(p *policy.Statement) {
-			opaque = opaque || opaqueUnitSetter(p)
 			if opaque && at < 0 && isWrite(p) {
 				at = i
 			}
+			opaque = opaque || opaqueUnitSetter(p)
 		})
-		if at < 0 && opaque && st.runs != nil && isWrite(st.runs) {
-			at = i
-		}
 		if at >= from {
 			return at
 		}
+		opaque = opaque || st.unitUnread
 	}
 	return -1
 }
