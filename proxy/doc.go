@@ -48,6 +48,8 @@
 //	                 txlane's; txlane's own queries in extended form
 //	units_request.go a unit set inside the request that writes (set_config
 //	                 constants and bind parameters; unreadable setters)
+//	units_inflight.go writes outside a transaction marked in flight; a
+//	                 transaction beginning to hold their unit waits for them
 //	units_stale.go   units set unseen (set_config, a function): read back
 //	                 behind the request, held as unknown until then
 //	reached.go       tables a rerouted write reached

@@ -4,6 +4,7 @@ import (
 	"bufio"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
 
 	"github.com/txlane/txlane/router"
 
@@ -218,11 +219,11 @@ func (s *session) rerouteCleanup(host *primaryConn) {
 	q, err := host.queryKeep(rerouteRescueSQL, true)
 	switch {
 	case err != nil:
-		s.log.Warn("rerouted write: rolling back to its savepoint failed")
+		s.log.Warn("rerouted write: rolling back to its savepoint failed", zap.Error(err))
 	case q.err != nil:
 		// Only when the savepoint itself was not taken: the holder's
 		// transaction stays failed, as an error of its own would leave it.
-		s.log.Warn("rerouted write: rolling back to its savepoint failed: " + q.err.Code + " " + q.err.Message)
+		s.log.Warn("rerouted write: rolling back to its savepoint failed", zap.String("error", errText(q)))
 	}
 }
 

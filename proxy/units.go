@@ -610,8 +610,10 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	if err == nil {
 		// From here the client's cancels go to the holder's backend while
 		// the write runs there, and end its wait before (cancel_gate.go).
-		// A write canceled there fails the holder's transaction, as any
-		// failed statement of it would.
+		// A write canceled there is rolled back to txlane's savepoint,
+		// as any failure of it is (guest_wrap.go); the savepoint itself
+		// runs before the write's request heads the queue, so no cancel
+		// reaches it.
 		s.mu.Lock()
 		s.mu.running, s.mu.guest = &host.target, &guestRun{host: host, req: req}
 		s.mu.Unlock()
