@@ -222,7 +222,10 @@ func (s *session) readOnLane(c *laneConn, b *batch) (broken bool, err error) {
 // The client's own Parse messages are sent under the content name, after
 // closing any copy the backend has (so a plan made before DDL is not reused,
 // and the client's Parse errors where and as it would have). Bind and
-// Describe are rewritten to the content names.
+// Describe are rewritten to the content names. With guest the request is a
+// write rerouted into another client's transaction: it runs on guestPortal,
+// a simple Query in extended form, and the savepoint's RELEASE goes before
+// its Sync (guest_wrap.go).
 func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker, guest bool) map[stmtKey]string {
 	if b.sql != "" && len(b.msgs) == 1 {
 		if guest {
