@@ -180,6 +180,11 @@ func TestUnitsRerouteKeepsTheHoldersPortal(t *testing.T) {
 				t.Fatal(err)
 			}
 			nextRow(t, holder, fmt.Sprint(next))
+			// Its unnamed statement, which the rerouted writes' statements
+			// replaced on the server, binds again as the holder defined it.
+			if rows, err := rawRows(t, holder, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}); err != nil || len(rows) != 9 {
+				t.Fatalf("Bind of the holder's unnamed statement: %q, %v", rows, err)
+			}
 			exec(t, holder, "COMMIT")
 			if got := bed.count(t, "who = 'other'"); got != "2" {
 				t.Fatalf("%s rerouted rows committed, want 2", got)
