@@ -93,7 +93,7 @@
 //	session.out.mu → primaryConn.mu, session.mu (one at a time)
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
-//	heldStmts.mu, serverPool.mu, sharedLocks.mu, sharedUnits.mu: each taken alone
+//	heldStmts.mu, serverPool.mu, sharedLocks.mu, sharedUnits.mu, ownSplits.mu: each taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
@@ -85,8 +86,41 @@ func (p *primaryConn) portalSafeParts(sql string) (parts []string, ok bool) {
 	if p.TxStatus() == TxIdle && p.inFlight() == 0 {
 		return nil, false
 	}
+	return ownSplits.split(sql)
+}
+
+// splitCache remembers how txlane's own queries split (most are one of a
+// few texts; splitting one parses it, some 15 µs): at most maxSplits
+// texts, forgotten all at once when full.
+type splitCache struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+const maxSplits = 128
+
+var ownSplits = splitCache{m: make(map[string][]string)}
+
+// split returns the statements of sql; ok is false when it cannot be
+// split or holds none.
+func (c *splitCache) split(sql string) (parts []string, ok bool) {
+	c.mu.Lock()
+	parts, ok = c.m[sql]
+	c.mu.Unlock()
+	if ok {
+		return parts, true
+	}
 	parts, ok = router.SplitStatements(sql)
-	return parts, ok && len(parts) > 0
+	if !ok || len(parts) == 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxSplits {
+		clear(c.m)
+	}
+	c.m[sql] = parts
+	c.mu.Unlock()
+	return parts, true
 }
 
 // writeParts writes parts as txlane's own request answered into q, in
