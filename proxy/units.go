@@ -347,8 +347,10 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	if rej := s.checkUnknown(firstWrite, units, idle); rej != nil {
 		return false, rej, nil
 	}
-	if rej := s.checkUnitSetInRequest(from); rej != nil {
-		return false, rej, nil
+	if firstWrite >= 0 {
+		if rej := s.checkUnitSetInRequest(from); rej != nil {
+			return false, rej, nil
+		}
 	}
 	units = s.unitsOfWork(pl)
 	if len(units) == 0 {
