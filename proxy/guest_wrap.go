@@ -17,10 +17,10 @@ import (
 // the transaction with escape: reroute) must leave it as the client's own
 // requests left it: its transaction status, its savepoints and its unnamed
 // portal. PostgreSQL's simple Query destroys the unnamed statement and the
-// unnamed portal (protocol "Simple Query", "Extended Query": "the unnamed
-// portal is destroyed at the end of the transaction, or as soon as the next
-// Bind statement specifying the unnamed portal as destination is issued";
-// "a simple Query message also destroys the unnamed statement"). A client
+// unnamed portal (protocol "Extended Query": "An unnamed portal is
+// destroyed at the end of the transaction, or as soon as the next Bind
+// statement specifying the unnamed portal as destination is issued. (Note
+// that a simple Query message also destroys the unnamed portal.)"). A client
 // that executes its unnamed portal in parts (Execute with a row limit) would
 // find it gone. So inside a block (or behind requests still in flight, which
 // may open one) txlane sends its statements in extended form on a portal of
@@ -39,8 +39,9 @@ import (
 // error goes to the writer alone, and the holder's next statement, its own
 // savepoints and its COMMIT work as before. Savepoint names of the holder
 // cannot collide: ROLLBACK TO and RELEASE find the most recent savepoint of
-// a name (PostgreSQL "SAVEPOINT": "the newer one will be used"), which is
-// txlane's while the write runs.
+// a name (PostgreSQL "SAVEPOINT": the old savepoint is kept, "though only
+// the more recent one will be used when rolling back or releasing"), which
+// is txlane's while the write runs.
 //
 // NOTE: each rerouted write adds a subtransaction to the holder's
 // transaction; past 64 in one transaction PostgreSQL's per-backend cache of
