@@ -263,7 +263,9 @@ type Policy struct {
 	UnitCommentKeys []string
 
 	// RerouteWaitTimeout (`policy.reroute_wait_timeout`) bounds how long a
-	// rerouted write waits for the holder's backend to become idle. Positive.
+	// rerouted write waits for the holder's backend to become idle, and how
+	// long a transaction beginning to hold a unit waits for a write of it
+	// still running elsewhere. Positive.
 	// Default 5s.
 	RerouteWaitTimeout time.Duration
 

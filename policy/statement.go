@@ -345,6 +345,18 @@ type Setting struct {
 	ResetAll bool `json:"reset_all,omitempty"`
 }
 
+// ConfigCall is a call of set_config(name, value, is_local) whose name is a
+// constant (lower case, as PostgreSQL compares setting names). Known: the
+// value is Value, a constant, or with Param > 0 the Param-th bind parameter
+// ($n, 1-based); otherwise it is computed (unknown before it runs).
+type ConfigCall struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+	Param int    `json:"param,omitempty"`
+	Known bool   `json:"known,omitempty"`
+	Local bool   `json:"local,omitempty"`
+}
+
 // Deallocate describes DEALLOCATE [PREPARE] name | ALL. SQL-level and
 // protocol-level prepared statements share one namespace in PostgreSQL, so
 // the proxy's registry must follow it.
@@ -439,6 +451,18 @@ type Statement struct {
 	// until its transaction ends ("set_config", PostgreSQL's "System
 	// Administration Functions"), like SET LOCAL.
 	SetConfigLocal bool
+	// ConfigCalls lists the calls of pg_catalog.set_config with a constant
+	// setting name, in the order of the text, with the value each sets
+	// when that is a constant or a bind parameter (a call inside a CASE or
+	// a query may run any number of times, none included: a value listed is
+	// one the setting may take). Several statements keep theirs in their
+	// Parts.
+	ConfigCalls []ConfigCall `json:"config_calls,omitempty"`
+	// WritesSettingsOnly: what makes the statement a write is set_config
+	// calls with constant names alone: it writes settings of its own
+	// session (transactional, as every setting), no data. For the units of
+	// work it writes nothing; routing still counts it a write.
+	WritesSettingsOnly bool `json:"writes_settings_only,omitempty"`
 	// Deallocate is set for DEALLOCATE.
 	Deallocate *Deallocate
 	// Discard is set for DISCARD.

@@ -29,6 +29,10 @@ type batchMsg struct {
 	maxRows uint32
 	// bound is what the plan bound a Bind's portal to.
 	bound portalRef
+	// params is a Bind's body after its names (formats, values, result
+	// formats), in the batch's buffer: valid only while the planner adds
+	// the message.
+	params []byte
 }
 
 // batch holds the messages of the current request not yet sent: a simple
@@ -88,16 +92,16 @@ func (b *batch) add(typ wire.Frontend, r *wire.Reader[wire.Frontend]) error {
 		m.stmt = &preparedStmt{sql: p.Query, paramOIDs: p.ParameterOIDs, key: makeStmtKey(p.Query, p.ParameterOIDs)}
 	case wire.Bind:
 		// Bind starts with the portal and statement names; the rest (parameter
-		// values) is not decoded.
+		// values) is decoded only where a value matters (bindUnits).
 		portal, rest, ok := wire.CString(body)
 		if !ok {
 			return errMalformed(typ)
 		}
-		name, _, ok := wire.CString(rest)
+		name, params, ok := wire.CString(rest)
 		if !ok {
 			return errMalformed(typ)
 		}
-		m.portal, m.name = portal, name
+		m.portal, m.name, m.params = portal, name, params
 	case wire.Describe, wire.Close:
 		if len(body) < 2 {
 			return errMalformed(typ)

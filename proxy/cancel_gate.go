@@ -88,8 +88,9 @@ func (p *primaryConn) guestCancel(req *request) bool {
 	return false
 }
 
-// pushGuest queues req, a guest's request about to be written, unless its
-// client canceled it first (guestCancel decides under the same lock).
+// pushGuest queues req, a guest's request about to be written (behind
+// req.guest.pre, txlane's own request before it), unless its client
+// canceled it first (guestCancel decides under the same lock).
 func (p *primaryConn) pushGuest(req *request) bool {
 	p.lastRequest.Store(time.Now().UnixNano())
 	p.mu.Lock()
@@ -98,6 +99,9 @@ func (p *primaryConn) pushGuest(req *request) bool {
 		return false
 	}
 	req.guest.queued = true
+	if pre := req.guest.pre; pre != nil {
+		p.mu.pending = append(p.mu.pending, pre)
+	}
 	p.mu.pending = append(p.mu.pending, req)
 	return true
 }

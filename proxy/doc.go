@@ -49,6 +49,14 @@
 //	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute
 //	reroute_bar.go   where a request may not run in another client's transaction
+//	guest_wrap.go    what runs in a client's transaction besides its own
+//	                 requests leaves it as it was: a rerouted write between a
+//	                 savepoint of txlane's and its release, on a portal of
+//	                 txlane's; txlane's own queries in extended form
+//	units_request.go a unit set inside the request that writes (set_config
+//	                 constants and bind parameters; unreadable setters)
+//	units_inflight.go writes outside a transaction marked in flight; a
+//	                 transaction beginning to hold their unit waits for them
 //	units_stale.go   units set unseen (set_config, a function): read back
 //	                 behind the request, held as unknown until then
 //	reached.go       tables a rerouted write reached
@@ -94,7 +102,7 @@
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
 //	serverPool.mu → connCaps.mu (pool_caps.go)
-//	heldStmts.mu, loginCache.mu, sharedLocks.mu, sharedUnits.mu, laneConns.mu: each taken alone
+//	heldStmts.mu, loginCache.mu, sharedLocks.mu, sharedUnits.mu, laneConns.mu, ownSplits.mu: each taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

@@ -74,6 +74,9 @@ type planStep struct {
 	// prep is the prepared statement an Execute runs (nil for a simple
 	// Query or a function call).
 	prep *preparedStmt
+	// unitUnread: the statement sets txlane.unit to a bind parameter
+	// txlane could not read (see bindUnits).
+	unitUnread bool
 	// runs, for a statement that runs another txlane saw earlier (SQL
 	// EXECUTE of a PREPAREd statement, FETCH or MOVE of a cursor or a
 	// protocol portal), is that statement: the checks count what it does.
@@ -143,9 +146,13 @@ type planner struct {
 }
 
 // portalRef is what a portal was bound to; uncertain as for lookup.
+// units are the values its Bind gave set_config('txlane.unit', $n, …);
+// unitUnread: a value there txlane could not read (see bindUnits).
 type portalRef struct {
-	stmt *preparedStmt
-	alts []*preparedStmt
+	stmt       *preparedStmt
+	alts       []*preparedStmt
+	units      []string
+	unitUnread bool
 }
 
 // stmtDef is one tentative change of the client's prepared statements: name
@@ -287,6 +294,9 @@ func (p *planner) add(m *batchMsg, sql string) {
 			pl.laneShape = false
 		}
 		m.bound = portalRef{stmt: st, alts: alts}
+		if st != nil && len(alts) == 0 {
+			m.bound.units, m.bound.unitUnread = bindUnits(cl, st, m.params)
+		}
 		p.portals[m.portal] = m.bound
 		pl.namedPortal = pl.namedPortal || m.portal != ""
 		p.boundHere[m.portal] = true
@@ -333,6 +343,7 @@ func (p *planner) add(m *batchMsg, sql string) {
 			p.step(opaqueStmt, sql, ref.stmt)
 		default:
 			p.step(cl.Classify(ref.stmt.sql), ref.stmt.sql, ref.stmt)
+			p.boundUnits(ref)
 		}
 	}
 }
@@ -345,6 +356,7 @@ func (p *planner) step(st *policy.Statement, sql string, prep *preparedStmt) {
 	last := &pl.steps[len(pl.steps)-1]
 	eachPart(st, func(part *policy.Statement) {
 		p.namedObjects(part, sql, last)
+		p.configUnits(part) // set_config('txlane.unit', constant, …)
 		for _, set := range part.Settings {
 			// A SET txlane.unit in the request carries its unit for the
 			// whole request (so for the write it precedes).

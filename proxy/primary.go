@@ -443,6 +443,11 @@ type guestRoute struct {
 	// then. Guarded by the host's mu (cancel_gate.go).
 	queued, canceled bool
 	onCancel         func()
+	// pre, when set, is txlane's own request written right before this
+	// one; keepWrite: runWhenIdle keeps the write right once the request is
+	// sent, for the guest's session to give back (guest_wrap.go).
+	pre       *request
+	keepWrite bool
 }
 
 // guestReply forwards one message of the answer to a guest's request to the
@@ -582,6 +587,9 @@ func (p *primaryConn) send(q *internalQuery, sql string) error {
 // write writes sql as txlane's own query answered into q; the caller holds
 // wsem.
 func (p *primaryConn) write(q *internalQuery, sql string) error {
+	if parts, ok := p.portalSafeParts(sql); ok {
+		return p.writeParts(q, parts) // the client's unnamed portal stays
+	}
 	p.push(&request{internal: q})
 	// A simple Query replaces the server's unnamed statement: the client's
 	// (if any) is prepared again before its next use.
@@ -607,6 +615,9 @@ var (
 // messages, recording them in req.replies; it may prepare statements under
 // content names in held.content. req.guest says where the answer goes;
 // req.guest.done is closed when it has been delivered (or p.gone first).
+//
+// With req.guest.keepWrite the caller gives the write right back once the
+// request is answered (guest_wrap.go).
 //
 // It returns nil once the request is sent, or why it was not: errPrimaryGone,
 // errGuestWaited (timeout fired first), errGuestNotWelcome (still said no),
@@ -663,7 +674,9 @@ func (p *primaryConn) runWhenIdle(timeout <-chan time.Time, still func() bool, r
 	err := p.w.Flush()
 	// The guest's request replaced the server's unnamed statement.
 	p.held.forget("")
-	p.release()
+	if err != nil || !req.guest.keepWrite {
+		p.release()
+	}
 	if err != nil {
 		return errPrimaryGone
 	}

@@ -17,7 +17,9 @@ type sentMsg struct {
 	kind byte          // Describe and Close: 'S' or 'P'
 	// hidden: txlane injected the message; its replies do not reach the
 	// client (an ErrorResponse always does: the request failed).
-	hidden bool
+	// hideNoData: a Describe txlane added for a simple Query's
+	// RowDescription; its NoData does not reach the client.
+	hidden, hideNoData bool
 	// change is applied when the message succeeds (ParseComplete,
 	// CloseComplete): registries follow what the server did, not what was
 	// asked of it.
@@ -197,7 +199,7 @@ func (t *replyTracker) reply(typ wire.Backend) (hide bool) {
 		}
 		t.pos++
 	}
-	return m.hidden
+	return m.hidden || m.hideNoData && typ == wire.NoData
 }
 
 // completed records that st ran and applies what it does to the client's

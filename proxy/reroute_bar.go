@@ -29,6 +29,15 @@ func (s *session) rerouteBar(h *unitHold) string {
 		return "The writer or the holder has session state of its own (a role, temporary tables, SQL prepared statements or cursors, settings txlane cannot read from the statements), which the write would not find, or would find another's, on the holder's connection."
 	case !maps.Equal(*s.setValues.Load(), *hs.setValues.Load()):
 		return "The writer and the holder have set different session settings, which the write would not find on the holder's connection."
+	case s.cur.function():
+		return "The request is a fast-path function call, which cannot be wrapped in a savepoint of txlane's on the holder's connection."
+	case hs.plans.hasConfirmedPortal(guestPortal):
+		return "The holder has a portal named " + guestPortal + ", the name txlane runs a rerouted write under."
+	}
+	if s.cur.sql != "" && len(s.cur.msgs) == 1 {
+		if _, why := guestQueryParts(&s.cur, s.plans.cur.steps); why != "" {
+			return why
+		}
 	}
 	for _, st := range s.plans.cur.stmts(0) {
 		bar := ""
@@ -40,6 +49,14 @@ func (s *session) rerouteBar(h *unitHold) string {
 				bar = "The request is a COPY, whose data cannot move to the holder's connection."
 			case p.Class == policy.Session || p.Discard != policy.DiscardNone:
 				bar = "The request changes session state, which would change the holder's session."
+			case mayChangeUnit(p):
+				// NOTE: refused rather than read back: a value set there
+				// is the holder's session's, not the writer's (a session
+				// set_config outlives the holder's transaction and tags its
+				// later ones with the writer's unit), and the writer's own
+				// session would lack it. Reading it back would only tell
+				// txlane that the holder's session changed, not undo it.
+				bar = "The request may change session settings in a way its text does not show (set_config, a function, DO, CALL): on the holder's connection that would change the holder's session, its txlane.unit among them, and not the writer's."
 			}
 		})
 		if bar != "" {

@@ -65,8 +65,10 @@ type Options struct {
 	// console, reload (ops_options.go).
 	OpsOptions
 	// RerouteWaitTimeout bounds how long a write rerouted into another
-	// connection's transaction waits for that connection to be idle
-	// (default 5s).
+	// connection's transaction waits for that connection to be idle, and
+	// how long a transaction beginning to hold a unit waits for a write of
+	// it still running on another connection (units_inflight.go) (default
+	// 5s).
 	RerouteWaitTimeout time.Duration
 	// Pool configures the primary lane's backends: pool_mode and the pools
 	// of transaction mode (pool.go).

@@ -177,8 +177,10 @@ type session struct {
 	// unitPending: the registry counts the session as holding an unknown
 	// unit (units_stale.go).
 	unitPending atomic.Bool
-	// unitsHeld counts the units this session holds in the registry.
-	unitsHeld atomic.Int32
+	// unitsHeld counts the units this session holds in the registry;
+	// unitWriting: it has writes in flight there (units_inflight.go).
+	unitsHeld   atomic.Int32
+	unitWriting atomic.Bool
 	// shared are its backend's advisory locks on units (policy
 	// shared_units; shared_units.go).
 	shared sharedLocks

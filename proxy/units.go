@@ -73,6 +73,9 @@ type unitRegistry struct {
 	// unknown: sessions that may hold a unit txlane does not know yet
 	// (units_stale.go).
 	unknown map[*session]*unknownHold
+	// writing: sessions with writes in flight outside a transaction, of
+	// units nobody held when they were checked (units_inflight.go).
+	writing map[*session]*writeMark
 }
 
 // unitHold is one unit held by one session's transaction.
@@ -97,7 +100,8 @@ type unitHold struct {
 }
 
 func newUnitRegistry() *unitRegistry {
-	return &unitRegistry{holders: make(map[string][]*unitHold), unknown: make(map[*session]*unknownHold)}
+	return &unitRegistry{holders: make(map[string][]*unitHold), unknown: make(map[*session]*unknownHold),
+		writing: make(map[*session]*writeMark)}
 }
 
 // Units lists the units of work currently held, sorted by unit (a unit
@@ -180,24 +184,40 @@ func (r *unitRegistry) sole(u string, h *unitHold) bool {
 func (r *unitRegistry) hold(u string, s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.holdLocked(u, s)
+}
+
+// holds reports whether s holds u; r.mu must be held.
+func (r *unitRegistry) holdsLocked(u string, s *session) bool {
 	for _, h := range r.holders[u] {
 		if h.sess == s {
-			return
+			return true
 		}
+	}
+	return false
+}
+
+// holdLocked is hold with r.mu held.
+func (r *unitRegistry) holdLocked(u string, s *session) {
+	if r.holdsLocked(u, s) {
+		return
 	}
 	now := time.Now()
 	r.holders[u] = append(r.holders[u], &unitHold{unit: u, sess: s, who: s.holderDesc(u, now), since: now, txEnds: s.txEnds.Load()})
 	s.unitsHeld.Add(1)
 }
 
-// releaseAll drops every unit s holds, and its unknown one.
+// releaseAll drops every unit s holds, its unknown one, and its writes in
+// flight (units_inflight.go): called when its backend is idle outside a
+// transaction with nothing in flight, and when it ends.
 func (r *unitRegistry) releaseAll(s *session) {
-	if s.unitsHeld.Load() == 0 && !s.unitPending.Load() {
+	if s.unitsHeld.Load() == 0 && !s.unitPending.Load() && !s.unitWriting.Load() {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resolveLocked(s)
+	r.unmarkLocked(s)
 	for u, hs := range r.holders {
 		kept := hs[:0]
 		for _, h := range hs {
@@ -262,11 +282,25 @@ func beginsTx(st *policy.Statement) bool {
 }
 
 // isWrite reports whether st may write, for the units of work: what must
-// not escape a transaction. Besides what policy counts as a write, code the
-// catalog cannot see into (a STABLE function with an opaque body may call a
+// not escape a transaction (data: not a setting set_config sets). Besides
+// what policy counts as a write, code the catalog cannot see into (a STABLE function with an opaque body may call a
 // volatile one that writes; an unproven object) counts (fail safe).
 func isWrite(st *policy.Statement) bool {
-	return st.MayWrite() || st.Flags&(policy.FlagReadsUnknown|policy.FlagUnproven) != 0
+	if len(st.Parts) > 0 {
+		// Several statements: the whole's flags are the union of theirs.
+		for i := range st.Parts {
+			if isWrite(&st.Parts[i]) {
+				return true
+			}
+		}
+		return false
+	}
+	if st.Flags&(policy.FlagReadsUnknown|policy.FlagUnproven) != 0 {
+		return true
+	}
+	// A set_config writes a setting of the session's own, which cannot
+	// escape a transaction (settings are transactional).
+	return st.MayWrite() && !st.WritesSettingsOnly
 }
 
 // writtenTables returns the tables stmts write, or nil when some statement
@@ -286,6 +320,11 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	from := pl.checked
 	pl.checked = len(pl.steps)
 	idle := s.TxStatus() == TxIdle && s.inFlight() == 0 && s.open == nil
+	if idle && s.unitWriting.Load() {
+		// A write marked in flight that never went out (or whose answer
+		// came without the idle that ends the mark).
+		s.srv.units.unmark(s)
+	}
 	firstWrite, begins := -1, false
 	var reads []policy.Table
 	for i, st := range pl.steps[from:] {
@@ -309,6 +348,11 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	if rej := s.checkUnknown(firstWrite, units, idle); rej != nil {
 		return false, rej, nil
 	}
+	if firstWrite >= 0 {
+		if rej := s.checkUnitSetInRequest(from); rej != nil {
+			return false, rej, nil
+		}
+	}
 	units = s.unitsOfWork(pl)
 	if len(units) == 0 {
 		return false, nil, nil
@@ -319,6 +363,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	// rules and a refusal (a write is never rerouted into one holder's
 	// transaction while another instance's client holds the unit too).
 	var deferred []string
+	escaped := false // a write of a unit others hold was let through (allow, log)
 	for _, u := range units {
 		others := s.srv.units.others(u, s)
 		if len(others) == 0 {
@@ -332,6 +377,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		case firstWrite >= 0:
 			// NOTE: an allowed escape (allow, log) goes on to the other
 			// units: the writer holds them all, this one included.
+			escaped = true
 			if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
 				return handled, rej, err
 			}
@@ -353,6 +399,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		}
 		for _, u := range deferred {
 			if others := s.srv.units.others(u, s); len(others) > 0 {
+				escaped = true
 				if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
 					return handled, rej, err
 				}
@@ -371,8 +418,16 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			}
 			p.release()
 		}
-		for _, u := range units {
-			s.srv.units.hold(u, s)
+		// After the writes of its units in flight elsewhere.
+		if rej := s.takeHolds(units, from); rej != nil {
+			return false, rej, nil
+		}
+	} else if firstWrite >= 0 && !escaped {
+		// A write outside a transaction: marked in flight (a transaction
+		// beginning to hold its unit waits for it), unless a holder came
+		// since the look above.
+		if u, others := s.srv.units.markWriting(s, units); others != nil {
+			return s.escapeHolds(final && idle, firstWrite, u, others)
 		}
 	}
 	return false, nil, nil
@@ -547,14 +602,21 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	deadline := time.AfterFunc(s.srv.live().RerouteWaitTimeout, stop)
 	defer deadline.Stop()
 
-	req := &request{stmts: stmts, extended: b.sql == "",
-		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{}), onCancel: stop}}
+	// The request runs between a savepoint of txlane's own and its
+	// RELEASE, on a portal of txlane's own: its failure fails neither the
+	// holder's transaction nor its unnamed portal (guest_wrap.go).
+	pre, preMsgs := guestSavepoint()
+	req := &request{stmts: stmts, extended: true,
+		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{}), onCancel: stop,
+			pre: pre, keepWrite: true}}
 	host, err := s.srv.units.holderBackend(u, h)
 	if err == nil {
 		// From here the client's cancels go to the holder's backend while
 		// the write runs there, and end its wait before (cancel_gate.go).
-		// A write canceled there fails the holder's transaction, as any
-		// failed statement of it would.
+		// A write canceled there is rolled back to txlane's savepoint,
+		// as any failure of it is (guest_wrap.go); the savepoint itself
+		// runs before the write's request heads the queue, so no cancel
+		// reaches it.
 		s.mu.Lock()
 		s.mu.running, s.mu.guest = &host.target, &guestRun{host: host, req: req}
 		s.mu.Unlock()
@@ -566,7 +628,8 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 		}()
 		still := func() bool { return s.srv.units.holdsOn(u, h, host) }
 		err = host.runWhenIdle(wake, still, req, func(w *bufio.Writer, held *heldStmts) {
-			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies)
+			w.Write(preMsgs)
+			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies, true)
 		})
 	}
 	if err != nil && host != nil && host.guestCanceled(req) {
@@ -589,6 +652,9 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	case errors.Is(err, errPrimaryGone):
 		return s.refuseUnit(rerouteGoneError(u, desc, "Its connection closed while the write waited."))
 	}
+	// The write right is ours until the answer is in and a failed write is
+	// undone.
+	defer s.rerouteCleanup(host)
 	if write {
 		s.srv.units.noteRerouted(h, reroutedTables(stmts))
 	}

@@ -180,7 +180,7 @@ func (s *session) readOnLane(c *laneConn, b *batch) (broken bool, err error) {
 
 	w := c.w
 	var tr replyTracker
-	names := s.writeShared(w, b, s.plans.cur.steps, c.stmts, nil, &tr)
+	names := s.writeShared(w, b, s.plans.cur.steps, c.stmts, nil, &tr, false)
 	// The lane session is checked right behind the request, in the same
 	// write: its answer is read after the client has had its own.
 	expect := c.writeCheck(b.sql != "")
@@ -225,9 +225,16 @@ func (s *session) readOnLane(c *laneConn, b *batch) (broken bool, err error) {
 // The client's own Parse messages are sent under the content name, after
 // closing any copy the backend has (so a plan made before DDL is not reused,
 // and the client's Parse errors where and as it would have). Bind and
-// Describe are rewritten to the content names.
-func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker) map[stmtKey]string {
+// Describe are rewritten to the content names. With guest the request is a
+// write rerouted into another client's transaction: it runs on guestPortal,
+// a simple Query in extended form, and the savepoint's RELEASE goes before
+// its Sync (guest_wrap.go).
+func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held *stmtLRU, heldMu *sync.Mutex, tr *replyTracker, guest bool) map[stmtKey]string {
 	if b.sql != "" && len(b.msgs) == 1 {
+		if guest {
+			s.writeGuestQuery(w, b, steps, tr)
+			return nil
+		}
 		s.dropStmt("") // a simple Query replaces the unnamed statement
 		wire.WriteRaw(w, wire.Query, b.buf[5:])
 		tr.add(sentMsg{typ: wire.Query, exec: steps[0].stmt})
@@ -313,10 +320,17 @@ func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held 
 			present[st.key] = true
 		case m.typ == wire.Bind || m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			st := m.resolved
-			if st == nil {
+			if st == nil && (!guest || m.typ != wire.Bind) {
 				// Unknown to the client: let the server say so, by name.
 				w.Write(raw)
 				tr.add(sentMsg{typ: m.typ, kind: m.kind})
+				continue
+			}
+			if st == nil {
+				// The same, on a rerouted write's own portal.
+				closeGuestPortal(w, tr)
+				writeBind(w, raw, guestPortal, m.name)
+				tr.add(sentMsg{typ: m.typ})
 				continue
 			}
 			names[st.key] = m.name
@@ -326,17 +340,12 @@ func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held 
 				present[st.key] = true
 			}
 			if m.typ == wire.Bind {
-				// Bind body: portal, statement, then the rest untouched.
-				_, rest, _ := wire.CString(raw[5:])
-				_, rest, _ = wire.CString(rest)
-				w.WriteByte(byte(wire.Bind))
-				var l [4]byte
-				wire.PutLength(l[:], 1+len(st.key)+1+len(rest))
-				w.Write(l[:])
-				w.WriteByte(0) // the unnamed portal
-				w.WriteString(string(st.key))
-				w.WriteByte(0)
-				w.Write(rest)
+				portal := "" // the unnamed portal
+				if guest {
+					closeGuestPortal(w, tr)
+					portal = guestPortal
+				}
+				writeBind(w, raw, portal, string(st.key))
 			} else {
 				out, _ := (&pgproto3.Describe{ObjectType: wire.ObjectStatement, Name: string(st.key)}).Encode(nil)
 				w.Write(out)
@@ -348,11 +357,31 @@ func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held 
 				sm.exec = steps[next].stmt
 				next++
 			}
+			if guest && writeGuestMsg(w, m, tr, sm) {
+				continue
+			}
 			w.Write(raw)
 			tr.add(sm)
 		}
 	}
 	return names
+}
+
+// writeBind writes raw, a client's Bind, to portal and statement stmt; its
+// parameters and formats go on untouched.
+func writeBind(w *bufio.Writer, raw []byte, portal, stmt string) {
+	// Bind body: portal, statement, then the rest.
+	_, rest, _ := wire.CString(raw[5:])
+	_, rest, _ = wire.CString(rest)
+	w.WriteByte(byte(wire.Bind))
+	var l [4]byte
+	wire.PutLength(l[:], len(portal)+1+len(stmt)+1+len(rest))
+	w.Write(l[:])
+	w.WriteString(portal)
+	w.WriteByte(0)
+	w.WriteString(stmt)
+	w.WriteByte(0)
+	w.Write(rest)
 }
 
 // clientNames rewrites content-derived statement names in an ErrorResponse

@@ -391,21 +391,31 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 		}
 		w.flags |= policy.FlagMayChangeSession
 	}
-	w.flags |= w.localFlags
+	// Without the settings set_config calls write: is anything else
+	// written?
+	besides := policy.MorePrimaryBound(st.Class, computedClass(st.Flags|w.flags, w.writes))
+	w.flags |= w.localFlags | w.configFlags
 	st.Flags |= w.flags
+	st.ConfigCalls = w.configCalls
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden
-	computed := policy.Read
-	switch {
-	case len(st.Writes) > 0 || st.Flags&(policy.FlagWriteCommand|policy.FlagWritingFunction|
-		policy.FlagDataModifyingCTE|policy.FlagSelectInto|policy.FlagWritesUnknown) != 0:
-		computed = policy.Write
-	case st.Flags.Has(policy.FlagLocking):
-		computed = policy.LockingRead
-	}
-	st.Class = policy.MorePrimaryBound(st.Class, computed)
+	st.Class = policy.MorePrimaryBound(st.Class, computedClass(st.Flags, st.Writes))
+	st.WritesSettingsOnly = st.Class == policy.Write && (besides == policy.Read || besides == policy.LockingRead)
 	return st
+}
+
+// computedClass is the class flags and the tables written make a
+// statement.
+func computedClass(flags policy.Flags, writes []policy.Table) policy.Class {
+	switch {
+	case len(writes) > 0 || flags&(policy.FlagWriteCommand|policy.FlagWritingFunction|
+		policy.FlagDataModifyingCTE|policy.FlagSelectInto|policy.FlagWritesUnknown) != 0:
+		return policy.Write
+	case flags.Has(policy.FlagLocking):
+		return policy.LockingRead
+	}
+	return policy.Read
 }
 
 // explainAnalyze reports whether EXPLAIN options include a true ANALYZE,

@@ -26,3 +26,21 @@ func PrepareText(query, name string) (text string, ok bool) {
 	}
 	return text, ok
 }
+
+// SplitStatements returns the statements of a simple Query's text, in
+// order, as PostgreSQL's parser delimits them (empty statements left out,
+// as the server skips them; each part without its semicolon). ok is false
+// when the text cannot be parsed.
+func SplitStatements(query string) (parts []string, ok bool) {
+	parts, err := pg.SplitWithParser(query, true)
+	if err != nil {
+		return nil, false
+	}
+	out := parts[:0]
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out, true
+}

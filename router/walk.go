@@ -63,6 +63,11 @@ type walker struct {
 	// policy.Statement.SetConfigLocal).
 	localSetConfig bool
 	localFlags     policy.Flags
+	// configCalls are the set_config calls with a constant name (see
+	// policy.Statement.ConfigCalls); configFlags the flags of those that
+	// are not transaction-local (see policy.Statement.WritesSettingsOnly).
+	configCalls []policy.ConfigCall
+	configFlags policy.Flags
 }
 
 // visit dispatches on the concrete node type.
@@ -414,6 +419,7 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	}
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
+	configWrite := false
 	if name == "set_config" && (schema == "" || schema == "pg_catalog") && len(n.Args) > 0 {
 		// NOTE: an unqualified set_config is pg_catalog's unless the
 		// search_path puts a schema holding another set_config(text, text,
@@ -421,6 +427,7 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 		// against either.
 		if s, ok := constString(n.Args[0]); ok {
 			w.constDep = true
+			w.configCall(strings.ToLower(s), n.Args)
 			if len(n.Args) == 3 && constTrue(n.Args[2]) {
 				// Transaction-local: as SET LOCAL.
 				w.localSetConfig = true
@@ -429,9 +436,16 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 			}
 			w.setConfig = append(w.setConfig, strings.ToLower(s))
 			e &^= effSession
+			configWrite = true
 		}
 	}
-	w.flags |= flagsOf(e)
+	if configWrite {
+		// What it writes is a setting: kept apart until the statement is
+		// complete (policy.Statement.WritesSettingsOnly).
+		w.configFlags |= flagsOf(e)
+	} else {
+		w.flags |= flagsOf(e)
+	}
 	for _, t := range h.reads {
 		w.readsReached = policy.AppendTable(w.readsReached, t)
 	}
@@ -478,7 +492,35 @@ func qualifiedName(names []*pg.Node) (schema, name string) {
 	return names[len(names)-2].GetString_().GetSval(), names[len(names)-1].GetString_().GetSval()
 }
 
-// constString returns the string value of a constant, looking through casts.
+// configCall records a call of set_config(name, value, is_local) with a
+// constant name: its value when a constant or a bind parameter.
+func (w *walker) configCall(name string, args []*pg.Node) {
+	c := policy.ConfigCall{Name: name, Local: len(args) == 3 && constTrue(args[2])}
+	if len(args) > 1 {
+		if v, ok := constString(args[1]); ok {
+			c.Value, c.Known = v, true
+		} else if p := paramNumber(args[1]); p > 0 {
+			c.Param, c.Known = p, true
+		}
+	}
+	w.configCalls = append(w.configCalls, c)
+}
+
+// paramNumber returns n's bind parameter number ($n, through casts), or 0.
+func paramNumber(n *pg.Node) int {
+	for n != nil {
+		if tc := n.GetTypeCast(); tc != nil {
+			n = tc.Arg
+			continue
+		}
+		if p := n.GetParamRef(); p != nil {
+			return int(p.Number)
+		}
+		return 0
+	}
+	return 0
+}
+
 // constTrue reports whether n is a constant that PostgreSQL reads as the
 // boolean true (true, or a string such as 'on'; "Boolean Type").
 func constTrue(n *pg.Node) bool {
@@ -508,6 +550,7 @@ func constTrue(n *pg.Node) bool {
 	return false
 }
 
+// constString returns the string value of a constant, looking through casts.
 func constString(n *pg.Node) (string, bool) {
 	for n != nil {
 		if tc := n.GetTypeCast(); tc != nil {
