@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -169,6 +170,27 @@ func (r *unitRegistry) others(u string, s *session) []*unitHold {
 			out = append(out, h)
 		}
 	}
+	return out
+}
+
+// withHeld returns units plus those s holds that it lacks (units itself
+// when s holds none: the common case costs one atomic load).
+func (r *unitRegistry) withHeld(units []string, s *session) []string {
+	if s.unitsHeld.Load() == 0 {
+		return units
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := units
+	for u := range r.holders {
+		if r.holdsLocked(u, s) && !slices.Contains(out, u) {
+			if len(out) == len(units) {
+				out = slices.Clone(units) // units may be the plan's own
+			}
+			out = append(out, u)
+		}
+	}
+	slices.Sort(out[len(units):]) // map order: a stable order for the checks
 	return out
 }
 
@@ -354,6 +376,12 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		}
 	}
 	units = s.unitsOfWork(pl)
+	if firstWrite >= 0 && !idle {
+		// NOTE: a write inside a transaction that holds units is a write of
+		// each of them, whatever unit its own text or SET LOCAL names now:
+		// it commits with that transaction, outside any other holder's.
+		units = s.srv.units.withHeld(units, s)
+	}
 	if len(units) == 0 {
 		return false, nil, nil
 	}
