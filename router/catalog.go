@@ -188,8 +188,10 @@ type funcInfo struct {
 	aggregate  bool
 	window     bool
 	opaqueBody bool
-	calls      []policy.Func
-	reads      []policy.Table
+	// opaqueAny: the body is opaque, whatever the volatility.
+	opaqueAny bool
+	calls     []policy.Func
+	reads     []policy.Table
 }
 
 // relInfo is one relation with the derived parents.

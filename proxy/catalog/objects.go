@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
@@ -48,15 +49,63 @@ import (
 // unproven, or complete). Functions in pg_catalog that are not volatile are
 // left out of operator, cast and call rows: they run nothing else and write
 // nothing, and leaving them out keeps the answer small.
-const objectsSQL = `WITH dep AS (
+var objectsSQL = strings.Replace(objectsSQLText, "NOTABLE", quoteLiteral(router.NotableBuiltinPattern()), 1)
+
+const objectsSQLText = `WITH ixs AS (
+  SELECT i.indexrelid, i.indrelid, pg_catalog.concat(i.indexprs::text, ' ', i.indpred::text) AS t
+  FROM pg_catalog.pg_index i WHERE i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+), boring AS (
+  -- Functions that run nothing else and write nothing, and whose value
+  -- routing does not care about (router.NotableBuiltinPattern).
+  SELECT p.oid FROM pg_catalog.pg_proc p
+  WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
+    AND p.proname::text !~ NOTABLE
+), dep AS (
   SELECT d.classid, d.objid, d.refclassid, d.refobjid
   FROM pg_catalog.pg_depend d
   WHERE d.deptype = 'n'
-    AND d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
-                      'pg_catalog.pg_attrdef'::pg_catalog.regclass, 'pg_catalog.pg_constraint'::pg_catalog.regclass,
-                      'pg_catalog.pg_proc'::pg_catalog.regclass)
+    AND (d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
+                       'pg_catalog.pg_attrdef'::pg_catalog.regclass, 'pg_catalog.pg_constraint'::pg_catalog.regclass,
+                       'pg_catalog.pg_proc'::pg_catalog.regclass)
+         OR d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid IN (SELECT indexrelid FROM ixs))
     AND d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass,
                          'pg_catalog.pg_class'::pg_catalog.regclass)
+), tree AS (
+  -- The stored expressions of what uses functions. pg_depend records no
+  -- dependency on a pinned object (PostgreSQL's own functions: set_config,
+  -- nextval, ...), so their calls are read from the node trees.
+  SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass AS classid, r.oid AS objid,
+         pg_catalog.concat(r.ev_action::text, ' ', r.ev_qual::text) AS t
+  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+  WHERE r.rulename <> '_RETURN'
+     OR c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+  UNION ALL
+  SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.polqual::text, ' ', p.polwithcheck::text)
+  FROM pg_catalog.pg_policy p
+  UNION ALL
+  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, a.adbin::text FROM pg_catalog.pg_attrdef a
+  UNION ALL
+  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conbin::text
+  FROM pg_catalog.pg_constraint k WHERE k.contype = 'c'
+  UNION ALL
+  SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.prosqlbody::text, ' ', p.proargdefaults::text)
+  FROM pg_catalog.pg_proc p
+  WHERE (p.prosqlbody IS NOT NULL OR p.proargdefaults IS NOT NULL)
+    AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+  UNION ALL
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, x.t FROM ixs x
+), tree_f AS (
+  -- Calls (FuncExpr, OpExpr and kin, Aggref, WindowFunc) of functions
+  -- routing cares about, and, as PostgreSQL 15 stores them, CURRENT_USER,
+  -- CURRENT_ROLE, USER (op 9 to 11) and SESSION_USER (12) as the functions
+  -- later versions store.
+  SELECT t.classid, t.objid, m[1]::pg_catalog.oid AS f
+  FROM tree t, LATERAL pg_catalog.regexp_matches(t.t, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') AS m
+  UNION
+  SELECT t.classid, t.objid,
+         CASE m[1] WHEN '12' THEN 'pg_catalog.session_user()'::pg_catalog.regprocedure
+                   ELSE 'pg_catalog.current_user()'::pg_catalog.regprocedure END::pg_catalog.oid
+  FROM tree t, LATERAL pg_catalog.regexp_matches(t.t, '\{SQLVALUEFUNCTION :op (9|10|11|12) ', 'g') AS m
 ), dep_to AS (
   SELECT d.classid, d.objid, 'f' AS kind, d.refobjid AS ref
   FROM dep d WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
@@ -68,6 +117,8 @@ const objectsSQL = `WITH dep AS (
   UNION
   SELECT d.classid, d.objid, 'r', d.refobjid
   FROM dep d WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+  UNION
+  SELECT t.classid, t.objid, 'f', t.f FROM tree_f t WHERE t.f NOT IN (SELECT oid FROM boring)
 ), owner AS (
   SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass AS classid, r.oid AS objid, r.ev_class AS rel,
          CASE WHEN r.rulename <> '_RETURN'
@@ -86,10 +137,9 @@ const objectsSQL = `WITH dep AS (
   UNION ALL
   SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conrelid, 'w', 'constraint ' || k.conname
   FROM pg_catalog.pg_constraint k WHERE k.contype = 'c' AND k.conrelid <> 0
-), boring AS (
-  -- Functions that run nothing else and write nothing.
-  SELECT p.oid FROM pg_catalog.pg_proc p
-  WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
+  UNION ALL
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, x.indrelid, 'w', 'index ' || c.relname
+  FROM ixs x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
 ), vol AS (
   SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v'
 ), user_views AS MATERIALIZED (
@@ -391,4 +441,10 @@ func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
 		}
 	}
 	return o, nil
+}
+
+// quoteLiteral writes s as an SQL string constant (standard_conforming_strings
+// on, as the catalog read's other patterns assume).
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
