@@ -49,7 +49,9 @@ import (
 // unproven, or complete). Functions in pg_catalog that are not volatile are
 // left out of operator, cast and call rows: they run nothing else and write
 // nothing, and leaving them out keeps the answer small.
-var objectsSQL = strings.Replace(objectsSQLText, "NOTABLE", quoteLiteral(router.NotableBuiltinPattern()), 1)
+var objectsSQL = strings.NewReplacer(
+	"NOTABLE_NAMES", quoteLiteral("{"+strings.Join(router.NotableBuiltinNames(), ",")+"}"),
+	"NOTABLE_PATTERN", quoteLiteral(router.NotableBuiltinPattern())).Replace(objectsSQLText)
 
 const objectsSQLText = `WITH ixs AS (
   SELECT i.indexrelid, i.indrelid, pg_catalog.concat(i.indexprs::text, ' ', i.indpred::text) AS t
@@ -59,7 +61,7 @@ const objectsSQLText = `WITH ixs AS (
   -- routing does not care about (router.NotableBuiltinPattern).
   SELECT p.oid FROM pg_catalog.pg_proc p
   WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
-    AND p.proname::text !~ NOTABLE
+    AND p.proname <> ALL (NOTABLE_NAMES::pg_catalog.name[]) AND p.proname::text !~ NOTABLE_PATTERN
 ), dep AS (
   SELECT d.classid, d.objid, d.refclassid, d.refobjid
   FROM pg_catalog.pg_depend d
