@@ -73,8 +73,8 @@ const (
 // policies, defaults or constraints use (pg_depend). Exactly one of Func and
 // Table is set.
 type CatalogUse struct {
-	// Via names the user: "definition", "policy NAME", "default of column
-	// NAME", "constraint NAME".
+	// Via names the user: "definition", "row-level security policy NAME",
+	// "default of column NAME", "constraint NAME", "index NAME".
 	Via   string
 	When  UseWhen
 	Func  policy.Func
@@ -125,7 +125,8 @@ type CatalogRelation struct {
 	// runs cannot be proven ("foreign table"); it is then presumed to write.
 	Opaque string
 	// Uses are what its definition, row-level security policies (only when
-	// row security is enabled), defaults and check constraints call or read.
+	// row security is enabled), defaults, generated columns, check
+	// constraints and index expressions call or read.
 	Uses []CatalogUse
 	// Triggers are its user triggers.
 	Triggers []CatalogTrigger

@@ -36,9 +36,25 @@ import (
 // err toward the primary.)
 //
 // "when" is r (whenever the relation is read or written: a view's
-// definition, a row-level security policy), w (insert or update: a default,
-// a check constraint), m (refresh of a materialized view), or l followed by
-// the rule's event (a non-SELECT rule: li, lu, ld).
+// definition, a row-level security policy), w (insert or update: a default
+// or generated column, a check constraint, an index expression or
+// predicate), m (refresh of a materialized view), or l followed by the
+// rule's event (a non-SELECT rule: li, lu, ld).
+//
+// Calls come from pg_depend and from the stored expressions (pg_node_tree
+// text of views and rules, policies, defaults, check constraints of tables
+// and domains, indexes, SQL-standard function bodies and argument
+// defaults): pg_depend records no dependency on a pinned object, which
+// every function of PostgreSQL's own catalog is (set_config, nextval,
+// pg_advisory_lock, lo_from_bytea; "pg_depend", PostgreSQL's catalog
+// documentation). A call is a FuncExpr's funcid, an OpExpr's (and its
+// kin's) opfuncid, an Aggref's aggfnoid or a WindowFunc's winfnoid; on
+// PostgreSQL 15, CURRENT_USER, CURRENT_ROLE, USER and SESSION_USER are
+// SQLValueFunctions (ops 9 to 12), read as calls of current_user() and
+// session_user(), which later versions store. Rules and views of
+// pg_catalog and information_schema are not searched (they are trusted),
+// except their non-SELECT rules (pg_settings' UPDATE rule calls
+// set_config).
 //
 // Temporary relations of every session are included (as pg_temp_N.name):
 // a session's CREATE TEMP TABLE is DDL, after which the catalog is read
@@ -47,8 +63,10 @@ import (
 // It is one statement, so one snapshot: a relation and what it depends on
 // are read together (a view created meanwhile is either absent, hence
 // unproven, or complete). Functions in pg_catalog that are not volatile are
-// left out of operator, cast and call rows: they run nothing else and write
-// nothing, and leaving them out keeps the answer small.
+// left out of operator, cast and call rows, unless routing names them
+// (router.NotableBuiltinNames: now(), current_setting(), current_user(),
+// ...): they run nothing else and write nothing, and leaving them out keeps
+// the answer small.
 var objectsSQL = strings.NewReplacer(
 	"NOTABLE_NAMES", quoteLiteral("{"+strings.Join(router.NotableBuiltinNames(), ",")+"}"),
 	"NOTABLE_PATTERN", quoteLiteral(router.NotableBuiltinPattern())).Replace(objectsSQLText)
