@@ -126,3 +126,30 @@ func TestHiddenBuiltins(t *testing.T) {
 		}
 	}
 }
+
+// TestDomainCheckHazards: a domain check that sets a setting is a hazard of
+// every statement; one whose value is the transaction's or the backend's
+// (now(), current_setting()) is not: it decides only whether a statement
+// fails, and would otherwise keep every read off the lane.
+func TestDomainCheckHazards(t *testing.T) {
+	funcs := []CatalogFunc{
+		{Schema: "pg_catalog", Name: "set_config", Volatility: Volatile},
+		{Schema: "pg_catalog", Name: "now", Volatility: Stable},
+		{Schema: "pg_catalog", Name: "current_setting", Volatility: Stable},
+	}
+	rels := []CatalogRelation{{Schema: "public", Name: "t", Kind: 'r'}}
+	for _, tc := range []struct {
+		fn   string
+		want policy.Flags
+	}{
+		{"set_config", policy.FlagWritingFunction | policy.FlagMayChangeSession},
+		{"now", 0},
+		{"current_setting", 0},
+	} {
+		c := NewClassifier(Config{Catalog: NewCatalog(CatalogObjects{Functions: funcs, Relations: rels,
+			Hazards: []CatalogHazard{{What: "constraint c of domain d", Func: policy.Func{Schema: "pg_catalog", Name: tc.fn}, Check: true}}})})
+		if st := c.Classify("SELECT * FROM t"); st.Flags != tc.want {
+			t.Errorf("domain check calling %s(): SELECT * FROM t has flags %v, want %v", tc.fn, st.Flags, tc.want)
+		}
+	}
+}

@@ -171,6 +171,11 @@ type CatalogHazard struct {
 	// What says where the function runs, for explanations.
 	What string
 	Func policy.Func
+	// Check: the function is a domain's check constraint, whose value
+	// decides only whether the statement fails. What it writes or sets
+	// counts; that its value is the transaction's or the backend's (now(),
+	// current_setting()) does not make every statement tied to them.
+	Check bool
 }
 
 // CatalogObjects is what a catalog read found: the input of [NewCatalog].

@@ -634,10 +634,14 @@ func (r *funcRules) evalHazards() []hidden {
 	var out []hidden
 	for _, h := range r.snap.hazards {
 		sub := newEval(r).call(h.Func.Schema, h.Func.Name)
-		if sub.eff&^(effReadsUnknown|effSeqArg) == 0 {
+		drop := effReadsUnknown | effSeqArg
+		if h.Check {
+			drop |= effTx | effBackend
+		}
+		if sub.eff&^drop == 0 {
 			continue
 		}
-		out = append(out, hidden{eff: sub.eff &^ (effReadsUnknown | effSeqArg),
+		out = append(out, hidden{eff: sub.eff &^ drop,
 			why: h.What + " calls " + sub.desc() + " (it may run in any statement)"})
 	}
 	return out

@@ -26,7 +26,7 @@ import (
 //	fr   proc     rel                                        (a's body reads b)
 //	o    proc/''           schema, name                      operator and one of its functions
 //	x    proc              type schema, type name context  source type
-//	h    proc                              ''                where it runs
+//	h    proc                              c or ''           where it runs (c: a domain's check)
 //
 //	ut   rel                               r                 user (uses CURRENT_TIMESTAMP & co.)
 //	ub   rel                               r                 user (uses SESSION_USER)
@@ -256,7 +256,7 @@ FROM pg_catalog.pg_type t,
                                      t.typmodin, t.typmodout]) AS u(f)
 JOIN vol v ON v.oid = u.f
 UNION ALL
-SELECT 'h', d.ref::text, '', '', '', '', 'constraint ' || k.conname || ' of domain ' || k.contypid::pg_catalog.regtype::text
+SELECT 'h', d.ref::text, '', '', '', 'c', 'constraint ' || k.conname || ' of domain ' || k.contypid::pg_catalog.regtype::text
 FROM pg_catalog.pg_constraint k
 JOIN dep_to d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid AND d.kind = 'f'
 WHERE k.contypid <> 0`
@@ -457,7 +457,7 @@ func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
 			if !ok {
 				continue
 			}
-			o.Hazards = append(o.Hazards, router.CatalogHazard{What: r[6], Func: f})
+			o.Hazards = append(o.Hazards, router.CatalogHazard{What: r[6], Func: f, Check: r[5] == "c"})
 		}
 	}
 	return o, nil
