@@ -485,6 +485,19 @@ type Statement struct {
 	Reason string
 }
 
+// RunsUnknownCode reports whether the statement runs code whose effects on
+// the session txlane cannot name: a STABLE function with an opaque body
+// (which may call set_config), a trigger or a rule or default calling a
+// function that may write, a relation the catalog cannot account for.
+// What else the catalog shows a statement runs (Hidden) is in its flags: a
+// hidden set_config or volatile user function sets FlagMayChangeSession,
+// an advisory lock FlagWritingFunction; a hidden read of the backend's
+// own state (pg_settings, current_setting in a view) or of the
+// transaction's time changes nothing.
+func (s *Statement) RunsUnknownCode() bool {
+	return s.Flags&(FlagReadsUnknown|FlagReachesUnknown|FlagUnproven) != 0
+}
+
 // IsPureRead reports whether the statement is a read with nothing that makes
 // it primary-bound by itself (no locks, no writes, no session change, no
 // dependence on the backend). Whether it touches a vector table is a

@@ -84,10 +84,10 @@ func (s *session) noteSnap(st *policy.Statement) {
 	switch {
 	case st.Class == policy.Session, st.Class == policy.Unknown,
 		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone,
-		mayChangeTemp(st), len(st.Hidden) > 0:
-		// Hidden: code the text does not show runs (a STABLE function
-		// with an opaque body may call set_config, or a volatile function
-		// that does anything), as mayPin counts it.
+		mayChangeTemp(st), st.RunsUnknownCode():
+		// Code the text does not show runs (a STABLE function with an
+		// opaque body may call set_config, a trigger anything), as mayPin
+		// counts it; hidden code the catalog names sets the flags above.
 		s.snap.mark()
 	case st.Class == policy.TxControl:
 		s.snap.txControl(st.Tx.Kind)
@@ -101,9 +101,9 @@ func (s *session) noteSnap(st *policy.Statement) {
 // mayChangeUnseen reports whether statement p (one statement, not several)
 // may change the session's settings in ways its text does not name: DO,
 // CALL, a function that may set a setting by a name that is not a constant,
-// code the catalog shows it runs besides (Hidden), or a statement the
-// classifier could not read.
+// code whose effects the catalog cannot name (RunsUnknownCode), or a
+// statement the classifier could not read.
 func mayChangeUnseen(p *policy.Statement) bool {
-	return p.Class == policy.Unknown || len(p.Hidden) > 0 ||
+	return p.Class == policy.Unknown || p.RunsUnknownCode() ||
 		p.Flags.Has(policy.FlagMayChangeSession) && len(p.SetConfig) == 0 && !p.SetConfigLocal
 }

@@ -910,12 +910,14 @@ func (s *session) notePin(st *policy.Statement) {
 			s.loaded.Store(true)
 		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
 			p.Flags&policy.FlagSQLPrepare == 0 && !p.SetConfigLocal && !s.settingsSeen(p),
-			len(p.Hidden) > 0 || p.Flags&(policy.FlagReachesUnknown|policy.FlagReadsUnknown) != 0:
+			p.RunsUnknownCode():
 			// A function, DO or CALL, or code the text hides (a trigger,
 			// a rule, a default, a function behind a view), may have set
 			// a custom setting by a name txlane does not see (pg_settings
 			// does not list them): the client keeps its backend (pin
-			// "set_config").
+			// "set_config"). Hidden code the catalog names counts by its
+			// flags: a read of pg_settings or of a view calling
+			// current_setting sets nothing.
 			s.hidden.sent.Add(1)
 		}
 	})
@@ -983,11 +985,12 @@ func mayPin(st *policy.Statement) bool {
 			// these flags say: nothing that outlives the transaction.
 			f &^= policy.FlagWritingFunction | policy.FlagMayChangeSession
 		}
-		// NOTE: a statement that reaches hidden objects (triggers, rules,
-		// functions behind views) or creates anything may change the
-		// session in ways the text does not show: ask the server.
+		// NOTE: a statement that runs code whose effects are unknown
+		// (triggers, STABLE functions with opaque bodies) or creates
+		// anything may change the session in ways the text does not show:
+		// ask the server. Hidden code the catalog names sets the flags.
 		if f&(flags|policy.FlagSelectInto) != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
-			len(p.Hidden) > 0 || strings.HasPrefix(p.Command, "CREATE") {
+			p.RunsUnknownCode() || strings.HasPrefix(p.Command, "CREATE") {
 			pin = true
 		}
 		switch p.Class {

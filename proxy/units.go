@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"sort"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 

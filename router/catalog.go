@@ -73,8 +73,8 @@ const (
 // policies, defaults or constraints use (pg_depend). Exactly one of Func and
 // Table is set.
 type CatalogUse struct {
-	// Via names the user: "definition", "policy NAME", "default of column
-	// NAME", "constraint NAME".
+	// Via names the user: "definition", "row-level security policy NAME",
+	// "default of column NAME", "constraint NAME", "index NAME".
 	Via   string
 	When  UseWhen
 	Func  policy.Func
@@ -125,7 +125,8 @@ type CatalogRelation struct {
 	// runs cannot be proven ("foreign table"); it is then presumed to write.
 	Opaque string
 	// Uses are what its definition, row-level security policies (only when
-	// row security is enabled), defaults and check constraints call or read.
+	// row security is enabled), defaults, generated columns, check
+	// constraints and index expressions call or read.
 	Uses []CatalogUse
 	// Triggers are its user triggers.
 	Triggers []CatalogTrigger
@@ -170,6 +171,11 @@ type CatalogHazard struct {
 	// What says where the function runs, for explanations.
 	What string
 	Func policy.Func
+	// Check: the function is a domain's check constraint, whose value
+	// decides only whether the statement fails. What it writes or sets
+	// counts; that its value is the transaction's or the backend's (now(),
+	// current_setting()) does not make every statement tied to them.
+	Check bool
 }
 
 // CatalogObjects is what a catalog read found: the input of [NewCatalog].
@@ -188,8 +194,10 @@ type funcInfo struct {
 	aggregate  bool
 	window     bool
 	opaqueBody bool
-	calls      []policy.Func
-	reads      []policy.Table
+	// opaqueAny: the body is opaque, whatever the volatility.
+	opaqueAny bool
+	calls     []policy.Func
+	reads     []policy.Table
 }
 
 // relInfo is one relation with the derived parents.

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,7 @@ func NewCatalogSnapshot(funcs []CatalogFunc) *CatalogSnapshot {
 		fi.aggregate = fi.aggregate || f.Kind == 'a'
 		fi.window = fi.window || f.Kind == 'w'
 		fi.opaqueBody = fi.opaqueBody || (f.OpaqueBody && f.Volatility == Stable)
+		fi.opaqueAny = fi.opaqueAny || f.OpaqueBody
 		for _, g := range f.Calls {
 			fi.calls = appendFunc(fi.calls, g)
 		}
@@ -331,7 +333,88 @@ var builtinReadOnly = map[string]effect{
 	"to_regcollation":  effBackend,
 	"to_regnamespace":  effBackend,
 	"pg_jit_available": effBackend, // the session's jit setting
+
+	// A direct call is judged by its argument (walker.currentSetting); a
+	// hidden one (in a view, a policy, a function body) shows none, so its
+	// value is the backend's.
+	"current_setting": effBackend,
 }
+
+// builtinRunsRelations are built-ins that read relations named only when
+// they run: table_to_xml and kin read the relation their regclass argument
+// names (a view's definition, its policies run), schema_to_xml and
+// database_to_xml every table and view of a schema or the database
+// (PostgreSQL's "Mapping Tables to XML"). Matched as builtinReadOnly.
+// What they run cannot be proven: unproven, unless the walker sees a
+// constant relation name (walker.relationArg).
+var builtinRunsRelations = map[string]bool{
+	"table_to_xml":                  true,
+	"table_to_xml_and_xmlschema":    true,
+	"schema_to_xml":                 true,
+	"schema_to_xml_and_xmlschema":   true,
+	"database_to_xml":               true,
+	"database_to_xml_and_xmlschema": true,
+}
+
+// identityBuiltins are the built-ins whose value is the session's identity
+// or one of its settings (current_user and current_role are the same
+// function; PostgreSQL 15 stores them as SQL value functions, which the
+// catalog read maps to these). A row-level security policy that uses one,
+// directly or through a function, keeps reads of its table on the primary
+// (see evalCtx.policyIdentity).
+var identityBuiltins = map[string]bool{
+	"session_user":    true,
+	"current_user":    true,
+	"current_role":    true,
+	"user":            true,
+	"current_setting": true,
+}
+
+// NotableBuiltinNames and NotableBuiltinPattern name every built-in whose
+// call routing cares about even when the function is not volatile: those
+// of builtinWriting, builtinReadOnly with an effect, builtinRunsRelations
+// and identityBuiltins (the names, sorted), and the backend-dependent
+// families (the pattern: a POSIX regular expression, as PostgreSQL's ~ and
+// Go's regexp read it). A catalog read keeps the calls of other
+// non-volatile pg_catalog functions out of its answer (they run nothing
+// else and write nothing), which keeps it small; see proxy/catalog's
+// objectsSQL. The names are a list rather than part of the pattern:
+// PostgreSQL matches a long alternation slowly (about 50 µs a name).
+func NotableBuiltinNames() []string { return slices.Clone(notableNames) }
+
+// NotableBuiltinPattern: see [NotableBuiltinNames].
+func NotableBuiltinPattern() string { return notablePattern }
+
+var notableNames = func() []string {
+	var names []string
+	for n := range builtinWriting {
+		names = append(names, n)
+	}
+	for n, e := range builtinReadOnly {
+		if e != 0 {
+			names = append(names, n)
+		}
+	}
+	for n := range builtinRunsRelations {
+		names = append(names, n)
+	}
+	for n := range identityBuiltins {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}()
+
+var notablePattern = func() string {
+	alts := []string{"^lo_"}
+	for _, p := range builtinBackendPrefixes {
+		alts = append(alts, "^"+p)
+	}
+	for _, x := range builtinBackendSuffixes {
+		alts = append(alts, "^pg_.*"+x+"$")
+	}
+	return strings.Join(alts, "|")
+}()
 
 // builtinBackendPrefixes and builtinBackendSuffixes name families of
 // built-ins whose results are the backend session's (matched, like
@@ -429,6 +512,9 @@ func (r *funcRules) effectFrom(schema, name string) (effect, source) {
 	if schema == "" || schema == "pg_catalog" {
 		if e, ok := builtinReadOnly[name]; ok {
 			return e, srcBuiltin
+		}
+		if builtinRunsRelations[name] {
+			return unproven, srcBuiltin
 		}
 		if backendBuiltin(name) {
 			return effBackend, srcBuiltin

@@ -3,6 +3,7 @@ package router
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -212,6 +213,8 @@ func (e *evalCtx) call(schema, name string) finding {
 
 func builtinNote(e effect) string {
 	switch {
+	case e&effUnproven != 0:
+		return ", which reads relations named only when it runs"
 	case e&effWrites != 0:
 		return ", which writes"
 	case e&effSession != 0:
@@ -295,6 +298,11 @@ func (e *evalCtx) read(t policy.Table) finding {
 			if u.Func.Name != "" {
 				sub := e.call(u.Func.Schema, u.Func.Name)
 				out.add(sub, subj, usePred(u.Via, "calls", sub.desc()))
+				if strings.HasPrefix(u.Via, policyVia) {
+					if why := e.c.policyIdentity(u.Func, map[policy.Func]bool{}); why != "" {
+						out.add(finding{eff: effBackend}, subj, usePred(u.Via, "calls", why))
+					}
+				}
 			}
 			if u.Table.Name != "" {
 				e.reads = policy.AppendTable(e.reads, u.Table)
@@ -304,6 +312,46 @@ func (e *evalCtx) read(t policy.Table) finding {
 		}
 	}
 	return out
+}
+
+// policyVia begins the Via of a row-level security policy's uses.
+const policyVia = "row-level security policy "
+
+// policyIdentity says why calling f in a row-level security policy may
+// depend on the session's identity ("" when it cannot): f is one of
+// identityBuiltins, its body is opaque (outside PostgreSQL's own schemas:
+// PL/pgSQL, an SQL string body, any language but C), or it calls such a
+// function (its BEGIN ATOMIC or RETURN body, argument defaults).
+//
+// On the vector lane the session user is the read pool's login and the
+// settings are the lane connection's, so such a policy could admit other
+// rows there: a read of the table stays on the primary. Unlike elsewhere,
+// current_user counts too, and a body txlane cannot read: a policy decides
+// which rows a client sees, and txlane does not reason about how a role
+// was taken there.
+func (c *CatalogSnapshot) policyIdentity(f policy.Func, seen map[policy.Func]bool) string {
+	for _, k := range c.funcKeys(f.Schema, f.Name) {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		fi := c.exact[k]
+		switch {
+		case trustedSchema(k.Schema):
+			if identityBuiltins[k.Name] {
+				return k.String() + "(), whose value is the session's"
+			}
+			continue
+		case fi.opaqueAny:
+			return k.String() + "(), whose body txlane cannot read (it may use the session's identity)"
+		}
+		for _, g := range fi.calls {
+			if why := c.policyIdentity(g, seen); why != "" {
+				return k.String() + "(), which calls " + why
+			}
+		}
+	}
+	return ""
 }
 
 // operator evaluates using operator schema.name: the functions of every
@@ -353,9 +401,21 @@ func (e *evalCtx) attr(name string) finding {
 }
 
 // reach evaluates writing t with events ev: the tables the write reaches
-// (e.reached) and whether it may reach any table (e.unknown). cascade is
-// TRUNCATE ... CASCADE.
-func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
+// (e.reached), whether it may reach any table (e.unknown), and, returned,
+// the effect of the functions the write runs that do not make it reach
+// unknown tables: a rule's, a column default's or generated expression's,
+// a check constraint's or an index expression's call of set_config or an
+// advisory lock, which change or hold session state. A sequence function
+// there (nextval in a serial column's default) counts for nothing more:
+// the statement writes anyway. cascade is TRUNCATE ... CASCADE.
+func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
+	var out finding
+	runs := func(name string, sub finding, pred string) {
+		if sub.eff&effSeqArg != 0 {
+			sub.eff &^= effWrites
+		}
+		out.add(sub, name, pred+" "+sub.desc())
+	}
 	type item struct {
 		t  policy.Table
 		ev Events
@@ -389,36 +449,43 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 		it := queue[0]
 		queue = queue[1:]
 		ev := it.ev &^ done[it.t]
-		if ev == 0 || trustedSchema(it.t.Schema) {
+		if ev == 0 {
 			continue
 		}
 		done[it.t] |= ev
 		ri := e.c.rels[it.t]
 		name := relWord(ri.Kind) + " " + it.t.String()
-		if ri.Opaque != "" {
+		if ri.Opaque != "" && !trustedSchema(it.t.Schema) {
 			e.noteUnknown(name + " cannot be proven (" + ri.Opaque + "): what writing it does is unknown")
-			return
+			return out
 		}
 		for _, tr := range ri.Triggers {
-			if tr.Events&ev != 0 {
+			if tr.Events&ev != 0 && !trustedSchema(it.t.Schema) {
 				e.noteUnknown(name + " has trigger " + tr.Name + " (" + tr.Func.String() + "()), whose writes are unknown")
-				return
+				return out
 			}
 		}
+		// Rules count in PostgreSQL's own schemas too: pg_settings' UPDATE
+		// rule calls set_config.
 		for _, ru := range ri.Rules {
 			if ru.Events&ev == 0 {
 				continue
 			}
 			for _, f := range ru.Funcs {
-				if sub := e.call(f.Schema, f.Name); sub.eff&effUnknownWrites != 0 {
+				sub := e.call(f.Schema, f.Name)
+				if sub.eff&effUnknownWrites != 0 {
 					e.noteUnknown(name + " has rule " + ru.Name + ", which calls " + sub.desc())
-					return
+					return out
 				}
+				runs(name, sub, "has rule "+ru.Name+", which calls")
 			}
 			for _, u := range ru.Tables {
 				add(u)
 				push(u, EvAll)
 			}
+		}
+		if trustedSchema(it.t.Schema) {
+			continue
 		}
 		if ri.Kind == 'v' {
 			// A writable view writes its base relations.
@@ -483,10 +550,12 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 					// NOTE: a STABLE function with an opaque body
 					// (effReadsUnknown) may call a volatile one, which may
 					// do anything; PostgreSQL does not stop it.
-					if sub := e.call(u.Func.Schema, u.Func.Name); sub.eff&(effUnknownWrites|effReadsUnknown) != 0 {
+					sub := e.call(u.Func.Schema, u.Func.Name)
+					if sub.eff&(effUnknownWrites|effReadsUnknown) != 0 {
 						e.noteUnknown(name + " has " + u.Via + ", which calls " + sub.desc())
-						return
+						return out
 					}
+					runs(name, sub, "has "+u.Via+", which calls")
 				}
 				if u.Table.Name != "" {
 					add(u.Table)
@@ -494,6 +563,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) {
 			}
 		}
 	}
+	return out
 }
 
 // refresh evaluates REFRESH MATERIALIZED VIEW t: its definition runs.
@@ -528,7 +598,7 @@ func (r *funcRules) eval(key any, f func(e *evalCtx) finding) *hidden {
 	e := newEval(r)
 	fd := f(e)
 	h := &hidden{eff: fd.eff, reads: e.reads, reached: e.reached, unknown: e.unknown, why: e.why}
-	if fd.pred != "" && fd.eff != 0 {
+	if fd.pred != "" && fd.eff != 0 && !e.unknown {
 		h.why = fd.sentence()
 	}
 	// NOTE: names the catalog does not know (temporary tables, typos) are
@@ -564,10 +634,14 @@ func (r *funcRules) evalHazards() []hidden {
 	var out []hidden
 	for _, h := range r.snap.hazards {
 		sub := newEval(r).call(h.Func.Schema, h.Func.Name)
-		if sub.eff&^(effReadsUnknown|effSeqArg) == 0 {
+		drop := effReadsUnknown | effSeqArg
+		if h.Check {
+			drop |= effTx | effBackend
+		}
+		if sub.eff&^drop == 0 {
 			continue
 		}
-		out = append(out, hidden{eff: sub.eff &^ (effReadsUnknown | effSeqArg),
+		out = append(out, hidden{eff: sub.eff &^ drop,
 			why: h.What + " calls " + sub.desc() + " (it may run in any statement)"})
 	}
 	return out
@@ -686,10 +760,9 @@ func (w *walker) applyHidden() {
 		}
 	}
 	for _, we := range w.wev {
-		reached(fr.eval(reachKey(we), func(e *evalCtx) finding {
-			e.reach(we.t, we.ev, we.cascade)
-			return finding{}
-		}))
+		h := fr.eval(reachKey(we), func(e *evalCtx) finding { return e.reach(we.t, we.ev, we.cascade) })
+		apply(h)
+		reached(h)
 	}
 	for _, t := range w.refreshes {
 		reached(fr.eval(refreshKey(t), func(e *evalCtx) finding {

@@ -420,6 +420,15 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
 	configWrite := false
+	if schema == "" || schema == "pg_catalog" {
+		switch {
+		case name == "current_setting":
+			// Judged by its argument above; hidden calls are the backend's.
+			e &^= effBackend
+		case builtinRunsRelations[name] && w.relationArg(n):
+			e &^= unproven
+		}
+	}
 	if name == "set_config" && (schema == "" || schema == "pg_catalog") && len(n.Args) > 0 {
 		// NOTE: an unqualified set_config is pg_catalog's unless the
 		// search_path puts a schema holding another set_config(text, text,
@@ -461,6 +470,27 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 			}
 		}
 	}
+}
+
+// relationArg handles the relation a call of table_to_xml and kin reads
+// (builtinRunsRelations): when its first argument is a constant relation
+// name (regclass input syntax), that relation is read as a FROM item would
+// be, so its views and policies count. It reports whether it was.
+func (w *walker) relationArg(n *pg.FuncCall) bool {
+	if !strings.HasPrefix(n.Funcname[len(n.Funcname)-1].GetString_().GetSval(), "table_") || len(n.Args) == 0 {
+		return false
+	}
+	s, ok := constString(n.Args[0])
+	if !ok {
+		return false
+	}
+	t, err := policy.ParseTable(s)
+	if err != nil {
+		return false
+	}
+	w.constDep = true
+	w.reads = policy.AppendTable(w.reads, t)
+	return true
 }
 
 // currentSetting handles current_setting(name [, missing_ok]): the vector

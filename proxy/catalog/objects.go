@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
@@ -25,7 +26,7 @@ import (
 //	fr   proc     rel                                        (a's body reads b)
 //	o    proc/''           schema, name                      operator and one of its functions
 //	x    proc              type schema, type name context  source type
-//	h    proc                              ''                where it runs
+//	h    proc                              c or ''           where it runs (c: a domain's check)
 //
 //	ut   rel                               r                 user (uses CURRENT_TIMESTAMP & co.)
 //	ub   rel                               r                 user (uses SESSION_USER)
@@ -35,9 +36,25 @@ import (
 // err toward the primary.)
 //
 // "when" is r (whenever the relation is read or written: a view's
-// definition, a row-level security policy), w (insert or update: a default,
-// a check constraint), m (refresh of a materialized view), or l followed by
-// the rule's event (a non-SELECT rule: li, lu, ld).
+// definition, a row-level security policy), w (insert or update: a default
+// or generated column, a check constraint, an index expression or
+// predicate), m (refresh of a materialized view), or l followed by the
+// rule's event (a non-SELECT rule: li, lu, ld).
+//
+// Calls come from pg_depend and from the stored expressions (pg_node_tree
+// text of views and rules, policies, defaults, check constraints of tables
+// and domains, indexes, SQL-standard function bodies and argument
+// defaults): pg_depend records no dependency on a pinned object, which
+// every function of PostgreSQL's own catalog is (set_config, nextval,
+// pg_advisory_lock, lo_from_bytea; "pg_depend", PostgreSQL's catalog
+// documentation). A call is a FuncExpr's funcid, an OpExpr's (and its
+// kin's) opfuncid, an Aggref's aggfnoid or a WindowFunc's winfnoid; on
+// PostgreSQL 15, CURRENT_USER, CURRENT_ROLE, USER and SESSION_USER are
+// SQLValueFunctions (ops 9 to 12), read as calls of current_user() and
+// session_user(), which later versions store. Rules and views of
+// pg_catalog and information_schema are not searched (they are trusted),
+// except their non-SELECT rules (pg_settings' UPDATE rule calls
+// set_config).
 //
 // Temporary relations of every session are included (as pg_temp_N.name):
 // a session's CREATE TEMP TABLE is DDL, after which the catalog is read
@@ -46,17 +63,69 @@ import (
 // It is one statement, so one snapshot: a relation and what it depends on
 // are read together (a view created meanwhile is either absent, hence
 // unproven, or complete). Functions in pg_catalog that are not volatile are
-// left out of operator, cast and call rows: they run nothing else and write
-// nothing, and leaving them out keeps the answer small.
-const objectsSQL = `WITH dep AS (
+// left out of operator, cast and call rows, unless routing names them
+// (router.NotableBuiltinNames: now(), current_setting(), current_user(),
+// ...): they run nothing else and write nothing, and leaving them out keeps
+// the answer small.
+var objectsSQL = strings.NewReplacer(
+	"NOTABLE_NAMES", quoteLiteral("{"+strings.Join(router.NotableBuiltinNames(), ",")+"}"),
+	"NOTABLE_PATTERN", quoteLiteral(router.NotableBuiltinPattern())).Replace(objectsSQLText)
+
+const objectsSQLText = `WITH ixs AS (
+  SELECT i.indexrelid, i.indrelid, pg_catalog.concat(i.indexprs::text, ' ', i.indpred::text) AS t
+  FROM pg_catalog.pg_index i WHERE i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+), boring AS (
+  -- Functions that run nothing else and write nothing, and whose value
+  -- routing does not care about (router.NotableBuiltinPattern).
+  SELECT p.oid FROM pg_catalog.pg_proc p
+  WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
+    AND p.proname <> ALL (NOTABLE_NAMES::pg_catalog.name[]) AND p.proname::text !~ NOTABLE_PATTERN
+), dep AS (
   SELECT d.classid, d.objid, d.refclassid, d.refobjid
   FROM pg_catalog.pg_depend d
   WHERE d.deptype = 'n'
-    AND d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
-                      'pg_catalog.pg_attrdef'::pg_catalog.regclass, 'pg_catalog.pg_constraint'::pg_catalog.regclass,
-                      'pg_catalog.pg_proc'::pg_catalog.regclass)
+    AND (d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
+                       'pg_catalog.pg_attrdef'::pg_catalog.regclass, 'pg_catalog.pg_constraint'::pg_catalog.regclass,
+                       'pg_catalog.pg_proc'::pg_catalog.regclass)
+         OR d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid IN (SELECT indexrelid FROM ixs))
     AND d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass,
                          'pg_catalog.pg_class'::pg_catalog.regclass)
+), tree AS (
+  -- The stored expressions of what uses functions. pg_depend records no
+  -- dependency on a pinned object (PostgreSQL's own functions: set_config,
+  -- nextval, ...), so their calls are read from the node trees.
+  SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass AS classid, r.oid AS objid,
+         pg_catalog.concat(r.ev_action::text, ' ', r.ev_qual::text) AS t
+  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+  WHERE r.rulename <> '_RETURN'
+     OR c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+  UNION ALL
+  SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.polqual::text, ' ', p.polwithcheck::text)
+  FROM pg_catalog.pg_policy p
+  UNION ALL
+  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, a.adbin::text FROM pg_catalog.pg_attrdef a
+  UNION ALL
+  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conbin::text
+  FROM pg_catalog.pg_constraint k WHERE k.contype = 'c'
+  UNION ALL
+  SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.prosqlbody::text, ' ', p.proargdefaults::text)
+  FROM pg_catalog.pg_proc p
+  WHERE (p.prosqlbody IS NOT NULL OR p.proargdefaults IS NOT NULL)
+    AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+  UNION ALL
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, x.t FROM ixs x
+), tree_f AS (
+  -- Calls (FuncExpr, OpExpr and kin, Aggref, WindowFunc) of functions
+  -- routing cares about, and, as PostgreSQL 15 stores them, CURRENT_USER,
+  -- CURRENT_ROLE, USER (op 9 to 11) and SESSION_USER (12) as the functions
+  -- later versions store.
+  SELECT t.classid, t.objid, m[1]::pg_catalog.oid AS f
+  FROM tree t, LATERAL pg_catalog.regexp_matches(t.t, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') AS m
+  UNION
+  SELECT t.classid, t.objid,
+         CASE m[1] WHEN '12' THEN 'pg_catalog.session_user()'::pg_catalog.regprocedure
+                   ELSE 'pg_catalog.current_user()'::pg_catalog.regprocedure END::pg_catalog.oid
+  FROM tree t, LATERAL pg_catalog.regexp_matches(t.t, '\{SQLVALUEFUNCTION :op (9|10|11|12) ', 'g') AS m
 ), dep_to AS (
   SELECT d.classid, d.objid, 'f' AS kind, d.refobjid AS ref
   FROM dep d WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
@@ -68,6 +137,8 @@ const objectsSQL = `WITH dep AS (
   UNION
   SELECT d.classid, d.objid, 'r', d.refobjid
   FROM dep d WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+  UNION
+  SELECT t.classid, t.objid, 'f', t.f FROM tree_f t WHERE t.f NOT IN (SELECT oid FROM boring)
 ), owner AS (
   SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass AS classid, r.oid AS objid, r.ev_class AS rel,
          CASE WHEN r.rulename <> '_RETURN'
@@ -86,10 +157,9 @@ const objectsSQL = `WITH dep AS (
   UNION ALL
   SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conrelid, 'w', 'constraint ' || k.conname
   FROM pg_catalog.pg_constraint k WHERE k.contype = 'c' AND k.conrelid <> 0
-), boring AS (
-  -- Functions that run nothing else and write nothing.
-  SELECT p.oid FROM pg_catalog.pg_proc p
-  WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
+  UNION ALL
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, x.indrelid, 'w', 'index ' || c.relname
+  FROM ixs x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
 ), vol AS (
   SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v'
 ), user_views AS MATERIALIZED (
@@ -186,7 +256,7 @@ FROM pg_catalog.pg_type t,
                                      t.typmodin, t.typmodout]) AS u(f)
 JOIN vol v ON v.oid = u.f
 UNION ALL
-SELECT 'h', d.ref::text, '', '', '', '', 'constraint ' || k.conname || ' of domain ' || k.contypid::pg_catalog.regtype::text
+SELECT 'h', d.ref::text, '', '', '', 'c', 'constraint ' || k.conname || ' of domain ' || k.contypid::pg_catalog.regtype::text
 FROM pg_catalog.pg_constraint k
 JOIN dep_to d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid AND d.kind = 'f'
 WHERE k.contypid <> 0`
@@ -387,8 +457,14 @@ func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
 			if !ok {
 				continue
 			}
-			o.Hazards = append(o.Hazards, router.CatalogHazard{What: r[6], Func: f})
+			o.Hazards = append(o.Hazards, router.CatalogHazard{What: r[6], Func: f, Check: r[5] == "c"})
 		}
 	}
 	return o, nil
+}
+
+// quoteLiteral writes s as an SQL string constant (standard_conforming_strings
+// on, as the catalog read's other patterns assume).
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
