@@ -140,3 +140,32 @@ func TestSharedUnitsCarriedByASet(t *testing.T) {
 		})
 	}
 }
+
+// TestUnitsRerouteNotPastASavepoint: a write is not rerouted into a
+// holder's transaction that has made a savepoint: the holder's ROLLBACK TO
+// it would undo the write after its client was told it ran, and the
+// transaction would then commit without it (an adversarial tester saw the
+// row vanish). Refused (25L01) instead; the holder's savepoint and
+// transaction go on as they were.
+func TestUnitsRerouteNotPastASavepoint(t *testing.T) {
+	bed := startUnitProxy(t, "reroute", nil)
+	holder, writer := bed.connect(t), bed.connect(t)
+	exec(t, holder, "BEGIN; "+bed.insert("u8", "holder"))
+	exec(t, holder, "SAVEPOINT s")
+	wantCode(t, execErr(writer, bed.insert("u8", "other")), proxy.CodeEscapedWrite)
+	exec(t, holder, "ROLLBACK TO s")
+	exec(t, holder, "COMMIT")
+	if got := bed.count(t, "who = 'other'"); got != "0" {
+		t.Fatalf("refused, yet %s rows written", got)
+	}
+	if got := bed.count(t, "who = 'holder'"); got != "1" {
+		t.Fatalf("the holder's row: %s, want 1", got)
+	}
+	// The next transaction, without a savepoint, takes rerouted writes.
+	exec(t, holder, "BEGIN; "+bed.insert("u8", "holder2"))
+	exec(t, writer, bed.insert("u8", "other2"))
+	exec(t, holder, "COMMIT")
+	if got := bed.count(t, "who = 'other2'"); got != "1" {
+		t.Fatalf("a write rerouted into a transaction without a savepoint: %s rows, want 1", got)
+	}
+}

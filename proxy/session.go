@@ -112,6 +112,10 @@ type session struct {
 	// txEnds counts the transaction ends (COMMIT, ROLLBACK, PREPARE
 	// TRANSACTION) the client has sent (see unitHold.txEnds).
 	txEnds atomic.Uint64
+	// savepointAt is txEnds+1 as it was when the client last sent a
+	// SAVEPOINT: equal to txEnds+1 while the transaction that made it is
+	// open (see rerouteBar).
+	savepointAt atomic.Uint64
 	// setValues are the session-level settings the client has SET (name to
 	// value as written; never nil after serve starts), which a rerouted
 	// request must find the same on the holder's session (rerouteBar).

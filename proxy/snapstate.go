@@ -94,6 +94,8 @@ func (s *session) noteSnap(st *policy.Statement) {
 		switch st.Tx.Kind {
 		case policy.TxCommit, policy.TxRollback, policy.TxPrepareTransaction:
 			s.txEnds.Add(1) // see unitHold.txEnds
+		case policy.TxSavepoint:
+			s.savepointAt.Store(s.txEnds.Load() + 1) // see rerouteBar
 		}
 	}
 }
