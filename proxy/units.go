@@ -469,7 +469,7 @@ func (s *session) freshUnits() error {
 func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *unitHold) (bool, *rejection, error) {
 	pl := &s.plans.cur
 	rules := s.routing().rules
-	tables := writtenTables(pl.stmts(0))
+	tables := writtenTables(pl.writeStmts())
 	action := rules.EscapeFor(tables)
 	table := "(unknown tables)"
 	if len(tables) > 0 {
