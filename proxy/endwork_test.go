@@ -27,7 +27,7 @@ type endWorkBed struct {
 	wf, dtab string
 }
 
-func startEndWorkBed(t *testing.T, pool proxy.PoolOptions) *endWorkBed {
+func startEndWorkBed(t *testing.T, pool proxy.PoolOptions, escape string) *endWorkBed {
 	t.Helper()
 	wf, dtab := uniqueName("ewf"), uniqueName("edtab")
 	// The objects exist before txlane starts, so its catalog knows them
@@ -45,7 +45,7 @@ CREATE CONSTRAINT TRIGGER %[2]s_trg AFTER INSERT ON %[2]s DEFERRABLE INITIALLY D
 	t.Cleanup(func() {
 		pgtest.Exec(t, fmt.Sprintf("DROP TABLE IF EXISTS %[2]s, %[3]s; DROP FUNCTION IF EXISTS %[1]s(int); DROP FUNCTION IF EXISTS %[2]s_fn()", wf, dtab, uow))
 	})
-	b := startEscapeBed(t, func(o *proxy.Options) { o.Pool = pool })
+	b := startEscapeBed(t, func(o *proxy.Options) { o.Pool, o.Rules.Escape = pool, escape })
 	b.uow = uow
 	return &endWorkBed{escapeBed: b, wf: wf, dtab: dtab}
 }
@@ -65,7 +65,8 @@ var endWorkPools = []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.P
 // TestEndWorkEscapes: every shape of the adversarial review (and END,
 // COMMIT AND CHAIN, PREPARE TRANSACTION, an extended-protocol COMMIT): the
 // writer queued end work before the holder took u1, then ends its
-// transaction carrying u1. The end is refused with 25L01, the writer's
+// transaction carrying u1. The end is refused with 25L01, under
+// escape: reroute too (a transaction's end cannot move), the writer's
 // transaction is left failed (its ROLLBACK discards the work), and after the
 // holder rolls back no row of the hidden writes exists.
 func TestEndWorkEscapes(t *testing.T) {
@@ -106,33 +107,35 @@ func TestEndWorkEscapes(t *testing.T) {
 		}
 	}
 	for _, pool := range endWorkPools {
-		t.Run(string(pool.Mode), func(t *testing.T) {
-			b := startEndWorkBed(t, pool)
-			for _, sh := range shapes(b) {
-				t.Run(sh.name, func(t *testing.T) {
-					pgtest.Exec(t, "TRUNCATE "+b.uow)
-					w := b.connect(t)
-					for _, q := range sh.before {
-						exec(t, w, q)
-					}
-					h := b.holdRead(t)
-					for _, q := range sh.after {
-						exec(t, w, q)
-					}
-					got := sh.end(w)
-					if w.TxStatus() != 'I' {
-						exec(t, w, "ROLLBACK")
-					}
-					exec(t, h, "ROLLBACK")
-					if got != proxy.CodeEscapedWrite {
-						t.Errorf("end of the writer's transaction: got %s, want SQLSTATE %s", got, proxy.CodeEscapedWrite)
-					}
-					if n := b.count(t, "who = 'hidden'"); n != "0" {
-						t.Errorf("%s row(s) written at the end of the writer's transaction survived the holder's rollback", n)
-					}
-				})
-			}
-		})
+		for _, escape := range []string{"reject", "reroute"} {
+			t.Run(string(pool.Mode)+"/"+escape, func(t *testing.T) {
+				b := startEndWorkBed(t, pool, escape)
+				for _, sh := range shapes(b) {
+					t.Run(sh.name, func(t *testing.T) {
+						pgtest.Exec(t, "TRUNCATE "+b.uow)
+						w := b.connect(t)
+						for _, q := range sh.before {
+							exec(t, w, q)
+						}
+						h := b.holdRead(t)
+						for _, q := range sh.after {
+							exec(t, w, q)
+						}
+						got := sh.end(w)
+						if w.TxStatus() != 'I' {
+							exec(t, w, "ROLLBACK")
+						}
+						exec(t, h, "ROLLBACK")
+						if got != proxy.CodeEscapedWrite {
+							t.Errorf("end of the writer's transaction: got %s, want SQLSTATE %s", got, proxy.CodeEscapedWrite)
+						}
+						if n := b.count(t, "who = 'hidden'"); n != "0" {
+							t.Errorf("%s row(s) written at the end of the writer's transaction survived the holder's rollback", n)
+						}
+					})
+				}
+			})
+		}
 	}
 }
 
@@ -147,7 +150,7 @@ func TestEndWorkEscapes(t *testing.T) {
 func TestEndWorkNothingPending(t *testing.T) {
 	for _, pool := range endWorkPools {
 		t.Run(string(pool.Mode), func(t *testing.T) {
-			b := startEndWorkBed(t, pool)
+			b := startEndWorkBed(t, pool, "reject")
 			pgtest.Exec(t, "TRUNCATE "+b.uow)
 			w := b.connect(t)
 			// An earlier transaction's cursor WITH HOLD is materialized by now.
