@@ -185,3 +185,36 @@ func TestEndWorkNothingPending(t *testing.T) {
 		})
 	}
 }
+
+// TestEndWorkSharedUnits: with policy.shared_units, a transaction's end
+// that fires a deferred trigger is checked against the holders of other
+// instances like any write: the writer on instance 2 queued the trigger's
+// work before the holder on instance 1 took u1; its COMMIT carrying u1 is
+// refused, and nothing of the trigger survives the holder's rollback.
+func TestEndWorkSharedUnits(t *testing.T) {
+	bed := startInstances(t, 2, "reject", nil)
+	dtab := uniqueName("edtab")
+	pgtest.Exec(t, fmt.Sprintf(`CREATE TABLE %[1]s (a int); GRANT ALL ON %[1]s TO PUBLIC;
+CREATE FUNCTION %[1]s_fn() RETURNS trigger LANGUAGE plpgsql
+  AS $$BEGIN INSERT INTO %[2]s (unit, who) VALUES ('u1', 'hidden'); RETURN NULL; END$$;
+CREATE CONSTRAINT TRIGGER %[1]s_trg AFTER INSERT ON %[1]s DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW EXECUTE FUNCTION %[1]s_fn()`, dtab, bed.table))
+	t.Cleanup(func() {
+		pgtest.Exec(t, fmt.Sprintf("DROP TABLE IF EXISTS %[1]s; DROP FUNCTION IF EXISTS %[1]s_fn()", dtab))
+	})
+	w := bed.connect(t, 2, "writer")
+	exec(t, w, "BEGIN")
+	exec(t, w, "INSERT INTO "+dtab+" VALUES (1)")
+	h := bed.connect(t, 1, "holder")
+	exec(t, h, "BEGIN")
+	exec(t, h, "SELECT 1 /*unit='u1'*/")
+	if n := unitLocks(t, scalar(t, h, "SELECT pg_backend_pid()")); n != "1" {
+		t.Fatalf("the holder holds %s unit locks, want 1", n)
+	}
+	wantCode(t, execErr(w, "COMMIT /*unit='u1'*/"), proxy.CodeEscapedWrite)
+	exec(t, w, "ROLLBACK")
+	exec(t, h, "ROLLBACK")
+	if n := bed.count(t, "who = 'hidden'"); n != "0" {
+		t.Errorf("%s row(s) of the deferred trigger survived the holder's rollback", n)
+	}
+}
