@@ -12,10 +12,6 @@ import (
 // catalogRouting is testRouting with a catalog: table plain has no trigger,
 // table trg has one, wf is a volatile user function.
 func catalogRouting(t testing.TB) func() *routing {
-	rules, err := policy.NewRules(policy.RulesConfig{VectorTables: []string{"items"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cat := router.NewCatalog(router.CatalogObjects{
 		Functions: []router.CatalogFunc{{Schema: "public", Name: "wf", Volatility: router.Volatile},
 			{Schema: "public", Name: "trg_fn", Volatility: router.Volatile}},
@@ -23,8 +19,9 @@ func catalogRouting(t testing.TB) func() *routing {
 			{Schema: "public", Name: "trg", Kind: 'r', Triggers: []router.CatalogTrigger{
 				{Name: "t", Events: router.ParseEvents("iud"), Func: policy.Func{Schema: "public", Name: "trg_fn"}}}}},
 	})
-	rt := &routing{classifier: router.NewClassifier(router.ConfigFromRules(rules, cat)), rules: rules}
-	return func() *routing { return rt }
+	rt := *testRouting(t)()
+	rt.classifier = router.NewClassifier(router.ConfigFromRules(rt.rules, cat))
+	return func() *routing { return &rt }
 }
 
 // planTx plans each text as one simple Query of a client inside a
