@@ -218,3 +218,22 @@ CREATE CONSTRAINT TRIGGER %[1]s_trg AFTER INSERT ON %[1]s DEFERRABLE INITIALLY D
 		t.Errorf("%s row(s) of the deferred trigger survived the holder's rollback", n)
 	}
 }
+
+// TestEndWorkLogAllows: under escape: log a transaction's end that runs
+// end work of a held unit is let through, as any escaping write: the
+// cursor's three rows commit.
+func TestEndWorkLogAllows(t *testing.T) {
+	b := startEndWorkBed(t, proxy.PoolOptions{Mode: proxy.PoolSession}, "log")
+	pgtest.Exec(t, "TRUNCATE "+b.uow)
+	w := b.connect(t)
+	exec(t, w, "BEGIN")
+	exec(t, w, fmt.Sprintf("DECLARE h CURSOR WITH HOLD FOR SELECT %s(g) FROM generate_series(1, 3) g", b.wf))
+	h := b.holdRead(t)
+	if err := escapeErr(w, "COMMIT /*unit='u1'*/"); err != nil {
+		t.Fatalf("COMMIT under escape: log: %v", err)
+	}
+	exec(t, h, "ROLLBACK")
+	if n := b.count(t, "who = 'hidden'"); n != "3" {
+		t.Errorf("%s rows of the cursor's query, want 3", n)
+	}
+}
