@@ -60,3 +60,14 @@ func (pl *requestPlan) writeStmts() []*policy.Statement {
 	}
 	return out
 }
+
+// endWorkTables names what a transaction's end writes in messages (the
+// 25L01 "write to … would escape", the log line, txlane_escapes_total's
+// table label).
+const endWorkTables = "(tables written at the transaction's end: deferred triggers, cursors WITH HOLD)"
+
+// runsEndWork reports whether step i of the plan is a transaction's end
+// that runs end work.
+func (pl *requestPlan) runsEndWork(i int) bool {
+	return i >= 0 && i < len(pl.steps) && pl.steps[i].runs == endWorkStmt
+}

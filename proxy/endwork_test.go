@@ -65,23 +65,24 @@ var endWorkPools = []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.P
 // TestEndWorkEscapes: every shape of the adversarial review (and END,
 // COMMIT AND CHAIN, PREPARE TRANSACTION, an extended-protocol COMMIT): the
 // writer queued end work before the holder took u1, then ends its
-// transaction carrying u1. The end is refused with 25L01, under
+// transaction carrying u1. The end is refused with 25L01 (the message
+// names the tables written at the transaction's end), under
 // escape: reroute too (a transaction's end cannot move), the writer's
 // transaction is left failed (its ROLLBACK discards the work), and after the
 // holder rolls back no row of the hidden writes exists.
 func TestEndWorkEscapes(t *testing.T) {
 	type shape struct {
 		name   string
-		before []string                      // the writer, before the holder holds u1
-		after  []string                      // the writer, after: all but the last succeed
-		end    func(w *pgconn.PgConn) string // the SQLSTATE, "<nil>" for none
+		before []string // the writer, before the holder holds u1
+		after  []string // the writer, after: all but the last succeed
+		end    func(w *pgconn.PgConn) error
 	}
 	hold := func(b *endWorkBed) string {
 		return fmt.Sprintf("DECLARE h CURSOR WITH HOLD FOR SELECT %s(g) FROM generate_series(1, 3) g", b.wf)
 	}
 	ins := func(b *endWorkBed) string { return "INSERT INTO " + b.dtab + " VALUES (1)" }
-	simple := func(sql string) func(*pgconn.PgConn) string {
-		return func(w *pgconn.PgConn) string { return sqlstate(escapeErr(w, sql)) }
+	simple := func(sql string) func(*pgconn.PgConn) error {
+		return func(w *pgconn.PgConn) error { return escapeErr(w, sql) }
 	}
 	shapes := func(b *endWorkBed) []shape {
 		return []shape{
@@ -95,13 +96,13 @@ func TestEndWorkEscapes(t *testing.T) {
 			{"deferred trigger, SET CONSTRAINTS ALL IMMEDIATE tagged", []string{"BEGIN", ins(b)}, nil, simple("SET CONSTRAINTS ALL IMMEDIATE /*unit='u1'*/")},
 			{"deferred trigger, SET LOCAL unit then COMMIT", []string{"BEGIN", ins(b)}, []string{"SET LOCAL txlane.unit = 'u1'"}, simple("COMMIT")},
 			{"deferred trigger, PREPARE TRANSACTION tagged", []string{"BEGIN", ins(b)}, nil, simple("PREPARE TRANSACTION 'ew' /*unit='u1'*/")},
-			{"deferred trigger, extended COMMIT tagged", []string{"BEGIN", ins(b)}, nil, func(w *pgconn.PgConn) string {
+			{"deferred trigger, extended COMMIT tagged", []string{"BEGIN", ins(b)}, nil, func(w *pgconn.PgConn) error {
 				r := newPrepConn(t, w).run(pParse("", "COMMIT /*unit='u1'*/"), pBind(""), pExecute(), pSync())
 				if len(r.errs) == 0 {
-					return "<nil>"
+					return nil
 				}
-				code, _, _ := strings.Cut(r.errs[0], ":")
-				return code
+				code, msg, _ := strings.Cut(r.errs[0], ": ")
+				return &pgconn.PgError{Code: code, Message: msg}
 			}},
 			{"deferred trigger, SAVEPOINT and RELEASE, COMMIT tagged", []string{"BEGIN", "SAVEPOINT s", ins(b), "RELEASE SAVEPOINT s"}, nil, simple("COMMIT /*unit='u1'*/")},
 		}
@@ -121,13 +122,16 @@ func TestEndWorkEscapes(t *testing.T) {
 						for _, q := range sh.after {
 							exec(t, w, q)
 						}
-						got := sh.end(w)
+						err := sh.end(w)
+						got := sqlstate(err)
 						if w.TxStatus() != 'I' {
 							exec(t, w, "ROLLBACK")
 						}
 						exec(t, h, "ROLLBACK")
 						if got != proxy.CodeEscapedWrite {
 							t.Errorf("end of the writer's transaction: got %s, want SQLSTATE %s", got, proxy.CodeEscapedWrite)
+						} else if !strings.Contains(err.Error(), "written at the transaction's end") {
+							t.Errorf("refusal %q does not say the writes are the transaction's end's", err)
 						}
 						if n := b.count(t, "who = 'hidden'"); n != "0" {
 							t.Errorf("%s row(s) written at the end of the writer's transaction survived the holder's rollback", n)

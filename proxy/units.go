@@ -474,6 +474,8 @@ func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *u
 	table := "(unknown tables)"
 	if len(tables) > 0 {
 		table = tables[0].String()
+	} else if pl.runsEndWork(step) {
+		table = endWorkTables
 	}
 	log := s.log.With(zap.String("unit", u), zap.String("table", table), zap.String("action", action.String()),
 		zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())))
