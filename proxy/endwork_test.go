@@ -60,6 +60,17 @@ func (b *endWorkBed) holdRead(t *testing.T) *pgconn.PgConn {
 	return h
 }
 
+// commitWhileHeld commits w's transaction carrying u1 while another
+// connection holds u1, which must succeed; the holder then rolls back.
+func (b *endWorkBed) commitWhileHeld(t *testing.T, w *pgconn.PgConn) {
+	t.Helper()
+	h := b.holdRead(t)
+	if err := escapeErr(w, "COMMIT /*unit='u1'*/"); err != nil {
+		t.Fatalf("COMMIT carrying u1 while u1 is held: %v", err)
+	}
+	exec(t, h, "ROLLBACK")
+}
+
 var endWorkPools = []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.PoolTransaction, Size: 4}}
 
 // TestEndWorkEscapes: every shape of the adversarial review (and END,
@@ -162,11 +173,7 @@ func TestEndWorkNothingPending(t *testing.T) {
 			exec(t, w, "BEGIN")
 			exec(t, w, b.ins("u1", "writer"))
 			exec(t, w, "DECLARE r CURSOR WITH HOLD FOR SELECT id FROM "+b.uow)
-			h := b.holdRead(t)
-			if err := escapeErr(w, "COMMIT /*unit='u1'*/"); err != nil {
-				t.Fatalf("COMMIT of a transaction without end work: %v", err)
-			}
-			exec(t, h, "ROLLBACK")
+			b.commitWhileHeld(t, w)
 			if n := b.count(t, "who = 'writer'"); n != "1" {
 				t.Errorf("the writer's row: %s, want 1 (committed)", n)
 			}
@@ -176,12 +183,8 @@ func TestEndWorkNothingPending(t *testing.T) {
 			exec(t, w, "INSERT INTO "+b.dtab+" VALUES (1)")
 			exec(t, w, "ROLLBACK")
 			exec(t, w, "BEGIN")
-			h = b.holdRead(t)
-			if err := escapeErr(w, "COMMIT /*unit='u1'*/"); err != nil {
-				t.Errorf("COMMIT after a rolled-back transaction's deferred write: %v", err)
-			}
-			exec(t, h, "ROLLBACK")
-			h = b.holdRead(t)
+			b.commitWhileHeld(t, w)
+			h := b.holdRead(t)
 			if got := sqlstate(escapeErr(w, "COMMIT PREPARED 'nosuch' /*unit='u1'*/")); got == proxy.CodeEscapedWrite {
 				t.Errorf("COMMIT PREPARED refused by txlane (%s); it runs nothing of this transaction", got)
 			}
@@ -232,11 +235,7 @@ func TestEndWorkLogAllows(t *testing.T) {
 	w := b.connect(t)
 	exec(t, w, "BEGIN")
 	exec(t, w, fmt.Sprintf("DECLARE h CURSOR WITH HOLD FOR SELECT %s(g) FROM generate_series(1, 3) g", b.wf))
-	h := b.holdRead(t)
-	if err := escapeErr(w, "COMMIT /*unit='u1'*/"); err != nil {
-		t.Fatalf("COMMIT under escape: log: %v", err)
-	}
-	exec(t, h, "ROLLBACK")
+	b.commitWhileHeld(t, w)
 	if n := b.count(t, "who = 'hidden'"); n != "3" {
 		t.Errorf("%s rows of the cursor's query, want 3", n)
 	}
