@@ -23,6 +23,9 @@
 //	              on_unavailable, function lists
 //	escape.go     EscapeAction and per-table overrides (escape_overrides)
 //	writes.go     MayWrite and the tables a statement writes
+//	endwork.go    EndWork: writes PostgreSQL runs at a transaction's end
+//	              (deferred triggers, cursors WITH HOLD), what queues and
+//	              what runs them
 //	table.go      Table, Func, ParseTable, ParseFunc: names as PostgreSQL
 //	              reads a regclass literal
 //	lane.go       the settings the vector lane mirrors from a session

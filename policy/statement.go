@@ -472,6 +472,14 @@ type Statement struct {
 	// CursorName is the cursor (or portal) of DECLARE, FETCH, MOVE and CLOSE
 	// ("" for CLOSE ALL).
 	CursorName string
+	// CursorHold: a DECLARE ... WITH HOLD. PostgreSQL runs such a cursor's
+	// query to its end when its transaction commits, to keep the rows past
+	// it (the DECLARE documentation, "WITH HOLD"); see [Statement.EndWork].
+	CursorHold bool `json:"cursor_hold,omitempty"`
+	// ConstraintsImmediate: a SET CONSTRAINTS ... IMMEDIATE, which fires the
+	// deferred constraint-trigger events its constraints queued so far (the
+	// SET CONSTRAINTS documentation).
+	ConstraintsImmediate bool `json:"constraints_immediate,omitempty"`
 	// CatalogChecked: a full catalog showed what the statement runs besides
 	// what it names (its views, policies, operators and casts; for a write,
 	// the triggers, rules, defaults and constraints of what it writes). With

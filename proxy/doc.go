@@ -59,6 +59,9 @@
 //	                 transaction beginning to hold their unit waits for them
 //	units_stale.go   units set unseen (set_config, a function): read back
 //	                 behind the request, held as unknown until then
+//	endwork.go       a transaction's end (COMMIT, PREPARE TRANSACTION, SET
+//	                 CONSTRAINTS IMMEDIATE) that runs end work the planner
+//	                 saw queued is a write of unknown tables
 //	reached.go       tables a rerouted write reached
 //	catalog.go       per-database routing snapshots and catalog refresh
 //	backend.go       a server connection (socket, reader, writer, cancel target)

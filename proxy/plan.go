@@ -143,6 +143,9 @@ type planner struct {
 	// cursors, to the text that defined them (entries outlive their object
 	// at worst: they only add what a later EXECUTE or FETCH may do).
 	sqlPrepared, cursors map[string]string
+	// endWork is what the client's transaction may have queued for its end
+	// (endwork.go); dropped when the server reports the transaction ended.
+	endWork policy.EndWork
 }
 
 // portalRef is what a portal was bound to; uncertain as for lookup.
@@ -228,8 +231,10 @@ func (p *planner) begin(safe, idle bool) {
 		p.defs = p.defs[:0]
 		p.confirmedMu.Lock()
 		if idle {
-			// The transaction ended: no portal survives it.
+			// The transaction ended: no portal survives it, nor work
+			// queued for its end.
 			clear(p.confirmed)
+			p.endWork = 0
 		}
 		clear(p.portals)
 		for name, ref := range p.confirmed {
@@ -356,6 +361,7 @@ func (p *planner) step(st *policy.Statement, sql string, prep *preparedStmt) {
 	last := &pl.steps[len(pl.steps)-1]
 	eachPart(st, func(part *policy.Statement) {
 		p.namedObjects(part, sql, last)
+		p.noteEndWork(part, last)
 		p.configUnits(part) // set_config('txlane.unit', constant, …)
 		for _, set := range part.Settings {
 			// A SET txlane.unit in the request carries its unit for the

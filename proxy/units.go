@@ -497,11 +497,13 @@ func (s *session) freshUnits() error {
 func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *unitHold) (bool, *rejection, error) {
 	pl := &s.plans.cur
 	rules := s.routing().rules
-	tables := writtenTables(pl.stmts(0))
+	tables := writtenTables(pl.writeStmts())
 	action := rules.EscapeFor(tables)
 	table := "(unknown tables)"
 	if len(tables) > 0 {
 		table = tables[0].String()
+	} else if pl.runsEndWork(step) {
+		table = endWorkTables
 	}
 	log := s.log.With(zap.String("unit", u), zap.String("table", table), zap.String("action", action.String()),
 		zap.String("fingerprint", router.Fingerprint(pl.sqlTexts())))

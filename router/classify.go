@@ -297,11 +297,13 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 		walkAll = false
 	case *pg.ConstraintsSetStmt:
 		st.Command, st.Class = "SET CONSTRAINTS", policy.Utility
+		st.ConstraintsImmediate = !x.Deferred
 		walkAll = false
 	case *pg.DeclareCursorStmt:
 		// The query runs at FETCH; counted now, conservatively.
 		st.Command, st.Class, st.Flags, hide = "DECLARE CURSOR", policy.Utility, policy.FlagCursor, true
 		st.CursorName = x.Portalname
+		st.CursorHold = x.Options&cursorOptHold != 0
 	case *pg.FetchStmt:
 		st.Command, st.Class, st.Flags = "FETCH", policy.Utility, policy.FlagCursor
 		st.CursorName = x.Portalname
@@ -471,6 +473,10 @@ func policyBool(s string, def bool) bool {
 	}
 	return def
 }
+
+// cursorOptHold is CURSOR_OPT_HOLD of DeclareCursorStmt.options
+// (PostgreSQL's parsenodes.h): DECLARE ... WITH HOLD.
+const cursorOptHold = 0x0020
 
 // txKinds maps each transaction statement kind to its command name
 // (Statement.Command) and its policy kind.
