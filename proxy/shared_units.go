@@ -590,10 +590,11 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 	for i, u := range units {
 		k := s.srv.shared.key(u)
 		byKey[k] = u
-		lits[i] = "'" + strconv.FormatUint(uint64(k), 10) + "'::pg_catalog.oid"
+		lits[i] = strconv.FormatUint(uint64(k), 10)
 	}
-	where := " AND l.objid IN (" + strings.Join(lits, ", ") + ") AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()" +
-		" AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+	where := " AND l.objid OPERATOR(pg_catalog.=) ANY ('{" + strings.Join(lits, ",") + "}'::pg_catalog.oid[])" +
+		" AND (l.pid IS NULL OR l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())" +
+		" AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
 	q, _, err := s.sharedQuery(func(TxStatus, int) string { return holdersSQL(where) })
 	if err != nil {
 		return err
@@ -629,11 +630,14 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 // pg_stat_activity does not show it to the asking role) and its state.
 func holdersSQL(where string) string {
 	return fmt.Sprintf(`SELECT l.objid::pg_catalog.int8, COALESCE(l.pid, 0), `+
-		`COALESCE((SELECT m.objid::pg_catalog.int8 FROM pg_catalog.pg_locks m WHERE m.pid = l.pid AND m.locktype = 'advisory' AND m.classid = %[2]d AND m.objsubid = 2 AND m.granted LIMIT 1), 0), `+
+		`COALESCE((SELECT m.objid::pg_catalog.int8 FROM pg_catalog.pg_locks m WHERE m.pid OPERATOR(pg_catalog.=) l.pid AND m.locktype OPERATOR(pg_catalog.=) 'advisory' `+
+		`AND m.classid OPERATOR(pg_catalog.=) %[2]d AND m.objsubid OPERATOR(pg_catalog.=) 2 AND m.granted LIMIT 1), 0), `+
 		`COALESCE(a.application_name, ''), COALESCE(a.usename, ''), COALESCE(d.datname, ''), `+
 		`EXTRACT(epoch FROM a.xact_start), COALESCE(a.state, '') `+
-		`FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid LEFT JOIN pg_catalog.pg_database d ON d.oid = l.database `+
-		`WHERE l.locktype = 'advisory' AND l.classid = %[1]d AND l.objsubid = 2 AND l.mode = 'ShareLock' AND l.granted%[3]s `+
+		`FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid `+
+		`LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.database `+
+		`WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.classid OPERATOR(pg_catalog.=) %[1]d AND l.objsubid OPERATOR(pg_catalog.=) 2 `+
+		`AND l.mode OPERATOR(pg_catalog.=) 'ShareLock' AND l.granted%[3]s `+
 		`ORDER BY 1, 2`, unitLockSpace, instanceLockSpace, where)
 }
 

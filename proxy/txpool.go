@@ -966,13 +966,13 @@ func mayPin(st *policy.Statement) bool {
 // in the session's temporary schema records its dependency on that schema:
 // functions, types, operators, collations, text search configurations… as
 // well as relations (pg_class alone misses all but relations).
-const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND (EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) ` +
-	`OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid = pg_catalog.pg_my_temp_schema())), ` +
-	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'), ` +
+const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) ` +
+	`OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())), ` +
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND locktype OPERATOR(pg_catalog.=) 'advisory'), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
 	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
-	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN ('statement_timeout', 'lock_timeout', 'idle_session_timeout')), ` +
+	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.<>) ALL (ARRAY['statement_timeout', 'lock_timeout', 'idle_session_timeout'])), ` +
 	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
 
 // customsSQL is the last column of the pin check: the client's custom
