@@ -586,16 +586,12 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 		return nil
 	}
 	byKey := map[uint32]string{}
-	lits := make([]string, len(units))
+	keys := make([]uint32, len(units))
 	for i, u := range units {
-		k := s.srv.shared.key(u)
-		byKey[k] = u
-		lits[i] = strconv.FormatUint(uint64(k), 10)
+		keys[i] = s.srv.shared.key(u)
+		byKey[keys[i]] = u
 	}
-	where := " AND l.objid OPERATOR(pg_catalog.=) ANY ('{" + strings.Join(lits, ",") + "}'::pg_catalog.oid[])" +
-		" AND (l.pid IS NULL OR l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())" +
-		" AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
-	q, _, err := s.sharedQuery(func(TxStatus, int) string { return holdersSQL(where) })
+	q, _, err := s.sharedQuery(func(TxStatus, int) string { return holdersSQL(othersOf(keys)) })
 	if err != nil {
 		return err
 	}
@@ -621,6 +617,18 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 		}
 	}
 	return nil
+}
+
+// othersOf is holdersSQL's condition for the holders of keys' locks in the
+// current database other than the asking backend.
+func othersOf(keys []uint32) string {
+	lits := make([]string, len(keys))
+	for i, k := range keys {
+		lits[i] = strconv.FormatUint(uint64(k), 10)
+	}
+	return " AND l.objid OPERATOR(pg_catalog.=) ANY ('{" + strings.Join(lits, ",") + "}'::pg_catalog.oid[])" +
+		" AND (l.pid IS NULL OR l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())" +
+		" AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
 }
 
 // holdersSQL lists the holders of units' locks (every database's, and

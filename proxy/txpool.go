@@ -839,7 +839,7 @@ func (s *session) resetLeft(p *primaryConn) bool {
 	}
 	// Nothing of the answers may reach the client that left.
 	p.setIdle()
-	for _, sql := range []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_timeout = 0", "DISCARD ALL"} {
+	for _, sql := range resetLeftSQL {
 		q, err := p.queryKeep(sql, true)
 		if err != nil || q.err != nil || p.TxStatus() != TxIdle {
 			return false
@@ -849,6 +849,9 @@ func (s *session) resetLeft(p *primaryConn) bool {
 	p.held.drop("", true)
 	return true
 }
+
+// resetLeftSQL are resetLeft's queries, in order.
+var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_timeout = 0", "DISCARD ALL"}
 
 // notePin records what st, sent to the client's backend (by the client, or
 // by another client's write rerouted into its transaction), may leave in
