@@ -324,11 +324,11 @@ CREATE ROLE %[2]s LOGIN; ALTER ROLE %[2]s SET search_path = %[3]s`, table, role,
 		time.Sleep(20 * time.Millisecond)
 	}
 	for sql, want := range map[string]string{
-		"SELECT pg_catalog.current_setting('search_path')": `"$user", public`,
-		"SELECT pg_catalog.current_setting('work_mem')":    "4MB",
-		"SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relname OPERATOR(pg_catalog.=) 'evil_left'":                            "0",
+		"SELECT pg_catalog.current_setting('search_path')":                                                                                           `"$user", public`,
+		"SELECT pg_catalog.current_setting('work_mem')":                                                                                              "4MB",
+		"SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relname OPERATOR(pg_catalog.=) 'evil_left'":                                       "0",
 		"SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND objid OPERATOR(pg_catalog.=) 4243": "0",
-		"SELECT pg_catalog.count(*) FROM pg_catalog.pg_listening_channels()":                                                                "0",
+		"SELECT pg_catalog.count(*) FROM pg_catalog.pg_listening_channels()":                                                                         "0",
 	} {
 		if got := scalar(t, c, sql); got != want {
 			t.Errorf("the next client's %q is %q, want %q", sql, got, want)
