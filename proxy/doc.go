@@ -27,6 +27,8 @@
 //	movable.go       startup parameters that move with a client (pool key,
 //	                 login values, set on attach, RESET)
 //	pins.go          which pin reasons are new (txlane_pins_total)
+//	seed.go          a client that seeds its backend's random sequence keeps
+//	                 it; the next client gets it seeded afresh
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages

@@ -113,6 +113,7 @@ func ownSQL() map[string][]string {
 		"raiseSQL":          {raiseSQL(&wire.Error{Code: "25L01", Message: "m $txlane$ '", Detail: "d", Hint: "h"})},
 		"catalogReadBegin":  {catalogReadBegin + "SELECT 1; COMMIT"},
 		"auth.DefaultQuery": {auth.DefaultQuery},
+		"reseedSQL":         {reseedSQL()},
 	}
 }
 

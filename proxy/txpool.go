@@ -641,10 +641,11 @@ func (s *session) resetForPool(p *primaryConn) bool {
 	p.setIdle()
 	pool := p.pooled.pool
 	pool.resetStarted(1)
+	reseeded := s.reseed(p)
 	q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
 		pool.resetStarted(-1)
-		if q.err != nil {
-			s.log.Warn("server_reset_query failed; closing the backend", zap.String("error", q.err.Message))
+		if q.err != nil || !reseeded() {
+			s.log.Warn("server_reset_query (or the reseed before it) failed; closing the backend", zap.String("error", errText(q)))
 			p.conn.Close()
 			return
 		}
@@ -839,7 +840,11 @@ func (s *session) resetLeft(p *primaryConn) bool {
 	}
 	// Nothing of the answers may reach the client that left.
 	p.setIdle()
-	for _, sql := range resetLeftSQL {
+	queries := resetLeftSQL
+	if s.seeded.Load() {
+		queries = append(queries[:len(queries):len(queries)], reseedSQL())
+	}
+	for _, sql := range queries {
 		q, err := p.queryKeep(sql, true)
 		if err != nil || q.err != nil || p.TxStatus() != TxIdle {
 			return false
@@ -858,6 +863,7 @@ var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_tim
 // the server session that a pool must not move (transaction mode; see
 // mayPin). Safe to call from any goroutine.
 func (s *session) notePin(st *policy.Statement) {
+	s.noteSeed(st)
 	if !s.txMode || !mayPin(st) {
 		return
 	}
@@ -945,7 +951,7 @@ func mayPin(st *policy.Statement) bool {
 		// functions behind views) or creates anything may change the
 		// session in ways the text does not show: ask the server.
 		if f&(flags|policy.FlagSelectInto) != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
-			len(p.Hidden) > 0 || strings.HasPrefix(p.Command, "CREATE") {
+			len(p.Hidden) > 0 || strings.HasPrefix(p.Command, "CREATE") || p.Seeds {
 			pin = true
 		}
 		switch p.Class {
@@ -1132,6 +1138,9 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 	}
 	if s.loaded.Load() {
 		why = append(why, "load")
+	}
+	if s.seeded.Load() {
+		why = append(why, "seed")
 	}
 	if hidden {
 		why = append(why, "set_config")

@@ -63,6 +63,9 @@ type walker struct {
 	// policy.Statement.SetConfigLocal).
 	localSetConfig bool
 	localFlags     policy.Flags
+	// seeds: setseed() or a set_config of seed was called (see
+	// policy.Statement.Seeds).
+	seeds bool
 }
 
 // visit dispatches on the concrete node type.
@@ -414,6 +417,9 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	}
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
+	if name == "setseed" && (schema == "" || schema == "pg_catalog") {
+		w.seeds = true
+	}
 	if name == "set_config" && (schema == "" || schema == "pg_catalog") && len(n.Args) > 0 {
 		// NOTE: an unqualified set_config is pg_catalog's unless the
 		// search_path puts a schema holding another set_config(text, text,
@@ -421,6 +427,8 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 		// against either.
 		if s, ok := constString(n.Args[0]); ok {
 			w.constDep = true
+			// seed, even set transaction-locally, reseeds for the session.
+			w.seeds = w.seeds || strings.EqualFold(s, "seed")
 			if len(n.Args) == 3 && constTrue(n.Args[2]) {
 				// Transaction-local: as SET LOCAL.
 				w.localSetConfig = true
