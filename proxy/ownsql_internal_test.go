@@ -85,16 +85,19 @@ func ownSQL() map[string][]string {
 	snapshot, _ := snapshotQuery([]string{"a.b"})
 	keys := []uint32{1, 4000000000}
 	return map[string][]string{
-		"pinCheckSQL":   {pinCheckSQL},
-		"pinCheckQuery": {pinCheckQuery(nil, false), pinCheckQuery([]string{"a.b", "c.d"}, true)},
-		"customsSQL":    {"SELECT 1" + customsSQL([]string{"a.b"})},
-		"protectSQL":    {protectSQL + "SELECT 1"},
-		"stateDiffSQL":  {stateDiffSQL(ss, nil), stateDiffSQL(nil, ss)},
-		"setConfig":     {"SELECT " + setConfig("work_mem", "1MB")},
-		"resetFixSQL":   {"SELECT 1" + resetFix},
-		"resetLeftSQL":  resetLeftSQL,
-		"setDefaults":   {pool.ServerResetQuery},
-		"snapshotQuery": {snapshot},
+		"pinCheckQuery": {pinCheckQuery(nil, false, "u"), pinCheckQuery([]string{"a.b", "c.d"}, true, "u'x")},
+		// pinCheckSQL, hiddenSettingsSQL, pinStateSQL: parts of pinCheckQuery.
+		"pinCheckSQL":       {pinCheckQuery(nil, false, "u")},
+		"hiddenSettingsSQL": {"SELECT " + hiddenSettingsSQL("u")},
+		"pinStateSQL":       {"SELECT " + pinStateSQL},
+		"customsSQL":        {"SELECT 1" + customsSQL([]string{"a.b"})},
+		"protectSQL":        {protectSQL + "SELECT 1"},
+		"stateDiffSQL":      {stateDiffSQL(ss, nil), stateDiffSQL(nil, ss)},
+		"setConfig":         {"SELECT " + setConfig("work_mem", "1MB")},
+		"resetFixSQL":       {"SELECT 1" + resetFix},
+		"resetLeftSQL":      resetLeftSQL,
+		"setDefaults":       {pool.ServerResetQuery},
+		"snapshotQuery":     {snapshot},
 		// tempRelationsSQL: also in its own right.
 		"tempRelationsSQL":  {tempRelationsSQL},
 		"laneApplySQL":      {laneApplySQL},

@@ -23,7 +23,9 @@ import (
 // PostgreSQL 15's guc.c) need nothing of this: role and
 // session_authorization are read by the pin check itself, is_superuser
 // cannot be set, and default_with_oids and ssl_renegotiation_limit accept
-// only their defaults (false, 0).
+// only their defaults (false, 0). Those pg_settings hides from a role
+// without the privileges of pg_read_all_settings (GUC_SUPERUSER_ONLY) pin
+// their client instead (hiddenSettingsSQL).
 
 // noteSeed records that st, sent to the client's backend, seeds its random
 // sequence (any pool mode; from any goroutine).

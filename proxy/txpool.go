@@ -510,7 +510,7 @@ func (s *session) idleOnce(p *primaryConn) bool {
 			}
 			s.pinChecked(p, q, gen, setters, canary)
 		}}
-		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)+fix); err != nil {
+		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary, s.startup.Parameters["user"])+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
 		return true // its ReadyForQuery calls idle again
@@ -967,9 +967,10 @@ func mayPin(st *policy.Statement) bool {
 	return pin
 }
 
-// pinCheckSQL asks the server what in the session would not follow the
-// client to another backend (one boolean per reason in pinReasons' order),
-// and the session's settings (see parseSessionSettings).
+// pinCheckSQL starts the pin check (pinCheckQuery), which asks the server
+// what in the session would not follow the client to another backend (one
+// boolean per reason in pinReasons' order: these, then hiddenSettingsSQL's),
+// and the session's settings (pinStateSQL).
 //
 // NOTE: temporary objects are read from pg_depend, where every object made
 // in the session's temporary schema records its dependency on that schema:
@@ -979,8 +980,12 @@ const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<
 	`OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND locktype OPERATOR(pg_catalog.=) 'advisory'), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
-	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
-	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), `
+
+// pinStateSQL are the columns of the pin check after its reasons: the
+// session's SQL prepared statements, settings, role and session
+// authorization (see parseSessionSettings).
+const pinStateSQL = `(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
 	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.<>) ALL (ARRAY['statement_timeout', 'lock_timeout', 'idle_session_timeout'])), ` +
 	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
 
@@ -1001,12 +1006,29 @@ func customsSQL(names []string) string {
 		`(SELECT n, pg_catalog.current_setting(n, true) AS v FROM (VALUES ` + strings.Join(vals, ", ") + `) AS c(n)) AS s WHERE v IS NOT NULL)`
 }
 
-// pinReasons name, in pinCheckSQL's column order, what keeps a client on
+// hiddenSettingsSQL is the pin check's column that says whether the
+// session may hold settings pg_settings does not show it, which therefore
+// cannot follow the client: pg_settings (and current_setting) hide the
+// settings PostgreSQL marks GUC_SUPERUSER_ONLY (dynamic_library_path,
+// session_preload_libraries, ...) from a current role without the
+// privileges of pg_read_all_settings, although the session may have set
+// them: as login, a role that has them (a superuser) before it took a
+// lesser role (SET ROLE, SET SESSION AUTHORIZATION), or as a role granted
+// SET on such a parameter (GRANT SET ON PARAMETER, PostgreSQL 15). login
+// is the client's login user.
+func hiddenSettingsSQL(login string) string {
+	return `(NOT pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AND ` +
+		`(pg_catalog.pg_has_role(` + quoteLiteral(login) + `, 'pg_read_all_settings', 'USAGE') OR ` +
+		`EXISTS (SELECT 1 FROM pg_catalog.pg_parameter_acl a WHERE pg_catalog.has_parameter_privilege(a.parname, 'SET') ` +
+		`AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) a.parname))))`
+}
+
+// pinReasons name, in the pin check's column order, what keeps a client on
 // its backend in transaction mode (SHOW CLIENTS pinned, and the pins metric).
 // The columns after them are the session's SQL prepared statements and
 // settings, which move with the client instead (see moveState); a prepared
 // statement that cannot move pins it (sql_prepare).
-var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"}
+var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor", "hidden_settings"}
 
 // pinCheckQuery is the pin check for a client whose custom settings are
 // customs, as one Query: the client's statement_timeout and lock_timeout
@@ -1020,10 +1042,10 @@ var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"
 // backends cannot replace. The pin check turns it off on the client's
 // backend (on every backend's first time idle, too: a role or database
 // default) and it does not move.
-func pinCheckQuery(customs []string, setCanary bool) string {
+func pinCheckQuery(customs []string, setCanary bool, login string) string {
 	sql := "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('lock_timeout'); " + protectSQL +
 		"SET idle_session_timeout = 0; " +
-		pinCheckSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
+		pinCheckSQL + hiddenSettingsSQL(login) + ", " + pinStateSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
 	if setCanary {
 		sql += "; SELECT pg_catalog.set_config(" + quoteLiteral(canaryName) + ", '1', false)"
 	}

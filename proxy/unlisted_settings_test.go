@@ -174,3 +174,43 @@ func TestSessionPoolSeedDoesNotReachNextClient(t *testing.T) {
 		t.Fatalf("b reads on in a's sequence: %s", v)
 	}
 }
+
+// Settings pg_settings shows only to roles with the privileges of
+// pg_read_all_settings (GUC_SUPERUSER_ONLY: dynamic_library_path, ...):
+// a superuser client that set one and then took a lesser role (SET ROLE,
+// SET SESSION AUTHORIZATION) keeps its backend (pin hidden_settings) while
+// its current role cannot read them, and gets them back when it can
+// again; b on that backend never sees a's value.
+func TestTxPoolSuperuserOnlySettingsDoNotReachNextClient(t *testing.T) {
+	const read = "SELECT current_setting('dynamic_library_path')"
+	for _, lesser := range []string{"SET ROLE txlane_app", "SET SESSION AUTHORIZATION txlane_app"} {
+		t.Run(lesser, func(t *testing.T) {
+			p := startTxPoolWait(t, 1, false)
+			a, b := p.connect(t), p.connect(t)
+			exec(t, a, "SET dynamic_library_path = '$libdir:/tmp'")
+			exec(t, a, lesser)
+			waitFor(t, func() bool { return strings.Contains(pinnedReasons(p), "hidden_settings") }, "a pinned by hidden_settings")
+			wantOwnValue(t, b, read, "$libdir")
+			exec(t, a, "RESET SESSION AUTHORIZATION; RESET ROLE")
+			if got := scalar(t, a, read); got != "$libdir:/tmp" {
+				t.Fatalf("a's dynamic_library_path is %q, want its own", got)
+			}
+			waitFor(t, func() bool { return !strings.Contains(pinnedReasons(p), "hidden_settings") }, "a unpinned")
+			b = p.connect(t)
+			wantOwnValue(t, b, read, "$libdir")
+		})
+	}
+}
+
+// A role granted SET on such a parameter (GRANT SET ON PARAMETER) sets it
+// but cannot read it back: it keeps its backend (pin hidden_settings).
+func TestTxPoolGrantedHiddenSettingDoesNotReachNextClient(t *testing.T) {
+	pgtest.Exec(t, "GRANT SET ON PARAMETER dynamic_library_path TO "+pgtest.AppRole)
+	t.Cleanup(func() { pgtest.Exec(t, "REVOKE SET ON PARAMETER dynamic_library_path FROM "+pgtest.AppRole) })
+	p := startTxPoolWait(t, 1, false)
+	dsn := p.DSN(t, pgtest.AppRole)
+	a, b := connectDSN(t, dsn), connectDSN(t, dsn)
+	exec(t, a, "SET dynamic_library_path = '$libdir:/tmp'")
+	waitFor(t, func() bool { return strings.Contains(pinnedReasons(p), "hidden_settings") }, "a pinned by hidden_settings")
+	wantNotOnBackendOf(t, b, "SELECT 1", "a setting a may set but not read")
+}
