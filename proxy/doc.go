@@ -27,8 +27,9 @@
 //	movable.go       startup parameters that move with a client (pool key,
 //	                 login values, set on attach, RESET)
 //	pins.go          which pin reasons are new (txlane_pins_total)
-//	seed.go          a client that seeds its backend's random sequence keeps
-//	                 it; the next client gets it seeded afresh
+//	unlisted.go      settings pg_settings does not list: a client that seeds
+//	                 its backend's random sequence keeps it (the next client
+//	                 gets it seeded afresh); settings hidden from its role
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages

@@ -85,10 +85,10 @@ func ownSQL() map[string][]string {
 	snapshot, _ := snapshotQuery([]string{"a.b"})
 	keys := []uint32{1, 4000000000}
 	return map[string][]string{
-		"pinCheckQuery": {pinCheckQuery(nil, false, "u"), pinCheckQuery([]string{"a.b", "c.d"}, true, "u'x")},
+		"pinCheckQuery": {pinCheckQuery(nil, false, nil), pinCheckQuery([]string{"a.b", "c.d"}, true, []string{"work_mem", "x'y"})},
 		// pinCheckSQL, hiddenSettingsSQL, pinStateSQL: parts of pinCheckQuery.
-		"pinCheckSQL":       {pinCheckQuery(nil, false, "u")},
-		"hiddenSettingsSQL": {"SELECT " + hiddenSettingsSQL("u")},
+		"pinCheckSQL":       {pinCheckQuery(nil, false, nil)},
+		"hiddenSettingsSQL": {"SELECT " + hiddenSettingsSQL(nil), "SELECT " + hiddenSettingsSQL([]string{"dynamic_library_path"})},
 		"pinStateSQL":       {"SELECT " + pinStateSQL},
 		"customsSQL":        {"SELECT 1" + customsSQL([]string{"a.b"})},
 		"protectSQL":        {protectSQL + "SELECT 1"},

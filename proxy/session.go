@@ -75,6 +75,8 @@ type session struct {
 	// loaded: the client ran LOAD; the library stays in its backend.
 	// seeded: the client seeded its backend's random sequence (seed.go).
 	loaded, seeded atomic.Bool
+	// named: the settings the client named in SET or set_config (unlisted.go).
+	named settingNames
 	// settings are the client's session settings as the server last
 	// reported them (transaction mode; nil: those of its login).
 	settings atomic.Pointer[sessionSettings]

@@ -510,7 +510,7 @@ func (s *session) idleOnce(p *primaryConn) bool {
 			}
 			s.pinChecked(p, q, gen, setters, canary)
 		}}
-		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary, s.startup.Parameters["user"])+fix); err != nil {
+		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary, s.named.list(s.settings.Load()))+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
 		return true // its ReadyForQuery calls idle again
@@ -864,6 +864,7 @@ var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_tim
 // mayPin). Safe to call from any goroutine.
 func (s *session) notePin(st *policy.Statement) {
 	s.noteSeed(st)
+	s.named.note(st)
 	if !s.txMode || !mayPin(st) {
 		return
 	}
@@ -1006,23 +1007,6 @@ func customsSQL(names []string) string {
 		`(SELECT n, pg_catalog.current_setting(n, true) AS v FROM (VALUES ` + strings.Join(vals, ", ") + `) AS c(n)) AS s WHERE v IS NOT NULL)`
 }
 
-// hiddenSettingsSQL is the pin check's column that says whether the
-// session may hold settings pg_settings does not show it, which therefore
-// cannot follow the client: pg_settings (and current_setting) hide the
-// settings PostgreSQL marks GUC_SUPERUSER_ONLY (dynamic_library_path,
-// session_preload_libraries, ...) from a current role without the
-// privileges of pg_read_all_settings, although the session may have set
-// them: as login, a role that has them (a superuser) before it took a
-// lesser role (SET ROLE, SET SESSION AUTHORIZATION), or as a role granted
-// SET on such a parameter (GRANT SET ON PARAMETER, PostgreSQL 15). login
-// is the client's login user.
-func hiddenSettingsSQL(login string) string {
-	return `(NOT pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AND ` +
-		`(pg_catalog.pg_has_role(` + quoteLiteral(login) + `, 'pg_read_all_settings', 'USAGE') OR ` +
-		`EXISTS (SELECT 1 FROM pg_catalog.pg_parameter_acl a WHERE pg_catalog.has_parameter_privilege(a.parname, 'SET') ` +
-		`AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) a.parname))))`
-}
-
 // pinReasons name, in the pin check's column order, what keeps a client on
 // its backend in transaction mode (SHOW CLIENTS pinned, and the pins metric).
 // The columns after them are the session's SQL prepared statements and
@@ -1042,10 +1026,10 @@ var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"
 // backends cannot replace. The pin check turns it off on the client's
 // backend (on every backend's first time idle, too: a role or database
 // default) and it does not move.
-func pinCheckQuery(customs []string, setCanary bool, login string) string {
+func pinCheckQuery(customs []string, setCanary bool, named []string) string {
 	sql := "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('lock_timeout'); " + protectSQL +
 		"SET idle_session_timeout = 0; " +
-		pinCheckSQL + hiddenSettingsSQL(login) + ", " + pinStateSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
+		pinCheckSQL + hiddenSettingsSQL(named) + ", " + pinStateSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
 	if setCanary {
 		sql += "; SELECT pg_catalog.set_config(" + quoteLiteral(canaryName) + ", '1', false)"
 	}

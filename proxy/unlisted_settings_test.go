@@ -85,8 +85,9 @@ func TestTxPoolSeedStaysWithItsClient(t *testing.T) {
 			}
 			a.Close(context.Background())
 			deadline := time.Now().Add(10 * time.Second)
-			for {
-				c := p.connect(t)
+			// A login's first statement may run on the backend the login
+			// forked (auth_type server); its next on a pooled one.
+			for c := p.connect(t); ; {
 				pid, v := randomOn(t, c)
 				if pid == apid {
 					if slices.Contains(seq, v) {
@@ -94,16 +95,9 @@ func TestTxPoolSeedStaysWithItsClient(t *testing.T) {
 					}
 					break
 				}
-				if pid2, v2 := randomOn(t, c); pid2 == apid {
-					if slices.Contains(seq, v2) {
-						t.Fatalf("the next client on a's backend reads on in a's sequence: %s", v2)
-					}
-					break
-				}
 				if time.Now().After(deadline) {
 					t.Fatalf("no client got a's backend %s back from the pool", apid)
 				}
-				c.Close(context.Background())
 			}
 		})
 	}
