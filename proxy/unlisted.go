@@ -135,7 +135,9 @@ func (n *settingNames) list(known *sessionSettings) []string {
 // ROLE, SET SESSION AUTHORIZATION), or as a role granted SET on such a
 // parameter (GRANT SET ON PARAMETER). So: the current role lacks those
 // privileges, and a setting the client named (named, see settingNames)
-// exists but is hidden from it (other than those no role sees:
+// exists but is hidden from it (names compared in lower case, as
+// PostgreSQL compares them: pg_settings spells DateStyle so; other than
+// those no role sees:
 // GUC_NO_SHOW_ALL, pg_settings_get_flags), or the role may SET a parameter
 // it cannot see.
 //
@@ -151,7 +153,7 @@ func hiddenSettingsSQL(named []string) string {
 		}
 		names = `EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY[` + strings.Join(lits, ", ") + `]::pg_catalog.text[]) AS n(name) ` +
 			`WHERE NOT (pg_catalog.pg_settings_get_flags(n.name) OPERATOR(pg_catalog.@>) '{NO_SHOW_ALL}'::pg_catalog.text[]) ` +
-			`AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) n.name))`
+			`AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s WHERE pg_catalog.lower(s.name) OPERATOR(pg_catalog.=) n.name))`
 	}
 	return `(NOT pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AND (` + names + ` OR ` +
 		`EXISTS (SELECT 1 FROM pg_catalog.pg_parameter_acl a WHERE pg_catalog.has_parameter_privilege(a.parname, 'SET') ` +

@@ -208,3 +208,23 @@ func TestTxPoolGrantedHiddenSettingDoesNotReachNextClient(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(pinnedReasons(p), "hidden_settings") }, "a pinned by hidden_settings")
 	wantNotOnBackendOf(t, b, "SELECT 1", "a setting a may set but not read")
 }
+
+// Settings the client's role can read move with it and pin nothing, in
+// whatever letter case it names them (pg_settings spells DateStyle so).
+func TestTxPoolVisibleSettingsDoNotPinHidden(t *testing.T) {
+	p := startTxPoolWait(t, 1, false)
+	dsn := p.DSN(t, pgtest.AppRole)
+	a, b := connectDSN(t, dsn), connectDSN(t, dsn)
+	exec(t, a, "SET datestyle = 'SQL, DMY'")
+	exec(t, a, "SELECT set_config('WORK_MEM', '13MB', false)")
+	exec(t, a, "SELECT 1")
+	if got := scalar(t, b, "SELECT current_setting('DateStyle') || ' ' || current_setting('work_mem')"); got != "ISO, MDY 4MB" {
+		t.Fatalf("b's settings read %q, want its own", got)
+	}
+	if got := scalar(t, a, "SELECT current_setting('DateStyle') || ' ' || current_setting('work_mem')"); got != "SQL, DMY 13MB" {
+		t.Fatalf("a's settings read %q, want its own", got)
+	}
+	if got := pinnedReasons(p); strings.Contains(got, "hidden_settings") {
+		t.Fatalf("SHOW CLIENTS pinned %q", got)
+	}
+}
