@@ -88,8 +88,8 @@ func ownSQL() map[string][]string {
 		"pinCheckQuery": {pinCheckQuery(nil, false, nil), pinCheckQuery([]string{"a.b", "c.d"}, true, []string{"work_mem", "x'y"})},
 		// pinCheckSQL, hiddenSettingsSQL, pinStateSQL: parts of pinCheckQuery.
 		"pinCheckSQL":       {pinCheckQuery(nil, false, nil)},
-		"hiddenSettingsSQL": {"SELECT " + hiddenSettingsSQL(nil), "SELECT " + hiddenSettingsSQL([]string{"dynamic_library_path"})},
-		"pinStateSQL":       {"SELECT " + pinStateSQL},
+		"hiddenSettingsSQL": {pinCheckQuery(nil, false, []string{"dynamic_library_path"})},
+		"pinStateSQL":       {pinCheckQuery(nil, false, nil)},
 		"customsSQL":        {"SELECT 1" + customsSQL([]string{"a.b"})},
 		"protectSQL":        {protectSQL + "SELECT 1"},
 		"stateDiffSQL":      {stateDiffSQL(ss, nil), stateDiffSQL(nil, ss)},

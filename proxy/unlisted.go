@@ -69,9 +69,10 @@ func reseedSQL() string {
 	return "SELECT pg_catalog.setseed(" + strconv.FormatFloat(x, 'g', -1, 64) + ")"
 }
 
-// settingNames are the names of the settings a client named in SET (or SET
-// LOCAL, RESET) and in set_config calls with a constant name, in lower
-// case, custom (dotted) ones left out: those the pin check asks about in
+// settingNames are the names of the settings a client named in SET (or
+// RESET) and in set_config calls with a constant name, in lower case;
+// transaction-local changes (which cannot outlive the transaction) and
+// custom (dotted) names left out: those the pin check may ask about in
 // hiddenSettingsSQL.
 type settingNames struct {
 	mu sync.Mutex
@@ -82,7 +83,7 @@ type settingNames struct {
 func (n *settingNames) note(st *policy.Statement) {
 	eachPart(st, func(p *policy.Statement) {
 		for _, set := range p.Settings {
-			if !set.ResetAll {
+			if !set.ResetAll && !set.Local {
 				n.add(set.Name)
 			}
 		}
@@ -105,24 +106,37 @@ func (n *settingNames) add(name string) {
 	n.m[name] = true
 }
 
-// list returns the names noted and those of known (the session's settings
-// as the last pin check read them), sorted.
+// list returns, sorted, the names the pin check asks about, given known
+// (the session's settings as the last pin check read them). A client that
+// never changed its identity (role, session_authorization) sees what it
+// saw: only the names noted that known lacks may be hidden from it (set
+// but not read back: hidden, or reset, or the SET failed). One that did
+// may no longer see what it saw before: every name noted or known.
 func (n *settingNames) list(known *sessionSettings) []string {
 	n.mu.Lock()
-	out := make([]string, 0, len(n.m))
-	for name := range n.m {
-		out = append(out, name)
-	}
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	switched := n.m["role"] || n.m["session_authorization"]
+	seen := map[string]bool{}
 	if known != nil {
 		for name := range known.values {
-			if !strings.Contains(name, ".") {
-				out = append(out, strings.ToLower(name))
+			seen[strings.ToLower(name)] = true
+		}
+	}
+	var out []string
+	for name := range n.m {
+		if switched || !seen[name] {
+			out = append(out, name)
+		}
+	}
+	if switched {
+		for name := range seen {
+			if !n.m[name] && !strings.Contains(name, ".") {
+				out = append(out, name)
 			}
 		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // hiddenSettingsSQL is the pin check's column that says whether the
@@ -143,19 +157,19 @@ func (n *settingNames) list(known *sessionSettings) []string {
 //
 // NOTE: a name counts from the client's first SET of it on, whether that
 // SET succeeded or was reset since: fail safe, the client stays on its
-// backend while its role cannot read that setting.
+// backend while its role cannot read that setting. It costs a role with
+// those privileges nothing (CASE), and one without them a second read of
+// pg_settings (about 1 ms of server time) only when there are names to
+// look up: the caller leaves out those the last pin check read back
+// (settingNames.list), and GRANT SET ON PARAMETER is rare.
 func hiddenSettingsSQL(named []string) string {
-	names := "false"
-	if len(named) > 0 {
-		lits := make([]string, len(named))
-		for i, n := range named {
-			lits[i] = quoteLiteral(n)
-		}
-		names = `EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY[` + strings.Join(lits, ", ") + `]::pg_catalog.text[]) AS n(name) ` +
-			`WHERE NOT (pg_catalog.pg_settings_get_flags(n.name) OPERATOR(pg_catalog.@>) '{NO_SHOW_ALL}'::pg_catalog.text[]) ` +
-			`AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s WHERE pg_catalog.lower(s.name) OPERATOR(pg_catalog.=) n.name))`
+	lits := make([]string, len(named))
+	for i, n := range named {
+		lits[i] = quoteLiteral(n)
 	}
-	return `(NOT pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AND (` + names + ` OR ` +
-		`EXISTS (SELECT 1 FROM pg_catalog.pg_parameter_acl a WHERE pg_catalog.has_parameter_privilege(a.parname, 'SET') ` +
-		`AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) a.parname))))`
+	return `CASE WHEN pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') THEN false ELSE EXISTS (` +
+		`SELECT 1 FROM pg_catalog.unnest(ARRAY[` + strings.Join(lits, ", ") + `]::pg_catalog.text[] OPERATOR(pg_catalog.||) ` +
+		`ARRAY(SELECT a.parname FROM pg_catalog.pg_parameter_acl a WHERE pg_catalog.has_parameter_privilege(a.parname, 'SET'))) AS n(name) ` +
+		`WHERE NOT (pg_catalog.pg_settings_get_flags(n.name) OPERATOR(pg_catalog.@>) '{NO_SHOW_ALL}'::pg_catalog.text[]) ` +
+		`AND NOT (n.name OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(s.name) FROM pg_catalog.pg_settings s))) END`
 }
