@@ -73,7 +73,7 @@ type session struct {
 	dirtyGen, cleanGen atomic.Uint64
 	pin                atomic.Pointer[string]
 	// loaded: the client ran LOAD; the library stays in its backend.
-	// seeded: the client seeded its backend's random sequence (seed.go).
+	// seeded: the client seeded its backend's random sequence (unlisted.go).
 	loaded, seeded atomic.Bool
 	// named: the settings the client named in SET or set_config (unlisted.go).
 	named settingNames
