@@ -60,7 +60,10 @@ type Config struct {
 
 	// AuthQuery (`auth_query`) returns a user's name and secret for $1
 	// (DefaultAuthQuery: PgBouncer's, every name schema-qualified; it
-	// reads pg_authid).
+	// reads pg_authid). Default SELECT rolname, CASE WHEN rolvaliduntil
+	// OPERATOR(pg_catalog.<) pg_catalog.now() THEN NULL ELSE rolpassword END
+	// FROM pg_catalog.pg_authid WHERE rolname OPERATOR(pg_catalog.=) $1 AND
+	// rolcanlogin.
 	AuthQuery string
 
 	// AuthDBName (`auth_dbname`) is the database AuthQuery runs in; ""
