@@ -59,9 +59,11 @@ type Config struct {
 	AuthUser string
 
 	// AuthQuery (`auth_query`) returns a user's name and secret for $1
-	// (DefaultAuthQuery, PgBouncer's, reads pg_authid). Default SELECT
-	// rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword
-	// END FROM pg_authid WHERE rolname=$1 AND rolcanlogin.
+	// (DefaultAuthQuery: PgBouncer's, every name schema-qualified; it
+	// reads pg_authid). Default SELECT rolname, CASE WHEN rolvaliduntil
+	// OPERATOR(pg_catalog.<) pg_catalog.now() THEN NULL ELSE rolpassword END
+	// FROM pg_catalog.pg_authid WHERE rolname OPERATOR(pg_catalog.=) $1 AND
+	// rolcanlogin.
 	AuthQuery string
 
 	// AuthDBName (`auth_dbname`) is the database AuthQuery runs in; ""
@@ -353,8 +355,10 @@ const (
 )
 
 // DefaultAuthQuery is PgBouncer's default auth_query (it reads pg_authid,
-// which takes a superuser).
-const DefaultAuthQuery = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"
+// which takes a superuser) with every function, operator and relation
+// schema-qualified, so that a search_path set for auth_user or its database
+// (ALTER ROLE/DATABASE ... SET) cannot put other code in its place.
+const DefaultAuthQuery = "SELECT rolname, CASE WHEN rolvaliduntil OPERATOR(pg_catalog.<) pg_catalog.now() THEN NULL ELSE rolpassword END FROM pg_catalog.pg_authid WHERE rolname OPERATOR(pg_catalog.=) $1 AND rolcanlogin"
 
 // OnUnavailable is what happens to a vector read when the vector lane is
 // unreachable or exhausted past its acquire timeout.

@@ -463,6 +463,16 @@ type Statement struct {
 	// session (transactional, as every setting), no data. For the units of
 	// work it writes nothing; routing still counts it a write.
 	WritesSettingsOnly bool `json:"writes_settings_only,omitempty"`
+	// Seeds: the statement seeds the session's random sequence (random(),
+	// random_normal()): setseed(), or the setting seed given a value (SET
+	// [LOCAL] seed, SET seed FROM CURRENT, pg_catalog.set_config('seed',
+	// ...) with a constant name, local or not). The sequence is state of the
+	// backend that no setting shows (pg_settings does not list seed; SHOW
+	// seed reads "unavailable") and that outlives even SET LOCAL: each such
+	// SET calls setseed (PostgreSQL's guc.c, assign_random_seed), and
+	// neither RESET, the transaction's end, RESET ALL nor DISCARD ALL takes
+	// it back.
+	Seeds bool
 	// Deallocate is set for DEALLOCATE.
 	Deallocate *Deallocate
 	// Discard is set for DISCARD.
@@ -554,6 +564,7 @@ func Merge(parts []Statement) Statement {
 			}
 		}
 		out.Settings = append(out.Settings, p.Settings...)
+		out.Seeds = out.Seeds || p.Seeds
 		if p.Deallocate != nil {
 			out.Deallocate = p.Deallocate
 		}

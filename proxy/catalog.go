@@ -216,12 +216,11 @@ func (s *Server) refreshRouting(database string, dr *dbRouting) {
 	c := res.Value()
 	start := time.Now()
 	// NOTE: the lane connection carries the last client's role and
-	// search_path, and the catalog query's operators are not qualified: a
-	// client's own operators earlier in its search_path could forge what it
-	// returns. Read it as the pool's login with only pg_catalog on the path,
-	// in a transaction that takes both back at its end.
+	// search_path. The catalog queries qualify every name, and are read as
+	// the pool's login with only pg_catalog on the path besides
+	// (catalogReadBegin), in a transaction that takes both back at its end.
 	snap, err := catalog.Read(func(sql string) ([][]string, error) {
-		return c.queryRows("BEGIN READ ONLY; SET LOCAL ROLE NONE; SET LOCAL search_path = pg_catalog, pg_temp; " + sql + "; COMMIT")
+		return c.queryRows(catalogReadBegin + sql + "; COMMIT")
 	})
 	s.lanes.release(res, err != nil)
 	if err != nil {
@@ -234,6 +233,9 @@ func (s *Server) refreshRouting(database string, dr *dbRouting) {
 		zap.Int("functions", len(snap.Objects.Functions)), zap.Int("relations", len(snap.Objects.Relations)),
 		zap.Duration("took", time.Since(start)))
 }
+
+// catalogReadBegin starts the transaction catalog discovery reads in.
+const catalogReadBegin = "BEGIN READ ONLY; SET LOCAL ROLE NONE; SET LOCAL search_path = pg_catalog, pg_temp; "
 
 // queryRows runs sql on the lane connection and returns its rows as text
 // (NULL as "").

@@ -32,6 +32,9 @@
 //	logincache.go    a pool's login cache: transaction-mode logins answered
 //	                 without a backend (server values, applied values)
 //	pins.go          which pin reasons are new (txlane_pins_total)
+//	unlisted.go      settings pg_settings does not list: a client that seeds
+//	                 its backend's random sequence keeps it (the next client
+//	                 gets it seeded afresh); settings hidden from its role
 //	plan.go          planner: a request resolved once into a requestPlan
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages

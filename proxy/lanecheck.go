@@ -60,8 +60,8 @@ var watchedSettings = []string{
 // vector value: its settings (hnsw.ef_search, ...) then exist with their
 // defaults before any read runs (see watchedSettings). Failing is not an
 // error: then they do not exist.
-const laneLoadVectorSQL = `DO $txlane$ DECLARE s name; BEGIN ` +
-	`SELECT n.nspname INTO s FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'; ` +
+const laneLoadVectorSQL = `DO $txlane$ DECLARE s pg_catalog.name; BEGIN ` +
+	`SELECT n.nspname INTO s FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace WHERE e.extname OPERATOR(pg_catalog.=) 'vector'; ` +
 	`IF s IS NOT NULL THEN EXECUTE pg_catalog.format('SELECT %L::%I.vector', '[0]', s); END IF; ` +
 	`EXCEPTION WHEN OTHERS THEN NULL; END $txlane$`
 
@@ -307,7 +307,7 @@ func laneDialSQL() string {
 		b.WriteString(quoteLiteral(n))
 		b.WriteString(", true)")
 	}
-	b.WriteString(" FROM pg_catalog.pg_roles r WHERE r.rolname = session_user")
+	b.WriteString(" FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user")
 	return b.String()
 }
 

@@ -225,7 +225,7 @@ func (s *session) resetFixSQL(p *primaryConn) (string, uint64) {
 	}
 	moveQueries.Add(1)
 	return "; SELECT pg_catalog.set_config(o.n, o.v, false) FROM (VALUES " + strings.Join(vals, ", ") +
-		") AS o(n, v) JOIN pg_catalog.pg_settings ON name = o.n WHERE source <> 'session'", n
+		") AS o(n, v) JOIN pg_catalog.pg_settings ON name OPERATOR(pg_catalog.=) o.n WHERE source OPERATOR(pg_catalog.<>) 'session'", n
 }
 
 // poolDial returns the function a transaction-mode pool opens backends

@@ -77,7 +77,10 @@ type session struct {
 	dirtyGen, cleanGen atomic.Uint64
 	pin                atomic.Pointer[string]
 	// loaded: the client ran LOAD; the library stays in its backend.
-	loaded atomic.Bool
+	// seeded: the client seeded its backend's random sequence (unlisted.go).
+	loaded, seeded atomic.Bool
+	// named: the settings the client named in SET or set_config (unlisted.go).
+	named settingNames
 	// settings are the client's session settings as the server last
 	// reported them (transaction mode; nil: those of its login).
 	settings atomic.Pointer[sessionSettings]

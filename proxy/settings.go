@@ -72,8 +72,8 @@ const maxSnapshotTemp = 256
 // pg_my_temp_schema() column of the settings query, which every refresh
 // reads.
 const tempRelationsSQL = `SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.relname), ',') FROM (` +
-	`SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() ` +
-	`AND c.relkind NOT IN ('i', 'I', 't') ORDER BY c.relname LIMIT 257) t`
+	`SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema() ` +
+	`AND c.relkind OPERATOR(pg_catalog.<>) ALL ('{i,I,t}'::pg_catalog."char"[]) ORDER BY c.relname LIMIT 257) t`
 
 // Snapshot columns that are not settings.
 const (
@@ -89,17 +89,17 @@ const (
 // tracked settings and the given custom ones, and the names in column order.
 func snapshotQuery(custom []string) (sql string, names []string) {
 	var b strings.Builder
-	b.WriteString("SELECT current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() <> 0, current_setting('is_superuser'), " +
-		"concat_ws(',', current_setting('default_transaction_isolation'), current_setting('default_transaction_read_only'), current_setting('default_transaction_deferrable'))")
+	b.WriteString("SELECT pg_catalog.current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0, pg_catalog.current_setting('is_superuser'), " +
+		"pg_catalog.concat_ws(',', pg_catalog.current_setting('default_transaction_isolation'), pg_catalog.current_setting('default_transaction_read_only'), pg_catalog.current_setting('default_transaction_deferrable'))")
 	names = append(names, colIsolation, settingRole, colTempSchema, colSuperuser, colDefaults)
 	for _, n := range trackedSettings {
-		b.WriteString(", current_setting(")
+		b.WriteString(", pg_catalog.current_setting(")
 		b.WriteString(quoteLiteral(n))
 		b.WriteString(")")
 		names = append(names, n)
 	}
 	for _, n := range custom {
-		b.WriteString(", current_setting(")
+		b.WriteString(", pg_catalog.current_setting(")
 		b.WriteString(quoteLiteral(n))
 		b.WriteString(", true)")
 		names = append(names, n)

@@ -587,15 +587,12 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 		return nil
 	}
 	byKey := map[uint32]string{}
-	lits := make([]string, len(units))
+	keys := make([]uint32, len(units))
 	for i, u := range units {
-		k := s.srv.shared.key(u)
-		byKey[k] = u
-		lits[i] = "'" + strconv.FormatUint(uint64(k), 10) + "'::pg_catalog.oid"
+		keys[i] = s.srv.shared.key(u)
+		byKey[keys[i]] = u
 	}
-	where := " AND l.objid IN (" + strings.Join(lits, ", ") + ") AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()" +
-		" AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
-	q, _, err := s.sharedQuery(func(TxStatus, int) string { return holdersSQL(where) })
+	q, _, err := s.sharedQuery(func(TxStatus, int) string { return holdersSQL(othersOf(keys)) })
 	if err != nil {
 		return err
 	}
@@ -623,6 +620,18 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 	return nil
 }
 
+// othersOf is holdersSQL's condition for the holders of keys' locks in the
+// current database other than the asking backend.
+func othersOf(keys []uint32) string {
+	lits := make([]string, len(keys))
+	for i, k := range keys {
+		lits[i] = strconv.FormatUint(uint64(k), 10)
+	}
+	return " AND l.objid OPERATOR(pg_catalog.=) ANY ('{" + strings.Join(lits, ",") + "}'::pg_catalog.oid[])" +
+		" AND (l.pid IS NULL OR l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())" +
+		" AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+}
+
 // holdersSQL lists the holders of units' locks (every database's, and
 // prepared transactions', whose pid is NULL), restricted by where (ANDed
 // conditions on l, pg_locks): key, pid, instance, application_name, user,
@@ -630,11 +639,14 @@ func (s *session) sharedHolders(units []string, holders map[string]UnitHolder) e
 // pg_stat_activity does not show it to the asking role) and its state.
 func holdersSQL(where string) string {
 	return fmt.Sprintf(`SELECT l.objid::pg_catalog.int8, COALESCE(l.pid, 0), `+
-		`COALESCE((SELECT m.objid::pg_catalog.int8 FROM pg_catalog.pg_locks m WHERE m.pid = l.pid AND m.locktype = 'advisory' AND m.classid = %[2]d AND m.objsubid = 2 AND m.granted LIMIT 1), 0), `+
+		`COALESCE((SELECT m.objid::pg_catalog.int8 FROM pg_catalog.pg_locks m WHERE m.pid OPERATOR(pg_catalog.=) l.pid AND m.locktype OPERATOR(pg_catalog.=) 'advisory' `+
+		`AND m.classid OPERATOR(pg_catalog.=) %[2]d AND m.objsubid OPERATOR(pg_catalog.=) 2 AND m.granted LIMIT 1), 0), `+
 		`COALESCE(a.application_name, ''), COALESCE(a.usename, ''), COALESCE(d.datname, ''), `+
 		`EXTRACT(epoch FROM a.xact_start), COALESCE(a.state, '') `+
-		`FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid LEFT JOIN pg_catalog.pg_database d ON d.oid = l.database `+
-		`WHERE l.locktype = 'advisory' AND l.classid = %[1]d AND l.objsubid = 2 AND l.mode = 'ShareLock' AND l.granted%[3]s `+
+		`FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid `+
+		`LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) l.database `+
+		`WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.classid OPERATOR(pg_catalog.=) %[1]d AND l.objsubid OPERATOR(pg_catalog.=) 2 `+
+		`AND l.mode OPERATOR(pg_catalog.=) 'ShareLock' AND l.granted%[3]s `+
 		`ORDER BY 1, 2`, unitLockSpace, instanceLockSpace, where)
 }
 

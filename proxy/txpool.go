@@ -552,7 +552,7 @@ func (s *session) idleOnce(p *primaryConn) bool {
 			}
 			s.pinChecked(p, q, gen, setters, canary)
 		}}
-		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary)+fix); err != nil {
+		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary, s.named.list(s.settings.Load()))+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 		}
 		return true // its ReadyForQuery calls idle again
@@ -683,10 +683,11 @@ func (s *session) resetForPool(p *primaryConn) bool {
 	p.setIdle()
 	pool := p.pooled.pool
 	pool.resetStarted(1)
+	reseeded := s.reseed(p)
 	q := &internalQuery{done: make(chan struct{}), then: func(q *internalQuery) {
 		pool.resetStarted(-1)
-		if q.err != nil {
-			s.log.Warn("server_reset_query failed; closing the backend", zap.String("error", q.err.Message))
+		if q.err != nil || !reseeded() {
+			s.log.Warn("server_reset_query (or the reseed before it) failed; closing the backend", zap.String("error", errText(q)))
 			p.conn.Close()
 			return
 		}
@@ -884,7 +885,11 @@ func (s *session) resetLeft(p *primaryConn) bool {
 	}
 	// Nothing of the answers may reach the client that left.
 	p.setIdle()
-	for _, sql := range []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_timeout = 0", "DISCARD ALL"} {
+	queries := resetLeftSQL
+	if s.seeded.Load() {
+		queries = append(queries[:len(queries):len(queries)], reseedSQL())
+	}
+	for _, sql := range queries {
 		q, err := p.queryKeep(sql, true)
 		if err != nil || q.err != nil || p.TxStatus() != TxIdle {
 			return false
@@ -895,11 +900,16 @@ func (s *session) resetLeft(p *primaryConn) bool {
 	return true
 }
 
+// resetLeftSQL are resetLeft's queries, in order.
+var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_timeout = 0", "DISCARD ALL"}
+
 // notePin records what st, sent to the client's backend (by the client, or
 // by another client's write rerouted into its transaction), may leave in
 // the server session that a pool must not move (transaction mode; see
 // mayPin). Safe to call from any goroutine.
 func (s *session) notePin(st *policy.Statement) {
+	s.noteSeed(st)
+	s.named.note(st)
 	if !s.txMode || !mayPin(st) {
 		return
 	}
@@ -990,7 +1000,7 @@ func mayPin(st *policy.Statement) bool {
 		// anything may change the session in ways the text does not show:
 		// ask the server. Hidden code the catalog names sets the flags.
 		if f&(flags|policy.FlagSelectInto) != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||
-			p.RunsUnknownCode() || strings.HasPrefix(p.Command, "CREATE") {
+			p.RunsUnknownCode() || strings.HasPrefix(p.Command, "CREATE") || p.Seeds {
 			pin = true
 		}
 		switch p.Class {
@@ -1006,21 +1016,26 @@ func mayPin(st *policy.Statement) bool {
 	return pin
 }
 
-// pinCheckSQL asks the server what in the session would not follow the
-// client to another backend (one boolean per reason in pinReasons' order),
-// and the session's settings (see parseSessionSettings).
+// pinCheckSQL starts the pin check (pinCheckQuery), which asks the server
+// what in the session would not follow the client to another backend (one
+// boolean per reason in pinReasons' order: these, then hiddenSettingsSQL's),
+// and the session's settings (pinStateSQL).
 //
 // NOTE: temporary objects are read from pg_depend, where every object made
 // in the session's temporary schema records its dependency on that schema:
 // functions, types, operators, collations, text search configurations… as
 // well as relations (pg_class alone misses all but relations).
-const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() <> 0 AND (EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) ` +
-	`OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid = pg_catalog.pg_my_temp_schema())), ` +
-	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory'), ` +
+const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND (EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) ` +
+	`OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())), ` +
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND locktype OPERATOR(pg_catalog.=) 'advisory'), ` +
 	`EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()), ` +
-	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), ` +
-	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
-	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN ('statement_timeout', 'lock_timeout', 'idle_session_timeout')), ` +
+	`EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable), `
+
+// pinStateSQL are the columns of the pin check after its reasons: the
+// session's SQL prepared statements, settings, role and session
+// authorization (see parseSessionSettings).
+const pinStateSQL = `(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
+	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.<>) ALL (ARRAY['statement_timeout', 'lock_timeout', 'idle_session_timeout'])), ` +
 	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
 
 // customsSQL is the last column of the pin check: the client's custom
@@ -1040,12 +1055,12 @@ func customsSQL(names []string) string {
 		`(SELECT n, pg_catalog.current_setting(n, true) AS v FROM (VALUES ` + strings.Join(vals, ", ") + `) AS c(n)) AS s WHERE v IS NOT NULL)`
 }
 
-// pinReasons name, in pinCheckSQL's column order, what keeps a client on
+// pinReasons name, in the pin check's column order, what keeps a client on
 // its backend in transaction mode (SHOW CLIENTS pinned, and the pins metric).
 // The columns after them are the session's SQL prepared statements and
 // settings, which move with the client instead (see moveState); a prepared
 // statement that cannot move pins it (sql_prepare).
-var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"}
+var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor", "hidden_settings"}
 
 // pinCheckQuery is the pin check for a client whose custom settings are
 // customs, as one Query: the client's statement_timeout and lock_timeout
@@ -1059,10 +1074,10 @@ var pinReasons = []string{"temp_table", "advisory_lock", "listen", "hold_cursor"
 // backends cannot replace. The pin check turns it off on the client's
 // backend (on every backend's first time idle, too: a role or database
 // default) and it does not move.
-func pinCheckQuery(customs []string, setCanary bool) string {
+func pinCheckQuery(customs []string, setCanary bool, named []string) string {
 	sql := "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('lock_timeout'); " + protectSQL +
 		"SET idle_session_timeout = 0; " +
-		pinCheckSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
+		pinCheckSQL + hiddenSettingsSQL(named) + ", " + pinStateSQL + customsSQL(customs) + ", pg_catalog.current_setting(" + quoteLiteral(canaryName) + ", true)"
 	if setCanary {
 		sql += "; SELECT pg_catalog.set_config(" + quoteLiteral(canaryName) + ", '1', false)"
 	}
@@ -1177,6 +1192,9 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 	}
 	if s.loaded.Load() {
 		why = append(why, "load")
+	}
+	if s.seeded.Load() {
+		why = append(why, "seed")
 	}
 	if hidden {
 		why = append(why, "set_config")

@@ -472,7 +472,7 @@ func (s *session) freshUnits() error {
 	if !s.unitStale {
 		return nil
 	}
-	q, err := s.query("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
+	q, err := s.query(unitReadSQL)
 	if err != nil {
 		return err
 	}

@@ -399,6 +399,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	w.flags |= w.localFlags | w.configFlags
 	st.Flags |= w.flags
 	st.ConfigCalls = w.configCalls
+	st.Seeds = st.Seeds || w.seeds
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden
@@ -584,12 +585,14 @@ func (g *generation) variableSet(st *policy.Statement, x *pg.VariableSetStmt) {
 			st.Flags |= policy.FlagMayChangeSession
 		}
 		st.Settings = append(st.Settings, policy.Setting{Name: name, Value: v, Local: x.IsLocal})
+		st.Seeds = name == "seed"
 	case pg.VariableSetKind_VAR_SET_DEFAULT:
 		st.Settings = append(st.Settings, policy.Setting{Name: name, Local: x.IsLocal, Reset: true})
 	case pg.VariableSetKind_VAR_SET_CURRENT:
 		// SET x FROM CURRENT: the value is whatever the server holds.
 		st.Flags |= policy.FlagMayChangeSession
 		st.Settings = append(st.Settings, policy.Setting{Name: name, Local: x.IsLocal})
+		st.Seeds = name == "seed"
 	case pg.VariableSetKind_VAR_RESET:
 		st.Command = "RESET"
 		st.Settings = append(st.Settings, policy.Setting{Name: name, Reset: true})

@@ -86,6 +86,7 @@ type classifyWant struct {
 	Settings   []policy.Setting   `json:"settings,omitempty"`
 	SetConfig  []string           `json:"set_config,omitempty"`
 	SetLocal   bool               `json:"set_config_local,omitempty"`
+	Seeds      bool               `json:"seeds,omitempty"`
 	Deallocate *policy.Deallocate `json:"deallocate,omitempty"`
 	Discard    string             `json:"discard,omitempty"`
 	Prepare    string             `json:"prepare,omitempty"`
@@ -101,6 +102,7 @@ func wantOf(st *policy.Statement) *classifyWant {
 		Settings:   st.Settings,
 		SetConfig:  st.SetConfig,
 		SetLocal:   st.SetConfigLocal,
+		Seeds:      st.Seeds,
 		Deallocate: st.Deallocate,
 		Discard:    st.Discard.String(),
 		Prepare:    st.PrepareName,

@@ -68,6 +68,9 @@ type walker struct {
 	// are not transaction-local (see policy.Statement.WritesSettingsOnly).
 	configCalls []policy.ConfigCall
 	configFlags policy.Flags
+	// seeds: setseed() or a set_config of seed was called (see
+	// policy.Statement.Seeds).
+	seeds bool
 }
 
 // visit dispatches on the concrete node type.
@@ -427,6 +430,8 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 			e &^= effBackend
 		case builtinRunsRelations[name] && w.relationArg(n):
 			e &^= unproven
+		case name == "setseed":
+			w.seeds = true
 		}
 	}
 	if name == "set_config" && (schema == "" || schema == "pg_catalog") && len(n.Args) > 0 {
@@ -437,6 +442,8 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 		if s, ok := constString(n.Args[0]); ok {
 			w.constDep = true
 			w.configCall(strings.ToLower(s), n.Args)
+			// seed, even set transaction-locally, reseeds for the session.
+			w.seeds = w.seeds || strings.EqualFold(s, "seed")
 			if len(n.Args) == 3 && constTrue(n.Args[2]) {
 				// Transaction-local: as SET LOCAL.
 				w.localSetConfig = true

@@ -19,7 +19,10 @@ import (
 // pg_authid, none once it is past VALID UNTIL, no row for a role that may
 // not log in. Reading pg_authid takes a superuser; see the README for a
 // SECURITY DEFINER function that an unprivileged auth_user may call instead.
-const DefaultQuery = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"
+// Every name is schema-qualified (operators too: OPERATOR(pg_catalog.=)),
+// so that a search_path set for auth_user or its database cannot put other
+// code in its place.
+const DefaultQuery = "SELECT rolname, CASE WHEN rolvaliduntil OPERATOR(pg_catalog.<) pg_catalog.now() THEN NULL ELSE rolpassword END FROM pg_catalog.pg_authid WHERE rolname OPERATOR(pg_catalog.=) $1 AND rolcanlogin"
 
 const (
 	// queryPoolSize is the most auth_query connections open per database.

@@ -61,13 +61,13 @@ func Discover(ctx context.Context, cfg *pgconn.Config) (Snapshot, error) {
 // vectorTablesSQL finds the vector tables of a database.
 const vectorTablesSQL = `SELECT DISTINCT n.nspname, c.relname
 FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-WHERE t.typname IN ('vector', 'halfvec', 'sparsevec')
-  AND a.attnum > 0 AND NOT a.attisdropped
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-  AND n.nspname NOT LIKE 'pg_temp%'`
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+WHERE t.typname OPERATOR(pg_catalog.=) ANY ('{vector,halfvec,sparsevec}'::pg_catalog.name[])
+  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+  AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog."char"[])
+  AND n.nspname OPERATOR(pg_catalog.!~~) 'pg_temp%'`
 
 func textRows(rows [][][]byte) [][]string {
 	out := make([][]string, len(rows))

@@ -72,46 +72,46 @@ var objectsSQL = strings.NewReplacer(
 	"NOTABLE_PATTERN", quoteLiteral(router.NotableBuiltinPattern())).Replace(objectsSQLText)
 
 const objectsSQLText = `WITH ixs AS (
-  SELECT i.indexrelid, i.indrelid, pg_catalog.concat(i.indexprs::text, ' ', i.indpred::text) AS t
+  SELECT i.indexrelid, i.indrelid, pg_catalog.concat(i.indexprs::pg_catalog.text, ' ', i.indpred::pg_catalog.text) AS t
   FROM pg_catalog.pg_index i WHERE i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
 ), boring AS (
   -- Functions that run nothing else and write nothing, and whose value
   -- routing does not care about (router.NotableBuiltinPattern).
   SELECT p.oid FROM pg_catalog.pg_proc p
-  WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile <> 'v'
-    AND p.proname <> ALL (NOTABLE_NAMES::pg_catalog.name[]) AND p.proname::text !~ NOTABLE_PATTERN
+  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace AND p.provolatile OPERATOR(pg_catalog.<>) 'v'
+    AND p.proname OPERATOR(pg_catalog.<>) ALL (NOTABLE_NAMES::pg_catalog.name[]) AND p.proname::pg_catalog.text OPERATOR(pg_catalog.!~) NOTABLE_PATTERN
 ), dep AS (
   SELECT d.classid, d.objid, d.refclassid, d.refobjid
   FROM pg_catalog.pg_depend d
-  WHERE d.deptype = 'n'
-    AND (d.classid IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
+  WHERE d.deptype OPERATOR(pg_catalog.=) 'n'
+    AND (d.classid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
                        'pg_catalog.pg_attrdef'::pg_catalog.regclass, 'pg_catalog.pg_constraint'::pg_catalog.regclass,
-                       'pg_catalog.pg_proc'::pg_catalog.regclass)
-         OR d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid IN (SELECT indexrelid FROM ixs))
-    AND d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass,
-                         'pg_catalog.pg_class'::pg_catalog.regclass)
+                       'pg_catalog.pg_proc'::pg_catalog.regclass])
+         OR d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) ANY (SELECT indexrelid FROM ixs))
+    AND d.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass,
+                         'pg_catalog.pg_class'::pg_catalog.regclass])
 ), tree AS (
   -- The stored expressions of what uses functions. pg_depend records no
   -- dependency on a pinned object (PostgreSQL's own functions: set_config,
   -- nextval, ...), so their calls are read from the node trees.
   SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass AS classid, r.oid AS objid,
-         pg_catalog.concat(r.ev_action::text, ' ', r.ev_qual::text) AS t
-  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
-  WHERE r.rulename <> '_RETURN'
-     OR c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+         pg_catalog.concat(r.ev_action::pg_catalog.text, ' ', r.ev_qual::pg_catalog.text) AS t
+  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.ev_class
+  WHERE r.rulename OPERATOR(pg_catalog.<>) '_RETURN'
+     OR c.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace])
   UNION ALL
-  SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.polqual::text, ' ', p.polwithcheck::text)
+  SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.polqual::pg_catalog.text, ' ', p.polwithcheck::pg_catalog.text)
   FROM pg_catalog.pg_policy p
   UNION ALL
-  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, a.adbin::text FROM pg_catalog.pg_attrdef a
+  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, a.adbin::pg_catalog.text FROM pg_catalog.pg_attrdef a
   UNION ALL
-  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conbin::text
-  FROM pg_catalog.pg_constraint k WHERE k.contype = 'c'
+  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conbin::pg_catalog.text
+  FROM pg_catalog.pg_constraint k WHERE k.contype OPERATOR(pg_catalog.=) 'c'
   UNION ALL
-  SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.prosqlbody::text, ' ', p.proargdefaults::text)
+  SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, pg_catalog.concat(p.prosqlbody::pg_catalog.text, ' ', p.proargdefaults::pg_catalog.text)
   FROM pg_catalog.pg_proc p
   WHERE (p.prosqlbody IS NOT NULL OR p.proargdefaults IS NOT NULL)
-    AND p.pronamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+    AND p.pronamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace])
   UNION ALL
   SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, x.t FROM ixs x
 ), tree_f AS (
@@ -123,143 +123,147 @@ const objectsSQLText = `WITH ixs AS (
   FROM tree t, LATERAL pg_catalog.regexp_matches(t.t, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') AS m
   UNION
   SELECT t.classid, t.objid,
-         CASE m[1] WHEN '12' THEN 'pg_catalog.session_user()'::pg_catalog.regprocedure
-                   ELSE 'pg_catalog.current_user()'::pg_catalog.regprocedure END::pg_catalog.oid
+         CASE WHEN m[1] OPERATOR(pg_catalog.=) '12' THEN 'pg_catalog.session_user()'::pg_catalog.regprocedure
+              ELSE 'pg_catalog.current_user()'::pg_catalog.regprocedure END::pg_catalog.oid
   FROM tree t, LATERAL pg_catalog.regexp_matches(t.t, '\{SQLVALUEFUNCTION :op (9|10|11|12) ', 'g') AS m
 ), dep_to AS (
   SELECT d.classid, d.objid, 'f' AS kind, d.refobjid AS ref
-  FROM dep d WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+  FROM dep d WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
   UNION
   SELECT d.classid, d.objid, 'f', u.f
-  FROM dep d JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid,
+  FROM dep d JOIN pg_catalog.pg_operator o ON o.oid OPERATOR(pg_catalog.=) d.refobjid,
        LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
-  WHERE d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND u.f <> 0
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass AND u.f OPERATOR(pg_catalog.<>) 0
   UNION
   SELECT d.classid, d.objid, 'r', d.refobjid
-  FROM dep d WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+  FROM dep d WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
   UNION
-  SELECT t.classid, t.objid, 'f', t.f FROM tree_f t WHERE t.f NOT IN (SELECT oid FROM boring)
+  SELECT t.classid, t.objid, 'f', t.f FROM tree_f t WHERE NOT (t.f OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring))
 ), owner AS (
   SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass AS classid, r.oid AS objid, r.ev_class AS rel,
-         CASE WHEN r.rulename <> '_RETURN'
-              THEN 'l' || CASE r.ev_type WHEN '2' THEN 'u' WHEN '3' THEN 'i' WHEN '4' THEN 'd' ELSE 'iud' END
-              WHEN c.relkind = 'm' THEN 'm' ELSE 'r' END AS w,
-         CASE WHEN r.rulename = '_RETURN' THEN 'definition' ELSE r.rulename::text END AS via
-  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+         CASE WHEN r.rulename OPERATOR(pg_catalog.<>) '_RETURN'
+              THEN 'l' OPERATOR(pg_catalog.||) CASE WHEN r.ev_type OPERATOR(pg_catalog.=) '2' THEN 'u' WHEN r.ev_type OPERATOR(pg_catalog.=) '3' THEN 'i'
+                                        WHEN r.ev_type OPERATOR(pg_catalog.=) '4' THEN 'd' ELSE 'iud' END
+              WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'm' ELSE 'r' END AS w,
+         CASE WHEN r.rulename OPERATOR(pg_catalog.=) '_RETURN' THEN 'definition' ELSE r.rulename::pg_catalog.text END AS via
+  FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.ev_class
   UNION ALL
-  SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, p.polrelid, 'r', 'row-level security policy ' || p.polname
-  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+  SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid, p.polrelid, 'r', 'row-level security policy ' OPERATOR(pg_catalog.||) p.polname
+  FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.polrelid
   WHERE c.relrowsecurity
   UNION ALL
-  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, a.adrelid, 'w', 'default of column ' || t.attname
+  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, a.oid, a.adrelid, 'w', 'default of column ' OPERATOR(pg_catalog.||) t.attname
   FROM pg_catalog.pg_attrdef a
-  JOIN pg_catalog.pg_attribute t ON t.attrelid = a.adrelid AND t.attnum = a.adnum
+  JOIN pg_catalog.pg_attribute t ON t.attrelid OPERATOR(pg_catalog.=) a.adrelid AND t.attnum OPERATOR(pg_catalog.=) a.adnum
   UNION ALL
-  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conrelid, 'w', 'constraint ' || k.conname
-  FROM pg_catalog.pg_constraint k WHERE k.contype = 'c' AND k.conrelid <> 0
+  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, k.conrelid, 'w', 'constraint ' OPERATOR(pg_catalog.||) k.conname
+  FROM pg_catalog.pg_constraint k WHERE k.contype OPERATOR(pg_catalog.=) 'c' AND k.conrelid OPERATOR(pg_catalog.<>) 0
   UNION ALL
-  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, x.indrelid, 'w', 'index ' || c.relname
-  FROM ixs x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid, x.indrelid, 'w', 'index ' OPERATOR(pg_catalog.||) c.relname
+  FROM ixs x JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.indexrelid
 ), vol AS (
-  SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v'
+  SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile OPERATOR(pg_catalog.=) 'v'
 ), user_views AS MATERIALIZED (
   -- Materialized so that pg_get_viewdef runs for these only, not for every
   -- view the planner would filter afterwards.
   SELECT c.oid FROM pg_catalog.pg_class c
-  WHERE c.relkind = 'v'
-    AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+  WHERE c.relkind OPERATOR(pg_catalog.=) 'v'
+    AND c.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace])
 )
-SELECT 'r' AS k, c.oid::text AS a, '' AS b, n.nspname::text AS s, c.relname::text AS n, c.relkind::text AS x,
-       CASE WHEN c.relkind = 'f' THEN 'foreign table'
-            WHEN c.relkind IN ('v', 'm') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w
-                 WHERE w.ev_class = c.oid AND w.rulename = '_RETURN') THEN 'definition not found'
+SELECT 'r' AS k, c.oid::pg_catalog.text AS a, '' AS b, n.nspname::pg_catalog.text AS s, c.relname::pg_catalog.text AS n, c.relkind::pg_catalog.text AS x,
+       CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'f' THEN 'foreign table'
+            WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[]) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w
+                 WHERE w.ev_class OPERATOR(pg_catalog.=) c.oid AND w.rulename OPERATOR(pg_catalog.=) '_RETURN') THEN 'definition not found'
             ELSE '' END AS via
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname NOT LIKE 'pg\_toast%'
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f,S}'::pg_catalog."char"[]) AND n.nspname OPERATOR(pg_catalog.!~~) 'pg\_toast%'
 UNION ALL
-SELECT 'f', p.oid::text, '', n.nspname, p.proname, p.provolatile::text || p.prokind::text ||
-       CASE WHEN p.prosqlbody IS NULL AND p.prolang NOT IN (12, 13) THEN 'o' ELSE '' END, ''
-FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+SELECT 'f', p.oid::pg_catalog.text, '', n.nspname, p.proname, p.provolatile::pg_catalog.text OPERATOR(pg_catalog.||) p.prokind::pg_catalog.text OPERATOR(pg_catalog.||)
+       CASE WHEN p.prosqlbody IS NULL AND p.prolang OPERATOR(pg_catalog.<>) ALL ('{12,13}'::pg_catalog.oid[]) THEN 'o' ELSE '' END, ''
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
 UNION ALL
-SELECT 'u' || d.kind, o.rel::text, d.ref::text, '', '', o.w, o.via
-FROM owner o JOIN dep_to d ON d.classid = o.classid AND d.objid = o.objid
-WHERE (d.kind = 'f' AND d.ref NOT IN (SELECT oid FROM boring)) OR (d.kind = 'r' AND (d.ref <> o.rel OR o.w LIKE 'l%'))
+SELECT 'u' OPERATOR(pg_catalog.||) d.kind, o.rel::pg_catalog.text, d.ref::pg_catalog.text, '', '', o.w, o.via
+FROM owner o JOIN dep_to d ON d.classid OPERATOR(pg_catalog.=) o.classid AND d.objid OPERATOR(pg_catalog.=) o.objid
+WHERE (d.kind OPERATOR(pg_catalog.=) 'f' AND NOT (d.ref OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring)))
+   OR (d.kind OPERATOR(pg_catalog.=) 'r' AND (d.ref OPERATOR(pg_catalog.<>) o.rel OR o.w OPERATOR(pg_catalog.~~) 'l%'))
 UNION ALL
-SELECT 'l', o.rel::text, '', '', '', substr(o.w, 2), o.via FROM owner o WHERE o.w LIKE 'l%'
+SELECT 'l', o.rel::pg_catalog.text, '', '', '', pg_catalog.substr(o.w, 2), o.via FROM owner o WHERE o.w OPERATOR(pg_catalog.~~) 'l%'
 UNION ALL
-SELECT CASE WHEN e.def ~* '\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\M'
-            THEN 'ut' ELSE 'ub' END, e.rel::text, '', '', '', 'r', e.via
+SELECT CASE WHEN e.def OPERATOR(pg_catalog.~*) '\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\M'
+            THEN 'ut' ELSE 'ub' END, e.rel::pg_catalog.text, '', '', '', 'r', e.via
 FROM (SELECT v.oid AS rel, 'definition' AS via, pg_catalog.pg_get_viewdef(v.oid) AS def
       FROM user_views v
       UNION ALL
-      SELECT p.polrelid, 'row-level security policy ' || p.polname,
-             coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+      SELECT p.polrelid, 'row-level security policy ' OPERATOR(pg_catalog.||) p.polname,
+             coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||)
              coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '')
-      FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+      FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.polrelid
       WHERE c.relrowsecurity) e
-WHERE e.def ~* '\m(current_date|current_time|current_timestamp|localtime|localtimestamp|session_user)\M'
+WHERE e.def OPERATOR(pg_catalog.~*) '\m(current_date|current_time|current_timestamp|localtime|localtimestamp|session_user)\M'
 UNION ALL
-SELECT 't', t.tgrelid::text, t.tgfoid::text, '', '',
-       CASE WHEN t.tgtype & 4 <> 0 THEN 'i' ELSE '' END || CASE WHEN t.tgtype & 16 <> 0 THEN 'u' ELSE '' END ||
-       CASE WHEN t.tgtype & 8 <> 0 THEN 'd' ELSE '' END || CASE WHEN t.tgtype & 32 <> 0 THEN 't' ELSE '' END,
+SELECT 't', t.tgrelid::pg_catalog.text, t.tgfoid::pg_catalog.text, '', '',
+       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0 THEN 'i' ELSE '' END OPERATOR(pg_catalog.||)
+       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0 THEN 'u' ELSE '' END OPERATOR(pg_catalog.||)
+       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 8) OPERATOR(pg_catalog.<>) 0 THEN 'd' ELSE '' END OPERATOR(pg_catalog.||)
+       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 32) OPERATOR(pg_catalog.<>) 0 THEN 't' ELSE '' END,
        t.tgname
 FROM pg_catalog.pg_trigger t
-WHERE (NOT t.tgisinternal OR (t.tgparentid <> 0 AND t.tgconstraint = 0)) AND t.tgenabled <> 'D'
+WHERE (NOT t.tgisinternal OR (t.tgparentid OPERATOR(pg_catalog.<>) 0 AND t.tgconstraint OPERATOR(pg_catalog.=) 0)) AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'
 UNION ALL
-SELECT 'k', k.confrelid::text, k.conrelid::text, '', '', k.confdeltype::text || k.confupdtype::text, k.conname
-FROM pg_catalog.pg_constraint k WHERE k.contype = 'f'
+SELECT 'k', k.confrelid::pg_catalog.text, k.conrelid::pg_catalog.text, '', '', k.confdeltype::pg_catalog.text OPERATOR(pg_catalog.||) k.confupdtype::pg_catalog.text, k.conname
+FROM pg_catalog.pg_constraint k WHERE k.contype OPERATOR(pg_catalog.=) 'f'
 UNION ALL
-SELECT 'c', i.inhparent::text, i.inhrelid::text, '', '', '', '' FROM pg_catalog.pg_inherits i
+SELECT 'c', i.inhparent::pg_catalog.text, i.inhrelid::pg_catalog.text, '', '', '', '' FROM pg_catalog.pg_inherits i
 UNION ALL
-SELECT 'f' || d.kind, d.objid::text, d.ref::text, '', '', '', ''
-FROM dep_to d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  AND (d.kind = 'r' OR d.ref NOT IN (SELECT oid FROM boring))
+SELECT 'f' OPERATOR(pg_catalog.||) d.kind, d.objid::pg_catalog.text, d.ref::pg_catalog.text, '', '', '', ''
+FROM dep_to d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+  AND (d.kind OPERATOR(pg_catalog.=) 'r' OR NOT (d.ref OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring)))
 UNION ALL
-SELECT 'ff', p.oid::text, p.prosupport::pg_catalog.oid::text, '', '', '', ''
-FROM pg_catalog.pg_proc p WHERE p.prosupport <> 0 AND p.prosupport NOT IN (SELECT oid FROM boring)
+SELECT 'ff', p.oid::pg_catalog.text, p.prosupport::pg_catalog.oid::pg_catalog.text, '', '', '', ''
+FROM pg_catalog.pg_proc p WHERE p.prosupport OPERATOR(pg_catalog.<>) 0 AND NOT (p.prosupport OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring))
 UNION ALL
-SELECT 'ff', a.aggfnoid::text, u.f::text, '', '', '', ''
+SELECT 'ff', a.aggfnoid::pg_catalog.text, u.f::pg_catalog.text, '', '', '', ''
 FROM pg_catalog.pg_aggregate a,
      LATERAL pg_catalog.unnest(ARRAY[a.aggtransfn::pg_catalog.oid, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
                           a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]) AS u(f)
-WHERE u.f <> 0 AND u.f NOT IN (SELECT oid FROM boring)
+WHERE u.f OPERATOR(pg_catalog.<>) 0 AND NOT (u.f OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring))
 UNION ALL
 SELECT DISTINCT 'o', '', '', n.nspname, o.oprname, '', ''
-FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.oprnamespace
 UNION ALL
-SELECT 'o', u.f::text, '', n.nspname, o.oprname, '', ''
-FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace,
+SELECT 'o', u.f::pg_catalog.text, '', n.nspname, o.oprname, '', ''
+FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.oprnamespace,
      LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
-WHERE u.f <> 0 AND (o.oid >= 16384 OR u.f IN (SELECT oid FROM vol)) AND u.f NOT IN (SELECT oid FROM boring)
+WHERE u.f OPERATOR(pg_catalog.<>) 0 AND (o.oid OPERATOR(pg_catalog.>=) 16384 OR u.f OPERATOR(pg_catalog.=) ANY (SELECT oid FROM vol)) AND NOT (u.f OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring))
 UNION ALL
-SELECT 'x', k.castfunc::text, '', n.nspname, t.typname, k.castcontext::text,
-       k.castsource::pg_catalog.regtype::text
-FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_type t ON t.oid = k.casttarget
-JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-WHERE k.castfunc <> 0 AND k.castfunc NOT IN (SELECT oid FROM boring)
+SELECT 'x', k.castfunc::pg_catalog.text, '', n.nspname, t.typname, k.castcontext::pg_catalog.text,
+       k.castsource::pg_catalog.regtype::pg_catalog.text
+FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) k.casttarget
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace
+WHERE k.castfunc OPERATOR(pg_catalog.<>) 0 AND NOT (k.castfunc OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring))
 UNION ALL
-SELECT 'h', v.oid::text, '', '', '', '',
-       'operator ' || o.oprname || ' of operator family ' || pf.opfname || ' (sorts, grouping, joins, index scans)'
-FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
-JOIN pg_catalog.pg_opfamily pf ON pf.oid = a.amopfamily,
+SELECT 'h', v.oid::pg_catalog.text, '', '', '', '',
+       'operator ' OPERATOR(pg_catalog.||) o.oprname OPERATOR(pg_catalog.||) ' of operator family ' OPERATOR(pg_catalog.||) pf.opfname OPERATOR(pg_catalog.||) ' (sorts, grouping, joins, index scans)'
+FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid OPERATOR(pg_catalog.=) a.amopopr
+JOIN pg_catalog.pg_opfamily pf ON pf.oid OPERATOR(pg_catalog.=) a.amopfamily,
      LATERAL pg_catalog.unnest(ARRAY[o.oprcode::pg_catalog.oid, o.oprrest, o.oprjoin]) AS u(f)
-JOIN vol v ON v.oid = u.f
+JOIN vol v ON v.oid OPERATOR(pg_catalog.=) u.f
 UNION ALL
-SELECT 'h', v.oid::text, '', '', '', '',
-       'support function of operator family ' || pf.opfname || ' (sorts, grouping, joins, index scans)'
-FROM vol v JOIN pg_catalog.pg_amproc a ON a.amproc = v.oid JOIN pg_catalog.pg_opfamily pf ON pf.oid = a.amprocfamily
-WHERE v.prolang NOT IN (12, 13)
+SELECT 'h', v.oid::pg_catalog.text, '', '', '', '',
+       'support function of operator family ' OPERATOR(pg_catalog.||) pf.opfname OPERATOR(pg_catalog.||) ' (sorts, grouping, joins, index scans)'
+FROM vol v JOIN pg_catalog.pg_amproc a ON a.amproc OPERATOR(pg_catalog.=) v.oid JOIN pg_catalog.pg_opfamily pf ON pf.oid OPERATOR(pg_catalog.=) a.amprocfamily
+WHERE v.prolang OPERATOR(pg_catalog.<>) ALL ('{12,13}'::pg_catalog.oid[])
 UNION ALL
-SELECT 'h', v.oid::text, '', '', '', '', 'input/output function of type ' || t.oid::pg_catalog.regtype::text
+SELECT 'h', v.oid::pg_catalog.text, '', '', '', '', 'input/output function of type ' OPERATOR(pg_catalog.||) t.oid::pg_catalog.regtype::pg_catalog.text
 FROM pg_catalog.pg_type t,
      LATERAL pg_catalog.unnest(ARRAY[t.typinput::pg_catalog.oid, t.typoutput, t.typreceive, t.typsend,
                                      t.typmodin, t.typmodout]) AS u(f)
-JOIN vol v ON v.oid = u.f
+JOIN vol v ON v.oid OPERATOR(pg_catalog.=) u.f
 UNION ALL
-SELECT 'h', d.ref::text, '', '', '', 'c', 'constraint ' || k.conname || ' of domain ' || k.contypid::pg_catalog.regtype::text
+SELECT 'h', d.ref::pg_catalog.text, '', '', '', 'c', 'constraint ' OPERATOR(pg_catalog.||) k.conname OPERATOR(pg_catalog.||) ' of domain ' OPERATOR(pg_catalog.||) k.contypid::pg_catalog.regtype::pg_catalog.text
 FROM pg_catalog.pg_constraint k
-JOIN dep_to d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid AND d.kind = 'f'
-WHERE k.contypid <> 0`
+JOIN dep_to d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) k.oid AND d.kind OPERATOR(pg_catalog.=) 'f'
+WHERE k.contypid OPERATOR(pg_catalog.<>) 0`
 
 // objectsFromRows turns the rows of objectsSQL into router terms.
 //
