@@ -137,6 +137,11 @@ type sharedLocks struct {
 	// their statements ran (its transaction had failed, the request had
 	// been partly sent, or the lock call failed): settleLocks takes it.
 	need map[string]bool
+	// coheld: units whose lock the backend holds but which another backend
+	// held too when it was taken (or last checked), or for which that is not
+	// known. Holding the lock proves nothing then: a write of such a unit
+	// that cannot be checked first (pipelined, partly sent) is refused.
+	coheld map[string]bool
 	// savepoints are the open transaction's savepoints, oldest first, as
 	// the statements the server completed left them.
 	savepoints []string
@@ -174,16 +179,35 @@ func (l *sharedLocks) depth() int {
 }
 
 // got records what a lock call took: u's lock at session level or for
-// the transaction.
-func (l *sharedLocks) got(u string, session bool) {
+// the transaction; coheld says another backend held it too (see
+// sharedLocks.coheld).
+func (l *sharedLocks) got(u string, session, coheld bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.need, u)
+	l.setCoheld(u, coheld)
 	if session {
 		l.setSess(u, true)
 	} else {
 		l.xact = setKey(l.xact, u)
 	}
+}
+
+// setCoheld records whether another backend holds u's lock beside this
+// one (see sharedLocks.coheld). l.mu must be held.
+func (l *sharedLocks) setCoheld(u string, on bool) {
+	if on {
+		l.coheld = setKey(l.coheld, u)
+	} else {
+		delete(l.coheld, u)
+	}
+}
+
+// isCoheld reports coheld[u].
+func (l *sharedLocks) isCoheld(u string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.coheld[u]
 }
 
 // markNeed records units whose locks settleLocks must take.
@@ -337,7 +361,7 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 			// Every write is checked: another backend may hold the unit
 			// beside this one.
 			probe = append(probe, u)
-			if !s.shared.holds(u) || slices.Contains(deferred, u) {
+			if !s.shared.holds(u) || slices.Contains(deferred, u) || s.shared.isCoheld(u) {
 				unchecked = append(unchecked, u)
 			}
 		}
@@ -358,12 +382,16 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 		// already: no query of txlane's may run before the rest. A write
 		// whose unit cannot be checked is refused (fail safe); the locks of
 		// other statements are taken once the answers are in (settleLocks).
-		// NOTE: a unit whose lock the session holds already is taken as
-		// checked (the README's "Windows": another backend that began to
-		// hold it too since is not seen by such a write).
+		// NOTE: a unit whose lock the session holds already, and held
+		// alone when it was taken or last checked, is taken as checked (the
+		// README's "Windows": another backend that began to hold it too
+		// since is not seen by such a write). One another backend held too
+		// is not: the session's own lock proves nothing then.
 		s.shared.markNeed(lock)
 		if !pipelined {
-			unchecked = slices.DeleteFunc(unchecked, func(u string) bool { return !slices.Contains(lock, u) && !slices.Contains(deferred, u) })
+			unchecked = slices.DeleteFunc(unchecked, func(u string) bool {
+				return !slices.Contains(lock, u) && !slices.Contains(deferred, u) && !s.shared.isCoheld(u)
+			})
 		}
 		if firstWrite >= 0 && len(unchecked) > 0 {
 			return false, &rejection{step: firstWrite, err: uncheckedError(unchecked[0], describeTables(pl.stmts(0)), pipelined)}, nil
@@ -384,6 +412,12 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 	}
 	for _, u := range probe {
 		h, found := holders[u]
+		if s.shared.holds(u) {
+			// What the check found stands for the write behind it in a pipeline.
+			s.shared.mu.Lock()
+			s.shared.setCoheld(u, found)
+			s.shared.mu.Unlock()
+		}
 		if !found || h.BackendPID != 0 && slices.Contains(s.srv.units.localPIDs(u, s), h.BackendPID) {
 			continue // free, or held only by clients of this instance: the local rules apply
 		}
@@ -478,7 +512,9 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 				return "" // the request sets its transaction's isolation first: settled after it
 			}
 			useSession = session || status == TxIdle || depth > 0
-			sql := lockSQL(keys, inst, useSession)
+			// The checks of probe, whether each unit of todo is held by
+			// another backend too (coheld), the locks.
+			sql := "SELECT " + probeCols(keys) + ", " + strings.TrimPrefix(lockSQL(keys, inst, useSession), "SELECT ")
 			if len(probe) > 0 {
 				sql = "SELECT " + probeCols(s.srv.shared.keys(probe)) + ", " + strings.TrimPrefix(sql, "SELECT ")
 			}
@@ -488,7 +524,7 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 			return taken, err
 		}
 		var row [][]byte
-		if q != nil && q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == len(probe)+len(keys) {
+		if q != nil && q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == len(probe)+2*len(keys) {
 			row = q.rows[0]
 		}
 		if len(probe) > 0 && q != nil {
@@ -506,11 +542,12 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 			s.shared.markNeed(todo)
 			return taken, nil
 		}
+		alone := row[len(row)-2*len(keys) : len(row)-len(keys)]
 		row = row[len(row)-len(keys):]
 		var again []string
 		for i, v := range row {
 			if string(v) == "t" {
-				s.shared.got(todo[i], useSession)
+				s.shared.got(todo[i], useSession, string(alone[i]) != "t")
 				if useSession {
 					taken = append(taken, todo[i])
 				}
@@ -772,6 +809,7 @@ func (s *session) sharedDone(req *request, status TxStatus, last bool) {
 	if status == TxIdle {
 		clear(l.xact)
 		clear(l.need)
+		clear(l.coheld)
 		l.savepoints, l.worked = nil, false
 	}
 	due := last && req != nil && req.internal == nil && len(l.sess)+len(l.need) > 0
@@ -903,7 +941,8 @@ func (s *session) settleLocks(p *primaryConn) (again bool) {
 // settleSQL is settleLocks' SELECT: for each key of conv, outside a transaction
 // block its session-level lock dropped, inside one turned into a
 // transaction-level lock; for each key of need, its lock taken (at session
-// level inside a savepoint), one boolean saying whether it was.
+// level inside a savepoint), one boolean saying whether it was, then for
+// each key of need whether no other backend holds it (probeCols).
 func settleSQL(conv, need []uint32, instance int, status TxStatus, inSavepoint bool) string {
 	var cols []string
 	if len(conv) > 0 {
@@ -913,7 +952,7 @@ func settleSQL(conv, need []uint32, instance int, status TxStatus, inSavepoint b
 		cols = append(cols, strings.TrimPrefix(unlockSQL(conv, instance), "SELECT "))
 	}
 	if len(need) > 0 {
-		cols = append(cols, strings.TrimPrefix(lockSQL(need, instance, inSavepoint), "SELECT "))
+		cols = append(cols, strings.TrimPrefix(lockSQL(need, instance, inSavepoint), "SELECT "), probeCols(need))
 	}
 	return "SELECT " + strings.Join(cols, ", ")
 }
@@ -935,7 +974,10 @@ func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, co
 	}
 	for i, u := range need {
 		delete(l.need, u)
-		if j := len(row) - len(need) + i; j >= 0 && string(row[j]) == "t" {
+		// The columns end with need's locks, then whether each was free of
+		// other holders.
+		l.setCoheld(u, len(row) < 2*len(need) || string(row[len(row)-len(need)+i]) != "t")
+		if j := len(row) - 2*len(need) + i; j >= 0 && string(row[j]) == "t" {
 			if inSavepoint {
 				l.setSess(u, true)
 			} else {
