@@ -92,8 +92,11 @@ const sharedSavepoint = "txlane_unit"
 // UNITS names other instances' units by them; pg_locks has only keys).
 type sharedUnits struct {
 	instance int
-	mu       sync.Mutex
-	names    map[uint32]string
+	// idle holds units for transactions before their first snapshot
+	// (shared_idle.go).
+	idle  *idleLocks
+	mu    sync.Mutex
+	names map[uint32]string
 }
 
 // maxUnitNames bounds sharedUnits.names: past it the map starts over.
@@ -155,6 +158,11 @@ type sharedLocks struct {
 	settling, again bool
 	// pending counts sess, for idle's look without mu.
 	pending atomic.Int32
+	// idle: units held for the transaction on the instance's idleLocks
+	// connection (shared_idle.go), with the generation of their hold;
+	// idleCount counts them, for a look without mu.
+	idle      map[string]uint64
+	idleCount atomic.Int32
 }
 
 // holds reports whether the backend holds u's lock (either level).
@@ -367,6 +375,9 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 		}
 	}
 	if len(later) > 0 {
+		// Held on the idleLocks connection until the transaction's own
+		// backend takes them (shared_idle.go).
+		s.holdIdle(later)
 		s.shared.markNeed(later)
 	}
 	if len(lock)+len(probe) == 0 {
@@ -436,6 +447,11 @@ func (r *unitRegistry) localPIDs(u string, s *session) []uint32 {
 		if pid := h.sess.serverPID(); pid != 0 {
 			pids = append(pids, pid)
 		}
+	}
+	// The instance's own connections holding units for transactions
+	// before their first snapshot hold them for its sessions.
+	if s.srv.shared != nil {
+		pids = append(pids, s.srv.shared.idle.pids()...)
 	}
 	return pids
 }
@@ -544,10 +560,11 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 		}
 		alone := row[len(row)-2*len(keys) : len(row)-len(keys)]
 		row = row[len(row)-len(keys):]
-		var again []string
+		var again, got []string
 		for i, v := range row {
 			if string(v) == "t" {
 				s.shared.got(todo[i], useSession, string(alone[i]) != "t")
+				got = append(got, todo[i])
 				if useSession {
 					taken = append(taken, todo[i])
 				}
@@ -555,6 +572,7 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 				again = append(again, todo[i]) // a check held it a moment ago
 			}
 		}
+		s.releaseIdle(got)
 		todo = again
 	}
 	s.shared.markNeed(todo)
@@ -928,7 +946,7 @@ func (s *session) settleLocks(p *primaryConn) (again bool) {
 			p.queryKeep(sharedRescueSQL, true)
 		}
 	default:
-		s.settled(q.rows, status, inSavepoint, conv, need)
+		s.releaseIdle(s.settled(q.rows, status, inSavepoint, conv, need))
 	}
 	again = s.doneSettling()
 	p.release()
@@ -957,10 +975,11 @@ func settleSQL(conv, need []uint32, instance int, status TxStatus, inSavepoint b
 	return "SELECT " + strings.Join(cols, ", ")
 }
 
-// settled records settleLocks' answer: the row of settleSQL.
-func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, conv, need []string) {
+// settled records settleLocks' answer: the row of settleSQL. It returns the
+// units of need whose locks were taken.
+func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, conv, need []string) (taken []string) {
 	if len(rows) != 1 {
-		return
+		return nil
 	}
 	row := rows[0]
 	l := &s.shared
@@ -978,6 +997,7 @@ func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, co
 		// other holders.
 		l.setCoheld(u, len(row) < 2*len(need) || string(row[len(row)-len(need)+i]) != "t")
 		if j := len(row) - 2*len(need) + i; j >= 0 && string(row[j]) == "t" {
+			taken = append(taken, u)
 			if inSavepoint {
 				l.setSess(u, true)
 			} else {
@@ -985,6 +1005,7 @@ func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, co
 			}
 		}
 	}
+	return taken
 }
 
 // uncheckedError refuses a write carrying unit u whose lock could not be
@@ -1049,6 +1070,9 @@ func (s *Server) SharedUnits(ctx context.Context) ([]UnitHolder, error) {
 		rows = append(rows, r.Rows...)
 	}
 	mine := map[uint32]bool{}
+	for _, pid := range s.shared.idle.pids() {
+		mine[pid] = true // held for a client listed above
+	}
 	for _, h := range local {
 		if h.BackendPID != 0 {
 			mine[h.BackendPID] = true

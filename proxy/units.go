@@ -211,6 +211,9 @@ func (r *unitRegistry) holdLocked(u string, s *session) {
 // flight (units_inflight.go): called when its backend is idle outside a
 // transaction with nothing in flight, and when it ends.
 func (r *unitRegistry) releaseAll(s *session) {
+	if s.srv.shared != nil {
+		s.releaseIdle(nil) // held for its transaction before its first snapshot
+	}
 	if s.unitsHeld.Load() == 0 && !s.unitPending.Load() && !s.unitWriting.Load() {
 		return
 	}
