@@ -447,14 +447,42 @@ func (s *session) freshUnits() error {
 	if !s.unitStale {
 		return nil
 	}
-	q, err := s.query("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
-	if err != nil {
-		return err
+	var v string
+	known := false
+	if s.unitLogin {
+		// NOTE: a login's value is that of every login of its pool (same
+		// database, user and startup options): read once per backend, and
+		// kept for the pool, whose clients without a backend take it.
+		var login *string
+		if p := s.pc.Load(); p != nil {
+			login = p.loginUnit.Load()
+		} else if s.pool != nil {
+			login = s.pool.loginUnit.Load()
+		}
+		if login != nil {
+			v, known = *login, true
+		}
 	}
-	if q.err != nil || len(q.rows) != 1 {
-		return nil // kept stale: every value seen still counts
+	if !known {
+		p, err := s.attach()
+		if err != nil {
+			return err
+		}
+		q, err := p.query("SELECT pg_catalog.current_setting('" + unitSetting + "', true)")
+		if err != nil {
+			return err
+		}
+		if q.err != nil || len(q.rows) != 1 {
+			return nil // kept stale: every value seen still counts
+		}
+		v = string(q.rows[0][0])
+		if s.unitLogin {
+			p.loginUnit.Store(&v)
+			if s.pool != nil {
+				s.pool.loginUnit.Store(&v)
+			}
+		}
 	}
-	v := string(q.rows[0][0])
 	s.unitStale, s.unitUnknown = false, false
 	s.unitVals = s.unitVals[:0]
 	if v != "" {
