@@ -19,11 +19,11 @@ import (
 func TestUnitsRoleDefault(t *testing.T) {
 	role, role2 := uniqueName("ru"), uniqueName("rd")
 	unit, unit2 := role+"-unit", role2+"-unit"
-	pgtest0(t, fmt.Sprintf("CREATE ROLE %[1]s LOGIN; ALTER ROLE %[1]s SET txlane.unit = '%[2]s'", role, unit))
-	pgtest0(t, fmt.Sprintf("CREATE ROLE %[1]s LOGIN; ALTER ROLE %[1]s IN DATABASE txlane_test SET txlane.unit = '%[2]s'", role2, unit2))
-	t.Cleanup(func() { pgtest0(t, "DROP ROLE IF EXISTS "+role+"; DROP ROLE IF EXISTS "+role2) })
+	pgtest.Exec(t, fmt.Sprintf("CREATE ROLE %[1]s LOGIN; ALTER ROLE %[1]s SET txlane.unit = '%[2]s'", role, unit))
+	pgtest.Exec(t, fmt.Sprintf("CREATE ROLE %[1]s LOGIN; ALTER ROLE %[1]s IN DATABASE txlane_test SET txlane.unit = '%[2]s'", role2, unit2))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP ROLE IF EXISTS "+role+"; DROP ROLE IF EXISTS "+role2) })
 	bed := startInstances(t, 3, "reject", transactionPoolOnUsers(t, 3, 2, role, role2))
-	pgtest0(t, fmt.Sprintf("GRANT ALL ON SEQUENCE %s_id_seq TO PUBLIC", bed.table))
+	pgtest.Exec(t, fmt.Sprintf("GRANT ALL ON SEQUENCE %s_id_seq TO PUBLIC", bed.table))
 	as := func(id int, user string) *pgconn.PgConn {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -76,12 +76,6 @@ func TestUnitsRoleDefault(t *testing.T) {
 			})
 		}
 	}
-}
-
-// pgtest0 runs sql on the test database directly.
-func pgtest0(t *testing.T, sql string) {
-	t.Helper()
-	pgtest.Exec(t, sql)
 }
 
 // transactionPoolOnUsers is transactionPoolOn whose logins may also be
