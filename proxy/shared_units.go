@@ -27,7 +27,8 @@ import (
 // advisory lock on the unit (several transactions may hold one unit),
 // taken before the first statement of the unit that does
 // work (anything but transaction control and SET) runs in its
-// transaction. PostgreSQL releases it when that transaction ends, when the
+// transaction (until then, on a connection of the instance's own:
+// shared_idle.go). PostgreSQL releases it when that transaction ends, when the
 // backend exits (its client, txlane, closed the connection or died: the
 // server notices the closed socket) or, in transaction pooling, before the
 // backend can serve another client (the transaction has ended). Every
@@ -361,8 +362,9 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 		} else if holds && !s.shared.holds(u) {
 			// A request inside a block that does no work (SET LOCAL,
 			// SAVEPOINT, SET TRANSACTION carrying the unit) holds it too:
-			// its lock is taken behind the first statement that does work
-			// (settleLocks), as for a pipelined request.
+			// its lock is held on the instance's own connection
+			// (holdIdle) until the backend takes it, before the first
+			// statement that does work or behind it (settleLocks).
 			later = append(later, u)
 		}
 		if firstWrite >= 0 {
