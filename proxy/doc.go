@@ -77,6 +77,8 @@
 //	shared_units.go  units of work shared by the instances through
 //	                 PostgreSQL advisory locks (policy.shared_units): taking,
 //	                 checking and settling the locks, holders from pg_locks
+//	shared_idle.go   the locks of units held by transactions before their
+//	                 first snapshot, on a connection of the instance's own
 //	ops.go, ops_options.go, shutdown.go, reload.go
 //	                 PAUSE gate, timeouts, graceful stop, live options
 //	stats.go, metrics.go

@@ -120,6 +120,10 @@ func ownSQL() map[string][]string {
 		// The reroute wrap's savepoint statements (guest_wrap.go); the
 		// other names of their const block are portal and savepoint names.
 		"rerouteSavepointSQL": {rerouteSavepointSQL},
+		"idleLockSQL":         {idleLockSQL(keys)},
+		"idleUnlockSQL":       {idleUnlockSQL(keys)},
+		"idleKeysSQL":         {idleLockSQL(keys)},
+		"instanceMarkSQL":     {instanceMarkSQL(2)},
 		"rerouteReleaseSQL":   {rerouteReleaseSQL},
 		"rerouteRescueSQL":    {rerouteRescueSQL},
 	}

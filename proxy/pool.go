@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -141,9 +142,11 @@ var errPoolEmpty = errors.New("no server connection left in the pool")
 // without credentials), and a client waits for a backend to be released
 // rather than for one to be made.
 type serverPool struct {
-	key  poolKey
-	opts func() PoolOptions
-	size int // pool_size for key
+	// loginUnit is txlane.unit as its backends' logins leave it (freshUnits).
+	loginUnit atomic.Pointer[string]
+	key       poolKey
+	opts      func() PoolOptions
+	size      int // pool_size for key
 	// caps are max_db_connections and max_user_connections (nil: none).
 	caps *connCaps
 

@@ -39,6 +39,8 @@ type primaryConn struct {
 	wsem chan struct{}
 	// gone is closed when relay returns: the connection is unusable.
 	gone chan struct{}
+	// loginUnit is txlane.unit as the backend's login left it (freshUnits).
+	loginUnit atomic.Pointer[string]
 
 	mu struct {
 		sync.Mutex

@@ -178,6 +178,7 @@ func New(opts Options) (*Server, error) {
 		dbRoutes: make(map[string]*dbRouting), units: newUnitRegistry()}
 	if opts.Instances.SharedUnits {
 		s.shared = newSharedUnits(opts.Instances.ID)
+		s.shared.idle = newIdleLocks(opts.Primary, opts.Instances.ID, opts.Logger)
 	}
 	s.policy.Store(&policyState{cfg: opts.Rules, rules: rules})
 	s.auth = newAuthState(&opts)
@@ -264,6 +265,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.waitSessions()
 	s.closePools()
+	if s.shared != nil {
+		s.shared.idle.close()
+	}
 	s.stopOps()
 	s.auth.close()
 	if s.lanes != nil {

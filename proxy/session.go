@@ -166,6 +166,10 @@ type session struct {
 	// the server's value first (see sessionUnits).
 	unitVals  []string
 	unitStale bool
+	// unitLogin: the session has not changed txlane.unit since its login
+	// (no SET, RESET or statement that may set it unseen): its backend's
+	// login value is its value (backend.loginUnit).
+	unitLogin bool
 	// unitUnknown: unitVals may lack the unit (set unseen, not read back
 	// yet); unitOpaque, unitGen, unitSeen, unitRead: the read of it behind
 	// a request (units_stale.go).
@@ -459,9 +463,11 @@ func (s *session) serve() {
 	s.setValues.Store(&map[string]string{})
 	s.customs = make(map[string]bool)
 	s.plans = newPlanner(s.reg, s.routing)
-	// options=-c txlane.unit=... sets a unit at login. (One set with ALTER
-	// ROLE or ALTER DATABASE ... SET is seen once a statement makes the unit
-	// stale; see the README.)
+	// The login sets a unit too: ALTER ROLE / ALTER DATABASE ... SET
+	// txlane.unit, postgresql.conf, options=-c txlane.unit=... (the latter
+	// unknown until read: see checkUnknown). Read before the first check
+	// that needs it, once per backend (freshUnits).
+	s.unitStale, s.unitLogin = true, true
 	for k, v := range s.startup.Parameters {
 		if k == unitSetting || strings.Contains(v, unitSetting) {
 			s.unitStale, s.unitUnknown = true, true
@@ -930,6 +936,7 @@ func (s *session) noteEffects(st *policy.Statement) {
 	s.noteOpaqueUnit(st) // set_config, a function, DISCARD: the unit may have changed
 	for _, set := range st.Settings {
 		if set.Name == unitSetting || set.ResetAll {
+			s.unitLogin = false
 			v := unitValue(set)
 			switch {
 			case v != "" && !set.Local && s.TxStatus() == TxIdle && !beginsTx(st):

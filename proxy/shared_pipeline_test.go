@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
 )
 
@@ -195,14 +194,5 @@ func TestSharedUnitsSessionUnit(t *testing.T) {
 // transactionPoolOn is a startInstances mutation: instance id runs
 // pool_mode transaction with pool_size size, logins checked by txlane.
 func transactionPoolOn(t *testing.T, id, size int) func(int, *proxy.Options) {
-	cfg, err := pgconn.ParseConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return func(i int, o *proxy.Options) {
-		if i == id {
-			o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: size}
-			o.Auth = trustAuth(t, cfg.User)
-		}
-	}
+	return transactionPoolOnUsers(t, id, size)
 }

@@ -27,7 +27,8 @@ import (
 // advisory lock on the unit (several transactions may hold one unit),
 // taken before the first statement of the unit that does
 // work (anything but transaction control and SET) runs in its
-// transaction. PostgreSQL releases it when that transaction ends, when the
+// transaction (until then, on a connection of the instance's own:
+// shared_idle.go). PostgreSQL releases it when that transaction ends, when the
 // backend exits (its client, txlane, closed the connection or died: the
 // server notices the closed socket) or, in transaction pooling, before the
 // backend can serve another client (the transaction has ended). Every
@@ -92,8 +93,11 @@ const sharedSavepoint = "txlane_unit"
 // UNITS names other instances' units by them; pg_locks has only keys).
 type sharedUnits struct {
 	instance int
-	mu       sync.Mutex
-	names    map[uint32]string
+	// idle holds units for transactions before their first snapshot
+	// (shared_idle.go).
+	idle  *idleLocks
+	mu    sync.Mutex
+	names map[uint32]string
 }
 
 // maxUnitNames bounds sharedUnits.names: past it the map starts over.
@@ -137,6 +141,11 @@ type sharedLocks struct {
 	// their statements ran (its transaction had failed, the request had
 	// been partly sent, or the lock call failed): settleLocks takes it.
 	need map[string]bool
+	// coheld: units whose lock the backend holds but which another backend
+	// held too when it was taken (or last checked), or for which that is not
+	// known. Holding the lock proves nothing then: a write of such a unit
+	// that cannot be checked first (pipelined, partly sent) is refused.
+	coheld map[string]bool
 	// savepoints are the open transaction's savepoints, oldest first, as
 	// the statements the server completed left them.
 	savepoints []string
@@ -150,6 +159,11 @@ type sharedLocks struct {
 	settling, again bool
 	// pending counts sess, for idle's look without mu.
 	pending atomic.Int32
+	// idle: units held for the transaction on the instance's idleLocks
+	// connection (shared_idle.go), with the generation of their hold;
+	// idleCount counts them, for a look without mu.
+	idle      map[string]uint64
+	idleCount atomic.Int32
 }
 
 // holds reports whether the backend holds u's lock (either level).
@@ -174,16 +188,35 @@ func (l *sharedLocks) depth() int {
 }
 
 // got records what a lock call took: u's lock at session level or for
-// the transaction.
-func (l *sharedLocks) got(u string, session bool) {
+// the transaction; coheld says another backend held it too (see
+// sharedLocks.coheld).
+func (l *sharedLocks) got(u string, session, coheld bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.need, u)
+	l.setCoheld(u, coheld)
 	if session {
 		l.setSess(u, true)
 	} else {
 		l.xact = setKey(l.xact, u)
 	}
+}
+
+// setCoheld records whether another backend holds u's lock beside this
+// one (see sharedLocks.coheld). l.mu must be held.
+func (l *sharedLocks) setCoheld(u string, on bool) {
+	if on {
+		l.coheld = setKey(l.coheld, u)
+	} else {
+		delete(l.coheld, u)
+	}
+}
+
+// isCoheld reports coheld[u].
+func (l *sharedLocks) isCoheld(u string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.coheld[u]
 }
 
 // markNeed records units whose locks settleLocks must take.
@@ -329,20 +362,24 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 		} else if holds && !s.shared.holds(u) {
 			// A request inside a block that does no work (SET LOCAL,
 			// SAVEPOINT, SET TRANSACTION carrying the unit) holds it too:
-			// its lock is taken behind the first statement that does work
-			// (settleLocks), as for a pipelined request.
+			// its lock is held on the instance's own connection
+			// (holdIdle) until the backend takes it, before the first
+			// statement that does work or behind it (settleLocks).
 			later = append(later, u)
 		}
 		if firstWrite >= 0 {
 			// Every write is checked: another backend may hold the unit
 			// beside this one.
 			probe = append(probe, u)
-			if !s.shared.holds(u) || slices.Contains(deferred, u) {
+			if !s.shared.holds(u) || slices.Contains(deferred, u) || s.shared.isCoheld(u) {
 				unchecked = append(unchecked, u)
 			}
 		}
 	}
 	if len(later) > 0 {
+		// Held on the idleLocks connection until the transaction's own
+		// backend takes them (shared_idle.go).
+		s.holdIdle(later)
 		s.shared.markNeed(later)
 	}
 	if len(lock)+len(probe) == 0 {
@@ -358,12 +395,16 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 		// already: no query of txlane's may run before the rest. A write
 		// whose unit cannot be checked is refused (fail safe); the locks of
 		// other statements are taken once the answers are in (settleLocks).
-		// NOTE: a unit whose lock the session holds already is taken as
-		// checked (the README's "Windows": another backend that began to
-		// hold it too since is not seen by such a write).
+		// NOTE: a unit whose lock the session holds already, and held
+		// alone when it was taken or last checked, is taken as checked (the
+		// README's "Windows": another backend that began to hold it too
+		// since is not seen by such a write). One another backend held too
+		// is not: the session's own lock proves nothing then.
 		s.shared.markNeed(lock)
 		if !pipelined {
-			unchecked = slices.DeleteFunc(unchecked, func(u string) bool { return !slices.Contains(lock, u) && !slices.Contains(deferred, u) })
+			unchecked = slices.DeleteFunc(unchecked, func(u string) bool {
+				return !slices.Contains(lock, u) && !slices.Contains(deferred, u) && !s.shared.isCoheld(u)
+			})
 		}
 		if firstWrite >= 0 && len(unchecked) > 0 {
 			return false, &rejection{step: firstWrite, err: uncheckedError(unchecked[0], describeTables(pl.stmts(0)), pipelined)}, nil
@@ -384,6 +425,12 @@ func (s *session) sharedCheck(pl *requestPlan, from int, units, deferred []strin
 	}
 	for _, u := range probe {
 		h, found := holders[u]
+		if s.shared.holds(u) {
+			// What the check found stands for the write behind it in a pipeline.
+			s.shared.mu.Lock()
+			s.shared.setCoheld(u, found)
+			s.shared.mu.Unlock()
+		}
 		if !found || h.BackendPID != 0 && slices.Contains(s.srv.units.localPIDs(u, s), h.BackendPID) {
 			continue // free, or held only by clients of this instance: the local rules apply
 		}
@@ -402,6 +449,11 @@ func (r *unitRegistry) localPIDs(u string, s *session) []uint32 {
 		if pid := h.sess.serverPID(); pid != 0 {
 			pids = append(pids, pid)
 		}
+	}
+	// The instance's own connections holding units for transactions
+	// before their first snapshot hold them for its sessions.
+	if s.srv.shared != nil {
+		pids = append(pids, s.srv.shared.idle.pids()...)
 	}
 	return pids
 }
@@ -478,7 +530,9 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 				return "" // the request sets its transaction's isolation first: settled after it
 			}
 			useSession = session || status == TxIdle || depth > 0
-			sql := lockSQL(keys, inst, useSession)
+			// The checks of probe, whether each unit of todo is held by
+			// another backend too (coheld), the locks.
+			sql := "SELECT " + probeCols(keys) + ", " + strings.TrimPrefix(lockSQL(keys, inst, useSession), "SELECT ")
 			if len(probe) > 0 {
 				sql = "SELECT " + probeCols(s.srv.shared.keys(probe)) + ", " + strings.TrimPrefix(sql, "SELECT ")
 			}
@@ -488,7 +542,7 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 			return taken, err
 		}
 		var row [][]byte
-		if q != nil && q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == len(probe)+len(keys) {
+		if q != nil && q.err == nil && len(q.rows) == 1 && len(q.rows[0]) == len(probe)+2*len(keys) {
 			row = q.rows[0]
 		}
 		if len(probe) > 0 && q != nil {
@@ -506,11 +560,13 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 			s.shared.markNeed(todo)
 			return taken, nil
 		}
+		alone := row[len(row)-2*len(keys) : len(row)-len(keys)]
 		row = row[len(row)-len(keys):]
-		var again []string
+		var again, got []string
 		for i, v := range row {
 			if string(v) == "t" {
-				s.shared.got(todo[i], useSession)
+				s.shared.got(todo[i], useSession, string(alone[i]) != "t")
+				got = append(got, todo[i])
 				if useSession {
 					taken = append(taken, todo[i])
 				}
@@ -518,6 +574,7 @@ func (s *session) sharedLock(units, probe []string, session, setsTx bool, holder
 				again = append(again, todo[i]) // a check held it a moment ago
 			}
 		}
+		s.releaseIdle(got)
 		todo = again
 	}
 	s.shared.markNeed(todo)
@@ -784,6 +841,7 @@ func (s *session) sharedDone(req *request, status TxStatus, last bool) {
 	if status == TxIdle {
 		clear(l.xact)
 		clear(l.need)
+		clear(l.coheld)
 		l.savepoints, l.worked = nil, false
 	}
 	due := last && req != nil && req.internal == nil && len(l.sess)+len(l.need) > 0
@@ -902,7 +960,7 @@ func (s *session) settleLocks(p *primaryConn) (again bool) {
 			p.queryKeep(sharedRescueSQL, true)
 		}
 	default:
-		s.settled(q.rows, status, inSavepoint, conv, need)
+		s.releaseIdle(s.settled(q.rows, status, inSavepoint, conv, need))
 	}
 	again = s.doneSettling()
 	p.release()
@@ -915,7 +973,8 @@ func (s *session) settleLocks(p *primaryConn) (again bool) {
 // settleSQL is settleLocks' SELECT: for each key of conv, outside a transaction
 // block its session-level lock dropped, inside one turned into a
 // transaction-level lock; for each key of need, its lock taken (at session
-// level inside a savepoint), one boolean saying whether it was.
+// level inside a savepoint), one boolean saying whether it was, then for
+// each key of need whether no other backend holds it (probeCols).
 func settleSQL(conv, need []uint32, instance int, status TxStatus, inSavepoint bool) string {
 	var cols []string
 	if len(conv) > 0 {
@@ -925,15 +984,16 @@ func settleSQL(conv, need []uint32, instance int, status TxStatus, inSavepoint b
 		cols = append(cols, strings.TrimPrefix(unlockSQL(conv, instance), "SELECT "))
 	}
 	if len(need) > 0 {
-		cols = append(cols, strings.TrimPrefix(lockSQL(need, instance, inSavepoint), "SELECT "))
+		cols = append(cols, strings.TrimPrefix(lockSQL(need, instance, inSavepoint), "SELECT "), probeCols(need))
 	}
 	return "SELECT " + strings.Join(cols, ", ")
 }
 
-// settled records settleLocks' answer: the row of settleSQL.
-func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, conv, need []string) {
+// settled records settleLocks' answer: the row of settleSQL. It returns the
+// units of need whose locks were taken.
+func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, conv, need []string) (taken []string) {
 	if len(rows) != 1 {
-		return
+		return nil
 	}
 	row := rows[0]
 	l := &s.shared
@@ -947,7 +1007,11 @@ func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, co
 	}
 	for i, u := range need {
 		delete(l.need, u)
-		if j := len(row) - len(need) + i; j >= 0 && string(row[j]) == "t" {
+		// The columns end with need's locks, then whether each was free of
+		// other holders.
+		l.setCoheld(u, len(row) < 2*len(need) || string(row[len(row)-len(need)+i]) != "t")
+		if j := len(row) - 2*len(need) + i; j >= 0 && string(row[j]) == "t" {
+			taken = append(taken, u)
 			if inSavepoint {
 				l.setSess(u, true)
 			} else {
@@ -955,6 +1019,7 @@ func (s *session) settled(rows [][][]byte, status TxStatus, inSavepoint bool, co
 			}
 		}
 	}
+	return taken
 }
 
 // uncheckedError refuses a write carrying unit u whose lock could not be
@@ -1019,6 +1084,9 @@ func (s *Server) SharedUnits(ctx context.Context) ([]UnitHolder, error) {
 		rows = append(rows, r.Rows...)
 	}
 	mine := map[uint32]bool{}
+	for _, pid := range s.shared.idle.pids() {
+		mine[pid] = true // held for a client listed above
+	}
 	for _, h := range local {
 		if h.BackendPID != 0 {
 			mine[h.BackendPID] = true

@@ -233,6 +233,9 @@ func (r *unitRegistry) holdLocked(u string, s *session) {
 // flight (units_inflight.go): called when its backend is idle outside a
 // transaction with nothing in flight, and when it ends.
 func (r *unitRegistry) releaseAll(s *session) {
+	if s.srv.shared != nil {
+		s.releaseIdle(nil) // held for its transaction before its first snapshot
+	}
 	if s.unitsHeld.Load() == 0 && !s.unitPending.Load() && !s.unitWriting.Load() {
 		return
 	}
@@ -472,14 +475,42 @@ func (s *session) freshUnits() error {
 	if !s.unitStale {
 		return nil
 	}
-	q, err := s.query(unitReadSQL)
-	if err != nil {
-		return err
+	var v string
+	known := false
+	if s.unitLogin {
+		// NOTE: a login's value is that of every login of its pool (same
+		// database, user and startup options): read once per backend, and
+		// kept for the pool, whose clients without a backend take it.
+		var login *string
+		if p := s.pc.Load(); p != nil {
+			login = p.loginUnit.Load()
+		} else if s.pool != nil {
+			login = s.pool.loginUnit.Load()
+		}
+		if login != nil {
+			v, known = *login, true
+		}
 	}
-	if q.err != nil || len(q.rows) != 1 {
-		return nil // kept stale: every value seen still counts
+	if !known {
+		p, err := s.attach()
+		if err != nil {
+			return err
+		}
+		q, err := p.query(unitReadSQL)
+		if err != nil {
+			return err
+		}
+		if q.err != nil || len(q.rows) != 1 {
+			return nil // kept stale: every value seen still counts
+		}
+		v = string(q.rows[0][0])
+		if s.unitLogin {
+			p.loginUnit.Store(&v)
+			if s.pool != nil {
+				s.pool.loginUnit.Store(&v)
+			}
+		}
 	}
-	v := string(q.rows[0][0])
 	s.unitStale, s.unitUnknown = false, false
 	s.unitVals = s.unitVals[:0]
 	if v != "" {

@@ -75,6 +75,7 @@ func (s *session) noteOpaqueUnit(st *policy.Statement) {
 		return
 	}
 	s.unitStale, s.unitUnknown, s.unitOpaque = true, true, true
+	s.unitLogin = false
 	if !s.loneAutocommit() {
 		s.unitGen++
 		s.srv.units.markUnknown(s, s.unitGen)
