@@ -351,11 +351,13 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		s.srv.units.unmark(s)
 	}
 	firstWrite, begins := -1, false
+	ownWrite := false // a write of the request's own, not only end work (endwork.go)
 	var reads []policy.Table
 	for i, st := range pl.steps[from:] {
 		if firstWrite < 0 && (isWrite(st.stmt) || st.runs != nil && isWrite(st.runs)) {
 			firstWrite = from + i
 		}
+		ownWrite = ownWrite || isWrite(st.stmt) || st.runs != nil && st.runs != endWorkStmt && isWrite(st.runs)
 		begins = begins || beginsTx(st.stmt)
 		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
 	}
@@ -379,10 +381,14 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		}
 	}
 	units = s.unitsOfWork(pl)
-	if firstWrite >= 0 && !idle {
+	if ownWrite && !idle {
 		// NOTE: a write inside a transaction that holds units is a write of
 		// each of them, whatever unit its own text or SET LOCAL names now:
-		// it commits with that transaction, outside any other holder's.
+		// it commits with that transaction, outside any other holder's. Not
+		// the end work a COMMIT runs (deferred triggers, cursors WITH HOLD):
+		// the writes that queued it were checked when they arrived, and a
+		// holder must be able to end its own transaction while another
+		// holds its unit too; a COMMIT that names a unit is still checked.
 		units = s.srv.units.withHeld(units, s)
 	}
 	if len(units) == 0 {
