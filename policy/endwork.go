@@ -40,7 +40,12 @@ const (
 func (s *Statement) QueuesEndWork() EndWork {
 	var w EndWork
 	hidden := s.Flags&(FlagWritesUnknown|FlagReachesUnknown|FlagUnproven|FlagReadsUnknown) != 0
-	if hidden || s.mayWriteData() && (s.Class == Unknown || s.Class != DDL && !s.CatalogChecked) {
+	// NOTE: a database without deferrable triggers (NoDeferrableTriggers)
+	// queues no deferred events, whatever a write runs, unless it reaches a
+	// relation the catalog read does not know (made since, with a trigger
+	// of its own perhaps).
+	noneToQueue := s.CatalogChecked && s.NoDeferrableTriggers && s.Flags&FlagUnproven == 0
+	if !noneToQueue && (hidden || s.mayWriteData() && (s.Class == Unknown || s.Class != DDL && !s.CatalogChecked)) {
 		w |= EndDeferredTriggers
 	}
 	if s.CursorHold && (hidden || s.mayWriteData()) {

@@ -497,6 +497,12 @@ type Statement struct {
 	// trigger, and every function it runs shows in Flags. False without a
 	// full catalog, and for statements other than DML, COPY and queries.
 	CatalogChecked bool
+	// NoDeferrableTriggers: with CatalogChecked, the catalog showed the
+	// database holds no deferrable trigger other than foreign keys' own
+	// checks (which write nothing), so no write of the statement can queue
+	// deferred trigger events (see [Statement.QueuesEndWork]). As fresh as
+	// the catalog's read: a relation the catalog does not know still counts.
+	NoDeferrableTriggers bool `json:"-"`
 	// Parts holds each statement of a multi-statement text (FlagMultiStatement).
 	Parts []Statement
 	// Reason explains Unknown: the parse error text.

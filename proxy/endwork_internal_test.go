@@ -10,7 +10,8 @@ import (
 )
 
 // catalogRouting is testRouting with a catalog: table plain has no trigger,
-// table trg has one, wf is a volatile user function.
+// table trg has one, wf is a volatile user function; the database has a
+// deferrable trigger.
 func catalogRouting(t testing.TB) func() *routing {
 	cat := router.NewCatalog(router.CatalogObjects{
 		Functions: []router.CatalogFunc{{Schema: "public", Name: "wf", Volatility: router.Volatile},
@@ -18,6 +19,9 @@ func catalogRouting(t testing.TB) func() *routing {
 		Relations: []router.CatalogRelation{{Schema: "public", Name: "plain", Kind: 'r'},
 			{Schema: "public", Name: "trg", Kind: 'r', Triggers: []router.CatalogTrigger{
 				{Name: "t", Events: router.ParseEvents("iud"), Func: policy.Func{Schema: "public", Name: "trg_fn"}}}}},
+		// A database with a deferrable trigger: writes that fire user
+		// triggers may queue deferred events.
+		DeferrableTriggers: true,
 	})
 	rt := *testRouting(t)()
 	rt.classifier = router.NewClassifier(router.ConfigFromRules(rt.rules, cat))

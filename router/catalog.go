@@ -186,6 +186,11 @@ type CatalogObjects struct {
 	Operators []CatalogOperator
 	Casts     []CatalogCast
 	Hazards   []CatalogHazard
+	// DeferrableTriggers: the database has a deferrable trigger that is not
+	// a foreign key's own check (pg_trigger.tgdeferrable). Without one no
+	// write queues deferred trigger events (see
+	// policy.Statement.NoDeferrableTriggers).
+	DeferrableTriggers bool
 }
 
 // funcInfo is one function name in one schema, its overloads merged.
@@ -265,6 +270,7 @@ func NewCatalog(o CatalogObjects) *CatalogSnapshot {
 		}
 	}
 	c.hazards = append(c.hazards, o.Hazards...)
+	c.deferrable = o.DeferrableTriggers
 	return c
 }
 
@@ -303,6 +309,10 @@ func UnreadCatalog() *CatalogSnapshot {
 // Objects reports whether the snapshot came from a full catalog read
 // ([NewCatalog]) rather than from functions alone.
 func (c *CatalogSnapshot) Objects() bool { return c != nil && c.objects }
+
+// noDeferrable reports whether a full catalog showed no deferrable trigger
+// other than foreign keys' own checks.
+func (c *CatalogSnapshot) noDeferrable() bool { return c.Objects() && !c.deferrable }
 
 // relation returns the relations schema.name may name: the one relation when
 // qualified, every relation of that name when not (the classifier does not

@@ -376,6 +376,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	if hide {
 		w.applyHidden()
 		st.CatalogChecked = g.fr.snap.Objects()
+		st.NoDeferrableTriggers = g.fr.snap.noDeferrable()
 	}
 
 	// The flags of everything but transaction-local set_config calls.

@@ -21,6 +21,7 @@ func TestEndWork(t *testing.T) {
 			{Schema: "public", Name: "trg", Kind: 'r', Triggers: []CatalogTrigger{
 				{Name: "dtrg", Events: ParseEvents("iud"), Func: policy.Func{Schema: "public", Name: "dtrg_fn"}}}},
 		},
+		DeferrableTriggers: true, // dtrg is one
 	})
 	withCat := NewClassifier(Config{Catalog: cat})
 	noCat := NewClassifier(Config{})

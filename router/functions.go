@@ -79,6 +79,8 @@ type CatalogSnapshot struct {
 	opByName  map[string][]policy.Func      // operator name → operators
 	casts     map[string][]castInfo         // by target type name
 	hazards   []CatalogHazard
+	// deferrable: CatalogObjects.DeferrableTriggers.
+	deferrable bool
 	// unread: UnreadCatalog, a stand-in for a catalog not read yet.
 	unread bool
 }

@@ -263,7 +263,17 @@ UNION ALL
 SELECT 'h', d.ref::pg_catalog.text, '', '', '', 'c', 'constraint ' OPERATOR(pg_catalog.||) k.conname OPERATOR(pg_catalog.||) ' of domain ' OPERATOR(pg_catalog.||) k.contypid::pg_catalog.regtype::pg_catalog.text
 FROM pg_catalog.pg_constraint k
 JOIN dep_to d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) k.oid AND d.kind OPERATOR(pg_catalog.=) 'f'
-WHERE k.contypid OPERATOR(pg_catalog.<>) 0`
+WHERE k.contypid OPERATOR(pg_catalog.<>) 0
+UNION ALL
+SELECT 'D', '', '', '', '', '', ''
+WHERE EXISTS (
+  -- A deferrable trigger other than a foreign key's own checks (those
+  -- write nothing: PostgreSQL defers only NO ACTION checks, never a
+  -- referential action).
+  SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid
+  WHERE t.tgdeferrable
+    AND NOT (p.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+             AND pg_catalog.starts_with(p.proname::pg_catalog.text, 'RI_FKey_')))`
 
 // objectsFromRows turns the rows of objectsSQL into router terms.
 //
@@ -462,6 +472,8 @@ func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
 				continue
 			}
 			o.Hazards = append(o.Hazards, router.CatalogHazard{What: r[6], Func: f, Check: r[5] == "c"})
+		case "D":
+			o.DeferrableTriggers = true
 		}
 	}
 	return o, nil
