@@ -177,6 +177,10 @@ type serverPool struct {
 // waiter is a client waiting for a backend.
 type waiter struct {
 	ch chan *primaryConn
+	// err, set before ch is closed empty, is why no backend came: the
+	// server's refusal of the backend opened for the waiters (a login the
+	// server refuses gets that refusal, not a bare "no server connection").
+	err *error
 }
 
 // resetStarted counts backends being reset (n = 1) or done (n = -1).
@@ -229,7 +233,7 @@ func (p *serverPool) dialForWaiterLocked() {
 		p.mu.Lock()
 		if err != nil {
 			p.shrinkLocked()
-			p.failWaitersLocked()
+			p.failWaitersWithLocked(err)
 			p.mu.Unlock()
 			return
 		}
@@ -241,11 +245,18 @@ func (p *serverPool) dialForWaiterLocked() {
 
 // failWaitersLocked tells the waiting clients that no backend will come,
 // when the pool has none. p.mu must be held.
-func (p *serverPool) failWaitersLocked() {
+func (p *serverPool) failWaitersLocked() { p.failWaitersWithLocked(nil) }
+
+// failWaitersWithLocked is failWaitersLocked telling the waiters why (nil:
+// errPoolEmpty).
+func (p *serverPool) failWaitersWithLocked(why error) {
 	if p.total > 0 {
 		return
 	}
 	for _, w := range p.waiters {
+		if why != nil && w.err != nil {
+			*w.err = why
+		}
 		close(w.ch)
 	}
 	p.waiters = nil
@@ -326,7 +337,8 @@ func (p *serverPool) take(ctx context.Context, w *poolWait) (*primaryConn, error
 		return nil, errPoolEmpty
 	}
 	ch := make(chan *primaryConn, 1)
-	p.waiters = append(p.waiters, waiter{ch: ch})
+	var why error
+	p.waiters = append(p.waiters, waiter{ch: ch, err: &why})
 	p.mu.Unlock()
 	// Nil channels never fire: ctx's or w's ends the wait.
 	var done, canceled <-chan struct{}
@@ -340,6 +352,9 @@ func (p *serverPool) take(ctx context.Context, w *poolWait) (*primaryConn, error
 	select {
 	case c := <-ch:
 		if c == nil {
+			if why != nil {
+				return nil, why // the server refused the backend opened for us
+			}
 			return nil, errPoolEmpty // closed by failWaitersLocked
 		}
 		return c, nil

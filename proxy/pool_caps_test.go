@@ -167,3 +167,25 @@ func TestPoolCapsRelayedLogins(t *testing.T) {
 		t.Fatalf("c on backend %s, want its pool's, a's (%s)", pidC, pidA)
 	}
 }
+
+// TestPoolCapsLoginRefusedByTheServer: a login of a new pool while the cap
+// is full waits as for pool_size; the backend opened for it once an idle one
+// of another pool made room is refused by the server (a TimeZone it does
+// not know), and the client gets the server's refusal (22023), as from a
+// login of its own, not "no server connection became free" (57P03).
+func TestPoolCapsLoginRefusedByTheServer(t *testing.T) {
+	p := startProxy(t, func(o *proxy.Options) {
+		o.Auth = trustAuthUsers(t, "postgres")
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 4, MaxDBConnections: 1}
+		o.QueryWaitTimeout = 3 * time.Second
+	})
+	a := connectDSN(t, p.DSN(t, "postgres"))
+	exec(t, a, "SELECT 1") // a's pool holds the cap's one backend, idle
+	_, err := pgconn.Connect(context.Background(), p.DSN(t, "postgres")+"&options=-c%20TimeZone%3Dbadzonea")
+	if code := pgCode(err); code != "22023" {
+		t.Fatalf("a login with a TimeZone the server refuses, while the cap was full: %v (code %q), want 22023", err, code)
+	}
+	if got := scalar(t, a, "SELECT 1"); got != "1" {
+		t.Fatalf("a after the refused login: %s", got)
+	}
+}
