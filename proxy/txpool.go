@@ -662,9 +662,13 @@ func (s *session) leavePrimary(err error) {
 
 // resetForPool hands p, the backend of a session-mode client leaving, back
 // to its pool after server_reset_query (DISCARD ALL) has wiped the
-// session; it reports false when p cannot go back (busy or in a
-// transaction), leaving it to the caller to close.
+// session; it reports false when p cannot go back (busy, in a
+// transaction, or holding a library the client loaded with LOAD, which
+// nothing unloads), leaving it to the caller to close.
 func (s *session) resetForPool(p *primaryConn) bool {
+	if s.loaded.Load() {
+		return false // DISCARD ALL does not unload a library
+	}
 	select {
 	case p.wsem <- struct{}{}:
 	default:
@@ -909,6 +913,7 @@ var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_tim
 // mayPin). Safe to call from any goroutine.
 func (s *session) notePin(st *policy.Statement) {
 	s.noteSeed(st)
+	s.noteLoad(st)
 	s.named.note(st)
 	if !s.txMode || !mayPin(st) {
 		return
@@ -917,7 +922,7 @@ func (s *session) notePin(st *policy.Statement) {
 	eachPart(st, func(p *policy.Statement) {
 		switch {
 		case p.Command == "LOAD":
-			s.loaded.Store(true)
+			// noteLoad has recorded it: the backend is closed at leave.
 		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
 			p.Flags&policy.FlagSQLPrepare == 0 && !p.SetConfigLocal && !s.settingsSeen(p),
 			p.RunsUnknownCode():

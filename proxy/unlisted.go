@@ -40,6 +40,18 @@ func (s *session) noteSeed(st *policy.Statement) {
 	})
 }
 
+// noteLoad records that the client ran LOAD (client goroutine, both pool
+// modes): the library stays in its backend for the backend's life (no
+// DISCARD ALL or RESET undoes it, PostgreSQL's LOAD), so that backend
+// serves no other client; leavePrimary closes it.
+func (s *session) noteLoad(st *policy.Statement) {
+	eachPart(st, func(p *policy.Statement) {
+		if p.Command == "LOAD" {
+			s.loaded.Store(true)
+		}
+	})
+}
+
 // reseed writes, when the client seeded p, a query that seeds p afresh
 // (reseedSQL) ahead of what the caller sends next; the caller holds p's
 // wsem. The function returned says, once that query's answer is in (in
