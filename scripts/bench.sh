@@ -30,12 +30,14 @@
 #           OLTP latency with and without the storm and the ratio of the p99s, with txlane's
 #           CPU seconds over the OLTP run (the storm's share included) and the storm's queries/s.
 #   floor   what the Go runtime costs a proxy: pgbench -S (BENCH_QUERY_MODES, the client counts
-#           of BENCH_CLIENTS up to 32) through the two byte relays of bench/relayfloor (a
-#           client's bytes to its own server connection and back, nothing looked at: one on the
-#           standard net package with a goroutine per direction, as txlane; one on gnet's epoll
-#           event loop), PgBouncer and txlane, all in session mode. The relays' cpu_us/tx is
-#           the least any Go proxy of that shape pays per transaction. Builds bench/relayfloor
-#           (its own module, so that txlane does not depend on gnet).
+#           of BENCH_CLIENTS up to 32) through the three byte relays of bench/relayfloor (a
+#           client's bytes to its own server connection and back, nothing looked at: relay-std
+#           on the standard net package with a goroutine per direction, as txlane; relay-gnet on
+#           gnet's event loops; relay-epoll on one OS thread and one epoll set, PgBouncer's
+#           shape, written against the system calls), PgBouncer and txlane, all in session
+#           mode. Each relay's cpu_us/tx is the least a Go proxy of its shape pays per
+#           transaction. Builds bench/relayfloor (its own module, so that txlane does not depend
+#           on gnet).
 #
 # Columns: tps (pgbench's, without connection set-up); p50 and p99 latency in ms, from
 # pgbench's per-transaction log (with a rate, from each transaction's scheduled start);
@@ -387,7 +389,7 @@ run_pgbench() {
 
 ratio() { if [[ $1 == - || $2 == - || $2 == 0 || $2 == 0.0 ]]; then echo -; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; fi; }
 
-row_fmt='%-8s %-12s %-9s %7s  %-10s %10s %8s %8s %8s %8s %10s\n'
+row_fmt='%-8s %-12s %-9s %7s  %-11s %10s %8s %8s %8s %8s %10s\n'
 header() {
 	# shellcheck disable=SC2059 # the format is ours
 	printf "$row_fmt" scenario pool_mode -M clients target tps p50_ms p99_ms ÷pgb ÷direct cpu_us/tx
@@ -527,13 +529,13 @@ query_wait_timeout: 10m
 		"txlane $(ratio "${p99s[txlane-storm]}" "${p99s[txlane-alone]}")"
 }
 
-# floor runs pgbench -S through the two relays of bench/relayfloor, PgBouncer and txlane, all in
+# floor runs pgbench -S through the three relays of bench/relayfloor, PgBouncer and txlane, all in
 # session mode, at the client counts of CLIENTS up to 32.
 floor() {
 	local mode port qmode clients target pid conn args pgb_tps n=0
 	local -A relay_port relay_pid
 	(cd bench/relayfloor && go build -o "$work/relayfloor" .) || die "could not build bench/relayfloor"
-	for mode in std gnet; do
+	for mode in std gnet epoll; do
 		port=$(free_port)
 		"$work/relayfloor" -mode "$mode" -listen "127.0.0.1:$port" -server "127.0.0.1:$pgport" >"$work/relay-$mode.log" 2>&1 &
 		relay_pid[$mode]=$! relay_port[$mode]=$port
@@ -544,7 +546,7 @@ floor() {
 		}
 	done
 	echo
-	echo "== floor: $SECS s per point, session mode; relay-std and relay-gnet relay bytes and look at none"
+	echo "== floor: $SECS s per point, session mode; the relay-* rows relay bytes and look at none"
 	header
 	for qmode in $QUERY_MODES; do
 		for clients in $CLIENTS; do
@@ -552,7 +554,7 @@ floor() {
 			args=(-S -M "$qmode" -c "$clients" -j "$((clients < THREADS ? clients : THREADS))" -T "$SECS")
 			n=$((n + 1))
 			pgb_tps=-
-			for target in pgbouncer relay-std relay-gnet txlane; do
+			for target in pgbouncer relay-std relay-gnet relay-epoll txlane; do
 				case $target in
 				relay-*)
 					mode=${target#relay-}

@@ -4,13 +4,19 @@
 // per transaction beside PgBouncer's and txlane's, to tell what the Go
 // runtime costs per round trip from what txlane's own work costs.
 //
-// Usage: relayfloor -mode std|gnet -listen HOST:PORT -server HOST:PORT
+// Usage: relayfloor -mode std|gnet|epoll|block -listen HOST:PORT -server HOST:PORT
 //
 //   - std: the standard net package, a goroutine per direction (io.Copy),
 //     as txlane does.
 //   - gnet: the gnet event loop (epoll, no goroutine per connection): one
 //     loop for clients, the client side of gnet for server connections;
 //     bytes cross between the two loops with AsyncWrite.
+//   - epoll: PgBouncer's shape, written against the system calls: one OS
+//     thread and one level-triggered epoll set for every socket, a read only
+//     of a socket epoll reports readable, the bytes written to the peer from
+//     the same thread (epoll_linux.go).
+//   - block: a thread per direction: each goroutine locked to its OS thread
+//     reads its socket in blocking mode (block_linux.go).
 //
 // It is its own module so that txlane does not depend on gnet.
 package main
@@ -25,7 +31,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "std", "std or gnet")
+	mode := flag.String("mode", "std", "std, gnet, epoll or block")
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	server := flag.String("server", "", "PostgreSQL server address")
 	flag.Parse()
@@ -34,6 +40,10 @@ func main() {
 		log.Fatal(runStd(*listen, *server))
 	case "gnet":
 		log.Fatal(runGnet(*listen, *server))
+	case "epoll":
+		log.Fatal(runEpoll(*listen, *server))
+	case "block":
+		log.Fatal(runBlock(*listen, *server))
 	default:
 		log.Fatalf("unknown -mode %q", *mode)
 	}

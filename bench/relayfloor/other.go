@@ -1,0 +1,9 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+func runEpoll(listen, server string) error { return errors.New("-mode epoll needs Linux") }
+
+func runBlock(listen, server string) error { return errors.New("-mode block needs Linux") }
