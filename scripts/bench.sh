@@ -34,7 +34,8 @@
 #           client's bytes to its own server connection and back, nothing looked at: relay-std
 #           on the standard net package with a goroutine per direction, as txlane; relay-gnet on
 #           gnet's event loops; relay-epoll on one OS thread and one epoll set, PgBouncer's
-#           shape, written against the system calls), PgBouncer and txlane, all in session
+#           shape, written against the system calls; relay-hybrid with a goroutine per client
+#           and the server connections on one epoll thread), PgBouncer and txlane, all in session
 #           mode. Each relay's cpu_us/tx is the least a Go proxy of its shape pays per
 #           transaction. Builds bench/relayfloor (its own module, so that txlane does not depend
 #           on gnet).
@@ -389,7 +390,7 @@ run_pgbench() {
 
 ratio() { if [[ $1 == - || $2 == - || $2 == 0 || $2 == 0.0 ]]; then echo -; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; fi; }
 
-row_fmt='%-8s %-12s %-9s %7s  %-11s %10s %8s %8s %8s %8s %10s\n'
+row_fmt='%-8s %-12s %-9s %7s  %-12s %10s %8s %8s %8s %8s %10s\n'
 header() {
 	# shellcheck disable=SC2059 # the format is ours
 	printf "$row_fmt" scenario pool_mode -M clients target tps p50_ms p99_ms ÷pgb ÷direct cpu_us/tx
@@ -535,7 +536,7 @@ floor() {
 	local mode port qmode clients target pid conn args pgb_tps n=0
 	local -A relay_port relay_pid
 	(cd bench/relayfloor && go build -o "$work/relayfloor" .) || die "could not build bench/relayfloor"
-	for mode in std gnet epoll; do
+	for mode in std gnet epoll hybrid; do
 		port=$(free_port)
 		"$work/relayfloor" -mode "$mode" -listen "127.0.0.1:$port" -server "127.0.0.1:$pgport" >"$work/relay-$mode.log" 2>&1 &
 		relay_pid[$mode]=$! relay_port[$mode]=$port
@@ -554,7 +555,7 @@ floor() {
 			args=(-S -M "$qmode" -c "$clients" -j "$((clients < THREADS ? clients : THREADS))" -T "$SECS")
 			n=$((n + 1))
 			pgb_tps=-
-			for target in pgbouncer relay-std relay-gnet relay-epoll txlane; do
+			for target in pgbouncer relay-std relay-gnet relay-epoll relay-hybrid txlane; do
 				case $target in
 				relay-*)
 					mode=${target#relay-}

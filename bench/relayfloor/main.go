@@ -4,7 +4,7 @@
 // per transaction beside PgBouncer's and txlane's, to tell what the Go
 // runtime costs per round trip from what txlane's own work costs.
 //
-// Usage: relayfloor -mode std|gnet|epoll|block -listen HOST:PORT -server HOST:PORT
+// Usage: relayfloor -mode std|gnet|epoll|block|hybrid -listen HOST:PORT -server HOST:PORT
 //
 //   - std: the standard net package, a goroutine per direction (io.Copy),
 //     as txlane does.
@@ -17,6 +17,9 @@
 //     the same thread (epoll_linux.go).
 //   - block: a thread per direction: each goroutine locked to its OS thread
 //     reads its socket in blocking mode (block_linux.go).
+//   - hybrid: clients read by a goroutine each (net), servers read on one
+//     OS thread with one epoll set, which writes to the clients
+//     (hybrid_linux.go).
 //
 // It is its own module so that txlane does not depend on gnet.
 package main
@@ -31,7 +34,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "std", "std, gnet, epoll or block")
+	mode := flag.String("mode", "std", "std, gnet, epoll, block or hybrid")
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	server := flag.String("server", "", "PostgreSQL server address")
 	flag.Parse()
@@ -44,6 +47,8 @@ func main() {
 		log.Fatal(runEpoll(*listen, *server))
 	case "block":
 		log.Fatal(runBlock(*listen, *server))
+	case "hybrid":
+		log.Fatal(runHybrid(*listen, *server))
 	default:
 		log.Fatalf("unknown -mode %q", *mode)
 	}
