@@ -190,3 +190,40 @@ func TestRerouteCodeBar(t *testing.T) {
 		})
 	}
 }
+
+// TestRerouteCodeBarWithoutTheCatalog: what the catalog cannot show is not
+// rerouted (fail safe): a relation created since the catalog was read, and
+// any write when txlane reads no catalog (policy.discover_vector_tables:
+// false). Each is refused with 25L01; the holder's transaction commits its
+// own row and nothing of the write.
+func TestRerouteCodeBarWithoutTheCatalog(t *testing.T) {
+	check := func(t *testing.T, bed *unitBed, write, detail, after string) {
+		t.Helper()
+		holder, writer := bed.connect(t), bed.connect(t)
+		exec(t, holder, "BEGIN; "+bed.insert("u1", "holder"))
+		wantCodeBar(t, execErr(writer, write), detail)
+		exec(t, holder, "COMMIT")
+		if got := bed.count(t, "true"); got != "1" {
+			t.Fatalf("%s rows committed, want the holder's 1", got)
+		}
+		if got := directScalar(t, after); got != "0" {
+			t.Fatalf("%s: %s, want 0: the refused write committed", after, got)
+		}
+	}
+	t.Run("a relation created since the catalog was read", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", nil)
+		// The catalog is read at the first request.
+		exec(t, bed.connect(t), "SELECT count(*) FROM "+bed.table)
+		late := uniqueName("late")
+		pgtest.Exec(t, "CREATE TABLE "+late+" (x int)")
+		t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+late) })
+		check(t, bed, "INSERT INTO "+late+" VALUES (1) /*unit='u1'*/", "not in the catalog", "SELECT count(*) FROM "+late)
+	})
+	t.Run("no catalog", func(t *testing.T) {
+		bed := startUnitProxy(t, "reroute", func(o *proxy.Options) {
+			o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 2, AcquireTimeout: 2 * time.Second}
+			o.Discover = false
+		})
+		check(t, bed, bed.insert("u1", "other"), "reads no catalog", "SELECT count(*) FROM "+bed.table+" WHERE who = 'other'")
+	})
+}
