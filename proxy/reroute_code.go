@@ -89,14 +89,14 @@ func partCodeBar(p *policy.Statement) string {
 		// holder's transaction; IMMEDIATE fires the holder's own pending
 		// checks.
 		return "The request has SET CONSTRAINTS, which would change the holder's constraint modes or run the holder's own deferred checks."
+	case p.DeferredCheck != "":
+		return "The write may queue a deferred check (" + p.DeferredCheck + "), which PostgreSQL runs at the holder's COMMIT, outside txlane's savepoint: a violation would fail the holder's whole transaction after the writer was told its write ran."
 	case p.Flags.Has(policy.FlagUnproven):
 		return "The request names a relation whose triggers, defaults and constraints txlane cannot show" + hidden + ": on the holder's connection they could change the holder's session or queue a check for the holder's COMMIT."
 	case p.Flags&(policy.FlagReachesUnknown|policy.FlagReadsUnknown) != 0:
 		return "The request runs code its text does not show" + hidden + ", which on the holder's connection could change the holder's session (a setting, a temporary table, an advisory lock) or queue a check for the holder's COMMIT."
 	case p.FiresCode != "":
-		return "The write runs code its text does not show (" + p.FiresCode + "), which on the holder's connection would change the holder's session."
-	case p.DeferredCheck != "":
-		return "The write may queue a deferred check (" + p.DeferredCheck + "), which PostgreSQL runs at the holder's COMMIT, outside txlane's savepoint: a violation would fail the holder's whole transaction after the writer was told its write ran."
+		return "The write runs code its text does not show (" + p.FiresCode + "), which on the holder's connection may change the holder's session."
 	case isWrite(p) && !p.CatalogChecked:
 		return "txlane cannot show what the write fires (triggers, defaults, deferrable constraints): it reads no catalog (policy.discover_vector_tables: false), or the statement is not DML (DDL fires event triggers)."
 	}

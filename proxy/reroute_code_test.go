@@ -124,7 +124,7 @@ func TestRerouteCodeBar(t *testing.T) {
 		{"deferred exclusion constraint", "",
 			"INSERT INTO %[1]s.excl VALUES (1)", "excl_x", "(SELECT count(*) FROM %[1]s.excl) = 1"},
 		{"deferred constraint trigger that raises", "",
-			"INSERT INTO %[1]s.checked VALUES (1)", "checked_trg", "NOT EXISTS (SELECT FROM %[1]s.checked)"},
+			"INSERT INTO %[1]s.checked VALUES (1)", "may queue a deferred check (table %[1]s.checked has deferrable constraint checked_trg", "NOT EXISTS (SELECT FROM %[1]s.checked)"},
 		{"SET CONSTRAINTS in the request", "",
 			"SET CONSTRAINTS ALL IMMEDIATE; INSERT INTO %[1]s.plain_fk (pid) VALUES (2)", "SET CONSTRAINTS", "NOT EXISTS (SELECT FROM %[1]s.plain_fk)"},
 		{"trigger that sets a setting", "",
@@ -151,7 +151,7 @@ func TestRerouteCodeBar(t *testing.T) {
 					}
 					exec(t, holder, bed.insert("u1", "holder"))
 					err := execErr(writer, fmt.Sprintf(c.write, schema)+" /*unit='u1'*/")
-					wantCodeBar(t, err, c.detail)
+					wantCodeBar(t, err, strings.ReplaceAll(c.detail, "%[1]s", schema))
 					if writer.TxStatus() != 'I' {
 						t.Errorf("writer's status %q, want I", writer.TxStatus())
 					}
