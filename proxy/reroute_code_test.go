@@ -225,5 +225,9 @@ func TestRerouteCodeBarWithoutTheCatalog(t *testing.T) {
 			o.Discover = false
 		})
 		check(t, bed, bed.insert("u1", "other"), "reads no catalog", "SELECT count(*) FROM "+bed.table+" WHERE who = 'other'")
+		// A reroute the write could not take counts as a rejection.
+		if r, rr := bed.Server.Metrics().Escapes("reject", bed.table), bed.Server.Metrics().Escapes("reroute", bed.table); r != 1 || rr != 0 {
+			t.Errorf("escapes counted: reject %v, reroute %v; want 1, 0", r, rr)
+		}
 	})
 }
