@@ -5,8 +5,7 @@
 // policies, triggers and deferrable triggers, rules, foreign keys, partitions,
 // operators, casts; see objectsSQL). The proxy reads it over a vector-lane
 // connection; `txlane explain --discover` over a connection of its own. Both
-// read the same
-// statements through Read.
+// read the same statements through Read.
 //
 // Files:
 //
