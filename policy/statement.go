@@ -503,6 +503,26 @@ type Statement struct {
 	// deferred trigger events (see [Statement.QueuesEndWork]). As fresh as
 	// the catalog's read: a relation the catalog does not know still counts.
 	NoDeferrableTriggers bool `json:"-"`
+	// DeferredCheck, with CatalogChecked, says why a write of the statement
+	// may queue an event PostgreSQL checks only at the end of the
+	// transaction it runs in (or at SET CONSTRAINTS ... IMMEDIATE): a
+	// relation it writes, or reaches through rules, cascades, views and
+	// partitions, has a deferrable trigger for that kind of write (a
+	// DEFERRABLE foreign key on either side, unique or exclusion
+	// constraint, constraint trigger), e.g. "table public.child has
+	// deferrable constraint child_pid_fkey (checked on insert, update)".
+	// "" when the catalog showed none; what a user trigger's function
+	// writes is not looked into (FlagReachesUnknown says it runs).
+	DeferredCheck string `json:"deferred_check,omitempty"`
+	// FiresCode, with CatalogChecked, says which code the statement's
+	// writes run that its text does not name and that may change the
+	// session it runs in: a column default, check constraint, index
+	// expression or rule that calls a function that writes, locks or sets
+	// settings (pg_advisory_lock, set_config), or a user function whose
+	// body the catalog cannot describe. "" when none; user triggers and
+	// volatile user functions are FlagReachesUnknown instead, and a
+	// sequence's nextval counts for nothing.
+	FiresCode string `json:"fires_code,omitempty"`
 	// Parts holds each statement of a multi-statement text (FlagMultiStatement).
 	Parts []Statement
 	// Reason explains Unknown: the parse error text.
@@ -532,7 +552,8 @@ func (s *Statement) IsPureRead() bool {
 
 // Merge describes several statements, run as one query text, as a whole:
 // Reads, Writes, Temp, WritesReached, ReadsReached, Hidden and Settings are
-// concatenated (tables de-duplicated),
+// concatenated (tables de-duplicated), DeferredCheck and FiresCode are the
+// first part's that has one,
 // Flags are unioned plus FlagMultiStatement, Class is the most primary-bound
 // part's. A single part is returned as is (copied).
 func Merge(parts []Statement) Statement {
@@ -579,6 +600,12 @@ func Merge(parts []Statement) Statement {
 		}
 		if out.Reason == "" {
 			out.Reason = p.Reason
+		}
+		if out.DeferredCheck == "" {
+			out.DeferredCheck = p.DeferredCheck
+		}
+		if out.FiresCode == "" {
+			out.FiresCode = p.FiresCode
 		}
 		cmds = append(cmds, p.Command)
 	}

@@ -52,6 +52,9 @@
 //	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute
 //	reroute_bar.go   where a request may not run in another client's transaction
+//	reroute_code.go  what a request runs besides its text keeps it out of
+//	                 another client's transaction: deferred checks, triggers,
+//	                 defaults and rules that may change the session
 //	guest_wrap.go    what runs in a client's transaction besides its own
 //	                 requests leaves it as it was: a rerouted write between a
 //	                 savepoint of txlane's and its release, on a portal of

@@ -47,6 +47,7 @@ func startProxyOn(tb testing.TB, direct string, mutate func(*proxy.Options)) *te
 	if mutate != nil {
 		mutate(&opts)
 	}
+	rerouteReadsCatalog(tb, &opts)
 	srv, err := proxy.New(opts)
 	if err != nil {
 		tb.Fatal(err)

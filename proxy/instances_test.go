@@ -59,6 +59,7 @@ func startInstances(t *testing.T, n int, escape string, mutate func(id int, o *p
 		if mutate != nil {
 			mutate(i+1, &opts)
 		}
+		rerouteReadsCatalog(t, &opts)
 		srv, err := proxy.New(opts)
 		if err != nil {
 			t.Fatal(err)

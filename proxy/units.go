@@ -418,7 +418,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
 				return handled, rej, err
 			}
-		case final && idle && len(others) == 1 && s.srv.units.followsReroute(others[0], reads) && s.rerouteBar(others[0]) == "":
+		case final && idle && len(others) == 1 && s.srv.units.followsReroute(others[0], reads) && s.rerouteBar(others[0]) == "" && s.rerouteCodeBar() == "":
 			// Read-your-writes across connections: the tables were written
 			// inside the holder's transaction, so the read runs there too.
 			return true, nil, s.reroute(&s.cur, u, others[0], false)
@@ -551,9 +551,12 @@ func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *u
 	}
 	// NOTE: the escape is counted by what happens to it: a reroute the
 	// writer's request cannot take counts as a rejection.
-	refuse := func(why string) (bool, *rejection, error) {
+	refuseErr := func(e *wire.Error) (bool, *rejection, error) {
 		s.srv.metrics.Escape(policy.EscapeReject.String(), table)
-		return false, &rejection{step: step, err: escapeError(u, table, holder, action, why)}, nil
+		return false, &rejection{step: step, err: e}, nil
+	}
+	refuse := func(why string) (bool, *rejection, error) {
+		return refuseErr(escapeError(u, table, holder, action, why))
 	}
 	switch action {
 	case policy.EscapeAllow:
@@ -590,6 +593,10 @@ func (s *session) escape(whole bool, step int, u string, holder UnitHolder, h *u
 		if why := s.rerouteBar(h); why != "" {
 			log.Warn("write not rerouted", zap.String("why", why))
 			return refuse(why)
+		}
+		if why := s.rerouteCodeBar(); why != "" {
+			log.Warn("write not rerouted: what it runs besides its text", zap.String("why", why))
+			return refuseErr(codeBarError(escapeError(u, table, holder, action, why)))
 		}
 		log.Info("write rerouted into the holder's transaction")
 		s.srv.metrics.Escape(action.String(), table)

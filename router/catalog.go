@@ -54,6 +54,17 @@ func (e Events) String() string {
 	return b.String()
 }
 
+// words writes e for messages: "insert, update".
+func (e Events) words() string {
+	var out []string
+	for i, w := range []string{"insert", "update", "delete", "truncate"} {
+		if e&(1<<i) != 0 {
+			out = append(out, w)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 // UseWhen says when something a relation uses runs.
 type UseWhen uint8
 
@@ -88,6 +99,17 @@ type CatalogTrigger struct {
 	Events Events
 	// Func is the trigger function. What it writes is unknown.
 	Func policy.Func
+}
+
+// CatalogDeferrable is a deferrable trigger of a relation (pg_trigger rows
+// with tgdeferrable, internal ones included): a write with one of its Events
+// may queue an event PostgreSQL checks only at the transaction's end (a
+// DEFERRABLE foreign key, unique or exclusion constraint, a deferrable
+// constraint trigger; see proxy/catalog's objectsSQL).
+type CatalogDeferrable struct {
+	// Name is the constraint's name (the trigger's when it has none).
+	Name   string
+	Events Events
 }
 
 // CatalogRule is a non-SELECT rule (pg_rewrite, ev_type insert, update or
@@ -130,6 +152,8 @@ type CatalogRelation struct {
 	Uses []CatalogUse
 	// Triggers are its user triggers.
 	Triggers []CatalogTrigger
+	// Deferrable are its deferrable triggers.
+	Deferrable []CatalogDeferrable
 	// Rules are its non-SELECT rules.
 	Rules []CatalogRule
 	// Referenced lists the foreign keys that reference it.
@@ -280,6 +304,7 @@ func mergeRelation(dst, src *CatalogRelation) {
 	}
 	dst.Uses = append(dst.Uses, src.Uses...)
 	dst.Triggers = append(dst.Triggers, src.Triggers...)
+	dst.Deferrable = append(dst.Deferrable, src.Deferrable...)
 	dst.Rules = append(dst.Rules, src.Rules...)
 	dst.Referenced = append(dst.Referenced, src.Referenced...)
 	for _, t := range src.Children {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,10 @@ type hidden struct {
 	// table may be written.
 	reached []policy.Table
 	unknown bool
+	// deferred and fires: what writing a relation may queue for the
+	// transaction's end, and the code it runs that may change the session
+	// (see policy.Statement.DeferredCheck and FiresCode); "" for none.
+	deferred, fires string
 }
 
 // finding is an effect with its explanation as a noun phrase (subj) and what
@@ -118,6 +123,8 @@ type evalCtx struct {
 	reached []policy.Table
 	unknown bool
 	why     string
+	// Collected by reach: see hidden.deferred and hidden.fires.
+	deferred, fires string
 }
 
 type (
@@ -330,6 +337,27 @@ const policyVia = "row-level security policy "
 // which rows a client sees, and txlane does not reason about how a role
 // was taken there.
 func (c *CatalogSnapshot) policyIdentity(f policy.Func, seen map[policy.Func]bool) string {
+	return c.callsWhere(f, seen, func(name string) string {
+		if identityBuiltins[name] {
+			return "whose value is the session's"
+		}
+		return ""
+	}, "it may use the session's identity")
+}
+
+// opaqueCall says why calling f runs code txlane cannot read ("" when it
+// does not): f, or a function it calls (its BEGIN ATOMIC or RETURN body,
+// argument defaults), is a user function with an opaque body, of any
+// volatility. Built-ins' effects are call's.
+func (c *CatalogSnapshot) opaqueCall(f policy.Func) string {
+	return c.callsWhere(f, map[policy.Func]bool{}, func(string) string { return "" }, "it may change the session")
+}
+
+// callsWhere says why calling f reaches what matters ("" when it does not):
+// a built-in (in PostgreSQL's own schemas) for which builtin says why, or a
+// user function with an opaque body (opaque says what such a body may do),
+// through the functions each calls.
+func (c *CatalogSnapshot) callsWhere(f policy.Func, seen map[policy.Func]bool, builtin func(name string) string, opaque string) string {
 	for _, k := range c.funcKeys(f.Schema, f.Name) {
 		if seen[k] {
 			continue
@@ -338,15 +366,15 @@ func (c *CatalogSnapshot) policyIdentity(f policy.Func, seen map[policy.Func]boo
 		fi := c.exact[k]
 		switch {
 		case trustedSchema(k.Schema):
-			if identityBuiltins[k.Name] {
-				return k.String() + "(), whose value is the session's"
+			if why := builtin(k.Name); why != "" {
+				return k.String() + "(), " + why
 			}
 			continue
 		case fi.opaqueAny:
-			return k.String() + "(), whose body txlane cannot read (it may use the session's identity)"
+			return k.String() + "(), whose body txlane cannot read (" + opaque + ")"
 		}
 		for _, g := range fi.calls {
-			if why := c.policyIdentity(g, seen); why != "" {
+			if why := c.callsWhere(g, seen, builtin, opaque); why != "" {
 				return k.String() + "(), which calls " + why
 			}
 		}
@@ -408,13 +436,30 @@ func (e *evalCtx) attr(name string) finding {
 // advisory lock, which change or hold session state. A sequence function
 // there (nextval in a serial column's default) counts for nothing more:
 // the statement writes anyway. cascade is TRUNCATE ... CASCADE.
+//
+// It also notes (e.deferred) the first deferrable trigger the write may
+// queue an event of, and (e.fires) the first function such code runs that
+// may change the session it runs in: one that writes, locks or changes
+// settings (a session advisory lock, set_config), or a user function
+// whose body txlane cannot read, whatever its volatility (PostgreSQL does
+// not hold an IMMUTABLE PL/pgSQL function to it). A sequence's nextval
+// (serial and identity columns) is not noted: it changes only the
+// session's currval and lastval.
 func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
 	var out finding
-	runs := func(name string, sub finding, pred string) {
+	runs := func(name string, f policy.Func, sub finding, pred string) {
 		if sub.eff&effSeqArg != 0 {
 			sub.eff &^= effWrites
 		}
 		out.add(sub, name, pred+" "+sub.desc())
+		if e.fires != "" {
+			return
+		}
+		if sub.eff&(effWrites|effSession) != 0 {
+			e.fires = name + " " + pred + " " + sub.desc()
+		} else if why := e.c.opaqueCall(f); why != "" {
+			e.fires = name + " " + pred + " " + why
+		}
 	}
 	type item struct {
 		t  policy.Table
@@ -459,6 +504,11 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
 			e.noteUnknown(name + " cannot be proven (" + ri.Opaque + "): what writing it does is unknown")
 			return out
 		}
+		for _, d := range ri.Deferrable {
+			if d.Events&ev != 0 && e.deferred == "" {
+				e.deferred = name + " has deferrable constraint " + d.Name + " (checked on " + d.Events.words() + ")"
+			}
+		}
 		for _, tr := range ri.Triggers {
 			if tr.Events&ev != 0 && !trustedSchema(it.t.Schema) {
 				e.noteUnknown(name + " has trigger " + tr.Name + " (" + tr.Func.String() + "()), whose writes are unknown")
@@ -477,7 +527,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
 					e.noteUnknown(name + " has rule " + ru.Name + ", which calls " + sub.desc())
 					return out
 				}
-				runs(name, sub, "has rule "+ru.Name+", which calls")
+				runs(name, f, sub, "has rule "+ru.Name+", which calls")
 			}
 			for _, u := range ru.Tables {
 				add(u)
@@ -555,7 +605,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
 						e.noteUnknown(name + " has " + u.Via + ", which calls " + sub.desc())
 						return out
 					}
-					runs(name, sub, "has "+u.Via+", which calls")
+					runs(name, u.Func, sub, "has "+u.Via+", which calls")
 				}
 				if u.Table.Name != "" {
 					add(u.Table)
@@ -597,7 +647,8 @@ func (r *funcRules) eval(key any, f func(e *evalCtx) finding) *hidden {
 	}
 	e := newEval(r)
 	fd := f(e)
-	h := &hidden{eff: fd.eff, reads: e.reads, reached: e.reached, unknown: e.unknown, why: e.why}
+	h := &hidden{eff: fd.eff, reads: e.reads, reached: e.reached, unknown: e.unknown, why: e.why,
+		deferred: e.deferred, fires: e.fires}
 	if fd.pred != "" && fd.eff != 0 && !e.unknown {
 		h.why = fd.sentence()
 	}
@@ -763,6 +814,8 @@ func (w *walker) applyHidden() {
 		h := fr.eval(reachKey(we), func(e *evalCtx) finding { return e.reach(we.t, we.ev, we.cascade) })
 		apply(h)
 		reached(h)
+		w.deferredCheck = cmp.Or(w.deferredCheck, h.deferred)
+		w.firesCode = cmp.Or(w.firesCode, h.fires)
 	}
 	for _, t := range w.refreshes {
 		reached(fr.eval(refreshKey(t), func(e *evalCtx) finding {

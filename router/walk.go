@@ -53,6 +53,9 @@ type walker struct {
 	readsReached  []policy.Table
 	writesReached []policy.Table
 	hidden        []string
+	// deferredCheck and firesCode: the first of its writes' (see
+	// policy.Statement.DeferredCheck and FiresCode).
+	deferredCheck, firesCode string
 	// setConfig are the setting names of set_config calls with a constant
 	// name (lower case), whose session effect is not in flags (see
 	// policy.Statement.SetConfig).

@@ -2,10 +2,10 @@
 // beyond SQL text: which tables are vector tables (a column of type vector,
 // halfvec or sparsevec) and what classification must see that a statement's
 // text hides (functions and their volatility, views, row-level-security
-// policies, triggers, rules, foreign keys, partitions, operators, casts; see
-// objectsSQL). The proxy reads it over a vector-lane connection; `txlane
-// explain --discover` over a connection of its own. Both read the same
-// statements through Read.
+// policies, triggers and deferrable triggers, rules, foreign keys, partitions,
+// operators, casts; see objectsSQL). The proxy reads it over a vector-lane
+// connection; `txlane explain --discover` over a connection of its own. Both
+// read the same statements through Read.
 //
 // Files:
 //

@@ -20,6 +20,8 @@ import (
 //	l    rel                               rule events       rule name
 //	t    rel      proc                     trigger events    trigger name (user triggers, and
 //	                                                         their clones on partitions)
+//	q    rel                               trigger events    constraint (or trigger) name: a
+//	                                                         deferrable trigger, internal ones too
 //	k    rel      rel                      deltype+updtype   constraint (a is referenced by b)
 //	c    rel      rel                                        (b is a partition or child of a)
 //	ff   proc     proc                                       (a runs b)
@@ -30,6 +32,15 @@ import (
 //
 //	ut   rel                               r                 user (uses CURRENT_TIMESTAMP & co.)
 //	ub   rel                               r                 user (uses SESSION_USER)
+//
+// q rows are the triggers PostgreSQL may run only at the transaction's end
+// (pg_trigger.tgdeferrable; "CREATE TRIGGER", "SET CONSTRAINTS"): a
+// DEFERRABLE foreign key's checks on the referencing table (insert, update)
+// and its NO ACTION checks on the referenced one (update, delete: the
+// triggers of the other referential actions are never deferrable), a
+// DEFERRABLE unique or exclusion constraint's recheck (insert, update), a
+// constraint trigger created DEFERRABLE. INITIALLY IMMEDIATE ones count too:
+// SET CONSTRAINTS ... DEFERRED defers them.
 //
 // (ut and ub: such SQL-standard values are no function call, so pg_depend
 // does not record them; the definition's text is searched, which can only
@@ -163,6 +174,14 @@ const objectsSQLText = `WITH ixs AS (
   FROM ixs x JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.indexrelid
 ), vol AS (
   SELECT p.oid, p.prolang FROM pg_catalog.pg_proc p WHERE p.provolatile OPERATOR(pg_catalog.=) 'v'
+), trg AS (
+  -- Enabled triggers with the events that fire them (tgtype's bits).
+  SELECT t.tgrelid, t.tgfoid, t.tgname, t.tgisinternal, t.tgparentid, t.tgconstraint, t.tgdeferrable,
+         CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0 THEN 'i' ELSE '' END OPERATOR(pg_catalog.||)
+         CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0 THEN 'u' ELSE '' END OPERATOR(pg_catalog.||)
+         CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 8) OPERATOR(pg_catalog.<>) 0 THEN 'd' ELSE '' END OPERATOR(pg_catalog.||)
+         CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 32) OPERATOR(pg_catalog.<>) 0 THEN 't' ELSE '' END AS ev
+  FROM pg_catalog.pg_trigger t WHERE t.tgenabled OPERATOR(pg_catalog.<>) 'D'
 ), user_views AS MATERIALIZED (
   -- Materialized so that pg_get_viewdef runs for these only, not for every
   -- view the planner would filter afterwards.
@@ -201,14 +220,13 @@ FROM (SELECT v.oid AS rel, 'definition' AS via, pg_catalog.pg_get_viewdef(v.oid)
       WHERE c.relrowsecurity) e
 WHERE e.def OPERATOR(pg_catalog.~*) '\m(current_date|current_time|current_timestamp|localtime|localtimestamp|session_user)\M'
 UNION ALL
-SELECT 't', t.tgrelid::pg_catalog.text, t.tgfoid::pg_catalog.text, '', '',
-       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0 THEN 'i' ELSE '' END OPERATOR(pg_catalog.||)
-       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0 THEN 'u' ELSE '' END OPERATOR(pg_catalog.||)
-       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 8) OPERATOR(pg_catalog.<>) 0 THEN 'd' ELSE '' END OPERATOR(pg_catalog.||)
-       CASE WHEN (t.tgtype OPERATOR(pg_catalog.&) 32) OPERATOR(pg_catalog.<>) 0 THEN 't' ELSE '' END,
-       t.tgname
-FROM pg_catalog.pg_trigger t
-WHERE (NOT t.tgisinternal OR (t.tgparentid OPERATOR(pg_catalog.<>) 0 AND t.tgconstraint OPERATOR(pg_catalog.=) 0)) AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'
+SELECT 't', t.tgrelid::pg_catalog.text, t.tgfoid::pg_catalog.text, '', '', t.ev, t.tgname
+FROM trg t
+WHERE NOT t.tgisinternal OR (t.tgparentid OPERATOR(pg_catalog.<>) 0 AND t.tgconstraint OPERATOR(pg_catalog.=) 0)
+UNION ALL
+SELECT 'q', t.tgrelid::pg_catalog.text, '', '', '', t.ev, coalesce(k.conname::pg_catalog.text, t.tgname::pg_catalog.text)
+FROM trg t LEFT JOIN pg_catalog.pg_constraint k ON k.oid OPERATOR(pg_catalog.=) t.tgconstraint
+WHERE t.tgdeferrable
 UNION ALL
 SELECT 'k', k.confrelid::pg_catalog.text, k.conrelid::pg_catalog.text, '', '', k.confdeltype::pg_catalog.text OPERATOR(pg_catalog.||) k.confupdtype::pg_catalog.text, k.conname
 FROM pg_catalog.pg_constraint k WHERE k.contype OPERATOR(pg_catalog.=) 'f'
@@ -472,6 +490,11 @@ func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
 				continue
 			}
 			o.Hazards = append(o.Hazards, router.CatalogHazard{What: r[6], Func: f, Check: r[5] == "c"})
+		case "q":
+			// A write with these events may queue a deferred check.
+			if owner, _, ok := rel(r[1]); ok {
+				owner.Deferrable = append(owner.Deferrable, router.CatalogDeferrable{Name: r[6], Events: router.ParseEvents(r[5])})
+			}
 		case "D":
 			o.DeferrableTriggers = true
 		}
