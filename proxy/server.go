@@ -301,25 +301,30 @@ func (s *Server) handle(raw net.Conn) {
 	}
 	if hello.Cancel != nil {
 		s.cancel(log, hello.Cancel.ProcessID, hello.Cancel.SecretKey, hello.Forwarded)
+		hello.Release()
 		return
 	}
 	if isAdminStartup(hello.Startup) {
 		s.serveAdmin(hello, id, log) // the admin console (admin.go)
 		return
 	}
+	// This goroutine is the client's only reader, and its last read is done
+	// when handle returns (clientbuf.go).
+	defer hello.Release()
 	dropIgnored(hello.Startup, s.opts.Pool.IgnoreStartupParameters)
 	sess := &session{
 		srv:     s,
 		id:      id,
 		client:  hello.Conn,
 		cr:      wire.NewReader[wire.Frontend](hello.BR, live.MaxMessageSize),
-		out:     clientWriter{w: bufio.NewWriterSize(hello.Conn, wire.ClientWriteBufSize)},
+		out:     clientWriter{w: newClientWriter(hello.Conn)},
 		startup: hello.Startup,
 		proto:   hello.Proto,
 		log: log.WithLazy(zap.String("user", hello.Startup.Parameters["user"]),
 			zap.String("database", hello.Startup.Parameters["database"]),
 			zap.String("application_name", hello.Startup.Parameters["application_name"])),
 	}
+	defer sess.out.retire()
 	if n > int64(live.MaxClientConn) {
 		log.Warn("refusing client: max_client_conn reached", zap.Int("max_client_conn", live.MaxClientConn))
 		sess.fail(wire.Fatalf(CodeTooManyConnections, "no more connections allowed (max_client_conn)"))
