@@ -156,6 +156,9 @@ type Server struct {
 	}
 	wg sync.WaitGroup
 
+	// workers run accepted connections (connworkers.go).
+	workers connWorkers
+
 	// ops is the operational state: live options, the session registry,
 	// PAUSE and graceful stop (ops.go).
 	ops opsState
@@ -187,6 +190,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.mu.listeners = make(map[net.Listener]struct{})
 	s.mu.conns = make(map[net.Conn]struct{})
+	s.workers.init()
 	s.initOps()
 	return s, nil
 }
@@ -227,11 +231,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(conn)
-			s.handle(conn)
-		}()
+		s.run(conn) // connworkers.go
 	}
 }
 
@@ -263,6 +263,7 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	s.mu.Unlock()
+	s.workers.stopWaiting()
 	s.waitSessions()
 	s.closePools()
 	if s.shared != nil {
