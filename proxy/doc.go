@@ -10,6 +10,10 @@
 // Files:
 //
 //	server.go        Server, Options, accept loop, client startup dispatch
+//	connworkers.go   accepted connections run on goroutines kept from
+//	                 earlier clients
+//	clientbuf.go     the pool of clients' write buffers; retiring a
+//	                 client's writer when its session ends
 //	login.go         AuthOptions; logins txlane checks itself (auth_type other
 //	                 than server); backendDialer: more backends for a
 //	                 session's (database, user) without its client
@@ -97,8 +101,9 @@
 //
 // Goroutines: the accept loop (Server.Serve); per client, the session's own
 // goroutine (clientLoop: reads the client, plans and dispatches requests,
-// and reads vector-lane answers, since it waits for them) and its primary
-// connection's relay (reads the primary, writes the client, or a guest's);
+// and reads vector-lane answers, since it waits for them; it may have served
+// earlier clients, and up to 64 wait for the next: connworkers.go) and its
+// primary connection's relay (reads the primary, writes the client, or a guest's);
 // per lane pool, a maintenance goroutine; per database, a catalog refresh
 // when due; one reaper for the transaction-mode pools (pool.go); the
 // idle-in-transaction and shutdown timers (ops.go); with auth_user set, the

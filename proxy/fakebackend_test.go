@@ -21,7 +21,7 @@ import (
 // after reading a startup packet it writes login, then answers each simple
 // Query with what answer returns for its text (and hangs up after it when
 // answer says so). It returns the server's address.
-func scriptServer(t *testing.T, login []byte, answer func(query string) (reply []byte, hangUp bool)) string {
+func scriptServer(t testing.TB, login []byte, answer func(query string) (reply []byte, hangUp bool)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

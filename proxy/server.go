@@ -156,6 +156,9 @@ type Server struct {
 	}
 	wg sync.WaitGroup
 
+	// workers run accepted connections (connworkers.go).
+	workers connWorkers
+
 	// ops is the operational state: live options, the session registry,
 	// PAUSE and graceful stop (ops.go).
 	ops opsState
@@ -187,6 +190,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.mu.listeners = make(map[net.Listener]struct{})
 	s.mu.conns = make(map[net.Conn]struct{})
+	s.workers.init()
 	s.initOps()
 	return s, nil
 }
@@ -227,11 +231,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(conn)
-			s.handle(conn)
-		}()
+		s.run(conn) // connworkers.go
 	}
 }
 
@@ -263,6 +263,7 @@ func (s *Server) Close() error {
 		c.Close()
 	}
 	s.mu.Unlock()
+	s.workers.stopWaiting()
 	s.waitSessions()
 	s.closePools()
 	if s.shared != nil {
@@ -301,25 +302,30 @@ func (s *Server) handle(raw net.Conn) {
 	}
 	if hello.Cancel != nil {
 		s.cancel(log, hello.Cancel.ProcessID, hello.Cancel.SecretKey, hello.Forwarded)
+		hello.Release()
 		return
 	}
 	if isAdminStartup(hello.Startup) {
 		s.serveAdmin(hello, id, log) // the admin console (admin.go)
 		return
 	}
+	// This goroutine is the client's only reader, and its last read is done
+	// when handle returns (clientbuf.go).
+	defer hello.Release()
 	dropIgnored(hello.Startup, s.opts.Pool.IgnoreStartupParameters)
 	sess := &session{
 		srv:     s,
 		id:      id,
 		client:  hello.Conn,
 		cr:      wire.NewReader[wire.Frontend](hello.BR, live.MaxMessageSize),
-		out:     clientWriter{w: bufio.NewWriterSize(hello.Conn, wire.ClientWriteBufSize)},
+		out:     clientWriter{w: newClientWriter(hello.Conn)},
 		startup: hello.Startup,
 		proto:   hello.Proto,
 		log: log.WithLazy(zap.String("user", hello.Startup.Parameters["user"]),
 			zap.String("database", hello.Startup.Parameters["database"]),
 			zap.String("application_name", hello.Startup.Parameters["application_name"])),
 	}
+	defer sess.out.retire()
 	if n > int64(live.MaxClientConn) {
 		log.Warn("refusing client: max_client_conn reached", zap.Int("max_client_conn", live.MaxClientConn))
 		sess.fail(wire.Fatalf(CodeTooManyConnections, "no more connections allowed (max_client_conn)"))

@@ -14,6 +14,7 @@
 //	errors.go    Error (an ErrorResponse of txlane's own) and txlane's SQLSTATEs
 //	startup.go   ReadHello: SSLRequest, GSSENCRequest, CancelRequest and
 //	             StartupMessage, with PostgreSQL's limits
+//	bufpool.go   the pool of clients' read buffers (Hello.Release)
 //	negotiate.go protocol versions 3.0 to 3.2 and _pq_ options
 //	             (NegotiateProtocolVersion)
 //	login.go     RelayLogin and RelayAuth: the server's authentication

@@ -59,7 +59,7 @@ type Hello struct {
 // the StartupMessage or CancelRequest: SSL and GSSAPI negotiation included.
 // The caller sets the login deadline on raw.
 func ReadHello(raw net.Conn, tlsConfig *tls.Config) (*Hello, error) {
-	h := &Hello{Conn: raw, BR: bufio.NewReaderSize(raw, ClientReadBufSize)}
+	h := &Hello{Conn: raw, BR: newClientReader(raw)}
 	for {
 		code, body, err := readStartupPacket(h.BR)
 		if err != nil {
@@ -93,7 +93,7 @@ func ReadHello(raw net.Conn, tlsConfig *tls.Config) (*Hello, error) {
 				return nil, handshakeErr("TLS handshake: %v", err)
 			}
 			h.Conn, h.TLS = tc, true
-			h.BR = bufio.NewReaderSize(tc, ClientReadBufSize)
+			h.BR.Reset(tc) // nothing is buffered (checked above)
 		case codeCancelRequest:
 			msg := &pgproto3.CancelRequest{}
 			if err := msg.Decode(body); err != nil {
