@@ -401,6 +401,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	st.Flags |= w.flags
 	st.ConfigCalls = w.configCalls
 	st.Seeds = st.Seeds || w.seeds
+	st.Sequences = st.Sequences || w.sequences
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden

@@ -35,6 +35,11 @@ const (
 	// effReadsUnknown: a STABLE function with an opaque body: it may read
 	// any table.
 	effReadsUnknown
+	// effSeqState: it calls nextval or setval, which set the session's
+	// sequence state (currval, lastval; policy.Statement.Sequences). Unlike
+	// effSeqArg it holds through nesting: a default or a view calling
+	// nextval sets it as well as a call in the text.
+	effSeqState
 )
 
 // unproven is the effect of an object the catalog cannot account for.
@@ -719,10 +724,13 @@ func (w *walker) applyHidden() {
 	}
 	apply := func(h *hidden) {
 		w.flags |= flagsOf(h.eff)
+		w.sequences = w.sequences || h.eff&effSeqState != 0
 		for _, t := range h.reads {
 			w.readsReached = policy.AppendTable(w.readsReached, t)
 		}
-		if h.eff != 0 {
+		if h.eff&^effSeqState != 0 {
+			// A serial default's nextval alone is no finding: the
+			// statement writes anyway.
 			w.noteHidden(h.why)
 		}
 	}
