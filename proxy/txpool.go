@@ -119,6 +119,10 @@ func (s *session) moveState(p *primaryConn) error {
 		sql += "SELECT " + sets
 	}
 	s.resetsFixed.Store(s.resets.Load()) // the values below are the client's
+	discard := false
+	if sql != "" || !s.sequencesAhead(p) {
+		sql, discard = s.withSequenceDiscard(p, sql) // seqstate.go
+	}
 	if sql == "" {
 		return nil
 	}
@@ -166,6 +170,9 @@ func (s *session) moveState(p *primaryConn) error {
 			Detail:  err.Error()}
 	}
 	p.settings = want
+	if discard {
+		p.seqClient.Store(0)
+	}
 	return nil
 }
 
@@ -693,6 +700,9 @@ func (s *session) resetForPool(p *primaryConn) bool {
 		}
 		p.held.drop("", true)
 		p.settings = nil
+		if resetDiscardsSequences(s.srv.opts.Pool.ServerResetQuery) {
+			p.seqClient.Store(0)
+		}
 		pool.put(p)
 	}}
 	if err := p.send(q, s.srv.opts.Pool.ServerResetQuery); err != nil {
@@ -856,14 +866,18 @@ func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryCo
 		if err != nil {
 			return nil, err
 		}
-		if p.settings == nil {
+		sql, discard := s.withSequenceDiscard(p, stateDiffSQL(p.settings, nil))
+		if sql == "" {
 			return p, nil
 		}
 		p.acquire()
-		q, err := p.queryKeep(stateDiffSQL(p.settings, nil), true)
+		q, err := p.queryKeep(sql, true)
 		p.release()
 		if err == nil && q.err == nil {
 			p.settings = nil
+			if discard {
+				p.seqClient.Store(0)
+			}
 			return p, nil
 		}
 		p.conn.Close() // its state is unknown: try another
@@ -896,6 +910,7 @@ func (s *session) resetLeft(p *primaryConn) bool {
 		}
 	}
 	p.settings = nil
+	p.seqClient.Store(0) // DISCARD ALL
 	p.held.drop("", true)
 	return true
 }
@@ -909,6 +924,7 @@ var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_tim
 // mayPin). Safe to call from any goroutine.
 func (s *session) notePin(st *policy.Statement) {
 	s.noteSeed(st)
+	s.noteSequences(st)
 	s.named.note(st)
 	if !s.txMode || !mayPin(st) {
 		return
