@@ -572,6 +572,13 @@ func (s *Statement) MaySetSequences() bool {
 	return true
 }
 
+// ExecutesPrepared reports whether the statement runs a prepared statement
+// named PrepareName: EXECUTE, EXPLAIN ANALYZE EXECUTE, CREATE TABLE ... AS
+// EXECUTE (not PREPARE, which names the statement it defines).
+func (s *Statement) ExecutesPrepared() bool {
+	return s.PrepareName != "" && s.Command != "PREPARE"
+}
+
 // IsPureRead reports whether the statement is a read with nothing that makes
 // it primary-bound by itself (no locks, no writes, no session change, no
 // dependence on the backend). Whether it touches a vector table is a

@@ -104,7 +104,9 @@ func (f *finding) add(g finding, subj, pred string) {
 	if g.eff == 0 {
 		return
 	}
-	if f.eff&^effReadsUnknown == 0 && g.eff&^effReadsUnknown != 0 || f.pred == "" {
+	// A sequence call alone explains nothing a write does not (see reach).
+	const minor = effReadsUnknown | effSeqState
+	if f.eff&^minor == 0 && g.eff&^minor != 0 || f.pred == "" {
 		f.subj, f.pred = subj, pred
 	}
 	// A sequence argument of a nested nextval is not in the text.
