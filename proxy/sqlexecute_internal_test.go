@@ -52,7 +52,7 @@ func TestPlanExecuteAs(t *testing.T) {
 		t.Errorf("EXECUTE cfg: config calls %+v; want the value unknown ($1 is the EXECUTE's argument, no bind parameter)", st.ConfigCalls)
 	}
 	for _, sql := range []string{"EXECUTE nobody", "EXECUTE two", "CREATE TABLE c AS EXECUTE nobody"} {
-		if st := plan(sql); !st.Flags.Has(policy.FlagWritesUnknown|policy.FlagMayChangeSession) {
+		if st := plan(sql); !st.Flags.Has(policy.FlagWritesUnknown | policy.FlagMayChangeSession) {
 			t.Errorf("%s: %v %v; want the presumption kept (fail safe)", sql, st.Class, st.Flags)
 		}
 	}
