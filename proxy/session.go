@@ -304,6 +304,7 @@ func (s *session) requestDone(req *request, status TxStatus, last bool) {
 	if req != nil {
 		for _, st := range req.replies.done {
 			s.mu.tx.Apply(st)
+			s.noteExecuteDone(st) // sqlexecute.go
 			ddl = ddl || isDDL(st)
 		}
 	}

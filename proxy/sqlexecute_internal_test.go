@@ -11,7 +11,7 @@ import (
 
 // TestPlanExecuteAs: the planner plans a statement that executes a prepared
 // statement of one known text as that text's statement, keeping it on the
-// primary, and leaves one it cannot resolve as the classifier's presumption
+// primary (several texts: all at once), and leaves one it cannot resolve as the classifier's presumption
 // (a write of anything that may change the session).
 func TestPlanExecuteAs(t *testing.T) {
 	p := newPlanner(newRegistry(), testRouting(t))
@@ -51,7 +51,10 @@ func TestPlanExecuteAs(t *testing.T) {
 	if st := plan("EXECUTE cfg('u1')"); len(st.ConfigCalls) != 1 || st.ConfigCalls[0].Known || st.ConfigCalls[0].Param != 0 {
 		t.Errorf("EXECUTE cfg: config calls %+v; want the value unknown ($1 is the EXECUTE's argument, no bind parameter)", st.ConfigCalls)
 	}
-	for _, sql := range []string{"EXECUTE nobody", "EXECUTE two", "CREATE TABLE c AS EXECUTE nobody"} {
+	if st := plan("EXECUTE two"); st.Class != policy.Write || !st.Sequences || len(st.Parts) > 0 {
+		t.Errorf("EXECUTE of a name with two texts: %v %v sequences %v; want both at once", st.Class, st.Flags, st.Sequences)
+	}
+	for _, sql := range []string{"EXECUTE nobody", "CREATE TABLE c AS EXECUTE nobody"} {
 		if st := plan(sql); !st.Flags.Has(policy.FlagWritesUnknown | policy.FlagMayChangeSession) {
 			t.Errorf("%s: %v %v; want the presumption kept (fail safe)", sql, st.Class, st.Flags)
 		}

@@ -119,7 +119,8 @@ func TestTxPoolExecuteSetConfigMoves(t *testing.T) {
 		t.Errorf("pinned %q by a setting that moves", got)
 	}
 	// Defined twice (the second PREPARE fails): which one runs is not
-	// known, so the EXECUTE counts as one that may set anything.
+	// known, so the EXECUTE counts as both, one of which sets a setting
+	// txlane cannot tell the value of.
 	exec(t, a, "PREPARE sd AS SELECT 1")
 	wantCode(t, execErr(a, "PREPARE sd AS SELECT set_config("+quote(setting)+", 'z', false)"), "42P05")
 	exec(t, a, "EXECUTE sd")

@@ -935,7 +935,7 @@ func (s *session) notePin(st *policy.Statement) {
 		case p.Command == "LOAD":
 			s.loaded.Store(true)
 		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
-			(p.Flags&policy.FlagSQLPrepare == 0 || p.ExecutesPrepared()) && !p.SetConfigLocal && !s.settingsSeen(p),
+			(p.Flags&policy.FlagSQLPrepare == 0 || p.ExecutesPrepared() && !executeUnseen(p)) && !p.SetConfigLocal && !s.settingsSeen(p),
 			p.RunsUnknownCode():
 			// A function, DO or CALL, or code the text hides (a trigger,
 			// a rule, a default, a function behind a view), may have set
