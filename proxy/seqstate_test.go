@@ -14,8 +14,8 @@ import (
 )
 
 // startSeqPool starts txlane in transaction mode with one backend, reading
-// the catalog (discover) or not.
-func startSeqPool(t *testing.T, discover bool) *testProxy {
+// the catalog (discover) or not; more adjusts the options further.
+func startSeqPool(t *testing.T, discover bool, more ...func(*proxy.Options)) *testProxy {
 	t.Helper()
 	return startProxy(t, func(o *proxy.Options) {
 		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
@@ -25,6 +25,9 @@ func startSeqPool(t *testing.T, discover bool) *testProxy {
 			o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 1, AcquireTimeout: 2 * time.Second}
 		}
 		o.DiscoverInterval = time.Hour
+		for _, f := range more {
+			f(o)
+		}
 	})
 }
 

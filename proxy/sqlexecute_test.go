@@ -27,10 +27,7 @@ func TestTxPoolExecuteChangesSession(t *testing.T) {
 	pgtest.Exec(t, fmt.Sprintf("CREATE FUNCTION %s() RETURNS text LANGUAGE plpgsql AS $$BEGIN PERFORM set_config(%s, 'v', false); RETURN 'ok'; END$$", fn, quote(setting)))
 	ctas := uniqueName("exctas")
 	t.Cleanup(func() { pgtest.Exec(t, "DROP TABLE IF EXISTS "+ctas+"; DROP FUNCTION IF EXISTS "+fn+"()") })
-	p := startProxy(t, func(o *proxy.Options) {
-		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
-		o.Discover, o.DiscoverInterval = true, time.Hour
-		o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 1, AcquireTimeout: 2 * time.Second}
+	p := startSeqPool(t, true, func(o *proxy.Options) {
 		o.QueryWaitTimeout = time.Second // B waits for A's pinned backend this long
 	})
 	ctx := context.Background()
