@@ -310,6 +310,11 @@ func decide(state *TxState, s *Statement, rules *Rules, searchPath []string) Dec
 	if status == TxFailed {
 		return primary(ReasonTxFailed)
 	}
+	if s.Class == Read && s.Flags.Has(FlagSQLPrepare) {
+		// An EXECUTE the proxy resolved to the read its prepared statement
+		// runs: the statement lives in the client's own backend.
+		return primary(ReasonSQLPrepare)
+	}
 
 	switch s.Class {
 	case Read:

@@ -473,6 +473,14 @@ type Statement struct {
 	// neither RESET, the transaction's end, RESET ALL nor DISCARD ALL takes
 	// it back.
 	Seeds bool
+	// Sequences: the statement calls nextval or setval, in its text or in
+	// code the catalog shows it runs (a column default, a view, a function
+	// body, a policy), and so may set the session's sequence state: what
+	// currval() and lastval() read, kept per backend until the session ends
+	// or DISCARD SEQUENCES (PostgreSQL's "Sequence Manipulation
+	// Functions"). See [Statement.MaySetSequences] for the statements that
+	// may do so unseen.
+	Sequences bool `json:"sequences,omitempty"`
 	// Deallocate is set for DEALLOCATE.
 	Deallocate *Deallocate
 	// Discard is set for DISCARD.
@@ -542,6 +550,55 @@ func (s *Statement) RunsUnknownCode() bool {
 	return s.Flags&(FlagReadsUnknown|FlagReachesUnknown|FlagUnproven) != 0
 }
 
+// MaySetSequences reports whether running the statement may set the
+// session's sequence state (currval, lastval): it calls nextval or setval
+// where txlane sees it (Sequences), or it runs code txlane cannot see
+// into (RunsUnknownCode, FlagWritesUnknown: a function, DO, CALL, a
+// trigger), or it is a write without a full catalog (a column default
+// may call nextval), DDL (ALTER TABLE ... ADD COLUMN of a serial fills
+// its rows from nextval) or a statement txlane could not classify. Fail
+// safe: only reads, transaction control, SET and the utility statements
+// that run no query (SHOW, LISTEN, DISCARD, PREPARE, ...) are known not
+// to.
+func (s *Statement) MaySetSequences() bool {
+	if len(s.Parts) > 0 {
+		for i := range s.Parts {
+			if s.Parts[i].MaySetSequences() {
+				return true
+			}
+		}
+		return false
+	}
+	if s.Sequences || s.RunsUnknownCode() || s.Flags&FlagWritesUnknown != 0 {
+		return true
+	}
+	switch s.Class {
+	case Read, LockingRead, Session, TxControl:
+		// Without a full catalog a read may name a view whose query
+		// calls nextval.
+		return !s.CatalogChecked && (s.Class == Read || s.Class == LockingRead)
+	case Write:
+		return !s.CatalogChecked
+	case Utility:
+		switch s.Command {
+		case "SHOW", "LISTEN", "UNLISTEN", "NOTIFY", "DISCARD", "PREPARE", "DEALLOCATE",
+			"CHECKPOINT", "CLOSE", "EXPLAIN", "LOCK", "":
+			return false
+		}
+		// DECLARE counts what its query runs (Sequences); FETCH and MOVE
+		// run that query.
+		return s.Flags&FlagCursor == 0
+	}
+	return true
+}
+
+// ExecutesPrepared reports whether the statement runs a prepared statement
+// named PrepareName: EXECUTE, EXPLAIN ANALYZE EXECUTE, CREATE TABLE ... AS
+// EXECUTE (not PREPARE, which names the statement it defines).
+func (s *Statement) ExecutesPrepared() bool {
+	return s.PrepareName != "" && s.Command != "PREPARE"
+}
+
 // IsPureRead reports whether the statement is a read with nothing that makes
 // it primary-bound by itself (no locks, no writes, no session change, no
 // dependence on the backend). Whether it touches a vector table is a
@@ -592,6 +649,7 @@ func Merge(parts []Statement) Statement {
 		}
 		out.Settings = append(out.Settings, p.Settings...)
 		out.Seeds = out.Seeds || p.Seeds
+		out.Sequences = out.Sequences || p.Sequences
 		if p.Deallocate != nil {
 			out.Deallocate = p.Deallocate
 		}

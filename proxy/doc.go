@@ -36,10 +36,15 @@
 //	logincache.go    a pool's login cache: transaction-mode logins answered
 //	                 without a backend (server values, applied values)
 //	pins.go          which pin reasons are new (txlane_pins_total)
+//	seqstate.go      sequence state (currval, lastval): DISCARD SEQUENCES
+//	                 before a backend serves a client other than the one
+//	                 whose nextval may have set it
 //	unlisted.go      settings pg_settings does not list: a client that seeds
 //	                 its backend's random sequence keeps it (the next client
 //	                 gets it seeded afresh); settings hidden from its role
 //	plan.go          planner: a request resolved once into a requestPlan
+//	sqlexecute.go    SQL EXECUTE planned as the prepared statement it runs
+//	                 (its text known: PREPAREs, protocol statements, server)
 //	batch.go         the messages of the current request not yet sent
 //	replies.go       replyTracker: server replies attributed to the messages
 //	                 sent; registry: the client's prepared statements

@@ -139,10 +139,15 @@ type planner struct {
 	// the server refused leaves the portal it had. Guarded by confirmedMu.
 	confirmedMu sync.Mutex
 	confirmed   map[string]portalRef
-	// sqlPrepared maps SQL-level PREPAREd statements, and cursors DECLAREd
-	// cursors, to the text that defined them (entries outlive their object
-	// at worst: they only add what a later EXECUTE or FETCH may do).
-	sqlPrepared, cursors map[string]string
+	// sqlPrepared maps SQL-level PREPAREd statements to the texts that
+	// defined them (sqlexecute.go), and cursors DECLAREd cursors to the text
+	// that defined them (entries outlive their object at worst: they only
+	// add what a later EXECUTE or FETCH may do).
+	sqlPrepared map[string][]string
+	cursors     map[string]string
+	// serverPrepared returns the PREPARE query string of a SQL prepared
+	// statement the server reported for the client ("" for none).
+	serverPrepared func(name string) string
 	// endWork is what the client's transaction may have queued for its end
 	// (endwork.go); dropped when the server reports the transaction ended.
 	endWork policy.EndWork
@@ -172,7 +177,7 @@ type stmtDef struct {
 func newPlanner(reg *registry, routing func() *routing) *planner {
 	return &planner{reg: reg, routing: routing, portals: make(map[string]portalRef), boundHere: make(map[string]bool),
 		confirmed:   make(map[string]portalRef),
-		sqlPrepared: make(map[string]string), cursors: make(map[string]string)}
+		sqlPrepared: make(map[string][]string), cursors: make(map[string]string)}
 }
 
 // lookup returns the statement the client has under name at this point of
@@ -356,6 +361,7 @@ func (p *planner) add(m *batchMsg, sql string) {
 // step appends a statement the request executes, with what it does to the
 // client's prepared statements in pipeline order.
 func (p *planner) step(st *policy.Statement, sql string, prep *preparedStmt) {
+	st = p.resolveExecutes(st, sql) // sqlexecute.go
 	pl := &p.cur
 	pl.steps = append(pl.steps, planStep{stmt: st, sql: sql, prep: prep})
 	last := &pl.steps[len(pl.steps)-1]
@@ -396,10 +402,10 @@ func (p *planner) units(sql string) {
 	pl.units = router.AppendUnits(pl.units, sql, p.rt.rules.UnitCommentKeys())
 }
 
-// namedObjects follows SQL-level PREPARE / EXECUTE and DECLARE / FETCH /
-// MOVE / CLOSE in part, a statement of text sql: an EXECUTE or FETCH runs the
-// statement its object was defined with, whose units of work and writes
-// count for step.
+// namedObjects follows DECLARE / FETCH / MOVE / CLOSE in part, a statement
+// of text sql: a FETCH runs the statement its cursor was defined with, whose
+// units of work and writes count for step. (SQL-level EXECUTE: see
+// resolveExecutes.)
 func (p *planner) namedObjects(part *policy.Statement, sql string, step *planStep) {
 	runs := func(text string) {
 		if text == "" {
@@ -413,10 +419,6 @@ func (p *planner) namedObjects(part *policy.Statement, sql string, step *planSte
 		}
 	}
 	switch part.Command {
-	case "PREPARE":
-		p.sqlPrepared[part.PrepareName] = sql
-	case "EXECUTE":
-		runs(p.sqlPrepared[part.PrepareName])
 	case "DECLARE CURSOR":
 		p.cursors[part.CursorName] = sql
 	case "FETCH", "MOVE":
@@ -431,7 +433,6 @@ func (p *planner) namedObjects(part *policy.Statement, sql string, step *planSte
 		runs(text)
 	}
 	if part.Discard == policy.DiscardAll {
-		clear(p.sqlPrepared)
 		clear(p.cursors)
 	}
 }

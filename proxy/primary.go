@@ -67,6 +67,9 @@ type primaryConn struct {
 	// settings are the session settings the backend holds beyond its
 	// login's (transaction mode; changed only by its owner, holding wsem).
 	settings *sessionSettings
+	// seqClient is the id of the client whose statements may have set the
+	// session's sequence state (currval, lastval); 0 for none (seqstate.go).
+	seqClient atomic.Uint64
 	// unchecked: the backend has not been idle in transaction mode yet
 	// (see session.idle).
 	unchecked atomic.Bool

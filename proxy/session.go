@@ -304,6 +304,7 @@ func (s *session) requestDone(req *request, status TxStatus, last bool) {
 	if req != nil {
 		for _, st := range req.replies.done {
 			s.mu.tx.Apply(st)
+			s.noteExecuteDone(st) // sqlexecute.go
 			ddl = ddl || isDDL(st)
 		}
 	}
@@ -463,6 +464,7 @@ func (s *session) serve() {
 	s.setValues.Store(&map[string]string{})
 	s.customs = make(map[string]bool)
 	s.plans = newPlanner(s.reg, s.routing)
+	s.plans.serverPrepared = func(name string) string { return s.settings.Load().preparedMap()[name] }
 	// The login sets a unit too: ALTER ROLE / ALTER DATABASE ... SET
 	// txlane.unit, postgresql.conf, options=-c txlane.unit=... (the latter
 	// unknown until read: see checkUnknown). Read before the first check
@@ -919,7 +921,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 		// one namespace in the server's session, so another client's
 		// protocol statement left on a pooled backend under the name would
 		// make the PREPARE fail (42P05) where on its own backend it would not.
-		if p.PrepareName != "" && (p.Command == "EXECUTE" || p.Command == "PREPARE") {
+		if p.PrepareName != "" { // PREPARE, or one that executes it
 			out = append(out, p.PrepareName)
 		}
 	})

@@ -119,6 +119,10 @@ func (s *session) moveState(p *primaryConn) error {
 		sql += "SELECT " + sets
 	}
 	s.resetsFixed.Store(s.resets.Load()) // the values below are the client's
+	discard := false
+	if sql != "" || !s.sequencesAhead(p) {
+		sql, discard = s.withSequenceDiscard(p, sql) // seqstate.go
+	}
 	if sql == "" {
 		return nil
 	}
@@ -166,6 +170,9 @@ func (s *session) moveState(p *primaryConn) error {
 			Detail:  err.Error()}
 	}
 	p.settings = want
+	if discard {
+		p.seqClient.Store(0)
+	}
 	return nil
 }
 
@@ -697,6 +704,9 @@ func (s *session) resetForPool(p *primaryConn) bool {
 		}
 		p.held.drop("", true)
 		p.settings = nil
+		if resetDiscardsSequences(s.srv.opts.Pool.ServerResetQuery) {
+			p.seqClient.Store(0)
+		}
 		pool.put(p)
 	}}
 	if err := p.send(q, s.srv.opts.Pool.ServerResetQuery); err != nil {
@@ -860,14 +870,18 @@ func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryCo
 		if err != nil {
 			return nil, err
 		}
-		if p.settings == nil {
+		sql, discard := s.withSequenceDiscard(p, stateDiffSQL(p.settings, nil))
+		if sql == "" {
 			return p, nil
 		}
 		p.acquire()
-		q, err := p.queryKeep(stateDiffSQL(p.settings, nil), true)
+		q, err := p.queryKeep(sql, true)
 		p.release()
 		if err == nil && q.err == nil {
 			p.settings = nil
+			if discard {
+				p.seqClient.Store(0)
+			}
 			return p, nil
 		}
 		p.conn.Close() // its state is unknown: try another
@@ -900,6 +914,7 @@ func (s *session) resetLeft(p *primaryConn) bool {
 		}
 	}
 	p.settings = nil
+	p.seqClient.Store(0) // DISCARD ALL
 	p.held.drop("", true)
 	return true
 }
@@ -914,6 +929,7 @@ var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_tim
 func (s *session) notePin(st *policy.Statement) {
 	s.noteSeed(st)
 	s.noteLoad(st)
+	s.noteSequences(st)
 	s.named.note(st)
 	if !s.txMode || !mayPin(st) {
 		return
@@ -924,7 +940,7 @@ func (s *session) notePin(st *policy.Statement) {
 		case p.Command == "LOAD":
 			// noteLoad has recorded it: the backend is closed at leave.
 		case p.Flags&policy.FlagMayChangeSession != 0 && p.Class != policy.Session && p.Discard == policy.DiscardNone &&
-			p.Flags&policy.FlagSQLPrepare == 0 && !p.SetConfigLocal && !s.settingsSeen(p),
+			(p.Flags&policy.FlagSQLPrepare == 0 || p.ExecutesPrepared() && !executeUnseen(p)) && !p.SetConfigLocal && !s.settingsSeen(p),
 			p.RunsUnknownCode():
 			// A function, DO or CALL, or code the text hides (a trigger,
 			// a rule, a default, a function behind a view), may have set

@@ -256,6 +256,12 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 		} else {
 			st.Command, st.Class, st.Flags, hide = "CREATE TABLE AS", policy.Write, policy.FlagWriteCommand, true
 		}
+		if ex := x.GetQuery().GetExecuteStmt(); ex != nil {
+			// CREATE TABLE ... AS EXECUTE name: it runs a prepared
+			// statement whose text is not here (as EXECUTE).
+			st.PrepareName = ex.Name
+			st.Flags |= policy.FlagSQLPrepare | policy.FlagWritesUnknown | policy.FlagMayChangeSession
+		}
 	case *pg.RefreshMatViewStmt:
 		st.Command, st.Class, st.Flags, hide = "REFRESH MATERIALIZED VIEW", policy.Write, policy.FlagWriteCommand, true
 		w.writeMode = true
@@ -401,6 +407,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	st.Flags |= w.flags
 	st.ConfigCalls = w.configCalls
 	st.Seeds = st.Seeds || w.seeds
+	st.Sequences = st.Sequences || w.sequences
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden

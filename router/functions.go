@@ -138,7 +138,7 @@ func (c *CatalogSnapshot) Volatile(schema, name string) (volatile, known bool) {
 }
 
 // effect is what calling a function means for routing.
-type effect uint8
+type effect uint16
 
 const (
 	// effWrites: the function writes, takes locks, or has effects outside
@@ -163,8 +163,8 @@ const userWrites = effWrites | effUnknownWrites | effSession
 // lock, or act outside the query. Matched by name in any schema: for writes,
 // a false match only keeps a read on the primary.
 var builtinWriting = map[string]effect{
-	"nextval": effWrites | effSeqArg,
-	"setval":  effWrites | effSeqArg,
+	"nextval": effWrites | effSeqArg | effSeqState,
+	"setval":  effWrites | effSeqArg | effSeqState,
 
 	"pg_advisory_lock":                 effWrites,
 	"pg_advisory_lock_shared":          effWrites,

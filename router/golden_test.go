@@ -87,6 +87,7 @@ type classifyWant struct {
 	SetConfig  []string           `json:"set_config,omitempty"`
 	SetLocal   bool               `json:"set_config_local,omitempty"`
 	Seeds      bool               `json:"seeds,omitempty"`
+	Sequences  bool               `json:"sequences,omitempty"`
 	Deallocate *policy.Deallocate `json:"deallocate,omitempty"`
 	Discard    string             `json:"discard,omitempty"`
 	Prepare    string             `json:"prepare,omitempty"`
@@ -103,6 +104,7 @@ func wantOf(st *policy.Statement) *classifyWant {
 		SetConfig:  st.SetConfig,
 		SetLocal:   st.SetConfigLocal,
 		Seeds:      st.Seeds,
+		Sequences:  st.Sequences,
 		Deallocate: st.Deallocate,
 		Discard:    st.Discard.String(),
 		Prepare:    st.PrepareName,

@@ -36,6 +36,11 @@ const (
 	// effReadsUnknown: a STABLE function with an opaque body: it may read
 	// any table.
 	effReadsUnknown
+	// effSeqState: it calls nextval or setval, which set the session's
+	// sequence state (currval, lastval; policy.Statement.Sequences). Unlike
+	// effSeqArg it holds through nesting: a default or a view calling
+	// nextval sets it as well as a call in the text.
+	effSeqState
 )
 
 // unproven is the effect of an object the catalog cannot account for.
@@ -104,7 +109,9 @@ func (f *finding) add(g finding, subj, pred string) {
 	if g.eff == 0 {
 		return
 	}
-	if f.eff&^effReadsUnknown == 0 && g.eff&^effReadsUnknown != 0 || f.pred == "" {
+	// A sequence call alone explains nothing a write does not (see reach).
+	const minor = effReadsUnknown | effSeqState
+	if f.eff&^minor == 0 && g.eff&^minor != 0 || f.pred == "" {
 		f.subj, f.pred = subj, pred
 	}
 	// A sequence argument of a nested nextval is not in the text.
@@ -770,10 +777,13 @@ func (w *walker) applyHidden() {
 	}
 	apply := func(h *hidden) {
 		w.flags |= flagsOf(h.eff)
+		w.sequences = w.sequences || h.eff&effSeqState != 0
 		for _, t := range h.reads {
 			w.readsReached = policy.AppendTable(w.readsReached, t)
 		}
-		if h.eff != 0 {
+		if h.eff&^effSeqState != 0 {
+			// A serial default's nextval alone is no finding: the
+			// statement writes anyway.
 			w.noteHidden(h.why)
 		}
 	}

@@ -44,3 +44,33 @@ func SplitStatements(query string) (parts []string, ok bool) {
 	}
 	return out, true
 }
+
+// PreparedQuery returns the query that the last SQL-level PREPARE of
+// prepared statement name within text defines (text as PrepareText takes
+// it), as the parser's deparsed text: what EXECUTE name runs. ok is false
+// when text holds no such PREPARE or its query cannot be printed again.
+func PreparedQuery(text, name string) (query string, ok bool) {
+	parts, err := pg.SplitWithParser(text, true)
+	if err != nil {
+		return "", false
+	}
+	var last *pg.Node
+	var version int32
+	for _, part := range parts {
+		tree, err := pg.Parse(part)
+		if err != nil || len(tree.Stmts) != 1 {
+			continue
+		}
+		if ps := tree.Stmts[0].GetStmt().GetPrepareStmt(); ps != nil && ps.Name == name && ps.Query != nil {
+			last, version = ps.Query, tree.Version
+		}
+	}
+	if last == nil {
+		return "", false
+	}
+	q, err := pg.Deparse(&pg.ParseResult{Version: version, Stmts: []*pg.RawStmt{{Stmt: last}}})
+	if err != nil || q == "" {
+		return "", false
+	}
+	return q, true
+}

@@ -116,7 +116,7 @@ func TestFunctionEffects(t *testing.T) {
 		{"", "f", userWrites},       // unqualified: volatile somewhere, entry is qualified
 		{"", "unknown", userWrites}, // catalog present, unknown
 		{"pg_catalog", "unknown", 0},
-		{"x", "nextval", effWrites | effSeqArg}, // writing built-ins match any schema
+		{"x", "nextval", effWrites | effSeqArg | effSeqState}, // writing built-ins match any schema
 		{"", "lo_whatever", effWrites},
 		{"", "now", effTx},
 		{"x", "now", userWrites}, // read-only built-ins only for pg_catalog

@@ -74,6 +74,9 @@ type walker struct {
 	// seeds: setseed() or a set_config of seed was called (see
 	// policy.Statement.Seeds).
 	seeds bool
+	// sequences: nextval or setval is called, in the text or in hidden
+	// code (see policy.Statement.Sequences).
+	sequences bool
 }
 
 // visit dispatches on the concrete node type.
@@ -425,6 +428,7 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	}
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
+	w.sequences = w.sequences || e&effSeqState != 0
 	configWrite := false
 	if schema == "" || schema == "pg_catalog" {
 		switch {

@@ -67,6 +67,11 @@ import (
 // except their non-SELECT rules (pg_settings' UPDATE rule calls
 // set_config).
 //
+// An identity column counts as a default calling pg_catalog.nextval: the
+// server draws its values from the column's sequence (a NextValueExpr, no
+// function call in any stored tree), which sets the session's currval and
+// lastval as a serial column's default does.
+//
 // Temporary relations of every session are included (as pg_temp_N.name):
 // a session's CREATE TEMP TABLE is DDL, after which the catalog is read
 // again, so its own temporary tables, their triggers and rules are known.
@@ -207,6 +212,10 @@ WHERE (d.kind OPERATOR(pg_catalog.=) 'f' AND NOT (d.ref OPERATOR(pg_catalog.=) A
    OR (d.kind OPERATOR(pg_catalog.=) 'r' AND (d.ref OPERATOR(pg_catalog.<>) o.rel OR o.w OPERATOR(pg_catalog.~~) 'l%'))
 UNION ALL
 SELECT 'l', o.rel::pg_catalog.text, '', '', '', pg_catalog.substr(o.w, 2), o.via FROM owner o WHERE o.w OPERATOR(pg_catalog.~~) 'l%'
+UNION ALL
+SELECT 'uf', a.attrelid::pg_catalog.text, 'pg_catalog.nextval(pg_catalog.regclass)'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text, '', '', 'w',
+       'identity column ' OPERATOR(pg_catalog.||) a.attname
+FROM pg_catalog.pg_attribute a WHERE a.attidentity OPERATOR(pg_catalog.<>) '' AND NOT a.attisdropped
 UNION ALL
 SELECT CASE WHEN e.def OPERATOR(pg_catalog.~*) '\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\M'
             THEN 'ut' ELSE 'ub' END, e.rel::pg_catalog.text, '', '', '', 'r', e.via

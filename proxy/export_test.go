@@ -1,0 +1,4 @@
+package proxy
+
+// SeqDiscards counts the DISCARD SEQUENCES txlane sent (seqstate.go).
+func SeqDiscards() int64 { return seqDiscards.Load() }
