@@ -32,8 +32,10 @@ const (
 	// effUnproven: an object whose behaviour cannot be proven; presumed to
 	// write anything (comes with userWrites minus effWrites).
 	effUnproven effect = 1 << (iota + 6)
-	// effReadsUnknown: a STABLE function with an opaque body: it may read
-	// any table.
+	// effReadsUnknown: a function that is not volatile and has an opaque
+	// body (IMMUTABLE or STABLE): it may read any table, and call a
+	// function that changes the session (set_config, an advisory lock),
+	// which only a pin check finds (policy.Statement.RunsUnknownCode).
 	effReadsUnknown
 )
 
@@ -196,11 +198,27 @@ func (e *evalCtx) call(schema, name string) finding {
 		fi := e.c.exact[k]
 		subj := funcWord(fi) + " " + k.String()
 		if fi.opaqueBody && !trustedSchema(k.Schema) {
-			out.add(finding{eff: effReadsUnknown}, k.String()+"()", "is STABLE and its body may read any table")
+			out.add(finding{eff: effReadsUnknown}, k.String()+"()", "has a body txlane cannot read: it may read any table and change the session")
 		}
 		for _, g := range fi.calls {
 			sub := e.call(g.Schema, g.Name)
 			out.add(sub, subj, "calls "+sub.desc())
+		}
+		if e.c.objects {
+			// What a body read as text uses besides its calls
+			// (ReadFunctionBody), as in a statement's text.
+			for _, op := range fi.ops {
+				sub := e.operator(op.Schema, op.Name)
+				out.add(sub, subj, "uses "+sub.desc())
+			}
+			for _, n := range fi.casts {
+				sub := e.cast(n)
+				out.add(sub, subj, "uses "+sub.desc())
+			}
+			for _, n := range fi.attrs {
+				sub := e.attr(n)
+				out.add(sub, subj, "uses "+sub.desc())
+			}
 		}
 		for _, t := range fi.reads {
 			e.reads = policy.AppendTable(e.reads, t)

@@ -71,6 +71,11 @@ type walker struct {
 	// seeds: setseed() or a set_config of seed was called (see
 	// policy.Statement.Seeds).
 	seeds bool
+	// body: the walker reads a function body (bodies.go) and records in
+	// calls every function it calls, SQL value functions as the function
+	// they stand for (CURRENT_USER as current_user()).
+	body  bool
+	calls []policy.Func
 }
 
 // visit dispatches on the concrete node type.
@@ -109,6 +114,9 @@ func (w *walker) visit(m protoreflect.Message) {
 		w.funcCall(n)
 		w.walk(m)
 	case *pg.SQLValueFunction:
+		if w.body {
+			w.valueCall(n.Op)
+		}
 		switch n.Op {
 		case pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE,
 			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME,
@@ -416,6 +424,9 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	schema, name := qualifiedName(n.Funcname)
 	if name == "" {
 		return
+	}
+	if w.body {
+		w.calls = appendOp(w.calls, policy.Func{Schema: schema, Name: name})
 	}
 	if name == "current_setting" && (schema == "" || schema == "pg_catalog") {
 		w.currentSetting(n)
