@@ -117,7 +117,7 @@ func isoFunc(t *testing.T, name, args, call, ret, body string) {
 		using = " USING " + call
 	}
 	pgtest.Exec(t, fmt.Sprintf(`CREATE FUNCTION %[1]s_v(%[2]s) RETURNS %[4]s VOLATILE LANGUAGE plpgsql AS $f$ %[5]s $f$;
-CREATE FUNCTION %[1]s(%[2]s) RETURNS %[4]s STABLE LANGUAGE plpgsql AS $f$ DECLARE r %[4]s; BEGIN EXECUTE 'SELECT %[1]s_v(%[6]s)' INTO r%[7]s; RETURN r; END $f$;
+CREATE FUNCTION %[1]s(%[2]s) RETURNS %[4]s STABLE LANGUAGE plpgsql AS $f$ DECLARE iso_ret %[4]s; BEGIN EXECUTE 'SELECT %[1]s_v(%[6]s)' INTO iso_ret%[7]s; RETURN iso_ret; END $f$;
 GRANT EXECUTE ON FUNCTION %[1]s(%[2]s), %[1]s_v(%[2]s) TO PUBLIC`, name, args, call, ret, body, params, using))
 	t.Cleanup(func() {
 		pgtest.Exec(t, fmt.Sprintf("DROP FUNCTION IF EXISTS %[1]s(%[2]s); DROP FUNCTION IF EXISTS %[1]s_v(%[2]s)", name, args))
