@@ -45,5 +45,6 @@
 //
 // Goroutines: none; a Classifier is safe for concurrent use. Locks: each
 // cache shard's mu (cache.go), taken one at a time and never while
-// classifying.
+// classifying; bodyMemo.mu (bodies.go), the process-wide memo of function
+// bodies read, never held while parsing or with another lock.
 package router
