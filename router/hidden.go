@@ -166,9 +166,11 @@ func (e *evalCtx) addReached(t policy.Table) {
 
 // call evaluates calling schema.name: its effect under the lists and the
 // catalog, plus what it runs besides (an aggregate's support functions,
-// functions in argument defaults or a BEGIN ATOMIC body, the relations such
-// a body reads) and, for a STABLE function with an opaque body, that it may
-// read anything.
+// functions in argument defaults or a BEGIN ATOMIC body or a body read as
+// text, the relations such a body reads, the operators, casts and
+// attribute names a body read as text uses) and, for a function that is
+// not volatile and has an opaque body, that it may read anything and change
+// the session.
 func (e *evalCtx) call(schema, name string) finding {
 	eff, src := e.r.effectFrom(schema, name)
 	fn := policy.Func{Schema: schema, Name: name}.String() + "()"
@@ -565,7 +567,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
 					continue
 				}
 				if u.Func.Name != "" {
-					// NOTE: a STABLE function with an opaque body
+					// NOTE: a non-volatile function with an opaque body
 					// (effReadsUnknown) may call a volatile one, which may
 					// do anything; PostgreSQL does not stop it.
 					sub := e.call(u.Func.Schema, u.Func.Name)
