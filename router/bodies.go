@@ -178,21 +178,11 @@ func (b *bodyReader) sql(text string, mode int) error {
 		if len(w.wev) > 0 || w.flags&(policy.FlagLocking|policy.FlagDataModifyingCTE|policy.FlagSelectInto) != 0 {
 			return fmt.Errorf("%q is not a plain read", text)
 		}
-		for _, f := range w.calls {
-			b.out.Calls = appendOp(b.out.Calls, f)
-		}
-		for _, t := range w.reads {
-			b.out.Reads = policy.AppendTable(b.out.Reads, t)
-		}
-		for _, op := range w.ops {
-			b.out.Operators = appendOp(b.out.Operators, op)
-		}
-		for _, c := range w.casts {
-			b.out.Casts = appendName(b.out.Casts, c)
-		}
-		for _, a := range w.attrs {
-			b.out.Attrs = appendName(b.out.Attrs, a)
-		}
+		b.out.Calls = appendNew(b.out.Calls, w.calls)
+		b.out.Reads = appendNew(b.out.Reads, w.reads)
+		b.out.Operators = appendNew(b.out.Operators, w.ops)
+		b.out.Casts = appendNew(b.out.Casts, w.casts)
+		b.out.Attrs = appendNew(b.out.Attrs, w.attrs)
 	}
 	return nil
 }
@@ -249,10 +239,19 @@ func (b *bodyReader) plpgsqlNode(v any) error {
 	return nil
 }
 
-// valueCall records an SQL value function as the function it stands for
-// (as the catalog read maps PostgreSQL 15's stored ones).
-func (w *walker) valueCall(op pg.SQLValueFunctionOp) {
-	name := ""
+// appendNew appends to dst each element of src it does not hold yet.
+func appendNew[T comparable](dst, src []T) []T {
+	for _, x := range src {
+		if !slices.Contains(dst, x) {
+			dst = append(dst, x)
+		}
+	}
+	return dst
+}
+
+// txTimeValue reports whether an SQL value function is the transaction's
+// start time (CURRENT_DATE, CURRENT_TIME[STAMP], LOCALTIME[STAMP]).
+func txTimeValue(op pg.SQLValueFunctionOp) bool {
 	switch op {
 	case pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE,
 		pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME,
@@ -263,10 +262,21 @@ func (w *walker) valueCall(op pg.SQLValueFunctionOp) {
 		pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N,
 		pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP,
 		pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:
+		return true
+	}
+	return false
+}
+
+// valueCall records an SQL value function as the function it stands for
+// (as the catalog read maps PostgreSQL 15's stored ones).
+func (w *walker) valueCall(op pg.SQLValueFunctionOp) {
+	name := ""
+	switch {
+	case txTimeValue(op):
 		name = "now"
-	case pg.SQLValueFunctionOp_SVFOP_CURRENT_ROLE, pg.SQLValueFunctionOp_SVFOP_CURRENT_USER, pg.SQLValueFunctionOp_SVFOP_USER:
+	case op == pg.SQLValueFunctionOp_SVFOP_CURRENT_ROLE || op == pg.SQLValueFunctionOp_SVFOP_CURRENT_USER || op == pg.SQLValueFunctionOp_SVFOP_USER:
 		name = "current_user"
-	case pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
+	case op == pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
 		name = "session_user"
 	default:
 		return

@@ -121,15 +121,9 @@ func NewCatalogSnapshot(funcs []CatalogFunc) *CatalogSnapshot {
 		for _, t := range f.Reads {
 			fi.reads = policy.AppendTable(fi.reads, t)
 		}
-		for _, op := range f.Operators {
-			fi.ops = appendFunc(fi.ops, op)
-		}
-		for _, n := range f.Casts {
-			fi.casts = appendName(fi.casts, n)
-		}
-		for _, n := range f.Attrs {
-			fi.attrs = appendName(fi.attrs, n)
-		}
+		fi.ops = appendNew(fi.ops, f.Operators)
+		fi.casts = appendNew(fi.casts, f.Casts)
+		fi.attrs = appendNew(fi.attrs, f.Attrs)
 	}
 	return c
 }

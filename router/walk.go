@@ -117,19 +117,11 @@ func (w *walker) visit(m protoreflect.Message) {
 		if w.body {
 			w.valueCall(n.Op)
 		}
-		switch n.Op {
-		case pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME_N,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIME,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:
+		switch {
+		case txTimeValue(n.Op):
 			// The transaction's start time.
 			w.flags |= policy.FlagTxDependent
-		case pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
+		case n.Op == pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
 			// The vector lane logs in as the pool's user and only SET ROLEs
 			// to the client's role: current_user matches, session_user not.
 			w.flags |= policy.FlagBackendDependent
