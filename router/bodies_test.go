@@ -173,3 +173,44 @@ func TestBodyCatalog(t *testing.T) {
 		t.Errorf("an IMMUTABLE function with an opaque body does not count as unknown code: %v", st.Flags)
 	}
 }
+
+// TestBodyPolicyIdentity: a row-level security policy calling a function
+// whose body (read as text) uses current_user, directly or through an
+// operator's function, may depend on the session's identity: a read of its
+// table is backend-dependent. One whose body compares with a constant is not.
+func TestBodyPolicyIdentity(t *testing.T) {
+	body := func(name, src string) CatalogFunc {
+		b, err := ReadFunctionBody("plpgsql", "x text", "boolean", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return CatalogFunc{Schema: "public", Name: name, Volatility: Stable,
+			Calls: b.Calls, Reads: b.Reads, Operators: b.Operators, Casts: b.Casts, Attrs: b.Attrs}
+	}
+	guarded := func(fn string) CatalogRelation {
+		return CatalogRelation{Schema: "public", Name: "t_" + fn, Kind: 'r',
+			Uses: []CatalogUse{{Via: "row-level security policy p", Func: policy.Func{Schema: "public", Name: fn}}}}
+	}
+	c := NewCatalog(CatalogObjects{
+		Functions: []CatalogFunc{
+			{Schema: "pg_catalog", Name: "texteq", Volatility: Immutable},
+			{Schema: "pg_catalog", Name: "current_user", Volatility: Stable},
+			body("is_me", "BEGIN RETURN x = current_user; END"),
+			body("is_me_op", "BEGIN RETURN x === 'a'; END"),
+			body("is_a", "BEGIN RETURN x = 'a'; END"),
+			body("user_eq", "BEGIN RETURN current_user = x; END"),
+		},
+		Relations: []CatalogRelation{guarded("is_me"), guarded("is_me_op"), guarded("is_a")},
+		Operators: []CatalogOperator{
+			{Schema: "pg_catalog", Name: "=", Funcs: []policy.Func{{Schema: "pg_catalog", Name: "texteq"}}},
+			{Schema: "app", Name: "===", Funcs: []policy.Func{{Schema: "public", Name: "user_eq"}}},
+		},
+	})
+	cl := NewClassifier(Config{Catalog: c})
+	for table, want := range map[string]bool{"t_is_me": true, "t_is_me_op": true, "t_is_a": false} {
+		st := cl.Classify("SELECT * FROM " + table)
+		if got := st.Flags.Has(policy.FlagBackendDependent); got != want {
+			t.Errorf("%s: backend_dependent %v, want %v (hidden %q)", table, got, want, st.Hidden)
+		}
+	}
+}

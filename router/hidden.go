@@ -370,8 +370,35 @@ func (c *CatalogSnapshot) policyIdentity(f policy.Func, seen map[policy.Func]boo
 				return k.String() + "(), which calls " + why
 			}
 		}
+		for _, g := range c.bodyUses(fi) {
+			if why := c.policyIdentity(g, seen); why != "" {
+				return k.String() + "(), whose body uses " + why
+			}
+		}
 	}
 	return ""
+}
+
+// bodyUses returns the functions that what a body read as text uses
+// besides its calls may run: the functions of every operator of the names
+// it uses, of every cast to the types it casts to, and every function
+// named as an attribute (x.f).
+func (c *CatalogSnapshot) bodyUses(fi *funcInfo) []policy.Func {
+	var out []policy.Func
+	for _, op := range fi.ops {
+		for _, k := range c.operators(op.Schema, op.Name) {
+			out = appendNew(out, c.ops[k])
+		}
+	}
+	for _, n := range fi.casts {
+		for _, ca := range c.casts[n] {
+			out = appendNew(out, []policy.Func{ca.fn})
+		}
+	}
+	for _, n := range fi.attrs {
+		out = appendNew(out, c.byName[n])
+	}
+	return out
 }
 
 // operator evaluates using operator schema.name: the functions of every
