@@ -126,12 +126,7 @@ func TestReadFunctionBodyOpaque(t *testing.T) {
 // as an opaque STABLE one (may read anything, may change the session).
 func TestBodyCatalog(t *testing.T) {
 	body := func(name, src string) CatalogFunc {
-		b, err := ReadFunctionBody("plpgsql", "x integer", "integer", src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return CatalogFunc{Schema: "public", Name: name, Volatility: Immutable,
-			Calls: b.Calls, Reads: b.Reads, Operators: b.Operators, Casts: b.Casts, Attrs: b.Attrs}
+		return bodyFunc(t, name, Immutable, "x integer", "integer", src)
 	}
 	c := NewCatalog(CatalogObjects{
 		Functions: []CatalogFunc{
@@ -180,12 +175,7 @@ func TestBodyCatalog(t *testing.T) {
 // table is backend-dependent. One whose body compares with a constant is not.
 func TestBodyPolicyIdentity(t *testing.T) {
 	body := func(name, src string) CatalogFunc {
-		b, err := ReadFunctionBody("plpgsql", "x text", "boolean", src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return CatalogFunc{Schema: "public", Name: name, Volatility: Stable,
-			Calls: b.Calls, Reads: b.Reads, Operators: b.Operators, Casts: b.Casts, Attrs: b.Attrs}
+		return bodyFunc(t, name, Stable, "x text", "boolean", src)
 	}
 	guarded := func(fn string) CatalogRelation {
 		return CatalogRelation{Schema: "public", Name: "t_" + fn, Kind: 'r',
@@ -213,4 +203,16 @@ func TestBodyPolicyIdentity(t *testing.T) {
 			t.Errorf("%s: backend_dependent %v, want %v (hidden %q)", table, got, want, st.Hidden)
 		}
 	}
+}
+
+// bodyFunc is public.name in PL/pgSQL with body src, read as the catalog
+// reads it.
+func bodyFunc(t *testing.T, name string, vol Volatility, args, result, src string) CatalogFunc {
+	t.Helper()
+	b, err := ReadFunctionBody("plpgsql", args, result, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CatalogFunc{Schema: "public", Name: name, Volatility: vol,
+		Calls: b.Calls, Reads: b.Reads, Operators: b.Operators, Casts: b.Casts, Attrs: b.Attrs}
 }
