@@ -538,8 +538,8 @@ type Statement struct {
 }
 
 // RunsUnknownCode reports whether the statement runs code whose effects on
-// the session txlane cannot name: a STABLE function with an opaque body
-// (which may call set_config), a trigger or a rule or default calling a
+// the session txlane cannot name: an IMMUTABLE or STABLE function whose
+// body the catalog cannot read (which may call set_config), a trigger or a rule or default calling a
 // function that may write, a relation the catalog cannot account for.
 // What else the catalog shows a statement runs (Hidden) is in its flags: a
 // hidden set_config or volatile user function sets FlagMayChangeSession,

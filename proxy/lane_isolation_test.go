@@ -54,8 +54,9 @@ GRANT SELECT ON %[1]s TO PUBLIC;
 -- Probes of the lane's session state, through functions: a read naming
 -- current_setting() of a setting the lane does not mirror, or pg_settings,
 -- stays on the primary.
-CREATE FUNCTION %[1]s_setting(n text, missing_ok bool DEFAULT false) RETURNS text STABLE LANGUAGE plpgsql AS $f$BEGIN RETURN current_setting(n, missing_ok); END$f$;
-CREATE FUNCTION %[1]s_settings_like(p text) RETURNS bigint STABLE LANGUAGE plpgsql AS $f$BEGIN RETURN (SELECT count(*) FROM pg_settings WHERE name LIKE p); END$f$`, vec))
+-- Their bodies run dynamic SQL, which the catalog cannot read.
+CREATE FUNCTION %[1]s_setting(n text, missing_ok bool DEFAULT false) RETURNS text STABLE LANGUAGE plpgsql AS $f$DECLARE r text; BEGIN EXECUTE 'SELECT current_setting($1, $2)' INTO r USING n, missing_ok; RETURN r; END$f$;
+CREATE FUNCTION %[1]s_settings_like(p text) RETURNS bigint STABLE LANGUAGE plpgsql AS $f$DECLARE r bigint; BEGIN EXECUTE 'SELECT count(*) FROM pg_settings WHERE name LIKE $1' INTO r USING p; RETURN r; END$f$`, vec))
 	t.Cleanup(func() {
 		pgtest.Exec(t, "DROP TABLE IF EXISTS "+vec+"; DROP FUNCTION IF EXISTS "+vec+"_setting(text, bool); DROP FUNCTION IF EXISTS "+vec+"_settings_like(text)")
 	})
@@ -97,15 +98,27 @@ func isoRoles(t *testing.T, prefix string, n int) []string {
 	return out
 }
 
-// isoFunc creates a STABLE plpgsql function name(args), which the
-// classifier trusts, that calls a VOLATILE one (name_v) with the given body
-// (PostgreSQL runs SET, PREPARE or DEALLOCATE only in a volatile function);
-// call passes the arguments on. Both are dropped after the test.
+// isoFunc creates a STABLE plpgsql function name(args) that calls a
+// VOLATILE one (name_v) with the given body (PostgreSQL runs SET, PREPARE
+// or DEALLOCATE only in a volatile function) through dynamic SQL, which the
+// catalog cannot read: the classifier lets a read calling it go to the lane
+// while the client has written nothing. call passes the arguments on. Both
+// are dropped after the test.
 func isoFunc(t *testing.T, name, args, call, ret, body string) {
 	t.Helper()
+	params, using := "", ""
+	if call != "" {
+		for i := range strings.Split(call, ",") {
+			if i > 0 {
+				params += ", "
+			}
+			params += fmt.Sprintf("$%d", i+1)
+		}
+		using = " USING " + call
+	}
 	pgtest.Exec(t, fmt.Sprintf(`CREATE FUNCTION %[1]s_v(%[2]s) RETURNS %[4]s VOLATILE LANGUAGE plpgsql AS $f$ %[5]s $f$;
-CREATE FUNCTION %[1]s(%[2]s) RETURNS %[4]s STABLE LANGUAGE plpgsql AS $f$ BEGIN RETURN %[1]s_v(%[3]s); END $f$;
-GRANT EXECUTE ON FUNCTION %[1]s(%[2]s), %[1]s_v(%[2]s) TO PUBLIC`, name, args, call, ret, body))
+CREATE FUNCTION %[1]s(%[2]s) RETURNS %[4]s STABLE LANGUAGE plpgsql AS $f$ DECLARE iso_ret %[4]s; BEGIN EXECUTE 'SELECT %[1]s_v(%[6]s)' INTO iso_ret%[7]s; RETURN iso_ret; END $f$;
+GRANT EXECUTE ON FUNCTION %[1]s(%[2]s), %[1]s_v(%[2]s) TO PUBLIC`, name, args, call, ret, body, params, using))
 	t.Cleanup(func() {
 		pgtest.Exec(t, fmt.Sprintf("DROP FUNCTION IF EXISTS %[1]s(%[2]s); DROP FUNCTION IF EXISTS %[1]s_v(%[2]s)", name, args))
 	})

@@ -22,11 +22,14 @@ import (
 //   - S.audit(i): volatile, inserts i into S.log; listed in
 //     policy.read_only_functions (a wrong claim);
 //   - S.peek(i): stable, calls S.audit_v(i), a volatile twin of audit that is
-//     not listed (the classifier trusts a stable function);
+//     not listed (the classifier cannot read the stable function's body);
 //   - S.unsafe_ro(), S.lock(k), S.listen(): claimed read-only, they turn off
 //     default_transaction_read_only, take a session advisory lock, LISTEN;
 //   - S.setting(name): current_setting(name), hidden from the classifier, so
 //     that a probe reads a setting the lane does not mirror on the lane.
+//
+// The STABLE ones (peek, tz, setting) run their SQL through EXECUTE: the
+// catalog reads PL/pgSQL and SQL string bodies, but not dynamic SQL.
 type hiddenWriteBed struct {
 	*vectorBed
 	schema string
@@ -39,12 +42,12 @@ func startHiddenWriteBed(t *testing.T, maxConns int) *hiddenWriteBed {
 CREATE TABLE %[1]s.log (i int); GRANT ALL ON %[1]s.log TO PUBLIC;
 CREATE FUNCTION %[1]s.audit(i int) RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN INSERT INTO %[1]s.log VALUES (i); RETURN i; END$f$;
 CREATE FUNCTION %[1]s.audit_v(i int) RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN INSERT INTO %[1]s.log VALUES (i); RETURN i; END$f$;
-CREATE FUNCTION %[1]s.peek(i int) RETURNS int STABLE LANGUAGE plpgsql AS $f$BEGIN RETURN %[1]s.audit_v(i); END$f$;
+CREATE FUNCTION %[1]s.peek(i int) RETURNS int STABLE LANGUAGE plpgsql AS $f$DECLARE r int; BEGIN EXECUTE 'SELECT %[1]s.audit_v($1)' INTO r USING i; RETURN r; END$f$;
 CREATE FUNCTION %[1]s.unsafe_ro() RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN PERFORM set_config('default_transaction_read_only', 'off', false); RETURN 1; END$f$;
 CREATE FUNCTION %[1]s.lock(k int) RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN PERFORM pg_advisory_lock(k); RETURN 1; END$f$;
 CREATE FUNCTION %[1]s.listen() RETURNS int VOLATILE LANGUAGE plpgsql AS $f$BEGIN EXECUTE 'LISTEN ' || quote_ident('%[1]s'); RETURN 1; END$f$;
-CREATE FUNCTION %[1]s.tz() RETURNS text STABLE LANGUAGE sql SET TimeZone = 'Asia/Tokyo' AS $f$SELECT current_setting('TimeZone')$f$;
-CREATE FUNCTION %[1]s.setting(n text) RETURNS text STABLE LANGUAGE sql AS $f$SELECT current_setting(n)$f$;`, schema))
+CREATE FUNCTION %[1]s.tz() RETURNS text STABLE LANGUAGE plpgsql SET TimeZone = 'Asia/Tokyo' AS $f$DECLARE r text; BEGIN EXECUTE 'SELECT current_setting(''TimeZone'')' INTO r; RETURN r; END$f$;
+CREATE FUNCTION %[1]s.setting(n text) RETURNS text STABLE LANGUAGE plpgsql AS $f$DECLARE r text; BEGIN EXECUTE 'SELECT current_setting($1)' INTO r USING n; RETURN r; END$f$;`, schema))
 	t.Cleanup(func() { pgtest.Exec(t, "DROP SCHEMA "+schema+" CASCADE") })
 	bed := startVectorProxy(t, func(o *proxy.Options) {
 		o.Discover = true

@@ -41,7 +41,7 @@ func evilSchema(t *testing.T) func() int64 {
 	b.WriteString(`DROP SCHEMA IF EXISTS evil CASCADE; CREATE SCHEMA evil; GRANT USAGE ON SCHEMA evil TO PUBLIC;
 CREATE SEQUENCE evil.hits; GRANT USAGE ON SEQUENCE evil.hits TO PUBLIC;
 CREATE FUNCTION evil.count_hit() RETURNS pg_catalog.int8 VOLATILE LANGUAGE sql AS $$SELECT pg_catalog.nextval('evil.hits')$$;
-CREATE FUNCTION evil.hit() RETURNS pg_catalog.int8 STABLE LANGUAGE sql AS $$SELECT evil.count_hit()$$;
+CREATE FUNCTION evil.hit() RETURNS pg_catalog.int8 STABLE LANGUAGE plpgsql AS $$DECLARE r pg_catalog.int8; BEGIN EXECUTE 'SELECT evil.count_hit()' INTO r; RETURN r; END$$;
 `)
 	types := []string{"text", "name", "oid", "int2", "int4", "int8", `"char"`, "bool", "regclass", "regnamespace", "json"}
 	pairs := [][2]string{{"oid", "int4"}, {"int4", "oid"}, {"int2", "int4"}, {"int8", "int4"}, {"name", "text"}, {"text", "name"}}

@@ -1017,7 +1017,7 @@ func mayPin(st *policy.Statement) bool {
 			f &^= policy.FlagWritingFunction | policy.FlagMayChangeSession
 		}
 		// NOTE: a statement that runs code whose effects are unknown
-		// (triggers, STABLE functions with opaque bodies) or creates
+		// (triggers, non-volatile functions with opaque bodies) or creates
 		// anything may change the session in ways the text does not show:
 		// ask the server. Hidden code the catalog names sets the flags.
 		if f&(flags|policy.FlagSelectInto) != 0 || p.Discard != policy.DiscardNone || len(p.Temp) > 0 ||

@@ -308,7 +308,7 @@ func beginsTx(st *policy.Statement) bool {
 
 // isWrite reports whether st may write, for the units of work: what must
 // not escape a transaction (data: not a setting set_config sets). Besides
-// what policy counts as a write, code the catalog cannot see into (a STABLE function with an opaque body may call a
+// what policy counts as a write, code the catalog cannot see into (an IMMUTABLE or STABLE function with an opaque body may call a
 // volatile one that writes; an unproven object) counts (fail safe).
 func isWrite(st *policy.Statement) bool {
 	if len(st.Parts) > 0 {

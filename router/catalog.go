@@ -219,14 +219,20 @@ type CatalogObjects struct {
 
 // funcInfo is one function name in one schema, its overloads merged.
 type funcInfo struct {
-	volatile   bool
-	aggregate  bool
-	window     bool
+	volatile  bool
+	aggregate bool
+	window    bool
+	// opaqueBody: not volatile and its body is opaque (it may read any
+	// table and change the session).
 	opaqueBody bool
 	// opaqueAny: the body is opaque, whatever the volatility.
 	opaqueAny bool
 	calls     []policy.Func
 	reads     []policy.Table
+	// ops, casts and attrs: what a body read as text uses besides.
+	ops   []policy.Func
+	casts []string
+	attrs []string
 }
 
 // relInfo is one relation with the derived parents.

@@ -26,6 +26,8 @@
 //	functions.go  FuncCatalog: function volatility and known writing,
 //	              session-, transaction- and backend-dependent functions
 //	catalog.go    CatalogSnapshot, NewCatalog: the catalog's objects by name
+//	bodies.go     ReadFunctionBody: what a PL/pgSQL or SQL string function
+//	              body calls and reads (dynamic SQL and the rest stay opaque)
 //	hidden.go     what the catalog shows a statement runs and writes beyond
 //	              its text (views, policies, operators, casts, triggers, ...)
 //	backend.go    relations whose rows are the backend session's own
@@ -43,5 +45,6 @@
 //
 // Goroutines: none; a Classifier is safe for concurrent use. Locks: each
 // cache shard's mu (cache.go), taken one at a time and never while
-// classifying.
+// classifying; bodyMemo.mu (bodies.go), the process-wide memo of function
+// bodies read, never held while parsing or with another lock.
 package router

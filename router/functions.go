@@ -46,17 +46,26 @@ type CatalogFunc struct {
 	// function, 'p' procedure (0 reads as 'f'). PostgreSQL marks every
 	// aggregate immutable: its support functions (Calls) are what count.
 	Kind byte
-	// OpaqueBody: the catalog does not describe what the body reads (every
-	// language but C, internal, and SQL with a BEGIN ATOMIC body). A STABLE
-	// function with an opaque body outside pg_catalog may read any table.
+	// OpaqueBody: the catalog does not describe what the body runs and
+	// reads: a language other than C, internal and SQL with a BEGIN ATOMIC
+	// body, unless the body was read as text (PL/pgSQL or an SQL string,
+	// ReadFunctionBody). A function with an opaque body outside pg_catalog
+	// that is not volatile (IMMUTABLE or STABLE) may read any table and
+	// change the session (a volatile one is presumed to write anyway).
 	OpaqueBody bool
 	// Calls are functions that calling this one runs as well: an aggregate's
 	// support functions (transition, final, combine, serial, deserial and
 	// moving-aggregate ones), a planner support function, functions in
 	// argument defaults or in a BEGIN ATOMIC body.
 	Calls []policy.Func
-	// Reads are relations a BEGIN ATOMIC body reads.
+	// Reads are relations a BEGIN ATOMIC body, or a body read as text,
+	// reads.
 	Reads []policy.Table
+	// Operators, Casts and Attrs are what a body read as text uses besides
+	// (FunctionBody): they count as in a statement's text.
+	Operators []policy.Func
+	Casts     []string
+	Attrs     []string
 }
 
 // CatalogSnapshot is a [FuncCatalog] built from a list of functions, e.g.
@@ -104,7 +113,7 @@ func NewCatalogSnapshot(funcs []CatalogFunc) *CatalogSnapshot {
 		fi.volatile = fi.volatile || f.Volatility == Volatile
 		fi.aggregate = fi.aggregate || f.Kind == 'a'
 		fi.window = fi.window || f.Kind == 'w'
-		fi.opaqueBody = fi.opaqueBody || (f.OpaqueBody && f.Volatility == Stable)
+		fi.opaqueBody = fi.opaqueBody || (f.OpaqueBody && f.Volatility != Volatile)
 		fi.opaqueAny = fi.opaqueAny || f.OpaqueBody
 		for _, g := range f.Calls {
 			fi.calls = appendFunc(fi.calls, g)
@@ -112,6 +121,9 @@ func NewCatalogSnapshot(funcs []CatalogFunc) *CatalogSnapshot {
 		for _, t := range f.Reads {
 			fi.reads = policy.AppendTable(fi.reads, t)
 		}
+		fi.ops = appendNew(fi.ops, f.Operators)
+		fi.casts = appendNew(fi.casts, f.Casts)
+		fi.attrs = appendNew(fi.attrs, f.Attrs)
 	}
 	return c
 }

@@ -33,8 +33,10 @@ const (
 	// effUnproven: an object whose behaviour cannot be proven; presumed to
 	// write anything (comes with userWrites minus effWrites).
 	effUnproven effect = 1 << (iota + 6)
-	// effReadsUnknown: a STABLE function with an opaque body: it may read
-	// any table.
+	// effReadsUnknown: a function that is not volatile and has an opaque
+	// body (IMMUTABLE or STABLE): it may read any table, and call a
+	// function that changes the session (set_config, an advisory lock),
+	// which only a pin check finds (policy.Statement.RunsUnknownCode).
 	effReadsUnknown
 	// effSeqState: it calls nextval or setval, which set the session's
 	// sequence state (currval, lastval; policy.Statement.Sequences). Unlike
@@ -178,9 +180,11 @@ func (e *evalCtx) addReached(t policy.Table) {
 
 // call evaluates calling schema.name: its effect under the lists and the
 // catalog, plus what it runs besides (an aggregate's support functions,
-// functions in argument defaults or a BEGIN ATOMIC body, the relations such
-// a body reads) and, for a STABLE function with an opaque body, that it may
-// read anything.
+// functions in argument defaults or a BEGIN ATOMIC body or a body read as
+// text, the relations such a body reads, the operators, casts and
+// attribute names a body read as text uses) and, for a function that is
+// not volatile and has an opaque body, that it may read anything and change
+// the session.
 func (e *evalCtx) call(schema, name string) finding {
 	eff, src := e.r.effectFrom(schema, name)
 	fn := policy.Func{Schema: schema, Name: name}.String() + "()"
@@ -210,11 +214,27 @@ func (e *evalCtx) call(schema, name string) finding {
 		fi := e.c.exact[k]
 		subj := funcWord(fi) + " " + k.String()
 		if fi.opaqueBody && !trustedSchema(k.Schema) {
-			out.add(finding{eff: effReadsUnknown}, k.String()+"()", "is STABLE and its body may read any table")
+			out.add(finding{eff: effReadsUnknown}, k.String()+"()", "has a body txlane cannot read: it may read any table and change the session")
 		}
 		for _, g := range fi.calls {
 			sub := e.call(g.Schema, g.Name)
 			out.add(sub, subj, "calls "+sub.desc())
+		}
+		if e.c.objects {
+			// What a body read as text uses besides its calls
+			// (ReadFunctionBody), as in a statement's text.
+			for _, op := range fi.ops {
+				sub := e.operator(op.Schema, op.Name)
+				out.add(sub, subj, "uses "+sub.desc())
+			}
+			for _, n := range fi.casts {
+				sub := e.cast(n)
+				out.add(sub, subj, "uses "+sub.desc())
+			}
+			for _, n := range fi.attrs {
+				sub := e.attr(n)
+				out.add(sub, subj, "uses "+sub.desc())
+			}
 		}
 		for _, t := range fi.reads {
 			e.reads = policy.AppendTable(e.reads, t)
@@ -385,8 +405,35 @@ func (c *CatalogSnapshot) callsWhere(f policy.Func, seen map[policy.Func]bool, b
 				return k.String() + "(), which calls " + why
 			}
 		}
+		for _, g := range c.bodyUses(fi) {
+			if why := c.policyIdentity(g, seen); why != "" {
+				return k.String() + "(), whose body uses " + why
+			}
+		}
 	}
 	return ""
+}
+
+// bodyUses returns the functions that what a body read as text uses
+// besides its calls may run: the functions of every operator of the names
+// it uses, of every cast to the types it casts to, and every function
+// named as an attribute (x.f).
+func (c *CatalogSnapshot) bodyUses(fi *funcInfo) []policy.Func {
+	var out []policy.Func
+	for _, op := range fi.ops {
+		for _, k := range c.operators(op.Schema, op.Name) {
+			out = appendNew(out, c.ops[k])
+		}
+	}
+	for _, n := range fi.casts {
+		for _, ca := range c.casts[n] {
+			out = appendNew(out, []policy.Func{ca.fn})
+		}
+	}
+	for _, n := range fi.attrs {
+		out = appendNew(out, c.byName[n])
+	}
+	return out
 }
 
 // operator evaluates using operator schema.name: the functions of every
@@ -604,7 +651,7 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
 					continue
 				}
 				if u.Func.Name != "" {
-					// NOTE: a STABLE function with an opaque body
+					// NOTE: a non-volatile function with an opaque body
 					// (effReadsUnknown) may call a volatile one, which may
 					// do anything; PostgreSQL does not stop it.
 					sub := e.call(u.Func.Schema, u.Func.Name)

@@ -142,9 +142,15 @@ func sameStatement(a, b *policy.Statement) bool {
 // parseBackslashStrings parses sql as a server with
 // standard_conforming_strings off does.
 func parseBackslashStrings(sql string) (*pg.ParseResult, error) {
+	return parseWithOptions(sql, C.TXLANE_NO_STANDARD_STRINGS)
+}
+
+// parseWithOptions parses sql with pg_query's parser options (pg_query.h:
+// a PG_QUERY_PARSE_* mode in the low bits, flags above).
+func parseWithOptions(sql string, opts int) (*pg.ParseResult, error) {
 	in := C.CString(sql)
 	defer C.free(unsafe.Pointer(in))
-	r := C.pg_query_parse_protobuf_opts(in, C.TXLANE_NO_STANDARD_STRINGS)
+	r := C.pg_query_parse_protobuf_opts(in, C.int(opts))
 	defer C.pg_query_free_protobuf_parse_result(r)
 	if r.error != nil {
 		return nil, errors.New(C.GoString(r.error.message))

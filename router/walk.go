@@ -77,6 +77,11 @@ type walker struct {
 	// sequences: nextval or setval is called, in the text or in hidden
 	// code (see policy.Statement.Sequences).
 	sequences bool
+	// body: the walker reads a function body (bodies.go) and records in
+	// calls every function it calls, SQL value functions as the function
+	// they stand for (CURRENT_USER as current_user()).
+	body  bool
+	calls []policy.Func
 }
 
 // visit dispatches on the concrete node type.
@@ -115,19 +120,14 @@ func (w *walker) visit(m protoreflect.Message) {
 		w.funcCall(n)
 		w.walk(m)
 	case *pg.SQLValueFunction:
-		switch n.Op {
-		case pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME_N,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP,
-			pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIME,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP,
-			pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:
+		if w.body {
+			w.valueCall(n.Op)
+		}
+		switch {
+		case txTimeValue(n.Op):
 			// The transaction's start time.
 			w.flags |= policy.FlagTxDependent
-		case pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
+		case n.Op == pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
 			// The vector lane logs in as the pool's user and only SET ROLEs
 			// to the client's role: current_user matches, session_user not.
 			w.flags |= policy.FlagBackendDependent
@@ -422,6 +422,9 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	schema, name := qualifiedName(n.Funcname)
 	if name == "" {
 		return
+	}
+	if w.body {
+		w.calls = appendOp(w.calls, policy.Func{Schema: schema, Name: name})
 	}
 	if name == "current_setting" && (schema == "" || schema == "pg_catalog") {
 		w.currentSetting(n)

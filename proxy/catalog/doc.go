@@ -11,6 +11,8 @@
 //
 //	catalog.go   Read, Discover, the vector-table query
 //	objects.go   the objects query and its decoding into router.CatalogObjects
+//	             (function bodies stored as text are read there with
+//	             router.ReadFunctionBody)
 //
 // The package holds no state, starts no goroutines and takes no locks.
 package catalog

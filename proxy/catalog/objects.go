@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/txlane/txlane/policy"
@@ -26,6 +27,7 @@ import (
 //	c    rel      rel                                        (b is a partition or child of a)
 //	ff   proc     proc                                       (a runs b)
 //	fr   proc     rel                                        (a's body reads b)
+//	b    proc              language, args  result            body (PL/pgSQL or an SQL string)
 //	o    proc/''           schema, name                      operator and one of its functions
 //	x    proc              type schema, type name context  source type
 //	h    proc                              c or ''           where it runs (c: a domain's check)
@@ -41,6 +43,11 @@ import (
 // DEFERRABLE unique or exclusion constraint's recheck (insert, update), a
 // constraint trigger created DEFERRABLE. INITIALLY IMMEDIATE ones count too:
 // SET CONSTRAINTS ... DEFERRED defers them.
+// (b: the body of a function outside pg_catalog and information_schema in
+// PL/pgSQL or in SQL as a string, at most router.MaxBodyBytes, with the
+// signature the PL/pgSQL compiler needs; read with router.ReadFunctionBody,
+// and when it reads, the function's body is no longer opaque. A language
+// counts as PL/pgSQL only with PL/pgSQL's own call handler.)
 //
 // (ut and ub: such SQL-standard values are no function call, so pg_depend
 // does not record them; the definition's text is searched, which can only
@@ -85,7 +92,8 @@ import (
 // the answer small.
 var objectsSQL = strings.NewReplacer(
 	"NOTABLE_NAMES", quoteLiteral("{"+strings.Join(router.NotableBuiltinNames(), ",")+"}"),
-	"NOTABLE_PATTERN", quoteLiteral(router.NotableBuiltinPattern())).Replace(objectsSQLText)
+	"NOTABLE_PATTERN", quoteLiteral(router.NotableBuiltinPattern()),
+	"MAX_BODY_BYTES", strconv.Itoa(router.MaxBodyBytes)).Replace(objectsSQLText)
 
 const objectsSQLText = `WITH ixs AS (
   SELECT i.indexrelid, i.indrelid, pg_catalog.concat(i.indexprs::pg_catalog.text, ' ', i.indpred::pg_catalog.text) AS t
@@ -254,6 +262,17 @@ FROM pg_catalog.pg_aggregate a,
      LATERAL pg_catalog.unnest(ARRAY[a.aggtransfn::pg_catalog.oid, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
                           a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]) AS u(f)
 WHERE u.f OPERATOR(pg_catalog.<>) 0 AND NOT (u.f OPERATOR(pg_catalog.=) ANY (SELECT oid FROM boring))
+UNION ALL
+SELECT 'b', p.oid::pg_catalog.text, '', CASE WHEN l.oid OPERATOR(pg_catalog.=) 14 THEN 'sql' ELSE 'plpgsql' END,
+       pg_catalog.pg_get_function_arguments(p.oid), pg_catalog.pg_get_function_result(p.oid), p.prosrc
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+WHERE p.prosqlbody IS NULL
+  AND p.pronamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace])
+  AND pg_catalog.octet_length(p.prosrc) OPERATOR(pg_catalog.<=) MAX_BODY_BYTES
+  AND (l.oid OPERATOR(pg_catalog.=) 14
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc h
+                  WHERE h.oid OPERATOR(pg_catalog.=) l.lanplcallfoid AND h.proname OPERATOR(pg_catalog.=) 'plpgsql_call_handler'
+                    AND h.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace))
 UNION ALL
 SELECT DISTINCT 'o', '', '', n.nspname, o.oprname, '', ''
 FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.oprnamespace
@@ -471,6 +490,20 @@ func objectsFromRows(rows [][]string) (router.CatalogObjects, error) {
 				}
 				caller.Reads = append(caller.Reads, t)
 			}
+		case "b":
+			i, ok := funcs[r[1]]
+			if !ok {
+				continue
+			}
+			body, err := router.ReadFunctionBody(r[3], r[4], r[5], r[6])
+			if err != nil {
+				continue // it stays opaque (fail safe)
+			}
+			f := &o.Functions[i]
+			f.OpaqueBody = false
+			f.Calls = append(f.Calls, body.Calls...)
+			f.Reads = append(f.Reads, body.Reads...)
+			f.Operators, f.Casts, f.Attrs = body.Operators, body.Casts, body.Attrs
 		case "o":
 			k := policy.Func{Schema: r[3], Name: r[4]}
 			i, ok := ops[k]
