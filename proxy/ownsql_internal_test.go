@@ -126,6 +126,7 @@ func ownSQL() map[string][]string {
 		"instanceMarkSQL":     {instanceMarkSQL(2)},
 		"rerouteReleaseSQL":   {rerouteReleaseSQL},
 		"rerouteRescueSQL":    {rerouteRescueSQL},
+		"discardSequencesSQL": {discardSequencesSQL},
 	}
 }
 
@@ -133,8 +134,9 @@ func ownSQL() map[string][]string {
 // around them) and hold no SQL of their own; notSQL hold literals that only
 // look like SQL.
 var (
-	composers = []string{"moveState", "sharedQuery", "settleLocks", "sharedLock", "sharedProbe", "takeOwnValues", "refreshRouting", "sharedHolders", "resetLeft"}
-	notSQL    = []string{"mayChangeUnit", "opaqueUnitSetter", "endWorkStmt", "ownPortal", "guestPortal", "rerouteSavepoint", "partCodeBar"}
+	composers = []string{"moveState", "sharedQuery", "settleLocks", "sharedLock", "sharedProbe", "takeOwnValues", "refreshRouting", "sharedHolders", "resetLeft", "discardSequencesAhead"}
+	// resetDiscardsSequences compares a configured query with names.
+	notSQL = []string{"mayChangeUnit", "opaqueUnitSetter", "endWorkStmt", "ownPortal", "guestPortal", "rerouteSavepoint", "partCodeBar", "resetDiscardsSequences"}
 )
 
 // Every SQL text txlane sends into a client's session resolves each

@@ -53,7 +53,9 @@ func (s *session) rerouteBar(h *unitHold) string {
 				bar = "The request is a COPY, whose data cannot move to the holder's connection."
 			case p.Class == policy.Session || p.Discard != policy.DiscardNone:
 				bar = "The request changes session state, which would change the holder's session."
-			case mayChangeUnit(p):
+			case mayChangeUnit(p) && p.FiresCode == "":
+				// (Code a write fires that may change the session is
+				// rerouteCodeBar's to name.)
 				// NOTE: refused rather than read back: a value set there
 				// is the holder's session's, not the writer's (a session
 				// set_config outlives the holder's transaction and tags its

@@ -80,7 +80,7 @@ CREATE TABLE %[1]s.trig (x int);
 CREATE TRIGGER trig_set BEFORE INSERT ON %[1]s.trig FOR EACH ROW EXECUTE FUNCTION %[1]s.setter();
 CREATE TABLE %[1]s.locking (x int, l int DEFAULT CASE WHEN pg_try_advisory_lock(4242) THEN 1 ELSE 0 END);
 CREATE FUNCTION %[1]s.imm() RETURNS text IMMUTABLE LANGUAGE plpgsql AS $f$BEGIN
-  PERFORM set_config('rc.from_default', 'writer', false); RETURN 'x'; END$f$;
+  EXECUTE 'SELECT set_config(''rc.from_default'', ''writer'', false)'; RETURN 'x'; END$f$;
 CREATE TABLE %[1]s.opaque_default (x int, v text DEFAULT %[1]s.imm());
 CREATE TABLE %[1]s.ruled (x int);
 CREATE TABLE %[1]s.ruled_log (ok bool);

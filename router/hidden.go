@@ -656,6 +656,13 @@ func (e *evalCtx) reach(t policy.Table, ev Events, cascade bool) finding {
 					// do anything; PostgreSQL does not stop it.
 					sub := e.call(u.Func.Schema, u.Func.Name)
 					if sub.eff&(effUnknownWrites|effReadsUnknown) != 0 {
+						if e.fires == "" {
+							// What a rerouted write would run (FiresCode),
+							// named though the write's effects are unknown.
+							if why := e.c.opaqueCall(u.Func); why != "" {
+								e.fires = name + " has " + u.Via + ", which calls " + why
+							}
+						}
 						e.noteUnknown(name + " has " + u.Via + ", which calls " + sub.desc())
 						return out
 					}
