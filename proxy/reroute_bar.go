@@ -16,14 +16,11 @@ import (
 // rerouteBar returns why the current request may not run in h's transaction
 // ("" when it may).
 func (s *session) rerouteBar(h *unitHold) string {
+	if why := holderBar(h); why != "" {
+		return why
+	}
 	hs := h.sess
 	switch {
-	case hs.txEnds.Load() != h.txEnds:
-		return "The holder's client has ended the transaction that took the unit (a request that ends one and begins another keeps the hold until it ends)."
-	case hs.savepointAt.Load() == h.txEnds+1:
-		// NOTE: a ROLLBACK TO it would undo the write after its client was
-		// told it ran, in a transaction that then commits.
-		return "The holder's transaction has made a savepoint, and rolling back to it would undo the write without a word to its client."
 	case hs.database() != s.database() || hs.startup.Parameters["user"] != s.startup.Parameters["user"]:
 		// It would run with the holder's privileges, in its database.
 		return "The holder is logged in as another user or to another database: a write is rerouted only between clients of the same user and database."

@@ -119,6 +119,9 @@ type session struct {
 	// SAVEPOINT: equal to txEnds+1 while the transaction that made it is
 	// open (see rerouteBar).
 	savepointAt atomic.Uint64
+	// localAt is txEnds+1 as it was when the client last sent something
+	// that changes transaction-local state (reroute_local.go).
+	localAt atomic.Uint64
 	// setValues are the session-level settings the client has SET (name to
 	// value as written; never nil after serve starts), which a rerouted
 	// request must find the same on the holder's session (rerouteBar).

@@ -700,7 +700,10 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 			s.mu.guest = nil
 			s.mu.Unlock()
 		}()
-		still := func() bool { return s.srv.units.holdsOn(u, h, host) }
+		// NOTE: asked again with the holder's backend idle and its write
+		// right taken: what the holder sent while the write waited counts
+		// (a savepoint, SET LOCAL).
+		still := func() bool { return s.srv.units.holdsOn(u, h, host) && holderBar(h) == "" }
 		err = host.runWhenIdle(wake, still, req, func(w *bufio.Writer, held *heldStmts) {
 			w.Write(preMsgs)
 			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies, true)
@@ -719,6 +722,8 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 			Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
 			Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 			Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
+	case errors.Is(err, errGuestNotWelcome) && h.sess.txEnds.Load() == h.txEnds && holderBar(h) != "":
+		return s.refuseUnit(escapeError(u, describeTables(stmts), desc, policy.EscapeReroute, holderBar(h)))
 	case errors.Is(err, errGuestNotWelcome):
 		return s.refuseUnit(rerouteGoneError(u, desc, "Its transaction ended while the write waited."))
 	case errors.Is(err, errGuestTxFailed):
