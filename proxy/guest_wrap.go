@@ -206,6 +206,14 @@ func closeGuestPortal(w *bufio.Writer, tr *replyTracker) {
 func writeGuestEnd(w *bufio.Writer, tr *replyTracker) {
 	closeGuestPortal(w, tr)
 	w.Write(appendRun(nil, rerouteReleaseSQL, ownPortal))
+	trackRun(tr)
+	w.Write(wire.AppendSync(nil))
+	tr.add(sentMsg{typ: wire.Sync})
+}
+
+// trackRun records in tr the messages appendRun writes, hidden from the
+// client (an error still reaches it).
+func trackRun(tr *replyTracker) {
 	for _, typ := range []wire.Frontend{wire.Close, wire.Parse, wire.Bind, wire.Execute, wire.Close} {
 		m := sentMsg{typ: typ, hidden: true}
 		if typ == wire.Close {
@@ -213,8 +221,6 @@ func writeGuestEnd(w *bufio.Writer, tr *replyTracker) {
 		}
 		tr.add(m)
 	}
-	w.Write(wire.AppendSync(nil))
-	tr.add(sentMsg{typ: wire.Sync})
 }
 
 // writeGuestMsg writes message m of a rerouted extended request when it

@@ -126,6 +126,7 @@ func ownSQL() map[string][]string {
 		"instanceMarkSQL":     {instanceMarkSQL(2)},
 		"rerouteReleaseSQL":   {rerouteReleaseSQL},
 		"rerouteRescueSQL":    {rerouteRescueSQL},
+		"isoGuardSQL":         {isoGuardSQL(&wire.Error{Code: "25L01", Message: "m"}, true), isoGuardSQL(&wire.Error{Code: "25L01", Message: "m"}, false)},
 	}
 }
 

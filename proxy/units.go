@@ -680,6 +680,7 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	// RELEASE, on a portal of txlane's own: its failure fails neither the
 	// holder's transaction nor its unnamed portal (guest_wrap.go).
 	pre, preMsgs := guestSavepoint()
+	guard := isoGuardSQL(isoGuardError(u, stmts, desc), write)
 	req := &request{stmts: stmts, extended: true,
 		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{}), onCancel: stop,
 			pre: pre, keepWrite: true}}
@@ -706,6 +707,7 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 		still := func() bool { return s.srv.units.holdsOn(u, h, host) && holderBar(h) == "" }
 		err = host.runWhenIdle(wake, still, req, func(w *bufio.Writer, held *heldStmts) {
 			w.Write(preMsgs)
+			writeIsoGuard(w, &req.replies, guard)
 			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies, true)
 		})
 	}
