@@ -523,6 +523,17 @@ type Statement struct {
 	// volatile user functions are FlagReachesUnknown instead, and a
 	// sequence's nextval counts for nothing.
 	FiresCode string `json:"fires_code,omitempty"`
+	// SessionCall names the first function the statement itself runs
+	// (called in its text, or hidden in what it reads: a view, an
+	// operator, a cast, a policy) that writes, takes a lock or changes
+	// session state beyond the statement: a session or transaction
+	// advisory lock, set_config, a large object descriptor, dblink, a
+	// volatile user function. A sequence function called by name in the
+	// text (nextval, setval) is not named: it changes only the session's
+	// currval and lastval. "" for none. A statement run in another
+	// client's transaction (escape: reroute) must not call one: what it
+	// leaves would be that client's session's.
+	SessionCall string `json:"session_call,omitempty"`
 	// Parts holds each statement of a multi-statement text (FlagMultiStatement).
 	Parts []Statement
 	// Reason explains Unknown: the parse error text.
@@ -552,8 +563,8 @@ func (s *Statement) IsPureRead() bool {
 
 // Merge describes several statements, run as one query text, as a whole:
 // Reads, Writes, Temp, WritesReached, ReadsReached, Hidden and Settings are
-// concatenated (tables de-duplicated), DeferredCheck and FiresCode are the
-// first part's that has one,
+// concatenated (tables de-duplicated), DeferredCheck, FiresCode and SessionCall
+// are the first part's that has one,
 // Flags are unioned plus FlagMultiStatement, Class is the most primary-bound
 // part's. A single part is returned as is (copied).
 func Merge(parts []Statement) Statement {
@@ -606,6 +617,9 @@ func Merge(parts []Statement) Statement {
 		}
 		if out.FiresCode == "" {
 			out.FiresCode = p.FiresCode
+		}
+		if out.SessionCall == "" {
+			out.SessionCall = p.SessionCall
 		}
 		cmds = append(cmds, p.Command)
 	}

@@ -58,6 +58,11 @@ func (s *session) rerouteBar(h *unitHold) string {
 				// session would lack it. Reading it back would only tell
 				// txlane that the holder's session changed, not undo it.
 				bar = "The request may change session settings in a way its text does not show (set_config, a function, DO, CALL): on the holder's connection that would change the holder's session, its txlane.unit among them, and not the writer's."
+			case p.Class == policy.Utility && p.Command != "SET CONSTRAINTS" || len(p.Temp) > 0 || p.Flags&(policy.FlagListen|policy.FlagCursor|policy.FlagSQLPrepare) != 0:
+				// LISTEN, DECLARE (WITH HOLD outlives the holder's
+				// transaction), PREPARE, LOCK, LOAD, a temporary relation:
+				// they stay with the holder's session or transaction.
+				bar = "The request has a statement that leaves state in the session or transaction it runs in (LISTEN, a cursor, PREPARE, LOCK, LOAD, a temporary relation), which would be the holder's."
 			}
 		})
 		if bar != "" {

@@ -404,7 +404,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden
-	st.DeferredCheck, st.FiresCode = w.deferredCheck, w.firesCode
+	st.DeferredCheck, st.FiresCode, st.SessionCall = w.deferredCheck, w.firesCode, w.sessionCall
 	st.Class = policy.MorePrimaryBound(st.Class, computedClass(st.Flags, st.Writes))
 	st.WritesSettingsOnly = st.Class == policy.Write && (besides == policy.Read || besides == policy.LockingRead)
 	return st

@@ -770,6 +770,9 @@ func (w *walker) applyHidden() {
 	}
 	apply := func(h *hidden) {
 		w.flags |= flagsOf(h.eff)
+		if h.eff&(effWrites|effSession) != 0 && w.sessionCall == "" {
+			w.sessionCall = cmp.Or(h.why, "code the catalog shows it runs")
+		}
 		for _, t := range h.reads {
 			w.readsReached = policy.AppendTable(w.readsReached, t)
 		}
