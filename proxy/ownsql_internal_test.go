@@ -135,7 +135,7 @@ func ownSQL() map[string][]string {
 // look like SQL.
 var (
 	composers = []string{"moveState", "sharedQuery", "settleLocks", "sharedLock", "sharedProbe", "takeOwnValues", "refreshRouting", "sharedHolders", "resetLeft"}
-	notSQL    = []string{"mayChangeUnit", "opaqueUnitSetter", "endWorkStmt", "ownPortal", "guestPortal", "rerouteSavepoint", "partCodeBar"}
+	notSQL    = []string{"mayChangeUnit", "rerouteBar", "opaqueUnitSetter", "endWorkStmt", "ownPortal", "guestPortal", "rerouteSavepoint", "partCodeBar"}
 )
 
 // Every SQL text txlane sends into a client's session resolves each
