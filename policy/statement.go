@@ -152,6 +152,14 @@ const (
 	// the catalog does not describe, so it may read any table. Inside a
 	// transaction that has written, it stays on the primary.
 	FlagReadsUnknown
+	// FlagDblink: the statement calls a dblink function (in its text or
+	// hidden: a view, a function whose body the catalog reads), or runs
+	// code whose body txlane cannot read while the database has dblink
+	// installed. dblink_connect (and dblink_connect_u, and the unnamed
+	// connection the others may open) keeps a connection, with its remote
+	// session and transaction, in the backend's memory until
+	// dblink_disconnect or the backend's end; DISCARD ALL does not close it.
+	FlagDblink
 )
 
 var flagNames = [...]string{
@@ -159,7 +167,7 @@ var flagNames = [...]string{
 	"select_into", "writes_unknown", "cursor", "listen", "sql_prepare",
 	"multi_statement", "has_params", "may_change_session", "tx_dependent",
 	"backend_dependent", "copy", "explain", "unproven", "reaches_unknown",
-	"reads_unknown",
+	"reads_unknown", "dblink",
 }
 
 // Has reports whether every flag in g is set in f.

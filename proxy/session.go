@@ -78,7 +78,8 @@ type session struct {
 	pin                atomic.Pointer[string]
 	// loaded: the client ran LOAD; the library stays in its backend.
 	// seeded: the client seeded its backend's random sequence (unlisted.go).
-	loaded, seeded atomic.Bool
+	// dblink: the client may have opened a dblink connection (dblink.go).
+	loaded, seeded, dblink atomic.Bool
 	// named: the settings the client named in SET or set_config (unlisted.go).
 	named settingNames
 	// settings are the client's session settings as the server last

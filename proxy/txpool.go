@@ -666,8 +666,8 @@ func (s *session) leavePrimary(err error) {
 // transaction, or holding a library the client loaded with LOAD, which
 // nothing unloads), leaving it to the caller to close.
 func (s *session) resetForPool(p *primaryConn) bool {
-	if s.loaded.Load() {
-		return false // DISCARD ALL does not unload a library
+	if s.loaded.Load() || s.dblink.Load() {
+		return false // DISCARD ALL does not unload a library, nor close dblink's connections
 	}
 	select {
 	case p.wsem <- struct{}{}:
@@ -884,7 +884,7 @@ func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryCo
 // client ran LOAD, which nothing undoes; the server refused or did not
 // answer): p is then to be closed.
 func (s *session) resetLeft(p *primaryConn) bool {
-	if s.loaded.Load() {
+	if s.loaded.Load() || s.dblink.Load() {
 		return false
 	}
 	// Nothing of the answers may reach the client that left.
@@ -914,6 +914,7 @@ var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_tim
 func (s *session) notePin(st *policy.Statement) {
 	s.noteSeed(st)
 	s.noteLoad(st)
+	s.noteDblink(st)
 	s.named.note(st)
 	if !s.txMode || !mayPin(st) {
 		return
@@ -1197,6 +1198,9 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 	}
 	if s.loaded.Load() {
 		why = append(why, "load")
+	}
+	if s.dblink.Load() {
+		why = append(why, "dblink")
 	}
 	if s.seeded.Load() {
 		why = append(why, "seed")

@@ -399,6 +399,10 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	besides := policy.MorePrimaryBound(st.Class, computedClass(st.Flags|w.flags, w.writes))
 	w.flags |= w.localFlags | w.configFlags
 	st.Flags |= w.flags
+	if g.fr.snap.dblinkInstalled() && st.Flags&(policy.FlagWritesUnknown|policy.FlagReachesUnknown|policy.FlagReadsUnknown|policy.FlagUnproven) != 0 {
+		// Code txlane cannot read may call dblink_connect (fail safe).
+		st.Flags |= policy.FlagDblink
+	}
 	st.ConfigCalls = w.configCalls
 	st.Seeds = st.Seeds || w.seeds
 	*constDep = *constDep || w.constDep

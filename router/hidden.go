@@ -36,6 +36,9 @@ const (
 	// effReadsUnknown: a STABLE function with an opaque body: it may read
 	// any table.
 	effReadsUnknown
+	// effRemote: a dblink function, which may open a connection of the
+	// session's own to another server (policy.FlagDblink).
+	effRemote
 )
 
 // unproven is the effect of an object the catalog cannot account for.
@@ -732,6 +735,7 @@ var effectFlags = [...]struct {
 	{effBackend, policy.FlagBackendDependent},
 	{effUnproven, policy.FlagUnproven},
 	{effReadsUnknown, policy.FlagReadsUnknown},
+	{effRemote, policy.FlagDblink},
 }
 
 // flagsOf maps effects to statement flags.

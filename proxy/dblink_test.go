@@ -1,0 +1,67 @@
+package proxy_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txlane/txlane/internal/pgtest"
+	"github.com/txlane/txlane/proxy"
+)
+
+// TestDblinkConnectionStaysWithItsClient: a dblink connection outlives
+// DISCARD ALL and RESET ALL in its backend, with its remote session and an
+// open remote transaction (an adversarial tester's next client on the
+// backend listed the first client's connections and committed its remote
+// transaction). A client that opened one, named, unnamed or through a view
+// that calls dblink_connect, keeps its backend (pin dblink) and no other
+// client runs there; when it leaves, its backend is closed, in both pool
+// modes, and the next client finds no dblink connection.
+func TestDblinkConnectionStaysWithItsClient(t *testing.T) {
+	direct := directConn(t)
+	if err := execErr(direct, "CREATE EXTENSION IF NOT EXISTS dblink"); err != nil {
+		t.Skipf("dblink is not available: %v", err)
+	}
+	remote := strings.ReplaceAll(pgtest.DSN(t), "'", "''")
+	view := uniqueName("dblview")
+	pgtest.Exec(t, fmt.Sprintf("CREATE VIEW %s AS SELECT dblink_connect('hv', '%s') AS c", view, remote))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP VIEW IF EXISTS "+view) })
+	opens := map[string]string{
+		"named":   fmt.Sprintf("SELECT dblink_connect('c1', '%s')", remote),
+		"unnamed": fmt.Sprintf("SELECT dblink_connect('%s')", remote),
+		"view":    "SELECT c FROM " + view,
+	}
+	for _, mode := range []proxy.PoolMode{proxy.PoolSession, proxy.PoolTransaction} {
+		for name, open := range opens {
+			t.Run(string(mode)+"/"+name, func(t *testing.T) {
+				p := startProxy(t, func(o *proxy.Options) {
+					o.Pool = proxy.PoolOptions{Mode: mode, Size: 1}
+					o.QueryWaitTimeout = 300 * time.Millisecond
+					o.ReadPool = proxy.ReadPoolOptions{Config: pgtest.Config(t), MaxConns: 1, AcquireTimeout: time.Second}
+					o.Discover = true
+					o.Auth = trustAuth(t, "postgres")
+				})
+				a := p.connect(t)
+				pid := scalar(t, a, "SELECT pg_backend_pid()")
+				exec(t, a, open)
+				exec(t, a, "DISCARD ALL")
+				if mode == proxy.PoolTransaction {
+					waitFor(t, func() bool { return strings.Contains(pinnedReasons(p), "dblink") }, "a pinned by dblink")
+					wantNotOnBackendOf(t, p.connect(t), "SELECT dblink_get_connections()", "dblink_connect")
+				}
+				a.Close(t.Context())
+				waitFor(t, func() bool {
+					return scalar(t, directConn(t), "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
+				}, "the backend that opened a dblink connection to be closed")
+				next := p.connect(t)
+				if got := scalar(t, next, "SELECT pg_backend_pid()"); got == pid {
+					t.Fatalf("the next client got backend %s, which has a dblink connection", pid)
+				}
+				if got := scalar(t, next, "SELECT coalesce(array_to_string(dblink_get_connections(), ','), '')"); got != "" {
+					t.Fatalf("the next client sees dblink connections %q", got)
+				}
+			})
+		}
+	}
+}
