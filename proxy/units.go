@@ -361,6 +361,10 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		begins = begins || beginsTx(st.stmt)
 		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
 	}
+	if firstWrite < 0 && pl.sentEarly {
+		// A unit set after writes already sent (units_request.go).
+		firstWrite = unitSetAfterWrites(pl.steps, from)
+	}
 	// The session's units matter when another connection holds one, or when
 	// this request opens a transaction (explicit or implicit) that will;
 	// with policy.shared_units, also for any write: its holder may be a
