@@ -252,8 +252,17 @@ func writeGuestMsg(w *bufio.Writer, m *batchMsg, tr *replyTracker, sm sentMsg) b
 // when the write failed (the holder's transaction is failed now), it rolls
 // back to rerouteSavepoint and releases it, so that the holder finds its
 // transaction as it left it; then it gives the write right back.
+//
+// First the session's cancels stop going to host (restorePrimary), which
+// waits for a cancel of the write being forwarded (cancelMu is held across
+// its round trip): once the server has taken it, host runs nothing of the
+// write's, or the rescue, or the holder's next request, for it to hit
+// (PostgreSQL ignores a cancel that arrives while a backend waits for a
+// command). Without it a cancel the writer sent as its write ended reached
+// the holder's next statement.
 func (s *session) rerouteCleanup(host *primaryConn) {
 	defer host.release()
+	s.restorePrimary()
 	if host.TxStatus() != TxFailed || !host.usable() {
 		return
 	}
