@@ -15,10 +15,11 @@ import "github.com/txlane/txlane/policy"
 // rerouted write: localAt marks it, as savepointAt marks a savepoint.
 //
 // A function's SET clause is not counted: PostgreSQL restores the setting
-// when the function exits ("CREATE FUNCTION", SET clause), the changes made
-// inside it included. A function that sets something and does not restore
-// it may change the session as well (set_config in its body), which makes
-// the session's state its own (noteOwnState).
+// when the function exits ("CREATE FUNCTION", SET clause), a SET LOCAL (or
+// set_config(…, true)) of it inside the function included. A plain SET
+// inside it persists past the exit, and a set_config(…, true) of another
+// setting lasts for the transaction: a function that may set settings makes
+// the session's state its own (noteOwnState), which bars reroute as well.
 
 // noteLocalState records that part p (one statement), sent to the primary,
 // may change the transaction-local state of the client's transaction.
