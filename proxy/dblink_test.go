@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/txlane/txlane/internal/pgtest"
 	"github.com/txlane/txlane/proxy"
 )
@@ -51,17 +53,25 @@ func TestDblinkConnectionStaysWithItsClient(t *testing.T) {
 					wantNotOnBackendOf(t, p.connect(t), "SELECT dblink_get_connections()", "dblink_connect")
 				}
 				a.Close(t.Context())
-				waitFor(t, func() bool {
-					return scalar(t, directConn(t), "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
-				}, "the backend that opened a dblink connection to be closed")
-				next := p.connect(t)
-				if got := scalar(t, next, "SELECT pg_backend_pid()"); got == pid {
-					t.Fatalf("the next client got backend %s, which has a dblink connection", pid)
-				}
+				next := nextAfterClosed(t, p, pid, "opened a dblink connection")
 				if got := scalar(t, next, "SELECT coalesce(array_to_string(dblink_get_connections(), ','), '')"); got != "" {
 					t.Fatalf("the next client sees dblink connections %q", got)
 				}
 			})
 		}
 	}
+}
+
+// nextAfterClosed waits for backend pid, whose client did what and left, to
+// be closed, and returns the proxy's next client, which must be on another.
+func nextAfterClosed(t *testing.T, p *testProxy, pid, what string) *pgconn.PgConn {
+	t.Helper()
+	waitFor(t, func() bool {
+		return scalar(t, directConn(t), "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
+	}, "the backend that "+what+" to be closed")
+	next := p.connect(t)
+	if got := scalar(t, next, "SELECT pg_backend_pid()"); got == pid {
+		t.Fatalf("the next client got backend %s, which %s", pid, what)
+	}
+	return next
 }
