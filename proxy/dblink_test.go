@@ -16,8 +16,8 @@ import (
 // DISCARD ALL and RESET ALL in its backend, with its remote session and an
 // open remote transaction (an adversarial tester's next client on the
 // backend listed the first client's connections and committed its remote
-// transaction). A client that opened one, named, unnamed or through a view
-// that calls dblink_connect, keeps its backend (pin dblink) and no other
+// transaction). A client that opened one, named, unnamed, through a view
+// that calls dblink_connect or a function whose body txlane cannot read, keeps its backend (pin dblink) and no other
 // client runs there; when it leaves, its backend is closed, in both pool
 // modes, and the next client finds no dblink connection.
 func TestDblinkConnectionStaysWithItsClient(t *testing.T) {
@@ -29,10 +29,15 @@ func TestDblinkConnectionStaysWithItsClient(t *testing.T) {
 	view := uniqueName("dblview")
 	pgtest.Exec(t, fmt.Sprintf("CREATE VIEW %s AS SELECT dblink_connect('hv', '%s') AS c", view, remote))
 	t.Cleanup(func() { pgtest.Exec(t, "DROP VIEW IF EXISTS "+view) })
+	fn := uniqueName("dblfn")
+	pgtest.Exec(t, fmt.Sprintf("CREATE FUNCTION %s() RETURNS text LANGUAGE plpgsql AS $f$BEGIN RETURN dblink_connect('pf', '%s'); END$f$", fn, remote))
+	t.Cleanup(func() { pgtest.Exec(t, "DROP FUNCTION IF EXISTS "+fn+"()") })
 	opens := map[string]string{
 		"named":   fmt.Sprintf("SELECT dblink_connect('c1', '%s')", remote),
 		"unnamed": fmt.Sprintf("SELECT dblink_connect('%s')", remote),
 		"view":    "SELECT c FROM " + view,
+		// A body txlane cannot read, with dblink installed.
+		"opaque function": "SELECT " + fn + "()",
 	}
 	for _, mode := range []proxy.PoolMode{proxy.PoolSession, proxy.PoolTransaction} {
 		for name, open := range opens {

@@ -992,7 +992,7 @@ func (s *session) settingsSeen(p *policy.Statement) bool {
 // ms for SELECT 1) each time.
 func mayPin(st *policy.Statement) bool {
 	const flags = policy.FlagWritingFunction | policy.FlagWritesUnknown | policy.FlagCursor | policy.FlagListen |
-		policy.FlagSQLPrepare | policy.FlagMayChangeSession | policy.FlagUnproven
+		policy.FlagSQLPrepare | policy.FlagMayChangeSession | policy.FlagUnproven | policy.FlagDblink
 	pin := false
 	eachPart(st, func(p *policy.Statement) {
 		f := p.Flags
