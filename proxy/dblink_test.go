@@ -22,8 +22,12 @@ import (
 // modes, and the next client finds no dblink connection.
 func TestDblinkConnectionStaysWithItsClient(t *testing.T) {
 	direct := directConn(t)
-	if err := execErr(direct, "CREATE EXTENSION IF NOT EXISTS dblink"); err != nil {
-		t.Skipf("dblink is not available: %v", err)
+	if scalar(t, direct, "SELECT count(*) FROM pg_extension WHERE extname = 'dblink'") == "0" {
+		if err := execErr(direct, "CREATE EXTENSION dblink"); err != nil {
+			t.Skipf("dblink is not available: %v", err)
+		}
+		// Other tests' opaque functions would count as dblink calls.
+		t.Cleanup(func() { pgtest.Exec(t, "DROP EXTENSION IF EXISTS dblink CASCADE") })
 	}
 	remote := strings.ReplaceAll(pgtest.DSN(t), "'", "''")
 	view := uniqueName("dblview")
