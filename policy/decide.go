@@ -360,7 +360,8 @@ func decide(state *TxState, s *Statement, rules *Rules, searchPath []string) Dec
 	// A read. It must not change session state (that lives on the primary
 	// backend, and the vector lane must not leak it to the next client) nor
 	// depend on which backend runs it.
-	if s.Flags.Has(FlagMayChangeSession) {
+	if s.Flags.Has(FlagMayChangeSession) || s.Flags.Has(FlagDblink) {
+		// A dblink connection would stay on the shared lane connection.
 		return primary(ReasonSession)
 	}
 	if s.Flags.Has(FlagBackendDependent) {

@@ -139,6 +139,7 @@ func TestDecide(t *testing.T) {
 		{"tx control", "idle", &Statement{Class: TxControl, Tx: TxCommand{Kind: TxBegin}}, rules, nil, Primary, ReasonTxControl},
 		{"session", "idle", &Statement{Class: Session}, rules, nil, Primary, ReasonSession},
 		{"read that may change the session", "idle", with(read("items"), func(s *Statement) { s.Flags = FlagMayChangeSession }), rules, nil, Primary, ReasonSession},
+		{"read that may open a dblink connection", "idle", with(read("items"), func(s *Statement) { s.Flags = FlagDblink | FlagReadsUnknown }), rules, nil, Primary, ReasonSession},
 
 		// Temporary tables live on the client's own backend.
 		{"temp table joined", "temp:tmp", read("items", "tmp"), rules, nil, Primary, ReasonTempTable},

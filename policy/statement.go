@@ -152,6 +152,14 @@ const (
 	// the catalog does not describe, so it may read any table. Inside a
 	// transaction that has written, it stays on the primary.
 	FlagReadsUnknown
+	// FlagDblink: the statement calls a dblink function (in its text or
+	// hidden: a view, a function whose body the catalog reads), or runs
+	// code whose body txlane cannot read while the database has dblink
+	// installed. dblink_connect (and dblink_connect_u, and the unnamed
+	// connection the others may open) keeps a connection, with its remote
+	// session and transaction, in the backend's memory until
+	// dblink_disconnect or the backend's end; DISCARD ALL does not close it.
+	FlagDblink
 )
 
 var flagNames = [...]string{
@@ -159,7 +167,7 @@ var flagNames = [...]string{
 	"select_into", "writes_unknown", "cursor", "listen", "sql_prepare",
 	"multi_statement", "has_params", "may_change_session", "tx_dependent",
 	"backend_dependent", "copy", "explain", "unproven", "reaches_unknown",
-	"reads_unknown",
+	"reads_unknown", "dblink",
 }
 
 // Has reports whether every flag in g is set in f.
@@ -531,6 +539,17 @@ type Statement struct {
 	// volatile user functions are FlagReachesUnknown instead, and a
 	// sequence's nextval counts for nothing.
 	FiresCode string `json:"fires_code,omitempty"`
+	// SessionCall names the first function the statement itself runs
+	// (called in its text, or hidden in what it reads: a view, an
+	// operator, a cast, a policy) that writes, takes a lock or changes
+	// session state beyond the statement: a session or transaction
+	// advisory lock, set_config, a large object descriptor, dblink, a
+	// volatile user function. A sequence function called by name in the
+	// text (nextval, setval) is not named: it changes only the session's
+	// currval and lastval. "" for none. A statement run in another
+	// client's transaction (escape: reroute) must not call one: what it
+	// leaves would be that client's session's.
+	SessionCall string `json:"session_call,omitempty"`
 	// Parts holds each statement of a multi-statement text (FlagMultiStatement).
 	Parts []Statement
 	// Reason explains Unknown: the parse error text.
@@ -609,8 +628,8 @@ func (s *Statement) IsPureRead() bool {
 
 // Merge describes several statements, run as one query text, as a whole:
 // Reads, Writes, Temp, WritesReached, ReadsReached, Hidden and Settings are
-// concatenated (tables de-duplicated), DeferredCheck and FiresCode are the
-// first part's that has one,
+// concatenated (tables de-duplicated), DeferredCheck, FiresCode and SessionCall
+// are the first part's that has one,
 // Flags are unioned plus FlagMultiStatement, Class is the most primary-bound
 // part's. A single part is returned as is (copied).
 func Merge(parts []Statement) Statement {
@@ -664,6 +683,9 @@ func Merge(parts []Statement) Statement {
 		}
 		if out.FiresCode == "" {
 			out.FiresCode = p.FiresCode
+		}
+		if out.SessionCall == "" {
+			out.SessionCall = p.SessionCall
 		}
 		cmds = append(cmds, p.Command)
 	}

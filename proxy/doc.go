@@ -39,6 +39,8 @@
 //	seqstate.go      sequence state (currval, lastval): DISCARD SEQUENCES
 //	                 before a backend serves a client other than the one
 //	                 whose nextval may have set it
+//	dblink.go        a client that called dblink keeps its backend (pin
+//	                 dblink), which is closed when it leaves
 //	unlisted.go      settings pg_settings does not list: a client that seeds
 //	                 its backend's random sequence keeps it (the next client
 //	                 gets it seeded afresh); settings hidden from its role
@@ -61,6 +63,10 @@
 //	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute
 //	reroute_bar.go   where a request may not run in another client's transaction
+//	reroute_local.go a holder's transaction-local settings (SET LOCAL,
+//	                 set_config(…, true), SET TRANSACTION) keep writes out
+//	reroute_iso.go   a rerouted request first checks the holder's isolation
+//	                 (READ COMMITTED, READ WRITE) on its backend
 //	reroute_code.go  what a request runs besides its text keeps it out of
 //	                 another client's transaction: deferred checks, triggers,
 //	                 defaults and rules that may change the session

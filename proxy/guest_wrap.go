@@ -206,6 +206,14 @@ func closeGuestPortal(w *bufio.Writer, tr *replyTracker) {
 func writeGuestEnd(w *bufio.Writer, tr *replyTracker) {
 	closeGuestPortal(w, tr)
 	w.Write(appendRun(nil, rerouteReleaseSQL, ownPortal))
+	trackRun(tr)
+	w.Write(wire.AppendSync(nil))
+	tr.add(sentMsg{typ: wire.Sync})
+}
+
+// trackRun records in tr the messages appendRun writes, hidden from the
+// client (an error still reaches it).
+func trackRun(tr *replyTracker) {
 	for _, typ := range []wire.Frontend{wire.Close, wire.Parse, wire.Bind, wire.Execute, wire.Close} {
 		m := sentMsg{typ: typ, hidden: true}
 		if typ == wire.Close {
@@ -213,8 +221,6 @@ func writeGuestEnd(w *bufio.Writer, tr *replyTracker) {
 		}
 		tr.add(m)
 	}
-	w.Write(wire.AppendSync(nil))
-	tr.add(sentMsg{typ: wire.Sync})
 }
 
 // writeGuestMsg writes message m of a rerouted extended request when it
@@ -246,8 +252,17 @@ func writeGuestMsg(w *bufio.Writer, m *batchMsg, tr *replyTracker, sm sentMsg) b
 // when the write failed (the holder's transaction is failed now), it rolls
 // back to rerouteSavepoint and releases it, so that the holder finds its
 // transaction as it left it; then it gives the write right back.
+//
+// First the session's cancels stop going to host (restorePrimary), which
+// waits for a cancel of the write being forwarded (cancelMu is held across
+// its round trip): once the server has taken it, host runs nothing of the
+// write's, or the rescue, or the holder's next request, for it to hit
+// (PostgreSQL ignores a cancel that arrives while a backend waits for a
+// command). Without it a cancel the writer sent as its write ended reached
+// the holder's next statement.
 func (s *session) rerouteCleanup(host *primaryConn) {
 	defer host.release()
+	s.restorePrimary()
 	if host.TxStatus() != TxFailed || !host.usable() {
 		return
 	}

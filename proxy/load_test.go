@@ -27,13 +27,7 @@ func TestLoadClosesTheBackend(t *testing.T) {
 				t.Fatalf("auto_explain.log_min_duration = %q after LOAD", got)
 			}
 			c.Close(ctx)
-			waitFor(t, func() bool {
-				return scalar(t, directConn(t), "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
-			}, "the backend that loaded the library to be closed")
-			next := p.connect(t)
-			if got := scalar(t, next, "SELECT pg_backend_pid()"); got == pid {
-				t.Fatalf("the next client got backend %s, which loaded auto_explain", pid)
-			}
+			next := nextAfterClosed(t, p, pid, "loaded auto_explain")
 			wantCode(t, execErr(next, "SHOW auto_explain.log_min_duration"), "42704")
 		})
 	}

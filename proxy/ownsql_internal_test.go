@@ -127,6 +127,7 @@ func ownSQL() map[string][]string {
 		"rerouteReleaseSQL":   {rerouteReleaseSQL},
 		"rerouteRescueSQL":    {rerouteRescueSQL},
 		"discardSequencesSQL": {discardSequencesSQL},
+		"isoGuardSQL":         {isoGuardSQL(&wire.Error{Code: "25L01", Message: "m"}, true), isoGuardSQL(&wire.Error{Code: "25L01", Message: "m"}, false)},
 	}
 }
 
@@ -136,7 +137,7 @@ func ownSQL() map[string][]string {
 var (
 	composers = []string{"moveState", "sharedQuery", "settleLocks", "sharedLock", "sharedProbe", "takeOwnValues", "refreshRouting", "sharedHolders", "resetLeft", "discardSequencesAhead"}
 	// resetDiscardsSequences compares a configured query with names.
-	notSQL = []string{"mayChangeUnit", "opaqueUnitSetter", "endWorkStmt", "ownPortal", "guestPortal", "rerouteSavepoint", "partCodeBar", "resetDiscardsSequences"}
+	notSQL = []string{"mayChangeUnit", "rerouteBar", "opaqueUnitSetter", "endWorkStmt", "ownPortal", "guestPortal", "rerouteSavepoint", "partCodeBar", "resetDiscardsSequences"}
 )
 
 // Every SQL text txlane sends into a client's session resolves each

@@ -16,14 +16,11 @@ import (
 // rerouteBar returns why the current request may not run in h's transaction
 // ("" when it may).
 func (s *session) rerouteBar(h *unitHold) string {
+	if why := holderBar(h); why != "" {
+		return why
+	}
 	hs := h.sess
 	switch {
-	case hs.txEnds.Load() != h.txEnds:
-		return "The holder's client has ended the transaction that took the unit (a request that ends one and begins another keeps the hold until it ends)."
-	case hs.savepointAt.Load() == h.txEnds+1:
-		// NOTE: a ROLLBACK TO it would undo the write after its client was
-		// told it ran, in a transaction that then commits.
-		return "The holder's transaction has made a savepoint, and rolling back to it would undo the write without a word to its client."
 	case hs.database() != s.database() || hs.startup.Parameters["user"] != s.startup.Parameters["user"]:
 		// It would run with the holder's privileges, in its database.
 		return "The holder is logged in as another user or to another database: a write is rerouted only between clients of the same user and database."
@@ -63,6 +60,11 @@ func (s *session) rerouteBar(h *unitHold) string {
 				// session would lack it. Reading it back would only tell
 				// txlane that the holder's session changed, not undo it.
 				bar = "The request may change session settings in a way its text does not show (set_config, a function, DO, CALL): on the holder's connection that would change the holder's session, its txlane.unit among them, and not the writer's."
+			case p.Class == policy.Utility && p.Command != "SET CONSTRAINTS" || len(p.Temp) > 0 || p.Flags&(policy.FlagListen|policy.FlagCursor|policy.FlagSQLPrepare) != 0:
+				// LISTEN, DECLARE (WITH HOLD outlives the holder's
+				// transaction), PREPARE, LOCK, LOAD, a temporary relation:
+				// they stay with the holder's session or transaction.
+				bar = "The request has a statement that leaves state in the session or transaction it runs in (LISTEN, a cursor, PREPARE, LOCK, LOAD, a temporary relation), which would be the holder's."
 			}
 		})
 		if bar != "" {

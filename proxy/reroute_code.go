@@ -38,7 +38,7 @@ import (
 // codeBarHint is the 25L01 HINT of a write refused because of what it runs
 // besides its text.
 const codeBarHint = "Run the write inside the holder's transaction (the same pool or connection), or give it a unit of its own: " +
-	"txlane reroutes a write only when the catalog shows that it fires no trigger and no session-changing default or rule, " +
+	"txlane reroutes a write only when the catalog shows that it calls no function that locks or changes the session, fires no trigger and no session-changing default or rule, " +
 	"and queues no deferred constraint check."
 
 // codeBarError is e, a 25L01 refusal of a write rerouteCodeBar keeps from
@@ -97,6 +97,11 @@ func partCodeBar(p *policy.Statement) string {
 		return "The request runs code its text does not show" + hidden + ", which on the holder's connection could change the holder's session (a setting, a temporary table, an advisory lock) or queue a check for the holder's COMMIT."
 	case p.FiresCode != "":
 		return "The write runs code its text does not show (" + p.FiresCode + "), which on the holder's connection may change the holder's session."
+	case p.SessionCall != "":
+		// NOTE: a session advisory lock taken there would be held by the
+		// holder's session (and an unlock would release the holder's); a
+		// transaction-level one until the holder's transaction ends.
+		return "The request calls " + p.SessionCall + ", which writes, locks or changes session state beyond the statement (an advisory lock, a large object, dblink): on the holder's connection that would be the holder's."
 	case isWrite(p) && !p.CatalogChecked:
 		return "txlane cannot show what the write fires (triggers, defaults, deferrable constraints): it reads no catalog (policy.discover_vector_tables: false), or the statement is not DML (DDL fires event triggers)."
 	}

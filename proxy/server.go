@@ -398,12 +398,19 @@ func (s *Server) forwardCancel(log *zap.Logger, pid uint32, secret []byte) {
 		return
 	}
 	target := *running
+	if testCancelHook != nil {
+		testCancelHook()
+	}
 	if err := wire.SendCancel(ctx, target); err != nil {
 		log.Warn("forwarding cancel request failed", zap.Error(err))
 	}
 }
 
 var noDeadline time.Time
+
+// testCancelHook, when set (tests only), runs in forwardCancel between the
+// choice of the backend and the cancel's sending.
+var testCancelHook func()
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.metrics }

@@ -78,7 +78,8 @@ type session struct {
 	pin                atomic.Pointer[string]
 	// loaded: the client ran LOAD; the library stays in its backend.
 	// seeded: the client seeded its backend's random sequence (unlisted.go).
-	loaded, seeded atomic.Bool
+	// dblink: the client may have opened a dblink connection (dblink.go).
+	loaded, seeded, dblink atomic.Bool
 	// named: the settings the client named in SET or set_config (unlisted.go).
 	named settingNames
 	// settings are the client's session settings as the server last
@@ -119,6 +120,9 @@ type session struct {
 	// SAVEPOINT: equal to txEnds+1 while the transaction that made it is
 	// open (see rerouteBar).
 	savepointAt atomic.Uint64
+	// localAt is txEnds+1 as it was when the client last sent something
+	// that changes transaction-local state (reroute_local.go).
+	localAt atomic.Uint64
 	// setValues are the session-level settings the client has SET (name to
 	// value as written; never nil after serve starts), which a rerouted
 	// request must find the same on the holder's session (rerouteBar).

@@ -81,6 +81,7 @@ func (s *session) noteSnap(st *policy.Statement) {
 		}
 		return
 	}
+	s.noteLocalState(st) // in order: a COMMIT before it ends the transaction
 	switch {
 	case st.Class == policy.Session, st.Class == policy.Unknown,
 		st.Flags.Has(policy.FlagMayChangeSession), st.Discard != policy.DiscardNone,

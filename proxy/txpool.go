@@ -673,8 +673,8 @@ func (s *session) leavePrimary(err error) {
 // transaction, or holding a library the client loaded with LOAD, which
 // nothing unloads), leaving it to the caller to close.
 func (s *session) resetForPool(p *primaryConn) bool {
-	if s.loaded.Load() {
-		return false // DISCARD ALL does not unload a library
+	if s.loaded.Load() || s.dblink.Load() {
+		return false // DISCARD ALL does not unload a library, nor close dblink's connections
 	}
 	select {
 	case p.wsem <- struct{}{}:
@@ -898,7 +898,7 @@ func (s *session) backendFrom(ctx context.Context, pool *serverPool) (*primaryCo
 // client ran LOAD, which nothing undoes; the server refused or did not
 // answer): p is then to be closed.
 func (s *session) resetLeft(p *primaryConn) bool {
-	if s.loaded.Load() {
+	if s.loaded.Load() || s.dblink.Load() {
 		return false
 	}
 	// Nothing of the answers may reach the client that left.
@@ -930,6 +930,7 @@ func (s *session) notePin(st *policy.Statement) {
 	s.noteSeed(st)
 	s.noteLoad(st)
 	s.noteSequences(st)
+	s.noteDblink(st)
 	s.named.note(st)
 	if !s.txMode || !mayPin(st) {
 		return
@@ -1007,7 +1008,7 @@ func (s *session) settingsSeen(p *policy.Statement) bool {
 // ms for SELECT 1) each time.
 func mayPin(st *policy.Statement) bool {
 	const flags = policy.FlagWritingFunction | policy.FlagWritesUnknown | policy.FlagCursor | policy.FlagListen |
-		policy.FlagSQLPrepare | policy.FlagMayChangeSession | policy.FlagUnproven
+		policy.FlagSQLPrepare | policy.FlagMayChangeSession | policy.FlagUnproven | policy.FlagDblink
 	pin := false
 	eachPart(st, func(p *policy.Statement) {
 		f := p.Flags
@@ -1213,6 +1214,9 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 	}
 	if s.loaded.Load() {
 		why = append(why, "load")
+	}
+	if s.dblink.Load() {
+		why = append(why, "dblink")
 	}
 	if s.seeded.Load() {
 		why = append(why, "seed")

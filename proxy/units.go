@@ -361,6 +361,10 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		begins = begins || beginsTx(st.stmt)
 		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
 	}
+	if firstWrite < 0 && pl.sentEarly {
+		// A unit set after writes already sent (units_request.go).
+		firstWrite = unitSetAfterWrites(pl.steps, from)
+	}
 	// The session's units matter when another connection holds one, or when
 	// this request opens a transaction (explicit or implicit) that will;
 	// with policy.shared_units, also for any write: its holder may be a
@@ -680,6 +684,7 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 	// RELEASE, on a portal of txlane's own: its failure fails neither the
 	// holder's transaction nor its unnamed portal (guest_wrap.go).
 	pre, preMsgs := guestSavepoint()
+	guard := isoGuardSQL(isoGuardError(u, stmts, desc), write)
 	req := &request{stmts: stmts, extended: true,
 		guest: &guestRoute{out: &s.out, status: s.TxStatus, done: make(chan struct{}), onCancel: stop,
 			pre: pre, keepWrite: true}}
@@ -700,9 +705,13 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 			s.mu.guest = nil
 			s.mu.Unlock()
 		}()
-		still := func() bool { return s.srv.units.holdsOn(u, h, host) }
+		// NOTE: asked again with the holder's backend idle and its write
+		// right taken: what the holder sent while the write waited counts
+		// (a savepoint, SET LOCAL).
+		still := func() bool { return s.srv.units.holdsOn(u, h, host) && holderBar(h) == "" }
 		err = host.runWhenIdle(wake, still, req, func(w *bufio.Writer, held *heldStmts) {
 			w.Write(preMsgs)
+			writeIsoGuard(w, &req.replies, guard)
 			s.writeShared(w, b, pl.steps, held.content, &held.mu, &req.replies, true)
 		})
 	}
@@ -719,6 +728,8 @@ func (s *session) reroute(b *batch, u string, h *unitHold, write bool) error {
 			Message: fmt.Sprintf("rerouted write waited too long for the transaction holding unit %q", u),
 			Detail:  fmt.Sprintf("Holder: client %d at %s stayed busy longer than policy.reroute_wait_timeout (%s). Nothing was written.", desc.ClientID, desc.ClientAddr, s.srv.live().RerouteWaitTimeout),
 			Hint:    "Raise policy.reroute_wait_timeout, or run the write inside the holder's transaction."})
+	case errors.Is(err, errGuestNotWelcome) && h.sess.txEnds.Load() == h.txEnds && holderBar(h) != "":
+		return s.refuseUnit(escapeError(u, describeTables(stmts), desc, policy.EscapeReroute, holderBar(h)))
 	case errors.Is(err, errGuestNotWelcome):
 		return s.refuseUnit(rerouteGoneError(u, desc, "Its transaction ended while the write waited."))
 	case errors.Is(err, errGuestTxFailed):

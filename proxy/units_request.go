@@ -231,3 +231,50 @@ func (s *session) checkUnitSetInRequest(from int) *rejection {
 			"Another connection holds a unit of work (or may, on another txlane instance), so the write could escape its transaction. Nothing was written.",
 		Hint: "Set the unit in an earlier request, with SET LOCAL txlane.unit or set_config with a constant or a bind parameter, or carry it in a comment."}}
 }
+
+// A unit set after writes of the same request that already went out (a
+// Flush before Sync, or a request past the size txlane holds back). Until
+// its Sync the extended protocol runs the request in one implicit
+// transaction (protocol "Extended Query": the Sync "causes the backend to
+// close the current transaction if it's not inside a BEGIN/COMMIT
+// transaction block"), so those writes are not committed when txlane sees
+// the statement that sets txlane.unit, and the unit is theirs too. They
+// were checked under the units known then; the setter is checked now as a
+// write of the units it sets (unitSetAfterWrites): refused (25L01, the
+// server raising it in the setter's place) while another connection holds
+// one, so that the implicit transaction rolls back with the writes. Inside
+// an explicit transaction block the refusal fails the block, which the
+// client must roll back: the writes go with it. A write an explicit COMMIT
+// earlier in the request committed is beyond recall; the setter is refused
+// all the same (fail safe), and what the COMMIT committed stays.
+
+// unitSetAfterWrites returns the first step at or after from that may set
+// txlane.unit (SET [LOCAL] txlane.unit, set_config of it, a statement that
+// may set it unseen) when a step before from writes, or -1.
+func unitSetAfterWrites(steps []planStep, from int) int {
+	wrote := false
+	for i := range steps[:from] {
+		st := &steps[i]
+		wrote = wrote || isWrite(st.stmt) || st.runs != nil && isWrite(st.runs)
+	}
+	if !wrote {
+		return -1
+	}
+	for i := from; i < len(steps); i++ {
+		st := &steps[i]
+		sets := st.unitUnread
+		eachPart(st.stmt, func(p *policy.Statement) {
+			sets = sets || opaqueUnitSetter(p)
+			for _, set := range p.Settings {
+				sets = sets || set.Name == unitSetting || set.ResetAll
+			}
+			for _, c := range p.ConfigCalls {
+				sets = sets || c.Name == unitSetting
+			}
+		})
+		if sets {
+			return i
+		}
+	}
+	return -1
+}

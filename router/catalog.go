@@ -345,6 +345,13 @@ func (c *CatalogSnapshot) Objects() bool { return c != nil && c.objects }
 // other than foreign keys' own checks.
 func (c *CatalogSnapshot) noDeferrable() bool { return c.Objects() && !c.deferrable }
 
+// dblinkInstalled reports whether the catalog holds a function that opens
+// a dblink connection (dblink_connect, dblink_connect_u: the dblink
+// extension, in any schema); false without a catalog.
+func (c *CatalogSnapshot) dblinkInstalled() bool {
+	return c != nil && (len(c.byName["dblink_connect"]) > 0 || len(c.byName["dblink_connect_u"]) > 0)
+}
+
 // relation returns the relations schema.name may name: the one relation when
 // qualified, every relation of that name when not (the classifier does not
 // know the search path). None when the catalog does not know it.

@@ -405,13 +405,17 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 	besides := policy.MorePrimaryBound(st.Class, computedClass(st.Flags|w.flags, w.writes))
 	w.flags |= w.localFlags | w.configFlags
 	st.Flags |= w.flags
+	if g.fr.snap.dblinkInstalled() && st.Flags&(policy.FlagWritesUnknown|policy.FlagReachesUnknown|policy.FlagReadsUnknown|policy.FlagUnproven) != 0 {
+		// Code txlane cannot read may call dblink_connect (fail safe).
+		st.Flags |= policy.FlagDblink
+	}
 	st.ConfigCalls = w.configCalls
 	st.Seeds = st.Seeds || w.seeds
 	st.Sequences = st.Sequences || w.sequences
 	*constDep = *constDep || w.constDep
 	st.Reads, st.Writes, st.Temp = w.reads, w.writes, w.temp
 	st.ReadsReached, st.WritesReached, st.Hidden = w.readsReached, w.writesReached, w.hidden
-	st.DeferredCheck, st.FiresCode = w.deferredCheck, w.firesCode
+	st.DeferredCheck, st.FiresCode, st.SessionCall = w.deferredCheck, w.firesCode, w.sessionCall
 	st.Class = policy.MorePrimaryBound(st.Class, computedClass(st.Flags, st.Writes))
 	st.WritesSettingsOnly = st.Class == policy.Write && (besides == policy.Read || besides == policy.LockingRead)
 	return st

@@ -241,17 +241,17 @@ var builtinWriting = map[string]effect{
 
 	// dblink runs arbitrary SQL elsewhere and keeps named connections in the
 	// session.
-	"dblink":              effWrites | effSession,
-	"dblink_exec":         effWrites | effSession,
-	"dblink_connect":      effWrites | effSession,
-	"dblink_connect_u":    effWrites | effSession,
-	"dblink_disconnect":   effWrites | effSession,
-	"dblink_open":         effWrites | effSession,
-	"dblink_fetch":        effWrites | effSession,
-	"dblink_close":        effWrites | effSession,
-	"dblink_send_query":   effWrites | effSession,
-	"dblink_get_result":   effWrites | effSession,
-	"dblink_cancel_query": effWrites | effSession,
+	"dblink":              effWrites | effSession | effRemote,
+	"dblink_exec":         effWrites | effSession | effRemote,
+	"dblink_connect":      effWrites | effSession | effRemote,
+	"dblink_connect_u":    effWrites | effSession | effRemote,
+	"dblink_disconnect":   effWrites | effSession | effRemote,
+	"dblink_open":         effWrites | effSession | effRemote,
+	"dblink_fetch":        effWrites | effSession | effRemote,
+	"dblink_close":        effWrites | effSession | effRemote,
+	"dblink_send_query":   effWrites | effSession | effRemote,
+	"dblink_get_result":   effWrites | effSession | effRemote,
+	"dblink_cancel_query": effWrites | effSession | effRemote,
 }
 
 // builtinReadOnly lists volatile (or otherwise notable) built-ins that do

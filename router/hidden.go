@@ -43,6 +43,9 @@ const (
 	// effSeqArg it holds through nesting: a default or a view calling
 	// nextval sets it as well as a call in the text.
 	effSeqState
+	// effRemote: a dblink function, which may open a connection of the
+	// session's own to another server (policy.FlagDblink).
+	effRemote
 )
 
 // unproven is the effect of an object the catalog cannot account for.
@@ -793,6 +796,7 @@ var effectFlags = [...]struct {
 	{effBackend, policy.FlagBackendDependent},
 	{effUnproven, policy.FlagUnproven},
 	{effReadsUnknown, policy.FlagReadsUnknown},
+	{effRemote, policy.FlagDblink},
 }
 
 // flagsOf maps effects to statement flags.
@@ -832,6 +836,9 @@ func (w *walker) applyHidden() {
 	apply := func(h *hidden) {
 		w.flags |= flagsOf(h.eff)
 		w.sequences = w.sequences || h.eff&effSeqState != 0
+		if h.eff&(effWrites|effSession) != 0 && w.sessionCall == "" {
+			w.sessionCall = cmp.Or(h.why, "code the catalog shows it runs")
+		}
 		for _, t := range h.reads {
 			w.readsReached = policy.AppendTable(w.readsReached, t)
 		}

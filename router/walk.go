@@ -56,6 +56,8 @@ type walker struct {
 	// deferredCheck and firesCode: the first of its writes' (see
 	// policy.Statement.DeferredCheck and FiresCode).
 	deferredCheck, firesCode string
+	// sessionCall: see policy.Statement.SessionCall.
+	sessionCall string
 	// setConfig are the setting names of set_config calls with a constant
 	// name (lower case), whose session effect is not in flags (see
 	// policy.Statement.SetConfig).
@@ -432,6 +434,12 @@ func (w *walker) funcCall(n *pg.FuncCall) {
 	h := w.fr.callHidden(schema, name)
 	e := h.eff
 	w.sequences = w.sequences || e&effSeqState != 0
+	if e&(effWrites|effSession) != 0 && e&effSeqArg == 0 && w.sessionCall == "" {
+		w.sessionCall = name + "()"
+		if h.why != "" {
+			w.sessionCall = h.why
+		}
+	}
 	configWrite := false
 	if schema == "" || schema == "pg_catalog" {
 		switch {
