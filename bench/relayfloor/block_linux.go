@@ -11,33 +11,23 @@ import (
 // thread and reads its socket in blocking mode, so the kernel wakes that
 // thread when bytes arrive; the netpoller takes no part.
 func runBlock(listen, server string) error {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	for {
-		c, err := ln.Accept()
+	return serveEach(listen, func(c net.Conn) {
+		s, err := net.Dial("tcp", server)
 		if err != nil {
-			return err
-		}
-		go func() {
-			s, err := net.Dial("tcp", server)
-			if err != nil {
-				c.Close()
-				return
-			}
-			cf, err1 := c.(*net.TCPConn).File()
-			sf, err2 := s.(*net.TCPConn).File()
 			c.Close()
-			s.Close()
-			if err1 != nil || err2 != nil {
-				return
-			}
-			cfd, sfd := int(cf.Fd()), int(sf.Fd()) // Fd puts them in blocking mode
-			go pump(sfd, cfd, sf, cf)
-			pump(cfd, sfd, cf, sf)
-		}()
-	}
+			return
+		}
+		cf, err1 := c.(*net.TCPConn).File()
+		sf, err2 := s.(*net.TCPConn).File()
+		c.Close()
+		s.Close()
+		if err1 != nil || err2 != nil {
+			return
+		}
+		cfd, sfd := int(cf.Fd()), int(sf.Fd()) // Fd puts them in blocking mode
+		go pump(sfd, cfd, sf, cf)
+		pump(cfd, sfd, cf, sf)
+	})
 }
 
 // pump copies from fd src to fd dst with blocking system calls until either

@@ -62,45 +62,35 @@ func runHybrid(listen, server string) error {
 	var ssa syscall.SockaddrInet4
 	copy(ssa.Addr[:], saddr.IP.To4())
 	ssa.Port = saddr.Port
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return err
+	return serveEach(listen, func(c net.Conn) {
+		sfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		if err == nil {
+			err = syscall.Connect(sfd, &ssa)
 		}
-		go func() {
-			sfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-			if err == nil {
-				err = syscall.Connect(sfd, &ssa)
-			}
+		if err != nil {
+			c.Close()
+			return
+		}
+		_ = syscall.SetsockoptInt(sfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		_ = syscall.SetNonblock(sfd, true)
+		mu.Lock()
+		clients[sfd] = c
+		mu.Unlock()
+		if syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, sfd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(sfd)}) != nil {
+			c.Close()
+			return
+		}
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
 			if err != nil {
-				c.Close()
+				// The epoll thread closes sfd when the server ends.
+				_ = syscall.Shutdown(sfd, syscall.SHUT_WR)
 				return
 			}
-			_ = syscall.SetsockoptInt(sfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-			_ = syscall.SetNonblock(sfd, true)
-			mu.Lock()
-			clients[sfd] = c
-			mu.Unlock()
-			if syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, sfd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(sfd)}) != nil {
-				c.Close()
+			if writeAll(sfd, buf[:n]) != nil {
 				return
 			}
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := c.Read(buf)
-				if err != nil {
-					// The epoll thread closes sfd when the server ends.
-					_ = syscall.Shutdown(sfd, syscall.SHUT_WR)
-					return
-				}
-				if writeAll(sfd, buf[:n]) != nil {
-					return
-				}
-			}
-		}()
-	}
+		}
+	})
 }

@@ -54,7 +54,9 @@ func main() {
 	}
 }
 
-func runStd(listen, server string) error {
+// serveEach accepts clients on listen and runs handle for each on a
+// goroutine of its own, until the listener fails.
+func serveEach(listen string, handle func(c net.Conn)) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
@@ -64,20 +66,24 @@ func runStd(listen, server string) error {
 		if err != nil {
 			return err
 		}
-		go func() {
-			defer c.Close()
-			s, err := net.Dial("tcp", server)
-			if err != nil {
-				return
-			}
-			defer s.Close()
-			go func() {
-				_, _ = io.Copy(c, s)
-				c.Close()
-			}()
-			_, _ = io.Copy(s, c)
-		}()
+		go handle(c)
 	}
+}
+
+func runStd(listen, server string) error {
+	return serveEach(listen, func(c net.Conn) {
+		defer c.Close()
+		s, err := net.Dial("tcp", server)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		go func() {
+			_, _ = io.Copy(c, s)
+			c.Close()
+		}()
+		_, _ = io.Copy(s, c)
+	})
 }
 
 // link is a connection's context: the connection at the other end.
