@@ -76,6 +76,8 @@ func sqlDecls(t *testing.T, dir string) map[string]bool {
 // database or role may set a search_path, by the declaration that holds or
 // builds them, each with samples of what it sends.
 func ownSQL() map[string][]string {
+	nonASCII := &sessionSettings{values: map[string]string{"app.é": "中", "search_path": `"schéma", public`, "role": "rôle"},
+		prepared: map[string]string{"pé": "PREPARE \"pé\" AS SELECT 'café'"}}
 	ss := &sessionSettings{values: map[string]string{"work_mem": "13MB", "a.b": "", "search_path": "evil, pg_catalog", "role": "r", "session_authorization": "u"}}
 	s := &session{own: map[string]string{"DateStyle": "SQL, DMY"}}
 	s.resets.Store(1)
@@ -127,6 +129,13 @@ func ownSQL() map[string][]string {
 		"rerouteReleaseSQL":   {rerouteReleaseSQL},
 		"rerouteRescueSQL":    {rerouteRescueSQL},
 		"discardSequencesSQL": {discardSequencesSQL},
+		// enctext.go: values and statements of any encoding as ASCII SQL.
+		"textLiteral":            {"SELECT " + textLiteral("acmé"), "SELECT " + textLiteral("plain")},
+		"hexUTF8":                {"SELECT " + hexUTF8("pg_catalog.current_setting('search_path')")},
+		"asciiStmt":              {asciiStmt("PREPARE pe AS SELECT 'café'"), asciiStmt("SELECT 1")},
+		"resetSetting":           {resetSetting("app.é"), resetSetting("work_mem")},
+		"deallocate":             {deallocate("pé"), deallocate("p")},
+		"stateDiffSQL/non-ASCII": {stateDiffSQL(nonASCII, nil), stateDiffSQL(nil, nonASCII)},
 	}
 }
 
