@@ -53,7 +53,8 @@ func holdBackend(t *testing.T, p *testProxy, pid string) *pgconn.PgConn {
 // application_name to non-ASCII values and PREPAREs a statement with a
 // non-ASCII literal; moved to the other backend (pool_size 2, a third
 // client holding its first one) it reads each exactly as before, and the
-// client that takes its first backend finds none of it. Before, txlane read
+// client that takes its first backend finds none of it; and again, moved
+// back. Before, txlane read
 // these values in the client's encoding as UTF-8: the custom setting was not
 // seen at all (it stayed behind for the next client, and was lost for its
 // owner), and the PREPARE was replayed with U+FFFD (22P05 under LATIN1,
@@ -81,22 +82,27 @@ func TestTxPoolNonUTF8SessionMoves(t *testing.T) {
 			if got := row(t, x, "EXECUTE pe")[0]; got != tc.value {
 				t.Fatalf("EXECUTE pe on its own backend: %q", got)
 			}
-			holder := holdBackend(t, p, before[3])
-			after := row(t, x, reads)
-			if after[3] == before[3] {
-				t.Fatalf("x still on backend %s (pinned?)", after[3])
+			// Moved twice: the second time from what the first move made.
+			pid := before[3]
+			for move := 1; move <= 2; move++ {
+				holder := holdBackend(t, p, pid)
+				after := row(t, x, reads)
+				if after[3] == pid {
+					t.Fatalf("move %d: x still on backend %s (pinned?)", move, pid)
+				}
+				pid = after[3]
+				if strings.Join(after[:3], "|") != strings.Join(before[:3], "|") {
+					t.Errorf("move %d: x reads %q, before %q", move, after[:3], before[:3])
+				}
+				if got := row(t, x, "EXECUTE pe")[0]; got != tc.value {
+					t.Errorf("move %d: EXECUTE pe: %q, want %q", move, got, tc.value)
+				}
+				left := row(t, holder, "SELECT coalesce(current_setting('app.tenant', true), ''), current_setting('search_path'), (SELECT count(*) FROM pg_prepared_statements)::text, current_setting('client_encoding')")
+				if want := []string{"", `"$user", public`, "0", "UTF8"}; strings.Join(left, "|") != strings.Join(want, "|") {
+					t.Errorf("move %d: the next client on x's backend finds %q, want %q", move, left, want)
+				}
+				exec(t, holder, "COMMIT")
 			}
-			if strings.Join(after[:3], "|") != strings.Join(before[:3], "|") {
-				t.Errorf("moved, x reads %q, before %q", after[:3], before[:3])
-			}
-			if got := row(t, x, "EXECUTE pe")[0]; got != tc.value {
-				t.Errorf("moved, EXECUTE pe: %q, want %q", got, tc.value)
-			}
-			left := row(t, holder, "SELECT coalesce(current_setting('app.tenant', true), ''), current_setting('search_path'), (SELECT count(*) FROM pg_prepared_statements)::text, current_setting('client_encoding')")
-			if want := []string{"", `"$user", public`, "0", "UTF8"}; strings.Join(left, "|") != strings.Join(want, "|") {
-				t.Errorf("the next client on x's backend finds %q, want %q", left, want)
-			}
-			exec(t, holder, "COMMIT")
 			if pin := clientPins(t, p); pin != "" {
 				t.Errorf("pinned: %s", pin)
 			}

@@ -178,7 +178,7 @@ func endsLast(steps []planStep) bool {
 	return ends
 }
 
-// unitReadSQL reads the session's txlane.unit (NULL or '' when unset) as the hex
+// unitReadSQL reads the session's txlane.unit (NULL or ” when unset) as the hex
 // digits of its UTF-8 bytes (hexUTF8; see unitFromRow): the same unit in
 // every client encoding.
 var unitReadSQL = "SELECT " + hexUTF8("pg_catalog.current_setting('"+unitSetting+"', true)")
