@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/hex"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -39,14 +40,10 @@ func fromHex(h string) (string, error) {
 	return string(b), err
 }
 
-// isASCII reports whether s has no byte of 0x80 or above.
+// isASCII reports whether s has no byte of 0x80 or above (a byte that is not
+// UTF-8 ranges as utf8.RuneError, above them too).
 func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
+	return strings.IndexFunc(s, func(r rune) bool { return r >= utf8.RuneSelf }) < 0
 }
 
 // textLiteral returns an SQL expression of type text whose value is s and

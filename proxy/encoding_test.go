@@ -1,10 +1,15 @@
 package proxy_test
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/txlane/txlane/proxy"
 )
 
 // encodingCases are client encodings other than UTF8 with a value in each:
@@ -120,4 +125,71 @@ func clientPins(t *testing.T, p *testProxy) string {
 		}
 	}
 	return strings.Join(pins, ",")
+}
+
+// TestVectorLaneNonUTF8Client: a LATIN1, WIN1252 or GB18030 client with a
+// custom setting and a search_path of non-ASCII values reads them on the
+// vector lane as on its own backend, one after the other on one lane
+// connection (max_conns 1) that a UTF-8 client uses in between, and the
+// UTF-8 client finds none of them there.
+func TestVectorLaneNonUTF8Client(t *testing.T) {
+	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
+	const values = "current_setting('app.tenant', true), current_setting('search_path'), current_setting('client_encoding')"
+	probe := "SELECT pg_backend_pid()::text, " + values + " FROM " + bed.table + " LIMIT 1"
+	u := bed.connect(t)
+	lu := newLanes(t, u)
+	for _, tc := range encodingCases {
+		c := bed.connect(t)
+		lc := newLanes(t, c)
+		exec(t, c, "SET client_encoding = '"+tc.enc+"'")
+		exec(t, c, "SET app.tenant = '"+tc.value+"'")
+		exec(t, c, "SET search_path = 'sch"+tc.value+"', public")
+		own := row(t, c, "SELECT "+values)
+		if own[0] != tc.value {
+			t.Fatalf("%s: app.tenant reads %q on the primary", tc.enc, own[0])
+		}
+		for i := 0; i < 2; i++ {
+			got := row(t, c, probe)
+			if got[0] == lc.primary {
+				t.Errorf("%s: the read ran on the primary", tc.enc)
+			}
+			if strings.Join(got[1:], "|") != strings.Join(own, "|") {
+				t.Errorf("%s: on the lane %q, on its backend %q", tc.enc, got[1:], own)
+			}
+			other := row(t, u, probe)
+			if other[0] == lu.primary {
+				t.Errorf("%s: the UTF-8 client's read ran on the primary", tc.enc)
+			}
+			if want := []string{"", `"$user", public`, "UTF8"}; strings.Join(other[1:], "|") != strings.Join(want, "|") {
+				t.Errorf("%s: the UTF-8 client finds %q on the lane, want %q", tc.enc, other[1:], want)
+			}
+		}
+	}
+}
+
+// TestUnitsNonUTF8Client: a LATIN1 client that sets txlane.unit with a bind
+// parameter in its own encoding ('caf\xe9') names the unit a UTF-8 client
+// holds as 'café': its write is refused (25L01). Before, txlane took the
+// parameter's bytes for the unit, another unit than café, and let the
+// write escape the holder's transaction.
+func TestUnitsNonUTF8Client(t *testing.T) {
+	bed := startUnitProxy(t, "reject", nil)
+	holder, other := bed.connect(t), bed.connect(t)
+	exec(t, holder, "BEGIN; SET LOCAL txlane.unit = 'café'")
+	exec(t, holder, "INSERT INTO "+bed.table+" (unit, who) VALUES ('café', 'holder')")
+	exec(t, other, "SET client_encoding = 'LATIN1'")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := other.ExecParams(ctx, "SELECT set_config('txlane.unit', $1, false)", [][]byte{[]byte("caf\xe9")}, nil, nil, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar(t, other, "SELECT current_setting('txlane.unit')"); got != "caf\xe9" {
+		t.Fatalf("the LATIN1 client's unit reads %q", got)
+	}
+	err := execErr(other, "INSERT INTO "+bed.table+" (unit, who) VALUES ('x', 'other')")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != proxy.CodeEscapedWrite {
+		t.Fatalf("the LATIN1 client's write of the held unit: %v, want SQLSTATE %s", err, proxy.CodeEscapedWrite)
+	}
+	exec(t, holder, "ROLLBACK")
 }
