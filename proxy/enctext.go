@@ -34,6 +34,34 @@ func hexUTF8(expr string) string {
 	return "pg_catalog.encode(pg_catalog.convert_to(" + expr + ", 'UTF8'), 'hex')"
 }
 
+// fromHexUTF8 returns an SQL expression of type text whose value is the
+// UTF-8 text whose bytes the text expression expr gives in hex digits (NULL
+// for NULL), converted to the server's encoding: the reverse of hexUTF8.
+func fromHexUTF8(expr string) string {
+	return "pg_catalog.convert_from(pg_catalog.decode(" + expr + ", 'hex'), 'UTF8')"
+}
+
+// hexed returns the hex digits of the bytes of each of values (nil stays
+// nil), for fromHexUTF8.
+func hexed[T string | *string](values []T) []*string {
+	out := make([]*string, len(values))
+	for i, v := range values {
+		var s string
+		switch v := any(v).(type) {
+		case string:
+			s = v
+		case *string:
+			if v == nil {
+				continue
+			}
+			s = *v
+		}
+		h := hex.EncodeToString([]byte(s))
+		out[i] = &h
+	}
+	return out
+}
+
 // fromHex decodes a value hexUTF8 read. A value that is not hex is an error.
 func fromHex(h string) (string, error) {
 	b, err := hex.DecodeString(h)
@@ -54,7 +82,7 @@ func textLiteral(s string) string {
 	if isASCII(s) || !utf8.ValidString(s) {
 		return quoteLiteral(s)
 	}
-	return "pg_catalog.convert_from(pg_catalog.decode('" + hex.EncodeToString([]byte(s)) + "', 'hex'), 'UTF8')"
+	return fromHexUTF8("'" + hex.EncodeToString([]byte(s)) + "'")
 }
 
 // asciiStmt returns stmt (UTF-8 text) as a statement of ASCII text that runs

@@ -78,7 +78,7 @@ const laneLoadVectorSQL = `DO $txlane$ DECLARE s pg_catalog.name; BEGIN ` +
 //     named by $1 (text[]; the tracked and watched ones, then the custom ones
 //     txlane applied or reset: checkExpect), each name and value as the hex
 //     digits of its UTF-8 bytes (the connection's client_encoding is the
-//     client's: hexUTF8), and how many prepared
+//     client's: hexUTF8, fromHexUTF8), and how many prepared
 //     statements the session holds: made with SQL PREPARE (from_sql), and in
 //     all.
 //
@@ -101,7 +101,7 @@ const laneLoadVectorSQL = `DO $txlane$ DECLARE s pg_catalog.name; BEGIN ` +
 // run faster (about 10µs for 31 names) but parse slower (about 150µs). The
 // server time it costs is measured by BenchmarkLaneCheck.
 var laneCheckSQL = `SELECT pg_catalog.pg_advisory_unlock_all(), ` + hexUTF8("current_user") + `, ` + hexUTF8("session_user") + `, ` +
-	`ARRAY(SELECT ` + hexUTF8("pg_catalog.current_setting(a.n, true)") + ` FROM pg_catalog.unnest($1) AS a(n)), ` +
+	`ARRAY(SELECT ` + hexUTF8("pg_catalog.current_setting("+fromHexUTF8("a.n")+", true)") + ` FROM pg_catalog.unnest($1) AS a(n)), ` +
 	`p.s, p.c FROM (SELECT pg_catalog.count(*) FILTER (WHERE q.from_sql), pg_catalog.count(*) ` +
 	`FROM pg_catalog.pg_prepared_statement() AS q) AS p(s, c)`
 
@@ -168,7 +168,7 @@ func (c *laneConn) expected() *checkExpect {
 			e.want = append(e.want, c.base[n])
 		}
 	}
-	e.param = textArray(e.names)
+	e.param = textArray(hexed(e.names))
 	c.check = e
 	return e
 }
@@ -381,15 +381,8 @@ func (c *laneConn) apply(names []string, values []*string) error {
 		wire.WriteMsg(c.w, &pgproto3.Parse{Name: laneApplyStmt, Query: laneApplySQL,
 			ParameterOIDs: []uint32{textArrayOID, textArrayOID}})
 	}
-	hexed := make([]*string, len(values))
-	for i, v := range values {
-		if v != nil {
-			h := hex.EncodeToString([]byte(*v))
-			hexed[i] = &h
-		}
-	}
 	wire.WriteMsg(c.w, &pgproto3.Bind{PreparedStatement: laneApplyStmt,
-		Parameters: [][]byte{textArray(names), textArray(hexed)}})
+		Parameters: [][]byte{textArray(hexed(names)), textArray(hexed(values))}})
 	wire.WriteMsg(c.w, &pgproto3.Execute{})
 	wire.WriteMsg(c.w, &pgproto3.Sync{})
 	if err := c.w.Flush(); err != nil {

@@ -133,6 +133,7 @@ func ownSQL() map[string][]string {
 		// enctext.go: values and statements of any encoding as ASCII SQL.
 		"textLiteral":             {"SELECT " + textLiteral("acmé"), "SELECT " + textLiteral("plain")},
 		"hexUTF8":                 {"SELECT " + hexUTF8("pg_catalog.current_setting('search_path')")},
+		"fromHexUTF8":             {"SELECT " + fromHexUTF8("'c3a9'")},
 		"asciiStmt":               {asciiStmt("PREPARE pe AS SELECT 'café'"), asciiStmt("SELECT 1")},
 		"resetSetting":            {resetSetting("app.é"), resetSetting("work_mem")},
 		"deallocate":              {deallocate("pé"), deallocate("p")},

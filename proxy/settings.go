@@ -202,8 +202,8 @@ var laneFixed = map[string]bool{
 }
 
 // laneApplySQL brings a lane connection to a client's settings and role: $1
-// names the settings (text[]), $2 their values (text[] of the hex digits of
-// their UTF-8 bytes, as the values it returns: a Bind's text is converted
+// names the settings, $2 their values (text[]s of the hex digits of their
+// UTF-8 bytes, as the values it returns: a Bind's text is converted
 // from the connection's client_encoding, which may be another client's, or
 // change in the statement; a NULL element resets the setting, as set_config
 // does). It is prepared once per connection as
@@ -213,7 +213,7 @@ var laneFixed = map[string]bool{
 //
 // Every name is schema-qualified: the statement is analysed again under the
 // search_path in force when it runs, which the previous read chose.
-var laneApplySQL = `SELECT ` + hexUTF8("pg_catalog.set_config(a.n, pg_catalog.convert_from(pg_catalog.decode(a.v, 'hex'), 'UTF8'), false)") + ` FROM ROWS FROM ` +
+var laneApplySQL = `SELECT ` + hexUTF8("pg_catalog.set_config("+fromHexUTF8("a.n")+", "+fromHexUTF8("a.v")+", false)") + ` FROM ROWS FROM ` +
 	`(pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS a(n, v, i) ORDER BY a.i`
 
 // laneApplyStmt names laneApplySQL on a lane connection. Client statements
