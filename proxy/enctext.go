@@ -46,18 +46,10 @@ func fromHexUTF8(expr string) string {
 func hexed[T string | *string](values []T) []*string {
 	out := make([]*string, len(values))
 	for i, v := range values {
-		var s string
-		switch v := any(v).(type) {
-		case string:
-			s = v
-		case *string:
-			if v == nil {
-				continue
-			}
-			s = *v
+		if s, ok := strOf(v); ok {
+			h := hex.EncodeToString([]byte(s))
+			out[i] = &h
 		}
-		h := hex.EncodeToString([]byte(s))
-		out[i] = &h
 	}
 	return out
 }

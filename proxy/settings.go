@@ -276,16 +276,10 @@ func textArray[T string | *string](values []T) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		var s string
-		switch v := any(v).(type) {
-		case string:
-			s = v
-		case *string:
-			if v == nil {
-				b = append(b, "NULL"...)
-				continue
-			}
-			s = *v
+		s, ok := strOf(v)
+		if !ok {
+			b = append(b, "NULL"...)
+			continue
 		}
 		b = append(b, '"')
 		for j := 0; j < len(s); j++ {
@@ -297,6 +291,19 @@ func textArray[T string | *string](values []T) []byte {
 		b = append(b, '"')
 	}
 	return append(b, '}')
+}
+
+// strOf returns the string v is or points to; ok is false for nil.
+func strOf[T string | *string](v T) (s string, ok bool) {
+	switch v := any(v).(type) {
+	case string:
+		return v, true
+	case *string:
+		if v != nil {
+			return *v, true
+		}
+	}
+	return "", false
 }
 
 // quoteLiteral quotes s as an SQL string literal that means the same whatever
