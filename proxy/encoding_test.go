@@ -193,3 +193,26 @@ func TestUnitsNonUTF8Client(t *testing.T) {
 	}
 	exec(t, holder, "ROLLBACK")
 }
+
+// TestTxPoolNonUTF8NamePins: a custom setting whose name is not ASCII, set
+// by a LATIN1 client, is a name txlane cannot carry exactly (it reads the
+// text as Latin-1, the server in the client's encoding): the client keeps
+// its backend (pin set_config) rather than leave the setting to the next
+// client, until RESET ALL clears it.
+func TestTxPoolNonUTF8NamePins(t *testing.T) {
+	p := startTxPool(t, 2)
+	x := p.connect(t)
+	exec(t, x, "SET client_encoding = 'LATIN1'")
+	exec(t, x, "SET \"app.t\xe9\" = 'x'")
+	if got := row(t, x, "SELECT current_setting('app.t\xe9')")[0]; got != "x" {
+		t.Fatalf("x reads %q", got)
+	}
+	if pin := clientPins(t, p); pin != "set_config" {
+		t.Fatalf("pinned by %q, want set_config", pin)
+	}
+	exec(t, x, "RESET ALL")
+	exec(t, x, "SELECT 1")
+	if pin := clientPins(t, p); pin != "" {
+		t.Fatalf("still pinned after RESET ALL: %q", pin)
+	}
+}
