@@ -88,6 +88,9 @@ func TestTxPoolNonUTF8SessionMoves(t *testing.T) {
 				t.Fatalf("EXECUTE pe on its own backend: %q", got)
 			}
 			// Moved twice: the second time from what the first move made.
+			if pin := clientPins(t, p); pin != "" {
+				t.Fatalf("x pinned by %s before its move", pin)
+			}
 			pid := before[3]
 			for move := 1; move <= 2; move++ {
 				holder := holdBackend(t, p, pid)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	pg "github.com/pganalyze/pg_query_go/v6"
+
 	"github.com/txlane/txlane/policy"
 )
 
@@ -151,3 +153,50 @@ func namesNonASCII(st *policy.Statement) bool {
 
 // unitSettingName is the session setting that carries a unit of work.
 const unitSettingName = "txlane.unit"
+
+// preparedQueryNotUTF8 is PreparedQuery for a text that is not UTF-8: the
+// PREPARE is found by its Latin-1 image, and the query is the text's own
+// bytes after its AS (not a deparse of the image, which is UTF-8), so that
+// classifying it applies the rules above.
+func preparedQueryNotUTF8(text, name string) (query string, ok bool) {
+	parts, err := pg.SplitWithParser(text, true)
+	if err != nil {
+		return "", false
+	}
+	for _, part := range parts {
+		tree, err := pg.Parse(latin1Image(part))
+		if err != nil || len(tree.Stmts) != 1 {
+			continue
+		}
+		if ps := tree.Stmts[0].GetStmt().GetPrepareStmt(); ps != nil && ps.Name == name && ps.Query != nil {
+			query, ok = prepareTail(part) // the last definition is the one in force
+		}
+	}
+	return query, ok
+}
+
+// prepareTail returns what follows the AS of a PREPARE statement's text
+// (PREPARE name [ ( type, ... ) ] AS query), without white space around it.
+func prepareTail(part string) (string, bool) {
+	l := newLexer(part, false)
+	depth, n := 0, 0
+	for {
+		tok, ok := l.next()
+		if !ok {
+			return "", false
+		}
+		if tok.kind == tkComment {
+			continue
+		}
+		s := part[tok.start:tok.end]
+		switch {
+		case tok.kind == tkPunct && s == "(":
+			depth++
+		case tok.kind == tkPunct && s == ")":
+			depth--
+		case depth == 0 && n >= 2 && tok.kind == tkIdent && strings.EqualFold(s, "AS"):
+			return strings.TrimSpace(part[tok.end:]), true
+		}
+		n++
+	}
+}

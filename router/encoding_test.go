@@ -50,3 +50,24 @@ func TestNotUTF8Texts(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedQueryNotUTF8: the query of a PREPARE in a text that is not
+// UTF-8 is the text's own bytes after AS, which Classify then reads by the
+// rules for such texts (before, PreparedQuery found no PREPARE in it, so an
+// EXECUTE of it counted as code that may set anything, and pinned its
+// client).
+func TestPreparedQueryNotUTF8(t *testing.T) {
+	for _, tc := range []struct{ text, name, want string }{
+		{"PREPARE pe AS SELECT 'acm\xe9'::text", "pe", "SELECT 'acm\xe9'::text"},
+		{"SELECT 1; PREPARE p (int, text) AS\n  SELECT $1, '\xd6\xd0' ; ", "p", "SELECT $1, '\xd6\xd0'"},
+		{"PREPARE p AS SELECT 1; PREPARE p /* as */ AS SELECT '\xe9'", "p", "SELECT '\xe9'"},
+	} {
+		got, ok := PreparedQuery(tc.text, tc.name)
+		if !ok || got != tc.want {
+			t.Errorf("PreparedQuery(%q, %q) = %q, %v; want %q", tc.text, tc.name, got, ok, tc.want)
+		}
+	}
+	if got, ok := PreparedQuery("PREPARE q AS SELECT '\xe9'", "p"); ok {
+		t.Errorf("found %q for another name", got)
+	}
+}
