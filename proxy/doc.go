@@ -59,6 +59,8 @@
 //	                 is what txlane set (laneCheckSQL), or is closed
 //	refusal.go       reads the read-only lane refused as writes
 //	settings.go      session state mirrored on the lane (snapshot, applySQL)
+//	enctext.go       txlane's own SQL in any client_encoding: values read
+//	                 as hex of UTF-8, sent as ASCII text
 //	snapstate.go     when the snapshot must be read again (transaction ends,
 //	                 what may change session state)
 //	units.go         units of work: holders, checks, escape actions, reroute

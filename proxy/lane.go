@@ -291,6 +291,11 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		return nil, fmt.Errorf("vector-lane connection: reading its login user and settings: %w", err)
 	}
 	row := res[1].Rows[0]
+	login, err := laneDialValues(row)
+	if err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("vector-lane connection: reading its login user and settings: %w", err)
+	}
 	hj, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
@@ -308,7 +313,7 @@ func dialLane(ctx context.Context, cfg *pgconn.Config) (*laneConn, error) {
 		},
 		pid:      hj.PID,
 		created:  time.Now(),
-		login:    string(row[0]),
+		login:    login,
 		settings: map[string]string{},
 		resetTo:  map[string]string{},
 		base:     map[string]*string{},

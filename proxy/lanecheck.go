@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -74,7 +76,9 @@ const laneLoadVectorSQL = `DO $txlane$ DECLARE s pg_catalog.name; BEGIN ` +
 //     transaction-level lock;
 //   - it returns current_user and session_user, the values of the settings
 //     named by $1 (text[]; the tracked and watched ones, then the custom ones
-//     txlane applied or reset: checkExpect), and how many prepared
+//     txlane applied or reset: checkExpect), each name and value as the hex
+//     digits of its UTF-8 bytes (the connection's client_encoding is the
+//     client's: hexUTF8, fromHexUTF8), and how many prepared
 //     statements the session holds: made with SQL PREPARE (from_sql), and in
 //     all.
 //
@@ -96,8 +100,8 @@ const laneLoadVectorSQL = `DO $txlane$ DECLARE s pg_catalog.name; BEGIN ` +
 // cost about 70µs of planning; settings written out as literal calls would
 // run faster (about 10µs for 31 names) but parse slower (about 150µs). The
 // server time it costs is measured by BenchmarkLaneCheck.
-const laneCheckSQL = `SELECT pg_catalog.pg_advisory_unlock_all(), current_user, session_user, ` +
-	`ARRAY(SELECT pg_catalog.current_setting(a.n, true) FROM pg_catalog.unnest($1) AS a(n)), ` +
+var laneCheckSQL = `SELECT pg_catalog.pg_advisory_unlock_all(), ` + hexUTF8("current_user") + `, ` + hexUTF8("session_user") + `, ` +
+	`ARRAY(SELECT ` + hexUTF8("pg_catalog.current_setting("+fromHexUTF8("a.n")+", true)") + ` FROM pg_catalog.unnest($1) AS a(n)), ` +
 	`p.s, p.c FROM (SELECT pg_catalog.count(*) FILTER (WHERE q.from_sql), pg_catalog.count(*) ` +
 	`FROM pg_catalog.pg_prepared_statement() AS q) AS p(s, c)`
 
@@ -164,7 +168,7 @@ func (c *laneConn) expected() *checkExpect {
 			e.want = append(e.want, c.base[n])
 		}
 	}
-	e.param = textArray(e.names)
+	e.param = textArray(hexed(e.names))
 	c.check = e
 	return e
 }
@@ -220,10 +224,18 @@ func (c *laneConn) verify(e *checkExpect) (reason, detail string) {
 	if r, ok := c.settings[settingRole]; ok {
 		role = r
 	}
-	if cu, su := string(row[1]), string(row[2]); cu != role || su != c.login {
+	cu, err1 := fromHex(string(row[1]))
+	su, err2 := fromHex(string(row[2]))
+	if err1 != nil || err2 != nil {
+		return discardCheck, "current_user, session_user not in hex"
+	}
+	if cu != role || su != c.login {
 		return discardRole, ""
 	}
 	got, err := decodeTextArray(row[3])
+	if err == nil {
+		err = unhexAll(got)
+	}
 	if err != nil || len(got) != len(e.names) {
 		return discardCheck, fmt.Sprintf("settings: %v (%d values for %d names)", err, len(got), len(e.names))
 	}
@@ -295,20 +307,34 @@ func decodeTextArray(b []byte) ([]*string, error) {
 
 // laneDialSQL reads, once per connection right after login, who the
 // connection is and what it can become (see lanePrivileges), then the values
-// of the tracked and watched settings at login (laneConn.base).
+// of the tracked and watched settings at login (laneConn.base); the login
+// user and the values in hex (hexUTF8), as laneCheckSQL reads them.
 func laneDialSQL() string {
 	var b strings.Builder
-	b.WriteString(`SELECT session_user, r.rolinherit, r.rolbypassrls, r.rolcreaterole, ` +
+	b.WriteString(`SELECT ` + hexUTF8("session_user") + `, r.rolinherit, r.rolbypassrls, r.rolcreaterole, ` +
 		`EXISTS (SELECT 1 FROM pg_catalog.pg_roles s WHERE s.rolsuper AND pg_catalog.pg_has_role(session_user, s.oid, 'MEMBER')), ` +
 		`(SELECT pg_catalog.string_agg(p.rolname, ', ' ORDER BY p.rolname) FROM pg_catalog.pg_roles p ` +
 		`WHERE pg_catalog.starts_with(p.rolname, 'pg_') AND pg_catalog.pg_has_role(session_user, p.oid, 'MEMBER'))`)
 	for _, n := range checkFixed {
-		b.WriteString(", pg_catalog.current_setting(")
-		b.WriteString(quoteLiteral(n))
-		b.WriteString(", true)")
+		b.WriteString(", ")
+		b.WriteString(hexUTF8("pg_catalog.current_setting(" + quoteLiteral(n) + ", true)"))
 	}
 	b.WriteString(" FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user")
 	return b.String()
+}
+
+// laneDialValues decodes in place the values laneDialSQL read in hex (the
+// login user, then the settings: row[6:]) and returns the login user.
+func laneDialValues(row [][]byte) (login string, err error) {
+	for i, v := range row {
+		if v == nil || i > 0 && i < 6 {
+			continue
+		}
+		if row[i], err = hex.DecodeString(string(v)); err != nil {
+			return "", err
+		}
+	}
+	return string(row[0]), nil
 }
 
 // lanePrivileges is what the read pool's login user can do beyond the client
@@ -356,18 +382,22 @@ func (c *laneConn) apply(names []string, values []*string) error {
 			ParameterOIDs: []uint32{textArrayOID, textArrayOID}})
 	}
 	wire.WriteMsg(c.w, &pgproto3.Bind{PreparedStatement: laneApplyStmt,
-		Parameters: [][]byte{textArray(names), textArray(values)}})
+		Parameters: [][]byte{textArray(hexed(names)), textArray(hexed(values))}})
 	wire.WriteMsg(c.w, &pgproto3.Execute{})
 	wire.WriteMsg(c.w, &pgproto3.Sync{})
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
 	var got []string
+	var bad error
 	err := c.readAnswer(func(v [][]byte) {
 		if len(v) == 1 {
-			got = append(got, string(v[0]))
+			s, err := fromHex(string(v[0]))
+			bad = cmp.Or(bad, err)
+			got = append(got, s)
 		}
 	})
+	err = cmp.Or(err, bad)
 	if err != nil {
 		return err
 	}
@@ -416,3 +446,18 @@ func (s *session) acquireLane() (*puddle.Resource[*laneConn], error) {
 // configuration logged once per pool at its connections' login (lane.go),
 // not at each read.
 var errLaneRole = errors.New("vector lane does not serve this role")
+
+// unhexAll decodes in place values laneCheckSQL read in hex (nil stays nil).
+func unhexAll(values []*string) error {
+	for _, v := range values {
+		if v == nil {
+			continue
+		}
+		s, err := fromHex(*v)
+		if err != nil {
+			return err
+		}
+		*v = s
+	}
+	return nil
+}

@@ -92,7 +92,7 @@ func BenchmarkLaneCheck(b *testing.B) {
 				measure(b, c, func() {
 					i++
 					wire.WriteMsg(c.w, &pgproto3.Bind{PreparedStatement: laneApplyStmt,
-						Parameters: [][]byte{textArray([]string{"TimeZone", settingRole}), textArray([]string{zones[i%2], c.login})}})
+						Parameters: [][]byte{textArray(hexed([]string{"TimeZone", settingRole})), textArray(hexed([]string{zones[i%2], c.login}))}})
 					wire.WriteMsg(c.w, &pgproto3.Execute{})
 					wire.WriteMsg(c.w, &pgproto3.Sync{})
 				}, func() error { return c.readAnswer(nil) })

@@ -217,7 +217,7 @@ func (s *session) resetFixSQL(p *primaryConn) (string, uint64) {
 	var vals []string
 	for _, m := range movableParams {
 		if v := s.own[m]; v != p.login[m] {
-			vals = append(vals, "("+quoteLiteral(m)+", "+quoteLiteral(v)+")")
+			vals = append(vals, "("+quoteLiteral(m)+", "+textLiteral(v)+")")
 		}
 	}
 	if len(vals) == 0 {

@@ -76,6 +76,9 @@ func sqlDecls(t *testing.T, dir string) map[string]bool {
 // database or role may set a search_path, by the declaration that holds or
 // builds them, each with samples of what it sends.
 func ownSQL() map[string][]string {
+	nonASCII := &sessionSettings{values: map[string]string{"app.é": "中", "search_path": `"schéma", public`, "role": "rôle"},
+		prepared: map[string]string{"pé": "PREPARE \"pé\" AS SELECT 'café'"}}
+	snapshotNonASCII, _ := snapshotQuery([]string{"app.é"})
 	ss := &sessionSettings{values: map[string]string{"work_mem": "13MB", "a.b": "", "search_path": "evil, pg_catalog", "role": "r", "session_authorization": "u"}}
 	s := &session{own: map[string]string{"DateStyle": "SQL, DMY"}}
 	s.resets.Store(1)
@@ -128,6 +131,17 @@ func ownSQL() map[string][]string {
 		"rerouteRescueSQL":    {rerouteRescueSQL},
 		"discardSequencesSQL": {discardSequencesSQL},
 		"isoGuardSQL":         {isoGuardSQL(&wire.Error{Code: "25L01", Message: "m"}, true), isoGuardSQL(&wire.Error{Code: "25L01", Message: "m"}, false)},
+		// enctext.go: values and statements of any encoding as ASCII SQL.
+		"textLiteral":             {"SELECT " + textLiteral("acmé"), "SELECT " + textLiteral("plain")},
+		"hexUTF8":                 {"SELECT " + hexUTF8("pg_catalog.current_setting('search_path')")},
+		"fromHexUTF8":             {"SELECT " + fromHexUTF8("'c3a9'")},
+		"asciiStmt":               {asciiStmt("PREPARE pe AS SELECT 'café'"), asciiStmt("SELECT 1")},
+		"resetSetting":            {resetSetting("app.é"), resetSetting("work_mem")},
+		"deallocate":              {deallocate("pé"), deallocate("p")},
+		"stateDiffSQL/non-ASCII":  {stateDiffSQL(nonASCII, nil), stateDiffSQL(nil, nonASCII)},
+		"pinCheckQuery/non-ASCII": {pinCheckQuery([]string{"app.é"}, true, []string{"app.中"})},
+		"snapshotQuery/non-ASCII": {snapshotNonASCII},
+		"raiseSQL/non-ASCII":      {raiseSQL(&wire.Error{Code: "25L01", Message: "unit \"café\"", Detail: "中"})},
 	}
 }
 
@@ -167,6 +181,21 @@ func TestOwnSQLIgnoresSearchPath(t *testing.T) {
 	for name := range sqlDecls(t, ".") {
 		if _, ok := texts[name]; !ok && !known[name] {
 			t.Errorf("%s holds SQL that TestOwnSQLIgnoresSearchPath does not check: add samples of it to ownSQL", name)
+		}
+	}
+}
+
+// TestOwnSQLIsASCII: every SQL text txlane sends into a client's session is
+// ASCII, also when it carries non-ASCII names, values and statements: the
+// server reads it in the backend's client_encoding, which in transaction
+// mode may be any client's (LATIN1, GB18030, …), and would read other
+// bytes as other characters, or refuse them (22021).
+func TestOwnSQLIsASCII(t *testing.T) {
+	for name, samples := range ownSQL() {
+		for _, sql := range samples {
+			if !isASCII(sql) {
+				t.Errorf("%s sends non-ASCII text: %s", name, sql)
+			}
 		}
 	}
 }

@@ -902,7 +902,7 @@ func (s *session) appendRaise(p *primaryConn, out []byte, sent []sentMsg, e *wir
 // raiseSQL is a DO block that raises e with its SQLSTATE, message, detail
 // and hint.
 func raiseSQL(e *wire.Error) string {
-	lit := func(v string) string { return quoteLiteral(strings.ReplaceAll(v, "$txlane$", "$ txlane$")) }
+	lit := func(v string) string { return textLiteral(strings.ReplaceAll(v, "$txlane$", "$ txlane$")) }
 	sql := "DO $txlane$BEGIN RAISE EXCEPTION USING ERRCODE = " + lit(e.Code) + ", MESSAGE = " + lit(e.Message)
 	if e.Detail != "" {
 		sql += ", DETAIL = " + lit(e.Detail)

@@ -87,30 +87,32 @@ const (
 
 // snapshotQuery returns the query that reads a sessionSnapshot for the
 // tracked settings and the given custom ones, and the names in column order.
+// The role and the settings are read in hex (hexUTF8): the lane connection
+// gets them in UTF-8, whatever the client's client_encoding and the lane
+// connection's (see laneApplySQL).
 func snapshotQuery(custom []string) (sql string, names []string) {
 	var b strings.Builder
-	b.WriteString("SELECT pg_catalog.current_setting('transaction_isolation'), current_user, pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0, pg_catalog.current_setting('is_superuser'), " +
+	b.WriteString("SELECT pg_catalog.current_setting('transaction_isolation'), " + hexUTF8("current_user") + ", pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0, pg_catalog.current_setting('is_superuser'), " +
 		"pg_catalog.concat_ws(',', pg_catalog.current_setting('default_transaction_isolation'), pg_catalog.current_setting('default_transaction_read_only'), pg_catalog.current_setting('default_transaction_deferrable'))")
 	names = append(names, colIsolation, settingRole, colTempSchema, colSuperuser, colDefaults)
 	for _, n := range trackedSettings {
-		b.WriteString(", pg_catalog.current_setting(")
-		b.WriteString(quoteLiteral(n))
-		b.WriteString(")")
+		b.WriteString(", ")
+		b.WriteString(hexUTF8("pg_catalog.current_setting(" + quoteLiteral(n) + ")"))
 		names = append(names, n)
 	}
 	for _, n := range custom {
-		b.WriteString(", pg_catalog.current_setting(")
-		b.WriteString(quoteLiteral(n))
-		b.WriteString(", true)")
+		b.WriteString(", ")
+		b.WriteString(hexUTF8("pg_catalog.current_setting(" + textLiteral(n) + ", true)"))
 		names = append(names, n)
 	}
 	return b.String(), names
 }
 
 // parseSnapshot turns the row read by snapshotQuery into a snapshot. row holds
-// the raw text values (nil for NULL).
-func parseSnapshot(names []string, row [][]byte) sessionSnapshot {
-	snap := sessionSnapshot{values: make(map[string]*string, len(names))}
+// the raw text values (nil for NULL). ok is false when a value is not hex:
+// the snapshot must not be used.
+func parseSnapshot(names []string, row [][]byte) (snap sessionSnapshot, ok bool) {
+	snap = sessionSnapshot{values: make(map[string]*string, len(names))}
 	for i, n := range names {
 		if i >= len(row) {
 			break
@@ -133,10 +135,13 @@ func parseSnapshot(names []string, row [][]byte) sessionSnapshot {
 			snap.values[n] = nil
 			continue
 		}
-		v := string(row[i])
+		v, err := fromHex(string(row[i]))
+		if err != nil {
+			return snap, false
+		}
 		snap.values[n] = &v
 	}
-	return snap
+	return snap, true
 }
 
 // mayChangeTemp reports whether st, run on the primary, may create or drop a
@@ -197,15 +202,18 @@ var laneFixed = map[string]bool{
 }
 
 // laneApplySQL brings a lane connection to a client's settings and role: $1
-// names the settings (text[]), $2 their values (text[]; a NULL element resets
-// the setting, as set_config does). It is prepared once per connection as
+// names the settings, $2 their values (text[]s of the hex digits of their
+// UTF-8 bytes, as the values it returns: a Bind's text is converted
+// from the connection's client_encoding, which may be another client's, or
+// change in the statement; a NULL element resets the setting, as set_config
+// does). It is prepared once per connection as
 // laneApplyStmt and runs as one statement, so that one that fails changes
 // nothing. It returns each setting's value afterwards, in order: what the
 // connection holds from then on, and what laneCheckSQL expects.
 //
 // Every name is schema-qualified: the statement is analysed again under the
 // search_path in force when it runs, which the previous read chose.
-const laneApplySQL = `SELECT pg_catalog.set_config(a.n, a.v, false) FROM ROWS FROM ` +
+var laneApplySQL = `SELECT ` + hexUTF8("pg_catalog.set_config("+fromHexUTF8("a.n")+", "+fromHexUTF8("a.v")+", false)") + ` FROM ROWS FROM ` +
 	`(pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS a(n, v, i) ORDER BY a.i`
 
 // laneApplyStmt names laneApplySQL on a lane connection. Client statements
@@ -268,16 +276,10 @@ func textArray[T string | *string](values []T) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		var s string
-		switch v := any(v).(type) {
-		case string:
-			s = v
-		case *string:
-			if v == nil {
-				b = append(b, "NULL"...)
-				continue
-			}
-			s = *v
+		s, ok := strOf(v)
+		if !ok {
+			b = append(b, "NULL"...)
+			continue
 		}
 		b = append(b, '"')
 		for j := 0; j < len(s); j++ {
@@ -289,6 +291,19 @@ func textArray[T string | *string](values []T) []byte {
 		b = append(b, '"')
 	}
 	return append(b, '}')
+}
+
+// strOf returns the string v is or points to; ok is false for nil.
+func strOf[T string | *string](v T) (s string, ok bool) {
+	switch v := any(v).(type) {
+	case string:
+		return v, true
+	case *string:
+		if v != nil {
+			return *v, true
+		}
+	}
+	return "", false
 }
 
 // quoteLiteral quotes s as an SQL string literal that means the same whatever

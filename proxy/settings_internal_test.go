@@ -92,7 +92,7 @@ func TestParseTempList(t *testing.T) {
 	for v, want := range map[string]bool{"t": true, "f": false} {
 		row := make([][]byte, len(names))
 		row[0], row[2] = []byte("read committed"), []byte(v)
-		snap := parseSnapshot(names, row)
+		snap, _ := parseSnapshot(names, row)
 		if snap.tempSchema != want || snap.isolation != "read committed" {
 			t.Fatalf("parsed snapshot of %q: %+v", v, snap)
 		}

@@ -108,7 +108,7 @@ func (s *session) moveState(p *primaryConn) error {
 		// Before the PREPAREs: see protocolClashes.
 		dealloc := make([]string, len(clash))
 		for i, name := range clash {
-			dealloc[i] = "DEALLOCATE " + quoteIdent(name)
+			dealloc[i] = deallocate(name)
 		}
 		sql = strings.Join(dealloc, "; ") + "; " + sql
 	}
@@ -216,7 +216,7 @@ func stateDiffSQL(have, want *sessionSettings) string {
 	var resets, sets, prepares []string
 	for _, name := range orderedSettings(have) {
 		if _, ok := want.get(name); !ok && !identity(name) {
-			resets = append(resets, "RESET "+quoteGUC(name))
+			resets = append(resets, resetSetting(name))
 		}
 	}
 	// SQL-level prepared statements: what the backend holds and the client
@@ -225,12 +225,12 @@ func stateDiffSQL(have, want *sessionSettings) string {
 	// current user's).
 	for _, name := range sortedKeys(have.preparedMap()) {
 		if want.preparedMap()[name] != have.preparedMap()[name] {
-			resets = append(resets, "DEALLOCATE "+quoteIdent(name))
+			resets = append(resets, deallocate(name))
 		}
 	}
 	for _, name := range sortedKeys(want.preparedMap()) {
 		if text := want.preparedMap()[name]; have.preparedMap()[name] != text {
-			prepares = append(prepares, text)
+			prepares = append(prepares, asciiStmt(text))
 		}
 	}
 	for _, name := range orderedSettings(want) {
@@ -244,7 +244,7 @@ func stateDiffSQL(have, want *sessionSettings) string {
 			// makes the same placeholder on a backend without one, and the
 			// default on one where an extension defines the name (where ''
 			// may be no valid value: ivfflat.probes is an integer).
-			resets = append(resets, "RESET "+quoteGUC(name))
+			resets = append(resets, resetSetting(name))
 			continue
 		}
 		sets = append(sets, setConfig(name, v))
@@ -287,7 +287,7 @@ func stateDiffSQL(have, want *sessionSettings) string {
 }
 
 func setConfig(name, value string) string {
-	return "pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false)"
+	return "pg_catalog.set_config(" + textLiteral(name) + ", " + textLiteral(value) + ", false)"
 }
 
 // sortedKeys returns the keys of m in order.
@@ -360,14 +360,14 @@ func orderedSettings(ss *sessionSettings) []string {
 // parseSessionSettings reads the state columns of pinCheckSQL: the SQL
 // prepared statements (a JSON array of [name, query string]), the settings
 // (a JSON array of [name, setting] pairs; NULL for none), the role, the
-// session user and the custom settings; login is the user the backend
+// session user and the custom settings, each string in hex (hexUTF8); login is the user the backend
 // logged in as. errUnmovablePrepare says a prepared statement's PREPARE
 // could not be found in its query string.
 func parseSessionSettings(prepared, pairs, role, auth, customs []byte, login string) (*sessionSettings, error) {
 	ss := &sessionSettings{values: map[string]string{}}
 	if prepared != nil {
-		var list [][2]string
-		if err := json.Unmarshal(prepared, &list); err != nil {
+		list, err := hexPairs(prepared)
+		if err != nil {
 			return nil, err
 		}
 		ss.prepared = map[string]string{}
@@ -383,21 +383,48 @@ func parseSessionSettings(prepared, pairs, role, auth, customs []byte, login str
 		if js == nil {
 			continue
 		}
-		var list [][2]string
-		if err := json.Unmarshal(js, &list); err != nil {
+		list, err := hexPairs(js)
+		if err != nil {
 			return nil, err
 		}
 		for _, kv := range list {
 			ss.values[kv[0]] = kv[1]
 		}
 	}
-	if r := string(role); r != "none" {
+	r, err := fromHex(string(role))
+	if err != nil {
+		return nil, err
+	}
+	if r != "none" {
 		ss.values["role"] = r
 	}
-	if a := string(auth); a != login {
+	a, err := fromHex(string(auth))
+	if err != nil {
+		return nil, err
+	}
+	if a != login {
 		ss.values["session_authorization"] = a
 	}
 	return ss, nil
+}
+
+// hexPairs decodes a JSON array of [name, value] pairs, each as hexUTF8 read
+// it.
+func hexPairs(js []byte) ([][2]string, error) {
+	var list [][2]string
+	if err := json.Unmarshal(js, &list); err != nil {
+		return nil, err
+	}
+	for i := range list {
+		for j := range list[i] {
+			v, err := fromHex(list[i][j])
+			if err != nil {
+				return nil, err
+			}
+			list[i][j] = v
+		}
+	}
+	return list, nil
 }
 
 // errUnmovablePrepare: a SQL-level prepared statement whose PREPARE txlane
@@ -1055,14 +1082,16 @@ const pinCheckSQL = `SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<
 
 // pinStateSQL are the columns of the pin check after its reasons: the
 // session's SQL prepared statements, settings, role and session
-// authorization (see parseSessionSettings).
-const pinStateSQL = `(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, statement) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
-	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(name, setting) ORDER BY name) FROM pg_catalog.pg_settings WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.<>) ALL (ARRAY['statement_timeout', 'lock_timeout', 'idle_session_timeout'])), ` +
-	`pg_catalog.current_setting('role'), pg_catalog.current_setting('session_authorization')`
+// authorization (see parseSessionSettings), every name and value as the
+// hex digits of its UTF-8 bytes (hexUTF8): the backend's client_encoding
+// may be any client's.
+var pinStateSQL = `(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(` + hexUTF8("name") + `, ` + hexUTF8("statement") + `) ORDER BY name) FROM pg_catalog.pg_prepared_statements WHERE from_sql), ` +
+	`(SELECT pg_catalog.json_agg(pg_catalog.json_build_array(` + hexUTF8("name") + `, ` + hexUTF8("setting") + `) ORDER BY name) FROM pg_catalog.pg_settings WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.<>) ALL (ARRAY['statement_timeout', 'lock_timeout', 'idle_session_timeout'])), ` +
+	hexUTF8("pg_catalog.current_setting('role')") + `, ` + hexUTF8("pg_catalog.current_setting('session_authorization')")
 
 // customsSQL is the last column of the pin check: the client's custom
 // (dotted) settings that exist in its session, as a JSON array of [name,
-// value] pairs (NULL for none). One reset to an empty string counts: PostgreSQL keeps it
+// value] pairs in hex (hexUTF8; NULL for none). One reset to an empty string counts: PostgreSQL keeps it
 // as a placeholder, and a backend without it would call the name
 // unrecognized (SHOW). pg_settings does not list custom settings.
 func customsSQL(names []string) string {
@@ -1071,9 +1100,9 @@ func customsSQL(names []string) string {
 	}
 	vals := make([]string, len(names))
 	for i, n := range names {
-		vals[i] = "(" + quoteLiteral(n) + ")"
+		vals[i] = "(" + textLiteral(n) + ")"
 	}
-	return `, (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n, v) ORDER BY n) FROM ` +
+	return `, (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(` + hexUTF8("n") + `, ` + hexUTF8("v") + `) ORDER BY n) FROM ` +
 		`(SELECT n, pg_catalog.current_setting(n, true) AS v FROM (VALUES ` + strings.Join(vals, ", ") + `) AS c(n)) AS s WHERE v IS NOT NULL)`
 }
 

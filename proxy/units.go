@@ -510,10 +510,12 @@ func (s *session) freshUnits() error {
 		if err != nil {
 			return err
 		}
-		if q.err != nil || len(q.rows) != 1 {
+		if q.err != nil || len(q.rows) != 1 || len(q.rows[0]) != 1 {
 			return nil // kept stale: every value seen still counts
 		}
-		v = string(q.rows[0][0])
+		if v, known = unitFromRow(q.rows[0][0]); !known {
+			return nil
+		}
 		if s.unitLogin {
 			p.loginUnit.Store(&v)
 			if s.pool != nil {

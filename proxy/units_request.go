@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/txlane/txlane/policy"
 	"github.com/txlane/txlane/router"
@@ -88,7 +89,7 @@ const (
 
 // bindParam returns the n-th (1-based) parameter value of a Bind body after
 // its names, as the text the server passes to a text argument; ok is false
-// when it cannot say (see bindUnits). A NULL is "".
+// when it cannot say (see bindUnits) or the value is not UTF-8. A NULL is "".
 func bindParam(body []byte, n int, oids []uint32) (string, bool) {
 	declared := false // a text type declared by the client
 	if n <= len(oids) {
@@ -146,7 +147,12 @@ func bindParam(body []byte, n int, oids []uint32) (string, bool) {
 			return "", false
 		}
 		if i == n {
-			return string(body[:l]), true
+			v := string(body[:l])
+			// NOTE: a value that is not UTF-8 is in the client's own
+			// encoding (LATIN1, GB18030, …), which the server converts and
+			// txlane cannot: it is read back from the server (unitReadSQL),
+			// as other units txlane cannot read before they are set.
+			return v, utf8.ValidString(v)
 		}
 		body = body[l:]
 	}

@@ -137,7 +137,10 @@ func (s *session) unitReadBack(p *primaryConn, q *internalQuery, gen uint64) {
 		}
 		return // a failed transaction: still unknown, read again behind the next request
 	}
-	v := string(q.rows[0][0])
+	v, ok := unitFromRow(q.rows[0][0])
+	if !ok {
+		return // still unknown
+	}
 	if v != "" && status == TxActive {
 		s.srv.units.hold(v, s)
 		if s.srv.shared != nil && !s.shared.holds(v) {
@@ -175,8 +178,16 @@ func endsLast(steps []planStep) bool {
 	return ends
 }
 
-// unitReadSQL reads the session's txlane.unit (” when unset).
-const unitReadSQL = "SELECT pg_catalog.current_setting('" + unitSetting + "', true)"
+// unitReadSQL reads the session's txlane.unit (NULL or ” when unset) as the hex
+// digits of its UTF-8 bytes (hexUTF8; see unitFromRow): the same unit in
+// every client encoding.
+var unitReadSQL = "SELECT " + hexUTF8("pg_catalog.current_setting('"+unitSetting+"', true)")
+
+// unitFromRow decodes unitReadSQL's value; ok is false when it is not hex.
+func unitFromRow(v []byte) (unit string, ok bool) {
+	u, err := fromHex(string(v))
+	return u, err == nil
+}
 
 // mergeUnitSeen adds the values read behind requests to unitVals (every
 // value seen counts until read outside a transaction block).

@@ -177,7 +177,7 @@ func (n *settingNames) list(known *sessionSettings) []string {
 func hiddenSettingsSQL(named []string) string {
 	lits := make([]string, len(named))
 	for i, n := range named {
-		lits[i] = quoteLiteral(n)
+		lits[i] = textLiteral(n)
 	}
 	return `CASE WHEN pg_catalog.pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') THEN false ELSE EXISTS (` +
 		`SELECT 1 FROM pg_catalog.unnest(ARRAY[` + strings.Join(lits, ", ") + `]::pg_catalog.text[] OPERATOR(pg_catalog.||) ` +

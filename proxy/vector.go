@@ -727,7 +727,10 @@ func (s *session) refreshSnapshot() (serverErr *pgproto3.ErrorResponse, err erro
 	if len(q.rows) != 1 {
 		return nil, fmt.Errorf("reading session settings from the primary: %d rows", len(q.rows))
 	}
-	snap := parseSnapshot(names, q.rows[0])
+	snap, ok := parseSnapshot(names, q.rows[0])
+	if !ok {
+		return nil, errors.New("reading session settings from the primary: a value not in hex")
+	}
 	snap.id = snapshotIDs.Add(1)
 	if snap.tempSchema {
 		tq, err := s.query(tempRelationsSQL)

@@ -36,6 +36,8 @@
 //	lexing.go     classification that holds under every
 //	              standard_conforming_strings setting and client encoding
 //	              (cgo: pg_query's C API with parser options)
+//	encoding.go   texts that are not UTF-8 (a client encoding such as
+//	              LATIN1 or GB18030): classified by their Latin-1 image
 //	normalize.go  cache keys shared by texts that differ only in constants
 //	cache.go      the sharded two-generation statement cache
 //	units.go      ExtractUnits (sqlcommenter unit keys, traceparent),

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -115,6 +116,9 @@ func opaque(reason string) *policy.Statement {
 // says whether the result may be shared with other texts through a
 // normalized key (constDep: the classification used a constant's value).
 func (g *generation) classifyText(sql string) (st *policy.Statement, constDep bool) {
+	if !utf8.ValidString(sql) {
+		return g.classifyNotUTF8(sql) // see encoding.go
+	}
 	st, constDep = g.classifySafe(sql, pg.Parse)
 	if strings.IndexByte(sql, '\\') < 0 {
 		return st, constDep

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"unicode/utf8"
+
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -50,6 +52,9 @@ func SplitStatements(query string) (parts []string, ok bool) {
 // it), as the parser's deparsed text: what EXECUTE name runs. ok is false
 // when text holds no such PREPARE or its query cannot be printed again.
 func PreparedQuery(text, name string) (query string, ok bool) {
+	if !utf8.ValidString(text) {
+		return preparedQueryNotUTF8(text, name) // see encoding.go
+	}
 	parts, err := pg.SplitWithParser(text, true)
 	if err != nil {
 		return "", false
