@@ -84,6 +84,8 @@ type session struct {
 	// settings are the client's session settings as the server last
 	// reported them (transaction mode; nil: those of its login).
 	settings atomic.Pointer[sessionSettings]
+	// env: what txlane knows of the client's parse environment (parseenv.go).
+	env envState
 	// customList is customs, sorted, for the relay goroutine; hidden tracks
 	// statements that may have set custom settings by names not in it.
 	customList atomic.Pointer[[]string]
@@ -480,6 +482,7 @@ func (s *session) serve() {
 	s.customList.Store(&customs)
 	if mode, _ := s.srv.opts.Pool.For(s.database(), s.startup.Parameters["user"]); mode == PoolTransaction {
 		s.txMode = true
+		s.plans.env = s.parseEnvNow
 		if s.pool == nil { // a relayed login: its backend joins the pool
 			s.pool = s.srv.poolFor(s.startup.Parameters)
 			s.pool.adopt(p)
@@ -783,8 +786,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
-			out = wire.AppendParse(out, name, st.sql, st.paramOIDs)
-			sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, injected: &name})
+			out, sent = s.appendReparse(p, out, sent, &name, st) // parseenv.go
 			(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
 		}
 	}
@@ -815,6 +817,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		}
 		switch {
 		case m.typ == wire.Parse:
+			s.stampEnv(m.stmt) // parseenv.go
 			if m.name != "" {
 				ensure(m.name) // an existing name must make the server say so
 			} else {
