@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -122,6 +123,73 @@ type envState struct {
 	// sqlUnknown: the last pin check found an SQL-level statement whose
 	// environment is not known.
 	sqlUnknown atomic.Bool
+
+	// checkMu guards checking and checked: the env.gen a pin check sent and
+	// not yet answered covers (0: none), and a channel closed when it is
+	// answered.
+	checkMu  sync.Mutex
+	checking uint64
+	checked  chan struct{}
+}
+
+// checkSent records that a pin check covering gen was sent.
+func (e *envState) checkSent(gen uint64) {
+	e.checkMu.Lock()
+	defer e.checkMu.Unlock()
+	e.checking = gen
+	if e.checked == nil {
+		e.checked = make(chan struct{})
+	}
+}
+
+// checkDone records that the pin check in flight was answered (or failed).
+func (e *envState) checkDone() {
+	e.checkMu.Lock()
+	defer e.checkMu.Unlock()
+	e.checking = 0
+	if e.checked != nil {
+		close(e.checked)
+		e.checked = nil
+	}
+}
+
+// pending returns the channel closed when the pin check in flight answers,
+// if it covers gen; nil otherwise.
+func (e *envState) pending(gen uint64) <-chan struct{} {
+	e.checkMu.Lock()
+	defer e.checkMu.Unlock()
+	if e.checked != nil && e.checking >= gen {
+		return e.checked
+	}
+	return nil
+}
+
+// envWaitLimit bounds how long a request waits for a pin check in flight
+// to tell its client's parse environment.
+const envWaitLimit = 5 * time.Second
+
+// parseEnvWait is parseEnvNow, but when the environment is unknown only
+// because the pin check that reads it back is still in flight (txlane sends
+// it when the client is idle, and the client's next request follows it on
+// the same connection), it waits for that answer first. Client goroutine,
+// holding its backend's wsem (nothing else of the client's is sent
+// meanwhile).
+func (s *session) parseEnvWait() (string, bool) {
+	env, known := s.parseEnvNow()
+	if known || s.env.local.Load() {
+		return env, known
+	}
+	ch := s.env.pending(s.env.gen.Load())
+	if ch == nil {
+		return "", false
+	}
+	t := time.NewTimer(envWaitLimit)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	return s.parseEnvNow()
 }
 
 type envCache struct {
@@ -151,6 +219,16 @@ func (s *session) noteEnv(st *policy.Statement) {
 		// The pin check reads the settings back (it follows any statement
 		// that may change a session-level setting; once more is harmless).
 		s.dirtyGen.Add(1)
+	}
+}
+
+// notePrepares records the environment of the SQL-level PREPAREs st runs,
+// and the statements its DEALLOCATE or DISCARD ALL drop (client goroutine,
+// after notePin, before st is sent: it may wait for a pin check in
+// flight, see parseEnvWait).
+func (s *session) notePrepares(st *policy.Statement) {
+	if !s.txMode {
+		return
 	}
 	eachPart(st, func(p *policy.Statement) {
 		if d := p.Deallocate; d != nil {
@@ -189,7 +267,7 @@ func (s *session) freeSQLPrepared(name string, all bool) {
 // the session holds already (and has not dropped since) makes the PREPARE
 // fail (42P05): the statement it has keeps its environment.
 func (s *session) notePrepare(name string) {
-	env, known := s.parseEnvNow()
+	env, known := s.parseEnvWait()
 	s.env.mu.Lock()
 	defer s.env.mu.Unlock()
 	if _, has := s.settings.Load().preparedMap()[name]; has && !s.env.freed[name] {
@@ -290,12 +368,15 @@ var unknownEnvs atomic.Uint64
 // stampEnv records the environment st is parsed under now and gives it the
 // key of its text in that environment. A statement parsed under an
 // unknown environment pins the client while it exists (parse_settings).
-func (s *session) stampEnv(st *preparedStmt) {
+func (s *session) stampEnv(st *preparedStmt, wait bool) {
 	if st.stamped {
 		return
 	}
 	st.stamped = true
 	env, known := s.parseEnvNow()
+	if wait && !known {
+		env, known = s.parseEnvWait()
+	}
 	st.env, st.envUnknown = env, !known
 	if !known {
 		env = "\x01unknown" + strconv.FormatUint(unknownEnvs.Add(1), 10)
@@ -317,10 +398,11 @@ func (s *session) envPinned() bool {
 }
 
 // envSetSQL returns set_config calls (comma-separated; "" when nothing
-// differs) that make the transaction-local value of each of parseParams
-// whose value differs between from and to that of to. A value "" (the
-// pool's login value) is read from pg_settings' reset_val.
-func envSetSQL(from, to string) string {
+// differs) that make the value of each of parseParams whose value differs
+// between from and to that of to, for the current transaction only with
+// local. A value "" (the pool's login value) is read from pg_settings'
+// reset_val.
+func envSetSQL(from, to string, local bool) string {
 	fv, tv := strings.Split(from, envSep), strings.Split(to, envSep)
 	if len(fv) != len(parseParams) || len(tv) != len(parseParams) {
 		return ""
@@ -334,7 +416,7 @@ func envSetSQL(from, to string) string {
 		if tv[i] == "" {
 			v = "(SELECT reset_val FROM pg_catalog.pg_settings WHERE name OPERATOR(pg_catalog.=) " + quoteLiteral(p) + ")"
 		}
-		sets = append(sets, "pg_catalog.set_config("+quoteLiteral(p)+", "+v+", true)")
+		sets = append(sets, "pg_catalog.set_config("+quoteLiteral(p)+", "+v+", "+strconv.FormatBool(local)+")")
 	}
 	return strings.Join(sets, ", ")
 }
@@ -433,15 +515,15 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 		parse()
 		return out, sent
 	}
-	env, known := s.parseEnvNow()
+	env, known := s.parseEnvWait()
 	switch {
 	case known && !st.envUnknown && st.env == env:
 		parse()
 	case known && !st.envUnknown:
 		reparses.Add(1)
-		out, sent = appendEnvRun(out, sent, envSetSQL(env, st.env))
+		out, sent = appendEnvRun(out, sent, envSetSQL(env, st.env, true))
 		parse()
-		out, sent = appendEnvRun(out, sent, envSetSQL(st.env, env))
+		out, sent = appendEnvRun(out, sent, envSetSQL(st.env, env, true))
 	default:
 		out, sent = s.appendRaise(p, out, sent, &wire.Error{Severity: "ERROR", Code: CodeFeatureNotSupported,
 			Message: "txlane cannot prepare statement " + quoteIdent(*name) + " again under the settings it was parsed with",
@@ -468,26 +550,37 @@ func samePrepared(have, want *sessionSettings, name string) bool {
 }
 
 // preparesSQL returns the PREPAREs (";"-separated) that give a backend whose
-// settings are have the SQL-level statements of want it lacks. Each runs
-// under the environment its client's PREPARE ran under: transaction-local
-// set_config calls before it set what differs from the session's own
-// environment (want.env, which the backend has by then: these statements
-// run last in moveState's query). They last until the end of that query,
-// one implicit transaction, so the session keeps its own values.
-func preparesSQL(have, want *sessionSettings) string {
+// settings are have the SQL-level statements of want it lacks and that ran
+// under the session's own environment (want.env, which the backend has
+// once the rest of moveState's query ran). apart are the queries, each to
+// be sent alone and in order, that prepare the others under the
+// environment their client's PREPARE ran under: session-level set_config
+// calls of what differs, the PREPARE, and set_config calls back to
+// want.env. Alone, since PostgreSQL lexes a whole query string before it
+// runs any of it (standard_conforming_strings, backslash_quote) and
+// converts it from client_encoding when it arrives.
+func preparesSQL(have, want *sessionSettings) (same string, apart []string) {
+	if want == nil {
+		return "", nil
+	}
 	var out []string
-	cur := want.env
 	for _, name := range sortedKeys(want.preparedMap()) {
 		if _, ok := have.preparedMap()[name]; ok && samePrepared(have, want, name) {
 			continue
 		}
-		if e, ok := want.prepEnvOf(name); ok && cur != "" && e != cur {
-			if sets := envSetSQL(cur, e); sets != "" {
-				out = append(out, "SELECT "+sets)
-				cur = e
+		text := want.prepared[name]
+		if e, ok := want.prepEnvOf(name); ok && want.env != "" && e != want.env {
+			if sets := envSetSQL(want.env, e, false); sets != "" {
+				apart = append(apart, "SELECT "+sets, text, "SELECT "+envSetSQL(e, want.env, false))
+				continue
 			}
 		}
-		out = append(out, want.prepared[name])
+		out = append(out, text)
 	}
-	return strings.Join(out, "; ")
+	return strings.Join(out, "; "), apart
 }
+
+// Reparses returns how many statements txlane prepared again under the
+// settings they were first parsed under, other than their client's current
+// ones, since the process started (transaction mode).
+func Reparses() int64 { return reparses.Load() }

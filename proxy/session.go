@@ -817,7 +817,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		}
 		switch {
 		case m.typ == wire.Parse:
-			s.stampEnv(m.stmt) // parseenv.go
+			s.stampEnv(m.stmt, true) // parseenv.go
 			if m.name != "" {
 				ensure(m.name) // an existing name must make the server say so
 			} else {
@@ -934,6 +934,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 func (s *session) noteEffects(st *policy.Statement) {
 	s.noteSetConfig(st)
 	s.notePin(st)
+	s.notePrepares(st) // parseenv.go
 	s.noteSnap(st)
 	s.noteOwnState(st)
 	s.noteOpaqueUnit(st) // set_config, a function, DISCARD: the unit may have changed

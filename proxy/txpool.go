@@ -102,7 +102,7 @@ func (s *session) attach() (*primaryConn, error) {
 // client's.
 func (s *session) moveState(p *primaryConn) error {
 	want := s.settings.Load()
-	sql, prepares := stateDiff(p.settings, want)
+	sql, prepares, apart := stateDiff(p.settings, want)
 	clash := protocolClashes(p, p.settings, want)
 	if len(clash) > 0 {
 		// Before the PREPAREs: see protocolClashes.
@@ -125,7 +125,7 @@ func (s *session) moveState(p *primaryConn) error {
 		sql += prepares
 	}
 	s.resetsFixed.Store(s.resets.Load()) // the values below are the client's
-	if sql == "" {
+	if sql == "" && len(apart) == 0 {
 		return nil
 	}
 	moveQueries.Add(1)
@@ -136,14 +136,22 @@ func (s *session) moveState(p *primaryConn) error {
 	// cancel that statement on a busy machine (57014; the client's own
 	// cancels do not reach p before attach returns). More tries (see
 	// canceledTries).
-	for try := 1; ; try++ {
-		q, err = p.queryKeep(protectSQL+sql, true)
-		if err != nil || q.err == nil || q.err.Code != CodeQueryCanceled || try == canceledTries {
+	for _, sql := range append([]string{sql}, apart...) {
+		if sql == "" {
+			continue
+		}
+		for try := 1; ; try++ {
+			q, err = p.queryKeep(protectSQL+sql, true)
+			if err != nil || q.err == nil || q.err.Code != CodeQueryCanceled || try == canceledTries {
+				break
+			}
+		}
+		if err == nil && q.err != nil {
+			err = errors.New(q.err.Message)
+		}
+		if err != nil {
 			break
 		}
-	}
-	if err == nil && q.err != nil {
-		err = errors.New(q.err.Message)
 	}
 	for _, name := range clash {
 		if err == nil {
@@ -208,19 +216,19 @@ func protocolClashes(p *primaryConn, have, want *sessionSettings) []string {
 // SetSessionAuthorization), so the role is set after it, and again
 // whenever the identity was touched.
 func stateDiffSQL(have, want *sessionSettings) string {
-	sql, prepares := stateDiff(have, want)
+	sql, prepares, _ := stateDiff(have, want)
 	if prepares == "" || sql == "" {
 		return sql + prepares
 	}
 	return sql + "; " + prepares
 }
 
-// stateDiff is stateDiffSQL in two parts: the settings, and the PREPAREs,
-// which must run last, once the backend has all the client's settings
-// (parseenv.go: prepareInEnv).
-func stateDiff(have, want *sessionSettings) (sql, prepares string) {
+// stateDiff is stateDiffSQL in parts: the settings, and the PREPAREs, which
+// must run last, once the backend has all the client's settings; apart are
+// queries to send one by one after both (parseenv.go: preparesSQL).
+func stateDiff(have, want *sessionSettings) (sql, prepares string, apart []string) {
 	if have == want {
-		return "", "" // the backend last served this client, or both are the login's
+		return "", "", nil // the backend last served this client, or both are the login's
 	}
 	identity := func(n string) bool { return n == "session_authorization" || n == "role" }
 	var resets, sets []string
@@ -238,7 +246,7 @@ func stateDiff(have, want *sessionSettings) (sql, prepares string) {
 			resets = append(resets, "DEALLOCATE "+quoteIdent(name))
 		}
 	}
-	prepares = preparesSQL(have, want)
+	prepares, apart = preparesSQL(have, want)
 	for _, name := range orderedSettings(want) {
 		v, _ := want.get(name)
 		if hv, ok := have.get(name); identity(name) || ok && hv == v {
@@ -289,7 +297,7 @@ func stateDiff(have, want *sessionSettings) (sql, prepares string) {
 			stmts = append(stmts, "SELECT "+strings.Join(ids, ", "))
 		}
 	}
-	return strings.Join(stmts, "; "), prepares
+	return strings.Join(stmts, "; "), prepares, apart
 }
 
 func setConfig(name, value string) string {
@@ -572,8 +580,10 @@ func (s *session) idleOnce(p *primaryConn) bool {
 			}
 			s.pinChecked(p, q, gen, envGen, setters, canary)
 		}}
+		s.env.checkSent(envGen)
 		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary, s.named.list(s.settings.Load()))+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
+			s.env.checkDone()
 		}
 		return true // its ReadyForQuery calls idle again
 	}
@@ -1235,6 +1245,7 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, envGen, sett
 		s.srv.metrics.pinned(w)
 	}
 	s.cleanGen.Store(gen)
+	s.env.checkDone()
 }
 
 // serverPID is the process ID of the backend serving the client (0 for none).
