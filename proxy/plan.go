@@ -115,10 +115,10 @@ var opaqueStmt = &policy.Statement{Class: policy.Unknown,
 // definitions of requests the primary has not answered yet) and portals.
 // The client goroutine owns it.
 type planner struct {
-	reg     *registry       // the client's confirmed statements
+	reg *registry // the client's confirmed statements
 	// env returns the client's parse environment now and whether it is
 	// known (transaction mode; nil otherwise): see laneEnvOK.
-	env func() (string, bool)
+	env     func() (string, bool)
 	routing func() *routing // the rules and classifier in force
 	// rt is routing() as the current request began: one snapshot per request.
 	rt  *routing
