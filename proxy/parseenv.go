@@ -168,28 +168,65 @@ func (e *envState) pending(gen uint64) <-chan struct{} {
 // to tell its client's parse environment.
 const envWaitLimit = 5 * time.Second
 
-// parseEnvWait is parseEnvNow, but when the environment is unknown only
-// because the pin check that reads it back is still in flight (txlane sends
-// it when the client is idle, and the client's next request follows it on
-// the same connection), it waits for that answer first. Client goroutine,
-// holding its backend's wsem (nothing else of the client's is sent
-// meanwhile).
-func (s *session) parseEnvWait() (string, bool) {
-	env, known := s.parseEnvNow()
-	if known || s.env.local.Load() {
-		return env, known
+// envMark is the client's parse environment as a request found it before
+// any of its statements were noted (sendPrimary), resolved on first use:
+// what the request's own statements change counts only from the message
+// that runs them on (moved).
+type envMark struct {
+	s     *session
+	gen   uint64
+	local bool
+	moved bool
+	done  bool
+	env   string
+	known bool
+}
+
+// markEnv takes the client's envMark; call it before noting the request's
+// statements.
+func (s *session) markEnv() envMark {
+	return envMark{s: s, gen: s.env.gen.Load(), local: s.env.local.Load()}
+}
+
+// step records that the message about to be sent runs st.
+func (m *envMark) step(st *policy.Statement) {
+	if st != nil && m.s.txMode && !m.moved {
+		local, session := envChange(st)
+		m.moved = local || session
 	}
-	ch := s.env.pending(s.env.gen.Load())
-	if ch == nil {
+}
+
+// get returns the environment a Parse sent now runs under, and whether
+// txlane knows it. When it is unknown only because the pin check that
+// reads it back is still in flight (txlane sends it when the client is
+// idle, and the client's next request follows it on the same connection),
+// it waits for that answer first (the caller holds the backend's wsem:
+// nothing else of the client's is sent meanwhile).
+func (m *envMark) get() (string, bool) {
+	s := m.s
+	if !s.txMode {
+		return "", true
+	}
+	if m.moved || m.local {
 		return "", false
 	}
-	t := time.NewTimer(envWaitLimit)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
+	if !m.done {
+		m.done = true
+		if s.env.clean.Load() != m.gen {
+			if ch := s.env.pending(m.gen); ch != nil {
+				t := time.NewTimer(envWaitLimit)
+				select {
+				case <-ch:
+				case <-t.C:
+				}
+				t.Stop()
+			}
+		}
+		if s.env.clean.Load() == m.gen {
+			m.env, m.known = s.envOfCached(s.settings.Load()), true
+		}
 	}
-	return s.parseEnvNow()
+	return m.env, m.known
 }
 
 type envCache struct {
@@ -267,7 +304,8 @@ func (s *session) freeSQLPrepared(name string, all bool) {
 // the session holds already (and has not dropped since) makes the PREPARE
 // fail (42P05): the statement it has keeps its environment.
 func (s *session) notePrepare(name string) {
-	env, known := s.parseEnvWait()
+	m := s.markEnv()
+	env, known := m.get()
 	s.env.mu.Lock()
 	defer s.env.mu.Unlock()
 	if _, has := s.settings.Load().preparedMap()[name]; has && !s.env.freed[name] {
@@ -351,13 +389,17 @@ func (s *session) parseEnvNow() (string, bool) {
 	if s.env.local.Load() || s.env.gen.Load() != s.env.clean.Load() {
 		return "", false
 	}
-	ss := s.settings.Load()
+	return s.envOfCached(s.settings.Load()), true
+}
+
+// envOfCached is envOf, remembered for the last ss.
+func (s *session) envOfCached(ss *sessionSettings) string {
 	if c := s.env.cache.Load(); c != nil && c.ss == ss {
-		return c.env, true
+		return c.env
 	}
 	env := s.envOf(ss)
 	s.env.cache.Store(&envCache{ss: ss, env: env})
-	return env, true
+	return env
 }
 
 // unknownEnvs numbers the statements parsed under an environment txlane
@@ -365,17 +407,21 @@ func (s *session) parseEnvNow() (string, bool) {
 // shares.
 var unknownEnvs atomic.Uint64
 
-// stampEnv records the environment st is parsed under now and gives it the
-// key of its text in that environment. A statement parsed under an
-// unknown environment pins the client while it exists (parse_settings).
-func (s *session) stampEnv(st *preparedStmt, wait bool) {
+// stampEnv records the environment st is parsed under (em's; nil: the
+// client's now) and gives it the key of its text in that environment. A
+// statement parsed under an unknown environment pins the client while it
+// exists (parse_settings).
+func (s *session) stampEnv(st *preparedStmt, em *envMark) {
 	if st.stamped {
 		return
 	}
 	st.stamped = true
-	env, known := s.parseEnvNow()
-	if wait && !known {
-		env, known = s.parseEnvWait()
+	var env string
+	var known bool
+	if em != nil {
+		env, known = em.get()
+	} else {
+		env, known = s.parseEnvNow()
 	}
 	st.env, st.envUnknown = env, !known
 	if !known {
@@ -506,7 +552,7 @@ func (p *planner) laneEnvOK(st *preparedStmt) bool {
 // ReadyForQuery, so the client sees none). When txlane knows either
 // environment not, no Parse can be exact: the server is made to raise
 // 0A000 instead, and the request fails there.
-func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name *string, st *preparedStmt) ([]byte, []sentMsg) {
+func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name *string, st *preparedStmt, em *envMark) ([]byte, []sentMsg) {
 	parse := func() {
 		out = wire.AppendParse(out, *name, st.sql, st.paramOIDs)
 		sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, injected: name})
@@ -515,7 +561,7 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 		parse()
 		return out, sent
 	}
-	env, known := s.parseEnvWait()
+	env, known := em.get()
 	switch {
 	case known && !st.envUnknown && st.env == env:
 		parse()

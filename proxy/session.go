@@ -765,6 +765,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	// settled holds the names whose state on the primary this request has
 	// already made right (or changed itself): a few per request at most.
 	var settled []string
+	em := s.markEnv() // before noteEffects (parseenv.go)
 	ensure := func(name string) {
 		if slices.Contains(settled, name) {
 			return
@@ -786,7 +787,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
-			out, sent = s.appendReparse(p, out, sent, &name, st) // parseenv.go
+			out, sent = s.appendReparse(p, out, sent, &name, st, &em) // parseenv.go
 			(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
 		}
 	}
@@ -807,6 +808,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		s.noteEffects(st.stmt)
 	}
 	next := 0 // the step the next executing message runs
+	var ran *policy.Statement
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		sm := sentMsg{typ: m.typ, kind: m.kind}
@@ -815,9 +817,11 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			sm.exec = steps[next].stmt
 			next++
 		}
+		em.step(ran) // what the previous message ran counts from here on
+		ran = sm.exec
 		switch {
 		case m.typ == wire.Parse:
-			s.stampEnv(m.stmt, true) // parseenv.go
+			s.stampEnv(m.stmt, &em) // parseenv.go
 			if m.name != "" {
 				ensure(m.name) // an existing name must make the server say so
 			} else {
