@@ -113,13 +113,15 @@ type envState struct {
 	local      atomic.Bool
 	cache      atomic.Pointer[envCache]
 
-	// mu guards prep and freed, the SQL-level PREPAREs sent since the last
-	// pin check: name → the environment they were sent under ("" and
-	// known false when it was not known); freed: names DEALLOCATE or
-	// DISCARD ALL dropped since.
+	// mu guards prep, freed and recs: the SQL-level PREPAREs sent that no
+	// pin check answered has seen yet: name → the environment they were
+	// sent under ("" and known false when it was not known); freed: names
+	// DEALLOCATE or DISCARD ALL dropped since. Each entry carries recs as
+	// it was made, so that a check sent before it leaves it in place.
 	mu    sync.Mutex
 	prep  map[string]stmtEnv
-	freed map[string]bool
+	freed map[string]uint64
+	recs  uint64
 	// sqlUnknown: the last pin check found an SQL-level statement whose
 	// environment is not known.
 	sqlUnknown atomic.Bool
@@ -127,16 +129,22 @@ type envState struct {
 	// checkMu guards checking and checked: the env.gen a pin check sent and
 	// not yet answered covers (0: none), and a channel closed when it is
 	// answered.
+	// checkRec is recs as the check in flight was sent.
 	checkMu  sync.Mutex
 	checking uint64
 	checked  chan struct{}
+	checkRec uint64
 }
 
 // checkSent records that a pin check covering gen was sent.
 func (e *envState) checkSent(gen uint64) {
+	e.mu.Lock()
+	rec := e.recs
+	e.mu.Unlock()
 	e.checkMu.Lock()
 	defer e.checkMu.Unlock()
 	e.checking = gen
+	e.checkRec = rec
 	if e.checked == nil {
 		e.checked = make(chan struct{})
 	}
@@ -234,10 +242,11 @@ type envCache struct {
 	env string
 }
 
-// stmtEnv is the parse environment of one statement.
+// stmtEnv is the parse environment of one statement (rec: see envState.mu).
 type stmtEnv struct {
 	env   string
 	known bool
+	rec   uint64
 }
 
 // noteEnv records what st, sent to the client's backend, may do to its
@@ -284,19 +293,20 @@ func (s *session) freeSQLPrepared(name string, all bool) {
 	s.env.mu.Lock()
 	defer s.env.mu.Unlock()
 	if s.env.freed == nil {
-		s.env.freed = map[string]bool{}
+		s.env.freed = map[string]uint64{}
 	}
+	s.env.recs++
 	if all {
 		for n := range s.settings.Load().preparedMap() {
-			s.env.freed[n] = true
+			s.env.freed[n] = s.env.recs
 		}
 		for n := range s.env.prep {
-			s.env.freed[n] = true
+			s.env.freed[n] = s.env.recs
 		}
 		clear(s.env.prep)
 		return
 	}
-	s.env.freed[name] = true
+	s.env.freed[name] = s.env.recs
 	delete(s.env.prep, name)
 }
 
@@ -308,7 +318,7 @@ func (s *session) notePrepare(name string) {
 	env, known := m.get()
 	s.env.mu.Lock()
 	defer s.env.mu.Unlock()
-	if _, has := s.settings.Load().preparedMap()[name]; has && !s.env.freed[name] {
+	if _, has := s.settings.Load().preparedMap()[name]; has && s.env.freed[name] == 0 {
 		return
 	}
 	if _, has := s.env.prep[name]; has {
@@ -317,7 +327,8 @@ func (s *session) notePrepare(name string) {
 	if s.env.prep == nil {
 		s.env.prep = map[string]stmtEnv{}
 	}
-	s.env.prep[name] = stmtEnv{env: env, known: known}
+	s.env.recs++
+	s.env.prep[name] = stmtEnv{env: env, known: known, rec: s.env.recs}
 }
 
 // settleEnv gives ss, the session's settings the pin check just read (old
@@ -327,22 +338,34 @@ func (s *session) notePrepare(name string) {
 // sent. Relay goroutine.
 func (s *session) settleEnv(old, ss *sessionSettings, gen uint64) (unknown bool) {
 	ss.env = s.envOf(ss)
+	s.env.checkMu.Lock()
+	seen := s.env.checkRec
+	s.env.checkMu.Unlock()
 	s.env.mu.Lock()
 	defer s.env.mu.Unlock()
 	for name := range ss.prepared {
-		if e, ok := s.env.prep[name]; ok {
+		if e, ok := s.env.prep[name]; ok && e.rec <= seen {
 			if e.known {
 				ss.setPrepEnv(name, e.env)
 			}
-		} else if e, ok := old.prepEnvOf(name); ok && !s.env.freed[name] && old.preparedMap()[name] == ss.prepared[name] {
+		} else if e, ok := old.prepEnvOf(name); ok && s.env.freed[name] == 0 && old.preparedMap()[name] == ss.prepared[name] {
 			ss.setPrepEnv(name, e)
 		}
 		if _, ok := ss.prepEnvOf(name); !ok {
 			unknown = true
 		}
 	}
-	clear(s.env.prep)
-	clear(s.env.freed)
+	// What the check saw is settled; what came after it stays for the next.
+	for name, e := range s.env.prep {
+		if e.rec <= seen {
+			delete(s.env.prep, name)
+		}
+	}
+	for name, rec := range s.env.freed {
+		if rec <= seen {
+			delete(s.env.freed, name)
+		}
+	}
 	s.env.clean.Store(gen)
 	return unknown
 }
