@@ -448,6 +448,8 @@ func (s *session) stampEnv(st *preparedStmt, em *envMark) {
 	}
 	st.env, st.envUnknown = env, !known
 	if !known {
+		// The pin check after the request counts the pin (parse_settings).
+		s.dirtyGen.Add(1)
 		env = "\x01unknown" + strconv.FormatUint(unknownEnvs.Add(1), 10)
 	}
 	if env != "" {

@@ -1224,7 +1224,7 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, envGen, sett
 		}
 		unknown := s.settleEnv(s.settings.Load(), ss, envGen)
 		s.env.sqlUnknown.Store(unknown)
-		if unknown {
+		if unknown || s.reg.unknownEnvs() > 0 {
 			why = append(why, "parse_settings")
 		}
 		// The settings move with the client: this backend holds them now.
