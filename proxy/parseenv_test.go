@@ -255,3 +255,25 @@ func TestParseEnvUnknownPins(t *testing.T) {
 		t.Fatalf("another client after a's DEALLOCATE: %q", got)
 	}
 }
+
+// The vector lane parses a statement a lane connection lacks under the
+// client's current settings: a read of a statement the client parsed under
+// others runs on the primary, which prepares it under its own.
+func TestParseEnvVectorLane(t *testing.T) {
+	bed := startVectorProxy(t, func(o *proxy.Options) {
+		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
+	})
+	a := bed.connect(t)
+	exec(t, a, "SET DateStyle = 'ISO, DMY'")
+	prepare(t, a, "penv", "SELECT '01/02/2026'::date::text, pg_backend_pid() FROM "+bed.table+" ORDER BY embedding <-> '[1,0,0]' LIMIT 1")
+	if got := execPrepared(t, a, "penv"); got != "2026-02-01" {
+		t.Fatalf("under ISO, DMY: %q", got)
+	}
+	exec(t, a, "SET DateStyle = 'ISO, MDY'")
+	if got := execPrepared(t, a, "penv"); got != "2026-02-01" {
+		t.Fatalf("after SET DateStyle = 'ISO, MDY': %q, want 2026-02-01 (parsed under ISO, DMY)", got)
+	}
+	// A statement parsed under the current settings still reads on the lane.
+	l := newLanes(t, a)
+	l.wantLane("SELECT pg_backend_pid() FROM " + bed.table + " ORDER BY embedding <-> '[1,0,0]' LIMIT 1")
+}
