@@ -256,24 +256,41 @@ func TestParseEnvUnknownPins(t *testing.T) {
 	}
 }
 
-// The vector lane parses a statement a lane connection lacks under the
-// client's current settings: a read of a statement the client parsed under
-// others runs on the primary, which prepares it under its own.
+// The vector lane: a lane connection holds statements under names derived
+// from their text and, now, their parse settings, for every client; it
+// parses one it lacks under the client's current settings. Another
+// client's statement of the same text parsed under other settings must not
+// serve a client, and a read of a statement the client parsed under
+// settings it has changed since runs on the primary, which prepares it
+// under its own.
 func TestParseEnvVectorLane(t *testing.T) {
 	bed := startVectorProxy(t, func(o *proxy.Options) {
 		o.Pool = proxy.PoolOptions{Mode: proxy.PoolTransaction, Size: 1}
+		o.ReadPool.MaxConns = 1 // one lane connection: every read meets the others' statements
 	})
-	a := bed.connect(t)
+	read := "SELECT '01/02/2026'::date::text, pg_backend_pid() FROM " + bed.table + " ORDER BY embedding <-> '[1,0,0]' LIMIT 1"
+	run := func(c *pgconn.PgConn, primary string) (string, bool) {
+		t.Helper()
+		r := c.ExecPrepared(context.Background(), "penv", nil, nil, nil).Read()
+		if r.Err != nil || len(r.Rows) != 1 {
+			t.Fatalf("execute: %v %q", r.Err, r.Rows)
+		}
+		return string(r.Rows[0][0]), string(r.Rows[0][1]) != primary
+	}
+	a, b := bed.connect(t), bed.connect(t)
+	pa, pb := backendPID(t, a), backendPID(t, b)
 	exec(t, a, "SET DateStyle = 'ISO, DMY'")
-	prepare(t, a, "penv", "SELECT '01/02/2026'::date::text, pg_backend_pid() FROM "+bed.table+" ORDER BY embedding <-> '[1,0,0]' LIMIT 1")
-	if got := execPrepared(t, a, "penv"); got != "2026-02-01" {
-		t.Fatalf("under ISO, DMY: %q", got)
+	exec(t, b, "SET DateStyle = 'ISO, MDY'")
+	prepare(t, a, "penv", read)
+	if got, lane := run(a, pa); got != "2026-02-01" || !lane {
+		t.Fatalf("a under ISO, DMY: %q (lane %v), want 2026-02-01 on the lane", got, lane)
+	}
+	prepare(t, b, "penv", read)
+	if got, lane := run(b, pb); got != "2026-01-02" || !lane {
+		t.Fatalf("b under ISO, MDY: %q (lane %v), want 2026-01-02 on the lane: a's parse served b", got, lane)
 	}
 	exec(t, a, "SET DateStyle = 'ISO, MDY'")
-	if got := execPrepared(t, a, "penv"); got != "2026-02-01" {
-		t.Fatalf("after SET DateStyle = 'ISO, MDY': %q, want 2026-02-01 (parsed under ISO, DMY)", got)
+	if got, lane := run(a, pa); got != "2026-02-01" || lane {
+		t.Fatalf("a after SET DateStyle = 'ISO, MDY': %q (lane %v), want 2026-02-01 (parsed under ISO, DMY) on the primary", got, lane)
 	}
-	// A statement parsed under the current settings still reads on the lane.
-	l := newLanes(t, a)
-	l.wantLane("SELECT pg_backend_pid() FROM " + bed.table + " ORDER BY embedding <-> '[1,0,0]' LIMIT 1")
 }
