@@ -453,7 +453,9 @@ func (s *session) stampEnv(st *preparedStmt, em *envMark) {
 		env = "\x01unknown" + strconv.FormatUint(unknownEnvs.Add(1), 10)
 	}
 	if env != "" {
-		st.key = makeStmtKeyEnv(env, st.sql, st.paramOIDs)
+		// NOTE: from the text's key, not the text: a text may carry a long
+		// inline vector literal, hashed once already.
+		st.key = makeStmtKeyEnv(env, string(st.key), nil)
 	}
 }
 

@@ -24,7 +24,8 @@ func makeStmtKey(sql string, paramOIDs []uint32) stmtKey {
 
 // makeStmtKeyEnv is makeStmtKey for a statement parsed under parse
 // environment env (parseenv.go): texts parsed under different environments
-// get different names, so a backend never runs one for the other.
+// get different names, so a backend never runs one for the other
+// (stampEnv passes the key of the text, without parameter types, as sql).
 func makeStmtKeyEnv(env, sql string, paramOIDs []uint32) stmtKey {
 	// NOTE: the hashed bytes are assembled in a recycled buffer and hashed
 	// at once, and the name is built in an array: one allocation (the
