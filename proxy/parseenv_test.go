@@ -78,6 +78,26 @@ func TestParseEnvSharedNameAndText(t *testing.T) {
 	}
 }
 
+// Clients whose parse settings are equal share the statement as before:
+// nothing is prepared under other settings for them.
+func TestParseEnvEqualSettingsShare(t *testing.T) {
+	p := startTxPool(t, 1)
+	x, y := p.connect(t), p.connect(t)
+	before := proxy.Reparses()
+	prepare(t, x, "penv", "SELECT '01/02/2026'::date::text")
+	prepare(t, y, "penv", "SELECT '01/02/2026'::date::text")
+	for range 2 {
+		for _, c := range []*pgconn.PgConn{x, y} {
+			if got := execPrepared(t, c, "penv"); got != "2026-01-02" {
+				t.Fatalf("%q, want 2026-01-02", got)
+			}
+		}
+	}
+	if n := proxy.Reparses() - before; n != 0 {
+		t.Fatalf("%d statements prepared under other settings for clients with equal ones", n)
+	}
+}
+
 // F6 with stock pgx: its statement cache names a statement from its text, so
 // two clients with other TimeZones (startup parameters, which move with
 // them) send the same name and text.
