@@ -36,6 +36,14 @@ var parseEnvCases = []struct {
 		`SELECT 'a\\b'::text`, `a\b`, `a\\b`},
 }
 
+// execEach runs each of sqls as a request of its own.
+func execEach(t *testing.T, c *pgconn.PgConn, sqls ...string) {
+	t.Helper()
+	for _, sql := range sqls {
+		exec(t, c, sql)
+	}
+}
+
 func execPrepared(t *testing.T, c *pgconn.PgConn, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -135,10 +143,9 @@ func TestParseEnvPgxStatementCache(t *testing.T) {
 func TestParseEnvSharedSQLPrepare(t *testing.T) {
 	p := startTxPool(t, 1)
 	x, y := p.connect(t), p.connect(t)
-	exec(t, x, "SET DateStyle = 'ISO, DMY'")
-	exec(t, x, "PREPARE penv AS SELECT '01/02/2026'::date::text")
-	exec(t, y, "SET DateStyle = 'ISO, MDY'")
-	exec(t, y, "PREPARE penv AS SELECT '01/02/2026'::date::text")
+	const prep = "PREPARE penv AS SELECT '01/02/2026'::date::text"
+	execEach(t, x, "SET DateStyle = 'ISO, DMY'", prep)
+	execEach(t, y, "SET DateStyle = 'ISO, MDY'", prep)
 	for i := range 2 {
 		if got := scalar(t, x, "EXECUTE penv"); got != "2026-02-01" {
 			t.Fatalf("X, round %d: %q, want 2026-02-01 (its own parse)", i, got)
@@ -226,12 +233,9 @@ func TestParseEnvReparseUnderOwnSettings(t *testing.T) {
 func TestParseEnvSQLPrepareReplay(t *testing.T) {
 	p := startTxPool(t, 1)
 	a, b := p.connect(t), p.connect(t)
-	exec(t, a, "SET DateStyle = 'ISO, DMY'")
-	exec(t, a, "PREPARE d AS SELECT '01/02/2026'::date::text")
-	exec(t, a, "SET standard_conforming_strings = off")
-	exec(t, a, `PREPARE s AS SELECT 'x\\y'::text`)
-	exec(t, a, "SET standard_conforming_strings = on")
-	exec(t, a, "SET DateStyle = 'ISO, MDY'")
+	execEach(t, a, "SET DateStyle = 'ISO, DMY'", "PREPARE d AS SELECT '01/02/2026'::date::text",
+		"SET standard_conforming_strings = off", `PREPARE s AS SELECT 'x\\y'::text`,
+		"SET standard_conforming_strings = on", "SET DateStyle = 'ISO, MDY'")
 	want := func(when string) {
 		t.Helper()
 		if got := scalar(t, a, "EXECUTE d"); got != "2026-02-01" {
