@@ -126,10 +126,9 @@ type envState struct {
 	// environment is not known.
 	sqlUnknown atomic.Bool
 
-	// checkMu guards checking and checked: the env.gen a pin check sent and
-	// not yet answered covers (0: none), and a channel closed when it is
-	// answered.
-	// checkRec is recs as the check in flight was sent.
+	// checkMu guards checking, checked and checkRec: the env.gen a pin
+	// check sent and not yet answered covers (0: none), a channel closed
+	// when it is answered, and recs as it was sent.
 	checkMu  sync.Mutex
 	checking uint64
 	checked  chan struct{}
@@ -501,8 +500,11 @@ const envStmt = "txlane_parse_env"
 
 // appendEnvRun appends, hidden from the client, the messages that run
 // "SELECT sets" on txlane's own statement and portal (see appendRun), and
-// closes both.
+// closes both. The first Closes drop what an earlier run left when the
+// server skipped the rest of its request after an error.
 func appendEnvRun(out []byte, sent []sentMsg, sets string) ([]byte, []sentMsg) {
+	out = appendClosePortal(out, ownPortal)
+	sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectPortal, hidden: true})
 	out = wire.AppendCloseStatement(out, envStmt)
 	sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
 	out = wire.AppendParse(out, envStmt, "SELECT "+sets, nil)
