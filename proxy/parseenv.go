@@ -66,7 +66,12 @@ func isParseParam(name string) bool {
 // constant, a statement it cannot classify).
 func envChange(st *policy.Statement) (local, session bool) {
 	eachPart(st, func(p *policy.Statement) {
-		if p.Class == policy.Unknown || p.RunsUnknownCode() || p.Discard == policy.DiscardAll {
+		// NOTE: a text the classifier could not parse (Unknown without
+		// FlagMayChangeSession: PostgreSQL's own parser refuses it too, so
+		// it runs nothing) changes nothing; what txlane cannot attribute
+		// (opaqueStmt: an Execute of an unknown portal, a function call)
+		// may change anything.
+		if p.Class == policy.Unknown && p.Flags.Has(policy.FlagMayChangeSession) || p.RunsUnknownCode() || p.Discard == policy.DiscardAll {
 			session = true
 		}
 		for _, set := range p.Settings {
@@ -187,6 +192,10 @@ type envMark struct {
 	done  bool
 	env   string
 	known bool
+	// fresh: nothing of the client's request has been written yet, and it
+	// began on a backend idle outside a transaction block (see
+	// appendReparse).
+	fresh bool
 }
 
 // markEnv takes the client's envMark; call it before noting the request's
@@ -493,6 +502,10 @@ func envSetSQL(from, to string, local bool) string {
 	return strings.Join(sets, ", ")
 }
 
+// envAnyValues is a parse environment none of whose values is a setting's:
+// envSetSQL from it sets every one.
+var envAnyValues = strings.Repeat("\x01"+envSep, len(parseParams)-1) + "\x01"
+
 // envStmt is the statement name txlane's transaction-local set_config calls
 // around a Parse run through (not the unnamed statement: the Parse they
 // surround may be the client's unnamed one).
@@ -599,6 +612,16 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 		out, sent = appendEnvRun(out, sent, envSetSQL(env, st.env, true))
 		parse()
 		out, sent = appendEnvRun(out, sent, envSetSQL(st.env, env, true))
+	case !st.envUnknown && em.fresh:
+		// The client's current values are unknown, so they cannot be set
+		// back: the Parse runs in an implicit transaction of its own,
+		// before anything of the request, whose end (a hidden Sync) ends
+		// the transaction-local values.
+		reparses.Add(1)
+		out, sent = appendEnvRun(out, sent, envSetSQL(envAnyValues, st.env, true))
+		parse()
+		out = wire.AppendSync(out)
+		sent = append(sent, sentMsg{typ: wire.Sync, hidden: true})
 	default:
 		out, sent = s.appendRaise(p, out, sent, &wire.Error{Severity: "ERROR", Code: CodeFeatureNotSupported,
 			Message: "txlane cannot prepare statement " + quoteIdent(*name) + " again under the settings it was parsed with",

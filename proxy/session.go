@@ -745,6 +745,7 @@ func (s *session) checkPart() (*rejection, error) {
 func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	pl := &s.plans.cur
 	p := s.pc.Load()
+	fresh := s.open == nil
 	if s.open == nil {
 		var err error
 		if p, err = s.attach(); err != nil {
@@ -766,6 +767,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	// already made right (or changed itself): a few per request at most.
 	var settled []string
 	em := s.markEnv() // before noteEffects (parseenv.go)
+	em.fresh = fresh && p.TxStatus() == TxIdle && p.inFlight() == 1
 	ensure := func(name string) {
 		if slices.Contains(settled, name) {
 			return
@@ -855,6 +857,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		}
 		sent = append(sent, sm)
 		out = append(out, b.buf[m.start:m.end]...)
+		em.fresh = false
 	}
 	s.scratch = out[:0]
 
