@@ -51,6 +51,9 @@
 //	replies.go       replyTracker: server replies attributed to the messages
 //	                 sent; registry: the client's prepared statements
 //	stmts.go         content-named statements on shared backends (LRU)
+//	parseenv.go      the settings a statement was parsed under (its parse
+//	                 environment): recorded at Parse and PREPARE, part of
+//	                 its key; statements parsed again under their own
 //	vector.go        the vector lane: offload, shared-backend writer, relayLane
 //	lane.go          the read pools (puddle), lane connections, cleanup
 //	laneuse.go       each read pool's connections and waits, for SHOW
@@ -131,7 +134,7 @@
 //	session.cancelMu → session.mu
 //	session.mu → registry.mu, planner.confirmedMu, unitRegistry.mu (one at a time)
 //	serverPool.mu → connCaps.mu (pool_caps.go)
-//	heldStmts.mu, loginCache.mu, sharedLocks.mu, sharedUnits.mu, laneConns.mu, ownSplits.mu: each taken alone
+//	heldStmts.mu, loginCache.mu, sharedLocks.mu, sharedUnits.mu, laneConns.mu, ownSplits.mu, envState.mu, envState.checkMu: each taken alone
 //	Server.routeMu → dbRouting.mu
 //
 // No lock is held across a network read, except cancelMu across a cancel

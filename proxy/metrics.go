@@ -120,7 +120,7 @@ func NewMetrics() *Metrics {
 		}),
 		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_pins_total",
-			Help: "Clients becoming pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, load, set_config, unknown): once each time a reason joins a client's pins.",
+			Help: "Clients becoming pinned to their primary backend in pool_mode transaction, by reason (temp_table, advisory_lock, listen, hold_cursor, sql_prepare, parse_settings, load, set_config, unknown): once each time a reason joins a client's pins.",
 		}, []string{"reason"}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txlane_timeouts_total",

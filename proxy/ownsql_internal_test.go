@@ -87,6 +87,14 @@ func ownSQL() map[string][]string {
 	pool.setDefaults()
 	snapshot, _ := snapshotQuery([]string{"a.b"})
 	keys := []uint32{1, 4000000000}
+	// Parse environments (parseenv.go): one with the pool's login values
+	// (""), one with values of its own.
+	envA := strings.Repeat(envSep, len(parseParams)-1)
+	envB := "LATIN1" + strings.Repeat(envSep+"x", len(parseParams)-1)
+	want := &sessionSettings{env: envA, prepared: map[string]string{"p": "PREPARE p AS SELECT 1", "q": "PREPARE q AS SELECT 2"},
+		prepEnv: map[string]string{"p": envB, "q": envA}}
+	same, prepared := preparesSQL(nil, want)
+	prepared = append(prepared, same)
 	return map[string][]string{
 		"pinCheckQuery": {pinCheckQuery(nil, false, nil), pinCheckQuery([]string{"a.b", "c.d"}, true, []string{"work_mem", "x'y"})},
 		// pinCheckSQL, hiddenSettingsSQL, pinStateSQL: parts of pinCheckQuery.
@@ -96,6 +104,10 @@ func ownSQL() map[string][]string {
 		"customsSQL":        {"SELECT 1" + customsSQL([]string{"a.b"})},
 		"protectSQL":        {protectSQL + "SELECT 1"},
 		"stateDiffSQL":      {stateDiffSQL(ss, nil), stateDiffSQL(nil, ss)},
+		"stateDiff":         {stateDiffSQL(ss, nil), stateDiffSQL(nil, ss)},
+		"envSetSQL":         {"SELECT " + envSetSQL(envA, envB, true), "SELECT " + envSetSQL(envB, envA, false)},
+		"appendEnvRun":      {"SELECT " + envSetSQL(envA, envB, true)},
+		"preparesSQL":       prepared,
 		"setConfig":         {"SELECT " + setConfig("work_mem", "1MB")},
 		"resetFixSQL":       {"SELECT 1" + resetFix},
 		"resetLeftSQL":      resetLeftSQL,

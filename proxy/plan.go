@@ -115,7 +115,10 @@ var opaqueStmt = &policy.Statement{Class: policy.Unknown,
 // definitions of requests the primary has not answered yet) and portals.
 // The client goroutine owns it.
 type planner struct {
-	reg     *registry       // the client's confirmed statements
+	reg *registry // the client's confirmed statements
+	// env returns the client's parse environment now and whether it is
+	// known (transaction mode; nil otherwise): see laneEnvOK.
+	env     func() (string, bool)
 	routing func() *routing // the rules and classifier in force
 	// rt is routing() as the current request began: one snapshot per request.
 	rt  *routing
@@ -295,10 +298,13 @@ func (p *planner) add(m *batchMsg, sql string) {
 		if !pl.parsedPrimary {
 			pl.parsedReason, pl.parsedPrimary = primaryOnly(cl.Classify(m.stmt.sql), rt.rules)
 		}
+		if !p.laneEnvOK(nil) {
+			pl.laneShape = false
+		}
 	case wire.Bind:
 		st, alts, _ := p.lookup(m.name)
 		m.resolved = st
-		if st == nil || len(alts) > 0 || m.portal != "" {
+		if st == nil || len(alts) > 0 || m.portal != "" || !p.laneEnvOK(st) {
 			// Named portals live for the whole transaction: they stay on
 			// the primary, which keeps them.
 			pl.laneShape = false
@@ -314,7 +320,7 @@ func (p *planner) add(m *batchMsg, sql string) {
 		if m.kind == wire.ObjectStatement {
 			st, alts, _ := p.lookup(m.name)
 			m.resolved = st
-			if st == nil || len(alts) > 0 {
+			if st == nil || len(alts) > 0 || !p.laneEnvOK(st) {
 				pl.laneShape = false
 			}
 		} else if m.portal != "" || !p.boundHere[""] {

@@ -65,13 +65,7 @@ type regChange struct {
 // apply makes the change. It takes the locks it needs, one at a time.
 func (c *regChange) apply() {
 	if c.client {
-		c.reg.mu.Lock()
-		if c.stmt != nil {
-			c.reg.stmts[c.name] = c.stmt
-		} else {
-			delete(c.reg.stmts, c.name)
-		}
-		c.reg.mu.Unlock()
+		c.reg.put(c.name, c.stmt)
 	}
 	if c.prim != nil {
 		if c.stmt != nil {
@@ -238,6 +232,9 @@ func replyOf(typ wire.Frontend) wire.Backend {
 type registry struct {
 	mu    sync.Mutex
 	stmts map[string]*preparedStmt // the client's statements, "" = unnamed
+	// unknown counts the statements in stmts whose parse environment is
+	// unknown (parseenv.go).
+	unknown int
 }
 
 func newRegistry() *registry {
@@ -257,7 +254,8 @@ func (r *registry) drop(name string, all bool) {
 	defer r.mu.Unlock()
 	if all {
 		clear(r.stmts)
+		r.unknown = 0
 		return
 	}
-	delete(r.stmts, name)
+	r.delLocked(name)
 }

@@ -85,6 +85,8 @@ type session struct {
 	// settings are the client's session settings as the server last
 	// reported them (transaction mode; nil: those of its login).
 	settings atomic.Pointer[sessionSettings]
+	// env: what txlane knows of the client's parse environment (parseenv.go).
+	env envState
 	// customList is customs, sorted, for the relay goroutine; hidden tracks
 	// statements that may have set custom settings by names not in it.
 	customList atomic.Pointer[[]string]
@@ -486,6 +488,7 @@ func (s *session) serve() {
 	s.customList.Store(&customs)
 	if mode, _ := s.srv.opts.Pool.For(s.database(), s.startup.Parameters["user"]); mode == PoolTransaction {
 		s.txMode = true
+		s.plans.env = s.parseEnvNow
 		if s.pool == nil { // a relayed login: its backend joins the pool
 			s.pool = s.srv.poolFor(s.startup.Parameters)
 			s.pool.adopt(p)
@@ -748,6 +751,7 @@ func (s *session) checkPart() (*rejection, error) {
 func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	pl := &s.plans.cur
 	p := s.pc.Load()
+	fresh := s.open == nil
 	if s.open == nil {
 		var err error
 		if p, err = s.attach(); err != nil {
@@ -768,6 +772,8 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	// settled holds the names whose state on the primary this request has
 	// already made right (or changed itself): a few per request at most.
 	var settled []string
+	em := s.markEnv() // before noteEffects (parseenv.go)
+	em.fresh = fresh && p.TxStatus() == TxIdle && p.inFlight() == 1
 	ensure := func(name string) {
 		if slices.Contains(settled, name) {
 			return
@@ -789,8 +795,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
-			out = wire.AppendParse(out, name, st.sql, st.paramOIDs)
-			sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, injected: &name})
+			out, sent = s.appendReparse(p, out, sent, &name, st, &em) // parseenv.go
 			(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
 		}
 	}
@@ -811,6 +816,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		s.noteEffects(st.stmt)
 	}
 	next := 0 // the step the next executing message runs
+	var ran *policy.Statement
 	for i := range b.msgs {
 		m := &b.msgs[i]
 		sm := sentMsg{typ: m.typ, kind: m.kind}
@@ -819,8 +825,11 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			sm.exec = steps[next].stmt
 			next++
 		}
+		em.step(ran) // what the previous message ran counts from here on
+		ran = sm.exec
 		switch {
 		case m.typ == wire.Parse:
+			s.stampEnv(m.stmt, &em) // parseenv.go
 			if m.name != "" {
 				ensure(m.name) // an existing name must make the server say so
 			} else {
@@ -854,6 +863,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		}
 		sent = append(sent, sm)
 		out = append(out, b.buf[m.start:m.end]...)
+		em.fresh = false
 	}
 	s.scratch = out[:0]
 
@@ -937,6 +947,7 @@ func sqlStatementRefs(st *policy.Statement) []string {
 func (s *session) noteEffects(st *policy.Statement) {
 	s.noteSetConfig(st)
 	s.notePin(st)
+	s.notePrepares(st) // parseenv.go
 	s.noteSnap(st)
 	s.noteOwnState(st)
 	s.noteOpaqueUnit(st) // set_config, a function, DISCARD: the unit may have changed

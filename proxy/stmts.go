@@ -19,6 +19,14 @@ const maxLaneStatements = 256
 type stmtKey string
 
 func makeStmtKey(sql string, paramOIDs []uint32) stmtKey {
+	return makeStmtKeyEnv("", sql, paramOIDs)
+}
+
+// makeStmtKeyEnv is makeStmtKey for a statement parsed under parse
+// environment env (parseenv.go): texts parsed under different environments
+// get different names, so a backend never runs one for the other
+// (stampEnv passes the key of the text, without parameter types, as sql).
+func makeStmtKeyEnv(env, sql string, paramOIDs []uint32) stmtKey {
 	// NOTE: the hashed bytes are assembled in a recycled buffer and hashed
 	// at once, and the name is built in an array: one allocation (the
 	// name), where a hash.Hash, a copy of the text and the sum took four.
@@ -28,6 +36,10 @@ func makeStmtKey(sql string, paramOIDs []uint32) stmtKey {
 		b = binary.BigEndian.AppendUint32(b, oid)
 	}
 	b = append(b, sql...)
+	if env != "" {
+		b = append(b, 0)
+		b = append(b, env...)
+	}
 	sum := sha256.Sum256(b)
 	if cap(b) <= maxRecycledKeyBuf {
 		*bp = b
@@ -54,6 +66,12 @@ type preparedStmt struct {
 	sql       string
 	paramOIDs []uint32
 	key       stmtKey
+	// env is the parse environment the client's Parse ran under
+	// (parseenv.go; "" in session mode), envUnknown says txlane did not
+	// know it then, and stamped that both (and key) are set (stampEnv).
+	env        string
+	envUnknown bool
+	stamped    bool
 }
 
 // stmtLRU is the set of statements prepared on one vector-lane connection,

@@ -102,7 +102,7 @@ func (s *session) attach() (*primaryConn, error) {
 // client's.
 func (s *session) moveState(p *primaryConn) error {
 	want := s.settings.Load()
-	sql := stateDiffSQL(p.settings, want)
+	sql, prepares, apart := stateDiff(p.settings, want)
 	clash := protocolClashes(p, p.settings, want)
 	if len(clash) > 0 {
 		// Before the PREPAREs: see protocolClashes.
@@ -118,12 +118,18 @@ func (s *session) moveState(p *primaryConn) error {
 		}
 		sql += "SELECT " + sets
 	}
+	if prepares != "" {
+		if sql != "" {
+			sql += "; "
+		}
+		sql += prepares
+	}
 	s.resetsFixed.Store(s.resets.Load()) // the values below are the client's
 	discard := false
-	if sql != "" || !s.sequencesAhead(p) {
+	if sql != "" || len(apart) > 0 || !s.sequencesAhead(p) {
 		sql, discard = s.withSequenceDiscard(p, sql) // seqstate.go
 	}
-	if sql == "" {
+	if sql == "" && len(apart) == 0 {
 		return nil
 	}
 	moveQueries.Add(1)
@@ -134,14 +140,22 @@ func (s *session) moveState(p *primaryConn) error {
 	// cancel that statement on a busy machine (57014; the client's own
 	// cancels do not reach p before attach returns). More tries (see
 	// canceledTries).
-	for try := 1; ; try++ {
-		q, err = p.queryKeep(protectSQL+sql, true)
-		if err != nil || q.err == nil || q.err.Code != CodeQueryCanceled || try == canceledTries {
+	for _, sql := range append([]string{sql}, apart...) {
+		if sql == "" {
+			continue
+		}
+		for try := 1; ; try++ {
+			q, err = p.queryKeep(protectSQL+sql, true)
+			if err != nil || q.err == nil || q.err.Code != CodeQueryCanceled || try == canceledTries {
+				break
+			}
+		}
+		if err == nil && q.err != nil {
+			err = errors.New(q.err.Message)
+		}
+		if err != nil {
 			break
 		}
-	}
-	if err == nil && q.err != nil {
-		err = errors.New(q.err.Message)
 	}
 	for _, name := range clash {
 		if err == nil {
@@ -185,8 +199,8 @@ func (s *session) moveState(p *primaryConn) error {
 // where they next need them.
 func protocolClashes(p *primaryConn, have, want *sessionSettings) []string {
 	var out []string
-	for name, text := range want.preparedMap() {
-		if have.preparedMap()[name] == text {
+	for name := range want.preparedMap() {
+		if _, ok := have.preparedMap()[name]; ok && samePrepared(have, want, name) {
 			continue
 		}
 		if _, ok := p.held.has(name); ok {
@@ -209,11 +223,22 @@ func protocolClashes(p *primaryConn, have, want *sessionSettings) []string {
 // SetSessionAuthorization), so the role is set after it, and again
 // whenever the identity was touched.
 func stateDiffSQL(have, want *sessionSettings) string {
+	sql, prepares, _ := stateDiff(have, want)
+	if prepares == "" || sql == "" {
+		return sql + prepares
+	}
+	return sql + "; " + prepares
+}
+
+// stateDiff is stateDiffSQL in parts: the settings, and the PREPAREs, which
+// must run last, once the backend has all the client's settings; apart are
+// queries to send one by one after both (parseenv.go: preparesSQL).
+func stateDiff(have, want *sessionSettings) (sql, prepares string, apart []string) {
 	if have == want {
-		return "" // the backend last served this client, or both are the login's
+		return "", "", nil // the backend last served this client, or both are the login's
 	}
 	identity := func(n string) bool { return n == "session_authorization" || n == "role" }
-	var resets, sets, prepares []string
+	var resets, sets []string
 	for _, name := range orderedSettings(have) {
 		if _, ok := want.get(name); !ok && !identity(name) {
 			resets = append(resets, resetSetting(name))
@@ -224,15 +249,11 @@ func stateDiffSQL(have, want *sessionSettings) string {
 	// (a PREPARE resolves names with the search_path, whose "$user" is the
 	// current user's).
 	for _, name := range sortedKeys(have.preparedMap()) {
-		if want.preparedMap()[name] != have.preparedMap()[name] {
+		if _, ok := want.preparedMap()[name]; !ok || !samePrepared(have, want, name) {
 			resets = append(resets, deallocate(name))
 		}
 	}
-	for _, name := range sortedKeys(want.preparedMap()) {
-		if text := want.preparedMap()[name]; have.preparedMap()[name] != text {
-			prepares = append(prepares, asciiStmt(text))
-		}
-	}
+	prepares, apart = preparesSQL(have, want)
 	for _, name := range orderedSettings(want) {
 		v, _ := want.get(name)
 		if hv, ok := have.get(name); identity(name) || ok && hv == v {
@@ -283,7 +304,7 @@ func stateDiffSQL(have, want *sessionSettings) string {
 			stmts = append(stmts, "SELECT "+strings.Join(ids, ", "))
 		}
 	}
-	return strings.Join(append(stmts, prepares...), "; ")
+	return strings.Join(stmts, "; "), prepares, apart
 }
 
 func setConfig(name, value string) string {
@@ -311,6 +332,10 @@ type sessionSettings struct {
 	// prepared are the session's SQL-level prepared statements: name (as
 	// the server stores it) → the PREPARE statement that defines it.
 	prepared map[string]string
+	// prepEnv is the parse environment each of prepared ran under, where
+	// txlane knows it; env is the session's own (parseenv.go).
+	prepEnv map[string]string
+	env     string
 }
 
 // preparedMap returns ss's prepared statements (nil for none).
@@ -565,7 +590,10 @@ func (s *session) idleOnce(p *primaryConn) bool {
 		// the pool did not take is closed at detach.
 		s.dirtyGen.Add(1)
 	}
+	// Idle outside a transaction: SET LOCAL values have ended.
+	s.env.local.Store(false)
 	if gen := s.dirtyGen.Load(); gen != s.cleanGen.Load() {
+		envGen := s.env.gen.Load()
 		setters := s.hidden.sent.Load()
 		canary := s.hidden.pending(setters)
 		s.srv.metrics.pinChecks.Inc()
@@ -584,14 +612,16 @@ func (s *session) idleOnce(p *primaryConn) bool {
 			if q.err == nil {
 				s.resetsFixed.Store(resets)
 			}
-			s.pinChecked(p, q, gen, setters, canary)
+			s.pinChecked(p, q, gen, envGen, setters, canary)
 		}}
+		s.env.checkSent(envGen)
 		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary, s.named.list(s.settings.Load()))+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
+			s.env.checkDone()
 		}
 		return true // its ReadyForQuery calls idle again
 	}
-	if r := s.pin.Load(); r != nil && *r != "" {
+	if r := s.pin.Load(); r != nil && *r != "" || s.envPinned() {
 		p.release()
 		return true
 	}
@@ -954,6 +984,7 @@ var resetLeftSQL = []string{"ROLLBACK", "SET statement_timeout = 0; SET lock_tim
 // the server session that a pool must not move (transaction mode; see
 // mayPin). Safe to call from any goroutine.
 func (s *session) notePin(st *policy.Statement) {
+	s.noteEnv(st)
 	s.noteSeed(st)
 	s.noteLoad(st)
 	s.noteSequences(st)
@@ -1206,7 +1237,7 @@ var canaryName = func() string {
 // for the statements up to gen, and for the setters of hidden custom
 // settings up to setters, canary saying whether it set the canary (in
 // relay, before the connection is looked at again).
-func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint64, canary bool) {
+func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, envGen, setters uint64, canary bool) {
 	var why []string
 	n := len(pinReasons)
 	var ss *sessionSettings
@@ -1237,6 +1268,11 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 				why = append(why, pinReasons[i])
 			}
 		}
+		unknown := s.settleEnv(s.settings.Load(), ss, envGen)
+		s.env.sqlUnknown.Store(unknown)
+		if unknown || s.reg.unknownEnvs() > 0 {
+			why = append(why, "parse_settings")
+		}
 		// The settings move with the client: this backend holds them now.
 		s.settings.Store(ss)
 		p.settings = ss
@@ -1258,6 +1294,7 @@ func (s *session) pinChecked(p *primaryConn, q *internalQuery, gen, setters uint
 		s.srv.metrics.pinned(w)
 	}
 	s.cleanGen.Store(gen)
+	s.env.checkDone()
 }
 
 // serverPID is the process ID of the backend serving the client (0 for none).
@@ -1270,10 +1307,14 @@ func (s *session) serverPID() uint32 {
 
 // pinnedBy is what pins the client to its backend ("" for nothing).
 func (s *session) pinnedBy() string {
-	if r := s.pin.Load(); r != nil {
-		return *r
+	r := ""
+	if p := s.pin.Load(); p != nil {
+		r = *p
 	}
-	return ""
+	if s.reg.unknownEnvs() > 0 && !strings.Contains(r, "parse_settings") {
+		r = strings.TrimPrefix(r+",parse_settings", ",")
+	}
+	return r
 }
 
 // quoteGUC quotes a setting name for RESET: each dot-separated part as an

@@ -258,6 +258,7 @@ func (s *session) writeShared(w *bufio.Writer, b *batch, steps []planStep, held 
 		m := &b.msgs[i]
 		switch {
 		case m.typ == wire.Parse:
+			s.stampEnv(m.stmt, nil) // parseenv.go
 			used = append(used, m.stmt.key)
 		case m.typ == wire.Bind || m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			if st := m.resolved; st != nil {
