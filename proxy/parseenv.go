@@ -593,15 +593,18 @@ func (p *planner) laneEnvOK(st *preparedStmt) bool {
 // restore the client's (ParameterStatus reports only values that differ at
 // ReadyForQuery, so the client sees none). When txlane knows either
 // environment not, no Parse can be exact: the server is made to raise
-// 0A000 instead, and the request fails there.
-func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name *string, st *preparedStmt, em *envMark) ([]byte, []sentMsg) {
+// 0A000 instead, and the request fails there. parsed says whether a Parse
+// was appended (the caller records the statement as the backend's only
+// then).
+func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name *string, st *preparedStmt, em *envMark) (_ []byte, _ []sentMsg, parsed bool) {
 	parse := func() {
+		parsed = true
 		out = wire.AppendParse(out, *name, st.sql, st.paramOIDs)
 		sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, injected: name})
 	}
 	if !s.txMode || !st.stamped {
 		parse()
-		return out, sent
+		return out, sent, parsed
 	}
 	env, known := em.get()
 	switch {
@@ -628,7 +631,10 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 			Detail:  "The statement must be prepared again on this server connection, and a change of DateStyle, TimeZone or another setting that decides how a statement is parsed has not been read back from the server yet.",
 			Hint:    "Wait for the result of a statement that changes such a setting before sending the next request, or prepare the statement again."})
 	}
-	return out, sent
+	// NOTE: without a Parse the backend does not hold the statement (a stale
+	// one was closed): the caller records nothing, so that the next request
+	// that needs it prepares it.
+	return out, sent, parsed
 }
 
 // reparses counts the statements txlane prepared again under the parse

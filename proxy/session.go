@@ -795,8 +795,11 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
-			out, sent = s.appendReparse(p, out, sent, &name, st, &em) // parseenv.go
-			(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
+			var parsed bool
+			out, sent, parsed = s.appendReparse(p, out, sent, &name, st, &em) // parseenv.go
+			if parsed {
+				(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
+			}
 		}
 	}
 	// Statements SQL-level DEALLOCATE and EXECUTE name must exist there too.
