@@ -34,7 +34,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "std", "std, gnet, epoll, block or hybrid")
+	mode := flag.String("mode", "std", "std, gnet, epoll, block, hybrid or seq")
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	server := flag.String("server", "", "PostgreSQL server address")
 	flag.Parse()
@@ -49,6 +49,8 @@ func main() {
 		log.Fatal(runBlock(*listen, *server))
 	case "hybrid":
 		log.Fatal(runHybrid(*listen, *server))
+	case "seq":
+		log.Fatal(runSeq(*listen, *server))
 	default:
 		log.Fatalf("unknown -mode %q", *mode)
 	}
