@@ -47,6 +47,8 @@ type batch struct {
 	// synced is true when the batch ends with Sync or is a simple Query: the
 	// server answers it with ReadyForQuery.
 	synced bool
+	// memo outlives reset: the client's recent texts and names.
+	memo textMemo
 }
 
 func (b *batch) reset() {
@@ -84,20 +86,19 @@ func (b *batch) add(typ wire.Frontend, r *wire.Reader[wire.Frontend]) error {
 	case wire.Sync:
 		b.synced = true
 	case wire.Parse:
-		var p pgproto3.Parse
-		if err := p.Decode(body); err != nil {
-			return err
-		}
-		m.name = p.Name
-		m.stmt = &preparedStmt{sql: p.Query, paramOIDs: p.ParameterOIDs, key: makeStmtKey(p.Query, p.ParameterOIDs)}
-	case wire.Bind:
-		// Bind starts with the portal and statement names; the rest (parameter
-		// values) is decoded only where a value matters (bindUnits).
-		portal, rest, ok := wire.CString(body)
+		name, st, ok := b.memo.parse(body)
 		if !ok {
 			return errMalformed(typ)
 		}
-		name, params, ok := wire.CString(rest)
+		m.name, m.stmt = name, st
+	case wire.Bind:
+		// Bind starts with the portal and statement names; the rest (parameter
+		// values) is decoded only where a value matters (bindUnits).
+		portal, rest, ok := b.memo.cstring(body)
+		if !ok {
+			return errMalformed(typ)
+		}
+		name, params, ok := b.memo.cstring(rest)
 		if !ok {
 			return errMalformed(typ)
 		}
@@ -106,7 +107,7 @@ func (b *batch) add(typ wire.Frontend, r *wire.Reader[wire.Frontend]) error {
 		if len(body) < 2 {
 			return errMalformed(typ)
 		}
-		name, _, ok := wire.CString(body[1:])
+		name, _, ok := b.memo.cstring(body[1:])
 		if !ok {
 			return errMalformed(typ)
 		}
@@ -117,7 +118,7 @@ func (b *batch) add(typ wire.Frontend, r *wire.Reader[wire.Frontend]) error {
 			m.portal = name
 		}
 	case wire.Execute:
-		portal, rest, ok := wire.CString(body)
+		portal, rest, ok := b.memo.cstring(body)
 		if !ok || len(rest) < 4 {
 			return errMalformed(typ)
 		}

@@ -493,11 +493,15 @@ func (pl *requestPlan) statements() int {
 
 // stmts returns the classified statements of the steps from i on.
 func (pl *requestPlan) stmts(i int) []*policy.Statement {
-	out := make([]*policy.Statement, 0, len(pl.steps)-i)
+	return pl.appendStmts(make([]*policy.Statement, 0, len(pl.steps)-i), i)
+}
+
+// appendStmts appends the statements of steps i and later to dst.
+func (pl *requestPlan) appendStmts(dst []*policy.Statement, i int) []*policy.Statement {
 	for _, st := range pl.steps[i:] {
-		out = append(out, st.stmt)
+		dst = append(dst, st.stmt)
 	}
-	return out
+	return dst
 }
 
 // sqlTexts returns the texts of the steps, for fingerprints in logs.

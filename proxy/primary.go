@@ -303,8 +303,12 @@ func (p *primaryConn) observe(status byte) *request {
 	p.mu.Unlock()
 	o.requestDone(req, TxStatus(status), last)
 	p.mu.Lock()
-	clear(p.mu.pending[:n])
-	p.mu.pending = p.mu.pending[n:]
+	// NOTE: the queue is shifted down rather than resliced, so that its
+	// array is reused by the next push instead of reallocated once the end
+	// is reached (one or two requests are pending at a time, mostly).
+	k := copy(p.mu.pending, p.mu.pending[n:])
+	clear(p.mu.pending[k:])
+	p.mu.pending = p.mu.pending[:k]
 	p.signalLocked()
 	p.mu.Unlock()
 	return req
@@ -698,7 +702,11 @@ func (p *primaryConn) track(req *request, sent []sentMsg, stmts []*policy.Statem
 	} else {
 		req.replies.sent = append(req.replies.sent, sent...)
 	}
-	req.stmts = append(req.stmts, stmts...)
+	if len(req.stmts) == 0 {
+		req.stmts = stmts // the caller's to give, as sent
+	} else {
+		req.stmts = append(req.stmts, stmts...)
+	}
 	req.extended = req.extended || extended
 	p.mu.Unlock()
 }

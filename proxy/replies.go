@@ -97,8 +97,10 @@ type replyTracker struct {
 	// and held what the backend running them holds under the client's names.
 	reg  *registry
 	held *heldStmts
-	// done lists the statements the server reported complete, in order.
-	done []*policy.Statement
+	// done lists the statements the server reported complete, in order;
+	// doneRoom holds the first few (no allocation for a typical request).
+	done     []*policy.Statement
+	doneRoom [2]*policy.Statement
 	// describedParams: a Describe 'S' got its ParameterDescription and awaits
 	// its RowDescription or NoData.
 	describedParams bool
@@ -199,6 +201,9 @@ func (t *replyTracker) reply(typ wire.Backend) (hide bool) {
 // completed records that st ran and applies what it does to the client's
 // prepared statements.
 func (t *replyTracker) completed(st *policy.Statement) {
+	if t.done == nil {
+		t.done = t.doneRoom[:0]
+	}
 	t.done = append(t.done, st)
 	if t.reg == nil {
 		return

@@ -277,6 +277,67 @@ type request struct {
 	// failedAt is 1 + len(replies.done) when the server's ErrorResponse came
 	// (0: none); see txEnds.
 	failedAt int
+	// inline holds the bookkeeping of the request's first messages.
+	inline requestInline
+}
+
+// requestInline is room, inside a request, for what sendPrimary records
+// about the first messages it sends: the sent list and the changes their
+// Parse and Bind messages make. A typical request (Parse, Bind, Describe,
+// Execute, Sync) then costs one allocation, the request, rather than one
+// per message; a longer one takes the rest from the heap. What is handed
+// out here lives as long as the request, like the heap's would.
+type requestInline struct {
+	sent     [6]sentMsg
+	regs     [2]regChange
+	portals  [2]portalChange
+	stmts    [2]*policy.Statement
+	sentUsed bool // sent was handed out (to the request's first part)
+	stmtUsed bool // stmts was handed out
+	nregs    int
+	nportals int
+}
+
+// stmtList returns an empty statement list with room for n statements.
+func (in *requestInline) stmtList(n int) []*policy.Statement {
+	if in.stmtUsed || n > len(in.stmts) {
+		return make([]*policy.Statement, 0, n)
+	}
+	in.stmtUsed = true
+	return in.stmts[:0:len(in.stmts)]
+}
+
+// sentList returns an empty sent list with room for n messages.
+func (in *requestInline) sentList(n int) []sentMsg {
+	if in.sentUsed || n > len(in.sent) {
+		return make([]sentMsg, 0, n)
+	}
+	in.sentUsed = true
+	return in.sent[:0:len(in.sent)]
+}
+
+// regChange returns c, stored here while room lasts.
+func (in *requestInline) regChange(c regChange) *regChange {
+	if in.nregs == len(in.regs) {
+		h := new(regChange)
+		*h = c
+		return h
+	}
+	in.regs[in.nregs] = c
+	in.nregs++
+	return &in.regs[in.nregs-1]
+}
+
+// portalChange returns c, stored here while room lasts.
+func (in *requestInline) portalChange(c portalChange) *portalChange {
+	if in.nportals == len(in.portals) {
+		h := new(portalChange)
+		*h = c
+		return h
+	}
+	in.portals[in.nportals] = c
+	in.nportals++
+	return &in.portals[in.nportals-1]
 }
 
 // TxStatus returns the client's transaction status.
@@ -767,11 +828,13 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	pl.sent = len(pl.steps)
 
 	// sent is handed to the reply tracker (track), which keeps it.
-	sent := make([]sentMsg, 0, len(b.msgs)+1)
+	in := &s.open.inline
+	sent := in.sentList(len(b.msgs) + 1)
 	out := s.scratch[:0]
 	// settled holds the names whose state on the primary this request has
 	// already made right (or changed itself): a few per request at most.
-	var settled []string
+	var settledRoom [4]string
+	settled := settledRoom[:0]
 	em := s.markEnv() // before noteEffects (parseenv.go)
 	em.fresh = fresh && p.TxStatus() == TxIdle && p.inFlight() == 1
 	ensure := func(name string) {
@@ -790,13 +853,15 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		if has && (st == nil || k != st.key) {
 			// Stale, or gone for the client: close it, so that the server
 			// answers as it would have.
+			injected := name // on the heap only on this path
 			out = wire.AppendCloseStatement(out, name)
-			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true, injected: &name})
+			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true, injected: &injected})
 			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
 			var parsed bool
-			out, sent, parsed = s.appendReparse(p, out, sent, &name, st, &em) // parseenv.go
+			injected := name
+			out, sent, parsed = s.appendReparse(p, out, sent, &injected, st, &em) // parseenv.go
 			if parsed {
 				(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
 			}
@@ -841,22 +906,22 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 				s.dropStmt("")
 			}
 			settled = append(settled, m.name)
-			sm.change = &regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held}
+			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held})
 		case m.typ == wire.Bind:
 			ensure(m.name)
-			sm.portal = &portalChange{p: s.plans, name: m.portal, ref: m.bound}
+			sm.portal = in.portalChange(portalChange{p: s.plans, name: m.portal, ref: m.bound})
 		case m.typ == wire.Describe && m.kind == wire.ObjectStatement:
 			ensure(m.name)
 		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
 			settled = append(settled, m.name)
-			sm.change = &regChange{reg: s.reg, name: m.name, client: true, prim: &p.held}
+			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, client: true, prim: &p.held})
 		case m.typ == wire.Close:
-			sm.portal = &portalChange{p: s.plans, name: m.portal, drop: true}
+			sm.portal = in.portalChange(portalChange{p: s.plans, name: m.portal, drop: true})
 		case m.typ == wire.Query:
 			// A simple Query replaces the unnamed statement, for the client
 			// too, and drops the unnamed portal.
 			s.dropStmt("")
-			sm.portal = &portalChange{p: s.plans, drop: true}
+			sm.portal = in.portalChange(portalChange{p: s.plans, drop: true})
 		}
 		if rej != nil && m.typ == wire.Execute && next-1 == rej.step-(len(pl.steps)-len(steps)) {
 			out, sent = s.appendRaise(p, out, sent, rej.err)
@@ -871,7 +936,8 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	s.scratch = out[:0]
 
 	synced := b.synced
-	p.track(s.open, sent, pl.stmts(len(pl.steps)-len(steps)), synced && b.sql == "" && !b.function())
+	stmts := pl.appendStmts(in.stmtList(len(steps)), len(pl.steps)-len(steps))
+	p.track(s.open, sent, stmts, synced && b.sql == "" && !b.function())
 	if synced {
 		s.open = nil
 	}

@@ -352,14 +352,12 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 	}
 	firstWrite, begins := -1, false
 	ownWrite := false // a write of the request's own, not only end work (endwork.go)
-	var reads []policy.Table
 	for i, st := range pl.steps[from:] {
 		if firstWrite < 0 && (isWrite(st.stmt) || st.runs != nil && isWrite(st.runs)) {
 			firstWrite = from + i
 		}
 		ownWrite = ownWrite || isWrite(st.stmt) || st.runs != nil && st.runs != endWorkStmt && isWrite(st.runs)
 		begins = begins || beginsTx(st.stmt)
-		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
 	}
 	if firstWrite < 0 && pl.sentEarly {
 		// A unit set after writes already sent (units_request.go).
@@ -422,7 +420,7 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 			if handled, rej, err := s.escapeHolds(final && idle, firstWrite, u, others); handled || rej != nil || err != nil {
 				return handled, rej, err
 			}
-		case final && idle && len(others) == 1 && s.srv.units.followsReroute(others[0], reads) && s.rerouteBar(others[0]) == "" && s.rerouteCodeBar() == "":
+		case final && idle && len(others) == 1 && s.srv.units.followsReroute(others[0], stepReads(pl.steps[from:])) && s.rerouteBar(others[0]) == "" && s.rerouteCodeBar() == "":
 			// Read-your-writes across connections: the tables were written
 			// inside the holder's transaction, so the read runs there too.
 			return true, nil, s.reroute(&s.cur, u, others[0], false)
@@ -760,4 +758,14 @@ func describeTables(stmts []*policy.Statement) string {
 		return t[0].String()
 	}
 	return "(unknown tables)"
+}
+
+// stepReads lists the tables steps read, directly or through what they
+// reach (made only where a decision needs it: most requests never do).
+func stepReads(steps []planStep) []policy.Table {
+	var reads []policy.Table
+	for _, st := range steps {
+		reads = append(append(reads, st.stmt.Reads...), st.stmt.ReadsReached...)
+	}
+	return reads
 }
