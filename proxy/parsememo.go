@@ -16,10 +16,10 @@ import (
 // anyone (preparedStmt's fields are read-only once made), so two statements
 // may share them.
 type textMemo struct {
-	texts     [memoTexts]memoText
-	nextText  int
-	names     [memoNames]string
-	nextName  int
+	texts    [memoTexts]memoText
+	nextText int
+	names    [memoNames]string
+	nextName int
 }
 
 // memoTexts and memoNames bound the texts and names remembered: a client
