@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"sort"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/txlane/txlane/policy"
 )
 
 // Metrics are the proxy's Prometheus metrics. A Server without
@@ -51,11 +53,10 @@ type Metrics struct {
 	// requestHist, poolWaitHist and acquireHist are requestSeconds,
 	// poolWait and acquireWait with their lanes' series resolved once.
 	requestHist, poolWaitHist, acquireHist laneHist
-	// routes caches the requests counter's series by (lane, reason).
-	routes struct {
-		sync.RWMutex
-		m map[[2]string]prometheus.Counter
-	}
+	// routes caches the requests counter's series by lane and reason, each
+	// resolved at its first use: a lookup per request is two array indexes
+	// and an atomic load, with no lock shared by every client.
+	routes [2][256]atomic.Pointer[prometheus.Counter]
 	// errors counts the ErrorResponses servers sent to clients, by lane and
 	// SQLSTATE class; deadlocks those of SQLSTATE 40P01, by lane.
 	serverErrors *prometheus.CounterVec
@@ -158,7 +159,6 @@ func NewMetrics() *Metrics {
 	m.reloadOK.Set(1)
 	// NOTE: series that alerts watch for any increase exist from the start:
 	// increase() sees nothing in a series' first sample.
-	m.routes.m = map[[2]string]prometheus.Counter{}
 	m.requestHist = newLaneHist(m.requestSeconds)
 	m.poolWaitHist = newLaneHist(m.poolWait)
 	m.acquireHist = newLaneHist(m.acquireWait)
@@ -346,18 +346,17 @@ func counterValue(c prometheus.Counter) float64 {
 }
 
 // route counts one request routed to lane for reason.
-func (m *Metrics) route(lane, reason string) {
-	key := [2]string{lane, reason}
-	m.routes.RLock()
-	c := m.routes.m[key]
-	m.routes.RUnlock()
+func (m *Metrics) route(lane policy.Lane, reason policy.Reason) {
+	slot := &m.routes[lane][reason]
+	c := slot.Load()
 	if c == nil {
-		c = m.requests.WithLabelValues(lane, reason)
-		m.routes.Lock()
-		m.routes.m[key] = c
-		m.routes.Unlock()
+		// Two clients may resolve the same series at once: both get the
+		// same counter from the vector.
+		v := m.requests.WithLabelValues(lane.String(), reason.String())
+		c = &v
+		slot.Store(c)
 	}
-	c.Inc()
+	(*c).Inc()
 }
 
 // Routed returns how many requests went to lane for reason.

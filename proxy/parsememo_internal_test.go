@@ -71,7 +71,7 @@ func TestTextMemoMalformed(t *testing.T) {
 		{"no name terminator", []byte("s")},
 		{"no text terminator", []byte("s\x00SELECT")},
 		{"no type count", []byte("s\x00SELECT\x00")},
-		{"a type count the body does not hold", append(append([]byte(nil), good[:len(good)-4]...))},
+		{"a type count the body does not hold", append([]byte(nil), good[:len(good)-4]...)},
 		{"bytes after the types", append(append([]byte(nil), good...), 0)},
 	} {
 		var m textMemo

@@ -320,6 +320,7 @@ func (s *Server) handle(raw net.Conn) {
 		cr:      wire.NewReader[wire.Frontend](hello.BR, live.MaxMessageSize),
 		out:     clientWriter{w: newClientWriter(hello.Conn)},
 		startup: hello.Startup,
+		db:      startupDatabase(hello.Startup.Parameters),
 		proto:   hello.Proto,
 		log: log.WithLazy(zap.String("user", hello.Startup.Parameters["user"]),
 			zap.String("database", hello.Startup.Parameters["database"]),

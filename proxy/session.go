@@ -58,7 +58,10 @@ type session struct {
 	out    clientWriter
 
 	startup *pgproto3.StartupMessage
-	proto   *wire.Negotiation // the protocol version and options of the login (protocol.go)
+	// db is the database the client logged in to (startup's "database",
+	// else its "user", as PostgreSQL defaults it), set once at creation.
+	db    string
+	proto *wire.Negotiation // the protocol version and options of the login (protocol.go)
 	// pc is the client's backend on the primary lane: set at login; in
 	// transaction mode nil while the client holds none (see attach, idle).
 	pc atomic.Pointer[primaryConn]

@@ -128,7 +128,7 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 
 // routed counts a routing decision: one per request.
 func (s *session) routed(lane policy.Lane, reason policy.Reason) {
-	s.srv.metrics.route(lane.String(), reason.String())
+	s.srv.metrics.route(lane, reason)
 }
 
 // runOnLane sends request b to lane connection c, after giving c the client's
@@ -829,10 +829,19 @@ func mayReadVectorStmt(st *policy.Statement, rules *policy.Rules) bool {
 
 // database is the database the client logged in to.
 func (s *session) database() string {
-	if db := s.startup.Parameters["database"]; db != "" {
+	if s.db != "" {
+		return s.db
+	}
+	return startupDatabase(s.startup.Parameters) // a session made without server.go's handle
+}
+
+// startupDatabase is the database a login with startup parameters params
+// asks for: "database", else the user name (PostgreSQL's default).
+func startupDatabase(params map[string]string) string {
+	if db := params["database"]; db != "" {
 		return db
 	}
-	return s.startup.Parameters["user"]
+	return params["user"]
 }
 
 // searchPathOf returns the schemas of the snapshot's search_path, "$user"
