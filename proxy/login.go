@@ -298,6 +298,9 @@ func (s *session) failBackendLogin(err error, user string) error {
 // transaction mode a client that logged in from the login cache meets these
 // at its first transaction, when its pool opens a backend.
 func (s *session) backendLoginError(err error, user string) *wire.Error {
+	if err == nil {
+		return nil // before errors.As's targets, which escape: no allocation per attach
+	}
 	var sle *wire.ServerLoginError
 	var ce *auth.CredentialsError
 	var de *dialError

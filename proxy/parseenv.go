@@ -463,8 +463,21 @@ func (s *session) stampEnv(st *preparedStmt, em *envMark) {
 	if env != "" {
 		// NOTE: from the text's key, not the text: a text may carry a long
 		// inline vector literal, hashed once already.
-		st.key = makeStmtKeyEnv(env, string(st.key), nil)
+		m := &s.envKeys
+		if m.env != env || m.text != st.key {
+			m.env, m.text, m.key = env, st.key, makeStmtKeyEnv(env, string(st.key), nil)
+		}
+		st.key = m.key
 	}
+}
+
+// envKeyMemo is the last key stampEnv made: a client that parses the same
+// text under the same environment again (an unnamed statement per
+// request) gets it without a hash and an allocation. The client goroutine
+// owns it.
+type envKeyMemo struct {
+	env       string
+	text, key stmtKey
 }
 
 // envPinned reports whether the client holds a statement whose parse

@@ -58,6 +58,8 @@ type session struct {
 	out    clientWriter
 
 	startup *pgproto3.StartupMessage
+	// envKeys: stampEnv's last key (parseenv.go).
+	envKeys envKeyMemo
 	// db is the database the client logged in to (startup's "database",
 	// else its "user", as PostgreSQL defaults it), set once at creation.
 	db    string
