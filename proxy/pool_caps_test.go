@@ -90,6 +90,10 @@ func TestPoolCaps(t *testing.T) {
 			if !errors.As(err, &pe) || pe.Code != proxy.CodeProtocolViolation || !strings.Contains(pe.Message, "query_wait_timeout") {
 				t.Fatalf("b held back by %s: %v, want FATAL 08P01 query_wait_timeout", tc.name, err)
 			}
+			// The detail says what was waited for, in the configuration's terms.
+			if !strings.Contains(pe.Detail, "query_wait_timeout (2s)") || !strings.Contains(pe.Detail, "pool_size") {
+				t.Errorf("detail %q does not name pool_size and query_wait_timeout (2s)", pe.Detail)
+			}
 			exec(t, a, "COMMIT")
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -41,7 +42,8 @@ func (s *session) attach() (*primaryConn, error) {
 		}
 		// A CancelRequest of the client ends the wait (txwait.go).
 		s.wait.begin()
-		p, err := s.poolGet(&s.wait, s.pool, s.srv.live().QueryWaitTimeout)
+		waitFor := s.srv.live().QueryWaitTimeout
+		p, err := s.poolGet(&s.wait, s.pool, waitFor)
 		if err != nil && s.wait.canceled() {
 			s.wait.end()
 			return nil, errWaitCanceled
@@ -62,8 +64,9 @@ func (s *session) attach() (*primaryConn, error) {
 			s.srv.metrics.timeout("query_wait")
 			return nil, &wire.Error{Severity: "FATAL", Code: CodeProtocolViolation,
 				Message: "query_wait_timeout: no server connection became free in time",
-				Detail:  "pool_mode is transaction and every server connection of this pool stayed busy (" + err.Error() + ").",
-				Hint:    "Raise pool_size or query_wait_timeout in txlane's configuration."}
+				Detail: fmt.Sprintf("pool_mode is transaction and every server connection of this pool (pool_size %d) stayed busy for query_wait_timeout (%s).",
+					s.pool.size, waitFor),
+				Hint: "Raise pool_size (applies after a restart) or query_wait_timeout (applies at a reload, to waits that begin afterwards) in txlane's configuration."}
 		}
 		p.setOwner(s)
 		p.acquire()
