@@ -196,6 +196,9 @@ type envMark struct {
 	// began on a backend idle outside a transaction block (see
 	// appendReparse).
 	fresh bool
+	// parsing: the statement is made to exist only for the client's Parse
+	// of its name, which fails there (see appendReparse).
+	parsing bool
 }
 
 // markEnv takes the client's envMark; call it before noting the request's
@@ -625,6 +628,17 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 		parse()
 		out = wire.AppendSync(out)
 		sent = append(sent, sentMsg{typ: wire.Sync, hidden: true})
+	case em.parsing:
+		// The client parses a name it holds, which fails: PostgreSQL parses
+		// and analyses the new text, and only then finds the name taken
+		// (exec_parse_message, StorePreparedStatement: 42P05). Any
+		// statement under the name gets the client the answer its own
+		// backend gives, so a placeholder stands in, parsed under any
+		// settings. The backend is recorded as holding something unknown
+		// under the name: its next use closes it and prepares the client's.
+		out = wire.AppendParse(out, *name, parsePlaceholderSQL, nil)
+		sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, injected: name})
+		p.held.set(*name, unknownStmt)
 	default:
 		out, sent = s.appendRaise(p, out, sent, &wire.Error{Severity: "ERROR", Code: CodeFeatureNotSupported,
 			Message: "txlane cannot prepare statement " + quoteIdent(*name) + " again under the settings it was parsed with",
@@ -636,6 +650,11 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 	// that needs it prepares it.
 	return out, sent, parsed
 }
+
+// parsePlaceholderSQL is the statement that holds a client's statement
+// name on a backend for a Parse of that name that must fail (see
+// appendReparse): it parses under any settings, and runs nothing.
+const parsePlaceholderSQL = "SELECT /* txlane: a placeholder for a statement name the client holds */"
 
 // reparses counts the statements txlane prepared again under the parse
 // environment they were first parsed in, other than the client's current

@@ -834,7 +834,9 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		case m.typ == wire.Parse:
 			s.stampEnv(m.stmt, &em) // parseenv.go
 			if m.name != "" {
-				ensure(m.name) // an existing name must make the server say so
+				em.parsing = true // only the name must exist (parseenv.go)
+				ensure(m.name)    // an existing name must make the server say so
+				em.parsing = false
 			} else {
 				// Parsing the unnamed statement drops the old one, even if
 				// the new one fails.

@@ -298,6 +298,10 @@ func TestTxPoolDifferential(t *testing.T) {
 		// A statement txlane could not prepare again under its parse
 		// settings was believed held: 26000 at step 420.
 		{"seed_1795994361328435086_pool_size_1", 1, 1795994361328435086, 430},
+		// A Parse of a name the client holds, inside a transaction that
+		// had reset its parse settings, got 0A000 (txlane could not
+		// prepare the held statement again) instead of 42P05: step 106.
+		{"seed_1795997158683980211_pool_size_1", 1, 1795997158683980211, 120},
 	}
 	for _, run := range runs {
 		size := run.size
