@@ -773,7 +773,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	// already made right (or changed itself): a few per request at most.
 	var settled []string
 	em := s.markEnv() // before noteEffects (parseenv.go)
-	em.fresh = fresh && p.TxStatus() == TxIdle && p.inFlight() == 1
+	em.at(p, fresh)
 	ensure := func(name string) {
 		if slices.Contains(settled, name) {
 			return
