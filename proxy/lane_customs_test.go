@@ -29,15 +29,7 @@ func TestLaneCustomPlaceholder(t *testing.T) {
 	run := func(c *pgconn.PgConn, sql string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		res, err := c.Exec(ctx, sql).ReadAll()
-		var out []string
-		for _, r := range res {
-			out = append(out, resultText(r))
-		}
-		if err != nil {
-			out = append(out, errText(err))
-		}
-		return strings.Join(out, " / ")
+		return execText(ctx, c, sql)
 	}
 	vecRead := func(name string) string {
 		return fmt.Sprintf("SELECT coalesce(current_setting('%s', true), 'NULL'), id FROM %s", name, vec)

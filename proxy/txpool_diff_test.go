@@ -239,7 +239,13 @@ func (dw *diffWorld) run(op diffOp, i int) string {
 	if op.proto != nil {
 		return op.proto(ctx, c, dw.world, i)
 	}
-	res, err := c.Exec(ctx, op.sql(dw.world, i)).ReadAll()
+	return execText(ctx, c, op.sql(dw.world, i))
+}
+
+// execText runs sql with the simple protocol and describes each result and
+// the error, if any.
+func execText(ctx context.Context, c *pgconn.PgConn, sql string) string {
+	res, err := c.Exec(ctx, sql).ReadAll()
 	var out []string
 	for _, r := range res {
 		out = append(out, resultText(r))
