@@ -466,6 +466,16 @@ type Statement struct {
 	// one the setting may take). Several statements keep theirs in their
 	// Parts.
 	ConfigCalls []ConfigCall `json:"config_calls,omitempty"`
+	// CustomSettings lists the custom (dotted) settings the statement reads
+	// with current_setting and a constant name, lower case. The vector
+	// lane sets the client's value of one with set_config, which is exact
+	// only for a value that is not empty: whether the name exists at all
+	// (NULL from current_setting(name, true), an error without it) or as
+	// a placeholder ('', what a RESET or the end of a SET LOCAL leaves:
+	// PostgreSQL keeps a custom setting once it was set) is state of the
+	// backend's session, which a lane connection that served other
+	// clients does not share.
+	CustomSettings []string `json:"custom_settings,omitempty"`
 	// WritesSettingsOnly: what makes the statement a write is set_config
 	// calls with constant names alone: it writes settings of its own
 	// session (transactional, as every setting), no data. For the units of

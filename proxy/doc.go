@@ -60,6 +60,8 @@
 //	                 SERVERS and SHOW POOLS
 //	lanecheck.go     after each read, the lane connection proves its session
 //	                 is what txlane set (laneCheckSQL), or is closed
+//	lane_customs.go  a read of a custom setting the client holds no value of
+//	                 (or an empty one: a placeholder) runs on the primary
 //	refusal.go       reads the read-only lane refused as writes
 //	settings.go      session state mirrored on the lane (snapshot, applySQL)
 //	enctext.go       txlane's own SQL in any client_encoding: values read

@@ -134,11 +134,15 @@ func clientPins(t *testing.T, p *testProxy) string {
 // custom setting and a search_path of non-ASCII values reads them on the
 // vector lane as on its own backend, one after the other on one lane
 // connection (max_conns 1) that a UTF-8 client uses in between, and the
-// UTF-8 client finds none of them there.
+// UTF-8 client finds none of them there. Its read of app.tenant, which it
+// never set, runs on the primary and gives NULL, as its own session does
+// (the lane connection keeps a placeholder of the other client's).
 func TestVectorLaneNonUTF8Client(t *testing.T) {
 	bed := startVectorProxy(t, func(o *proxy.Options) { o.ReadPool.MaxConns = 1 })
 	const values = "current_setting('app.tenant', true), current_setting('search_path'), current_setting('client_encoding')"
 	probe := "SELECT pg_backend_pid()::text, " + values + " FROM " + bed.table + " LIMIT 1"
+	otherProbe := "SELECT pg_backend_pid()::text, current_setting('search_path'), current_setting('client_encoding') FROM " + bed.table + " LIMIT 1"
+	tenant := "SELECT pg_backend_pid()::text, coalesce(current_setting('app.tenant', true), 'NULL') FROM " + bed.table + " LIMIT 1"
 	u := bed.connect(t)
 	lu := newLanes(t, u)
 	for _, tc := range encodingCases {
@@ -159,12 +163,15 @@ func TestVectorLaneNonUTF8Client(t *testing.T) {
 			if strings.Join(got[1:], "|") != strings.Join(own, "|") {
 				t.Errorf("%s: on the lane %q, on its backend %q", tc.enc, got[1:], own)
 			}
-			other := row(t, u, probe)
+			other := row(t, u, otherProbe)
 			if other[0] == lu.primary {
 				t.Errorf("%s: the UTF-8 client's read ran on the primary", tc.enc)
 			}
-			if want := []string{"", `"$user", public`, "UTF8"}; strings.Join(other[1:], "|") != strings.Join(want, "|") {
+			if want := []string{`"$user", public`, "UTF8"}; strings.Join(other[1:], "|") != strings.Join(want, "|") {
 				t.Errorf("%s: the UTF-8 client finds %q on the lane, want %q", tc.enc, other[1:], want)
+			}
+			if got := row(t, u, tenant); got[0] != lu.primary || got[1] != "NULL" {
+				t.Errorf("%s: the UTF-8 client's read of app.tenant: %q on backend %s (its primary: %s), want NULL there", tc.enc, got[1], got[0], lu.primary)
 			}
 		}
 	}

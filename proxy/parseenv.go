@@ -196,6 +196,36 @@ type envMark struct {
 	// began on a backend idle outside a transaction block (see
 	// appendReparse).
 	fresh bool
+	// parsing: the statement is made to exist only for the client's Parse
+	// of its name, which fails there (see appendReparse).
+	parsing bool
+	// block: the request began alone on a backend inside a transaction
+	// block, and nothing of it sent so far may have ended that block or
+	// changed its savepoints (see appendReparse).
+	block bool
+}
+
+// at records where the request starts: fresh, nothing of it has been
+// written yet; p is the backend it goes to, with it in flight.
+func (m *envMark) at(p *primaryConn, fresh bool) {
+	m.fresh = fresh && p.TxStatus() == TxIdle && p.inFlight() == 1
+	// NOTE: txlane's own queries may be in flight ahead (the read of
+	// txlane.unit behind a request, a pin check): none ends a transaction
+	// block or leaves a savepoint of its own behind.
+	m.block = fresh && p.TxStatus() == TxActive && p.ownAhead()
+}
+
+// ownAhead reports whether every request in flight on p but the last (the
+// one being sent) is a query of txlane's own.
+func (p *primaryConn) ownAhead() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, r := range p.mu.pending {
+		if i < len(p.mu.pending)-1 && r.internal == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // markEnv takes the client's envMark; call it before noting the request's
@@ -209,6 +239,11 @@ func (m *envMark) step(st *policy.Statement) {
 	if st != nil && m.s.txMode && !m.moved {
 		local, session := envChange(st)
 		m.moved = local || session
+	}
+	if st != nil && m.block {
+		eachPart(st, func(p *policy.Statement) {
+			m.block = m.block && p.Class != policy.TxControl && p.Class != policy.Unknown && !p.RunsUnknownCode()
+		})
 	}
 }
 
@@ -529,11 +564,20 @@ const envStmt = "txlane_parse_env"
 // closes both. The first Closes drop what an earlier run left when the
 // server skipped the rest of its request after an error.
 func appendEnvRun(out []byte, sent []sentMsg, sets string) ([]byte, []sentMsg) {
+	return appendOwnSQL(out, sent, "SELECT "+sets)
+}
+
+// envSavepoint is the savepoint txlane prepares a statement again under
+// inside a client's transaction block (see appendReparse).
+const envSavepoint = "txlane_parse_env"
+
+// appendOwnSQL is appendEnvRun for any one statement sql.
+func appendOwnSQL(out []byte, sent []sentMsg, sql string) ([]byte, []sentMsg) {
 	out = appendClosePortal(out, ownPortal)
 	sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectPortal, hidden: true})
 	out = wire.AppendCloseStatement(out, envStmt)
 	sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true})
-	out = wire.AppendParse(out, envStmt, "SELECT "+sets, nil)
+	out = wire.AppendParse(out, envStmt, sql, nil)
 	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true})
 	out = appendBindExecute(out, envStmt, ownPortal)
 	sent = append(sent, sentMsg{typ: wire.Bind, hidden: true}, sentMsg{typ: wire.Execute, hidden: true})
@@ -638,6 +682,31 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 		parse()
 		out = wire.AppendSync(out)
 		sent = append(sent, sentMsg{typ: wire.Sync, hidden: true})
+	case !st.envUnknown && em.block && !em.parsing:
+		// Inside a transaction block whose current values txlane has not
+		// read: the Parse runs between a savepoint of txlane's and a
+		// rollback to it, which gives every setting back the value it had
+		// (a change inside a subtransaction ends with it, SET LOCAL and
+		// set_config(…, true) too: PostgreSQL "SET", "ROLLBACK TO
+		// SAVEPOINT"), while the statement stays (prepared statements are
+		// not transactional). The savepoint is released after.
+		reparses.Add(1)
+		out, sent = appendOwnSQL(out, sent, "SAVEPOINT "+envSavepoint)
+		out, sent = appendEnvRun(out, sent, envSetSQL(envAnyValues, st.env, true))
+		parse()
+		out, sent = appendOwnSQL(out, sent, "ROLLBACK TO SAVEPOINT "+envSavepoint)
+		out, sent = appendOwnSQL(out, sent, "RELEASE SAVEPOINT "+envSavepoint)
+	case em.parsing:
+		// The client parses a name it holds, which fails: PostgreSQL parses
+		// and analyses the new text, and only then finds the name taken
+		// (exec_parse_message, StorePreparedStatement: 42P05). Any
+		// statement under the name gets the client the answer its own
+		// backend gives, so a placeholder stands in, parsed under any
+		// settings. The backend is recorded as holding something unknown
+		// under the name: its next use closes it and prepares the client's.
+		out = wire.AppendParse(out, *name, parsePlaceholderSQL, nil)
+		sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, injected: name})
+		p.held.set(*name, unknownStmt)
 	default:
 		out, sent = s.appendRaise(p, out, sent, &wire.Error{Severity: "ERROR", Code: CodeFeatureNotSupported,
 			Message: "txlane cannot prepare statement " + quoteIdent(*name) + " again under the settings it was parsed with",
@@ -649,6 +718,11 @@ func (s *session) appendReparse(p *primaryConn, out []byte, sent []sentMsg, name
 	// that needs it prepares it.
 	return out, sent, parsed
 }
+
+// parsePlaceholderSQL is the statement that holds a client's statement
+// name on a backend for a Parse of that name that must fail (see
+// appendReparse): it parses under any settings, and runs nothing.
+const parsePlaceholderSQL = "SELECT /* txlane: a placeholder for a statement name the client holds */"
 
 // reparses counts the statements txlane prepared again under the parse
 // environment they were first parsed in, other than the client's current

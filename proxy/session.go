@@ -841,7 +841,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	var settledRoom [4]string
 	settled := settledRoom[:0]
 	em := s.markEnv() // before noteEffects (parseenv.go)
-	em.fresh = fresh && p.TxStatus() == TxIdle && p.inFlight() == 1
+	em.at(p, fresh)
 	ensure := func(name string) {
 		if slices.Contains(settled, name) {
 			return
@@ -904,7 +904,9 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 		case m.typ == wire.Parse:
 			s.stampEnv(m.stmt, &em) // parseenv.go
 			if m.name != "" {
-				ensure(m.name) // an existing name must make the server say so
+				em.parsing = true // only the name must exist (parseenv.go)
+				ensure(m.name)    // an existing name must make the server say so
+				em.parsing = false
 			} else {
 				// Parsing the unnamed statement drops the old one, even if
 				// the new one fails.

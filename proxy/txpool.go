@@ -31,6 +31,7 @@ func (s *session) attach() (*primaryConn, error) {
 		if p := s.pc.Load(); p != nil {
 			p.acquire()
 			if s.pc.Load() == p {
+				s.pinCheckFirst(p)
 				return p, nil
 			}
 			// Given back to the pool while we waited: not ours to write.
@@ -557,6 +558,9 @@ func (s *session) primaryGone() <-chan struct{} {
 // call counts itself before it tries wsem (idleCalls), and a holder goes
 // round again when a call came while it held wsem.
 func (s *session) idle(p *primaryConn) {
+	if testIdleEnterHook != nil {
+		testIdleEnterHook(s, p)
+	}
 	for {
 		n := s.idleCalls.Add(1)
 		if !s.idleOnce(p) || s.idleCalls.Load() == n {
@@ -595,6 +599,23 @@ func (s *session) idleOnce(p *primaryConn) bool {
 	}
 	// Idle outside a transaction: SET LOCAL values have ended.
 	s.env.local.Store(false)
+	if s.sendPinCheck(p) {
+		p.release()
+		return true // its ReadyForQuery calls idle again
+	}
+	if r := s.pin.Load(); r != nil && *r != "" || s.envPinned() {
+		p.release()
+		return true
+	}
+	s.detach(p)
+	return true
+}
+
+// sendPinCheck sends the pin check (pinCheckQuery) when a statement since
+// the last answer may have changed what it reads, and reports whether it
+// did. The caller holds p's wsem (and keeps it), p idle outside a
+// transaction block with nothing in flight.
+func (s *session) sendPinCheck(p *primaryConn) bool {
 	if gen := s.dirtyGen.Load(); gen != s.cleanGen.Load() {
 		envGen := s.env.gen.Load()
 		setters := s.hidden.sent.Load()
@@ -618,24 +639,42 @@ func (s *session) idleOnce(p *primaryConn) bool {
 			s.pinChecked(p, q, gen, envGen, setters, canary)
 		}}
 		s.env.checkSent(envGen)
-		if err := p.send(q, pinCheckQuery(*s.customList.Load(), canary, s.named.list(s.settings.Load()))+fix); err != nil {
+		if err := p.write(q, pinCheckQuery(*s.customList.Load(), canary, s.named.list(s.settings.Load()))+fix); err != nil {
 			s.log.Debug("pin check not sent", zap.Error(err))
 			s.env.checkDone()
 		}
-		return true // its ReadyForQuery calls idle again
-	}
-	if r := s.pin.Load(); r != nil && *r != "" || s.envPinned() {
-		p.release()
 		return true
 	}
-	s.detach(p)
-	return true
+	return false
+}
+
+// pinCheckFirst sends the pin check an idle call would have sent before the
+// client's next request, when the client takes p for it (attach) with p idle
+// outside a transaction block, nothing in flight and a check due. The relay
+// calls idle only after it has flushed a ReadyForQuery to the client, so a
+// client that answers at once may take wsem first, and the relay's idle
+// call leaves the work to it. Without the check ahead of it, a Parse or
+// PREPARE of that request found its parse settings unknown (a SET of one in
+// the request before, answered) and pinned the client (parse_settings) for
+// as long as the statement existed: with pool_size 1 the pool's other
+// clients waited for its backend (TestParseEnvSharedSQLPrepare hung 30 s
+// once). Sent here, the request goes right behind it, and what needs the
+// check's answer waits for it (envMark.get).
+func (s *session) pinCheckFirst(p *primaryConn) {
+	if !s.txMode || p.inFlight() > 0 || p.TxStatus() != TxIdle {
+		return
+	}
+	s.env.local.Store(false)
+	s.sendPinCheck(p)
 }
 
 // testIdleHook, set by tests only, is called by idleOnce when it finds wsem
 // taken (busy), and when it holds wsem and found p busy, just before it
 // gives wsem up.
 var testIdleHook func(s *session, busy bool)
+
+// testIdleEnterHook, set by tests only, is called as idle begins.
+var testIdleEnterHook func(s *session, p *primaryConn)
 
 // detach gives p, whose wsem the caller holds, back to the pool (or closes
 // it when it never joined the pool: a login's backend the full pool had no

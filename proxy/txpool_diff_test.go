@@ -239,7 +239,13 @@ func (dw *diffWorld) run(op diffOp, i int) string {
 	if op.proto != nil {
 		return op.proto(ctx, c, dw.world, i)
 	}
-	res, err := c.Exec(ctx, op.sql(dw.world, i)).ReadAll()
+	return execText(ctx, c, op.sql(dw.world, i))
+}
+
+// execText runs sql with the simple protocol and describes each result and
+// the error, if any.
+func execText(ctx context.Context, c *pgconn.PgConn, sql string) string {
+	res, err := c.Exec(ctx, sql).ReadAll()
 	var out []string
 	for _, r := range res {
 		out = append(out, resultText(r))
@@ -298,6 +304,12 @@ func TestTxPoolDifferential(t *testing.T) {
 		// A statement txlane could not prepare again under its parse
 		// settings was believed held: 26000 at step 420.
 		{"seed_1795994361328435086_pool_size_1", 1, 1795994361328435086, 430},
+		// A Parse of a name the client holds, inside a transaction that
+		// had reset its parse settings, got 0A000 (txlane could not
+		// prepare the held statement again) instead of 42P05: step 106.
+		{"seed_1795997158683980211_pool_size_1", 1, 1795997158683980211, 120},
+		// The same after a DO block inside the transaction: step 516.
+		{"seed_1795997852868106243_pool_size_1", 1, 1795997852868106243, 530},
 	}
 	for _, run := range runs {
 		size := run.size

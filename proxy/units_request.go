@@ -89,7 +89,9 @@ const (
 
 // bindParam returns the n-th (1-based) parameter value of a Bind body after
 // its names, as the text the server passes to a text argument; ok is false
-// when it cannot say (see bindUnits) or the value is not UTF-8. A NULL is "".
+// when it cannot say (see bindUnits) or the value is not UTF-8, and for a
+// NULL: set_config(name, NULL, …) resets the setting, to a login value
+// txlane may not know (PostgreSQL's set_config_by_name).
 func bindParam(body []byte, n int, oids []uint32) (string, bool) {
 	declared := false // a text type declared by the client
 	if n <= len(oids) {
@@ -139,7 +141,7 @@ func bindParam(body []byte, n int, oids []uint32) (string, bool) {
 		body = body[4:]
 		if l < 0 {
 			if i == n {
-				return "", true
+				return "", false
 			}
 			continue
 		}

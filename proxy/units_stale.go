@@ -13,7 +13,8 @@ import (
 // A unit set by other means than SET or a comment: set_config('txlane.unit',
 // ...) (any case of the name; the value, or the name, a bind parameter),
 // UPDATE pg_settings, a function, DO or CALL may set txlane.unit without the
-// text showing the value (mayChangeUnit).
+// text showing the value, and RESET, SET … TO DEFAULT, RESET ALL and a
+// set_config to NULL give it back its login value (mayChangeUnit).
 //
 // Outside a transaction block a lone such statement holds nothing (a single
 // autocommit statement holds no unit): the unit is marked stale and the next
@@ -60,6 +61,12 @@ func mayChangeUnit(st *policy.Statement) bool {
 			st.Command == "DO" || st.Command == "CALL"
 		for _, t := range append(st.Writes, st.WritesReached...) {
 			may = may || t.Name == "pg_settings" && (t.Schema == "" || t.Schema == "pg_catalog")
+		}
+		for _, set := range st.Settings {
+			// RESET, SET … TO DEFAULT and RESET ALL give txlane.unit back
+			// the value the session logged in with (a role's or database's
+			// default, options), which the text does not show.
+			may = may || set.ResetAll || set.Reset && set.Name == unitSetting
 		}
 	})
 	return may

@@ -73,6 +73,9 @@ func (s *session) tryVectorLane(b *batch) (handled bool, err error) {
 		}
 		d = decide()
 	}
+	if d.Lane == policy.Vector && !s.laneHasCustoms(stmts) { // lane_customs.go
+		d = policy.Decision{Lane: policy.Primary, Reason: policy.ReasonBackendDependent}
+	}
 	if d.Lane != policy.Vector {
 		s.routed(d.Lane, d.Reason)
 		return false, nil

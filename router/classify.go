@@ -410,6 +410,7 @@ func (g *generation) statement(n *pg.Node, constDep *bool) policy.Statement {
 		st.Flags |= policy.FlagDblink
 	}
 	st.ConfigCalls = w.configCalls
+	st.CustomSettings = w.customReads
 	st.Seeds = st.Seeds || w.seeds
 	st.Sequences = st.Sequences || w.sequences
 	*constDep = *constDep || w.constDep

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -49,6 +50,9 @@ type walker struct {
 	// (the setting current_setting('name') reads), so the statement must
 	// not be shared with texts that differ in constants (normalize).
 	constDep bool
+	// customReads: the custom settings current_setting reads by a constant
+	// name (see policy.Statement.CustomSettings).
+	customReads []string
 	// Results of applyHidden (and of hidden function calls).
 	readsReached  []policy.Table
 	writesReached []policy.Table
@@ -531,8 +535,13 @@ func (w *walker) currentSetting(n *pg.FuncCall) {
 	if ok {
 		w.constDep = true
 	}
-	if !ok || !policy.MirroredSetting(s) {
+	switch {
+	case !ok || !policy.MirroredSetting(s):
 		w.flags |= policy.FlagBackendDependent
+	case strings.Contains(s, "."):
+		if n := strings.ToLower(s); !slices.Contains(w.customReads, n) {
+			w.customReads = append(w.customReads, n)
+		}
 	}
 }
 
