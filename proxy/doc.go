@@ -48,6 +48,7 @@
 //	sqlexecute.go    SQL EXECUTE planned as the prepared statement it runs
 //	                 (its text known: PREPAREs, protocol statements, server)
 //	batch.go         the messages of the current request not yet sent
+//	parsememo.go     a client's recent statement texts and names (no copy, no hash again)
 //	replies.go       replyTracker: server replies attributed to the messages
 //	                 sent; registry: the client's prepared statements
 //	stmts.go         content-named statements on shared backends (LRU)
