@@ -323,26 +323,25 @@ func (in *requestInline) sentList(n int) []sentMsg {
 
 // regChange returns c, stored here while room lasts.
 func (in *requestInline) regChange(c regChange) *regChange {
-	if in.nregs == len(in.regs) {
-		h := new(regChange)
-		*h = c
-		return h
-	}
-	in.regs[in.nregs] = c
-	in.nregs++
-	return &in.regs[in.nregs-1]
+	return inRoom(in.regs[:], &in.nregs, c)
 }
 
 // portalChange returns c, stored here while room lasts.
 func (in *requestInline) portalChange(c portalChange) *portalChange {
-	if in.nportals == len(in.portals) {
-		h := new(portalChange)
+	return inRoom(in.portals[:], &in.nportals, c)
+}
+
+// inRoom stores c in the first of room's slots not used yet (*used
+// counts them) and returns it there; with every slot used, on the heap.
+func inRoom[T any](room []T, used *int, c T) *T {
+	if *used == len(room) {
+		h := new(T)
 		*h = c
 		return h
 	}
-	in.portals[in.nportals] = c
-	in.nportals++
-	return &in.portals[in.nportals-1]
+	room[*used] = c
+	*used++
+	return &room[*used-1]
 }
 
 // TxStatus returns the client's transaction status.

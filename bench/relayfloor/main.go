@@ -72,7 +72,9 @@ func serveEach(listen string, handle func(c net.Conn)) error {
 	}
 }
 
-func runStd(listen, server string) error {
+// serveRelayed accepts clients on listen and, for each, dials server and
+// runs relay on the pair, closing both when it returns.
+func serveRelayed(listen, server string, relay func(c, s net.Conn)) error {
 	return serveEach(listen, func(c net.Conn) {
 		defer c.Close()
 		s, err := net.Dial("tcp", server)
@@ -80,6 +82,12 @@ func runStd(listen, server string) error {
 			return
 		}
 		defer s.Close()
+		relay(c, s)
+	})
+}
+
+func runStd(listen, server string) error {
+	return serveRelayed(listen, server, func(c, s net.Conn) {
 		go func() {
 			_, _ = io.Copy(c, s)
 			c.Close()

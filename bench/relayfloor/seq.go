@@ -48,56 +48,54 @@ func (f *frames) count(b []byte, types string) int {
 // clients that wait for each answer (pgbench does); a client that pipelines
 // past a Sync would wait here until its earlier answers are read.
 func runSeq(listen, server string) error {
-	return serveEach(listen, func(c net.Conn) {
-		defer c.Close()
-		s, err := net.Dial("tcp", server)
-		if err != nil {
-			return
-		}
-		defer s.Close()
-		in := make([]byte, 16<<10)
-		out := make([]byte, 64<<10)
-		// The startup message has no type byte: read it whole and wait for
-		// its ReadyForQuery.
-		var lb [4]byte
-		if _, err := readFull(c, lb[:]); err != nil {
-			return
-		}
-		l := int(binary.BigEndian.Uint32(lb[:]))
-		if l < 8 || l > len(in) {
-			return
-		}
-		copy(in, lb[:])
-		if _, err := readFull(c, in[4:l]); err != nil {
-			return
-		}
-		if _, err := s.Write(in[:l]); err != nil {
-			return
-		}
-		var cf, sf frames
-		wait := 1
-		for {
-			for wait > 0 {
-				n, err := s.Read(out)
-				if err != nil {
-					return
-				}
-				wait -= sf.count(out[:n], "Z")
-				if _, err := c.Write(out[:n]); err != nil {
-					return
-				}
-			}
-			n, err := c.Read(in)
+	return serveRelayed(listen, server, relaySeq)
+}
+
+// relaySeq relays between client c and server s, one request and its
+// answer at a time, until either ends.
+func relaySeq(c, s net.Conn) {
+	in := make([]byte, 16<<10)
+	out := make([]byte, 64<<10)
+	// The startup message has no type byte: read it whole and wait for
+	// its ReadyForQuery.
+	var lb [4]byte
+	if _, err := readFull(c, lb[:]); err != nil {
+		return
+	}
+	l := int(binary.BigEndian.Uint32(lb[:]))
+	if l < 8 || l > len(in) {
+		return
+	}
+	copy(in, lb[:])
+	if _, err := readFull(c, in[4:l]); err != nil {
+		return
+	}
+	if _, err := s.Write(in[:l]); err != nil {
+		return
+	}
+	var cf, sf frames
+	wait := 1
+	for {
+		for wait > 0 {
+			n, err := s.Read(out)
 			if err != nil {
 				return
 			}
-			// A Sync and a simple Query each end in a ReadyForQuery.
-			wait += cf.count(in[:n], "SQ")
-			if _, err := s.Write(in[:n]); err != nil {
+			wait -= sf.count(out[:n], "Z")
+			if _, err := c.Write(out[:n]); err != nil {
 				return
 			}
 		}
-	})
+		n, err := c.Read(in)
+		if err != nil {
+			return
+		}
+		// A Sync and a simple Query each end in a ReadyForQuery.
+		wait += cf.count(in[:n], "SQ")
+		if _, err := s.Write(in[:n]); err != nil {
+			return
+		}
+	}
 }
 
 func readFull(c net.Conn, b []byte) (int, error) {
