@@ -25,7 +25,7 @@ import (
 // find it gone. So inside a block (or behind requests still in flight, which
 // may open one) txlane sends its statements in extended form on a portal of
 // its own name, ownPortal, and the unnamed statement, which txlane prepares
-// again before the client's next use (heldStmts.forget("")); the client's
+// again before the client's next use (heldStmts.clobberUnnamed); the client's
 // unnamed portal is left alone.
 //
 // A rerouted write runs on guestPortal between a SAVEPOINT of txlane's own
@@ -129,7 +129,7 @@ func (c *splitCache) split(sql string) (parts []string, ok bool) {
 func (p *primaryConn) writeParts(q *internalQuery, parts []string) error {
 	p.push(&request{internal: q})
 	// The Parse messages replace the server's unnamed statement.
-	p.held.forget("")
+	p.held.clobberUnnamed()
 	var buf []byte
 	for _, sql := range parts {
 		buf = appendRun(buf, sql, ownPortal)

@@ -122,6 +122,31 @@ type heldStmts struct {
 	mu      sync.Mutex
 	named   map[string]stmtKey
 	content *stmtLRU
+	// unnamedEpoch counts txlane's own simple Queries written to the
+	// backend: each replaces the server's unnamed statement. A change to
+	// the unnamed statement made before the latest one (a client's Parse
+	// "" whose ParseComplete comes later) no longer describes the server,
+	// so it is not applied (regChange.epoch).
+	unnamedEpoch uint64
+}
+
+// epoch returns the count of txlane's own queries written so far, for a
+// change of the unnamed statement to be applied only if none came after it.
+func (h *heldStmts) epoch() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.unnamedEpoch
+}
+
+// clobberUnnamed records that txlane's own simple Query has replaced the
+// server's unnamed statement (PostgreSQL's simple Query protocol parses
+// into it): the backend holds under "" something that is not the
+// client's, which the client's next use closes or prepares again.
+func (h *heldStmts) clobberUnnamed() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.named[""] = unknownStmt
+	h.unnamedEpoch++
 }
 
 func newPrimaryConn(b backend, owner primaryOwner) *primaryConn {
@@ -601,8 +626,9 @@ func (p *primaryConn) write(q *internalQuery, sql string) error {
 	}
 	p.push(&request{internal: q})
 	// A simple Query replaces the server's unnamed statement: the client's
-	// (if any) is prepared again before its next use.
-	p.held.forget("")
+	// (if any) is prepared again before its next use, and a client that has
+	// none gets the server's 26000 rather than txlane's statement.
+	p.held.clobberUnnamed()
 	wire.WriteMsg(p.w, &pgproto3.Query{String: sql})
 	return p.w.Flush()
 }
@@ -682,7 +708,7 @@ func (p *primaryConn) runWhenIdle(timeout <-chan time.Time, still func() bool, r
 	p.w.Write(buf.Bytes())
 	err := p.w.Flush()
 	// The guest's request replaced the server's unnamed statement.
-	p.held.forget("")
+	p.held.clobberUnnamed()
 	if err != nil || !req.guest.keepWrite {
 		p.release()
 	}

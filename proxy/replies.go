@@ -52,8 +52,11 @@ type regChange struct {
 	// injected to prepare a backend).
 	client bool
 	// prim, when set, is the primary connection that now holds (or dropped)
-	// the statement under the client's name.
-	prim *heldStmts
+	// the statement under the client's name; epoch is prim's count of
+	// txlane's own queries when the change was sent (see
+	// heldStmts.unnamedEpoch).
+	prim  *heldStmts
+	epoch uint64
 	// shared, when set, is the set of content-named statements of a shared
 	// backend (a vector-lane connection, or a holder's primary taking
 	// rerouted writes), guarded by sharedMu when not nil.
@@ -68,11 +71,17 @@ func (c *regChange) apply() {
 		c.reg.put(c.name, c.stmt)
 	}
 	if c.prim != nil {
-		if c.stmt != nil {
-			c.prim.set(c.name, c.stmt.key)
-		} else {
-			c.prim.forget(c.name)
+		c.prim.mu.Lock()
+		switch {
+		case c.name == "" && c.epoch != c.prim.unnamedEpoch:
+			// txlane's own query replaced the unnamed statement after this
+			// change was sent: the server holds that one now.
+		case c.stmt != nil:
+			c.prim.named[c.name] = c.stmt.key
+		default:
+			delete(c.prim.named, c.name)
 		}
+		c.prim.mu.Unlock()
 	}
 	if c.shared != nil {
 		if c.sharedMu != nil {

@@ -860,14 +860,14 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			injected := name // on the heap only on this path
 			out = wire.AppendCloseStatement(out, name)
 			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true, injected: &injected})
-			(&regChange{reg: s.reg, name: name, prim: &p.held}).apply()
+			(&regChange{reg: s.reg, name: name, prim: &p.held, epoch: p.held.epoch()}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
 			var parsed bool
 			injected := name
 			out, sent, parsed = s.appendReparse(p, out, sent, &injected, st, &em) // parseenv.go
 			if parsed {
-				(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held}).apply()
+				(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held, epoch: p.held.epoch()}).apply()
 			}
 		}
 	}
@@ -912,7 +912,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 				s.dropStmt("")
 			}
 			settled = append(settled, m.name)
-			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held})
+			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held, epoch: p.held.epoch()})
 		case m.typ == wire.Bind:
 			ensure(m.name)
 			sm.portal = in.portalChange(portalChange{p: s.plans, name: m.portal, ref: m.bound})
@@ -920,7 +920,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			ensure(m.name)
 		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
 			settled = append(settled, m.name)
-			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, client: true, prim: &p.held})
+			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, client: true, prim: &p.held, epoch: p.held.epoch()})
 		case m.typ == wire.Close:
 			sm.portal = in.portalChange(portalChange{p: s.plans, name: m.portal, drop: true})
 		case m.typ == wire.Query:
@@ -976,7 +976,7 @@ func (s *session) appendRaise(p *primaryConn, out []byte, sent []sentMsg, e *wir
 	out = wire.AppendParse(out, "", raiseSQL(e), nil)
 	// The unnamed statement is the raise now: the client's is prepared
 	// again before its next use.
-	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: &p.held}})
+	sent = append(sent, sentMsg{typ: wire.Parse, hidden: true, change: &regChange{reg: s.reg, name: "", prim: &p.held, epoch: p.held.epoch()}})
 	out, _ = (&pgproto3.Bind{}).Encode(out)
 	sent = append(sent, sentMsg{typ: wire.Bind, hidden: true})
 	out, _ = (&pgproto3.Execute{}).Encode(out)
