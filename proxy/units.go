@@ -359,9 +359,17 @@ func (s *session) checkUnits(final bool) (handled bool, rej *rejection, err erro
 		ownWrite = ownWrite || isWrite(st.stmt) || st.runs != nil && st.runs != endWorkStmt && isWrite(st.runs)
 		begins = begins || beginsTx(st.stmt)
 	}
-	if firstWrite < 0 && pl.sentEarly {
-		// A unit set after writes already sent (units_request.go).
-		firstWrite = unitSetAfterWrites(pl.steps, from)
+	if pl.sentEarly {
+		// A unit set after writes already sent (units_request.go). The
+		// setter may write itself (a DO block): checked as a setter all the
+		// same.
+		setter := unitSetAfterWrites(pl.steps, from)
+		if rej := s.checkUnseenSetterAfterWrites(setter); rej != nil {
+			return false, rej, nil
+		}
+		if firstWrite < 0 {
+			firstWrite = setter
+		}
 	}
 	// The session's units matter when another connection holds one, or when
 	// this request opens a transaction (explicit or implicit) that will;

@@ -153,3 +153,48 @@ func countParams(sql string) int {
 	}
 	return 0
 }
+
+// TestUnitsWriteFlushedThenReset: a client that logged in with txlane.unit
+// u1 and set another unit writes, sends a Flush (the write goes out at
+// once), then goes back to u1 (RESET, SET TO DEFAULT, RESET ALL, set_config
+// to NULL, a function that sets it) before the Sync, while another client's
+// transaction holds u1. The write would commit under u1 outside that
+// transaction: the setter is refused (25L01), as a SET naming u1 there is,
+// and nothing is written. Before, it went through and the row stayed after
+// the holder's ROLLBACK.
+func TestUnitsWriteFlushedThenReset(t *testing.T) {
+	for _, pool := range []proxy.PoolOptions{{Mode: proxy.PoolSession}, {Mode: proxy.PoolTransaction, Size: 4}} {
+		bed := startUnitProxy(t, "reject", func(o *proxy.Options) { o.Pool = pool })
+		for _, block := range []bool{false, true} {
+			for i, reset := range []string{"RESET txlane.unit", "SET txlane.unit TO DEFAULT", "RESET ALL",
+				"SELECT set_config('txlane.unit', $1, false)", "DO $$BEGIN PERFORM set_config('txlane.unit', 'u' || '1', false); END$$",
+				"SET txlane.unit = 'u1'"} {
+				t.Run(fmt.Sprintf("%s/block=%v/%s", pool.Mode, block, reset), func(t *testing.T) {
+					holder := bed.connect(t)
+					exec(t, holder, "BEGIN")
+					exec(t, holder, bed.insert("u1", "holder"))
+					w := connectDSN(t, bed.DSN(t, "")+"&options=-c%20txlane.unit%3Du1")
+					exec(t, w, "SET txlane.unit = 'other'")
+					who := fmt.Sprintf("f%d-%v-%s", i, block, pool.Mode)
+					var msgs []pgproto3.FrontendMessage
+					if block {
+						msgs = append(msgs, &pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+					}
+					msgs = append(msgs, &pgproto3.Parse{Query: bed.insert("other", who)}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{},
+						&pgproto3.Parse{Query: reset}, &pgproto3.Bind{Parameters: [][]byte{nil}[:countParams(reset)]}, &pgproto3.Execute{})
+					if block {
+						msgs = append(msgs, &pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+					}
+					wantCode(t, rawRequest(w, append(msgs, &pgproto3.Sync{})...), proxy.CodeEscapedWrite)
+					if block {
+						exec(t, w, "ROLLBACK")
+					}
+					exec(t, holder, "ROLLBACK")
+					if n := bed.count(t, "who = '"+who+"'"); n != "0" {
+						t.Fatalf("%s rows of the write made before the unit went back to the login's", n)
+					}
+				})
+			}
+		}
+	}
+}

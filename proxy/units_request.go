@@ -256,6 +256,31 @@ func (s *session) checkUnitSetInRequest(from int) *rejection {
 // earlier in the request committed is beyond recall; the setter is refused
 // all the same (fail safe), and what the COMMIT committed stays.
 
+// checkUnseenSetterAfterWrites refuses the setter at step at (from
+// unitSetAfterWrites; -1: none) when the unit it gives the writes already
+// sent is one the text does not show (RESET, SET … TO DEFAULT, RESET ALL, a
+// set_config txlane cannot read, a function, DO) while another connection
+// holds a unit (or may, on another instance): that unit could be the other
+// connection's, and the writes would commit outside its transaction. A
+// setter that names its unit is checked as a write of that unit instead.
+func (s *session) checkUnseenSetterAfterWrites(at int) *rejection {
+	pl := &s.plans.cur
+	if at < 0 || s.TxStatus() == TxFailed || !s.srv.units.anyBut(s) && s.srv.shared == nil {
+		return nil
+	}
+	st := &pl.steps[at]
+	unseen := st.unitUnread
+	eachPart(st.stmt, func(p *policy.Statement) { unseen = unseen || opaqueUnitSetter(p) })
+	if !unseen {
+		return nil
+	}
+	return &rejection{step: at, err: &wire.Error{Severity: "ERROR", Code: CodeEscapedWrite,
+		Message: fmt.Sprintf("txlane.unit may not be set in a way txlane cannot read after writes to %s of the same request", describeTables(pl.stmts(0))),
+		Detail: "Writes of this request were sent before this statement (a Flush before the Sync, or a request larger than txlane holds back), and this statement gives txlane.unit a value its text does not show (RESET, SET ... TO DEFAULT, RESET ALL, set_config with a value txlane cannot read, a function, DO). " +
+			"Another connection holds a unit of work (or may, on another txlane instance), so the writes could commit outside its transaction. The transaction fails here.",
+		Hint: "Name the unit with SET LOCAL txlane.unit or set_config with a constant before the writes, or carry it in a comment."}}
+}
+
 // unitSetAfterWrites returns the first step at or after from that may set
 // txlane.unit (SET [LOCAL] txlane.unit, set_config of it, a statement that
 // may set it unseen) when a step before from writes, or -1.
