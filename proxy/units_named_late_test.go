@@ -119,11 +119,7 @@ func TestUnitsResetThenWrite(t *testing.T) {
 			for i, reset := range []string{"RESET txlane.unit", "SET txlane.unit TO DEFAULT", "SET LOCAL txlane.unit TO DEFAULT", "RESET ALL",
 				"SELECT set_config('txlane.unit', NULL, true)", "SELECT set_config('txlane.unit', $1, false)"} {
 				t.Run(fmt.Sprintf("%s/block=%v/%s", pool.Mode, block, reset), func(t *testing.T) {
-					holder := bed.connect(t)
-					exec(t, holder, "BEGIN")
-					exec(t, holder, bed.insert("u1", "holder"))
-					w := connectDSN(t, bed.DSN(t, "")+"&options=-c%20txlane.unit%3Du1")
-					exec(t, w, "SET txlane.unit = 'other'")
+					holder, w := loginUnitPair(t, bed)
 					who := fmt.Sprintf("w%d-%v-%s", i, block, pool.Mode)
 					var msgs []pgproto3.FrontendMessage
 					if block {
@@ -144,6 +140,19 @@ func TestUnitsResetThenWrite(t *testing.T) {
 			}
 		}
 	}
+}
+
+// loginUnitPair returns a client whose open transaction holds u1 (it wrote
+// a row of it) and another that logged in with txlane.unit u1 and has set
+// another unit since.
+func loginUnitPair(t *testing.T, bed *unitBed) (holder, w *pgconn.PgConn) {
+	t.Helper()
+	holder = bed.connect(t)
+	exec(t, holder, "BEGIN")
+	exec(t, holder, bed.insert("u1", "holder"))
+	w = connectDSN(t, bed.DSN(t, "")+"&options=-c%20txlane.unit%3Du1")
+	exec(t, w, "SET txlane.unit = 'other'")
+	return holder, w
 }
 
 // countParams is 1 when sql has the bind parameter $1, else 0.
@@ -170,11 +179,7 @@ func TestUnitsWriteFlushedThenReset(t *testing.T) {
 				"SELECT set_config('txlane.unit', $1, false)", "DO $$BEGIN PERFORM set_config('txlane.unit', 'u' || '1', false); END$$",
 				"SET txlane.unit = 'u1'"} {
 				t.Run(fmt.Sprintf("%s/block=%v/%s", pool.Mode, block, reset), func(t *testing.T) {
-					holder := bed.connect(t)
-					exec(t, holder, "BEGIN")
-					exec(t, holder, bed.insert("u1", "holder"))
-					w := connectDSN(t, bed.DSN(t, "")+"&options=-c%20txlane.unit%3Du1")
-					exec(t, w, "SET txlane.unit = 'other'")
+					holder, w := loginUnitPair(t, bed)
 					who := fmt.Sprintf("f%d-%v-%s", i, block, pool.Mode)
 					var msgs []pgproto3.FrontendMessage
 					if block {
