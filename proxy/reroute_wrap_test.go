@@ -98,6 +98,25 @@ func TestUnitsRerouteFailureIsTheWriters(t *testing.T) {
 // column of the DataRows of the answer and its first error.
 func rawRows(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) ([]string, error) {
 	t.Helper()
+	var rows []string
+	var first error
+	rawExchange(t, c, func(msg pgproto3.BackendMessage) {
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			if first == nil {
+				first = &pgconn.PgError{Code: m.Code, Message: m.Message, Detail: m.Detail}
+			}
+		}
+	}, msgs...)
+	return rows, first
+}
+
+// rawExchange sends msgs, one request ending in Sync, and passes each
+// message of the answer to each, up to and including its ReadyForQuery.
+func rawExchange(t *testing.T, c *pgconn.PgConn, each func(pgproto3.BackendMessage), msgs ...pgproto3.FrontendMessage) {
+	t.Helper()
 	fe := c.Frontend()
 	for _, m := range msgs {
 		fe.Send(m)
@@ -107,22 +126,14 @@ func rawRows(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) (
 	}
 	c.Conn().SetReadDeadline(time.Now().Add(30 * time.Second))
 	defer c.Conn().SetReadDeadline(time.Time{})
-	var rows []string
-	var first error
 	for {
 		msg, err := fe.Receive()
 		if err != nil {
 			t.Fatal(err)
 		}
-		switch m := msg.(type) {
-		case *pgproto3.DataRow:
-			rows = append(rows, string(m.Values[0]))
-		case *pgproto3.ErrorResponse:
-			if first == nil {
-				first = &pgconn.PgError{Code: m.Code, Message: m.Message, Detail: m.Detail}
-			}
-		case *pgproto3.ReadyForQuery:
-			return rows, first
+		each(msg)
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -18,21 +17,8 @@ import (
 // status.
 func transcript(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) string {
 	t.Helper()
-	fe := c.Frontend()
-	for _, m := range msgs {
-		fe.Send(m)
-	}
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	c.Conn().SetReadDeadline(time.Now().Add(30 * time.Second))
-	defer c.Conn().SetReadDeadline(time.Time{})
 	var out []string
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
+	rawExchange(t, c, func(msg pgproto3.BackendMessage) {
 		switch m := msg.(type) {
 		case *pgproto3.DataRow:
 			vals := make([]string, len(m.Values))
@@ -43,9 +29,10 @@ func transcript(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage
 		case *pgproto3.ErrorResponse:
 			out = append(out, "E:"+m.Code)
 		case *pgproto3.ReadyForQuery:
-			return strings.Join(append(out, "Z:"+string(m.TxStatus)), " ")
+			out = append(out, "Z:"+string(m.TxStatus))
 		}
-	}
+	}, msgs...)
+	return strings.Join(out, " ")
 }
 
 // TestUnnamedStatementAfterOwnQueries: txlane's own queries on a client's
