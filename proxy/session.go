@@ -839,6 +839,10 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 	// already made right (or changed itself): a few per request at most.
 	var settledRoom [4]string
 	settled := settledRoom[:0]
+	// NOTE: txlane's own queries are written only under p's write right,
+	// which this request holds (attach) until its Sync is sent: the count
+	// cannot change while the request is written.
+	epoch := p.held.epoch()
 	em := s.markEnv() // before noteEffects (parseenv.go)
 	em.at(p, fresh)
 	ensure := func(name string) {
@@ -860,14 +864,14 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			injected := name // on the heap only on this path
 			out = wire.AppendCloseStatement(out, name)
 			sent = append(sent, sentMsg{typ: wire.Close, kind: wire.ObjectStatement, hidden: true, injected: &injected})
-			(&regChange{reg: s.reg, name: name, prim: &p.held, epoch: p.held.epoch()}).apply()
+			(&regChange{reg: s.reg, name: name, prim: &p.held, epoch: epoch}).apply()
 		}
 		if st != nil && (!has || k != st.key) {
 			var parsed bool
 			injected := name
 			out, sent, parsed = s.appendReparse(p, out, sent, &injected, st, &em) // parseenv.go
 			if parsed {
-				(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held, epoch: p.held.epoch()}).apply()
+				(&regChange{reg: s.reg, name: name, stmt: st, prim: &p.held, epoch: epoch}).apply()
 			}
 		}
 	}
@@ -912,7 +916,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 				s.dropStmt("")
 			}
 			settled = append(settled, m.name)
-			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held, epoch: p.held.epoch()})
+			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, stmt: m.stmt, client: true, prim: &p.held, epoch: epoch})
 		case m.typ == wire.Bind:
 			ensure(m.name)
 			sm.portal = in.portalChange(portalChange{p: s.plans, name: m.portal, ref: m.bound})
@@ -920,7 +924,7 @@ func (s *session) sendPrimary(b *batch, rej *rejection) error {
 			ensure(m.name)
 		case m.typ == wire.Close && m.kind == wire.ObjectStatement:
 			settled = append(settled, m.name)
-			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, client: true, prim: &p.held, epoch: p.held.epoch()})
+			sm.change = in.regChange(regChange{reg: s.reg, name: m.name, client: true, prim: &p.held, epoch: epoch})
 		case m.typ == wire.Close:
 			sm.portal = in.portalChange(portalChange{p: s.plans, name: m.portal, drop: true})
 		case m.typ == wire.Query:
